@@ -1,0 +1,412 @@
+// One client connection: protocol state, subscriptions, keepalive and its outbound buffer.
+// Routing of publishes is the server's job (server.ts); this class turns protocol operations into
+// calls on the server and frames what the server delivers to it.
+
+import type { Socket } from "node:net";
+import { Outbound } from "./outbound.js";
+import { ParseError, ProtocolParser, type ProtocolSink, type PubFrame } from "./parser.js";
+import { isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
+import type { MatchResult, Sublist, Subscription } from "./sublist.js";
+import type { Broker } from "./server.js";
+
+const CRLF = "\r\n";
+const L0_SUBJECT_MAX = 256;
+
+export interface ConnectOptions {
+  verbose: boolean;
+  pedantic: boolean;
+  echo: boolean;
+  headers: boolean;
+  noResponders: boolean;
+  name: string;
+  lang: string;
+  version: string;
+  protocol: number;
+  user?: string;
+}
+
+export class ClientConnection implements ProtocolSink {
+  readonly subs = new Map<string, Subscription>();
+  readonly out = new Outbound();
+  readonly parser: ProtocolParser;
+  readonly start = new Date();
+  readonly ip: string;
+  readonly port: number;
+  /** nats-server's defaults before (or without) CONNECT: verbose and pedantic on, echo on. */
+  opts: ConnectOptions = {
+    verbose: true,
+    pedantic: true,
+    echo: true,
+    headers: false,
+    noResponders: false,
+    name: "",
+    lang: "",
+    version: "",
+    protocol: 0,
+  };
+  connected = false; // CONNECT received
+  closed = false;
+  dirty = false; // queued in the server's flush list
+  inMsgs = 0;
+  outMsgs = 0;
+  inBytes = 0;
+  outBytes = 0;
+  lastActivity = Date.now();
+  rttMs = 0;
+
+  private heardFrom = false;
+  private pingsOut = 0;
+  private pingSentAt = 0;
+  private lastWrite = 0;
+  private lastClientPing = 0;
+  private pingTimer: NodeJS.Timeout | null = null;
+  private authTimer: NodeJS.Timeout | null = null;
+  /** Publishers paused because this connection's outbound backlog is high. */
+  private stalledProducers: ClientConnection[] = [];
+  private stalledOn: ClientConnection | null = null;
+  private stallTimer: NodeJS.Timeout | null = null;
+
+  // Last-subject cache: a publisher usually repeats its subject, so compare bytes before building a string.
+  private l0Bytes = Buffer.allocUnsafe(L0_SUBJECT_MAX);
+  private l0Length = -1;
+  private l0Generation = -1;
+  private l0Result: MatchResult | null = null;
+
+  constructor(
+    readonly cid: number,
+    readonly socket: Socket,
+    private readonly server: Broker,
+  ) {
+    const o = server.options;
+    this.ip = socket.remoteAddress ?? "";
+    this.port = socket.remotePort ?? 0;
+    this.parser = new ProtocolParser(this, o.maxControlLine, o.maxPayload);
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("drain", () => this.resumeProducers());
+    socket.on("error", () => this.close("connection error"));
+    socket.on("close", () => this.close("client closed"));
+    this.authTimer = setTimeout(() => this.closeWithError("Authentication Timeout"), o.authTimeoutMs);
+    this.authTimer.unref();
+    // The first keepalive comes early (as nats-server: min(interval, 2 s)) so dead peers are found fast.
+    this.schedulePing(Math.min(o.pingIntervalMs, 2000));
+  }
+
+  get headersEnabled(): boolean {
+    return this.opts.headers;
+  }
+
+  sendInfo(info: object): void {
+    this.queueText(`INFO ${JSON.stringify(info)}${CRLF}`);
+  }
+
+  // ---- inbound ----------------------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.lastActivity = Date.now();
+    this.parser.parse(chunk);
+    this.server.flush(this);
+  }
+
+  /** Every operation but CONNECT: enforces auth-first and cancels the silent-connection timer. */
+  private admit(): boolean {
+    if (this.heardFrom) return true;
+    if (this.server.authRequired && !this.connected) {
+      this.closeWithError("Authorization Violation");
+      return false;
+    }
+    this.heardFrom = true;
+    this.clearAuthTimer();
+    return true;
+  }
+
+  onConnect(json: string): void {
+    let raw: Record<string, unknown>;
+    try {
+      raw = JSON.parse(json) as Record<string, unknown>;
+      if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new Error("not an object");
+    } catch {
+      this.close("malformed CONNECT"); // nats-server closes without an -ERR
+      return;
+    }
+    const flag = (key: string, fallback: boolean): boolean => (typeof raw[key] === "boolean" ? (raw[key] as boolean) : fallback);
+    const text = (key: string): string => (typeof raw[key] === "string" ? (raw[key] as string) : "");
+    const protocol = typeof raw.protocol === "number" ? raw.protocol : 0;
+    if (protocol < 0 || protocol > 1) return this.closeWithError("invalid client protocol");
+    const opts: ConnectOptions = {
+      verbose: flag("verbose", true),
+      pedantic: flag("pedantic", true),
+      echo: flag("echo", true),
+      headers: flag("headers", false),
+      noResponders: flag("no_responders", false),
+      name: text("name"),
+      lang: text("lang"),
+      version: text("version"),
+      protocol,
+      user: typeof raw.user === "string" ? raw.user : undefined,
+    };
+    if (opts.noResponders && !opts.headers) return this.closeWithError("no responders requires headers support");
+    if (this.server.authRequired && !this.server.authenticate(raw)) return this.closeWithError("Authorization Violation");
+    this.opts = opts;
+    this.connected = true;
+    this.heardFrom = true;
+    this.clearAuthTimer();
+    if (opts.verbose) this.queueText("+OK\r\n");
+  }
+
+  onPub(frame: PubFrame): void {
+    if (!this.admit()) return;
+    if (this.opts.pedantic && !this.server.isValidPublishSubject(frame)) this.queueText("-ERR 'Invalid Publish Subject'\r\n");
+    if (this.opts.verbose) this.queueText("+OK\r\n"); // nats-server acknowledges before delivering
+    this.inMsgs++;
+    this.inBytes += frame.size;
+    this.server.publish(this, frame);
+  }
+
+  onSub(subject: string, queue: string | undefined, sid: string): void {
+    if (!this.admit()) return;
+    if (!isValidSubscriptionSubject(subject) || (queue !== undefined && !isValidQueueName(queue))) {
+      this.queueText("-ERR 'Invalid Subject'\r\n");
+      return;
+    }
+    if (!this.subs.has(sid)) {
+      // A repeated sid is ignored; the first subscription stays (as nats-server).
+      const sub: Subscription = { subject, queue, sid, sidBytes: Buffer.from(sid, "latin1"), max: 0, delivered: 0, owner: this };
+      this.subs.set(sid, sub);
+      this.server.sublist.insert(sub);
+    }
+    if (this.opts.verbose) this.queueText("+OK\r\n");
+  }
+
+  onUnsub(sid: string, max: number): void {
+    if (!this.admit()) return;
+    const sub = this.subs.get(sid);
+    if (sub !== undefined) {
+      if (max > 0 && max > sub.delivered) sub.max = max;
+      else this.removeSubscription(sub);
+    }
+    if (this.opts.verbose) this.queueText("+OK\r\n");
+  }
+
+  onPing(): void {
+    if (!this.admit()) return;
+    this.lastClientPing = Date.now();
+    this.queueText("PONG\r\n");
+  }
+
+  onPong(): void {
+    if (!this.admit()) return;
+    this.pingsOut = 0;
+    if (this.pingSentAt > 0) {
+      this.rttMs = Date.now() - this.pingSentAt;
+      this.pingSentAt = 0;
+    }
+  }
+
+  onParseError(error: ParseError): void {
+    switch (error) {
+      case ParseError.UnknownOperation:
+        return this.closeWithError("Unknown Protocol Operation");
+      case ParseError.MaxControlLine:
+        return this.closeWithError("maximum control line exceeded");
+      case ParseError.MaxPayload:
+        return this.closeWithError("Maximum Payload Violation");
+      case ParseError.BadArguments:
+        return this.close("protocol violation");
+      case ParseError.ClientError:
+        return this.close("client sent -ERR");
+    }
+  }
+
+  /** The subscriptions matching the frame's subject, from the last-subject cache when it still holds. */
+  match(sublist: Sublist, frame: PubFrame): MatchResult {
+    const { buf, subjectStart, subjectEnd } = frame;
+    const n = subjectEnd - subjectStart;
+    if (n === this.l0Length && this.l0Generation === sublist.generation) {
+      const cached = this.l0Bytes;
+      let i = 0;
+      while (i < n && cached[i] === buf[subjectStart + i]) i++;
+      if (i === n) return this.l0Result as MatchResult;
+    }
+    const result = sublist.match(buf.toString("latin1", subjectStart, subjectEnd));
+    if (n <= L0_SUBJECT_MAX) {
+      buf.copy(this.l0Bytes, 0, subjectStart, subjectEnd);
+      this.l0Length = n;
+      this.l0Generation = sublist.generation;
+      this.l0Result = result;
+    }
+    return result;
+  }
+
+  // ---- outbound ---------------------------------------------------------------------------------------
+
+  /** Frames one delivery as MSG or HMSG (headers stripped for clients that did not ask for them). */
+  deliver(frame: PubFrame, sub: Subscription): void {
+    const out = this.out;
+    const src = frame.buf;
+    const withHeaders = frame.hasHeaders && this.opts.headers;
+    const skip = frame.hasHeaders && !withHeaders ? frame.headerSize : 0;
+    const payloadStart = frame.payloadStart + skip;
+    const size = frame.size - skip;
+    const subjectLen = frame.subjectEnd - frame.subjectStart;
+    const replyLen = frame.replyEnd - frame.replyStart;
+    out.reserve(subjectLen + replyLen + sub.sidBytes.length + size + 48);
+    const b = out.buf;
+    let p = out.end;
+    if (withHeaders) b[p++] = 0x48; // H
+    b[p++] = 0x4d; // M
+    b[p++] = 0x53; // S
+    b[p++] = 0x47; // G
+    b[p++] = 0x20;
+    out.end = p;
+    out.bytes(src, frame.subjectStart, frame.subjectEnd);
+    b[out.end++] = 0x20;
+    out.bytes(sub.sidBytes, 0, sub.sidBytes.length);
+    b[out.end++] = 0x20;
+    if (replyLen > 0) {
+      out.bytes(src, frame.replyStart, frame.replyEnd);
+      b[out.end++] = 0x20;
+    }
+    if (withHeaders) {
+      out.decimal(frame.headerSize);
+      b[out.end++] = 0x20;
+    }
+    out.decimal(size);
+    b[out.end++] = 0x0d;
+    b[out.end++] = 0x0a;
+    out.bytes(src, payloadStart, payloadStart + size);
+    b[out.end++] = 0x0d;
+    b[out.end++] = 0x0a;
+    this.outMsgs++;
+    this.outBytes += size;
+    this.markDirty();
+  }
+
+  queueText(text: string): void {
+    this.out.reserve(text.length);
+    this.out.ascii(text);
+    this.markDirty();
+  }
+
+  private markDirty(): void {
+    if (!this.dirty) {
+      this.dirty = true;
+      this.server.dirty.push(this);
+    }
+  }
+
+  /**
+   * Hands everything pending to the socket in one write. `producer` is the connection whose input
+   * produced it: when this connection's backlog is high, that producer is paused (backpressure) until
+   * this one drains, for at most the stall limit; past max_pending this connection is a slow consumer.
+   */
+  flushOutbound(producer: ClientConnection | null): void {
+    if (this.out.pending === 0) return;
+    if (this.closed) {
+      this.out.take(); // a closing connection already sent its last bytes
+      return;
+    }
+    this.socket.write(this.out.take());
+    this.lastWrite = Date.now();
+    const backlog = this.socket.writableLength;
+    if (backlog > this.server.options.maxPending) {
+      this.server.slowConsumers++;
+      this.server.log.warn({ cid: this.cid, backlog }, "slow consumer detected, closing connection");
+      this.close("slow consumer", true);
+    } else if (backlog > this.server.stallBytes && producer !== null && producer !== this) {
+      producer.stallOn(this);
+    }
+  }
+
+  private stallOn(receiver: ClientConnection): void {
+    if (this.stalledOn !== null || this.closed) return;
+    this.stalledOn = receiver;
+    receiver.stalledProducers.push(this);
+    this.socket.pause();
+    this.stallTimer = setTimeout(() => this.unstall(), this.server.stallMaxMs);
+    this.stallTimer.unref();
+  }
+
+  private unstall(): void {
+    if (this.stalledOn === null) return;
+    const receiver = this.stalledOn;
+    this.stalledOn = null;
+    receiver.stalledProducers = receiver.stalledProducers.filter((p) => p !== this);
+    if (this.stallTimer) clearTimeout(this.stallTimer);
+    this.stallTimer = null;
+    if (!this.closed) this.socket.resume();
+  }
+
+  private resumeProducers(): void {
+    if (this.stalledProducers.length === 0) return;
+    for (const producer of [...this.stalledProducers]) producer.unstall();
+  }
+
+  // ---- keepalive --------------------------------------------------------------------------------------
+
+  private schedulePing(delayMs: number): void {
+    this.pingTimer = setTimeout(() => this.onPingTimer(), delayMs);
+    this.pingTimer.unref();
+  }
+
+  /** As nats-server: skip the PING while there is traffic, close as stale after max_pings_out misses. */
+  private onPingTimer(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    const interval = this.server.options.pingIntervalMs;
+    const rttKnown = this.rttMs > 0;
+    const recentlyActive = now - this.lastWrite < interval || now - this.lastClientPing < interval;
+    if (!(recentlyActive && rttKnown)) {
+      if (this.pingsOut + 1 > this.server.options.maxPingsOut) {
+        this.closeWithError("Stale Connection");
+        return;
+      }
+      this.pingsOut++;
+      this.pingSentAt = now;
+      this.queueText("PING\r\n");
+      this.server.flush(null);
+    }
+    this.schedulePing(interval);
+  }
+
+  // ---- closing ----------------------------------------------------------------------------------------
+
+  removeSubscription(sub: Subscription): void {
+    if (this.subs.get(sub.sid) === sub) this.subs.delete(sub.sid);
+    this.server.sublist.remove(sub);
+  }
+
+  closeWithError(text: string): void {
+    if (this.closed) return;
+    this.queueText(`-ERR '${text}'\r\n`);
+    this.close(text);
+  }
+
+  /** Closes once: drops subscriptions, flushes what is pending (unless abrupt), frees stalled producers. */
+  close(reason: string, abrupt = false): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.parser.stopped = true;
+    this.clearAuthTimer();
+    if (this.pingTimer) clearTimeout(this.pingTimer);
+    for (const sub of this.subs.values()) this.server.sublist.remove(sub);
+    this.subs.clear();
+    this.unstall();
+    this.resumeProducers();
+    this.server.removeClient(this, reason);
+    if (abrupt) {
+      this.socket.destroy();
+      return;
+    }
+    if (this.out.pending > 0 && !this.socket.destroyed) this.socket.write(this.out.take());
+    this.socket.end();
+    // A peer that never reads would keep the socket half-open; do not wait for it forever.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  private clearAuthTimer(): void {
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.authTimer = null;
+  }
+}

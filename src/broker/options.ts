@@ -1,0 +1,76 @@
+// Broker options and the nats-server 2.9.10 defaults they mirror.
+
+export interface BrokerUser {
+  user: string;
+  password: string;
+}
+
+export interface BrokerAuth {
+  /** A shared token clients send as `auth_token` (nats `--token`). */
+  token?: string;
+  /** Username/password pairs (nats `--user`/`--password`). */
+  users?: BrokerUser[];
+}
+
+export interface BrokerOptions {
+  /** Interface to listen on. Default 127.0.0.1 (use 0.0.0.0 to serve other machines). */
+  host?: string;
+  /** Client port; 0 picks a free port (read it back from `broker.port`). Default 4222. */
+  port?: number;
+  /** Monitoring HTTP port (/varz, /connz, /subsz, /healthz); 0 picks a free one; undefined = off. */
+  httpPort?: number;
+  /** Name reported in INFO and /varz. Default: the server id. */
+  serverName?: string;
+  /** Largest payload a client may publish, in bytes. Default 1 MiB. */
+  maxPayload?: number;
+  /** Outbound bytes a connection may have pending before it is closed as a slow consumer. Default 64 MiB. */
+  maxPending?: number;
+  /** Longest control line, in bytes. Default 4096. */
+  maxControlLine?: number;
+  /** Most client connections at once. Default 65536. */
+  maxConnections?: number;
+  /** Interval of the server's keepalive PING. Default 2 minutes. */
+  pingIntervalMs?: number;
+  /** Unanswered PINGs before the connection is closed as stale. Default 2. */
+  maxPingsOut?: number;
+  /**
+   * A connection must send CONNECT within this time when auth is on. Without auth CONNECT is optional,
+   * but a connection that sends nothing at all in this time is closed, so half-open sockets do not pile up.
+   * Default 2 s.
+   */
+  authTimeoutMs?: number;
+  auth?: BrokerAuth;
+  /** Data directory for persistent state (used by JetStream). */
+  dataDir?: string;
+}
+
+export type ResolvedOptions = Required<Omit<BrokerOptions, "httpPort" | "auth" | "serverName" | "dataDir">> &
+  Pick<BrokerOptions, "httpPort" | "auth" | "serverName" | "dataDir">;
+
+export const SERVER_VERSION = "2.9.10"; // nats.js gates client features by this; see README "Compatibility"
+
+export function resolveOptions(options: BrokerOptions): ResolvedOptions {
+  const resolved: ResolvedOptions = {
+    host: options.host ?? "127.0.0.1",
+    port: options.port ?? 4222,
+    httpPort: options.httpPort,
+    serverName: options.serverName,
+    maxPayload: options.maxPayload ?? 1024 * 1024,
+    maxPending: options.maxPending ?? 64 * 1024 * 1024,
+    maxControlLine: options.maxControlLine ?? 4096,
+    maxConnections: options.maxConnections ?? 64 * 1024,
+    pingIntervalMs: options.pingIntervalMs ?? 120_000,
+    maxPingsOut: options.maxPingsOut ?? 2,
+    authTimeoutMs: options.authTimeoutMs ?? 2000,
+    auth: options.auth,
+    dataDir: options.dataDir,
+  };
+  for (const key of ["maxPayload", "maxPending", "maxControlLine", "maxConnections", "pingIntervalMs", "authTimeoutMs"] as const) {
+    const value = resolved[key];
+    if (!Number.isInteger(value) || value <= 0) throw new Error(`broker option ${key} must be a positive integer, got ${value}`);
+  }
+  if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
+    throw new Error(`broker option port must be 0-65535, got ${resolved.port}`);
+  }
+  return resolved;
+}

@@ -1,0 +1,224 @@
+// The broker: accepts connections, routes publishes to subscriptions, and flushes output once per read.
+//
+// The publish path, start to end: a socket read → ProtocolParser.parse → ClientConnection.onPub →
+// Broker.publish (match via the connection's last-subject cache or the sublist) → ClientConnection.deliver
+// frames MSG/HMSG into each receiver's Outbound → after the whole read is parsed, Broker.flush writes each
+// touched socket once.
+
+import net from "node:net";
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import pino, { type Logger } from "pino";
+import { ClientConnection } from "./client.js";
+import type { PubFrame } from "./parser.js";
+import { type ResolvedOptions, SERVER_VERSION } from "./options.js";
+import { isValidPublishSubject } from "./subject.js";
+import { Sublist, type Subscription } from "./sublist.js";
+
+const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
+/** Above this backlog a receiver pauses the publishers feeding it (nats-server stalls at max_pending/2). */
+const STALL_BYTES_CAP = 4 * 1024 * 1024;
+
+export class Broker {
+  readonly sublist = new Sublist();
+  readonly clients = new Map<number, ClientConnection>();
+  /** Connections with output pending since the last flush. */
+  readonly dirty: ClientConnection[] = [];
+  readonly serverId: string;
+  readonly started = new Date();
+  readonly stallBytes: number;
+  readonly stallMaxMs = 1000;
+  readonly authRequired: boolean;
+  inMsgs = 0;
+  outMsgs = 0;
+  inBytes = 0;
+  outBytes = 0;
+  slowConsumers = 0;
+  totalConnections = 0;
+  private nextCid = 1;
+  private listener: net.Server | null = null;
+  private listenPort = 0;
+  /** Stats of closed connections, so totals stay monotonic. */
+  private closedStats = { inMsgs: 0, outMsgs: 0, inBytes: 0, outBytes: 0 };
+
+  constructor(
+    readonly options: ResolvedOptions,
+    readonly log: Logger = pino({ level: "silent" }),
+  ) {
+    this.serverId = "N" + randomBytes(27).toString("base64url").toUpperCase().replace(/[^A-Z0-9]/g, "X").slice(0, 55);
+    this.stallBytes = Math.min(options.maxPending / 2, STALL_BYTES_CAP);
+    const auth = options.auth;
+    this.authRequired = Boolean(auth && (auth.token || (auth.users && auth.users.length > 0)));
+  }
+
+  get port(): number {
+    return this.listenPort;
+  }
+
+  get name(): string {
+    return this.options.serverName ?? this.serverId;
+  }
+
+  async listen(): Promise<void> {
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    server.maxConnections = this.options.maxConnections + 1; // one over, so we can say why we refuse
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.options.port, this.options.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (err) => this.log.error({ err }, "listener error"));
+    this.listener = server;
+    this.listenPort = (server.address() as net.AddressInfo).port;
+  }
+
+  info(client: ClientConnection): object {
+    const o = this.options;
+    return {
+      server_id: this.serverId,
+      server_name: this.name,
+      version: SERVER_VERSION,
+      proto: 1,
+      go: `node${process.versions.node}`,
+      host: o.host,
+      port: this.listenPort,
+      headers: true,
+      ...(this.authRequired ? { auth_required: true } : {}),
+      max_payload: o.maxPayload,
+      client_id: client.cid,
+      client_ip: client.ip,
+    };
+  }
+
+  private accept(socket: net.Socket): void {
+    const client = new ClientConnection(this.nextCid++, socket, this);
+    this.totalConnections++;
+    if (this.clients.size >= this.options.maxConnections) {
+      client.closeWithError("maximum connections exceeded");
+      return;
+    }
+    this.clients.set(client.cid, client);
+    client.sendInfo(this.info(client));
+    this.flush(null);
+  }
+
+  removeClient(client: ClientConnection, reason: string): void {
+    if (!this.clients.delete(client.cid)) return;
+    const c = this.closedStats;
+    c.inMsgs += client.inMsgs;
+    c.outMsgs += client.outMsgs;
+    c.inBytes += client.inBytes;
+    c.outBytes += client.outBytes;
+    this.log.debug({ cid: client.cid, reason }, "connection closed");
+  }
+
+  authenticate(connect: Record<string, unknown>): boolean {
+    const auth = this.options.auth;
+    if (!auth) return true;
+    if (auth.token && typeof connect.auth_token === "string" && sameSecret(connect.auth_token, auth.token)) return true;
+    const user = connect.user;
+    const pass = connect.pass;
+    if (typeof user !== "string" || typeof pass !== "string") return false;
+    return (auth.users ?? []).some((u) => u.user === user && sameSecret(pass, u.password));
+  }
+
+  isValidPublishSubject(frame: PubFrame): boolean {
+    return isValidPublishSubject(frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd));
+  }
+
+  /** Routes one publish: every plain subscription, one member of each queue group, else no-responders. */
+  publish(from: ClientConnection, frame: PubFrame): void {
+    const result = from.match(this.sublist, frame);
+    let deliveries = 0;
+    const plain = result.plain;
+    for (let i = 0; i < plain.length; i++) {
+      if (this.deliverTo(plain[i], from, frame)) deliveries++;
+    }
+    const queues = result.queues;
+    for (let g = 0; g < queues.length; g++) {
+      const members = queues[g];
+      const n = members.length;
+      const first = n === 1 ? 0 : Math.floor(Math.random() * n);
+      for (let k = 0; k < n; k++) {
+        if (this.deliverTo(members[(first + k) % n], from, frame)) {
+          deliveries++;
+          break;
+        }
+      }
+    }
+    if (deliveries === 0 && frame.replyEnd > frame.replyStart && from.opts.noResponders) this.sendNoResponders(from, frame);
+  }
+
+  private deliverTo(sub: Subscription, from: ClientConnection, frame: PubFrame): boolean {
+    const to = sub.owner as ClientConnection;
+    if (to.closed || (to === from && !from.opts.echo)) return false;
+    to.deliver(frame, sub);
+    if (sub.max > 0 && ++sub.delivered >= sub.max) to.removeSubscription(sub);
+    return true;
+  }
+
+  /** The 503 status goes to the publisher's own subscription on the reply subject, if it has one. */
+  private sendNoResponders(from: ClientConnection, frame: PubFrame): void {
+    const reply = frame.buf.toString("latin1", frame.replyStart, frame.replyEnd);
+    const sub = this.sublist.match(reply).plain.find((s) => s.owner === from);
+    if (sub === undefined) return;
+    const replyBytes = Buffer.from(reply, "latin1");
+    const status: PubFrame = {
+      buf: Buffer.concat([replyBytes, NO_RESPONDERS_HEADER]),
+      subjectStart: 0,
+      subjectEnd: replyBytes.length,
+      replyStart: 0,
+      replyEnd: 0,
+      headerSize: NO_RESPONDERS_HEADER.length,
+      size: NO_RESPONDERS_HEADER.length,
+      payloadStart: replyBytes.length,
+      hasHeaders: true,
+    };
+    from.deliver(status, sub);
+  }
+
+  /** Writes every connection that has pending output, once each. */
+  flush(producer: ClientConnection | null): void {
+    const list = this.dirty;
+    for (let i = 0; i < list.length; i++) {
+      const client = list[i];
+      client.dirty = false;
+      client.flushOutbound(producer);
+    }
+    list.length = 0;
+  }
+
+  totals(): { inMsgs: number; outMsgs: number; inBytes: number; outBytes: number } {
+    const t = { ...this.closedStats };
+    for (const c of this.clients.values()) {
+      t.inMsgs += c.inMsgs;
+      t.outMsgs += c.outMsgs;
+      t.inBytes += c.inBytes;
+      t.outBytes += c.outBytes;
+    }
+    return t;
+  }
+
+  /** Stops accepting, flushes and closes every connection, and waits (bounded) for the sockets to end. */
+  async close(): Promise<void> {
+    const listener = this.listener;
+    this.listener = null;
+    const closedListener = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : Promise.resolve();
+    const clients = [...this.clients.values()];
+    const sockets = clients.map(
+      (c) => new Promise<void>((resolve) => (c.socket.closed ? resolve() : c.socket.once("close", () => resolve()))),
+    );
+    this.flush(null);
+    for (const client of clients) client.close("server shutdown");
+    await Promise.race([Promise.all(sockets), new Promise((r) => setTimeout(r, 3000).unref())]);
+    for (const client of clients) client.socket.destroy();
+    await closedListener;
+  }
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
