@@ -1,0 +1,376 @@
+// Load generator child process. One process per role instance, so publishers,
+// subscribers and the broker never share an event loop.
+//
+//   node dist/bench/loadgen.js '<json ChildConfig>'
+//
+// pub/sub use raw sockets (no client library); req/rep use @nats-io/transport-node.
+// The parent drives each child over the fork() IPC channel (see messages.ts).
+
+import net from "node:net";
+import { hrtime } from "node:process";
+import type {
+  ChildConfig,
+  FromChild,
+  PubConfig,
+  RepConfig,
+  ReqConfig,
+  SubConfig,
+  ToChild,
+} from "./messages.js";
+import { InboundCounter, buildPubBatch, connectCommand, msgFrameShape, pubCommandLen } from "./wire.js";
+
+const HOST = "127.0.0.1";
+const CONNECT_TIMEOUT_MS = 10_000;
+const FINISH_TIMEOUT_MS = 30_000;
+const STALL_TIMEOUT_MS = 15_000;
+
+function send(m: FromChild): void {
+  if (process.connected) process.send!(m);
+}
+
+let dying = false;
+/** Reports a fatal error to the parent and exits (once the message is flushed). */
+function report(message: string): void {
+  if (dying) return;
+  dying = true;
+  if (process.connected) {
+    process.send!({ type: "error", message } satisfies FromChild, () => process.exit(1));
+    setTimeout(() => process.exit(1), 1000).unref();
+  } else {
+    process.exit(1);
+  }
+}
+
+/** report() for async code paths: also unwinds the caller. */
+function fail(message: string): never {
+  report(message);
+  throw new Error(message);
+}
+
+process.on("uncaughtException", (e) => report(`uncaught: ${e.message}`));
+process.on("unhandledRejection", (e) => report(`unhandled rejection: ${e instanceof Error ? e.message : String(e)}`));
+
+// Never outlive the orchestrator.
+process.on("disconnect", () => process.exit(0));
+
+type Handler = (m: ToChild) => void;
+let onParentMessage: Handler = () => {};
+process.on("message", (m: ToChild) => {
+  if (m.type === "exit") {
+    process.exit(0);
+  }
+  onParentMessage(m);
+});
+
+function nextMessage<T extends ToChild["type"]>(type: T): Promise<Extract<ToChild, { type: T }>> {
+  return new Promise((resolve) => {
+    const prev = onParentMessage;
+    onParentMessage = (m) => {
+      if (m.type === type) {
+        onParentMessage = prev;
+        resolve(m as Extract<ToChild, { type: T }>);
+      } else {
+        prev(m);
+      }
+    };
+  });
+}
+
+/**
+ * A tiny condition variable: wait() resolves when notify() is called or the
+ * timer fires; callers re-check their condition in a loop.
+ */
+class Signal {
+  private wake: (() => void) | null = null;
+  notify(): void {
+    const w = this.wake;
+    if (w) {
+      this.wake = null;
+      w();
+    }
+  }
+  async until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!cond()) {
+      if (dying) throw new Error("aborted");
+      const left = deadline - Date.now();
+      if (left <= 0) fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+}
+
+function sleepUntil(at: bigint): Promise<void> {
+  const ms = Number(at - hrtime.bigint()) / 1e6;
+  return ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
+}
+
+// ---------------------------------------------------------------- publisher
+
+async function runPub(cfg: PubConfig): Promise<void> {
+  const perMsg = pubCommandLen(cfg.subject, cfg.payloadSize);
+  const perBatch = Math.max(1, Math.floor(cfg.batchBytes / perMsg));
+  const batch = buildPubBatch(cfg.subject, cfg.payloadSize, perBatch);
+
+  const sig = new Signal();
+  let pings = 0;
+  let pongs = 0;
+  let delivered = 0;
+  let drained = true;
+  let closed = false;
+  let finished = false;
+
+  onParentMessage = (m) => {
+    if (m.type === "credit") {
+      delivered = m.delivered;
+      sig.notify();
+    }
+  };
+
+  const sock = net.connect({ host: HOST, port: cfg.port });
+  sock.setNoDelay(true);
+  const counter = new InboundCounter(null, {
+    onPing: () => sock.write("PONG\r\n"),
+    onPong: () => {
+      pongs++;
+      sig.notify();
+    },
+    onError: (t) => report(`publisher got ${t}`),
+  });
+  sock.on("data", (d: Buffer) => counter.feed(d));
+  sock.on("drain", () => {
+    drained = true;
+    sig.notify();
+  });
+  sock.on("error", (e) => report(`publisher socket error: ${e.message}`));
+  sock.on("close", () => {
+    closed = true;
+    if (!finished) report("publisher connection closed by the server");
+    sig.notify();
+  });
+
+  await new Promise<void>((resolve) => sock.once("connect", () => resolve()));
+  sock.write(connectCommand() + "PING\r\n");
+  pings++;
+  await sig.until(() => pongs >= pings, CONNECT_TIMEOUT_MS, "PONG after CONNECT");
+  send({ type: "ready" });
+
+  const start = await nextMessage("start");
+  const endAt = BigInt(start.endAt);
+  await sleepUntil(BigInt(start.startAt));
+
+  const t0 = hrtime.bigint();
+  let sent = 0;
+  let creditWaits = 0;
+  let pongWaits = 0;
+  // Bounded: stops at endAt; every wait below has its own timeout.
+  while (hrtime.bigint() < endAt) {
+    if (pings - pongs >= cfg.maxOutstandingPings) {
+      pongWaits++;
+      await sig.until(() => pings - pongs < cfg.maxOutstandingPings, STALL_TIMEOUT_MS, "PONG (in-flight window)");
+    }
+    if (sent - delivered > cfg.maxLagMsgs) {
+      creditWaits++;
+      await sig.until(() => sent - delivered <= cfg.maxLagMsgs, STALL_TIMEOUT_MS, "deliveries (lag window)");
+    }
+    if (closed) break;
+    drained = sock.write(batch);
+    pings++;
+    sent += perBatch;
+    if (!drained) await sig.until(() => drained, STALL_TIMEOUT_MS, "socket drain");
+  }
+  // Everything we sent has been processed by the server once the last PONG is in.
+  await sig.until(() => pongs >= pings, FINISH_TIMEOUT_MS, "final PONG");
+  const tEnd = hrtime.bigint();
+  finished = true;
+  send({
+    type: "pubDone",
+    report: { sent, t0: t0.toString(), tEnd: tEnd.toString(), creditWaits, pongWaits },
+  });
+  // Stay connected until the parent says exit (closing early could race deliveries).
+}
+
+// --------------------------------------------------------------- subscriber
+
+async function runSub(cfg: SubConfig): Promise<void> {
+  const sid = "1";
+  const sig = new Signal();
+  let pongs = 0;
+  let finished = false;
+  let warmAt: bigint | null = null;
+  let snapCount: number | null = null;
+  let snapTime: bigint | null = null;
+  let lastTime: bigint | null = null;
+
+  // Reads go straight into one reusable buffer: no per-read allocation.
+  const readBuf = Buffer.allocUnsafe(256 * 1024);
+  let sock: net.Socket;
+  const counter = new InboundCounter(msgFrameShape(cfg.subject, sid, cfg.payloadSize), {
+    onPing: () => sock.write("PONG\r\n"),
+    onPong: () => {
+      pongs++;
+      sig.notify();
+    },
+    onError: (t) => report(`subscriber got ${t}`),
+  });
+  sock = net.connect({
+    host: HOST,
+    port: cfg.port,
+    onread: {
+      buffer: readBuf,
+      callback: (n: number): boolean => {
+        const before = counter.msgs;
+        try {
+          counter.feed(readBuf.subarray(0, n));
+        } catch (e) {
+          report(`subscriber parse error: ${(e as Error).message}`);
+        }
+        if (counter.msgs !== before) {
+          const now = hrtime.bigint();
+          if (snapTime === null && warmAt !== null && now >= warmAt) {
+            snapCount = before;
+            snapTime = now;
+          }
+          lastTime = now;
+        }
+        return true;
+      },
+    },
+  });
+  sock.setNoDelay(true);
+  sock.on("error", (e) => report(`subscriber socket error: ${e.message}`));
+  sock.on("close", () => {
+    if (!finished) report("subscriber connection closed by the server (slow consumer?)");
+  });
+
+  await new Promise<void>((resolve) => sock.once("connect", () => resolve()));
+  const q = cfg.queue ? ` ${cfg.queue}` : "";
+  sock.write(`${connectCommand()}SUB ${cfg.subject}${q} ${sid}\r\nPING\r\n`);
+  await sig.until(() => pongs >= 1, CONNECT_TIMEOUT_MS, "PONG after SUB");
+  onParentMessage = (m) => {
+    if (m.type === "arm") warmAt = BigInt(m.warmAt);
+  };
+  send({ type: "ready" });
+
+  let lastSent = -1;
+  const progress = setInterval(() => {
+    if (counter.msgs !== lastSent) {
+      lastSent = counter.msgs;
+      send({ type: "progress", count: lastSent });
+    }
+  }, cfg.progressMs);
+
+  await nextMessage("finish");
+  clearInterval(progress);
+  // The server answers our PING after everything it queued for us before it.
+  const want = pongs + 1;
+  sock.write("PING\r\n");
+  await sig.until(() => pongs >= want, FINISH_TIMEOUT_MS, "PONG after drain");
+  finished = true;
+  send({
+    type: "subDone",
+    report: {
+      count: counter.msgs,
+      snapCount,
+      snapTime: snapTime === null ? null : (snapTime as bigint).toString(),
+      lastTime: lastTime === null ? null : (lastTime as bigint).toString(),
+    },
+  });
+}
+
+// ------------------------------------------------------ request / reply (nats.js)
+
+async function loadClient() {
+  return await import("@nats-io/transport-node");
+}
+
+async function runRep(cfg: RepConfig): Promise<void> {
+  const { connect } = await loadClient();
+  const nc = await connect({ servers: cfg.url, timeout: CONNECT_TIMEOUT_MS, reconnect: false });
+  nc.subscribe(cfg.subject, {
+    callback: (err, msg) => {
+      if (!err) msg.respond(msg.data);
+    },
+  });
+  await nc.flush();
+  void nc.closed().then((err) => {
+    if (err) report(`responder connection closed: ${err.message}`);
+  });
+  send({ type: "ready" });
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
+  return sorted[idx]!;
+}
+
+async function runReq(cfg: ReqConfig): Promise<void> {
+  const { connect } = await loadClient();
+  const nc = await connect({ servers: cfg.url, timeout: CONNECT_TIMEOUT_MS, reconnect: false });
+  const payload = new Uint8Array(cfg.payloadSize).fill(0x61);
+  // One request to make sure the responder is reachable (and create the mux inbox).
+  await nc.request(cfg.subject, payload, { timeout: 5000 });
+  send({ type: "ready" });
+
+  const run = await nextMessage("run");
+  const opts = { timeout: 2000 };
+  const warmEnd = hrtime.bigint() + BigInt(run.warmupMs) * 1_000_000n;
+  for (let i = 0; i < 1_000_000 && hrtime.bigint() < warmEnd; i++) {
+    await nc.request(cfg.subject, payload, opts);
+  }
+  const lat = new Float64Array(run.maxRequests);
+  const end = hrtime.bigint() + BigInt(run.measureMs) * 1_000_000n;
+  let n = 0;
+  let sum = 0;
+  while (n < run.maxRequests) {
+    const t = hrtime.bigint();
+    if (t >= end) break;
+    await nc.request(cfg.subject, payload, opts);
+    const us = Number(hrtime.bigint() - t) / 1000;
+    lat[n++] = us;
+    sum += us;
+  }
+  const s = lat.subarray(0, n).sort();
+  send({
+    type: "reqDone",
+    report: {
+      count: n,
+      p50us: percentile(s, 0.5),
+      p90us: percentile(s, 0.9),
+      p99us: percentile(s, 0.99),
+      meanUs: n ? sum / n : NaN,
+      maxUs: n ? s[n - 1]! : NaN,
+    },
+  });
+  await nc.close();
+}
+
+// --------------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  if (!process.send) {
+    console.error("loadgen.js is started by bench/run.js (needs an IPC channel)");
+    process.exit(2);
+  }
+  const cfg = JSON.parse(process.argv[2] ?? "null") as ChildConfig | null;
+  if (!cfg) fail("missing config argument");
+  switch (cfg.role) {
+    case "pub":
+      return runPub(cfg);
+    case "sub":
+      return runSub(cfg);
+    case "rep":
+      return runRep(cfg);
+    case "req":
+      return runReq(cfg);
+  }
+}
+
+main().catch((e: unknown) => report(e instanceof Error ? e.message : String(e)));

@@ -1,0 +1,89 @@
+// IPC messages between the bench orchestrator (run.ts) and loadgen children.
+// Times are process.hrtime.bigint() values (CLOCK_MONOTONIC, shared by all
+// processes on the machine) sent as decimal strings.
+
+export type Role = "pub" | "sub" | "req" | "rep";
+
+export interface PubConfig {
+  role: "pub";
+  port: number;
+  subject: string;
+  payloadSize: number;
+  /** Bytes per write (a batch of PUBs followed by one PING). */
+  batchBytes: number;
+  /** Max PINGs (batches) the server has not answered yet before we wait. */
+  maxOutstandingPings: number;
+  /** Max messages sent but not yet delivered (per the credit from subscribers). */
+  maxLagMsgs: number;
+}
+
+export interface SubConfig {
+  role: "sub";
+  port: number;
+  subject: string;
+  queue: string | null;
+  payloadSize: number;
+  /** How often to report the running count to the parent. */
+  progressMs: number;
+}
+
+export interface ReqConfig {
+  role: "req";
+  url: string;
+  subject: string;
+  payloadSize: number;
+}
+
+export interface RepConfig {
+  role: "rep";
+  url: string;
+  subject: string;
+}
+
+export type ChildConfig = PubConfig | SubConfig | ReqConfig | RepConfig;
+
+// parent -> child (the config itself is passed as argv[2], JSON)
+export type ToChild =
+  | { type: "start"; startAt: string; endAt: string } // pub
+  | { type: "credit"; delivered: number } // pub
+  | { type: "arm"; warmAt: string } // sub
+  | { type: "finish" } // sub
+  | { type: "run"; warmupMs: number; measureMs: number; maxRequests: number } // req
+  | { type: "exit" };
+
+export interface SubReport {
+  count: number;
+  /** Count just before the first read at or after warmAt (null: no read after warmAt). */
+  snapCount: number | null;
+  snapTime: string | null;
+  /** Time of the last read that carried at least one message. */
+  lastTime: string | null;
+}
+
+export interface PubReport {
+  sent: number;
+  t0: string;
+  tEnd: string;
+  /** Times the publisher had to wait because deliveries lagged (credit window). */
+  creditWaits: number;
+  /** Times it waited for PONGs (in-flight window). */
+  pongWaits: number;
+}
+
+export interface ReqReport {
+  count: number;
+  p50us: number;
+  p90us: number;
+  p99us: number;
+  meanUs: number;
+  maxUs: number;
+}
+
+// child -> parent
+export type FromChild =
+  | { type: "ready" }
+  | { type: "progress"; count: number }
+  | { type: "pubDone"; report: PubReport }
+  | { type: "subDone"; report: SubReport }
+  | { type: "reqDone"; report: ReqReport }
+  | { type: "error"; message: string };

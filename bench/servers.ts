@@ -1,0 +1,237 @@
+// Start and stop the two servers under test: the bundled broker (its own
+// process, via the nex CLI) and Debian's nats-server.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { liveProcesses } from "./children.js";
+
+export type ServerKind = "bundled" | "nats";
+
+export const SERVER_LABEL: Record<ServerKind, string> = {
+  bundled: "bundled",
+  nats: "nats-server",
+};
+
+/** Repository root (this file runs from dist/bench/). */
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+const START_TIMEOUT_MS = 15_000;
+const STOP_TIMEOUT_MS = 5_000;
+const OUTPUT_KEEP = 32 * 1024;
+
+export interface RunningServer {
+  kind: ServerKind;
+  port: number;
+  url: string;
+  /** Last bytes of the server's stdout+stderr. */
+  output(): string;
+  /** How the process ended, or null while it is still running. */
+  exitStatus(): string | null;
+  /** CPU time (user + system, seconds) the server process has used so far; null if unknown. */
+  cpuSeconds(): number | null;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => (port ? resolve(port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+export function natsServerVersion(bin: string): string | null {
+  const r = spawnSync(bin, ["--version"], { encoding: "utf8", timeout: 5000 });
+  if (r.error || r.status !== 0) return null;
+  const m = /v?\d+\.\d+\.\d+\S*/.exec(r.stdout + r.stderr);
+  return m ? (m[0].startsWith("v") ? m[0] : `v${m[0]}`) : (r.stdout || r.stderr).trim();
+}
+
+/** Why the bundled broker cannot be run, or null if its CLI looks present. */
+export function bundledUnavailableReason(): string | null {
+  const cli = path.join(REPO_ROOT, "bin", "nex.js");
+  const main = path.join(REPO_ROOT, "dist", "src", "cli", "main.js");
+  if (!existsSync(cli)) return "bin/nex.js is missing";
+  if (!existsSync(main)) return "dist/src/cli/main.js is missing (the broker CLI is not built yet)";
+  return null;
+}
+
+function capture(proc: ChildProcess): () => string {
+  let buf = "";
+  const add = (d: Buffer) => {
+    buf += d.toString("utf8");
+    if (buf.length > OUTPUT_KEEP) buf = buf.slice(buf.length - OUTPUT_KEEP);
+  };
+  proc.stdout?.on("data", add);
+  proc.stderr?.on("data", add);
+  return () => buf;
+}
+
+function stopper(proc: ChildProcess): () => Promise<void> {
+  let stopping: Promise<void> | null = null;
+  return () => {
+    if (stopping) return stopping;
+    stopping = new Promise<void>((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      const t = setTimeout(() => proc.kill("SIGKILL"), STOP_TIMEOUT_MS);
+      proc.once("exit", () => {
+        clearTimeout(t);
+        resolve();
+      });
+      proc.kill("SIGTERM");
+    });
+    return stopping;
+  };
+}
+
+/** Connects until the server sends its INFO line (it is then accepting clients). */
+async function waitForInfo(port: number, proc: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`server exited during startup (code ${proc.exitCode}):\n${output().slice(-2000)}`);
+    }
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: "127.0.0.1", port });
+      let got = "";
+      const done = (v: boolean) => {
+        clearTimeout(t);
+        s.destroy();
+        resolve(v);
+      };
+      const t = setTimeout(() => done(false), 1000);
+      s.on("data", (d) => {
+        got += d.toString("latin1");
+        if (got.includes("\n")) done(got.toUpperCase().startsWith("INFO"));
+      });
+      s.on("error", () => done(false));
+      s.on("close", () => done(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`server on port ${port} did not send INFO within ${START_TIMEOUT_MS} ms:\n${output().slice(-2000)}`);
+}
+
+function exitStatus(proc: ChildProcess): () => string | null {
+  return () =>
+    proc.exitCode !== null
+      ? `exit code ${proc.exitCode}`
+      : proc.signalCode !== null
+        ? `signal ${proc.signalCode}`
+        : null;
+}
+
+let clockTicks: number | null | undefined;
+
+/** User + system CPU seconds of a process, from /proc (Linux only). */
+function cpuSeconds(proc: ChildProcess): () => number | null {
+  return () => {
+    if (!proc.pid || process.platform !== "linux") return null;
+    if (clockTicks === undefined) {
+      const r = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8", timeout: 2000 });
+      const n = Number(r.stdout?.trim());
+      clockTicks = Number.isInteger(n) && n > 0 ? n : null;
+    }
+    if (clockTicks === null) return null;
+    try {
+      const stat = readFileSync(`/proc/${proc.pid}/stat`, "latin1");
+      // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return (Number(f[11]) + Number(f[12])) / clockTicks;
+    } catch {
+      return null;
+    }
+  };
+}
+
+function track(proc: ChildProcess): void {
+  liveProcesses.add(proc);
+  proc.once("exit", () => liveProcesses.delete(proc));
+}
+
+export async function startNatsServer(bin: string): Promise<RunningServer> {
+  let lastErr: unknown;
+  // A port from the OS can in principle be taken again before nats-server binds it; retry.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const proc = spawn(bin, ["-a", "127.0.0.1", "-p", String(port)], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    track(proc);
+    const output = capture(proc);
+    const stop = stopper(proc);
+    proc.on("error", () => {});
+    try {
+      await waitForInfo(port, proc, output);
+      return { kind: "nats", port, url: `nats://127.0.0.1:${port}`, output, exitStatus: exitStatus(proc), cpuSeconds: cpuSeconds(proc), stop };
+    } catch (e) {
+      lastErr = e;
+      await stop();
+    }
+  }
+  throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
+}
+
+export async function startBundled(): Promise<RunningServer> {
+  const reason = bundledUnavailableReason();
+  if (reason) throw new Error(reason);
+  const proc = spawn(
+    process.execPath,
+    [path.join(REPO_ROOT, "bin", "nex.js"), "broker", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"],
+    { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  track(proc);
+  const output = capture(proc);
+  const stop = stopper(proc);
+  proc.on("error", () => {});
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const re = /nats:\/\/127\.0\.0\.1:(\d+)/;
+      let seen = "";
+      const t = setTimeout(() => {
+        cleanup();
+        reject(new Error(`bundled broker printed no nats://127.0.0.1:PORT line within ${START_TIMEOUT_MS} ms:\n${output().slice(-2000)}`));
+      }, START_TIMEOUT_MS);
+      const onData = (d: Buffer) => {
+        seen += d.toString("utf8");
+        const m = re.exec(seen);
+        if (m && Number(m[1]) > 0) {
+          cleanup();
+          resolve(Number(m[1]));
+        } else if (seen.length > OUTPUT_KEEP) {
+          seen = seen.slice(-1024);
+        }
+      };
+      const onExit = (code: number | null) => {
+        cleanup();
+        reject(new Error(`bundled broker exited during startup (code ${code}):\n${output().slice(-2000)}`));
+      };
+      const cleanup = () => {
+        clearTimeout(t);
+        proc.stdout?.off("data", onData);
+        proc.off("exit", onExit);
+      };
+      proc.stdout?.on("data", onData);
+      proc.on("exit", onExit);
+    });
+    await waitForInfo(port, proc, output);
+    return { kind: "bundled", port, url: `nats://127.0.0.1:${port}`, output, exitStatus: exitStatus(proc), cpuSeconds: cpuSeconds(proc), stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+export function startServer(kind: ServerKind, natsBin: string): Promise<RunningServer> {
+  return kind === "nats" ? startNatsServer(natsBin) : startBundled();
+}
