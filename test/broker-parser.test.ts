@@ -102,6 +102,16 @@ describe("ProtocolParser", () => {
     expect(sink.ops).toEqual([`ERROR ${ParseError.BadArguments}`]);
   });
 
+  it("reads PING/PONG followed by other bytes as PING/PONG, as nats-server does", () => {
+    expect(parseChunks([Buffer.from("PINGX\r\nPONGfoo bar\r\nping\n")])).toEqual(["PING", "PONG", "PING"]);
+  });
+
+  it("measures max_control_line over the arguments only", () => {
+    const args = "a".repeat(60) + " 1"; // 62 bytes of arguments
+    expect(parseChunks([Buffer.from(`SUB ${args}\r\n`)], 62)).toEqual([`SUB ${"a".repeat(60)} - 1`]);
+    expect(parseChunks([Buffer.from(`SUB ${args}\r\n`)], 61)).toEqual([`ERROR ${ParseError.MaxControlLine}`]);
+  });
+
   it("rejects malformed sizes and argument counts", () => {
     for (const line of ["PUB foo\r\n", "PUB foo x\r\n", "PUB a b c 1\r\n", "SUB foo\r\n", "SUB a b c d\r\n", "HPUB foo 5 2\r\n"]) {
       expect(parseChunks([Buffer.from(line)]), line).toEqual([`ERROR ${ParseError.BadArguments}`]);

@@ -86,7 +86,8 @@ export class ClientConnection implements ProtocolSink {
     socket.on("drain", () => this.resumeProducers());
     socket.on("error", () => this.close("connection error"));
     socket.on("close", () => this.close("client closed"));
-    this.authTimer = setTimeout(() => this.closeWithError("Authentication Timeout"), o.authTimeoutMs);
+    const timeout = server.authRequired ? o.authTimeoutMs : o.connectTimeoutMs;
+    this.authTimer = setTimeout(() => this.closeWithError("Authentication Timeout"), timeout);
     this.authTimer.unref();
     // The first keepalive comes early (as nats-server: min(interval, 2 s)) so dead peers are found fast.
     this.schedulePing(Math.min(o.pingIntervalMs, 2000));
@@ -97,7 +98,7 @@ export class ClientConnection implements ProtocolSink {
   }
 
   sendInfo(info: object): void {
-    this.queueText(`INFO ${JSON.stringify(info)}${CRLF}`);
+    this.queueText(`INFO ${JSON.stringify(info)} ${CRLF}`); // nats-server puts a space before the CRLF
   }
 
   // ---- inbound ----------------------------------------------------------------------------------------
@@ -175,6 +176,7 @@ export class ClientConnection implements ProtocolSink {
       const sub: Subscription = { subject, queue, sid, sidBytes: Buffer.from(sid, "latin1"), max: 0, delivered: 0, owner: this };
       this.subs.set(sid, sub);
       this.server.sublist.insert(sub);
+      this.server.notifySubscribed(sub);
     }
     if (this.opts.verbose) this.queueText("+OK\r\n");
   }

@@ -254,7 +254,7 @@ export class Monitor {
         sid: s.sid,
         msgs: s.delivered,
         ...(s.max > 0 ? { max: s.max } : {}),
-        cid: (s.owner as ClientConnection).cid,
+        cid: (s.owner as ClientConnection | null)?.cid ?? 0,
       }));
     }
     return body;

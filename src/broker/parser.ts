@@ -42,6 +42,8 @@ export interface ProtocolSink {
 }
 
 const MAX_ARGS = 5;
+/** CONNECT is the longest operation name; a longer word cannot be one. */
+const LONGEST_OP = 7;
 /** CONNECT carries credentials (JWTs) and is not bound by max_control_line, but by this. */
 const MAX_CONNECT_LINE = 1024 * 1024;
 
@@ -161,17 +163,20 @@ export class ProtocolParser {
     while (opEnd < len) {
       const c = buf[opEnd];
       if (isSpace(c) || c === 0x0d || c === 0x0a) break;
+      if (opEnd - pos >= LONGEST_OP) return this.pingPongPrefix(buf, pos, len);
       opEnd++;
     }
-    if (opEnd === len) return this.holdLine(buf, pos, len, false);
+    if (opEnd === len) return this.holdLine(buf, pos, len, opEnd, false);
     const op = opAt(buf, pos, opEnd);
-    if (op === Op.Unknown) return this.fail(ParseError.UnknownOperation);
+    if (op === Op.Unknown) return this.pingPongPrefix(buf, pos, len);
     // Operations with arguments need a separator before them: `UNSUB\r\n` is an unknown operation to nats-server.
     if (op <= Op.Unsub && !isSpace(buf[opEnd])) return this.fail(ParseError.UnknownOperation);
     const nl = this.scanArgs(buf, opEnd, len);
     const isConnect = op === Op.Connect || op === Op.Info;
-    if (nl < 0) return this.holdLine(buf, pos, len, isConnect);
-    if (nl - pos > (isConnect ? MAX_CONNECT_LINE : this.maxControlLine)) return this.fail(ParseError.MaxControlLine);
+    if (nl < 0) return this.holdLine(buf, pos, len, opEnd, isConnect);
+    // Like nats-server, the limit applies to the arguments: the bytes after the operation and its separator.
+    const lineEnd = buf[nl - 1] === 0x0d ? nl - 1 : nl;
+    if (lineEnd - (opEnd + 1) > (isConnect ? MAX_CONNECT_LINE : this.maxControlLine)) return this.fail(ParseError.MaxControlLine);
     const args = this.args;
     const argc = this.argc;
     switch (op) {
@@ -310,8 +315,23 @@ export class ProtocolParser {
     return -1;
   }
 
-  private holdLine(buf: Buffer, pos: number, len: number, isConnect: boolean): number {
-    if (len - pos > (isConnect ? MAX_CONNECT_LINE : this.maxControlLine)) return this.fail(ParseError.MaxControlLine);
+  /** nats-server reads PING/PONG and ignores anything after them up to the newline (`PINGX` is a PING). */
+  private pingPongPrefix(buf: Buffer, pos: number, len: number): number {
+    if (len - pos >= 4) {
+      const word = buf.toString("latin1", pos, pos + 4).toUpperCase();
+      if (word === "PING" || word === "PONG") {
+        const nl = buf.indexOf(0x0a, pos + 4);
+        if (nl < 0) return this.holdLine(buf, pos, len, pos + 4, false);
+        if (word === "PING") this.sink.onPing();
+        else this.sink.onPong();
+        return nl + 1;
+      }
+    }
+    return this.fail(ParseError.UnknownOperation);
+  }
+
+  private holdLine(buf: Buffer, pos: number, len: number, opEnd: number, isConnect: boolean): number {
+    if (len - (opEnd + 1) > (isConnect ? MAX_CONNECT_LINE : this.maxControlLine)) return this.fail(ParseError.MaxControlLine);
     this.held = Buffer.from(buf.subarray(pos, len));
     this.heldFill = 0;
     return -1;

@@ -3,6 +3,8 @@
 // publish path needs no further lookups. Every insert/remove bumps `generation` and drops the cache,
 // which lets connections keep their own last-subject cache valid with one integer compare.
 
+import type { PubFrame } from "./parser.js";
+
 export interface Subscription {
   readonly subject: string; // latin1
   readonly queue: string | undefined;
@@ -12,8 +14,10 @@ export interface Subscription {
   /** Deliveries after which the subscription is removed (UNSUB with max); 0 = unlimited. */
   max: number;
   delivered: number;
-  /** The owning connection; typed by the server, opaque here. */
+  /** The owning connection (null for the server's own subscriptions); typed by the server, opaque here. */
   readonly owner: unknown;
+  /** Set on the server's own subscriptions (JetStream): called inline instead of writing a MSG. */
+  readonly handler?: (frame: PubFrame, publisher: unknown) => void;
 }
 
 export interface MatchResult {
