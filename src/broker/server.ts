@@ -12,9 +12,10 @@ import { ClientConnection } from "./client.js";
 import type { PubFrame } from "./parser.js";
 import { type ResolvedOptions, SERVER_VERSION } from "./options.js";
 import { isValidPublishSubject } from "./subject.js";
-import { Sublist, type Subscription } from "./sublist.js";
+import { type MatchResult, Sublist, type Subscription } from "./sublist.js";
 
 const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
+const EMPTY = Buffer.alloc(0);
 /** Above this backlog a receiver pauses the publishers feeding it (nats-server stalls at max_pending/2). */
 const STALL_BYTES_CAP = 4 * 1024 * 1024;
 
@@ -33,7 +34,13 @@ export class Broker {
   inBytes = 0;
   outBytes = 0;
   slowConsumers = 0;
+  jetstreamEnabled = false;
   totalConnections = 0;
+  /** Run before output leaves: JetStream writes stored messages to disk before their acks go out. */
+  readonly beforeFlushHooks: (() => void)[] = [];
+  readonly subscribeListeners = new Set<(sub: Subscription) => void>();
+  private flushScheduled = false;
+  private nextInternalSid = 1;
   private nextCid = 1;
   private listener: net.Server | null = null;
   private listenPort = 0;
@@ -85,6 +92,7 @@ export class Broker {
       port: this.listenPort,
       headers: true,
       ...(this.authRequired ? { auth_required: true } : {}),
+      ...(this.jetstreamEnabled ? { jetstream: true } : {}),
       max_payload: o.maxPayload,
       client_id: client.cid,
       client_ip: client.ip,
@@ -127,9 +135,60 @@ export class Broker {
     return isValidPublishSubject(frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd));
   }
 
-  /** Routes one publish: every plain subscription, one member of each queue group, else no-responders. */
+  /** Routes one client publish. */
   publish(from: ClientConnection, frame: PubFrame): void {
-    const result = from.match(this.sublist, frame);
+    this.route(from, from.match(this.sublist, frame), frame);
+  }
+
+  /**
+   * Publishes from inside the server (JetStream replies and deliveries). `routeSubject` picks the
+   * subscribers; the MSG line carries `subject`, which differs for consumer deliveries (nats-server's
+   * "match on one subject, deliver with another"). Output is flushed in a microtask, or by the read
+   * batch that is running.
+   */
+  publishInternal(routeSubject: string, subject: string, reply: string, header: Buffer | null, data: Buffer): number {
+    const frame = internalFrame(subject, reply, header, data);
+    const deliveries = this.route(null, this.sublist.match(routeSubject), frame);
+    this.scheduleFlush();
+    return deliveries;
+  }
+
+  /** A subscription served by a callback inside the server (JetStream API, stream ingest, acks). */
+  subscribeInternal(subject: string, handler: (frame: PubFrame, publisher: unknown) => void, queue?: string): Subscription {
+    const sid = `internal-${this.nextInternalSid++}`;
+    const sub: Subscription = { subject, queue, sid, sidBytes: Buffer.from(sid), max: 0, delivered: 0, owner: null, handler };
+    this.sublist.insert(sub);
+    return sub;
+  }
+
+  unsubscribeInternal(sub: Subscription): void {
+    this.sublist.remove(sub);
+  }
+
+  /** Called after a client subscription is added (JetStream starts push consumers on interest). */
+  notifySubscribed(sub: Subscription): void {
+    for (const listener of this.subscribeListeners) listener(sub);
+  }
+
+  /** Whether any subscription matches the subject. */
+  hasInterest(subject: string): boolean {
+    const result = this.sublist.match(subject);
+    return result.plain.length > 0 || result.queues.length > 0;
+  }
+
+  /** The connection with the largest outbound backlog among the subject's subscribers, for backpressure. */
+  mostBackloggedReceiver(subject: string): ClientConnection | null {
+    let worst: ClientConnection | null = null;
+    const result = this.sublist.match(subject);
+    for (const sub of [...result.plain, ...result.queues.flat()]) {
+      const owner = sub.owner as ClientConnection | null;
+      if (owner && (worst === null || owner.socket.writableLength > worst.socket.writableLength)) worst = owner;
+    }
+    return worst;
+  }
+
+  /** Delivers to every plain subscription and one member of each queue group; returns the delivery count. */
+  private route(from: ClientConnection | null, result: MatchResult, frame: PubFrame): number {
     let deliveries = 0;
     const plain = result.plain;
     for (let i = 0; i < plain.length; i++) {
@@ -147,14 +206,23 @@ export class Broker {
         }
       }
     }
-    if (deliveries === 0 && frame.replyEnd > frame.replyStart && from.opts.noResponders) this.sendNoResponders(from, frame);
+    if (deliveries === 0 && from !== null && frame.replyEnd > frame.replyStart && from.opts.noResponders) {
+      this.sendNoResponders(from, frame);
+    }
+    return deliveries;
   }
 
-  private deliverTo(sub: Subscription, from: ClientConnection, frame: PubFrame): boolean {
+  private deliverTo(sub: Subscription, from: ClientConnection | null, frame: PubFrame): boolean {
+    const handler = sub.handler;
+    if (handler !== undefined) {
+      handler(frame, from);
+      return true;
+    }
     const to = sub.owner as ClientConnection;
-    if (to.closed || (to === from && !from.opts.echo)) return false;
+    if (to.closed || (to === from && !to.opts.echo)) return false;
     to.deliver(frame, sub);
-    if (sub.max > 0 && ++sub.delivered >= sub.max) to.removeSubscription(sub);
+    sub.delivered++;
+    if (sub.max > 0 && sub.delivered >= sub.max) to.removeSubscription(sub);
     return true;
   }
 
@@ -163,24 +231,23 @@ export class Broker {
     const reply = frame.buf.toString("latin1", frame.replyStart, frame.replyEnd);
     const sub = this.sublist.match(reply).plain.find((s) => s.owner === from);
     if (sub === undefined) return;
-    const replyBytes = Buffer.from(reply, "latin1");
-    const status: PubFrame = {
-      buf: Buffer.concat([replyBytes, NO_RESPONDERS_HEADER]),
-      subjectStart: 0,
-      subjectEnd: replyBytes.length,
-      replyStart: 0,
-      replyEnd: 0,
-      headerSize: NO_RESPONDERS_HEADER.length,
-      size: NO_RESPONDERS_HEADER.length,
-      payloadStart: replyBytes.length,
-      hasHeaders: true,
-    };
-    from.deliver(status, sub);
+    from.deliver(internalFrame(reply, "", NO_RESPONDERS_HEADER, EMPTY), sub);
   }
 
-  /** Writes every connection that has pending output, once each. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush(null);
+    });
+  }
+
+  /** Writes every connection that has pending output, once each, after persisting what acks promise. */
   flush(producer: ClientConnection | null): void {
     const list = this.dirty;
+    if (list.length === 0) return;
+    for (const hook of this.beforeFlushHooks) hook();
     for (let i = 0; i < list.length; i++) {
       const client = list[i];
       client.dirty = false;
@@ -215,6 +282,27 @@ export class Broker {
     for (const client of clients) client.socket.destroy();
     await closedListener;
   }
+}
+
+/** A frame over a fresh buffer holding subject, reply, header and data, for publishes from the server. */
+function internalFrame(subject: string, reply: string, header: Buffer | null, data: Buffer): PubFrame {
+  const headerSize = header ? header.length : 0;
+  const buf = Buffer.allocUnsafe(subject.length + reply.length + headerSize + data.length);
+  let p = buf.write(subject, 0, "latin1");
+  p += buf.write(reply, p, "latin1");
+  if (header) p += header.copy(buf, p);
+  data.copy(buf, p);
+  return {
+    buf,
+    subjectStart: 0,
+    subjectEnd: subject.length,
+    replyStart: subject.length,
+    replyEnd: subject.length + reply.length,
+    headerSize,
+    size: headerSize + data.length,
+    payloadStart: subject.length + reply.length,
+    hasHeaders: header !== null,
+  };
 }
 
 function sameSecret(given: string, expected: string): boolean {
