@@ -33,15 +33,20 @@ export interface BrokerOptions {
   pingIntervalMs?: number;
   /** Unanswered PINGs before the connection is closed as stale. Default 2. */
   maxPingsOut?: number;
-  /**
-   * A connection must send CONNECT within this time when auth is on. Without auth CONNECT is optional,
-   * but a connection that sends nothing at all in this time is closed, so half-open sockets do not pile up.
-   * Default 2 s.
-   */
+  /** With auth on, a connection must send CONNECT within this time. Default 2 s (as nats-server). */
   authTimeoutMs?: number;
+  /**
+   * Without auth CONNECT is optional (telnet-style use), but a connection that sends no operation at all
+   * within this time is closed, so sockets that never speak NATS do not pile up. nats-server only finds
+   * those through missed PINGs, minutes later. Default 10 s.
+   */
+  connectTimeoutMs?: number;
   auth?: BrokerAuth;
-  /** Data directory for persistent state (used by JetStream). */
+  /** Data directory: JetStream keeps its streams under <dataDir>/jetstream. Without it, a temporary
+   *  directory is used and removed on close (nothing survives a restart). */
   dataDir?: string;
+  /** Serve the JetStream subset (streams, consumers, KV, object store). Default true. */
+  jetstream?: boolean;
 }
 
 export type ResolvedOptions = Required<Omit<BrokerOptions, "httpPort" | "auth" | "serverName" | "dataDir">> &
@@ -62,10 +67,12 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     pingIntervalMs: options.pingIntervalMs ?? 120_000,
     maxPingsOut: options.maxPingsOut ?? 2,
     authTimeoutMs: options.authTimeoutMs ?? 2000,
+    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     auth: options.auth,
     dataDir: options.dataDir,
+    jetstream: options.jetstream ?? true,
   };
-  for (const key of ["maxPayload", "maxPending", "maxControlLine", "maxConnections", "pingIntervalMs", "authTimeoutMs"] as const) {
+  for (const key of ["maxPayload", "maxPending", "maxControlLine", "maxConnections", "pingIntervalMs", "authTimeoutMs", "connectTimeoutMs"] as const) {
     const value = resolved[key];
     if (!Number.isInteger(value) || value <= 0) throw new Error(`broker option ${key} must be a positive integer, got ${value}`);
   }
