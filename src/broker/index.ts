@@ -1,6 +1,10 @@
 // The bundled NATS broker, embedded: `const broker = await startBroker({ port: 0 })`.
 
-import type { Logger } from "pino";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import pino, { type Logger } from "pino";
+import { JetStream } from "./jetstream/jetstream.js";
 import { Broker } from "./server.js";
 import { Monitor } from "./monitor.js";
 import { type BrokerOptions, resolveOptions, SERVER_VERSION } from "./options.js";
@@ -19,6 +23,7 @@ export interface RunningBroker {
   readonly httpUrl?: string;
   /** The broker itself, for in-process extensions and monitoring. */
   readonly broker: Broker;
+  readonly jetstream?: JetStream;
   /** Stops accepting, flushes pending writes, closes every connection. */
   close(): Promise<void>;
 }
@@ -27,10 +32,30 @@ function urlHost(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
 }
 
-export async function startBroker(options: BrokerOptions = {}, log?: Logger): Promise<RunningBroker> {
+export async function startBroker(options: BrokerOptions = {}, log: Logger = pino({ level: "silent" })): Promise<RunningBroker> {
   const resolved = resolveOptions(options);
   const broker = new Broker(resolved, log);
-  await broker.listen();
+  let jetstream: JetStream | undefined;
+  let tempStoreDir: string | undefined;
+  if (resolved.jetstream) {
+    // Streams are recovered before the listener opens, so no client sees a half-loaded JetStream.
+    const storeDir = resolved.dataDir
+      ? path.join(resolved.dataDir, "jetstream")
+      : (tempStoreDir = fs.mkdtempSync(path.join(os.tmpdir(), "nex-broker-js-")));
+    jetstream = new JetStream(broker, storeDir, log);
+    jetstream.recover();
+    broker.jetstreamEnabled = true;
+  }
+  const shutdownJetStream = (): void => {
+    jetstream?.close();
+    if (tempStoreDir) fs.rmSync(tempStoreDir, { recursive: true, force: true });
+  };
+  try {
+    await broker.listen();
+  } catch (err) {
+    shutdownJetStream();
+    throw err;
+  }
   let monitor: Monitor | undefined;
   if (resolved.httpPort !== undefined) {
     monitor = new Monitor(broker);
@@ -38,6 +63,7 @@ export async function startBroker(options: BrokerOptions = {}, log?: Logger): Pr
       await monitor.listen(resolved.host, resolved.httpPort);
     } catch (err) {
       await broker.close();
+      shutdownJetStream();
       throw err;
     }
   }
@@ -51,6 +77,8 @@ export async function startBroker(options: BrokerOptions = {}, log?: Logger): Pr
     httpPort: monitor?.httpPort,
     httpUrl: monitor ? `http://${host}:${monitor.httpPort}` : undefined,
     broker,
-    close: () => (closing ??= Promise.all([broker.close(), monitor?.close()]).then(() => undefined)),
+    jetstream,
+    // Clients go first (their last acks flush), then the stores close.
+    close: () => (closing ??= Promise.all([broker.close(), monitor?.close()]).then(shutdownJetStream)),
   };
 }

@@ -22,7 +22,8 @@ export function brokerCommand(): Command {
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("-p, --port <port>", "client port (0 = any free port)", port, 4222)
     .option("--http-port <port>", "monitoring port for /varz /connz /subsz /healthz (0 = any free port)", port)
-    .option("--data-dir <dir>", "directory for persistent state")
+    .option("--data-dir <dir>", "directory for JetStream data (default: a temporary directory, removed on exit)")
+    .option("--no-jetstream", "serve only the core protocol (no streams, KV or object store)")
     .option("--max-payload <bytes>", "largest message a client may publish", positiveInt)
     .option("--max-pending <bytes>", "outbound backlog before a connection is closed as a slow consumer", positiveInt)
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
@@ -34,6 +35,7 @@ export function brokerCommand(): Command {
           port: opts.port,
           httpPort: opts.httpPort,
           dataDir: opts.dataDir,
+          jetstream: opts.jetstream,
           maxPayload: opts.maxPayload,
           maxPending: opts.maxPending,
         },

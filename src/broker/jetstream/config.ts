@@ -1,0 +1,277 @@
+// Stream and consumer configurations: the JSON shapes of the JetStream API, their defaults as
+// nats-server 2.9.10 fills them in, and validation with nats-server's error codes and texts.
+
+import { ApiError, Errors } from "./errors.js";
+import { isValidSubscriptionSubject } from "../subject.js";
+
+export const NS_PER_MS = 1_000_000;
+const DEFAULT_DUPLICATE_WINDOW_NS = 120_000 * NS_PER_MS;
+const DEFAULT_ACK_WAIT_NS = 30_000 * NS_PER_MS;
+const DEFAULT_EPHEMERAL_INACTIVE_NS = 5_000 * NS_PER_MS;
+
+export interface StreamConfig {
+  name: string;
+  description?: string;
+  subjects: string[];
+  retention: "limits" | "interest" | "workqueue";
+  max_consumers: number;
+  max_msgs: number;
+  max_bytes: number;
+  max_age: number; // ns
+  max_msgs_per_subject: number;
+  max_msg_size: number;
+  discard: "old" | "new";
+  storage: "file" | "memory";
+  num_replicas: number;
+  duplicate_window: number; // ns
+  allow_direct: boolean;
+  mirror_direct: boolean;
+  sealed: boolean;
+  deny_delete: boolean;
+  deny_purge: boolean;
+  allow_rollup_hdrs: boolean;
+  placement?: unknown;
+  republish?: unknown;
+  metadata?: Record<string, string>;
+}
+
+export interface ConsumerConfig {
+  durable_name?: string;
+  name?: string;
+  description?: string;
+  deliver_subject?: string;
+  deliver_group?: string;
+  deliver_policy: "all" | "last" | "new" | "by_start_sequence" | "by_start_time" | "last_per_subject";
+  opt_start_seq?: number;
+  opt_start_time?: string;
+  ack_policy: "none" | "all" | "explicit";
+  ack_wait?: number; // ns
+  max_deliver: number;
+  filter_subject?: string;
+  replay_policy: "instant" | "original";
+  max_waiting?: number;
+  max_ack_pending?: number;
+  flow_control?: boolean;
+  idle_heartbeat?: number; // ns
+  headers_only?: boolean;
+  inactive_threshold?: number; // ns
+  num_replicas: number;
+  mem_storage?: boolean;
+  max_batch?: number;
+  max_expires?: number;
+  backoff?: number[];
+  metadata?: Record<string, string>;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function intOr(value: unknown, fallback: number): number {
+  return typeof value === "number" && Number.isFinite(value) ? Math.trunc(value) : fallback;
+}
+
+/** Zero or absent means "unlimited" (-1) for the stream limits. */
+function limit(value: unknown): number {
+  const n = intOr(value, -1);
+  return n === 0 ? -1 : n;
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback: T, field: string): T {
+  if (value === undefined || value === null || value === "") return fallback;
+  if (typeof value === "string" && (allowed as readonly string[]).includes(value)) return value as T;
+  throw Errors.streamConfig(`invalid ${field}`);
+}
+
+/** Stream and consumer names: no whitespace, '.', '*', '>' or path separators. */
+export function isValidName(name: string): boolean {
+  return name.length > 0 && name.length <= 255 && !/[\s.*>/\\]/.test(name);
+}
+
+const API_PREFIXES = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"];
+
+export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): StreamConfig {
+  if (!isRecord(raw)) throw Errors.invalidJson();
+  const name = typeof raw.name === "string" ? raw.name : "";
+  if (name === "") throw Errors.streamConfig("stream name is required");
+  if (name !== nameFromSubject) throw Errors.streamMismatch();
+  if (!isValidName(name)) throw Errors.streamNameInvalid();
+  let subjects: string[];
+  if (raw.subjects === undefined || raw.subjects === null) subjects = [name];
+  else if (Array.isArray(raw.subjects) && raw.subjects.every((s) => typeof s === "string")) subjects = raw.subjects as string[];
+  else throw Errors.streamConfig("invalid subjects");
+  if (subjects.length === 0) subjects = [name];
+  for (const subject of subjects) {
+    if (!isValidSubscriptionSubject(subject)) throw Errors.streamConfig("invalid subject");
+    if (API_PREFIXES.some((api) => subjectsOverlap(api, subject))) throw Errors.streamConfig("subjects overlap with jetstream api");
+  }
+  if (new Set(subjects).size !== subjects.length) throw Errors.streamConfig("duplicate subjects detected");
+  const replicas = intOr(raw.num_replicas, 1);
+  if (replicas > 1) throw Errors.replicasNotSupported();
+  if (replicas < 0) throw new ApiError(400, 10133, "replicas count cannot be negative");
+  const maxAge = intOr(raw.max_age, 0);
+  if (maxAge < 0) throw Errors.streamConfig("max age needs to be >= 0");
+  let duplicateWindow = intOr(raw.duplicate_window, 0);
+  if (duplicateWindow <= 0) duplicateWindow = maxAge > 0 && maxAge < DEFAULT_DUPLICATE_WINDOW_NS ? maxAge : DEFAULT_DUPLICATE_WINDOW_NS;
+  if (maxAge > 0 && duplicateWindow > maxAge) throw Errors.streamConfig("duplicates window can not be larger then max age");
+  const config: StreamConfig = {
+    name,
+    ...(typeof raw.description === "string" && raw.description ? { description: raw.description } : {}),
+    subjects,
+    retention: oneOf(raw.retention, ["limits", "interest", "workqueue"] as const, "limits", "retention"),
+    max_consumers: limit(raw.max_consumers),
+    max_msgs: limit(raw.max_msgs),
+    max_bytes: limit(raw.max_bytes),
+    max_age: maxAge,
+    max_msgs_per_subject: limit(raw.max_msgs_per_subject),
+    max_msg_size: limit(raw.max_msg_size),
+    discard: oneOf(raw.discard, ["old", "new"] as const, "old", "discard"),
+    storage: oneOf(raw.storage, ["file", "memory"] as const, "file", "storage"),
+    num_replicas: 1,
+    duplicate_window: duplicateWindow,
+    allow_direct: raw.allow_direct === true,
+    mirror_direct: raw.mirror_direct === true,
+    sealed: raw.sealed === true,
+    deny_delete: raw.deny_delete === true,
+    deny_purge: raw.deny_purge === true,
+    allow_rollup_hdrs: raw.allow_rollup_hdrs === true,
+  };
+  if (raw.placement !== undefined && raw.placement !== null) config.placement = raw.placement;
+  if (raw.republish !== undefined && raw.republish !== null) config.republish = raw.republish;
+  if (isRecord(raw.metadata)) config.metadata = raw.metadata as Record<string, string>;
+  return config;
+}
+
+/** Whether two subjects (with wildcards) can both match some subject. */
+export function subjectsOverlap(a: string, b: string): boolean {
+  const ta = a.split(".");
+  const tb = b.split(".");
+  for (let i = 0; i < Math.max(ta.length, tb.length); i++) {
+    const x = ta[i];
+    const y = tb[i];
+    if (x === ">" || y === ">") return x !== undefined && y !== undefined;
+    if (x === undefined || y === undefined) return false;
+    if (x !== y && x !== "*" && y !== "*") return false;
+  }
+  return true;
+}
+
+/** Whether `subject` (a literal or a filter) is covered by `pattern`. */
+export function subjectIsSubsetOf(subject: string, pattern: string): boolean {
+  const ts = subject.split(".");
+  const tp = pattern.split(".");
+  for (let i = 0; i < tp.length; i++) {
+    const p = tp[i];
+    if (p === ">") return ts.length > i;
+    if (i >= ts.length) return false;
+    if (p === "*") {
+      if (ts[i] === ">") return false;
+      continue;
+    }
+    if (p !== ts[i]) return false;
+  }
+  return ts.length === tp.length;
+}
+
+/** A predicate for a (possibly wildcard) filter subject; null when there is no filter. */
+export function filterMatcher(filter: string | undefined): ((subject: string) => boolean) | null {
+  if (!filter || filter === ">") return null;
+  if (!filter.includes("*") && !filter.includes(">")) return (subject) => subject === filter;
+  const tokens = filter.split(".");
+  return (subject) => {
+    const ts = subject.split(".");
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      if (t === ">") return ts.length > i;
+      if (i >= ts.length) return false;
+      if (t !== "*" && t !== ts[i]) return false;
+    }
+    return ts.length === tokens.length;
+  };
+}
+
+export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): ConsumerConfig {
+  if (!isRecord(raw)) throw Errors.consumerConfigRequired();
+  const str = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
+  const durable = str(raw.durable_name);
+  const name = str(raw.name);
+  if (durable !== undefined && !isValidName(durable)) throw Errors.consumerBadDurableName();
+  if (name !== undefined && !isValidName(name)) throw new ApiError(400, 10127, "Consumer name can not contain path separators");
+  if (durable !== undefined && name !== undefined && durable !== name) {
+    throw new ApiError(400, 10132, "Consumer Durable and Name have to be equal if both are provided");
+  }
+  const deliverSubject = str(raw.deliver_subject);
+  const push = deliverSubject !== undefined;
+  if (push) {
+    if (!isValidSubscriptionSubject(deliverSubject)) throw Errors.consumerInvalidDeliverSubject();
+    if (deliverSubject.split(".").some((t) => t === "*" || t === ">")) throw Errors.consumerDeliverToWildcards();
+  }
+  const heartbeat = intOr(raw.idle_heartbeat, 0);
+  if (heartbeat > 0 && !push) throw new ApiError(400, 10088, "consumer idle heartbeat requires a push based consumer");
+  if (heartbeat > 0 && heartbeat < 100 * NS_PER_MS) throw Errors.consumerSmallHeartbeat();
+  if (raw.flow_control === true) {
+    if (!push) throw new ApiError(400, 10089, "consumer flow control requires a push based consumer");
+    if (heartbeat <= 0) throw Errors.consumerFlowControlNeedsHeartbeat();
+  }
+  const deliverPolicy = oneOfConsumer(raw.deliver_policy, ["all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject"] as const, "all");
+  const ackPolicy = oneOfConsumer(raw.ack_policy, ["none", "all", "explicit"] as const, push ? "none" : "explicit");
+  const optStartSeq = intOr(raw.opt_start_seq, 0);
+  const optStartTime = str(raw.opt_start_time);
+  if (deliverPolicy === "by_start_sequence" && optStartSeq <= 0) {
+    throw Errors.consumerInvalidPolicy("consumer delivery policy is deliver by start sequence, but optional start sequence is not set");
+  }
+  if (deliverPolicy === "by_start_time" && optStartTime === undefined) {
+    throw Errors.consumerInvalidPolicy("consumer delivery policy is deliver by start time, but optional start time is not set");
+  }
+  if (deliverPolicy !== "by_start_sequence" && optStartSeq > 0) {
+    throw Errors.consumerInvalidPolicy("consumer delivery policy is not deliver by start sequence, but optional start sequence is set");
+  }
+  const filter = str(raw.filter_subject);
+  if (filter !== undefined) {
+    if (!isValidSubscriptionSubject(filter)) throw Errors.consumerFilterNotSubset();
+    if (!stream.subjects.some((s) => subjectsOverlap(s, filter))) throw Errors.consumerFilterNotSubset();
+  }
+  if (stream.retention === "workqueue" && ackPolicy !== "explicit") throw Errors.workqueueRequiresExplicitAck();
+  if (push && raw.max_waiting !== undefined && intOr(raw.max_waiting, 0) !== 0) throw Errors.consumerPushMaxWaiting();
+  const config: ConsumerConfig = {
+    ...(durable !== undefined ? { durable_name: durable } : {}),
+    ...(name !== undefined ? { name } : {}),
+    ...(str(raw.description) !== undefined ? { description: str(raw.description) } : {}),
+    ...(push ? { deliver_subject: deliverSubject } : {}),
+    ...(str(raw.deliver_group) !== undefined ? { deliver_group: str(raw.deliver_group) } : {}),
+    deliver_policy: deliverPolicy,
+    ...(optStartSeq > 0 ? { opt_start_seq: optStartSeq } : {}),
+    ...(optStartTime !== undefined ? { opt_start_time: optStartTime } : {}),
+    ack_policy: ackPolicy,
+    ...(ackPolicy !== "none" ? { ack_wait: intOr(raw.ack_wait, 0) > 0 ? intOr(raw.ack_wait, 0) : DEFAULT_ACK_WAIT_NS } : {}),
+    max_deliver: intOr(raw.max_deliver, 0) > 0 ? intOr(raw.max_deliver, 0) : -1,
+    ...(filter !== undefined ? { filter_subject: filter } : {}),
+    replay_policy: oneOfConsumer(raw.replay_policy, ["instant", "original"] as const, "instant"),
+    ...(!push ? { max_waiting: intOr(raw.max_waiting, 0) > 0 ? intOr(raw.max_waiting, 0) : 512 } : {}),
+    ...(ackPolicy !== "none" ? { max_ack_pending: intOr(raw.max_ack_pending, 0) > 0 ? intOr(raw.max_ack_pending, 0) : 1000 } : {}),
+    ...(raw.flow_control === true ? { flow_control: true } : {}),
+    ...(heartbeat > 0 ? { idle_heartbeat: heartbeat } : {}),
+    ...(raw.headers_only === true ? { headers_only: true } : {}),
+    num_replicas: intOr(raw.num_replicas, 0) > 1 ? 1 : 0,
+    ...(raw.mem_storage === true ? { mem_storage: true } : {}),
+    ...(intOr(raw.max_batch, 0) > 0 ? { max_batch: intOr(raw.max_batch, 0) } : {}),
+    ...(intOr(raw.max_expires, 0) > 0 ? { max_expires: intOr(raw.max_expires, 0) } : {}),
+    ...(Array.isArray(raw.backoff) ? { backoff: (raw.backoff as unknown[]).map((v) => intOr(v, 0)) } : {}),
+    ...(isRecord(raw.metadata) ? { metadata: raw.metadata as Record<string, string> } : {}),
+  };
+  const inactive = intOr(raw.inactive_threshold, 0);
+  if (inactive > 0) config.inactive_threshold = inactive;
+  else if (durable === undefined) config.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE_NS;
+  return config;
+}
+
+function oneOfConsumer<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {
+  if (value === undefined || value === null || value === "") return fallback;
+  if (typeof value === "string" && (allowed as readonly string[]).includes(value)) return value as T;
+  throw Errors.consumerInvalidPolicy(`invalid value ${JSON.stringify(value)}`);
+}
+
+/** Configs compare equal when their normalized JSON is the same (create is idempotent then). */
+export function sameConfig(a: object, b: object): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
