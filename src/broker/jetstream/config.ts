@@ -3,6 +3,7 @@
 
 import { ApiError, Errors } from "./errors.js";
 import { isValidSubscriptionSubject } from "../subject.js";
+import { literalFilter } from "./store/seq-index.js";
 
 export const NS_PER_MS = 1_000_000;
 const DEFAULT_DUPLICATE_WINDOW_NS = 120_000 * NS_PER_MS;
@@ -176,7 +177,7 @@ export function subjectIsSubsetOf(subject: string, pattern: string): boolean {
 /** A predicate for a (possibly wildcard) filter subject; null when there is no filter. */
 export function filterMatcher(filter: string | undefined): ((subject: string) => boolean) | null {
   if (!filter || filter === ">") return null;
-  if (!filter.includes("*") && !filter.includes(">")) return (subject) => subject === filter;
+  if (!filter.includes("*") && !filter.includes(">")) return literalFilter(filter); // lets the store use its subject index
   const tokens = filter.split(".");
   return (subject) => {
     const ts = subject.split(".");

@@ -9,6 +9,7 @@ import type { Consumer } from "./consumer.js";
 import { ApiError, Errors } from "./errors.js";
 import { headerValue } from "./headers.js";
 import type { MessageStore, PurgeRequest, StoredMessage } from "./store/types.js";
+import { literalFilter } from "./store/seq-index.js";
 import { rfc3339 } from "./time.js";
 
 export interface StreamHost {
@@ -158,7 +159,7 @@ export class Stream {
       this.dedupe.set(msgId, { seq, time: now });
       this.lastMsgId = msgId;
     }
-    if (rollup === "sub") this.purge({ filter: (s) => s === subject, beforeSeq: seq, keep: 0 });
+    if (rollup === "sub") this.purge({ filter: literalFilter(subject), beforeSeq: seq, keep: 0 });
     else if (rollup === "all") this.purge({ filter: null, beforeSeq: seq, keep: 0 });
     this.enforceLimits(subject);
     for (const consumer of this.consumers.values()) consumer.onStored(seq, subject);
