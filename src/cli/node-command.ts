@@ -1,0 +1,147 @@
+// `nex node up|ls|info|lameduck`.
+
+import { Command, Option } from "commander";
+import pino from "pino";
+import { loadNodeConfig } from "../node-agent/config.js";
+import { nodeUp } from "../node-agent/up.js";
+import { DEFAULT_NAMESPACE } from "../protocol/control.js";
+import { addConnectionOptions, type ConnectionOptions, connectFromOptions } from "./connection.js";
+import { ControlClient } from "./control-client.js";
+import { issuerKey } from "./keys.js";
+import { configureUsageErrors, printJson, printTable, withErrors } from "./output.js";
+
+function keyValues(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const at = value.indexOf("=");
+  if (at <= 0) throw new Error(`expected key=value, got ${value}`);
+  return { ...previous, [value.slice(0, at)]: value.slice(at + 1) };
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, ...value.split(",").map((v) => v.trim()).filter(Boolean)];
+}
+
+type ClientOpts = ConnectionOptions & { namespace: string };
+
+function namespaceOption(): Option {
+  return new Option("-n, --namespace <ns>", "namespace").env("NEX_NAMESPACE").default(DEFAULT_NAMESPACE);
+}
+
+async function withControl<T>(opts: ClientOpts, fn: (client: ControlClient) => Promise<T>): Promise<T> {
+  const nc = await connectFromOptions(opts, "nex cli");
+  try {
+    return await fn(new ControlClient(nc, opts.namespace, opts.timeout ?? 5000));
+  } finally {
+    await nc.close();
+  }
+}
+
+function upCommand(version: string): Command {
+  return configureUsageErrors(
+    new Command("up")
+      .description("start a node: the bundled NATS broker and a node agent (or only the agent, with --server)")
+      .option("-s, --server <urls>", "use an existing NATS server/cluster instead of the bundled broker")
+      .option("--user <user>", "NATS username")
+      .option("--password <password>", "NATS password")
+      .option("--token <token>", "NATS token")
+      .option("--host <host>", "bundled broker: interface to listen on", "127.0.0.1")
+      .option("-p, --port <port>", "bundled broker: client port", (v) => Number(v), 4222)
+      .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
+      .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default ~/.nex")
+      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, limits, data_dir)")
+      .option("--name <name>", "node name")
+      .option("--tag <key=value>", "node tag (repeatable)", keyValues)
+      .option("--allow-issuer <nkey>", "issuer public key allowed to deploy (repeatable)", collect)
+      .option("--workload-types <types>", "comma-separated workload types to run", collect)
+      .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+      .action(
+        withErrors(async (opts) => {
+          const log = pino({ level: opts.logLevel }, pino.destination(2));
+          const config = loadNodeConfig(opts.config, {
+            name: opts.name,
+            tags: opts.tag,
+            allowed_issuers: opts.allowIssuer,
+            workload_types: opts.workloadTypes,
+            data_dir: opts.dataDir,
+          });
+          const running = await nodeUp({
+            config,
+            server: opts.server,
+            auth: opts.user || opts.token ? { user: opts.user, pass: opts.password, token: opts.token } : undefined,
+            host: opts.host,
+            port: opts.port,
+            httpPort: opts.httpPort,
+            version,
+            log,
+            onLameDuckDone: () => void running.stop().then(() => process.exit(0)),
+          });
+          const info = running.node.ping();
+          console.log(`nex node ${info.name} is up`);
+          console.log(`  node id:  ${info.node_id}`);
+          console.log(`  xkey:     ${info.xkey}`);
+          console.log(`  version:  ${info.version}`);
+          console.log(`  types:    ${info.workload_types.join(", ")}`);
+          console.log(`  tags:     ${JSON.stringify(info.tags)}`);
+          console.log(`  broker:   ${running.brokerUrl}${running.broker ? " (bundled)" : ""}`);
+          if (running.broker?.httpUrl) console.log(`  monitor:  ${running.broker.httpUrl}`);
+          let stopping = false;
+          const stop = (signal: string): void => {
+            if (stopping) return;
+            stopping = true;
+            log.info({ signal }, "stopping node");
+            void running.stop().then(() => process.exit(0));
+          };
+          process.on("SIGINT", () => stop("SIGINT"));
+          process.on("SIGTERM", () => stop("SIGTERM"));
+        }),
+      ),
+  );
+}
+
+export function nodeCommand(version: string): Command {
+  const node = new Command("node").description("run and inspect nodes");
+  node.addCommand(upCommand(version));
+  node.addCommand(
+    addConnectionOptions(new Command("ls").description("list the nodes that answer").addOption(namespaceOption())).action(
+      withErrors(async (opts: ClientOpts) => {
+        const nodes = await withControl(opts, (c) => c.ping());
+        if (opts.json) return printJson(nodes);
+        if (nodes.length === 0) return console.log("no nodes answered");
+        printTable(nodes, [
+          { key: "node_id", header: "ID" },
+          "name",
+          "version",
+          { key: "uptime_s", header: "UPTIME", format: (v) => `${v}s` },
+          { key: "workload_count", header: "WORKLOADS", align: "right" },
+          { key: "workload_types", header: "TYPES", format: (v) => (v as string[]).join(",") },
+          { key: "tags", format: (v) => Object.entries(v as Record<string, string>).map(([k, x]) => `${k}=${x}`).join(",") },
+          { key: "lame_duck", header: "LAME DUCK" },
+        ]);
+      }),
+    ),
+  );
+  node.addCommand(
+    addConnectionOptions(new Command("info").description("one node in detail").argument("<node-id>").addOption(namespaceOption())).action(
+      withErrors(async (nodeId: string, opts: ClientOpts) => {
+        const info = await withControl(opts, (c) => c.info(nodeId));
+        if (opts.json) return printJson(info);
+        console.log(`node ${info.name} (${info.node_id})`);
+        console.log(`  xkey: ${info.xkey}\n  version: ${info.version}\n  uptime: ${info.uptime_s}s\n  broker: ${info.broker_url}`);
+        console.log(`  tags: ${JSON.stringify(info.tags)}\n  lame duck: ${info.lame_duck}\n  rss: ${Math.round(info.memory.rss / 1048576)} MiB`);
+        console.log(`  workloads in ${opts.namespace}: ${info.workloads.length}`);
+        if (info.workloads.length > 0) printTable(info.workloads, ["id", "name", "type", "state", { key: "trigger_subjects", header: "TRIGGERS", format: (v) => (v as string[]).join(",") }]);
+      }),
+    ),
+  );
+  node.addCommand(
+    addConnectionOptions(new Command("lameduck").description("drain and stop a node").argument("<node-id>")).action(
+      withErrors(async (nodeId: string, opts: ClientOpts) => {
+        const reply = await withControl({ ...opts, namespace: DEFAULT_NAMESPACE }, (c) => c.lameDuck(issuerKey(), nodeId));
+        if (opts.json) return printJson(reply);
+        console.log(`node ${reply.node_id} is entering lame duck mode: it drains its workloads and exits`);
+      }),
+    ),
+  );
+  return node;
+}
+
+export { collect, keyValues, namespaceOption, withControl, type ClientOpts };

@@ -1,0 +1,168 @@
+// `nex run <file|image>`: upload the artifact to the object store, pick a node (auction, or --node),
+// seal --env to that node's xkey, sign and send the deploy request, print the workload id.
+
+import { createHash } from "node:crypto";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { Command, Option } from "commander";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Objm } from "@nats-io/obj";
+import { type DeployRequest, PROTOCOL_VERSION, triggerSubjectProblem } from "../protocol/control.js";
+import { addConnectionOptions, durationArg } from "./connection.js";
+import { ControlClient } from "./control-client.js";
+import { issuerKey, publisherXkey } from "./keys.js";
+import { type ClientOpts, collect, keyValues, namespaceOption } from "./node-command.js";
+import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js";
+import { connectFromOptions } from "./connection.js";
+
+export const ARTIFACT_BUCKET = "NEX_ARTIFACTS";
+
+interface RunOpts extends ClientOpts {
+  type?: DeployRequest["type"];
+  name?: string;
+  triggerSubject?: string[];
+  env?: Record<string, string>;
+  node?: string;
+  tag?: Record<string, string>;
+  memory?: number;
+  triggerTimeout?: number;
+  cpu?: number;
+  freshContext?: boolean;
+  concurrency?: number;
+  replicas: number;
+}
+
+function typeFor(file: string, explicit?: DeployRequest["type"]): DeployRequest["type"] {
+  if (explicit) return explicit;
+  const ext = path.extname(file).toLowerCase();
+  if (ext === ".js" || ext === ".mjs" || ext === ".cjs") return "javascript";
+  if (ext === ".wasm") return "wasm";
+  throw new CliError(`cannot tell the workload type of ${file}; pass --type javascript|wasm|oci`, ExitCode.usage);
+}
+
+function defaultName(file: string): string {
+  const base = path.basename(file).replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64);
+  return base || "workload";
+}
+
+/** Uploads content-addressed (key = SHA-256), so re-running the same file uploads nothing. */
+async function uploadArtifact(nc: NatsConnection, bytes: Uint8Array, sha256: string, name: string, json: boolean): Promise<string> {
+  const store = await new Objm(nc).create(ARTIFACT_BUCKET);
+  const existing = await store.info(sha256);
+  if (existing && !existing.deleted && existing.size === bytes.length) return `nats://${ARTIFACT_BUCKET}/${sha256}`;
+  const s = spinner(`uploading ${name} (${bytes.length} bytes)`, { json });
+  try {
+    await store.putBlob({ name: sha256, description: name }, bytes);
+    s.succeed(`uploaded ${name} (${bytes.length} bytes) to ${ARTIFACT_BUCKET}`);
+  } catch (err) {
+    s.fail();
+    throw err;
+  }
+  return `nats://${ARTIFACT_BUCKET}/${sha256}`;
+}
+
+export function runCommand(): Command {
+  const cmd = addConnectionOptions(
+    new Command("run")
+      .description("deploy a workload: a JavaScript file, a .wasm module, or (with --type oci) an image")
+      .argument("<artifact>", "file to run, or image reference for --type oci")
+      .addOption(new Option("--type <type>", "workload type (default: from the file extension)").choices(["javascript", "wasm", "oci"]))
+      .option("--name <name>", "workload name (default: the file name)")
+      .option("-t, --trigger-subject <subject>", "subject that triggers the function (repeatable)", collect)
+      .option("-e, --env <key=value>", "environment value, sealed to the node (repeatable)", keyValues)
+      .option("--node <node-id>", "deploy to this node (skips the auction)")
+      .option("--tag <key=value>", "only nodes with this tag (repeatable)", keyValues)
+      .option("--memory <mb>", "memory limit in MiB", (v) => Number(v))
+      .addOption(new Option("--trigger-timeout <duration>", "wall-clock limit per trigger, e.g. 5s").argParser(durationArg))
+      .option("--cpu <ms>", "CPU time limit per trigger in ms", (v) => Number(v))
+      .option("--fresh-context", "a fresh JS context for every trigger (default: one warm context)")
+      .option("--concurrency <n>", "isolates serving in parallel", (v) => Number(v))
+      .option("--replicas <n>", "deploy this many copies (spread over the nodes that bid)", (v) => Number(v), 1)
+      .addOption(namespaceOption()),
+  );
+  // --timeout (from the connection options) is the request timeout; --trigger-timeout is the workload's.
+  return cmd.action(
+    withErrors(async (artifact: string, opts: RunOpts) => {
+      const type = typeFor(artifact, opts.type);
+      const triggers = opts.triggerSubject ?? [];
+      for (const subject of triggers) {
+        const problem = triggerSubjectProblem(subject);
+        if (problem) throw new CliError(`trigger subject ${subject} ${problem}`, ExitCode.usage);
+      }
+      if (type !== "oci" && triggers.length === 0) throw new CliError("a function needs at least one --trigger-subject", ExitCode.usage);
+      const name = opts.name ?? defaultName(artifact);
+      const nc = await connectFromOptions(opts, "nex run");
+      try {
+        const control = new ControlClient(nc, opts.namespace, opts.timeout ?? 5000);
+        let url = artifact;
+        let sha256: string | undefined;
+        if (type !== "oci") {
+          let bytes: Uint8Array;
+          try {
+            bytes = await fs.readFile(artifact);
+          } catch {
+            throw new CliError(`cannot read ${artifact}`, ExitCode.notFound);
+          }
+          sha256 = createHash("sha256").update(bytes).digest("hex");
+          url = await uploadArtifact(nc, bytes, sha256, name, Boolean(opts.json));
+        }
+        const targets = await chooseNodes(control, opts, type);
+        const results = [];
+        for (const target of targets) {
+          const request: DeployRequest = {
+            version: PROTOCOL_VERSION,
+            name,
+            type,
+            artifact: { url, ...(sha256 ? { sha256 } : {}) },
+            trigger_subjects: triggers,
+            limits: {
+              ...(opts.memory !== undefined ? { memory_mb: opts.memory } : {}),
+              ...(opts.triggerTimeout !== undefined ? { timeout_ms: opts.triggerTimeout } : {}),
+              ...(opts.cpu !== undefined ? { cpu_ms: opts.cpu } : {}),
+            },
+            fresh_context: Boolean(opts.freshContext),
+            concurrency: opts.concurrency ?? 1,
+            tags: {},
+            requested_at: new Date().toISOString(),
+            ...sealEnv(opts.env, target.xkey),
+          };
+          const s = spinner(`deploying ${name} to ${target.node_id}`, { json: opts.json });
+          try {
+            const reply = await control.deploy(issuerKey(), target.node_id, request);
+            s.stop();
+            results.push(reply);
+          } catch (err) {
+            s.fail();
+            throw err;
+          }
+        }
+        if (opts.json) return printJson(results.length === 1 ? results[0] : results);
+        for (const r of results) console.log(r.workload_id);
+      } finally {
+        await nc.close();
+      }
+    }),
+  );
+}
+
+async function chooseNodes(control: ControlClient, opts: RunOpts, type: DeployRequest["type"]): Promise<{ node_id: string; xkey: string }[]> {
+  const replicas = Math.max(1, opts.replicas);
+  if (opts.node) {
+    const info = await control.info(opts.node);
+    return Array.from({ length: replicas }, () => ({ node_id: info.node_id, xkey: info.xkey }));
+  }
+  const bids = await control.auction(type, opts.tag ?? {}, opts.memory);
+  if (bids.length === 0) {
+    throw new CliError(`no node bid for a ${type} workload${opts.tag ? ` with tags ${JSON.stringify(opts.tag)}` : ""} (is \`nex node up\` running?)`, ExitCode.notFound);
+  }
+  // Least-loaded first; replicas go round the bidders.
+  bids.sort((a, b) => a.workload_count - b.workload_count);
+  return Array.from({ length: replicas }, (_, i) => bids[i % bids.length]);
+}
+
+function sealEnv(env: Record<string, string> | undefined, nodeXkey: string): Pick<DeployRequest, "env_sealed" | "sender_xkey"> {
+  if (!env || Object.keys(env).length === 0) return {};
+  const sender = publisherXkey();
+  const sealed = sender.seal(new TextEncoder().encode(JSON.stringify(env)), nodeXkey);
+  return { env_sealed: Buffer.from(sealed).toString("base64"), sender_xkey: sender.getPublicKey() };
+}

@@ -1,0 +1,70 @@
+// `nex workload ls|info|stop|logs`.
+
+import { Command } from "commander";
+import { addConnectionOptions, connectFromOptions } from "./connection.js";
+import { issuerKey } from "./keys.js";
+import { type ClientOpts, namespaceOption, withControl } from "./node-command.js";
+import { CliError, ExitCode, printJson, printJsonLine, printTable, withErrors } from "./output.js";
+
+export function workloadCommand(): Command {
+  const workload = new Command("workload").alias("workloads").description("inspect and stop workloads");
+  workload.addCommand(
+    addConnectionOptions(new Command("ls").description("list workloads on every node").addOption(namespaceOption())).action(
+      withErrors(async (opts: ClientOpts) => {
+        const list = await withControl(opts, (c) => c.workloads());
+        if (opts.json) return printJson(list);
+        if (list.length === 0) return console.log(`no workloads in namespace ${opts.namespace}`);
+        printTable(list, [
+          "id",
+          "name",
+          "type",
+          "state",
+          { key: "trigger_subjects", header: "TRIGGERS", format: (v) => (v as string[]).join(",") },
+          { key: "node_id", header: "NODE", format: (v) => String(v).slice(0, 12) + "…" },
+          { key: "started_at", header: "STARTED" },
+        ]);
+      }),
+    ),
+  );
+  workload.addCommand(
+    addConnectionOptions(new Command("info").description("one workload").argument("<workload-id>").addOption(namespaceOption())).action(
+      withErrors(async (id: string, opts: ClientOpts) => {
+        const found = (await withControl(opts, (c) => c.workloads())).find((w) => w.id === id || w.name === id);
+        if (!found) throw new CliError(`no workload ${id} in namespace ${opts.namespace}`, ExitCode.notFound);
+        if (opts.json) return printJson(found);
+        for (const [k, v] of Object.entries(found)) console.log(`${k.padEnd(18)} ${Array.isArray(v) ? v.join(", ") : String(v)}`);
+      }),
+    ),
+  );
+  workload.addCommand(
+    addConnectionOptions(new Command("stop").description("stop and remove a workload (same issuer only)").argument("<workload-id>").addOption(namespaceOption())).action(
+      withErrors(async (id: string, opts: ClientOpts) => {
+        const reply = await withControl(opts, (c) => c.undeploy(issuerKey(), id));
+        if (opts.json) return printJson(reply);
+        console.log(`stopped ${reply.workload_id}`);
+      }),
+    ),
+  );
+  workload.addCommand(
+    addConnectionOptions(
+      new Command("logs")
+        .description("follow a workload's log lines")
+        .argument("<workload-id>")
+        .option("--count <n>", "exit after n lines", (v) => Number(v))
+        .addOption(namespaceOption()),
+    ).action(
+      withErrors(async (id: string, opts: ClientOpts & { count?: number }) => {
+        const nc = await connectFromOptions(opts, "nex logs");
+        const sub = nc.subscribe(`$NEX.FEED.${opts.namespace}.logs.${id}.*`, { max: opts.count });
+        process.on("SIGINT", () => void nc.close().then(() => process.exit(0)));
+        for await (const msg of sub) {
+          const stream = msg.subject.split(".").pop() as string;
+          if (opts.json) printJsonLine({ workload_id: id, stream, line: msg.string() });
+          else (stream === "stderr" ? process.stderr : process.stdout).write(`${msg.string()}\n`);
+        }
+        await nc.close();
+      }),
+    ),
+  );
+  return workload;
+}

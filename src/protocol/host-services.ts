@@ -1,0 +1,61 @@
+// The host-services wire format, shared by every runtime (callers) and src/host-services (the server).
+//
+// A call is a NATS request to $NEX.HOST.<namespace>.<workloadId>.<service>.<method>. Small arguments
+// travel as headers (Nex-Key, Nex-Bucket, Nex-Subject, Nex-Timeout-Ms, Nex-Revision, ...), the value as
+// the body, so binary values need no encoding. A reply with a Nex-Error-Code header is an error; its
+// body is the message. Results are bytes (kv.get, objectStore.get, messaging.request) or JSON
+// (kv.keys, objectStore.list, kv.set's revision).
+
+export const HOST_PREFIX = "$NEX.HOST";
+
+export type HostService = "kv" | "objectStore" | "messaging";
+
+export const HOST_METHODS: Record<HostService, readonly string[]> = {
+  kv: ["get", "set", "create", "update", "delete", "purge", "keys", "history"],
+  objectStore: ["get", "put", "info", "delete", "list"],
+  messaging: ["publish", "request", "requestMany"],
+};
+
+export const HostHeaders = {
+  key: "Nex-Key",
+  bucket: "Nex-Bucket",
+  subject: "Nex-Subject",
+  revision: "Nex-Revision",
+  timeoutMs: "Nex-Timeout-Ms",
+  maxMessages: "Nex-Max-Messages",
+  filter: "Nex-Filter",
+  errorCode: "Nex-Error-Code",
+  error: "Nex-Error",
+} as const;
+
+/** Error codes a host call can answer with; the workload sees them on the thrown error's `code`. */
+export type HostErrorCode =
+  | "not_found"
+  | "bad_request"
+  | "forbidden"
+  | "too_large"
+  | "timeout"
+  | "wrong_revision"
+  | "exists"
+  | "no_responders"
+  | "internal";
+
+export function hostSubject(namespace: string, workloadId: string, service: HostService, method: string): string {
+  return `${HOST_PREFIX}.${namespace}.${workloadId}.${service}.${method}`;
+}
+
+/** The call a runtime makes; the runtime turns it into a NATS request. */
+export interface HostCall {
+  service: HostService;
+  method: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
+export interface HostReply {
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
+/** Default and ceiling for a call's time; the node bounds every call. */
+export const HOST_CALL_TIMEOUT_MS = 5000;
