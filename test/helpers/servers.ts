@@ -1,7 +1,7 @@
 // Starts either the reference nats-server or the bundled broker with the same
 // options, so suites can run one set of assertions against both.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -28,6 +28,21 @@ export interface ServerOpts {
    * practice it drops a slow consumer when a write blocks this long (default 10 s).
    */
   natsWriteDeadlineMs?: number;
+  /**
+   * JetStream on or off. Undefined keeps each kind's default (bundled: on, in a temporary store the
+   * broker removes on close; nats-server: off). With `true` both kinds get a data directory:
+   * `dataDir` if given, otherwise a temporary one the harness owns and stop() removes, so a
+   * restart() keeps the streams.
+   */
+  jetstream?: boolean;
+  /** JetStream data directory, owned by the caller (never removed by the harness). */
+  dataDir?: string;
+  /**
+   * Bundled only: run the broker as a child process (`node bin/nex.js broker`, from dist/) so that
+   * kill() can SIGKILL it. Only the options the CLI has are supported in this mode.
+   * nats-server always runs as a child process.
+   */
+  childProcess?: boolean;
 }
 
 export interface RunningServer {
@@ -35,8 +50,20 @@ export interface RunningServer {
   url: string;
   port: number;
   httpUrl?: string;
+  /** The JetStream data directory in use, when the harness knows it (see ServerOpts.jetstream). */
+  dataDir?: string;
   stop(): Promise<void>;
-  /** nats-server stderr (tail), handy in failure messages; "" for bundled. */
+  /**
+   * Graceful stop (SIGTERM, or close() in-process), then start again on the same ports with the
+   * same options and data directory. Also brings a server back after kill(). url/port stay valid.
+   */
+  restart(): Promise<void>;
+  /**
+   * SIGKILL the server process and wait until it is gone (no shutdown code runs). Needs a process:
+   * nats-server, or bundled with `childProcess: true`; throws otherwise. restart() starts it again.
+   */
+  kill(): Promise<void>;
+  /** Server stderr (tail, across restarts), handy in failure messages; "" for in-process bundled. */
   logs(): string;
 }
 
@@ -50,7 +77,9 @@ interface BundledBroker {
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const BROKER_TS = path.resolve(HERE, "../../src/broker/index.ts");
+const ROOT = path.resolve(HERE, "../..");
+const BROKER_TS = path.join(ROOT, "src/broker/index.ts");
+const NEX_BIN = path.join(ROOT, "bin/nex.js");
 const isCI = process.env.CI === "true";
 
 let natsServerFound: boolean | undefined;
@@ -116,7 +145,7 @@ async function waitForInfo(port: number, deadline: number, alive: () => boolean)
 }
 
 // nats-server config syntax: durations as strings, auth timeout in seconds.
-function natsConfig(opts: ServerOpts): string {
+function natsConfig(opts: ServerOpts, storeDir: string | undefined): string {
   const lines: string[] = [];
   if (opts.maxPayload !== undefined) lines.push(`max_payload: ${opts.maxPayload}`);
   if (opts.maxPending !== undefined) lines.push(`max_pending: ${opts.maxPending}`);
@@ -134,6 +163,7 @@ function natsConfig(opts: ServerOpts): string {
   }
   if (opts.authTimeoutMs !== undefined && auth.length) auth.push(`  timeout: ${opts.authTimeoutMs / 1000}`);
   if (auth.length) lines.push(`authorization {\n${auth.join("\n")}\n}`);
+  if (storeDir !== undefined) lines.push(`jetstream {\n  store_dir: ${JSON.stringify(storeDir)}\n}`);
   return lines.join("\n") + "\n";
 }
 
@@ -143,58 +173,158 @@ process.once("exit", () => {
   for (const c of children) c.kill("SIGKILL");
 });
 
+/** One run of a server: a process or an in-process broker, from start to stop/kill. */
+interface Instance {
+  port: number;
+  httpPort?: number;
+  /** Graceful stop; a no-op once the instance is gone. */
+  stop(): Promise<void>;
+  /** SIGKILL (processes only). */
+  kill?(): Promise<void>;
+  logs(): string;
+}
+
+/** Starts an instance: on any free ports (port undefined) or on exactly the given ones (restart). */
+type Launcher = (port: number | undefined, httpPort: number | undefined) => Promise<Instance>;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs `attempt` until it succeeds. A lost port race (`inUse(err)`) is retried: with fresh ports when
+ * none are fixed, or after a pause on the same port (a restart waits for the old socket to be released).
+ */
+async function withPortRetries<T>(fixed: boolean, inUse: (err: unknown) => boolean, attempt: () => Promise<T>): Promise<T> {
+  const tries = fixed ? 50 : 5;
+  let lastErr: unknown;
+  for (let i = 0; i < tries; i++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      lastErr = e;
+      if (!inUse(e)) break;
+      if (fixed) await sleep(100);
+    }
+  }
+  throw lastErr;
+}
+
+/** A process' life: exit or spawn error ends it. */
+function track(child: ChildProcess): { exited: () => boolean; exitP: Promise<void> } {
+  children.add(child);
+  let exited = false;
+  const exitP = new Promise<void>((r) => {
+    const done = () => {
+      exited = true;
+      children.delete(child);
+      r();
+    };
+    child.once("exit", done);
+    child.once("error", done);
+  });
+  return { exited: () => exited, exitP };
+}
+
+async function sigkillAndWait(child: ChildProcess, exited: Promise<void>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  child.kill("SIGKILL");
+  await exited;
+}
+
+function wrap(
+  kind: ServerKind,
+  first: Instance,
+  launch: Launcher,
+  dataDir: string | undefined,
+  cleanup: () => void,
+): RunningServer {
+  let inst: Instance | undefined = first;
+  const { port, httpPort } = first;
+  let history = "";
+  let stopped = false;
+  return {
+    kind,
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    httpUrl: httpPort !== undefined ? `http://127.0.0.1:${httpPort}` : undefined,
+    dataDir,
+    logs: () => (history + (inst?.logs() ?? "")).slice(-16384),
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      const i = inst;
+      inst = undefined;
+      try {
+        await i?.stop();
+      } finally {
+        if (i) history += i.logs();
+        cleanup();
+      }
+    },
+    restart: async () => {
+      if (stopped) throw new Error("restart() after stop()");
+      const i = inst;
+      inst = undefined;
+      if (i) {
+        await i.stop();
+        history = (history + i.logs() + "\n--- restart ---\n").slice(-16384);
+      }
+      inst = await launch(port, httpPort);
+    },
+    kill: async () => {
+      if (!inst) throw new Error("kill(): server is not running");
+      if (!inst.kill) throw new Error("kill() needs a server process (bundled: start it with childProcess: true)");
+      await inst.kill();
+    },
+  };
+}
+
 async function startNatsServer(opts: ServerOpts): Promise<RunningServer> {
   if (!natsServerOnPath()) throw new Error("nats-server is not on PATH (it is required when CI=true)");
   const dir = mkdtempSync(path.join(tmpdir(), "nats-ref-"));
   const conf = path.join(dir, "server.conf");
-  writeFileSync(conf, natsConfig(opts));
-  // A port can be taken between freePort() and the server's bind; retry a few times.
-  let lastErr: unknown;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
-    const httpPort = opts.monitoring ? await freePort() : undefined;
+  // nats-server keeps its streams under <store_dir>/jetstream.
+  const storeDir = opts.jetstream ? (opts.dataDir ?? path.join(dir, "data")) : undefined;
+  writeFileSync(conf, natsConfig(opts, storeDir));
+
+  const launchOnce = async (port: number, httpPort: number | undefined): Promise<Instance> => {
     const args = ["-a", "127.0.0.1", "-p", String(port), "-c", conf];
     if (httpPort !== undefined) args.push("-m", String(httpPort));
     const child = spawn("nats-server", args, { stdio: ["ignore", "ignore", "pipe"] });
-    children.add(child);
+    const { exited, exitP } = track(child);
     let log = "";
     child.stderr!.on("data", (d: Buffer) => {
       log = (log + d.toString()).slice(-16384);
     });
-    let exited = false;
-    // A failed spawn emits "error" and maybe no "exit": either one ends the process' life.
-    const exitP = new Promise<void>((r) => {
-      const done = () => {
-        exited = true;
-        children.delete(child);
-        r();
-      };
-      child.once("exit", done);
-      child.once("error", done);
-    });
     try {
-      await waitForInfo(port, Date.now() + 10_000, () => !exited);
+      await waitForInfo(port, Date.now() + 10_000, () => !exited());
       if (httpPort !== undefined) await waitForHttp(httpPort, Date.now() + 10_000);
     } catch (e) {
-      lastErr = new Error(`${(e as Error).message}\n${log}`);
       await killAndWait(child, exitP);
-      if (/address already in use/i.test(log)) continue; // lost a port race: try new ports
-      break;
+      throw Object.assign(new Error(`${(e as Error).message}\n${log}`), { inUse: /address already in use/i.test(log) });
     }
     return {
-      kind: "nats-server",
-      url: `nats://127.0.0.1:${port}`,
       port,
-      httpUrl: httpPort !== undefined ? `http://127.0.0.1:${httpPort}` : undefined,
+      httpPort,
       logs: () => log,
-      stop: async () => {
-        await killAndWait(child, exitP);
-        rmSync(dir, { recursive: true, force: true });
-      },
+      stop: () => killAndWait(child, exitP),
+      kill: () => sigkillAndWait(child, exitP),
     };
+  };
+  const launch: Launcher = (port, httpPort) =>
+    withPortRetries(
+      port !== undefined,
+      (e) => (e as { inUse?: boolean }).inUse === true,
+      async () =>
+        launchOnce(port ?? (await freePort()), httpPort ?? (opts.monitoring ? await freePort() : undefined)),
+    );
+  try {
+    return wrap("nats-server", await launch(undefined, undefined), launch, storeDir, () =>
+      rmSync(dir, { recursive: true, force: true }),
+    );
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
   }
-  rmSync(dir, { recursive: true, force: true });
-  throw lastErr;
 }
 
 async function waitForHttp(port: number, deadline: number): Promise<void> {
@@ -219,39 +349,155 @@ async function killAndWait(child: ChildProcess, exited: Promise<void>): Promise<
   clearTimeout(t);
 }
 
+/** Data directory for the bundled broker; `owned` when the harness made it (and stop() removes it). */
+function bundledDataDir(opts: ServerOpts): { dir?: string; owned: boolean } {
+  if (opts.dataDir !== undefined) return { dir: opts.dataDir, owned: false };
+  // A child process that is SIGKILLed cannot remove its own temporary store, so the harness owns it.
+  if (opts.jetstream === true || (opts.childProcess && opts.jetstream !== false)) {
+    return { dir: mkdtempSync(path.join(tmpdir(), "nex-bundled-data-")), owned: true };
+  }
+  return { owned: false };
+}
+
 async function startBundled(opts: ServerOpts): Promise<RunningServer> {
   if (!existsSync(BROKER_TS)) throw new Error(`bundled broker missing: ${BROKER_TS}`);
+  if (opts.childProcess) return startBundledChild(opts);
   // Variable specifier: the module may not exist while the broker is being written.
   const spec = "../../src/broker/index.js";
   const mod = (await import(/* @vite-ignore */ spec)) as {
     startBroker(o: Record<string, unknown>): Promise<BundledBroker>;
   };
-  const broker = await mod.startBroker({
-    host: "127.0.0.1",
-    port: 0,
-    ...(opts.monitoring ? { httpPort: 0 } : {}),
-    ...(opts.maxPayload !== undefined ? { maxPayload: opts.maxPayload } : {}),
-    ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
-    ...(opts.maxControlLine !== undefined ? { maxControlLine: opts.maxControlLine } : {}),
-    ...(opts.pingIntervalMs !== undefined ? { pingIntervalMs: opts.pingIntervalMs } : {}),
-    ...(opts.maxPingsOut !== undefined ? { maxPingsOut: opts.maxPingsOut } : {}),
-    ...(opts.authTimeoutMs !== undefined ? { authTimeoutMs: opts.authTimeoutMs } : {}),
-    ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
-    ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
-  });
-  let stopped = false;
-  return {
-    kind: "bundled",
-    url: broker.url,
-    port: broker.port,
-    httpUrl: opts.monitoring ? (broker.httpUrl ?? `http://127.0.0.1:${broker.httpPort}`) : undefined,
-    logs: () => "",
-    stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      await broker.close();
-    },
+  const { dir, owned } = bundledDataDir(opts);
+  const launch: Launcher = (port, httpPort) =>
+    withPortRetries(
+      port !== undefined,
+      (e) => (e as NodeJS.ErrnoException).code === "EADDRINUSE",
+      async () => {
+        const broker = await mod.startBroker({
+          host: "127.0.0.1",
+          port: port ?? 0,
+          ...(opts.monitoring ? { httpPort: httpPort ?? 0 } : {}),
+          ...(opts.maxPayload !== undefined ? { maxPayload: opts.maxPayload } : {}),
+          ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
+          ...(opts.maxControlLine !== undefined ? { maxControlLine: opts.maxControlLine } : {}),
+          ...(opts.pingIntervalMs !== undefined ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+          ...(opts.maxPingsOut !== undefined ? { maxPingsOut: opts.maxPingsOut } : {}),
+          ...(opts.authTimeoutMs !== undefined ? { authTimeoutMs: opts.authTimeoutMs } : {}),
+          ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+          ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
+          ...(opts.jetstream !== undefined ? { jetstream: opts.jetstream } : {}),
+          ...(dir !== undefined ? { dataDir: dir } : {}),
+        });
+        let closed: Promise<void> | undefined;
+        return {
+          port: broker.port,
+          httpPort: opts.monitoring
+            ? (broker.httpPort ?? Number(new URL(broker.httpUrl ?? "http://x:0").port))
+            : undefined,
+          logs: () => "",
+          stop: () => (closed ??= broker.close()),
+        };
+      },
+    );
+  const removeOwned = () => {
+    if (owned && dir) rmSync(dir, { recursive: true, force: true });
   };
+  try {
+    return wrap("bundled", await launch(undefined, undefined), launch, dir, removeOwned);
+  } catch (e) {
+    removeOwned();
+    throw e;
+  }
+}
+
+let distChecked: string | undefined;
+/** bin/nex.js runs dist/: refuse to test a broker build older than its sources (src/broker, src/cli). */
+function assertDistFresh(): void {
+  if (distChecked === "ok") return;
+  const stale: string[] = [];
+  const walk = (rel: string) => {
+    for (const e of readdirSync(path.join(ROOT, rel), { withFileTypes: true })) {
+      const r = path.join(rel, e.name);
+      if (e.isDirectory()) walk(r);
+      else if (e.name.endsWith(".ts") && !e.name.endsWith(".d.ts")) {
+        const js = path.join(ROOT, "dist", r.replace(/\.ts$/, ".js"));
+        if (!existsSync(js) || statSync(js).mtimeMs < statSync(path.join(ROOT, r)).mtimeMs) stale.push(r);
+      }
+    }
+  };
+  walk("src/broker");
+  walk("src/cli");
+  if (stale.length) {
+    throw new Error(`dist/ is missing or older than ${stale.slice(0, 5).join(", ")}; run \`npx tsc -p .\` first`);
+  }
+  distChecked = "ok";
+}
+
+async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
+  const unsupported = (
+    ["maxControlLine", "pingIntervalMs", "maxPingsOut", "authTimeoutMs", "connectTimeoutMs", "auth", "natsWriteDeadlineMs"] as const
+  ).filter((k) => opts[k] !== undefined);
+  if (unsupported.length) throw new Error(`childProcess: the CLI has no option for ${unsupported.join(", ")}`);
+  assertDistFresh();
+  const { dir, owned } = bundledDataDir(opts);
+
+  const launchOnce = async (port: number, httpPort: number | undefined): Promise<Instance> => {
+    const args = [NEX_BIN, "broker", "--host", "127.0.0.1", "--port", String(port)];
+    if (opts.monitoring) args.push("--http-port", String(httpPort ?? 0));
+    if (dir !== undefined) args.push("--data-dir", dir);
+    if (opts.jetstream === false) args.push("--no-jetstream");
+    if (opts.maxPayload !== undefined) args.push("--max-payload", String(opts.maxPayload));
+    if (opts.maxPending !== undefined) args.push("--max-pending", String(opts.maxPending));
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const { exited, exitP } = track(child);
+    let log = "";
+    let out = "";
+    child.stderr!.on("data", (d: Buffer) => {
+      log = (log + d.toString()).slice(-16384);
+    });
+    const ready = new Promise<{ port: number; httpPort?: number }>((resolve, reject) => {
+      const check = () => {
+        const m = /Listening for client connections on nats:\/\/[^\s:]+:(\d+)/.exec(out);
+        const h = /Monitoring on http:\/\/[^\s:]+:(\d+)/.exec(out);
+        if (m && (!opts.monitoring || h)) resolve({ port: Number(m[1]), httpPort: h ? Number(h[1]) : undefined });
+      };
+      child.stdout!.on("data", (d: Buffer) => {
+        out = (out + d.toString()).slice(-16384);
+        check();
+      });
+      void exitP.then(() => reject(new Error(`broker process exited during startup\n${out}\n${log}`)));
+      setTimeout(() => reject(new Error(`broker process not ready after 15 s\n${out}\n${log}`)), 15_000).unref();
+    });
+    let ports: { port: number; httpPort?: number };
+    try {
+      ports = await ready;
+      await waitForInfo(ports.port, Date.now() + 10_000, () => !exited());
+    } catch (e) {
+      await sigkillAndWait(child, exitP);
+      throw Object.assign(e as Error, { inUse: /EADDRINUSE|address already in use/i.test(out + log) });
+    }
+    return {
+      ...ports,
+      logs: () => log,
+      stop: () => killAndWait(child, exitP),
+      kill: () => sigkillAndWait(child, exitP),
+    };
+  };
+  const launch: Launcher = (port, httpPort) =>
+    withPortRetries(
+      port !== undefined,
+      (e) => (e as { inUse?: boolean }).inUse === true,
+      () => launchOnce(port ?? 0, httpPort),
+    );
+  const removeOwned = () => {
+    if (owned && dir) rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    return wrap("bundled", await launch(undefined, undefined), launch, dir, removeOwned);
+  } catch (e) {
+    removeOwned();
+    throw e;
+  }
 }
 
 export async function startServer(kind: ServerKind, opts: ServerOpts = {}): Promise<RunningServer> {

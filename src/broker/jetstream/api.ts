@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { PubFrame } from "../parser.js";
 import type { Subscription } from "../sublist.js";
-import { type ConsumerConfig, filterMatcher, normalizeConsumerConfig, normalizeStreamConfig, sameConfig, subjectsOverlap } from "./config.js";
+import { checkApiOverlap, type ConsumerConfig, filterMatcher, normalizeConsumerConfig, normalizeStreamConfig, sameConfig, subjectsOverlap } from "./config.js";
 import { Consumer } from "./consumer.js";
 import { ApiError, Errors } from "./errors.js";
 import type { JetStream } from "./jetstream.js";
@@ -83,6 +83,7 @@ export class JetStreamApi {
       this.errors++;
       response = { error: (err as ApiError).toJSON() };
       if (kind === "stream_info_response") response = { ...response, total: 0, offset: 0, limit: 0 };
+      if (kind === "stream_purge_response") response = { ...response, success: false, purged: 0 };
     }
     if (response === null) return; // answered by the handler itself (pull requests)
     this.reply(reply, { type: TYPE_PREFIX + kind, ...response });
@@ -131,7 +132,15 @@ export class JetStreamApi {
           ? ["consumer_names_response", (r) => this.consumerNames(r)]
           : ["consumer_list_response", (r) => this.consumerList(r)];
       }
-      if (t.length === 4 && t[1] === "INFO") return ["consumer_info_response", (r) => this.consumerOf(r).info()];
+      if (t.length === 4 && t[1] === "INFO") {
+        return [
+          "consumer_info_response",
+          (r) => {
+            if (r.body.trim() !== "") throw Errors.notEmptyRequest();
+            return this.consumerOf(r).info();
+          },
+        ];
+      }
       if (t.length === 4 && t[1] === "DELETE") return ["consumer_delete_response", (r) => this.consumerDelete(r)];
     }
     return null;
@@ -153,6 +162,7 @@ export class JetStreamApi {
       return { ...existing.info(), did_create: true };
     }
     this.checkOverlap(config.name, config.subjects);
+    checkApiOverlap(config);
     return { ...this.js.createStream(config).info(), did_create: true };
   }
 
@@ -163,6 +173,7 @@ export class JetStreamApi {
     if (config.retention !== stream.config.retention) throw Errors.streamConfig("stream configuration update can not change retention policy");
     if (stream.config.sealed && !config.sealed) throw Errors.streamConfig("stream configuration update can not unseal a sealed stream");
     this.checkOverlap(config.name, config.subjects);
+    checkApiOverlap(config);
     stream.update(config);
     this.js.saveStreamMeta(stream);
     return stream.info();
@@ -268,6 +279,9 @@ export class JetStreamApi {
     if (request.config === undefined || request.config === null) throw Errors.consumerConfigRequired();
     const config = normalizeConsumerConfig(request.config, stream.config);
     const subjectName = durableSubject ? t[4] : t[3];
+    if (!durableSubject && t.length === 3 && config.durable_name !== undefined) {
+      throw new ApiError(400, 10020, "consumer expected to be ephemeral but a durable name was set in request");
+    }
     if (durableSubject) {
       if (config.durable_name === undefined) throw new ApiError(400, 10018, "consumer expected to be durable but a durable name was not set");
       if (config.durable_name !== subjectName) throw Errors.consumerDurableNameMismatch();

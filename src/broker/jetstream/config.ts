@@ -72,16 +72,23 @@ function intOr(value: unknown, fallback: number): number {
   return typeof value === "number" && Number.isFinite(value) ? Math.trunc(value) : fallback;
 }
 
+/** A field of the wrong JSON type fails decoding in nats-server: "invalid JSON". */
+function numberField(raw: Record<string, unknown>, key: string): void {
+  const v = raw[key];
+  if (v !== undefined && v !== null && typeof v !== "number") throw Errors.invalidJson();
+}
+
 /** Zero or absent means "unlimited" (-1) for the stream limits. */
 function limit(value: unknown): number {
   const n = intOr(value, -1);
   return n === 0 ? -1 : n;
 }
 
-function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback: T, field: string): T {
+/** An enum field; an unknown value fails decoding in nats-server ("invalid JSON"). */
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {
   if (value === undefined || value === null || value === "") return fallback;
   if (typeof value === "string" && (allowed as readonly string[]).includes(value)) return value as T;
-  throw Errors.streamConfig(`invalid ${field}`);
+  throw Errors.invalidJson();
 }
 
 /** Stream and consumer names: no whitespace, '.', '*', '>' or path separators. */
@@ -89,22 +96,29 @@ export function isValidName(name: string): boolean {
   return name.length > 0 && name.length <= 255 && !/[\s.*>/\\]/.test(name);
 }
 
+function checkStreamName(name: string): void {
+  if (name === "" || /[\s.*>]/.test(name)) throw Errors.streamConfig("stream name is required and can not contain '.', '*', '>'");
+  if (/[/\\]/.test(name)) throw Errors.streamNameInvalid();
+}
+
 const API_PREFIXES = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"];
 
 export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): StreamConfig {
   if (!isRecord(raw)) throw Errors.invalidJson();
+  for (const key of ["max_consumers", "max_msgs", "max_bytes", "max_age", "max_msgs_per_subject", "max_msg_size", "num_replicas", "duplicate_window"]) {
+    numberField(raw, key);
+  }
+  if (raw.name !== undefined && typeof raw.name !== "string") throw Errors.invalidJson();
+  if (raw.subjects !== undefined && raw.subjects !== null && !(Array.isArray(raw.subjects) && raw.subjects.every((s) => typeof s === "string"))) {
+    throw Errors.invalidJson();
+  }
   const name = typeof raw.name === "string" ? raw.name : "";
-  if (name === "") throw Errors.streamConfig("stream name is required");
-  if (name !== nameFromSubject) throw Errors.streamMismatch();
-  if (!isValidName(name)) throw Errors.streamNameInvalid();
-  let subjects: string[];
-  if (raw.subjects === undefined || raw.subjects === null) subjects = [name];
-  else if (Array.isArray(raw.subjects) && raw.subjects.every((s) => typeof s === "string")) subjects = raw.subjects as string[];
-  else throw Errors.streamConfig("invalid subjects");
+  if (name !== "" && name !== nameFromSubject) throw Errors.streamMismatch();
+  checkStreamName(name);
+  let subjects = (raw.subjects as string[] | undefined | null) ?? [];
   if (subjects.length === 0) subjects = [name];
   for (const subject of subjects) {
     if (!isValidSubscriptionSubject(subject)) throw Errors.streamConfig("invalid subject");
-    if (API_PREFIXES.some((api) => subjectsOverlap(api, subject))) throw Errors.streamConfig("subjects overlap with jetstream api");
   }
   if (new Set(subjects).size !== subjects.length) throw Errors.streamConfig("duplicate subjects detected");
   const replicas = intOr(raw.num_replicas, 1);
@@ -119,15 +133,15 @@ export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): St
     name,
     ...(typeof raw.description === "string" && raw.description ? { description: raw.description } : {}),
     subjects,
-    retention: oneOf(raw.retention, ["limits", "interest", "workqueue"] as const, "limits", "retention"),
+    retention: oneOf(raw.retention, ["limits", "interest", "workqueue"] as const, "limits"),
     max_consumers: limit(raw.max_consumers),
     max_msgs: limit(raw.max_msgs),
     max_bytes: limit(raw.max_bytes),
     max_age: maxAge,
     max_msgs_per_subject: limit(raw.max_msgs_per_subject),
     max_msg_size: limit(raw.max_msg_size),
-    discard: oneOf(raw.discard, ["old", "new"] as const, "old", "discard"),
-    storage: oneOf(raw.storage, ["file", "memory"] as const, "file", "storage"),
+    discard: oneOf(raw.discard, ["old", "new"] as const, "old"),
+    storage: oneOf(raw.storage, ["file", "memory"] as const, "file"),
     num_replicas: 1,
     duplicate_window: duplicateWindow,
     allow_direct: raw.allow_direct === true,
@@ -141,6 +155,13 @@ export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): St
   if (raw.republish !== undefined && raw.republish !== null) config.republish = raw.republish;
   if (isRecord(raw.metadata)) config.metadata = raw.metadata as Record<string, string>;
   return config;
+}
+
+/** Checked after the overlap with other streams, as nats-server orders its errors. */
+export function checkApiOverlap(config: StreamConfig): void {
+  if (config.subjects.some((subject) => API_PREFIXES.some((api) => subjectsOverlap(api, subject)))) {
+    throw Errors.streamConfig("subjects overlap with jetstream api");
+  }
 }
 
 /** Whether two subjects (with wildcards) can both match some subject. */

@@ -34,6 +34,8 @@ interface PullRequest {
   noWait: boolean;
   heartbeatMs: number;
   lastSentAt: number;
+  /** Expiry and idle-heartbeat timers, cleared when the request leaves the queue. */
+  timers: NodeJS.Timeout[];
 }
 
 export interface ConsumerState {
@@ -323,7 +325,7 @@ export class Consumer {
     this.lastActivity = Date.now();
     if (this.waiting.length >= (this.config.max_waiting ?? 512)) return this.sendStatus(reply, "409 Exceeded MaxWaiting");
     const now = Date.now();
-    this.waiting.push({
+    const request: PullRequest = {
       reply,
       remaining: batch,
       maxBytes,
@@ -332,8 +334,39 @@ export class Consumer {
       noWait,
       heartbeatMs: heartbeatNs / NS_PER_MS,
       lastSentAt: now,
-    });
+      timers: [],
+    };
+    this.waiting.push(request);
     this.servePullRequests();
+    if (!this.waiting.includes(request)) return;
+    // Each waiting request keeps its own clock: the client counts missed heartbeats against it.
+    if (request.expiresAt > 0) request.timers.push(setTimeout(() => this.expire(request), request.expiresAt - now));
+    if (request.heartbeatMs > 0) {
+      request.timers.push(
+        setInterval(() => {
+          if (Date.now() - request.lastSentAt < request.heartbeatMs) return;
+          this.sendStatus(request.reply, "100 Idle Heartbeat");
+          request.lastSentAt = Date.now();
+        }, request.heartbeatMs),
+      );
+    }
+  }
+
+  private expire(request: PullRequest): void {
+    if (!this.dropRequest(request)) return;
+    this.sendStatus(request.reply, "408 Request Timeout", [
+      ["Nats-Pending-Messages", String(request.remaining)],
+      ["Nats-Pending-Bytes", String(request.maxBytes)],
+    ]);
+  }
+
+  /** Takes a request off the queue and stops its timers; false when it was already gone. */
+  private dropRequest(request: PullRequest): boolean {
+    const at = this.waiting.indexOf(request);
+    if (at < 0) return false;
+    this.waiting.splice(at, 1);
+    for (const timer of request.timers) clearTimeout(timer);
+    return true;
   }
 
   private servePullRequests(): void {
@@ -364,11 +397,11 @@ export class Consumer {
         if (request.maxBytes > 0) request.maxBytes -= size;
       }
       if (request.remaining === 0) {
-        this.waiting.shift();
+        this.dropRequest(request);
         continue;
       }
       if (exhausted && request.noWait) {
-        this.waiting.shift();
+        this.dropRequest(request);
         this.sendStatus(request.reply, request.delivered > 0 ? "408 Request Timeout" : "404 No Messages");
         continue;
       }
@@ -502,7 +535,6 @@ export class Consumer {
         if (heartbeatMs > 0 && now - this.lastDeliveryAt >= heartbeatMs) this.heartbeat(cfg.deliver_subject as string, now);
       }
     } else {
-      this.tickPull(now);
       if (this.waiting.length === 0 && this.inactiveSince === 0) this.inactiveSince = now;
       if (this.waiting.length > 0) this.inactiveSince = 0;
     }
@@ -532,28 +564,14 @@ export class Consumer {
     if (due) this.kick();
   }
 
-  private tickPull(now: number): void {
-    for (let i = 0; i < this.waiting.length; i++) {
-      const request = this.waiting[i];
-      if (request.expiresAt > 0 && now >= request.expiresAt) {
-        this.waiting.splice(i--, 1);
-        this.sendStatus(request.reply, "408 Request Timeout", [
-          ["Nats-Pending-Messages", String(request.remaining)],
-          ["Nats-Pending-Bytes", String(request.maxBytes)],
-        ]);
-      } else if (request.heartbeatMs > 0 && now - request.lastSentAt >= request.heartbeatMs) {
-        this.sendStatus(request.reply, "100 Idle Heartbeat");
-        request.lastSentAt = now;
-      }
-    }
-  }
-
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    for (const request of this.waiting) this.sendStatus(request.reply, "409 Consumer Deleted");
-    this.waiting.length = 0;
+    for (const request of [...this.waiting]) {
+      this.dropRequest(request);
+      this.sendStatus(request.reply, "409 Consumer Deleted");
+    }
   }
 
   info(): Record<string, unknown> {

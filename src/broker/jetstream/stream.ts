@@ -52,6 +52,7 @@ export class Stream {
 
   /** Starts taking messages: ingest subscriptions, direct get, expiry. */
   start(): void {
+    this.rebuildDedupe();
     const broker = this.host.broker;
     for (const subject of this.config.subjects) {
       this.ingestSubs.push(broker.subscribeInternal(subject, (frame) => this.ingest(frame)));
@@ -181,6 +182,19 @@ export class Stream {
     }
     const expectedMsgId = headerValue(header, "Nats-Expected-Last-Msg-Id");
     if (expectedMsgId !== undefined && expectedMsgId !== this.lastMsgId) throw Errors.wrongLastMsgId(this.lastMsgId);
+  }
+
+  /** After a restart, the Nats-Msg-Id de-duplication window comes back from the stored messages in it. */
+  private rebuildDedupe(): void {
+    const since = Date.now() - this.config.duplicate_window / NS_PER_MS;
+    for (const seq of this.store.seqsSince(since)) {
+      const msg = this.store.get(seq);
+      const id = msg ? headerValue(msg.header, "Nats-Msg-Id") : undefined;
+      if (msg && id) {
+        this.dedupe.set(id, { seq, time: msg.time });
+        this.lastMsgId = id;
+      }
+    }
   }
 
   private pruneDedupe(now: number): void {

@@ -430,6 +430,20 @@ export abstract class IndexedStore<E extends IndexEntry> implements MessageStore
     return best === Infinity ? undefined : this.index.get(best);
   }
 
+  seqsSince(time: number): number[] {
+    // Appends are in time order, so binary-search the first live entry at or after `time` by rank.
+    let lo = 0;
+    let hi = this.index.size;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.index.nth(mid) as E).time < time) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: number[] = [];
+    for (let rank = lo; rank < this.index.size; rank++) out.push((this.index.nth(rank) as E).seq);
+    return out;
+  }
+
   countOnSubject(subject: string): number {
     return this.subjects.get(subject)?.count ?? 0;
   }

@@ -58,6 +58,8 @@ export interface MessageStore {
   lastSeqsPerSubject(filter: SubjectFilter): number[];
   /** Live messages passing the filter with sequence >= from (for consumer num_pending). */
   countFrom(from: number, filter: SubjectFilter): number;
+  /** Sequences of live messages stored at or after `time` (ms), ascending (rebuilds the dedupe window). */
+  seqsSince(time: number): number[];
   /** Size in bytes of a message as counted in StoreState.bytes. */
   sizeOf(subject: string, header: Buffer | null, data: Buffer): number;
   remove(seq: number): boolean;
