@@ -3,7 +3,9 @@
 //
 //   node dist/bench/loadgen.js '<json ChildConfig>'
 //
-// pub/sub use raw sockets (no client library); req/rep use @nats-io/transport-node.
+// pub/sub use raw sockets (no client library); req/rep use @nats-io/transport-node;
+// the JetStream workloads (role "js") live in jsload.ts and use the nats.js v3
+// JetStream, KV and object store clients.
 // The parent drives each child over the fork() IPC channel (see messages.ts).
 
 import net from "node:net";
@@ -370,6 +372,10 @@ async function main(): Promise<void> {
       return runRep(cfg);
     case "req":
       return runReq(cfg);
+    case "js": {
+      const { runJs } = await import("./jsload.js");
+      return runJs(cfg, { send, nextMessage });
+    }
   }
 }
 

@@ -2,7 +2,7 @@
 // Times are process.hrtime.bigint() values (CLOCK_MONOTONIC, shared by all
 // processes on the machine) sent as decimal strings.
 
-export type Role = "pub" | "sub" | "req" | "rep";
+export type Role = "pub" | "sub" | "req" | "rep" | "js";
 
 export interface PubConfig {
   role: "pub";
@@ -40,7 +40,30 @@ export interface RepConfig {
   subject: string;
 }
 
-export type ChildConfig = PubConfig | SubConfig | ReqConfig | RepConfig;
+/** The JetStream workloads (one bench row each); see jsload.ts. */
+export type JsWorkload = "kvput" | "kvget" | "jspub" | "replay" | "objput" | "objget";
+
+export interface JsConfig {
+  role: "js";
+  url: string;
+  workload: JsWorkload;
+  /** KV value / stream message size in bytes. */
+  payloadSize: number;
+  /** kvget: keys in the bucket. */
+  keys: number;
+  /** jspub: max publishes whose ack has not arrived yet. */
+  window: number;
+  /** replay: messages pre-filled into the stream. */
+  prefill: number;
+  /** objput / objget: object size in bytes. */
+  objectBytes: number;
+  /** objput / objget: transfers of the object in the timed part (back to back). */
+  objectRepeats: number;
+  /** Seed for the kvget key sequence (the same for both servers). */
+  seed: number;
+}
+
+export type ChildConfig = PubConfig | SubConfig | ReqConfig | RepConfig | JsConfig;
 
 // parent -> child (the config itself is passed as argv[2], JSON)
 export type ToChild =
@@ -49,6 +72,7 @@ export type ToChild =
   | { type: "arm"; warmAt: string } // sub
   | { type: "finish" } // sub
   | { type: "run"; warmupMs: number; measureMs: number; maxRequests: number } // req
+  | { type: "jsRun"; warmupMs: number; measureMs: number; timeoutMs: number } // js
   | { type: "exit" };
 
 export interface SubReport {
@@ -79,6 +103,23 @@ export interface ReqReport {
   maxUs: number;
 }
 
+export interface JsReport {
+  /** Operations (messages, puts, gets; 1 per object) counted in the timed window. */
+  ops: number;
+  /** Payload bytes moved in the timed window (object rows). */
+  bytes: number;
+  /** Length of the timed window. */
+  seconds: number;
+  /** Untimed set-up (bucket/stream creation, pre-fill), for the log. */
+  setupSeconds: number;
+  /** The client process's CPU use during the timed part (warm-up included), in cores. */
+  clientCores: number;
+  /** Free-form details for the log. */
+  detail: string;
+  /** Something looked wrong (data mismatch, missing messages, ...), or null. */
+  warning: string | null;
+}
+
 // child -> parent
 export type FromChild =
   | { type: "ready" }
@@ -86,4 +127,5 @@ export type FromChild =
   | { type: "pubDone"; report: PubReport }
   | { type: "subDone"; report: SubReport }
   | { type: "reqDone"; report: ReqReport }
+  | { type: "jsDone"; report: JsReport }
   | { type: "error"; message: string };

@@ -1,8 +1,13 @@
 // Benchmark entry point: the bundled broker vs nats-server, same load generator.
 //
-//   npm run bench                 # full run (~2 min)
-//   npm run bench -- --quick      # shorter run
-//   npm run bench -- --only 1,5   # only some rows (1-5, or names: pubsub16, pubsub1k, fanout, queue, reqrep)
+//   npm run bench                 # full run (~4 min)
+//   npm run bench -- --quick      # shorter run (~1 min; JetStream rows alone ~25 s)
+//   npm run bench -- --only 1,5   # only some rows (1-11, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
+//                                 #   kvput, kvget, jspub, replay, objput, objget)
+//
+// Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
+// consumer, object store), run against `nats-server -js` and the bundled
+// broker's JetStream, each with a fresh temporary data directory.
 //
 // Other options: --reps N, --warmup MS, --measure MS, --servers bundled,nats,
 // --nats-server PATH, --json FILE (raw per-run results).
@@ -11,11 +16,13 @@ import { writeFileSync } from "node:fs";
 import os from "node:os";
 import { hrtime } from "node:process";
 import { LoadChild, guarded, liveProcesses } from "./children.js";
-import type { PubReport, ReqReport, SubReport } from "./messages.js";
+import type { JsReport, JsWorkload, PubReport, ReqReport, SubReport } from "./messages.js";
 import {
   SERVER_LABEL,
   bundledUnavailableReason,
+  liveDataDirs,
   natsServerVersion,
+  removeDataDir,
   startServer,
   type RunningServer,
   type ServerKind,
@@ -31,6 +38,11 @@ interface Options {
   reps: number;
   warmupMs: number;
   measureMs: number;
+  /** Warm-up and timed window of the JetStream rows with a timed window (kvput, kvget, jspub). */
+  jsWarmupMs: number;
+  jsMeasureMs: number;
+  /** Messages pre-filled for the replay row. */
+  replayMsgs: number;
   servers: ServerKind[];
   natsBin: string;
   jsonPath: string | null;
@@ -42,12 +54,20 @@ const ROW_NAMES: Record<string, number> = {
   fanout: 3,
   queue: 4,
   reqrep: 5,
+  kvput: 6,
+  kvget: 7,
+  jspub: 8,
+  replay: 9,
+  objput: 10,
+  objget: 11,
 };
+const ROW_COUNT = 11;
 
 function usage(msg?: string): never {
   if (msg) console.error(`bench: ${msg}`);
   console.error(
-    "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep]\n" +
+    "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
+      "                                                kvput,kvget,jspub,replay,objput,objget]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );
@@ -61,6 +81,9 @@ function parseArgs(argv: string[]): Options {
     reps: 0,
     warmupMs: 0,
     measureMs: 0,
+    jsWarmupMs: 0,
+    jsMeasureMs: 0,
+    replayMsgs: 0,
     servers: ["bundled", "nats"],
     natsBin: "nats-server",
     jsonPath: null,
@@ -88,7 +111,7 @@ function parseArgs(argv: string[]): Options {
           const p = part.trim().toLowerCase();
           if (!p) continue;
           const n = ROW_NAMES[p] ?? Number(p);
-          if (!Number.isInteger(n) || n < 1 || n > 5) usage(`unknown row "${part}"`);
+          if (!Number.isInteger(n) || n < 1 || n > ROW_COUNT) usage(`unknown row "${part}"`);
           o.only.add(n);
         }
         break;
@@ -127,8 +150,14 @@ function parseArgs(argv: string[]): Options {
     }
   }
   if (!o.reps) o.reps = o.quick ? 1 : 3;
+  // JetStream rows use shorter windows by default (each run also pays for a
+  // server start with a data directory, a client start and untimed set-up);
+  // an explicit --warmup / --measure applies to them too.
+  o.jsWarmupMs = o.warmupMs || (o.quick ? 200 : 300);
+  o.jsMeasureMs = o.measureMs || (o.quick ? 700 : 1500);
   if (!o.warmupMs) o.warmupMs = o.quick ? 300 : 500;
   if (!o.measureMs) o.measureMs = o.quick ? 1000 : 2500;
+  o.replayMsgs = envInt("BENCH_REPLAY_MSGS", REPLAY_MSGS);
   return o;
 }
 
@@ -153,7 +182,40 @@ interface LatRow {
   payload: number;
 }
 
-type Row = TputRow | LatRow;
+interface JsRow {
+  kind: "js";
+  id: number;
+  name: string;
+  /** "MB/s" rows report bytes / 10^6 / s; the others operations / s. */
+  unit: string;
+  workload: JsWorkload;
+}
+
+type Row = TputRow | LatRow | JsRow;
+
+// JetStream workload parameters, identical for both servers.
+const JS_PAYLOAD = 16;
+const KV_KEYS = 1000;
+const JS_WINDOW = 2000; // async publish: max acks outstanding
+const REPLAY_MSGS = 200_000;
+const OBJECT_BYTES = 64 * 1024 * 1024;
+const OBJECT_REPEATS = 3; // transfers per run (1 with --quick)
+const KV_SEED = 20240601;
+const JS_SETUP_TIMEOUT_MS = 130_000; // the child gives up on its own after 120 s
+const JS_RUN_TIMEOUT_MS = 60_000; // beyond warm-up + measure (replay and object transfers are not time-boxed)
+
+function rowsFor(o: Options): Row[] {
+  const js = (id: number, workload: JsWorkload, name: string, unit: string): JsRow => ({ kind: "js", id, workload, name, unit });
+  return [
+    ...ROWS,
+    js(6, "kvput", `JetStream KV put, sync (await each ack), ${JS_PAYLOAD} B values, 1 client`, "ops/s"),
+    js(7, "kvget", `JetStream KV get, random keys of ${formatNumber(KV_KEYS)}, one at a time`, "ops/s"),
+    js(8, "jspub", `JetStream async publish, ${JS_PAYLOAD} B, file stream, ≤ ${formatNumber(JS_WINDOW)} acks in flight`, "msgs/s"),
+    js(9, "replay", `JetStream ordered-consumer replay of ${formatNumber(o.replayMsgs)} × ${JS_PAYLOAD} B`, "msgs/s"),
+    js(10, "objput", `JetStream object store put, ${OBJECT_BYTES / 1024 / 1024} MiB object`, "MB/s"),
+    js(11, "objget", `JetStream object store get, ${OBJECT_BYTES / 1024 / 1024} MiB object`, "MB/s"),
+  ];
+}
 
 const ROWS: Row[] = [
   { kind: "tput", id: 1, name: "1 pub → 1 sub, 16 B", unit: "msgs/s", payload: 16, subs: 1, queue: null, fanout: false },
@@ -198,7 +260,14 @@ interface LatResult extends ReqReport {
   kind: "lat";
 }
 
-type TrialResult = TputResult | LatResult;
+interface JsResult extends JsReport {
+  kind: "js";
+  rate: number;
+  /** Server CPU use during the timed part (warm-up included), in cores; null if unknown. */
+  serverCores: number | null;
+}
+
+type TrialResult = TputResult | LatResult | JsResult;
 
 async function runTputTrial(server: RunningServer, row: TputRow, o: Options): Promise<TputResult> {
   const subject = `bench.r${row.id}`;
@@ -319,6 +388,38 @@ async function runLatTrial(server: RunningServer, row: LatRow, o: Options): Prom
   }
 }
 
+async function runJsTrial(server: RunningServer, row: JsRow, o: Options): Promise<JsResult> {
+  const child = new LoadChild(`js ${row.workload}`, {
+    role: "js",
+    url: server.url,
+    workload: row.workload,
+    payloadSize: JS_PAYLOAD,
+    keys: KV_KEYS,
+    window: JS_WINDOW,
+    prefill: o.replayMsgs,
+    objectBytes: OBJECT_BYTES,
+    objectRepeats: o.quick ? 1 : OBJECT_REPEATS,
+    seed: KV_SEED,
+  });
+  try {
+    await guarded([child], child.next("ready", JS_SETUP_TIMEOUT_MS));
+    const cpu0 = server.cpuSeconds();
+    const wall0 = hrtime.bigint();
+    child.send({ type: "jsRun", warmupMs: o.jsWarmupMs, measureMs: o.jsMeasureMs, timeoutMs: JS_RUN_TIMEOUT_MS });
+    const r = (
+      await guarded([child], child.next("jsDone", o.jsWarmupMs + o.jsMeasureMs + JS_RUN_TIMEOUT_MS + 10_000))
+    ).report;
+    const cpu1 = server.cpuSeconds();
+    const serverCores =
+      cpu0 === null || cpu1 === null ? null : (cpu1 - cpu0) / (Number(hrtime.bigint() - wall0) / 1e9);
+    const rate = row.unit === "MB/s" ? r.bytes / 1e6 / r.seconds : r.ops / r.seconds;
+    if (!(rate > 0) || !Number.isFinite(rate)) throw new Error(`nothing measured (${r.detail})`);
+    return { kind: "js", ...r, rate, serverCores };
+  } finally {
+    await child.stop();
+  }
+}
+
 // --------------------------------------------------------------------- main
 
 interface Trial {
@@ -332,6 +433,15 @@ interface Trial {
 function describe(r: TrialResult, row: Row): string {
   if (r.kind === "lat") {
     return `p50 ${formatNumber(r.p50us)} µs, p99 ${formatNumber(r.p99us)} µs (${r.count} requests, mean ${formatNumber(r.meanUs)} µs)`;
+  }
+  if (r.kind === "js") {
+    return (
+      `${formatNumber(r.rate)} ${row.kind === "js" ? row.unit : ""} (${r.detail}; timed ${r.seconds.toFixed(2)} s, ` +
+      `untimed set-up ${r.setupSeconds.toFixed(2)} s` +
+      (r.serverCores === null ? "" : `, server CPU ${r.serverCores.toFixed(2)} cores`) +
+      `, client CPU ${r.clientCores.toFixed(2)} cores)` +
+      (r.warning ? ` WARNING: ${r.warning}` : "")
+    );
   }
   const unit = row.kind === "tput" ? row.unit : "";
   return (
@@ -354,7 +464,7 @@ function firstLine(s: string): string {
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const rows = ROWS.filter((r) => !o.only || o.only.has(r.id));
+  const rows = rowsFor(o).filter((r) => !o.only || o.only.has(r.id));
   const started = Date.now();
 
   const natsVersion = natsServerVersion(o.natsBin);
@@ -389,7 +499,8 @@ async function main(): Promise<void> {
   log(machine);
   log(
     `bench: ${rows.length} row(s) × ${servers.length} server(s) × ${o.reps} run(s); ` +
-      `${o.warmupMs} ms warm-up + ${o.measureMs} ms measured per run`,
+      `${o.warmupMs} ms warm-up + ${o.measureMs} ms measured per run` +
+      (rows.some((r) => r.kind === "js") ? ` (JetStream rows: ${o.jsWarmupMs} + ${o.jsMeasureMs} ms)` : ""),
   );
 
   const trials: Trial[] = [];
@@ -402,8 +513,13 @@ async function main(): Promise<void> {
         const trial: Trial = { row: row.id, server: kind, rep: rep + 1, result: null, error: null };
         let server: RunningServer | null = null;
         try {
-          server = await startServer(kind, o.natsBin);
-          trial.result = row.kind === "tput" ? await runTputTrial(server, row, o) : await runLatTrial(server, row, o);
+          server = await startServer(kind, o.natsBin, { jetstream: row.kind === "js" });
+          trial.result =
+            row.kind === "tput"
+              ? await runTputTrial(server, row, o)
+              : row.kind === "lat"
+                ? await runLatTrial(server, row, o)
+                : await runJsTrial(server, row, o);
           log(`${label}: ${describe(trial.result, row)}`);
         } catch (e) {
           let msg = (e as Error).message;
@@ -426,21 +542,25 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   const cellNote = (kind: ServerKind, rowTrials: Trial[]): string => {
     if (!servers.includes(kind)) return unavailable.has(kind) ? "not run" : "skipped";
-    return rowTrials.some((t) => t.server === kind && t.error) ? "error" : "n/a";
+    const failed = rowTrials.find((t) => t.server === kind && t.error);
+    if (!failed) return "n/a";
+    // The reason, shortened; the full text is under "Problems:".
+    const why = failed.error!.replace(/\|/g, "/");
+    return `error: ${why.length > 48 ? `${why.slice(0, 45)}...` : why}`;
   };
   for (const row of rows) {
     const rt = trials.filter((t) => t.row === row.id);
     for (const t of rt) {
       if (t.error) notes.push(`row ${row.id}, ${SERVER_LABEL[t.server]} run ${t.rep}: ${t.error}`);
-      if (t.result?.kind === "tput" && t.result.warning) {
+      if ((t.result?.kind === "tput" || t.result?.kind === "js") && t.result.warning) {
         notes.push(`row ${row.id}, ${SERVER_LABEL[t.server]} run ${t.rep}: ${t.result.warning}`);
       }
     }
     const ok = (kind: ServerKind) =>
       rt.filter((t) => t.server === kind && t.result).map((t) => t.result!) as TrialResult[];
-    if (row.kind === "tput") {
+    if (row.kind === "tput" || row.kind === "js") {
       const best = (kind: ServerKind): number | null => {
-        const v = ok(kind).map((r) => (r.kind === "tput" ? r.rate : NaN));
+        const v = ok(kind).map((r) => (r.kind === "tput" || r.kind === "js" ? r.rate : NaN));
         return v.length ? Math.max(...v) : null;
       };
       table.push({
@@ -480,25 +600,62 @@ async function main(): Promise<void> {
   out.push("");
   out.push(markdownTable(table));
   out.push("");
-  out.push(
-    "Throughput rows: messages received per second, summed over subscribers (higher is better; ratio > 1 means the bundled broker is faster). " +
-      "Latency rows: microseconds per request/reply round trip (lower is better; ratio < 1 means the bundled broker is faster).",
-  );
-  out.push(
-    `Method: raw-socket publisher and subscribers, each in its own process; rate = messages received from ${o.warmupMs} ms after the start ` +
-      `until the last one arrived (publishing stops after ${o.measureMs} ms more, then the backlog drains), best of ${o.reps} run(s) per cell, ` +
-      "servers alternated, a fresh server process per run. Request/reply: one nats.js responder, one nats.js requester doing sequential requests.",
-  );
-  const cores = (kind: ServerKind): number[] =>
+  const hasCore = rows.some((r) => r.kind !== "js");
+  const hasJs = rows.some((r) => r.kind === "js");
+  if (hasCore) {
+    out.push(
+      "Throughput rows: messages received per second, summed over subscribers (higher is better; ratio > 1 means the bundled broker is faster). " +
+        "Latency rows: microseconds per request/reply round trip (lower is better; ratio < 1 means the bundled broker is faster).",
+    );
+    out.push(
+      `Method: raw-socket publisher and subscribers, each in its own process; rate = messages received from ${o.warmupMs} ms after the start ` +
+        `until the last one arrived (publishing stops after ${o.measureMs} ms more, then the backlog drains), best of ${o.reps} run(s) per cell, ` +
+        "servers alternated, a fresh server process per run. Request/reply: one nats.js responder, one nats.js requester doing sequential requests.",
+    );
+  }
+  if (hasJs) {
+    out.push(
+      "JetStream rows (higher is better; ratio > 1 means the bundled broker is faster): one nats.js v3 client " +
+        "(@nats-io/jetstream, kv, obj; native SHA-256; Error.stackTraceLimit = 0, as nats.js builds two Error objects per request) " +
+        "in its own process, the same code for both servers; each run starts a fresh server " +
+        "with a fresh temporary data directory (nats-server -js -sd DIR, bundled --data-dir DIR), file storage, removed afterwards. " +
+        "Bucket/stream creation and pre-fill are not timed (the replay stream is filled with core publishes, then its message count checked). " +
+        `KV put/get and async publish: ${o.jsWarmupMs} ms warm-up, then operations completed in ${o.jsMeasureMs} ms ` +
+        "(async publish: acks received after the warm-up until the last ack, publishing stops at the end of the window). " +
+        "Replay: one read of the whole pre-filled stream with an ordered consumer (consume, 1,000 messages per pull), " +
+        "timed from creating the consumer to the last message. " +
+        `Object store: ${o.quick ? "one put" : `${OBJECT_REPEATS} puts under distinct names`} (putBlob, 128 KiB chunks) or ` +
+        `${o.quick ? "one get" : `${OBJECT_REPEATS} gets`} (stream read to the end, digest checked by the client) back to back, ` +
+        `after a small warm-up object; MB = 10^6 bytes. Best of ${o.reps} run(s) per cell.`,
+    );
+  }
+  const cores = (kind: ServerKind, k: "tput" | "js"): number[] =>
     trials.flatMap((t) =>
-      t.server === kind && t.result?.kind === "tput" && t.result.serverCores !== null ? [t.result.serverCores] : [],
+      t.server === kind && t.result?.kind === k && t.result.serverCores !== null ? [t.result.serverCores] : [],
     );
   const span = (v: number[]) => (v.length ? `${Math.min(...v).toFixed(2)}–${Math.max(...v).toFixed(2)}` : "n/a");
-  if (cores("bundled").length || cores("nats").length) {
-    out.push(
-      `Server CPU during the throughput runs (cores, min–max): bundled ${span(cores("bundled"))}, ` +
-        `nats-server ${span(cores("nats"))}; the load generator processes share the same ${os.cpus().length} cores.`,
-    );
+  for (const [k, what] of [
+    ["tput", "the throughput runs"],
+    ["js", "the timed part of the JetStream runs"],
+  ] as const) {
+    if (cores("bundled", k).length || cores("nats", k).length) {
+      out.push(
+        `Server CPU during ${what} (cores, min–max): bundled ${span(cores("bundled", k))}, ` +
+          `nats-server ${span(cores("nats", k))}; the load generator processes share the same ${os.cpus().length} cores.`,
+      );
+    }
+  }
+  if (hasJs) {
+    const perRow = rows.flatMap((row) => {
+      const v = trials.flatMap((t) => (t.row === row.id && t.result?.kind === "js" ? [t.result.clientCores] : []));
+      return row.kind === "js" && v.length ? [`${row.workload} ${span(v)}`] : [];
+    });
+    if (perRow.length) {
+      out.push(
+        `JetStream client CPU during the timed part (cores, min–max over both servers): ${perRow.join(", ")}; ` +
+          "near 1.0 means the single-threaded client, not the server, set the pace.",
+      );
+    }
   }
   if (unavailable.size) {
     for (const [k, why] of unavailable) out.push(`Not run: ${SERVER_LABEL[k]}: ${why}`);
@@ -528,6 +685,7 @@ function killAll(): void {
       // already gone
     }
   }
+  for (const dir of [...liveDataDirs]) removeDataDir(dir);
 }
 process.on("exit", killAll);
 for (const sig of ["SIGINT", "SIGTERM"] as const) {

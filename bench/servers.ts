@@ -1,9 +1,12 @@
 // Start and stop the two servers under test: the bundled broker (its own
-// process, via the nex CLI) and Debian's nats-server.
+// process, via the nex CLI) and Debian's nats-server. With `jetstream: true`
+// each gets a fresh temporary data directory (nats-server: -js -sd DIR;
+// bundled: --data-dir DIR), removed once the server has stopped.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { liveProcesses } from "./children.js";
@@ -22,10 +25,29 @@ const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 5_000;
 const OUTPUT_KEEP = 32 * 1024;
 
+export interface StartOptions {
+  /** Enable JetStream with a fresh temporary data directory. */
+  jetstream?: boolean;
+}
+
+/** Data directories of servers that may still be running (removed on exit). */
+export const liveDataDirs = new Set<string>();
+
+export function removeDataDir(dir: string): void {
+  try {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    // best effort
+  }
+  liveDataDirs.delete(dir);
+}
+
 export interface RunningServer {
   kind: ServerKind;
   port: number;
   url: string;
+  /** JetStream data directory (removed by stop()), or null without JetStream. */
+  dataDir: string | null;
   /** Last bytes of the server's stdout+stderr. */
   output(): string;
   /** How the process ended, or null while it is still running. */
@@ -159,12 +181,14 @@ function track(proc: ChildProcess): void {
   proc.once("exit", () => liveProcesses.delete(proc));
 }
 
-export async function startNatsServer(bin: string): Promise<RunningServer> {
+export async function startNatsServer(bin: string, dataDir: string | null = null): Promise<RunningServer> {
   let lastErr: unknown;
   // A port from the OS can in principle be taken again before nats-server binds it; retry.
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const proc = spawn(bin, ["-a", "127.0.0.1", "-p", String(port)], {
+    const args = ["-a", "127.0.0.1", "-p", String(port)];
+    if (dataDir) args.push("-js", "-sd", dataDir);
+    const proc = spawn(bin, args, {
       stdio: ["ignore", "pipe", "pipe"],
     });
     track(proc);
@@ -173,7 +197,7 @@ export async function startNatsServer(bin: string): Promise<RunningServer> {
     proc.on("error", () => {});
     try {
       await waitForInfo(port, proc, output);
-      return { kind: "nats", port, url: `nats://127.0.0.1:${port}`, output, exitStatus: exitStatus(proc), cpuSeconds: cpuSeconds(proc), stop };
+      return { kind: "nats", port, url: `nats://127.0.0.1:${port}`, dataDir, output, exitStatus: exitStatus(proc), cpuSeconds: cpuSeconds(proc), stop };
     } catch (e) {
       lastErr = e;
       await stop();
@@ -182,14 +206,12 @@ export async function startNatsServer(bin: string): Promise<RunningServer> {
   throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
 }
 
-export async function startBundled(): Promise<RunningServer> {
+export async function startBundled(dataDir: string | null = null): Promise<RunningServer> {
   const reason = bundledUnavailableReason();
   if (reason) throw new Error(reason);
-  const proc = spawn(
-    process.execPath,
-    [path.join(REPO_ROOT, "bin", "nex.js"), "broker", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"],
-    { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "broker", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"];
+  if (dataDir) args.push("--data-dir", dataDir);
+  const proc = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   track(proc);
   const output = capture(proc);
   const stop = stopper(proc);
@@ -225,13 +247,30 @@ export async function startBundled(): Promise<RunningServer> {
       proc.on("exit", onExit);
     });
     await waitForInfo(port, proc, output);
-    return { kind: "bundled", port, url: `nats://127.0.0.1:${port}`, output, exitStatus: exitStatus(proc), cpuSeconds: cpuSeconds(proc), stop };
+    return { kind: "bundled", port, url: `nats://127.0.0.1:${port}`, dataDir, output, exitStatus: exitStatus(proc), cpuSeconds: cpuSeconds(proc), stop };
   } catch (e) {
     await stop();
     throw e;
   }
 }
 
-export function startServer(kind: ServerKind, natsBin: string): Promise<RunningServer> {
-  return kind === "nats" ? startNatsServer(natsBin) : startBundled();
+export async function startServer(kind: ServerKind, natsBin: string, opts: StartOptions = {}): Promise<RunningServer> {
+  if (!opts.jetstream) return kind === "nats" ? startNatsServer(natsBin) : startBundled();
+  const dir = mkdtempSync(path.join(os.tmpdir(), `nex-bench-${kind === "nats" ? "nats" : "bundled"}-`));
+  liveDataDirs.add(dir);
+  let server: RunningServer;
+  try {
+    server = kind === "nats" ? await startNatsServer(natsBin, dir) : await startBundled(dir);
+  } catch (e) {
+    removeDataDir(dir);
+    throw e;
+  }
+  const stop = server.stop;
+  return {
+    ...server,
+    stop: async () => {
+      await stop();
+      removeDataDir(dir);
+    },
+  };
 }

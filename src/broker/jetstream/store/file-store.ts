@@ -39,6 +39,15 @@ import zlib from "node:zlib";
 import { IndexedStore, type IndexEntry, type SubjectState } from "./seq-index.js";
 import type { PurgeRequest, StoredMessage } from "./types.js";
 
+/** The read cache: small messages only, bounded in count and bytes. */
+const CACHE_MAX_MESSAGE = 16 * 1024;
+const CACHE_MAX_BYTES = 8 * 1024 * 1024;
+const CACHE_MAX_MESSAGES = 8192;
+
+function cachedSize(m: StoredMessage): number {
+  return MSG_FIXED + m.subject.length + (m.header?.length ?? 0) + m.data.length;
+}
+
 const T_MSG = 1;
 const T_DEL = 2;
 const T_PURGE = 3;
@@ -254,6 +263,9 @@ export class FileStore extends IndexedStore<FileEntry> {
   private dead: Segment[] = [];
   /** Non-active segments with an open descriptor, least recently used first. */
   private readers = new Map<Segment, true>();
+  /** Recently written or read small messages, so KV gets and live consumers rarely touch the disk. */
+  private readonly recent = new Map<number, StoredMessage>();
+  private recentBytes = 0;
   /** Highest purge floor seen: every sequence below it is gone. */
   private floor = 0;
   private replaying = false;
@@ -503,7 +515,27 @@ export class FileStore extends IndexedStore<FileEntry> {
     if (seg.msgFirst === 0) seg.msgFirst = seq;
     seg.msgLast = seq;
     if (this.pendingLen >= AUTO_FLUSH) this.writePending();
+    if (len <= CACHE_MAX_MESSAGE) {
+      this.remember({ seq, subject, time, header: header === null ? null : Buffer.from(header), data: Buffer.from(data) }, len);
+    }
     return seq;
+  }
+
+  private remember(msg: StoredMessage, size: number): void {
+    this.recent.set(msg.seq, msg);
+    this.recentBytes += size;
+    while (this.recentBytes > CACHE_MAX_BYTES || this.recent.size > CACHE_MAX_MESSAGES) {
+      const [oldest, m] = this.recent.entries().next().value as [number, StoredMessage];
+      this.recent.delete(oldest);
+      this.recentBytes -= cachedSize(m);
+    }
+  }
+
+  private forget(seq: number): void {
+    const m = this.recent.get(seq);
+    if (m === undefined) return;
+    this.recent.delete(seq);
+    this.recentBytes -= cachedSize(m);
   }
 
   sizeOf(subject: string, header: Buffer | null, data: Buffer): number {
@@ -512,6 +544,8 @@ export class FileStore extends IndexedStore<FileEntry> {
 
   protected load(e: FileEntry): StoredMessage {
     this.checkOpen();
+    const cached = this.recent.get(e.seq);
+    if (cached !== undefined) return cached;
     const seg = e.seg;
     const len = e.len;
     const b = Buffer.allocUnsafe(len);
@@ -528,16 +562,19 @@ export class FileStore extends IndexedStore<FileEntry> {
     const hraw = b.readUInt32LE(25);
     const hs = MSG_BODY + sl;
     const ds = hraw === NO_HDR ? hs : hs + hraw;
-    return {
+    const msg: StoredMessage = {
       seq: e.seq,
       subject: e.subj.subject,
       time: e.time,
       header: hraw === NO_HDR ? null : b.subarray(hs, ds),
       data: b.subarray(ds, len - 4),
     };
+    if (len <= CACHE_MAX_MESSAGE) this.remember(msg, len);
+    return msg;
   }
 
   protected onRemoved(e: FileEntry, bulk: boolean): void {
+    this.forget(e.seq);
     const seg = e.seg;
     seg.live--;
     if (this.replaying) return;
@@ -546,6 +583,7 @@ export class FileStore extends IndexedStore<FileEntry> {
   }
 
   protected onFloor(floor: number): void {
+    for (const seq of [...this.recent.keys()]) if (seq < floor) this.forget(seq);
     if (floor > this.floor) this.floor = floor;
     if (this.replaying) return;
     this.writeSmall(T_PURGE, floor);
