@@ -1,0 +1,48 @@
+// Node configuration: defaults, a JSON config file with the same keys as the flags, and validation.
+
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { describeZodError, WorkloadTypeSchema } from "../protocol/control.js";
+
+export const NodeConfigSchema = z
+  .object({
+    name: z.string().min(1).max(64).default(os.hostname()),
+    tags: z.record(z.string(), z.string()).default({}),
+    workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript"]),
+    /** Issuer public nkeys allowed to deploy; empty = any signed request (a warning is logged). */
+    allowed_issuers: z.array(z.string().regex(/^[A-Z][A-Z2-7]{55}$/)).default([]),
+    /** Defaults for workloads that do not set their own, and ceilings they may not exceed. */
+    limits: z
+      .object({
+        memory_mb: z.number().int().min(8).default(128),
+        timeout_ms: z.number().int().min(1).default(10_000),
+        cpu_ms: z.number().int().min(1).default(5_000),
+        max_memory_mb: z.number().int().min(8).default(1024),
+        max_workloads: z.number().int().min(1).default(10_000),
+        max_artifact_bytes: z.number().int().min(1).default(64 * 1024 * 1024),
+      })
+      .strict()
+      .default({ memory_mb: 128, timeout_ms: 10_000, cpu_ms: 5_000, max_memory_mb: 1024, max_workloads: 10_000, max_artifact_bytes: 64 * 1024 * 1024 }),
+    data_dir: z.string().min(1).default(path.join(os.homedir(), ".nex")),
+  })
+  .strict();
+
+export type NodeConfig = z.infer<typeof NodeConfigSchema>;
+
+/** Reads a --config file (JSON) and merges flags over it; throws one readable line on bad input. */
+export function loadNodeConfig(file: string | undefined, overrides: Partial<Record<keyof NodeConfig, unknown>>): NodeConfig {
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    try {
+      raw = JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+    } catch (err) {
+      throw new Error(`cannot read config ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  for (const [key, value] of Object.entries(overrides)) if (value !== undefined) raw[key] = value;
+  const parsed = NodeConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(`invalid node config: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}

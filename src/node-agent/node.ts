@@ -1,0 +1,376 @@
+// The node agent: its identity, the control API, and the lifecycle of the workloads it runs.
+//
+// The deploy path: DEPLOY request → validate (schema, signature, issuer, replay window, lame duck, type)
+// → fetch artifact and check SHA-256 → unseal env → runtime.deploy (which subscribes the triggers) →
+// record in the node's desired-state KV bucket → UNDEPLOY.<id> endpoint → events. The node is not on the
+// trigger path: runtimes subscribe to trigger subjects themselves.
+
+import { randomBytes } from "node:crypto";
+import os from "node:os";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { Logger } from "pino";
+import {
+  AuctionRequestSchema,
+  ControlSubjects,
+  type DeployRequest,
+  DeployRequestSchema,
+  type DeployResponse,
+  describeZodError,
+  type InfoResponse,
+  LameDuckRequestSchema,
+  type PingResponse,
+  UndeployRequestSchema,
+  type WorkloadSummary,
+} from "../protocol/control.js";
+import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, verifyRequest } from "../protocol/signing.js";
+import type { Runtime, RuntimeObserver, WorkloadType } from "../runtimes/types.js";
+import { fetchArtifact } from "./artifacts.js";
+import type { NodeConfig } from "./config.js";
+import { ControlApi, NO_REPLY } from "./control-api.js";
+import { ControlError } from "./errors.js";
+import { EventPublisher } from "./events.js";
+import type { NodeIdentity } from "./identity.js";
+import type { z } from "zod";
+
+interface Workload {
+  id: string;
+  request: DeployRequest;
+  namespace: string;
+  issuer: string;
+  state: WorkloadSummary["state"];
+  startedAt: string;
+  unsubscribeUndeploy: () => void;
+}
+
+/** What the node keeps in its desired-state bucket to bring a workload back after a restart. */
+interface DesiredWorkload {
+  id: string;
+  namespace: string;
+  issuer: string;
+  request: DeployRequest;
+}
+
+export interface NodeAgentOptions {
+  nc: NatsConnection;
+  identity: NodeIdentity;
+  config: NodeConfig;
+  runtimes: Map<WorkloadType, Runtime>;
+  brokerUrl: string;
+  version: string;
+  log: Logger;
+  /** Called when lame duck mode has stopped every workload: the process should exit. */
+  onLameDuckDone?: () => void;
+}
+
+const decoder = new TextDecoder();
+
+export class NodeAgent implements RuntimeObserver {
+  readonly id: string;
+  private readonly workloads = new Map<string, Workload>();
+  private readonly events: EventPublisher;
+  private readonly api: ControlApi;
+  private readonly started = Date.now();
+  private desired: KV | null = null;
+  private lameDuck = false;
+  private stopped = false;
+
+  constructor(private readonly o: NodeAgentOptions) {
+    this.id = o.identity.id;
+    this.events = new EventPublisher(o.nc, this.id);
+    this.api = new ControlApi(
+      o.nc,
+      { name: "nex-node", id: this.id, version: o.version, description: "Nex node control API", metadata: { node_name: o.config.name } },
+      (err, subject) => o.log.error({ err, subject }, "control request failed"),
+    );
+  }
+
+  /** Opens the desired-state bucket, brings back recorded workloads, then starts serving the control API. */
+  async start(): Promise<void> {
+    const { log, config } = this.o;
+    if (config.allowed_issuers.length === 0) log.warn("no allowed_issuers configured: any validly signed request may deploy");
+    try {
+      this.desired = await new Kvm(this.o.nc).create(`NEX_NODE_${this.id}`, { history: 1 });
+    } catch (err) {
+      throw new Error(`the NATS server must have JetStream enabled (node state is kept in a KV bucket): ${err instanceof Error ? err.message : err}`);
+    }
+    await this.replayDesired();
+    const api = this.api;
+    const id = this.id;
+    api.endpoint("PING", "$NEX.SVC.*.control.PING", async () => this.ping());
+    api.endpoint("INFO", `$NEX.SVC.*.control.INFO.${id}`, async (_m, t) => this.info(t[2]));
+    api.endpoint("AUCTION", "$NEX.SVC.*.control.AUCTION", async (m) => this.auction(m));
+    api.endpoint("DEPLOY", `$NEX.SVC.*.control.DEPLOY.${id}`, async (m, t) => this.deployRequest(m, t[2]));
+    api.endpoint("WORKLOADS", "$NEX.SVC.*.control.WORKLOADS", async (_m, t) => ({ node_id: id, workloads: this.summaries(t[2]) }));
+    api.endpoint("LAMEDUCK", ControlSubjects.lameDuck(id), async (m) => this.lameDuckRequest(m));
+    await this.o.nc.flush();
+    this.events.emit("system", "node_started", { node_id: id, name: config.name, version: this.o.version, xkey: this.o.identity.xkey, tags: config.tags });
+    log.info({ node_id: id, xkey: this.o.identity.xkey, workloads: this.workloads.size }, "node started");
+  }
+
+  // ---- queries ---------------------------------------------------------------------------------------
+
+  ping(): PingResponse {
+    const { config, identity } = this.o;
+    return {
+      node_id: this.id,
+      name: config.name,
+      version: this.o.version,
+      uptime_s: Math.round((Date.now() - this.started) / 1000),
+      tags: config.tags,
+      xkey: identity.xkey,
+      workload_types: [...this.o.runtimes.keys()],
+      workload_count: this.workloads.size,
+      lame_duck: this.lameDuck,
+    };
+  }
+
+  info(namespace: string): InfoResponse {
+    const memory = process.memoryUsage();
+    return {
+      ...this.ping(),
+      broker_url: this.o.brokerUrl,
+      memory: { rss: memory.rss, heap_used: memory.heapUsed, total: os.totalmem(), free: os.freemem() },
+      workloads: this.summaries(namespace),
+    };
+  }
+
+  private summaries(namespace: string): WorkloadSummary[] {
+    return [...this.workloads.values()].filter((w) => w.namespace === namespace).map((w) => this.summary(w));
+  }
+
+  private summary(w: Workload): WorkloadSummary {
+    return {
+      id: w.id,
+      name: w.request.name,
+      namespace: w.namespace,
+      type: w.request.type,
+      node_id: this.id,
+      state: w.state,
+      trigger_subjects: w.request.trigger_subjects,
+      issuer: w.issuer,
+      started_at: w.startedAt,
+      sha256: w.request.artifact.sha256,
+    };
+  }
+
+  /** Bids (answers) only when this node can take the workload. */
+  private async auction(msg: Msg): Promise<unknown> {
+    if (this.lameDuck) return NO_REPLY;
+    const request = parse(AuctionRequestSchema, msg.data);
+    if (!this.o.runtimes.has(request.type)) return NO_REPLY;
+    const tags = this.o.config.tags;
+    for (const [k, v] of Object.entries(request.tags)) if (tags[k] !== v) return NO_REPLY;
+    if (request.memory_mb !== undefined && request.memory_mb > this.o.config.limits.max_memory_mb) return NO_REPLY;
+    if (this.workloads.size >= this.o.config.limits.max_workloads) return NO_REPLY;
+    return this.ping();
+  }
+
+  // ---- deploy ----------------------------------------------------------------------------------------
+
+  private async deployRequest(msg: Msg, namespace: string): Promise<DeployResponse> {
+    const request = parse(DeployRequestSchema, msg.data);
+    const issuer = this.authorize(msg, request.requested_at);
+    if (this.lameDuck) throw new ControlError(503, "node is in lame duck mode and takes no new workloads");
+    const workload = await this.deploy(generateId(), namespace, issuer, request);
+    return { workload_id: workload.id, node_id: this.id, started: true };
+  }
+
+  /** Checks the signature, the issuer allow-list and the replay window; returns the issuer. */
+  private authorize(msg: Msg, requestedAt: string): string {
+    const verified = verifyRequest(msg.subject, msg.data, msg.headers?.get(ISSUER_HEADER), msg.headers?.get(SIGNATURE_HEADER));
+    if ("problem" in verified) throw new ControlError(401, verified.problem);
+    const allowed = this.o.config.allowed_issuers;
+    if (allowed.length > 0 && !allowed.includes(verified.issuer)) throw new ControlError(403, `issuer ${verified.issuer} is not allowed on this node`);
+    const age = requestAgeProblem(requestedAt);
+    if (age) throw new ControlError(401, age);
+    return verified.issuer;
+  }
+
+  private async deploy(id: string, namespace: string, issuer: string, request: DeployRequest): Promise<Workload> {
+    const { config, log } = this.o;
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(namespace)) throw new ControlError(400, `invalid namespace ${namespace}`);
+    const runtime = this.o.runtimes.get(request.type);
+    if (!runtime) throw new ControlError(400, `workload type ${request.type} is not supported by this node (it runs: ${[...this.o.runtimes.keys()].join(", ")})`);
+    if (this.workloads.size >= config.limits.max_workloads) throw new ControlError(503, `node is at its limit of ${config.limits.max_workloads} workloads`);
+    const memoryMb = request.limits.memory_mb ?? config.limits.memory_mb;
+    if (memoryMb > config.limits.max_memory_mb) throw new ControlError(400, `memory_mb ${memoryMb} is over this node's ceiling of ${config.limits.max_memory_mb}`);
+    const env = this.unsealEnv(request);
+    const artifact =
+      request.type === "oci"
+        ? new Uint8Array()
+        : await fetchArtifact(this.o.nc, request.artifact.url, request.artifact.sha256 as string, config.limits.max_artifact_bytes);
+    const workloadLog = log.child({ workload_id: id, namespace, workload: request.name });
+    try {
+      await runtime.deploy({
+        id,
+        name: request.name,
+        namespace,
+        type: request.type,
+        artifact,
+        sha256: request.artifact.sha256 ?? "",
+        image: request.type === "oci" ? request.artifact.url : undefined,
+        triggerSubjects: request.trigger_subjects,
+        limits: { memoryMb, timeoutMs: request.limits.timeout_ms ?? config.limits.timeout_ms, cpuMs: request.limits.cpu_ms ?? config.limits.cpu_ms },
+        env,
+        freshContextPerTrigger: request.fresh_context,
+        concurrency: request.concurrency,
+      });
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      workloadLog.warn({ err: message }, "deploy refused by the runtime");
+      this.events.emit(namespace, "workload_failed", { workload_id: id, name: request.name, error: message });
+      throw new ControlError(422, `deploy failed: ${message}`);
+    }
+    const sub = this.api.endpoint("UNDEPLOY", ControlSubjects.undeploy(namespace, id), async (m) => this.undeployRequest(m, id));
+    const workload: Workload = {
+      id,
+      request,
+      namespace,
+      issuer,
+      state: "running",
+      startedAt: new Date().toISOString(),
+      unsubscribeUndeploy: () => sub.unsubscribe(),
+    };
+    this.workloads.set(id, workload);
+    const desired: DesiredWorkload = { id, namespace, issuer, request };
+    await this.desired?.put(id, JSON.stringify(desired));
+    workloadLog.info({ triggers: request.trigger_subjects }, "workload started");
+    this.events.emit(namespace, "workload_deployed", { workload_id: id, name: request.name, type: request.type, node_id: this.id });
+    this.events.emit(namespace, "workload_started", { workload_id: id, name: request.name, trigger_subjects: request.trigger_subjects });
+    return workload;
+  }
+
+  private unsealEnv(request: DeployRequest): Record<string, string> {
+    if (!request.env_sealed || !request.sender_xkey) return {};
+    let opened: Uint8Array | null = null;
+    try {
+      opened = this.o.identity.curve.open(Buffer.from(request.env_sealed, "base64"), request.sender_xkey);
+    } catch {
+      opened = null;
+    }
+    if (!opened) throw new ControlError(400, "env_sealed could not be opened with this node's xkey (sealed for another node?)");
+    let env: unknown;
+    try {
+      env = JSON.parse(decoder.decode(opened));
+    } catch {
+      throw new ControlError(400, "env_sealed does not hold a JSON object");
+    }
+    if (typeof env !== "object" || env === null || Array.isArray(env) || Object.values(env).some((v) => typeof v !== "string")) {
+      throw new ControlError(400, "env_sealed must hold a JSON object of strings");
+    }
+    return env as Record<string, string>;
+  }
+
+  /** Redeploys what the desired-state bucket says this node should run (after a restart). */
+  private async replayDesired(): Promise<void> {
+    const kv = this.desired as KV;
+    const ids: string[] = [];
+    for await (const key of await kv.keys()) ids.push(key);
+    for (const key of ids) {
+      const entry = await kv.get(key);
+      if (!entry || entry.operation !== "PUT") continue;
+      let desired: DesiredWorkload;
+      try {
+        desired = JSON.parse(entry.string()) as DesiredWorkload;
+        await this.deploy(desired.id, desired.namespace, desired.issuer, desired.request);
+        this.o.log.info({ workload_id: desired.id }, "workload restored after restart");
+      } catch (err) {
+        this.o.log.error({ workload_id: key, err: err instanceof Error ? err.message : err }, "could not restore workload; forgetting it");
+        await kv.delete(key);
+      }
+    }
+  }
+
+  // ---- undeploy and lame duck ------------------------------------------------------------------------
+
+  private async undeployRequest(msg: Msg, id: string): Promise<unknown> {
+    const request = parse(UndeployRequestSchema, msg.data);
+    const issuer = this.authorize(msg, request.requested_at);
+    if (request.workload_id !== id) throw new ControlError(400, "workload_id does not match the subject");
+    const workload = this.workloads.get(id);
+    if (!workload) throw new ControlError(404, `no workload ${id} on this node`);
+    if (workload.issuer !== issuer) throw new ControlError(403, "only the issuer that deployed a workload may stop it");
+    await this.undeploy(workload, "undeployed", true);
+    return { workload_id: id, node_id: this.id, stopped: true };
+  }
+
+  private async undeploy(workload: Workload, reason: string, forget: boolean): Promise<void> {
+    workload.state = "stopping";
+    workload.unsubscribeUndeploy();
+    try {
+      await this.o.runtimes.get(workload.request.type)?.undeploy(workload.id);
+    } finally {
+      this.workloads.delete(workload.id);
+      if (forget) await this.desired?.delete(workload.id);
+      this.events.emit(workload.namespace, "workload_stopped", { workload_id: workload.id, name: workload.request.name, reason });
+      this.o.log.info({ workload_id: workload.id, reason }, "workload stopped");
+    }
+  }
+
+  private async lameDuckRequest(msg: Msg): Promise<unknown> {
+    const request = parse(LameDuckRequestSchema, msg.data);
+    this.authorize(msg, request.requested_at);
+    if (!this.lameDuck) setTimeout(() => void this.enterLameDuck(), request.delay_ms ?? 0);
+    return { node_id: this.id, lame_duck: true };
+  }
+
+  /** Stops taking deploys, drains and stops every workload (kept in desired state for the next start), exits. */
+  async enterLameDuck(): Promise<void> {
+    if (this.lameDuck) return;
+    this.lameDuck = true;
+    this.events.emit("system", "node_lame_duck", { node_id: this.id, workloads: this.workloads.size });
+    this.o.log.info({ workloads: this.workloads.size }, "lame duck: draining workloads");
+    await Promise.allSettled([...this.workloads.values()].map((w) => this.undeploy(w, "lame duck", false)));
+    await this.stop();
+    this.o.onLameDuckDone?.();
+  }
+
+  // ---- RuntimeObserver -------------------------------------------------------------------------------
+
+  log(workloadId: string, stream: "stdout" | "stderr", line: string): void {
+    const w = this.workloads.get(workloadId);
+    if (w) this.events.log(w.namespace, workloadId, stream, line);
+  }
+
+  triggerFailed(workloadId: string, subject: string, error: string): void {
+    const w = this.workloads.get(workloadId);
+    if (w) this.events.emit(w.namespace, "trigger_failed", { workload_id: workloadId, name: w.request.name, subject, error });
+  }
+
+  restarted(reason: string, workloadIds: string[]): void {
+    this.o.log.warn({ reason, workloads: workloadIds.length }, "runtime restarted; workloads redeployed");
+    for (const id of workloadIds) {
+      const w = this.workloads.get(id);
+      if (w) this.events.emit(w.namespace, "runtime_restarted", { workload_id: id, name: w.request.name, reason });
+    }
+  }
+
+  /** Stops serving; workloads stay in desired state so the next start brings them back. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.api.close();
+    for (const w of this.workloads.values()) w.unsubscribeUndeploy();
+    await Promise.allSettled([...this.o.runtimes.values()].map((r) => r.close()));
+    this.events.emit("system", "node_stopped", { node_id: this.id, graceful: true });
+    if (!this.o.nc.isClosed()) await this.o.nc.flush().catch(() => undefined);
+  }
+}
+
+function generateId(): string {
+  return randomBytes(10).toString("hex");
+}
+
+/** Parses and validates a JSON request body; a bad one is a 400 with a readable reason. */
+function parse<T extends z.ZodTypeAny>(schema: T, data: Uint8Array): z.infer<T> {
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(data));
+  } catch {
+    throw new ControlError(400, "request body is not valid JSON");
+  }
+  const result = schema.safeParse(json);
+  if (!result.success) throw new ControlError(400, `invalid request: ${describeZodError(result.error)}`);
+  return result.data;
+}

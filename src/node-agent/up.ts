@@ -1,0 +1,84 @@
+// `nex node up` without the CLI around it: optionally the bundled broker in-process, a NATS connection,
+// the runtimes the config allows, and the node agent. Used by the CLI and by tests.
+
+import path from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { type RunningBroker, startBroker } from "../broker/index.js";
+import { JsRuntime } from "../runtimes/js/js-runtime.js";
+import type { Runtime, WorkloadType } from "../runtimes/types.js";
+import type { NodeConfig } from "./config.js";
+import { loadNodeIdentity } from "./identity.js";
+import { NodeAgent } from "./node.js";
+
+export interface NodeUpOptions {
+  config: NodeConfig;
+  /** Existing NATS servers (comma-separated); when absent the bundled broker starts in-process. */
+  server?: string;
+  auth?: { user?: string; pass?: string; token?: string };
+  /** Bundled broker listen options. */
+  host?: string;
+  port?: number;
+  httpPort?: number;
+  version: string;
+  log: Logger;
+  onLameDuckDone?: () => void;
+}
+
+export interface RunningNode {
+  node: NodeAgent;
+  nc: NatsConnection;
+  broker?: RunningBroker;
+  brokerUrl: string;
+  stop(): Promise<void>;
+}
+
+export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
+  let broker: RunningBroker | undefined;
+  let brokerUrl = o.server;
+  if (!brokerUrl) {
+    broker = await startBroker({ host: o.host, port: o.port ?? 4222, httpPort: o.httpPort, dataDir: o.config.data_dir }, o.log.child({ component: "broker" }));
+    brokerUrl = broker.url;
+  }
+  const servers = brokerUrl.split(",").map((s) => s.trim());
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers, name: `nex-node ${o.config.name}`, maxReconnectAttempts: -1, ...o.auth });
+  } catch (err) {
+    await broker?.close();
+    throw new Error(`cannot connect to ${brokerUrl}: ${err instanceof Error ? err.message : err}`);
+  }
+  const identity = loadNodeIdentity(path.resolve(o.config.data_dir));
+  let node: NodeAgent | undefined;
+  const runtimes = new Map<WorkloadType, Runtime>();
+  const observer = {
+    log: (...a: Parameters<NodeAgent["log"]>) => node?.log(...a),
+    triggerFailed: (...a: Parameters<NodeAgent["triggerFailed"]>) => node?.triggerFailed(...a),
+    restarted: (...a: Parameters<NodeAgent["restarted"]>) => node?.restarted(...a),
+  };
+  for (const type of o.config.workload_types) {
+    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log.child({ runtime: "javascript" }) }));
+    else o.log.warn({ type }, "workload type not available in this build; skipping");
+  }
+  node = new NodeAgent({ nc, identity, config: o.config, runtimes, brokerUrl, version: o.version, log: o.log, onLameDuckDone: o.onLameDuckDone });
+  try {
+    await node.start();
+  } catch (err) {
+    await node.stop();
+    await nc.close();
+    await broker?.close();
+    throw err;
+  }
+  const running = node;
+  return {
+    node: running,
+    nc,
+    broker,
+    brokerUrl,
+    stop: async () => {
+      await running.stop();
+      await nc.drain().catch(() => undefined);
+      await broker?.close();
+    },
+  };
+}

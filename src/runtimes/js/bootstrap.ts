@@ -1,0 +1,425 @@
+// The code that runs inside every workload context before the workload's own code: console,
+// TextEncoder/TextDecoder (UTF-8), `env`, `hostServices`, and the invoker that calls the workload's
+// function and turns its result into reply bytes.
+//
+// It runs through context.evalClosure with:
+//   $0  a plain function (an ivm.Callback, fire-and-forget) that takes (stream, line) for console output
+//   $1  an ivm.Reference to the host-call function; it is captured in this closure only, never stored on
+//       a global or passed to workload code, so the workload cannot springboard into the host isolate
+//   $2  the workload's environment (a copy)
+//   $3  limits: { maxLogLines, maxLogChars }
+// and returns `makeInvoker(handler) => invoke(subject, payload)`, which only the runtime host holds.
+//
+// Everything the shims rely on (Reflect.apply, JSON, Uint8Array, Promise#then, the Reference's
+// applySyncPromise) is captured before workload code runs, so a workload that replaces globals only
+// breaks its own context.
+
+export const BOOTSTRAP_SOURCE = String.raw`
+"use strict";
+const emitLog = $0;
+const hostRef = $1;
+const envIn = $2;
+const limits = $3;
+
+const G = globalThis;
+const ReflectApply = Reflect.apply;
+const ObjectFreeze = Object.freeze;
+const ObjectCreate = Object.create;
+const ObjectAssign = Object.assign;
+const ObjectDefineProperty = Object.defineProperty;
+const ArrayIsArray = Array.isArray;
+const JSONStringify = JSON.stringify;
+const JSONParse = JSON.parse;
+const StringCtor = String;
+const StringFromCharCode = String.fromCharCode;
+const ErrorCtor = Error;
+const TypeErrorCtor = TypeError;
+const RangeErrorCtor = RangeError;
+const U8 = Uint8Array;
+const ArrayBufferCtor = ArrayBuffer;
+const ArrayBufferIsView = ArrayBuffer.isView;
+const PromiseCtor = Promise;
+const PromiseThen = Promise.prototype.then;
+const PromiseResolve = Promise.resolve;
+const U8Slice = Uint8Array.prototype.slice;
+const ArrayPush = Array.prototype.push;
+const ArrayJoin = Array.prototype.join;
+const applySyncPromise = hostRef.applySyncPromise;
+
+function frozenRecord(o) {
+  return ObjectFreeze(ObjectAssign(ObjectCreate(null), o));
+}
+const CALL_OPTIONS = frozenRecord({ arguments: frozenRecord({ copy: true }) });
+const EMPTY = new U8(0);
+
+// ---- UTF-8 -------------------------------------------------------------------------------------
+
+function utf8Encode(input) {
+  const str = StringCtor(input);
+  const n = str.length;
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    const c = str.charCodeAt(i);
+    if (c < 0x80) size += 1;
+    else if (c < 0x800) size += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (str.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { size += 4; i++; }
+    else size += 3;
+  }
+  const out = new U8(size);
+  let p = 0;
+  for (let i = 0; i < n; i++) {
+    let c = str.charCodeAt(i);
+    if (c < 0x80) { out[p++] = c; continue; }
+    if (c < 0x800) { out[p++] = 0xc0 | (c >> 6); out[p++] = 0x80 | (c & 63); continue; }
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < n) {
+      const d = str.charCodeAt(i + 1);
+      if ((d & 0xfc00) === 0xdc00) {
+        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        out[p++] = 0xf0 | (cp >> 18);
+        out[p++] = 0x80 | ((cp >> 12) & 63);
+        out[p++] = 0x80 | ((cp >> 6) & 63);
+        out[p++] = 0x80 | (cp & 63);
+        i++;
+        continue;
+      }
+    }
+    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+    out[p++] = 0xe0 | (c >> 12);
+    out[p++] = 0x80 | ((c >> 6) & 63);
+    out[p++] = 0x80 | (c & 63);
+  }
+  return out;
+}
+
+function isCont(b) { return (b & 0xc0) === 0x80; }
+
+// Returns the decoded string; sets decodeErrors when a replacement character was produced.
+let decodeErrors = false;
+function utf8Decode(input, skipBom) {
+  const u8 = toBytes(input);
+  const n = u8.length;
+  let i = 0;
+  if (skipBom && n >= 3 && u8[0] === 0xef && u8[1] === 0xbb && u8[2] === 0xbf) i = 3;
+  let out = "";
+  const units = [];
+  decodeErrors = false;
+  while (i < n) {
+    const b = u8[i];
+    let cp;
+    if (b < 0x80) { cp = b; i += 1; }
+    else if (b >= 0xc2 && b <= 0xdf && i + 1 < n && isCont(u8[i + 1])) {
+      cp = ((b & 31) << 6) | (u8[i + 1] & 63); i += 2;
+    } else if (b >= 0xe0 && b <= 0xef && i + 2 < n && isCont(u8[i + 1]) && isCont(u8[i + 2])) {
+      cp = ((b & 15) << 12) | ((u8[i + 1] & 63) << 6) | (u8[i + 2] & 63);
+      if (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)) { cp = 0xfffd; decodeErrors = true; i += 1; } else i += 3;
+    } else if (b >= 0xf0 && b <= 0xf4 && i + 3 < n && isCont(u8[i + 1]) && isCont(u8[i + 2]) && isCont(u8[i + 3])) {
+      cp = ((b & 7) << 18) | ((u8[i + 1] & 63) << 12) | ((u8[i + 2] & 63) << 6) | (u8[i + 3] & 63);
+      if (cp < 0x10000 || cp > 0x10ffff) { cp = 0xfffd; decodeErrors = true; i += 1; } else i += 4;
+    } else { cp = 0xfffd; decodeErrors = true; i += 1; }
+    if (cp > 0xffff) {
+      cp -= 0x10000;
+      units[units.length] = 0xd800 + (cp >> 10);
+      units[units.length] = 0xdc00 + (cp & 1023);
+    } else {
+      units[units.length] = cp;
+    }
+    if (units.length >= 8192) { out += ReflectApply(StringFromCharCode, null, units); units.length = 0; }
+  }
+  if (units.length > 0) out += ReflectApply(StringFromCharCode, null, units);
+  return out;
+}
+
+class TextEncoder {
+  get encoding() { return "utf-8"; }
+  encode(input) { return utf8Encode(input === undefined ? "" : input); }
+}
+
+class TextDecoder {
+  #fatal;
+  #ignoreBOM;
+  constructor(label, options) {
+    const l = label === undefined ? "utf-8" : StringCtor(label).trim().toLowerCase();
+    if (l !== "utf-8" && l !== "utf8" && l !== "unicode-1-1-utf-8") {
+      throw new RangeErrorCtor("TextDecoder: only utf-8 is supported, not " + l);
+    }
+    this.#fatal = !!(options && options.fatal);
+    this.#ignoreBOM = !!(options && options.ignoreBOM);
+  }
+  get encoding() { return "utf-8"; }
+  get fatal() { return this.#fatal; }
+  get ignoreBOM() { return this.#ignoreBOM; }
+  decode(input) {
+    if (input === undefined) return "";
+    const s = utf8Decode(input, !this.#ignoreBOM);
+    if (this.#fatal && decodeErrors) throw new TypeErrorCtor("The encoded data was not valid utf-8");
+    return s;
+  }
+}
+
+// ---- bytes in and out --------------------------------------------------------------------------
+
+// A value the workload hands to a host service or returns: bytes as they are, strings as UTF-8,
+// anything else as JSON.
+function toBytes(v) {
+  if (v instanceof U8) return v;
+  if (v === undefined) return EMPTY;
+  if (typeof v === "string") return utf8Encode(v);
+  if (v instanceof ArrayBufferCtor) return new U8(v);
+  if (ArrayBufferIsView(v)) return new U8(v.buffer, v.byteOffset, v.byteLength);
+  const s = JSONStringify(v);
+  if (s === undefined) throw new TypeErrorCtor("value cannot be encoded: not JSON-serializable");
+  return utf8Encode(s);
+}
+
+// The copy into the host copies the whole backing buffer of a view, so send only what is meant.
+function compactBytes(u8) {
+  if (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength && u8.buffer instanceof ArrayBufferCtor) return u8;
+  return ReflectApply(U8Slice, u8, []);
+}
+
+function decodeJSON(bytes) {
+  return JSONParse(utf8Decode(bytes, true));
+}
+
+// ---- console -----------------------------------------------------------------------------------
+
+let linesLeft = limits.maxLogLines;
+const maxChars = limits.maxLogChars;
+
+function show(v, nested) {
+  switch (typeof v) {
+    case "string": return nested ? JSONStringify(v) : v;
+    case "undefined": return "undefined";
+    case "bigint": return StringCtor(v) + "n";
+    case "symbol": return StringCtor(v);
+    case "function": return "[Function " + (v.name || "(anonymous)") + "]";
+    case "object": {
+      if (v === null) return "null";
+      if (v instanceof ErrorCtor) return v.stack ? StringCtor(v.stack) : StringCtor(v);
+      if (v instanceof U8) {
+        const head = [];
+        for (let i = 0; i < v.length && i < 50; i++) ReflectApply(ArrayPush, head, [StringCtor(v[i])]);
+        return "Uint8Array(" + v.length + ") [" + ReflectApply(ArrayJoin, head, [", "]) + (v.length > 50 ? ", ..." : "") + "]";
+      }
+      try {
+        const s = JSONStringify(v);
+        return s === undefined ? StringCtor(v) : s;
+      } catch (e) {
+        try { return StringCtor(v); } catch (e2) { return "[object]"; }
+      }
+    }
+    default: return StringCtor(v);
+  }
+}
+
+function format(args) {
+  let first = 0;
+  let out = "";
+  if (typeof args[0] === "string" && args[0].indexOf("%") !== -1 && args.length > 1) {
+    const f = args[0];
+    let next = 1;
+    for (let i = 0; i < f.length; i++) {
+      const c = f[i];
+      if (c !== "%" || i + 1 >= f.length) { out += c; continue; }
+      const d = f[i + 1];
+      if (d === "%") { out += "%"; i++; continue; }
+      if (next >= args.length || "sdifjoOc".indexOf(d) === -1) { out += c; continue; }
+      const a = args[next++];
+      i++;
+      if (d === "s") out += typeof a === "string" ? a : show(a, true);
+      else if (d === "d" || d === "i") out += typeof a === "bigint" ? StringCtor(a) + "n" : StringCtor(d === "i" ? parseInt(a) : Number(a));
+      else if (d === "f") out += StringCtor(parseFloat(a));
+      else if (d === "c") { /* CSS: ignored */ }
+      else out += show(a, true);
+    }
+    first = next;
+  } else if (args.length > 0) {
+    out = show(args[0], false);
+    first = 1;
+  }
+  for (let i = first; i < args.length; i++) out += " " + show(args[i], false);
+  return out;
+}
+
+function writer(stream) {
+  return function (...args) {
+    if (linesLeft <= 0) return;
+    linesLeft--;
+    let line;
+    try { line = format(args); } catch (e) { line = "[unprintable]"; }
+    if (line.length > maxChars) line = line.slice(0, maxChars) + " [truncated]";
+    emitLog(stream, line);
+    if (linesLeft === 0) emitLog("stderr", "[nex] console output limit reached; further lines of this trigger are dropped");
+  };
+}
+
+const consoleShim = ObjectFreeze({
+  log: writer("stdout"),
+  info: writer("stdout"),
+  debug: writer("stdout"),
+  trace: writer("stdout"),
+  warn: writer("stderr"),
+  error: writer("stderr"),
+  assert(cond, ...rest) { if (!cond) consoleShim.error("Assertion failed" + (rest.length ? ": " + format(rest) : "")); },
+});
+
+// ---- host services -----------------------------------------------------------------------------
+
+function call(service, method, headers, body) {
+  const r = ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, compactBytes(body)], CALL_OPTIONS]);
+  if (r === null || typeof r !== "object") throw new ErrorCtor("host service call failed");
+  if (!r.ok) {
+    const e = new ErrorCtor(StringCtor(r.message));
+    e.code = StringCtor(r.code);
+    throw e;
+  }
+  return r;
+}
+
+function str(name, v) {
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "bigint") return StringCtor(v);
+  throw new TypeErrorCtor(name + " must be a string");
+}
+
+function orNull(fn) {
+  try { return fn(); } catch (e) { if (e && e.code === "not_found") return null; throw e; }
+}
+
+function jsonBody(r) {
+  return r.body.length === 0 ? undefined : decodeJSON(r.body);
+}
+
+function revisionOf(r) {
+  const h = r.headers["Nex-Revision"];
+  if (h !== undefined) return Number(h);
+  const j = jsonBody(r);
+  if (typeof j === "number") return j;
+  if (j !== null && typeof j === "object") {
+    if (typeof j.revision === "number") return j.revision;
+    if (typeof j.seq === "number") return j.seq;
+  }
+  return j;
+}
+
+const kv = {
+  get(key) { return orNull(() => call("kv", "get", { "Nex-Key": str("key", key) }, EMPTY).body); },
+  getString(key) { const b = kv.get(key); return b === null ? null : utf8Decode(b, true); },
+  getJSON(key) { const b = kv.get(key); return b === null ? null : decodeJSON(b); },
+  set(key, value) { return revisionOf(call("kv", "set", { "Nex-Key": str("key", key) }, toBytes(value))); },
+  put(key, value) { return kv.set(key, value); },
+  create(key, value) { return revisionOf(call("kv", "create", { "Nex-Key": str("key", key) }, toBytes(value))); },
+  update(key, value, revision) {
+    return revisionOf(call("kv", "update", { "Nex-Key": str("key", key), "Nex-Revision": str("revision", revision) }, toBytes(value)));
+  },
+  delete(key) { call("kv", "delete", { "Nex-Key": str("key", key) }, EMPTY); },
+  purge(key) { call("kv", "purge", { "Nex-Key": str("key", key) }, EMPTY); },
+  keys(filter) {
+    const h = filter === undefined ? {} : { "Nex-Filter": str("filter", filter) };
+    const j = jsonBody(call("kv", "keys", h, EMPTY));
+    return ArrayIsArray(j) ? j : [];
+  },
+  history(key) {
+    const j = jsonBody(call("kv", "history", { "Nex-Key": str("key", key) }, EMPTY));
+    return ArrayIsArray(j) ? j : [];
+  },
+};
+
+function timeoutHeader(h, timeoutMs) {
+  if (timeoutMs !== undefined && timeoutMs !== null) h["Nex-Timeout-Ms"] = str("timeoutMs", timeoutMs);
+  return h;
+}
+
+const messaging = {
+  publish(subject, data) { call("messaging", "publish", { "Nex-Subject": str("subject", subject) }, toBytes(data)); },
+  request(subject, data, timeoutMs) {
+    return call("messaging", "request", timeoutHeader({ "Nex-Subject": str("subject", subject) }, timeoutMs), toBytes(data)).body;
+  },
+  requestString(subject, data, timeoutMs) { return utf8Decode(messaging.request(subject, data, timeoutMs), true); },
+  requestJSON(subject, data, timeoutMs) { return decodeJSON(messaging.request(subject, data, timeoutMs)); },
+  requestMany(subject, data, options) {
+    const h = timeoutHeader({ "Nex-Subject": str("subject", subject) }, options && options.timeoutMs);
+    if (options && options.maxMessages !== undefined) h["Nex-Max-Messages"] = str("maxMessages", options.maxMessages);
+    const r = call("messaging", "requestMany", h, toBytes(data));
+    return ArrayIsArray(r.list) ? r.list : [];
+  },
+};
+
+const objectStore = {
+  get(name) { return orNull(() => call("objectStore", "get", { "Nex-Key": str("name", name) }, EMPTY).body); },
+  getString(name) { const b = objectStore.get(name); return b === null ? null : utf8Decode(b, true); },
+  getJSON(name) { const b = objectStore.get(name); return b === null ? null : decodeJSON(b); },
+  put(name, data) { return jsonBody(call("objectStore", "put", { "Nex-Key": str("name", name) }, toBytes(data))); },
+  info(name) { return orNull(() => jsonBody(call("objectStore", "info", { "Nex-Key": str("name", name) }, EMPTY)) ?? null); },
+  delete(name) { call("objectStore", "delete", { "Nex-Key": str("name", name) }, EMPTY); },
+  list() {
+    const j = jsonBody(call("objectStore", "list", {}, EMPTY));
+    return ArrayIsArray(j) ? j : [];
+  },
+};
+
+const env = ObjectFreeze(ObjectAssign({}, envIn));
+
+const hostServices = ObjectFreeze({
+  kv: ObjectFreeze(kv),
+  messaging: ObjectFreeze(messaging),
+  objectStore: ObjectFreeze(objectStore),
+  env,
+  encode: toBytes,
+  decode(bytes) { return utf8Decode(bytes, true); },
+  decodeJSON,
+});
+
+function define(name, value) {
+  ObjectDefineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
+}
+define("console", consoleShim);
+define("TextEncoder", TextEncoder);
+define("TextDecoder", TextDecoder);
+define("hostServices", hostServices);
+define("env", env);
+
+// ---- the invoker -------------------------------------------------------------------------------
+
+function asError(e) {
+  if (e instanceof ErrorCtor) return e;
+  let message;
+  try { message = typeof e === "string" ? e : show(e, true); } catch (e2) { message = "[unprintable]"; }
+  return new ErrorCtor(message);
+}
+
+function rethrow(e) { throw asError(e); }
+
+// Reply bytes: a Uint8Array or string as is, undefined as an empty reply, anything else as JSON.
+function encodeResult(r) {
+  if (r === undefined) return undefined;
+  if (typeof r === "string") return r;
+  if (r instanceof U8) return compactBytes(r);
+  if (r instanceof ArrayBufferCtor) return new U8(r);
+  if (ArrayBufferIsView(r)) return compactBytes(new U8(r.buffer, r.byteOffset, r.byteLength));
+  let s;
+  try { s = JSONStringify(r); } catch (e) {
+    throw new TypeErrorCtor("the function's return value is not JSON-serializable: " + (e && e.message));
+  }
+  return s;
+}
+
+return function makeInvoker(handler) {
+  return function invoke(subject, payload) {
+    linesLeft = limits.maxLogLines;
+    let r;
+    try {
+      r = ReflectApply(handler, G, [subject, payload]);
+      if (r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function") {
+        return ReflectApply(PromiseThen, ReflectApply(PromiseResolve, PromiseCtor, [r]), [encodeResult, rethrow]);
+      }
+    } catch (e) {
+      throw asError(e);
+    }
+    return encodeResult(r);
+  };
+};
+`;
+
+/** Per-trigger console limits inside the isolate. */
+export const CONSOLE_LIMITS = { maxLogLines: 1000, maxLogChars: 16 * 1024 } as const;

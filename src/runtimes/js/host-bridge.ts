@@ -1,0 +1,148 @@
+// The runtime host's side of `this.hostServices`: a workload's synchronous call (parked in
+// applySyncPromise on its isolate thread) becomes one NATS request to
+// $NEX.HOST.<ns>.<workloadId>.<service>.<method>, per src/protocol/host-services.ts. Arguments come
+// from the guest, so every one is checked here again before anything goes on the wire.
+
+import { errors, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import {
+  HOST_CALL_TIMEOUT_MS,
+  HOST_METHODS,
+  HostHeaders,
+  hostSubject,
+  type HostErrorCode,
+  type HostService,
+} from "../../protocol/host-services.js";
+
+/** What a host call hands back into the isolate (copied in as a plain object). */
+export type HostCallResult =
+  | { ok: true; headers: Record<string, string>; body: Uint8Array; list?: Uint8Array[] }
+  | { ok: false; code: HostErrorCode; message: string };
+
+/** Largest value a workload may send to, or receive from, a host service. */
+export const MAX_HOST_VALUE_BYTES = 8 * 1024 * 1024;
+const MAX_HEADER_VALUE_CHARS = 1024;
+
+const ALLOWED_HEADERS = new Set<string>([
+  HostHeaders.key,
+  HostHeaders.bucket,
+  HostHeaders.subject,
+  HostHeaders.revision,
+  HostHeaders.timeoutMs,
+  HostHeaders.maxMessages,
+  HostHeaders.filter,
+]);
+
+function fail(code: HostErrorCode, message: string): HostCallResult {
+  return { ok: false, code, message };
+}
+
+function isHostService(s: unknown): s is HostService {
+  return typeof s === "string" && Object.prototype.hasOwnProperty.call(HOST_METHODS, s);
+}
+
+function replyHeaders(h: MsgHdrs | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!h) return out;
+  for (const k of h.keys()) {
+    if (k.toLowerCase().startsWith("nex-")) out[k] = h.get(k);
+  }
+  return out;
+}
+
+function decodeBase64List(body: Uint8Array): Uint8Array[] | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8"));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === "string")) return undefined;
+  return parsed.map((s: string) => new Uint8Array(Buffer.from(s, "base64")));
+}
+
+function classifyRequestError(err: unknown): { code: HostErrorCode; message: string } {
+  const e = err as Error & { cause?: unknown };
+  if (err instanceof errors.NoRespondersError || e?.cause instanceof errors.NoRespondersError) {
+    return { code: "no_responders", message: "no host service is answering" };
+  }
+  if (err instanceof errors.RequestError && err.isNoResponders()) {
+    return { code: "no_responders", message: "no host service is answering" };
+  }
+  if (err instanceof errors.TimeoutError || e?.cause instanceof errors.TimeoutError) {
+    return { code: "timeout", message: "host service call timed out" };
+  }
+  return { code: "internal", message: `host service call failed: ${e?.message ?? String(err)}` };
+}
+
+export class HostBridge {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly namespace: string,
+    private readonly workloadId: string,
+  ) {}
+
+  /**
+   * One host-service call. Never rejects: every failure is a `{ ok: false, code, message }` the guest
+   * shim turns into an Error with `.code`. `deadlineAt` (epoch ms) is the calling trigger's deadline.
+   */
+  async call(service: unknown, method: unknown, headers: unknown, body: unknown, deadlineAt: number): Promise<HostCallResult> {
+    try {
+      if (!isHostService(service)) return fail("bad_request", `unknown host service ${JSON.stringify(service)}`);
+      if (typeof method !== "string" || !HOST_METHODS[service].includes(method)) {
+        return fail("bad_request", `unknown method ${JSON.stringify(method)} of host service ${service}`);
+      }
+      if (!(body instanceof Uint8Array)) return fail("bad_request", "the value must be bytes");
+      if (body.byteLength > MAX_HOST_VALUE_BYTES) {
+        return fail("too_large", `value of ${body.byteLength} bytes exceeds the ${MAX_HOST_VALUE_BYTES}-byte limit`);
+      }
+      const remaining = deadlineAt - Date.now();
+      if (remaining <= 0) return fail("timeout", "the trigger's deadline has passed");
+      const timeout = Math.max(1, Math.min(HOST_CALL_TIMEOUT_MS, remaining));
+
+      const h = natsHeaders();
+      if (headers !== null && typeof headers === "object") {
+        for (const [k, v] of Object.entries(headers as Record<string, unknown>)) {
+          if (!ALLOWED_HEADERS.has(k)) return fail("bad_request", `header ${k} is not allowed`);
+          if (typeof v !== "string" || v.length > MAX_HEADER_VALUE_CHARS || /[\r\n]/.test(v)) {
+            return fail("bad_request", `header ${k} must be a single-line string of at most ${MAX_HEADER_VALUE_CHARS} characters`);
+          }
+          if (k === HostHeaders.timeoutMs) {
+            // The host service waits at most this long itself; leave room for its answer to come back.
+            const asked = Number(v);
+            if (!Number.isFinite(asked) || asked <= 0) return fail("bad_request", `${k} must be a positive number`);
+            h.set(k, String(Math.max(1, Math.min(Math.floor(asked), timeout - 20))));
+            continue;
+          }
+          h.set(k, v);
+        }
+      }
+
+      let reply: Msg;
+      try {
+        reply = await this.nc.request(hostSubject(this.namespace, this.workloadId, service, method), body, { timeout, headers: h });
+      } catch (err) {
+        const { code, message } = classifyRequestError(err);
+        return fail(code, message);
+      }
+      const code = reply.headers?.get(HostHeaders.errorCode);
+      if (code) {
+        const text = Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength).toString("utf8");
+        const message = text || reply.headers?.get(HostHeaders.error) || code;
+        return fail(code as HostErrorCode, message.slice(0, 4096));
+      }
+      if (reply.data.byteLength > MAX_HOST_VALUE_BYTES) {
+        return fail("too_large", `the host service answered ${reply.data.byteLength} bytes, over the ${MAX_HOST_VALUE_BYTES}-byte limit`);
+      }
+      // A copy that owns its buffer: the reply may be a view into the connection's read buffer.
+      const data = reply.data.slice();
+      if (service === "messaging" && method === "requestMany") {
+        const list = data.byteLength === 0 ? [] : decodeBase64List(data);
+        if (!list) return fail("internal", "malformed requestMany reply (expected a JSON array of base64 strings)");
+        return { ok: true, headers: replyHeaders(reply.headers), body: new Uint8Array(0), list };
+      }
+      return { ok: true, headers: replyHeaders(reply.headers), body: data };
+    } catch (err) {
+      return fail("internal", `host service call failed: ${(err as Error)?.message ?? String(err)}`);
+    }
+  }
+}

@@ -1,0 +1,447 @@
+// The node side of the JavaScript runtime: JsRuntime implements Runtime by running every JS workload in
+// one supervised runtime-host child process (`node --no-node-snapshot dist/src/runtimes/js/runtime-host.js`,
+// which isolated-vm needs on Node 20). The child connects to NATS itself and serves triggers without the
+// node; the node only deploys, undeploys, asks for stats and hears about logs and failed triggers.
+//
+// Process model:
+// - The child starts lazily on the first deploy(), or eagerly with start(). Both resolve once it is
+//   connected to NATS.
+// - If it dies (crash, OOM abort, kill -9), JsRuntime starts a new one after a backoff (100 ms doubling
+//   to 5 s, reset after 30 s of good health), redeploys every workload it had (reusing V8 code caches)
+//   and then calls observer.restarted(reason, ids). Deploys that arrive meanwhile wait for the new child.
+// - close() asks the child to drain its triggers and exit, and SIGKILLs it after closeTimeoutMs.
+// - Console lines arrive in batches over IPC; observer.log is called for each line (the node publishes
+//   them). Failed triggers call observer.triggerFailed.
+
+import { fork, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pino, { type Logger } from "pino";
+import type { Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
+import type { CompiledCode, DeployResult, FromHost, HostRequest, JsWorkloadSpec, NatsAuth } from "./ipc.js";
+
+export type { NatsAuth } from "./ipc.js";
+
+export interface JsRuntimeOptions {
+  /** NATS server URL(s) for the runtime host; comma-separated for several. */
+  natsUrl: string;
+  natsAuth?: NatsAuth;
+  observer: RuntimeObserver;
+  log?: Logger;
+  /** How long the child may take to start and connect (default 15 s). */
+  startTimeoutMs?: number;
+  /** How long close() waits for a graceful stop before SIGKILL (default: longest trigger deadline + 5 s). */
+  closeTimeoutMs?: number;
+  /** The compiled runtime-host.js to run; found next to this file (or under dist/ when running from source). */
+  hostScript?: string;
+  /** Extra Node flags for the runtime host (after --no-node-snapshot), e.g. ["--cpu-prof"] when profiling. */
+  hostExecArgv?: string[];
+}
+
+const RESTART_BASE_MS = 100;
+const RESTART_MAX_MS = 5000;
+/** A child that lived this long resets the restart backoff. */
+const HEALTHY_AFTER_MS = 30_000;
+const MAX_CACHED_CODES = 64;
+const MAX_CACHED_CODE_BYTES = 64 * 1024 * 1024;
+const STDERR_TAIL_LINES = 20;
+
+/** runtime-host.js next to the compiled js-runtime.js; from source (vitest), the one under dist/. */
+export function defaultHostScript(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const beside = path.join(here, "runtime-host.js");
+  if (fs.existsSync(beside)) return beside;
+  const marker = `${path.sep}src${path.sep}runtimes${path.sep}js`;
+  if (here.endsWith(marker)) {
+    const root = here.slice(0, -marker.length);
+    const built = path.join(root, "dist", "src", "runtimes", "js", "runtime-host.js");
+    if (fs.existsSync(built)) return built;
+  }
+  return beside;
+}
+
+function toJsSpec(spec: WorkloadSpec): JsWorkloadSpec {
+  return {
+    id: spec.id,
+    name: spec.name,
+    namespace: spec.namespace,
+    artifact: spec.artifact,
+    sha256: spec.sha256,
+    triggerSubjects: [...spec.triggerSubjects],
+    limits: { ...spec.limits },
+    env: { ...spec.env },
+    freshContextPerTrigger: spec.freshContextPerTrigger,
+    concurrency: spec.concurrency,
+  };
+}
+
+const PINO_LEVELS: Record<number, "trace" | "debug" | "info" | "warn" | "error" | "fatal"> = {
+  10: "trace",
+  20: "debug",
+  30: "info",
+  40: "warn",
+  50: "error",
+  60: "fatal",
+};
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+/** One incarnation of the runtime-host child. */
+class HostProcess {
+  readonly child: ChildProcess;
+  readonly startedAt = Date.now();
+  readonly ready: Promise<void>;
+  readonly exited: Promise<string>;
+  alive = true;
+  private readonly pending = new Map<number, Pending>();
+  private nextReqId = 1;
+  private readonly stderrTail: string[] = [];
+  private fatalReason?: string;
+
+  constructor(
+    script: string,
+    opts: JsRuntimeOptions,
+    private readonly log: Logger,
+  ) {
+    this.child = fork(script, [], {
+      execPath: process.execPath,
+      execArgv: ["--no-node-snapshot", ...(opts.hostExecArgv ?? [])],
+      serialization: "advanced",
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
+    this.child.stdout?.setEncoding("utf8");
+    this.child.stdout?.on("data", (chunk: string) => {
+      for (const line of chunk.split("\n")) if (line.trim()) this.log.debug({ stream: "stdout" }, line);
+    });
+    this.child.stderr?.setEncoding("utf8");
+    this.child.stderr?.on("data", (chunk: string) => {
+      for (const line of chunk.split("\n")) {
+        if (!line.trim()) continue;
+        this.stderrTail.push(line);
+        if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
+        this.log.warn({ stream: "stderr" }, line);
+      }
+    });
+
+    let onReady: () => void = () => undefined;
+    let onFail: (err: Error) => void = () => undefined;
+    this.ready = new Promise<void>((resolve, reject) => {
+      onReady = resolve;
+      onFail = reject;
+    });
+    const startTimer = setTimeout(() => {
+      onFail(new Error(`the JavaScript runtime host did not start within ${opts.startTimeoutMs ?? 15_000} ms`));
+      this.kill();
+    }, opts.startTimeoutMs ?? 15_000);
+
+    this.exited = new Promise<string>((resolve) => {
+      this.child.once("exit", (code, signal) => {
+        this.alive = false;
+        clearTimeout(startTimer);
+        const reason = this.describeExit(code, signal);
+        onFail(new Error(`the JavaScript runtime host failed to start: ${reason}`));
+        for (const p of this.pending.values()) p.reject(new Error(`the JavaScript runtime host exited: ${reason}`));
+        this.pending.clear();
+        resolve(reason);
+      });
+    });
+    this.child.on("error", (err) => this.log.error({ err: err.message }, "runtime host process error"));
+
+    this.child.on("message", (raw: unknown) => {
+      const m = raw as FromHost;
+      switch (m?.type) {
+        case "ready":
+          clearTimeout(startTimer);
+          onReady();
+          break;
+        case "result": {
+          const p = this.pending.get(m.reqId);
+          if (!p) break;
+          this.pending.delete(m.reqId);
+          if (m.ok) p.resolve(m.value);
+          else p.reject(new Error(m.error));
+          break;
+        }
+        case "events":
+          for (const l of m.logs) this.safely(() => opts.observer.log(l.workloadId, l.stream, l.line));
+          for (const f of m.failures) this.safely(() => opts.observer.triggerFailed(f.workloadId, f.subject, f.error));
+          break;
+        case "log":
+          this.relayLog(m.line);
+          break;
+        case "fatal":
+          this.fatalReason = m.error;
+          break;
+      }
+    });
+
+    this.child.send({
+      type: "init",
+      natsUrl: opts.natsUrl,
+      natsAuth: opts.natsAuth,
+      connectionName: "nex-js-runtime-host",
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  private safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, "runtime observer threw");
+    }
+  }
+
+  private relayLog(line: string): void {
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      this.log.info(line);
+      return;
+    }
+    const { level, msg, time: _time, hostname: _hostname, ...fields } = entry;
+    const name = PINO_LEVELS[typeof level === "number" ? level : 30] ?? "info";
+    this.log[name](fields, typeof msg === "string" ? msg : "");
+  }
+
+  private describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+    let reason = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    if (this.fatalReason) reason += `: ${this.fatalReason}`;
+    else {
+      const hint = this.stderrTail.filter((l) => /fatal|error|abort|out of memory/i.test(l)).slice(-2);
+      if (hint.length > 0) reason += `: ${hint.join(" | ")}`;
+    }
+    return reason;
+  }
+
+  request<T>(req: HostRequest): Promise<T> {
+    if (!this.alive || !this.child.connected) {
+      return Promise.reject(new Error("the JavaScript runtime host is not running"));
+    }
+    const reqId = this.nextReqId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(reqId, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send({ ...req, reqId }, (err) => {
+        if (err && this.pending.delete(reqId)) reject(new Error(`cannot reach the JavaScript runtime host: ${err.message}`));
+      });
+    });
+  }
+
+  kill(): void {
+    if (this.alive) this.child.kill("SIGKILL");
+  }
+}
+
+export class JsRuntime implements Runtime {
+  readonly type = "javascript" as const;
+  private readonly log: Logger;
+  private readonly script: string;
+  private host?: HostProcess;
+  /** A start or a recovery in progress; resolves with a ready child. */
+  private starting?: Promise<HostProcess>;
+  private readonly specs = new Map<string, WorkloadSpec>();
+  private readonly deploying = new Map<string, Promise<unknown>>();
+  private readonly codes = new Map<string, CompiledCode>();
+  private restartAttempt = 0;
+  private closed = false;
+  private closing?: Promise<void>;
+  /** Ends the backoff wait of a recovery early (on close). */
+  private wake?: () => void;
+
+  constructor(private readonly opts: JsRuntimeOptions) {
+    this.log = (opts.log ?? pino({ level: "silent" })).child({ runtime: "javascript" });
+    this.script = opts.hostScript ?? defaultHostScript();
+  }
+
+  /** The runtime host's process id, while one runs (tests kill it to exercise supervision). */
+  get childPid(): number | undefined {
+    return this.host?.alive ? this.host.pid : undefined;
+  }
+
+  /** Starts the runtime host now instead of on the first deploy; resolves once it is connected to NATS. */
+  async start(): Promise<void> {
+    await this.ensureHost();
+  }
+
+  private ensureHost(): Promise<HostProcess> {
+    if (this.closed) return Promise.reject(new Error("the JavaScript runtime is closed"));
+    if (this.starting) return this.starting;
+    if (this.host?.alive) return Promise.resolve(this.host);
+    this.starting = this.launch().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async launch(): Promise<HostProcess> {
+    const hp = new HostProcess(this.script, this.opts, this.log);
+    try {
+      await hp.ready;
+    } catch (err) {
+      hp.kill();
+      throw err;
+    }
+    if (this.closed) {
+      hp.kill();
+      throw new Error("the JavaScript runtime is closed");
+    }
+    this.host = hp;
+    this.log.info({ pid: hp.pid }, "JavaScript runtime host started");
+    void hp.exited.then((reason) => this.onExit(hp, reason));
+    return hp;
+  }
+
+  private onExit(hp: HostProcess, reason: string): void {
+    if (this.host !== hp) return;
+    this.host = undefined;
+    if (this.closed) return;
+    if (Date.now() - hp.startedAt > HEALTHY_AFTER_MS) this.restartAttempt = 0;
+    const lost = [...this.specs.keys()];
+    this.log.error({ pid: hp.pid, reason, workloads: lost.length }, "JavaScript runtime host died; restarting it");
+    if (this.starting) return; // a recovery is already under way; it notices the loss itself
+    this.starting = this.recover(reason, lost).finally(() => {
+      this.starting = undefined;
+    });
+    this.starting.catch(() => undefined);
+  }
+
+  /** Starts a new child (with backoff), redeploys every workload, then tells the observer. */
+  private async recover(reason: string, lost: string[]): Promise<HostProcess> {
+    for (;;) {
+      if (this.closed) throw new Error("the JavaScript runtime is closed");
+      const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** this.restartAttempt);
+      this.restartAttempt = Math.min(this.restartAttempt + 1, 16);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+      if (this.closed) throw new Error("the JavaScript runtime is closed");
+      let hp: HostProcess;
+      try {
+        hp = await this.launch();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, "restarting the JavaScript runtime host failed");
+        continue;
+      }
+      await this.redeployAll(hp);
+      if (!hp.alive) {
+        // Died again while redeploying; onExit saw a recovery in progress and left it to us.
+        this.host = undefined;
+        continue;
+      }
+      try {
+        this.opts.observer.restarted(reason, lost);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, "runtime observer threw");
+      }
+      return hp;
+    }
+  }
+
+  private async redeployAll(hp: HostProcess): Promise<void> {
+    const specs = [...this.specs.values()];
+    await Promise.all(
+      specs.map(async (spec) => {
+        try {
+          await this.deployOn(hp, spec);
+        } catch (err) {
+          if (!hp.alive) return;
+          this.log.error({ workloadId: spec.id, err: (err as Error).message }, "redeploying a workload after a restart failed");
+          return;
+        }
+        // Undeployed while we were redeploying it.
+        if (!this.specs.has(spec.id)) await hp.request({ type: "undeploy", workloadId: spec.id }).catch(() => undefined);
+      }),
+    );
+  }
+
+  private async deployOn(hp: HostProcess, spec: WorkloadSpec): Promise<void> {
+    const given = this.codes.get(spec.sha256?.toLowerCase?.() ?? "");
+    const result = await hp.request<DeployResult>({ type: "deploy", spec: toJsSpec(spec), code: given });
+    if (result?.code) this.keepCode(result.code);
+  }
+
+  private keepCode(code: CompiledCode): void {
+    this.codes.delete(code.sha256);
+    this.codes.set(code.sha256, code);
+    let bytes = 0;
+    for (const c of this.codes.values()) bytes += c.cachedData?.byteLength ?? 0;
+    while (this.codes.size > MAX_CACHED_CODES || bytes > MAX_CACHED_CODE_BYTES) {
+      const oldest = this.codes.keys().next().value;
+      if (oldest === undefined) break;
+      bytes -= this.codes.get(oldest)?.cachedData?.byteLength ?? 0;
+      this.codes.delete(oldest);
+    }
+  }
+
+  async deploy(spec: WorkloadSpec): Promise<void> {
+    if (this.closed) throw new Error("the JavaScript runtime is closed");
+    if (spec.type !== "javascript") throw new Error(`the JavaScript runtime cannot run a ${spec.type} workload`);
+    if (this.specs.has(spec.id) || this.deploying.has(spec.id)) throw new Error(`workload ${spec.id} is already deployed`);
+    const work = (async () => {
+      const hp = await this.ensureHost();
+      await this.deployOn(hp, spec);
+      this.specs.set(spec.id, spec);
+    })();
+    this.deploying.set(spec.id, work);
+    try {
+      await work;
+    } finally {
+      this.deploying.delete(spec.id);
+    }
+  }
+
+  async undeploy(workloadId: string): Promise<void> {
+    await this.deploying.get(workloadId)?.catch(() => undefined);
+    if (!this.specs.delete(workloadId)) return;
+    // During a recovery the new child either never gets it or is told to drop it (redeployAll).
+    const hp = this.host;
+    if (hp?.alive && !this.starting) await hp.request({ type: "undeploy", workloadId });
+  }
+
+  async stats(workloadId: string): Promise<WorkloadStats | undefined> {
+    if (!this.specs.has(workloadId)) return undefined;
+    const hp = this.host;
+    if (!hp?.alive || this.starting) return { triggers: 0, failures: 0, meanMs: 0, lastMs: 0, memoryBytes: 0 };
+    const s = await hp.request<WorkloadStats | null>({ type: "stats", workloadId });
+    return s ?? undefined;
+  }
+
+  /** Drains every workload's triggers and stops the runtime host (SIGKILL after closeTimeoutMs). */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closed = true;
+    this.wake?.();
+    await this.starting?.catch(() => undefined);
+    const hp = this.host;
+    this.host = undefined;
+    const longest = Math.max(0, ...[...this.specs.values()].map((s) => s.limits?.timeoutMs ?? 0));
+    const timeout = this.opts.closeTimeoutMs ?? longest + 5000;
+    this.specs.clear();
+    if (!hp?.alive) return;
+    const timer = setTimeout(() => hp.kill(), timeout);
+    try {
+      await hp.request({ type: "shutdown" }).catch(() => undefined);
+      await hp.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.log.info("JavaScript runtime host stopped");
+  }
+}

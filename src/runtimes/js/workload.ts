@@ -1,0 +1,151 @@
+// The trigger path of one deployed JavaScript workload, inside the runtime host: its trigger
+// subscriptions (queue group = workload name), one message → one pool submission → one reply.
+// Successful results go back as the reply body; failures as an error reply with
+// Nats-Service-Error-Code / Nats-Service-Error / Nex-Error headers and a {"error":{code,message}} body.
+
+import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import type { WorkloadStats } from "../types.js";
+import type { JsWorkloadSpec } from "./ipc.js";
+import { ErrorCodes, type Outcome, type WorkloadPool } from "./isolate-pool.js";
+
+/** Largest trigger payload copied into an isolate (also at most a quarter of its memory limit). */
+export const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;
+const MAX_ERROR_HEADER_CHARS = 1024;
+const MAX_ERROR_BODY_CHARS = 16 * 1024;
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+
+export interface TriggerEvents {
+  failure(workloadId: string, subject: string, error: string): void;
+}
+
+/** NATS queue group names cannot hold whitespace. */
+export function queueGroupFor(workloadName: string): string {
+  return workloadName.replace(/\s+/g, "_");
+}
+
+function oneLine(s: string, max: number): string {
+  const flat = s.replace(/[\r\n]+/g, " ").trim();
+  return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
+}
+
+export class HostedWorkload {
+  private readonly subs: Subscription[] = [];
+  private readonly maxPayload: number;
+  private triggers = 0;
+  private failures = 0;
+  private totalMs = 0;
+  private lastMs = 0;
+  private stopping?: Promise<void>;
+
+  constructor(
+    readonly spec: JsWorkloadSpec,
+    private readonly nc: NatsConnection,
+    private readonly pool: WorkloadPool,
+    private readonly events: TriggerEvents,
+    private readonly log: Logger,
+  ) {
+    this.maxPayload = Math.min(MAX_TRIGGER_PAYLOAD_BYTES, Math.floor((spec.limits.memoryMb * 1024 * 1024) / 4));
+  }
+
+  /** Subscribes every trigger subject and waits until the server has them (flush). */
+  async listen(): Promise<void> {
+    const queue = queueGroupFor(this.spec.name);
+    const refused: string[] = [];
+    let listening = false;
+    for (const subject of this.spec.triggerSubjects) {
+      const sub = this.nc.subscribe(subject, {
+        queue,
+        callback: (err, msg) => {
+          if (err) {
+            if (!listening) refused.push(`${subject}: ${err.message}`);
+            this.log.error({ subject, err: err.message }, "trigger subscription failed");
+            return;
+          }
+          this.onTrigger(msg);
+        },
+      });
+      this.subs.push(sub);
+    }
+    await this.nc.flush();
+    listening = true;
+    if (refused.length > 0) throw new Error(`the NATS server refused trigger subscriptions: ${refused.join("; ")}`);
+  }
+
+  private onTrigger(msg: Msg): void {
+    const started = performance.now();
+    const data = msg.data;
+    if (data.byteLength > this.maxPayload) {
+      this.finish(msg, started, {
+        ok: false,
+        code: ErrorCodes.tooLarge,
+        message: `payload too large: ${data.byteLength} bytes, the limit is ${this.maxPayload}`,
+      });
+      return;
+    }
+    // The message is a view into the connection's read buffer; copy only its own bytes into the isolate.
+    const payload = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+    this.pool.submit(msg.subject, payload).then((outcome) => this.finish(msg, started, outcome));
+  }
+
+  private finish(msg: Msg, started: number, outcome: Outcome): void {
+    const ms = performance.now() - started;
+    this.triggers++;
+    this.totalMs += ms;
+    this.lastMs = ms;
+    if (outcome.ok) {
+      if (!msg.reply) return;
+      const data = outcome.data ?? EMPTY;
+      const max = this.nc.info?.max_payload ?? Number.MAX_SAFE_INTEGER;
+      const size = typeof data === "string" ? (data.length * 3 > max ? Buffer.byteLength(data) : 0) : data.byteLength;
+      if (size > max) {
+        outcome = { ok: false, code: ErrorCodes.failed, message: `reply too large: ${size} bytes, the server allows ${max}` };
+      } else {
+        try {
+          msg.respond(data);
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, "could not send a trigger reply");
+        }
+        return;
+      }
+    }
+    this.failures++;
+    this.events.failure(this.spec.id, msg.subject, outcome.message);
+    if (msg.reply) this.replyError(msg, outcome.code, outcome.message);
+  }
+
+  private replyError(msg: Msg, code: number, message: string): void {
+    const line = oneLine(message, MAX_ERROR_HEADER_CHARS) || "error";
+    try {
+      const h = natsHeaders();
+      h.set("Nats-Service-Error-Code", String(code));
+      h.set("Nats-Service-Error", line);
+      h.set("Nex-Error", line);
+      const body = JSON.stringify({ error: { code, message: message.slice(0, MAX_ERROR_BODY_CHARS) } });
+      msg.respond(encoder.encode(body), { headers: h });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "could not send an error reply");
+    }
+  }
+
+  async stats(): Promise<WorkloadStats> {
+    return {
+      triggers: this.triggers,
+      failures: this.failures,
+      meanMs: this.triggers === 0 ? 0 : this.totalMs / this.triggers,
+      lastMs: this.lastMs,
+      memoryBytes: await this.pool.heapBytes(),
+    };
+  }
+
+  /** Stops taking triggers (drains the subscriptions), lets those in flight finish, disposes the isolates. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.allSettled(this.subs.map((s) => Promise.resolve().then(() => s.drain())));
+      await this.pool.drained();
+      this.pool.close();
+    })();
+    return this.stopping;
+  }
+}

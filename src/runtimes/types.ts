@@ -1,0 +1,64 @@
+// The small interface every workload runtime (js, wasm, oci) offers the node agent. The node owns
+// lifecycles, records and events; a runtime prepares an artifact, starts it serving its trigger subjects,
+// stops it, and reports what happens inside (logs, failed triggers, crashes).
+
+export type WorkloadType = "javascript" | "wasm" | "oci";
+
+export interface WorkloadLimits {
+  /** Memory ceiling in MiB (isolate heap, container memory). */
+  memoryMb: number;
+  /** Wall-clock deadline per trigger, in ms. */
+  timeoutMs: number;
+  /** CPU time per trigger, in ms. */
+  cpuMs: number;
+}
+
+/** Everything a runtime needs to run one workload; the node has verified and unsealed it. */
+export interface WorkloadSpec {
+  id: string;
+  name: string;
+  namespace: string;
+  type: WorkloadType;
+  /** The artifact bytes (JS source, wasm bytes), or empty for OCI (see `image`). */
+  artifact: Uint8Array;
+  /** SHA-256 of the artifact, hex; runtimes cache compiled code by it. */
+  sha256: string;
+  image?: string;
+  triggerSubjects: string[];
+  limits: WorkloadLimits;
+  /** Environment values, already unsealed. */
+  env: Record<string, string>;
+  /** JS only: a fresh context for every trigger (original Nex) instead of one warm context. */
+  freshContextPerTrigger: boolean;
+  /** Isolates (or instances) serving triggers in parallel. */
+  concurrency: number;
+}
+
+export interface WorkloadStats {
+  triggers: number;
+  failures: number;
+  /** Mean and last trigger duration in ms. */
+  meanMs: number;
+  lastMs: number;
+  memoryBytes: number;
+}
+
+export type LogStream = "stdout" | "stderr";
+
+/** What a runtime reports back to the node agent. */
+export interface RuntimeObserver {
+  log(workloadId: string, stream: LogStream, line: string): void;
+  triggerFailed(workloadId: string, subject: string, error: string): void;
+  /** The runtime lost its workloads (e.g. its host process died) and is recovering them. */
+  restarted(reason: string, workloadIds: string[]): void;
+}
+
+export interface Runtime {
+  readonly type: WorkloadType;
+  /** Prepares the artifact and starts serving the trigger subjects; rejects with a clear error. */
+  deploy(spec: WorkloadSpec): Promise<void>;
+  undeploy(workloadId: string): Promise<void>;
+  stats(workloadId: string): Promise<WorkloadStats | undefined>;
+  /** Stops every workload (waiting for triggers in flight up to the deadline) and the runtime. */
+  close(): Promise<void>;
+}

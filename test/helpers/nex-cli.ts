@@ -1,0 +1,97 @@
+// Runs the real `nex` CLI (bin/nex.js → dist/, built by `npm test`) in child processes, each test with
+// its own NEX_HOME (issuer keys) and data directory.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const NEX_BIN = path.join(ROOT, "bin/nex.js");
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+/** Runs `nex <args>` to completion. */
+export function runNex(args: string[], env: Record<string, string> = {}, input?: string, timeoutMs = 30_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [NEX_BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`nex ${args.join(" ")} did not finish in ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+    child.stdin.end(input ?? "");
+  });
+}
+
+export interface NodeProcess {
+  /** The NATS URL the node's broker (or --server) listens on. */
+  url: string;
+  nodeId: string;
+  child: ChildProcess;
+  output(): string;
+  /** SIGTERM, then SIGKILL after 5 s; resolves when the process is gone. */
+  stop(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** Starts `nex node up` and waits until it prints its node id and broker URL. */
+export function startNodeUp(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<NodeProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [NEX_BIN, "node", "up", ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`nex node up did not start in ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      const url = /broker:\s+(nats:\/\/\S+)/.exec(out)?.[1];
+      const nodeId = /node id:\s+(N[A-Z2-7]{55})/.exec(out)?.[1];
+      if (url && nodeId) {
+        clearTimeout(timer);
+        resolve({
+          url,
+          nodeId,
+          child,
+          output: () => out,
+          exited,
+          stop: async () => {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            child.kill("SIGTERM");
+            const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+            await exited;
+            clearTimeout(killer);
+          },
+        });
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`nex node up exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
