@@ -13,16 +13,17 @@ export interface NodeIdentity {
   readonly curve: KeyPair;
 }
 
-function loadOrCreate(file: string, create: () => KeyPair, load: (seed: Uint8Array) => KeyPair): KeyPair {
+/** Reads an nkey seed file, or creates the key and writes its seed there (owner-only). */
+export function loadOrCreateKey(file: string, create: () => KeyPair, load: (seed: Uint8Array) => KeyPair): KeyPair {
   if (fs.existsSync(file)) return load(new TextEncoder().encode(fs.readFileSync(file, "utf8").trim()));
   const kp = create();
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   fs.writeFileSync(file, new TextDecoder().decode(kp.getSeed()) + "\n", { mode: 0o600 });
   return kp;
 }
 
 export function loadNodeIdentity(dataDir: string): NodeIdentity {
-  const signer = loadOrCreate(path.join(dataDir, "node.nk"), createServer, fromSeed);
-  const curve = loadOrCreate(path.join(dataDir, "node.xk"), createCurve, fromCurveSeed);
+  const signer = loadOrCreateKey(path.join(dataDir, "node.nk"), createServer, fromSeed);
+  const curve = loadOrCreateKey(path.join(dataDir, "node.xk"), createCurve, fromCurveSeed);
   return { id: signer.getPublicKey(), xkey: curve.getPublicKey(), signer, curve };
 }

@@ -1,25 +1,26 @@
 // The code that runs inside every workload context before the workload's own code: console,
-// TextEncoder/TextDecoder (UTF-8), `env`, `hostServices`, and the invoker that calls the workload's
-// function and turns its result into reply bytes.
+// TextEncoder/TextDecoder (UTF-8), `env`, `hostServices`, and the batch runner that calls the
+// workload's function and turns each result into reply bytes.
 //
-// It runs through context.evalClosure with:
-//   $0  a plain function (an ivm.Callback, fire-and-forget) that takes (stream, line) for console output
-//   $1  an ivm.Reference to the host-call function; it is captured in this closure only, never stored on
-//       a global or passed to workload code, so the workload cannot springboard into the host isolate
-//   $2  the workload's environment (a copy)
-//   $3  limits: { maxLogLines, maxLogChars }
-// and returns `makeInvoker(handler) => invoke(subject, payload)`, which only the runtime host holds.
+// BOOTSTRAP_SOURCE is a script whose completion value is `setup(emitLog, hostRef, envIn, limits,
+// emitResult)`; it is compiled once per isolate and run in each new context. setup installs the globals
+// and returns `makeRunner(handler)`, which returns `runBatch(batchId, subjects, payloads)`. None of these
+// functions is reachable from workload code: only the runtime host holds references to them.
+//   emitLog     a plain function (an ivm.Callback, fire-and-forget) taking (stream, line)
+//   hostRef     an ivm.Reference to the host-call function; captured here only, never stored on a global
+//               or passed to workload code, so the workload cannot springboard into the host isolate
+//   envIn       the workload's environment (a copy)
+//   limits      { maxLogLines, maxLogChars }
+//   emitResult  a plain function (ivm.Callback, fire-and-forget) taking (batchId, index, ok, value):
+//               value is the reply (string, Uint8Array or undefined) when ok, else the error message
 //
 // Everything the shims rely on (Reflect.apply, JSON, Uint8Array, Promise#then, the Reference's
 // applySyncPromise) is captured before workload code runs, so a workload that replaces globals only
 // breaks its own context.
 
 export const BOOTSTRAP_SOURCE = String.raw`
+(function setup(emitLog, hostRef, envIn, limits, emitResult) {
 "use strict";
-const emitLog = $0;
-const hostRef = $1;
-const envIn = $2;
-const limits = $3;
 
 const G = globalThis;
 const ReflectApply = Reflect.apply;
@@ -379,16 +380,16 @@ define("TextDecoder", TextDecoder);
 define("hostServices", hostServices);
 define("env", env);
 
-// ---- the invoker -------------------------------------------------------------------------------
+// ---- the batch runner --------------------------------------------------------------------------
 
-function asError(e) {
-  if (e instanceof ErrorCtor) return e;
-  let message;
-  try { message = typeof e === "string" ? e : show(e, true); } catch (e2) { message = "[unprintable]"; }
-  return new ErrorCtor(message);
+function errorMessage(e) {
+  try {
+    if (e instanceof ErrorCtor) return StringCtor(e.message);
+    return typeof e === "string" ? e : show(e, true);
+  } catch (e2) {
+    return "[unprintable error]";
+  }
 }
-
-function rethrow(e) { throw asError(e); }
 
 // Reply bytes: a Uint8Array or string as is, undefined as an empty reply, anything else as JSON.
 function encodeResult(r) {
@@ -399,26 +400,55 @@ function encodeResult(r) {
   if (ArrayBufferIsView(r)) return compactBytes(new U8(r.buffer, r.byteOffset, r.byteLength));
   let s;
   try { s = JSONStringify(r); } catch (e) {
-    throw new TypeErrorCtor("the function's return value is not JSON-serializable: " + (e && e.message));
+    throw new TypeErrorCtor("the function's return value is not JSON-serializable: " + errorMessage(e));
   }
   return s;
 }
 
-return function makeInvoker(handler) {
-  return function invoke(subject, payload) {
-    linesLeft = limits.maxLogLines;
-    let r;
-    try {
-      r = ReflectApply(handler, G, [subject, payload]);
-      if (r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function") {
-        return ReflectApply(PromiseThen, ReflectApply(PromiseResolve, PromiseCtor, [r]), [encodeResult, rethrow]);
-      }
-    } catch (e) {
-      throw asError(e);
+function isThenable(r) {
+  return r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function";
+}
+
+return function makeRunner(handler) {
+  // Runs the triggers of a batch one after the other (an async one is awaited before the next starts)
+  // and reports each result as soon as it is known. Returns a promise only if some trigger was async.
+  return function runBatch(batchId, subjects, payloads) {
+    const n = subjects.length;
+    let i = 0;
+    function ok(k, r) {
+      let enc;
+      try { enc = encodeResult(r); } catch (e) { emitResult(batchId, k, false, errorMessage(e)); return; }
+      emitResult(batchId, k, true, enc);
     }
-    return encodeResult(r);
+    function fail(k, e) {
+      emitResult(batchId, k, false, errorMessage(e));
+    }
+    function step() {
+      while (i < n) {
+        const k = i++;
+        linesLeft = limits.maxLogLines;
+        let r;
+        try {
+          r = ReflectApply(handler, G, [subjects[k], payloads[k]]);
+          if (isThenable(r)) {
+            const p = ReflectApply(PromiseResolve, PromiseCtor, [r]);
+            return ReflectApply(PromiseThen, p, [
+              (v) => { ok(k, v); return step(); },
+              (e) => { fail(k, e); return step(); },
+            ]);
+          }
+        } catch (e) {
+          fail(k, e);
+          continue;
+        }
+        ok(k, r);
+      }
+      return undefined;
+    }
+    return step();
   };
 };
+})
 `;
 
 /** Per-trigger console limits inside the isolate. */
