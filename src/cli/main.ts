@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 import { brokerCommand } from "./broker-command.js";
 import { monitorCommand } from "./monitor-command.js";
+import { kvCommands } from "./kv-command.js";
 import { natsToolCommands } from "./nats-tools.js";
 import { nodeCommand } from "./node-command.js";
 import { runCommand } from "./run-command.js";
@@ -18,6 +19,7 @@ const program = new Command("nex")
   .addCommand(nodeCommand(version))
   .addCommand(runCommand())
   .addCommand(workloadCommand())
+  .addCommand(kvCommands())
   .addCommand(brokerCommand());
 for (const cmd of natsToolCommands()) program.addCommand(cmd);
 program.addCommand(monitorCommand());

@@ -19,12 +19,14 @@ import {
   describeZodError,
   type InfoResponse,
   LameDuckRequestSchema,
+  NAMESPACE_PATTERN,
   type PingResponse,
   UndeployRequestSchema,
   type WorkloadSummary,
 } from "../protocol/control.js";
 import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, verifyRequest } from "../protocol/signing.js";
 import type { Runtime, RuntimeObserver, WorkloadType } from "../runtimes/types.js";
+import { HostServices } from "../host-services/server.js";
 import { fetchArtifact } from "./artifacts.js";
 import type { NodeConfig } from "./config.js";
 import { ControlApi, NO_REPLY } from "./control-api.js";
@@ -70,6 +72,7 @@ export class NodeAgent implements RuntimeObserver {
   private readonly workloads = new Map<string, Workload>();
   private readonly events: EventPublisher;
   private readonly api: ControlApi;
+  private readonly hostServices: HostServices;
   private readonly started = Date.now();
   private desired: KV | null = null;
   private lameDuck = false;
@@ -78,6 +81,7 @@ export class NodeAgent implements RuntimeObserver {
   constructor(private readonly o: NodeAgentOptions) {
     this.id = o.identity.id;
     this.events = new EventPublisher(o.nc, this.id);
+    this.hostServices = new HostServices(o.nc, o.log.child({ component: "host-services" }));
     this.api = new ControlApi(
       o.nc,
       { name: "nex-node", id: this.id, version: o.version, description: "Nex node control API", metadata: { node_name: o.config.name } },
@@ -189,7 +193,7 @@ export class NodeAgent implements RuntimeObserver {
 
   private async deploy(id: string, namespace: string, issuer: string, request: DeployRequest): Promise<Workload> {
     const { config, log } = this.o;
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(namespace)) throw new ControlError(400, `invalid namespace ${namespace}`);
+    if (!NAMESPACE_PATTERN.test(namespace)) throw new ControlError(400, `invalid namespace ${namespace}: 1-64 letters, digits or '-'`);
     const runtime = this.o.runtimes.get(request.type);
     if (!runtime) throw new ControlError(400, `workload type ${request.type} is not supported by this node (it runs: ${[...this.o.runtimes.keys()].join(", ")})`);
     if (this.workloads.size >= config.limits.max_workloads) throw new ControlError(503, `node is at its limit of ${config.limits.max_workloads} workloads`);
@@ -201,6 +205,9 @@ export class NodeAgent implements RuntimeObserver {
         ? new Uint8Array()
         : await fetchArtifact(this.o.nc, request.artifact.url, request.artifact.sha256 as string, config.limits.max_artifact_bytes);
     const workloadLog = log.child({ workload_id: id, namespace, workload: request.name });
+    // Host services answer before the first trigger can call them.
+    this.hostServices.attach({ id, name: request.name, namespace });
+    await this.o.nc.flush();
     try {
       await runtime.deploy({
         id,
@@ -217,6 +224,7 @@ export class NodeAgent implements RuntimeObserver {
         concurrency: request.concurrency,
       });
     } catch (err) {
+      this.hostServices.detach(id);
       const message = err instanceof Error ? err.message : String(err);
       workloadLog.warn({ err: message }, "deploy refused by the runtime");
       this.events.emit(namespace, "workload_failed", { workload_id: id, name: request.name, error: message });
@@ -301,6 +309,7 @@ export class NodeAgent implements RuntimeObserver {
     try {
       await this.o.runtimes.get(workload.request.type)?.undeploy(workload.id);
     } finally {
+      this.hostServices.detach(workload.id);
       this.workloads.delete(workload.id);
       if (forget) await this.desired?.delete(workload.id);
       this.events.emit(workload.namespace, "workload_stopped", { workload_id: workload.id, name: workload.request.name, reason });
@@ -352,6 +361,7 @@ export class NodeAgent implements RuntimeObserver {
     this.stopped = true;
     this.api.close();
     for (const w of this.workloads.values()) w.unsubscribeUndeploy();
+    this.hostServices.close();
     await Promise.allSettled([...this.o.runtimes.values()].map((r) => r.close()));
     this.events.emit("system", "node_stopped", { node_id: this.id, graceful: true });
     if (!this.o.nc.isClosed()) await this.o.nc.flush().catch(() => undefined);

@@ -20,8 +20,10 @@ export const ControlSubjects = {
   logs: (ns: string, workload: string, stream: "stdout" | "stderr") => `$NEX.FEED.${ns}.logs.${workload}.${stream}`,
 };
 
-/** Namespaces and names are single subject tokens. */
+/** Names are single subject tokens. */
 const token = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '_' or '-'");
+/** Namespaces are single tokens without '_', so host-service bucket names stay unambiguous. */
+export const NAMESPACE_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
 const subjectToken = /^[^\s.*>]+$/;
 
 /** A trigger subject must be a valid subscription subject outside the system prefixes. */

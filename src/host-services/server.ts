@@ -1,0 +1,168 @@
+// Host services: key-value, object store and messaging for workloads, over NATS request/reply on
+// $NEX.HOST.<ns>.<workloadId>.<service>.<method> (wire format: src/protocol/host-services.ts). The node
+// serves the subjects of the workloads it runs, so every call is made as a known workload, in its
+// namespace, with its buckets. Every call is bounded in time and size and answers with a result or
+// Nex-Error-Code/Nex-Error; a malformed request gets an error and changes nothing.
+
+import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { Kvm, type KV } from "@nats-io/kv";
+import { Objm, type ObjectStore } from "@nats-io/obj";
+import type { Logger } from "pino";
+import { HOST_CALL_TIMEOUT_MS, HOST_PREFIX, HostHeaders } from "../protocol/host-services.js";
+import { kvBucketName, objectBucketName } from "./buckets.js";
+import { HostError } from "./errors.js";
+import { kvMethods } from "./kv.js";
+import { messagingMethods } from "./messaging.js";
+import { objectStoreMethods } from "./object-store.js";
+
+export interface HostServicesOptions {
+  /** Size limit of each KV bucket created on first use, bytes. */
+  kvMaxBytes: number;
+  /** Size limit of each object store created on first use, bytes. */
+  objectMaxBytes: number;
+  /** Largest value a call may carry. */
+  maxValueBytes: number;
+}
+
+export const DEFAULT_HOST_SERVICES_OPTIONS: HostServicesOptions = {
+  kvMaxBytes: 64 * 1024 * 1024,
+  objectMaxBytes: 1024 * 1024 * 1024,
+  maxValueBytes: 1024 * 1024,
+};
+
+export interface WorkloadRef {
+  id: string;
+  name: string;
+  namespace: string;
+}
+
+/** What a method handler gets: the call, the workload, and lazy access to its storage. */
+export interface HostCallContext {
+  readonly workload: WorkloadRef;
+  readonly headers: MsgHdrs | undefined;
+  readonly body: Uint8Array;
+  readonly options: HostServicesOptions;
+  readonly nc: NatsConnection;
+  header(name: string): string | undefined;
+  required(name: string): string;
+  kv(): Promise<KV>;
+  objects(): Promise<ObjectStore>;
+  /** The call's time budget in ms (Nex-Timeout-Ms, capped). */
+  timeoutMs(): number;
+}
+
+export interface HostResult {
+  body?: Uint8Array | string;
+  headers?: Record<string, string>;
+}
+
+export type HostMethod = (ctx: HostCallContext) => Promise<HostResult>;
+
+const SERVICES: Record<string, Record<string, HostMethod>> = {
+  kv: kvMethods,
+  objectStore: objectStoreMethods,
+  messaging: messagingMethods,
+};
+
+export class HostServices {
+  private readonly subs = new Map<string, Subscription>();
+  private readonly kvs = new Map<string, Promise<KV>>();
+  private readonly stores = new Map<string, Promise<ObjectStore>>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+    private readonly options: HostServicesOptions = DEFAULT_HOST_SERVICES_OPTIONS,
+  ) {}
+
+  /** Serves the workload's host-service subject until detach(). */
+  attach(workload: WorkloadRef): void {
+    const subject = `${HOST_PREFIX}.${workload.namespace}.${workload.id}.>`;
+    const sub = this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (!err) void this.handle(workload, msg);
+      },
+    });
+    this.subs.set(workload.id, sub);
+  }
+
+  detach(workloadId: string): void {
+    this.subs.get(workloadId)?.unsubscribe();
+    this.subs.delete(workloadId);
+  }
+
+  private async handle(workload: WorkloadRef, msg: Msg): Promise<void> {
+    const [, , , , service, method] = msg.subject.split(".");
+    try {
+      const handler = SERVICES[service]?.[method];
+      if (!handler) throw new HostError("bad_request", `unknown host service method ${service}.${method}`);
+      if (msg.data.length > this.options.maxValueBytes) {
+        throw new HostError("too_large", `value of ${msg.data.length} bytes is over the ${this.options.maxValueBytes}-byte limit`);
+      }
+      const result = await handler(this.context(workload, msg));
+      this.reply(msg, result.body ?? new Uint8Array(0), result.headers ?? {});
+    } catch (err) {
+      const error = err instanceof HostError ? err : new HostError("internal", err instanceof Error ? err.message : String(err));
+      if (!(err instanceof HostError)) this.log.warn({ err, workload_id: workload.id, subject: msg.subject }, "host service call failed");
+      this.reply(msg, error.message, { [HostHeaders.errorCode]: error.code, [HostHeaders.error]: error.message.slice(0, 512).replace(/[\r\n]/g, " ") });
+    }
+  }
+
+  private reply(msg: Msg, body: Uint8Array | string, headers: Record<string, string>): void {
+    if (!msg.reply) return;
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(headers)) h.set(k, v);
+    msg.respond(body, Object.keys(headers).length > 0 ? { headers: h } : undefined);
+  }
+
+  private context(workload: WorkloadRef, msg: Msg): HostCallContext {
+    const header = (name: string): string | undefined => msg.headers?.get(name) || undefined;
+    const bucket = (): string => header(HostHeaders.bucket) ?? workload.name;
+    return {
+      workload,
+      headers: msg.headers,
+      body: msg.data,
+      options: this.options,
+      nc: this.nc,
+      header,
+      required: (name) => {
+        const value = header(name);
+        if (value === undefined) throw new HostError("bad_request", `header ${name} is required`);
+        return value;
+      },
+      kv: () => this.openKv(kvBucketName(workload.namespace, bucket())),
+      objects: () => this.openObjects(objectBucketName(workload.namespace, bucket())),
+      timeoutMs: () => {
+        const asked = Number(header(HostHeaders.timeoutMs) ?? HOST_CALL_TIMEOUT_MS);
+        if (!Number.isFinite(asked) || asked <= 0) throw new HostError("bad_request", `${HostHeaders.timeoutMs} must be a positive number`);
+        return Math.min(asked, HOST_CALL_TIMEOUT_MS);
+      },
+    };
+  }
+
+  /** Buckets are created on first use with the configured size limit, and kept open. */
+  private openKv(name: string): Promise<KV> {
+    let kv = this.kvs.get(name);
+    if (!kv) {
+      kv = new Kvm(this.nc).create(name, { max_bytes: this.options.kvMaxBytes, maxValueSize: this.options.maxValueBytes });
+      kv.catch(() => this.kvs.delete(name));
+      this.kvs.set(name, kv);
+    }
+    return kv;
+  }
+
+  private openObjects(name: string): Promise<ObjectStore> {
+    let store = this.stores.get(name);
+    if (!store) {
+      store = new Objm(this.nc).create(name, { max_bytes: this.options.objectMaxBytes });
+      store.catch(() => this.stores.delete(name));
+      this.stores.set(name, store);
+    }
+    return store;
+  }
+
+  close(): void {
+    for (const sub of this.subs.values()) sub.unsubscribe();
+    this.subs.clear();
+  }
+}

@@ -1,0 +1,149 @@
+// Host services on the bus: KV, object store and messaging requests as a runtime sends them, malformed
+// requests, limits, and namespace isolation. Real broker, real NATS client.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pino from "pino";
+import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { type RunningBroker, startBroker } from "../src/broker/index.js";
+import { HostServices } from "../src/host-services/server.js";
+import { HostHeaders, hostSubject, type HostService } from "../src/protocol/host-services.js";
+
+let broker: RunningBroker;
+let nc: NatsConnection;
+let hs: HostServices;
+const A = { id: "wa", name: "shop", namespace: "alpha" };
+const B = { id: "wb", name: "shop", namespace: "beta" };
+
+async function call(w: typeof A, service: HostService, method: string, headers: Record<string, string> = {}, body: Uint8Array | string = ""): Promise<Msg> {
+  const h = natsHeaders();
+  for (const [k, v] of Object.entries(headers)) h.set(k, v);
+  return nc.request(hostSubject(w.namespace, w.id, service, method), body, { timeout: 10_000, headers: h });
+}
+
+function errorOf(m: Msg): { code: string | undefined; message: string } {
+  return { code: m.headers?.get(HostHeaders.errorCode) || undefined, message: m.string() };
+}
+
+beforeAll(async () => {
+  broker = await startBroker({ port: 0 });
+  nc = await connect({ servers: broker.url });
+  hs = new HostServices(nc, pino({ level: "silent" }), { kvMaxBytes: 1024 * 1024, objectMaxBytes: 16 * 1024 * 1024, maxValueBytes: 64 * 1024 });
+  hs.attach(A);
+  hs.attach(B);
+  await nc.flush();
+});
+
+afterAll(async () => {
+  hs?.close();
+  await nc?.close();
+  await broker?.close();
+});
+
+describe("kv", () => {
+  it("sets, gets with a revision, lists keys and deletes", async () => {
+    const set = await call(A, "kv", "set", { [HostHeaders.key]: "k1" }, "v1");
+    expect(errorOf(set).code).toBeUndefined();
+    const revision = Number(set.headers?.get(HostHeaders.revision));
+    expect(revision).toBeGreaterThan(0);
+    const get = await call(A, "kv", "get", { [HostHeaders.key]: "k1" });
+    expect(get.string()).toBe("v1");
+    expect(Number(get.headers?.get(HostHeaders.revision))).toBe(revision);
+    await call(A, "kv", "set", { [HostHeaders.key]: "k2" }, "v2");
+    expect((await call(A, "kv", "keys")).json()).toEqual(["k1", "k2"]);
+    expect(errorOf(await call(A, "kv", "delete", { [HostHeaders.key]: "k2" })).code).toBeUndefined();
+    expect(errorOf(await call(A, "kv", "get", { [HostHeaders.key]: "k2" })).code).toBe("not_found");
+  });
+
+  it("creates only if absent and updates only at the right revision", async () => {
+    const created = await call(A, "kv", "create", { [HostHeaders.key]: "once" }, "1");
+    const rev = created.headers?.get(HostHeaders.revision) as string;
+    expect(rev).toBeTruthy();
+    expect(errorOf(await call(A, "kv", "create", { [HostHeaders.key]: "once" }, "2")).code).toBe("exists");
+    const wrong = errorOf(await call(A, "kv", "update", { [HostHeaders.key]: "once", [HostHeaders.revision]: String(Number(rev) + 5) }, "3"));
+    expect(wrong.code).toBe("wrong_revision");
+    expect(errorOf(await call(A, "kv", "update", { [HostHeaders.key]: "once", [HostHeaders.revision]: rev }, "4")).code).toBeUndefined();
+    expect((await call(A, "kv", "get", { [HostHeaders.key]: "once" })).string()).toBe("4");
+  });
+
+  it("opens another bucket of the namespace with Nex-Bucket", async () => {
+    await call(A, "kv", "set", { [HostHeaders.key]: "x", [HostHeaders.bucket]: "shared" }, "in shared");
+    expect(errorOf(await call(A, "kv", "get", { [HostHeaders.key]: "x" })).code).toBe("not_found");
+    expect((await call(A, "kv", "get", { [HostHeaders.key]: "x", [HostHeaders.bucket]: "shared" })).string()).toBe("in shared");
+  });
+
+  it("keeps namespaces apart: same workload name, different namespace, different data", async () => {
+    await call(A, "kv", "set", { [HostHeaders.key]: "secret" }, "alpha only");
+    expect(errorOf(await call(B, "kv", "get", { [HostHeaders.key]: "secret" })).code).toBe("not_found");
+    expect(errorOf(await call(B, "kv", "get", { [HostHeaders.key]: "secret", [HostHeaders.bucket]: "shared" })).code).toBe("not_found");
+  });
+
+  it.each([
+    ["a missing key header", "get", {}, "bad_request"],
+    ["an invalid key", "get", { [HostHeaders.key]: "has space" }, "bad_request"],
+    ["an invalid bucket", "get", { [HostHeaders.key]: "k", [HostHeaders.bucket]: "no/slash" }, "bad_request"],
+    ["an unknown method", "frobnicate", {}, "bad_request"],
+    ["a non-numeric revision", "update", { [HostHeaders.key]: "k", [HostHeaders.revision]: "abc" }, "bad_request"],
+  ])("answers %s with an error and changes nothing", async (_n, method, headers, code) => {
+    const before = (await call(A, "kv", "keys")).json();
+    expect(errorOf(await call(A, "kv", method, headers as Record<string, string>)).code).toBe(code);
+    expect((await call(A, "kv", "keys")).json()).toEqual(before);
+  });
+
+  it("refuses a value over the size limit", async () => {
+    const big = new Uint8Array(65 * 1024);
+    const res = errorOf(await call(A, "kv", "set", { [HostHeaders.key]: "big" }, big));
+    expect(res.code).toBe("too_large");
+    expect(errorOf(await call(A, "kv", "get", { [HostHeaders.key]: "big" })).code).toBe("not_found");
+  });
+});
+
+describe("object store", () => {
+  it("puts, gets, lists and deletes objects bigger than one message", async () => {
+    const data = new Uint8Array(60 * 1024).map((_, i) => i % 251);
+    const put = await call(A, "objectStore", "put", { [HostHeaders.key]: "blob.bin" }, data);
+    expect((put.json() as { size: number }).size).toBe(data.length);
+    const got = await call(A, "objectStore", "get", { [HostHeaders.key]: "blob.bin" });
+    expect(Buffer.compare(Buffer.from(got.data), Buffer.from(data))).toBe(0);
+    expect((await call(A, "objectStore", "list")).json()).toMatchObject([{ name: "blob.bin", size: data.length }]);
+    expect(errorOf(await call(A, "objectStore", "delete", { [HostHeaders.key]: "blob.bin" })).code).toBeUndefined();
+    expect(errorOf(await call(A, "objectStore", "get", { [HostHeaders.key]: "blob.bin" })).code).toBe("not_found");
+    expect(errorOf(await call(B, "objectStore", "info", { [HostHeaders.key]: "blob.bin" })).code).toBe("not_found");
+  });
+});
+
+describe("messaging", () => {
+  it("publishes and requests within allowed subjects", async () => {
+    const sub = nc.subscribe("orders.new", { max: 1 });
+    const responder = nc.subscribe("price.check", { callback: (_e, m) => m.respond(`price of ${m.string()}`) });
+    await nc.flush();
+    await call(A, "messaging", "publish", { [HostHeaders.subject]: "orders.new" }, "o1");
+    for await (const m of sub) expect(m.string()).toBe("o1");
+    expect((await call(A, "messaging", "request", { [HostHeaders.subject]: "price.check" }, "tea")).string()).toBe("price of tea");
+    responder.unsubscribe();
+  });
+
+  it("gathers several replies with requestMany", async () => {
+    const subs = [1, 2, 3].map((n) => nc.subscribe("census", { callback: (_e, m) => m.respond(`r${n}`) }));
+    await nc.flush();
+    const reply = await call(A, "messaging", "requestMany", { [HostHeaders.subject]: "census", [HostHeaders.maxMessages]: "3", [HostHeaders.timeoutMs]: "2000" });
+    const values = (reply.json() as string[]).map((b) => Buffer.from(b, "base64").toString()).sort();
+    expect(values).toEqual(["r1", "r2", "r3"]);
+    for (const s of subs) s.unsubscribe();
+  });
+
+  it.each(["$NEX.SVC.default.control.PING", "$JS.API.INFO", "$SYS.REQ.SERVER.PING", "_INBOX.steal"])("refuses %s", async (subject) => {
+    expect(errorOf(await call(A, "messaging", "publish", { [HostHeaders.subject]: subject }, "x")).code).toBe("forbidden");
+  });
+
+  it("reports no responders and timeouts as codes", async () => {
+    expect(errorOf(await call(A, "messaging", "request", { [HostHeaders.subject]: "nobody.home" })).code).toBe("no_responders");
+    const slow = nc.subscribe("slow.service", { callback: () => undefined });
+    await nc.flush();
+    expect(errorOf(await call(A, "messaging", "request", { [HostHeaders.subject]: "slow.service", [HostHeaders.timeoutMs]: "200" })).code).toBe("timeout");
+    slow.unsubscribe();
+  });
+
+  it("refuses wildcard subjects", async () => {
+    expect(errorOf(await call(A, "messaging", "publish", { [HostHeaders.subject]: "orders.*" })).code).toBe("bad_request");
+  });
+});
