@@ -3,7 +3,7 @@
 //
 //   node dist/bench/loadgen.js '<json ChildConfig>'
 //
-// pub/sub use raw sockets (no client library); req/rep use @nats-io/transport-node;
+// pub/sub use raw sockets (no client library); req/rep/reqc use @nats-io/transport-node;
 // the JetStream workloads (role "js") live in jsload.ts and use the nats.js v3
 // JetStream, KV and object store clients.
 // The parent drives each child over the fork() IPC channel (see messages.ts).
@@ -16,6 +16,7 @@ import type {
   PubConfig,
   RepConfig,
   ReqConfig,
+  ReqcConfig,
   SubConfig,
   ToChild,
 } from "./messages.js";
@@ -354,6 +355,70 @@ async function runReq(cfg: ReqConfig): Promise<void> {
   await nc.close();
 }
 
+/** Per-request timeout of the concurrent requester. */
+const REQC_TIMEOUT_MS = 5000;
+
+/**
+ * `inflight` request loops on one connection: each sends a request, waits for the reply, sends the next.
+ * Loops start at startAt and stop issuing at endAt (or after maxRequests in all); replies that arrive
+ * in [warmAt, endAt) are counted. Error replies (Nex-Error header) count as errors.
+ */
+async function runReqc(cfg: ReqcConfig): Promise<void> {
+  const { connect } = await loadClient();
+  const nc = await connect({ servers: cfg.url, timeout: CONNECT_TIMEOUT_MS, reconnect: false });
+  const payload = new Uint8Array(cfg.payloadSize).fill(0x61);
+  await nc.request(cfg.subject, payload, { timeout: 5000 });
+  send({ type: "ready" });
+
+  const run = await nextMessage("reqcRun");
+  const warmAt = BigInt(run.warmAt);
+  const endAt = BigInt(run.endAt);
+  const lat = new Float64Array(run.maxRequests);
+  let n = 0;
+  let issued = 0;
+  let errors = 0;
+  let firstError: string | null = null;
+  const opts = { timeout: REQC_TIMEOUT_MS };
+  await sleepUntil(BigInt(run.startAt));
+  const cpu0 = process.cpuUsage();
+  const wall0 = hrtime.bigint();
+  const loop = async (): Promise<void> => {
+    while (issued < run.maxRequests && !dying) {
+      const t = hrtime.bigint();
+      if (t >= endAt) return;
+      issued++;
+      try {
+        const m = await nc.request(cfg.subject, payload, opts);
+        const err = m.headers?.get("Nex-Error");
+        if (err) throw new Error(`error reply: ${err}`);
+      } catch (e) {
+        errors++;
+        firstError ??= (e as Error).message;
+        continue;
+      }
+      const done = hrtime.bigint();
+      if (done >= warmAt && done < endAt) lat[n++] = Number(done - t) / 1000;
+    }
+  };
+  await Promise.all(Array.from({ length: cfg.inflight }, loop));
+  const cpu = process.cpuUsage(cpu0);
+  const wallS = Number(hrtime.bigint() - wall0) / 1e9;
+  const s = lat.subarray(0, n).sort();
+  send({
+    type: "reqcDone",
+    report: {
+      count: n,
+      issued,
+      errors,
+      firstError,
+      p50us: percentile(s, 0.5),
+      p99us: percentile(s, 0.99),
+      clientCores: (cpu.user + cpu.system) / 1e6 / wallS,
+    },
+  });
+  await nc.close();
+}
+
 // --------------------------------------------------------------------- main
 
 async function main(): Promise<void> {
@@ -372,6 +437,8 @@ async function main(): Promise<void> {
       return runRep(cfg);
     case "req":
       return runReq(cfg);
+    case "reqc":
+      return runReqc(cfg);
     case "js": {
       const { runJs } = await import("./jsload.js");
       return runJs(cfg, { send, nextMessage });

@@ -2,7 +2,7 @@
 // Times are process.hrtime.bigint() values (CLOCK_MONOTONIC, shared by all
 // processes on the machine) sent as decimal strings.
 
-export type Role = "pub" | "sub" | "req" | "rep" | "js";
+export type Role = "pub" | "sub" | "req" | "rep" | "reqc" | "js";
 
 export interface PubConfig {
   role: "pub";
@@ -34,6 +34,15 @@ export interface ReqConfig {
   payloadSize: number;
 }
 
+/** Concurrent requester: `inflight` request loops on one nats.js connection (node row trigger50). */
+export interface ReqcConfig {
+  role: "reqc";
+  url: string;
+  subject: string;
+  payloadSize: number;
+  inflight: number;
+}
+
 export interface RepConfig {
   role: "rep";
   url: string;
@@ -63,7 +72,7 @@ export interface JsConfig {
   seed: number;
 }
 
-export type ChildConfig = PubConfig | SubConfig | ReqConfig | RepConfig | JsConfig;
+export type ChildConfig = PubConfig | SubConfig | ReqConfig | ReqcConfig | RepConfig | JsConfig;
 
 // parent -> child (the config itself is passed as argv[2], JSON)
 export type ToChild =
@@ -73,6 +82,7 @@ export type ToChild =
   | { type: "finish" } // sub
   | { type: "run"; warmupMs: number; measureMs: number; maxRequests: number } // req
   | { type: "jsRun"; warmupMs: number; measureMs: number; timeoutMs: number } // js
+  | { type: "reqcRun"; startAt: string; warmAt: string; endAt: string; maxRequests: number } // reqc
   | { type: "exit" };
 
 export interface SubReport {
@@ -103,6 +113,21 @@ export interface ReqReport {
   maxUs: number;
 }
 
+export interface ReqcReport {
+  /** Requests answered between warmAt and endAt. */
+  count: number;
+  /** Requests issued in total (warm-up included). */
+  issued: number;
+  /** Failed requests (timeouts, no responders, error replies), warm-up included. */
+  errors: number;
+  firstError: string | null;
+  /** Latency of the requests counted, in µs. */
+  p50us: number;
+  p99us: number;
+  /** The client process's CPU use from startAt to the end, in cores. */
+  clientCores: number;
+}
+
 export interface JsReport {
   /** Operations (messages, puts, gets; 1 per object) counted in the timed window. */
   ops: number;
@@ -128,4 +153,5 @@ export type FromChild =
   | { type: "subDone"; report: SubReport }
   | { type: "reqDone"; report: ReqReport }
   | { type: "jsDone"; report: JsReport }
+  | { type: "reqcDone"; report: ReqcReport }
   | { type: "error"; message: string };

@@ -1,13 +1,19 @@
-// Benchmark entry point: the bundled broker vs nats-server, same load generator.
+// Benchmark entry point: the bundled broker vs nats-server, same load generator; then the node rows
+// (JavaScript functions on `nex node up`, beside a bare NATS responder where there is a peer).
 //
-//   npm run bench                 # full run (~4 min)
-//   npm run bench -- --quick      # shorter run (~1 min; JetStream rows alone ~25 s)
-//   npm run bench -- --only 1,5   # only some rows (1-11, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
-//                                 #   kvput, kvget, jspub, replay, objput, objget)
+//   npm run bench                 # full run (~6 min; the node rows ~2 min of it, density included)
+//   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
+//   npm run bench -- --only 1,5   # only some rows (1-15, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
+//                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density)
+//   npm run bench -- --only node  # the four node rows (trigger, trigger50, cold, density)
 //
 // Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
 // consumer, object store), run against `nats-server -js` and the bundled
 // broker's JetStream, each with a fresh temporary data directory.
+// Rows 12-15 run a fresh `nex node up` each (see noderows.ts): warm trigger
+// round trip and throughput vs a bare responder, cold start, density. The
+// density row (1,000 functions, bounded to ~3 min) is skipped by --quick
+// unless asked for with --only density.
 //
 // Other options: --reps N, --warmup MS, --measure MS, --servers bundled,nats,
 // --nats-server PATH, --json FILE (raw per-run results).
@@ -27,6 +33,8 @@ import {
   type RunningServer,
   type ServerKind,
 } from "./servers.js";
+import { killHosts } from "./node.js";
+import { nodeRows, renderNodeResults, runNodeRow, type NodeRow, type NodeRowResult } from "./noderows.js";
 import { formatNumber, markdownTable, type TableRow } from "./table.js";
 import { msgFrameShape } from "./wire.js";
 
@@ -46,6 +54,8 @@ interface Options {
   servers: ServerKind[];
   natsBin: string;
   jsonPath: string | null;
+  /** --only named the density row itself (under --quick it runs only then). */
+  densityNamed: boolean;
 }
 
 const ROW_NAMES: Record<string, number> = {
@@ -60,14 +70,26 @@ const ROW_NAMES: Record<string, number> = {
   replay: 9,
   objput: 10,
   objget: 11,
+  trigger: 12,
+  trigger50: 13,
+  cold: 14,
+  density: 15,
 };
-const ROW_COUNT = 11;
+const ROW_COUNT = 15;
+const DENSITY_ROW = 15;
+/** --only aliases for groups of rows. */
+const ROW_GROUPS: Record<string, number[]> = {
+  core: [1, 2, 3, 4, 5],
+  jetstream: [6, 7, 8, 9, 10, 11],
+  node: [12, 13, 14, 15],
+};
 
 function usage(msg?: string): never {
   if (msg) console.error(`bench: ${msg}`);
   console.error(
     "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
-      "                                                kvput,kvget,jspub,replay,objput,objget]\n" +
+      "                                                kvput,kvget,jspub,replay,objput,objget,\n" +
+      "                                                trigger,trigger50,cold,density|core,jetstream,node]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );
@@ -87,6 +109,7 @@ function parseArgs(argv: string[]): Options {
     servers: ["bundled", "nats"],
     natsBin: "nats-server",
     jsonPath: null,
+    densityNamed: false,
   };
   const intArg = (name: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
@@ -110,9 +133,14 @@ function parseArgs(argv: string[]): Options {
         for (const part of value().split(",")) {
           const p = part.trim().toLowerCase();
           if (!p) continue;
+          if (ROW_GROUPS[p]) {
+            for (const g of ROW_GROUPS[p]) o.only.add(g);
+            continue;
+          }
           const n = ROW_NAMES[p] ?? Number(p);
           if (!Number.isInteger(n) || n < 1 || n > ROW_COUNT) usage(`unknown row "${part}"`);
           o.only.add(n);
+          if (n === DENSITY_ROW) o.densityNamed = true;
         }
         break;
       }
@@ -191,7 +219,7 @@ interface JsRow {
   workload: JsWorkload;
 }
 
-type Row = TputRow | LatRow | JsRow;
+type Row = TputRow | LatRow | JsRow | NodeRow;
 
 // JetStream workload parameters, identical for both servers.
 const JS_PAYLOAD = 16;
@@ -214,6 +242,7 @@ function rowsFor(o: Options): Row[] {
     js(9, "replay", `JetStream ordered-consumer replay of ${formatNumber(o.replayMsgs)} × ${JS_PAYLOAD} B`, "msgs/s"),
     js(10, "objput", `JetStream object store put, ${OBJECT_BYTES / 1024 / 1024} MiB object`, "MB/s"),
     js(11, "objget", `JetStream object store get, ${OBJECT_BYTES / 1024 / 1024} MiB object`, "MB/s"),
+    ...nodeRows(),
   ];
 }
 
@@ -464,13 +493,22 @@ function firstLine(s: string): string {
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const rows = rowsFor(o).filter((r) => !o.only || o.only.has(r.id));
+  const selected = rowsFor(o).filter((r) => !o.only || o.only.has(r.id));
   const started = Date.now();
+  // Density is opt-in under --quick.
+  const skipDensity = o.quick && !o.densityNamed && selected.some((r) => r.id === DENSITY_ROW);
+  if (skipDensity) log("bench: --quick skips the density row (ask for it with --only density)");
+  const allRows = selected.filter((r) => !(skipDensity && r.id === DENSITY_ROW));
+  const rows = allRows.filter((r): r is TputRow | LatRow | JsRow => r.kind !== "node");
+  const nodeRowList = allRows.filter((r): r is NodeRow => r.kind === "node");
 
   const natsVersion = natsServerVersion(o.natsBin);
   const unavailable = new Map<ServerKind, string>();
-  if (o.servers.includes("nats") && natsVersion === null) unavailable.set("nats", `${o.natsBin} not found or not runnable`);
-  if (o.servers.includes("bundled")) {
+  // Only node rows selected: no broker comparison to probe for.
+  if (rows.length > 0 && o.servers.includes("nats") && natsVersion === null) {
+    unavailable.set("nats", `${o.natsBin} not found or not runnable`);
+  }
+  if (rows.length > 0 && o.servers.includes("bundled")) {
     const reason = bundledUnavailableReason();
     if (reason) {
       unavailable.set("bundled", reason);
@@ -485,11 +523,14 @@ async function main(): Promise<void> {
     }
   }
   for (const [k, why] of unavailable) log(`bench: ${SERVER_LABEL[k]} will not run: ${why}`);
-  const servers = o.servers.filter((s) => !unavailable.has(s));
-  if (servers.length === 0) {
+  const servers = rows.length === 0 ? [] : o.servers.filter((s) => !unavailable.has(s));
+  if (rows.length > 0 && servers.length === 0) {
     log("bench: no server to benchmark");
-    process.exitCode = 1;
-    return;
+    if (nodeRowList.length === 0) {
+      process.exitCode = 1;
+      return;
+    }
+    rows.length = 0;
   }
 
   const cpu = os.cpus();
@@ -498,7 +539,7 @@ async function main(): Promise<void> {
     `Node ${process.version}, nats-server ${natsVersion ?? "n/a"}, ${os.type()} ${os.arch()}`;
   log(machine);
   log(
-    `bench: ${rows.length} row(s) × ${servers.length} server(s) × ${o.reps} run(s); ` +
+    `bench: ${rows.length} broker row(s) × ${servers.length} server(s) × ${o.reps} run(s), ${nodeRowList.length} node row(s); ` +
       `${o.warmupMs} ms warm-up + ${o.measureMs} ms measured per run` +
       (rows.some((r) => r.kind === "js") ? ` (JetStream rows: ${o.jsWarmupMs} + ${o.jsMeasureMs} ms)` : ""),
   );
@@ -535,6 +576,12 @@ async function main(): Promise<void> {
         trials.push(trial);
       }
     }
+  }
+
+  const nodeResults: NodeRowResult[] = [];
+  for (const row of nodeRowList) {
+    log(`[row ${row.id}] ${row.name}`);
+    nodeResults.push(await runNodeRow(row, { quick: o.quick, reps: o.reps, warmupMs: o.warmupMs, measureMs: o.measureMs }, log));
   }
 
   // Best of the runs for each cell.
@@ -598,8 +645,10 @@ async function main(): Promise<void> {
   out.push("");
   out.push(machine);
   out.push("");
-  out.push(markdownTable(table));
-  out.push("");
+  if (rows.length) {
+    out.push(markdownTable(table));
+    out.push("");
+  }
   const hasCore = rows.some((r) => r.kind !== "js");
   const hasJs = rows.some((r) => r.kind === "js");
   if (hasCore) {
@@ -665,19 +714,30 @@ async function main(): Promise<void> {
     out.push("Problems:");
     for (const n of notes) out.push(`- ${n}`);
   }
+  if (nodeResults.length) {
+    if (rows.length) out.push("");
+    out.push(...renderNodeResults(nodeResults, { quick: o.quick, reps: o.reps, warmupMs: o.warmupMs, measureMs: o.measureMs }));
+  }
+  const load = os.loadavg();
+  out.push("");
+  out.push(
+    `Load average at the end (1/5/15 min): ${load.map((x) => x.toFixed(2)).join(" / ")} on ${os.cpus().length} cores` +
+      (load[0]! > os.cpus().length ? " (the machine was busy: treat the figures as noisy)" : ""),
+  );
   process.stdout.write(out.join("\n") + "\n");
   log(`bench: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   if (o.jsonPath) {
     writeFileSync(
       o.jsonPath,
-      JSON.stringify({ machine, natsVersion, options: { ...o, only: o.only ? [...o.only] : null }, trials }, null, 2) + "\n",
+      JSON.stringify({ machine, natsVersion, options: { ...o, only: o.only ? [...o.only] : null }, trials, nodeResults }, null, 2) + "\n",
     );
   }
 }
 
-// Never leave servers or load generators behind.
+// Never leave servers, nodes (and their runtime hosts) or load generators behind.
 function killAll(): void {
+  killHosts(); // first: they are found through their parent node's pid
   for (const p of liveProcesses) {
     try {
       p.kill("SIGKILL");
@@ -697,10 +757,10 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 
 // Hard upper bound on the whole run.
 setTimeout(() => {
-  log("bench: overall time limit (15 min) exceeded, aborting");
+  log("bench: overall time limit (20 min) exceeded, aborting");
   killAll();
   process.exit(1);
-}, 15 * 60_000).unref();
+}, 20 * 60_000).unref();
 
 main().catch((e: unknown) => {
   log(`bench: ${(e as Error).stack ?? String(e)}`);

@@ -33,10 +33,15 @@ export function markdownTable(rows: TableRow[]): string {
     r.nats === null ? (r.natsNote ?? "n/a") : formatNumber(r.nats),
     formatRatio(r.bundled, r.nats) + (r.lowerIsBetter ? " (lower is better)" : ""),
   ]);
+  return renderTable(header, align, body);
+}
+
+/** A markdown table with padded columns; `align` holds "---:" (right) or ":---" (left) per column. */
+export function renderTable(header: string[], align: string[], body: string[][]): string {
   const all = [header, ...body];
-  const widths = header.map((_, i) => Math.max(3, ...all.map((cells) => cells[i]!.length)));
+  const widths = header.map((_, i) => Math.max(3, ...all.map((cells) => (cells[i] ?? "").length)));
   const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => (align[i]!.startsWith("---:") ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(" | ")} |`;
+    `| ${header.map((_, i) => (align[i]!.startsWith("---:") ? (cells[i] ?? "").padStart(widths[i]!) : (cells[i] ?? "").padEnd(widths[i]!))).join(" | ")} |`;
   const sep = `| ${align.map((a, i) => (a.startsWith(":") ? ":" + "-".repeat(widths[i]! - 1) : "-".repeat(widths[i]! - 1) + ":")).join(" | ")} |`;
   return [line(header), sep, ...body.map(line)].join("\n");
 }
