@@ -4,7 +4,7 @@
 //
 // BOOTSTRAP_SOURCE is a script whose completion value is `setup(emitLog, hostRef, envIn, limits,
 // emitResult)`; it is compiled once per isolate and run in each new context. setup installs the globals
-// and returns `makeRunner(handler)`, which returns `runBatch(batchId, subjects, payloads)`. None of these
+// and returns `makeRunner(handler)`, which returns `runBatch(batchId, subjects, payloads, expiries)`. None of these
 // functions is reachable from workload code: only the runtime host holds references to them.
 //   emitLog     a plain function (an ivm.Callback, fire-and-forget) taking (stream, line)
 //   hostRef     an ivm.Reference to the host-call function; captured here only, never stored on a global
@@ -12,7 +12,8 @@
 //   envIn       the workload's environment (a copy)
 //   limits      { maxLogLines, maxLogChars }
 //   emitResult  a plain function (ivm.Callback, fire-and-forget) taking (batchId, index, ok, value):
-//               value is the reply (string, Uint8Array or undefined) when ok, else the error message
+//               value is the reply (string, Uint8Array or undefined) when ok is true, the error message
+//               when ok is false; ok is "expired" for a trigger that waited past its deadline unrun
 //
 // Everything the shims rely on (Reflect.apply, JSON, Uint8Array, Promise#then, the Reference's
 // applySyncPromise) is captured before workload code runs, so a workload that replaces globals only
@@ -45,6 +46,7 @@ const PromiseResolve = Promise.resolve;
 const U8Slice = Uint8Array.prototype.slice;
 const ArrayPush = Array.prototype.push;
 const ArrayJoin = Array.prototype.join;
+const DateNow = Date.now;
 const applySyncPromise = hostRef.applySyncPromise;
 
 function frozenRecord(o) {
@@ -303,28 +305,42 @@ function revisionOf(r) {
   return j;
 }
 
-const kv = {
-  get(key) { return orNull(() => call("kv", "get", { "Nex-Key": str("key", key) }, EMPTY).body); },
-  getString(key) { const b = kv.get(key); return b === null ? null : utf8Decode(b, true); },
-  getJSON(key) { const b = kv.get(key); return b === null ? null : decodeJSON(b); },
-  set(key, value) { return revisionOf(call("kv", "set", { "Nex-Key": str("key", key) }, toBytes(value))); },
-  put(key, value) { return kv.set(key, value); },
-  create(key, value) { return revisionOf(call("kv", "create", { "Nex-Key": str("key", key) }, toBytes(value))); },
-  update(key, value, revision) {
-    return revisionOf(call("kv", "update", { "Nex-Key": str("key", key), "Nex-Revision": str("revision", revision) }, toBytes(value)));
-  },
-  delete(key) { call("kv", "delete", { "Nex-Key": str("key", key) }, EMPTY); },
-  purge(key) { call("kv", "purge", { "Nex-Key": str("key", key) }, EMPTY); },
-  keys(filter) {
-    const h = filter === undefined ? {} : { "Nex-Filter": str("filter", filter) };
-    const j = jsonBody(call("kv", "keys", h, EMPTY));
-    return ArrayIsArray(j) ? j : [];
-  },
-  history(key) {
-    const j = jsonBody(call("kv", "history", { "Nex-Key": str("key", key) }, EMPTY));
-    return ArrayIsArray(j) ? j : [];
-  },
-};
+// Headers for a call on a named bucket (undefined: the workload's own bucket, as the node chooses).
+function on(bucket, h) {
+  if (bucket !== undefined) h["Nex-Bucket"] = bucket;
+  return h;
+}
+
+function makeKv(bucket) {
+  const k = (key) => on(bucket, { "Nex-Key": str("key", key) });
+  const self = {
+    get(key) { return orNull(() => call("kv", "get", k(key), EMPTY).body); },
+    getString(key) { const b = self.get(key); return b === null ? null : utf8Decode(b, true); },
+    getJSON(key) { const b = self.get(key); return b === null ? null : decodeJSON(b); },
+    set(key, value) { return revisionOf(call("kv", "set", k(key), toBytes(value))); },
+    put(key, value) { return self.set(key, value); },
+    create(key, value) { return revisionOf(call("kv", "create", k(key), toBytes(value))); },
+    update(key, value, revision) {
+      const h = k(key);
+      h["Nex-Revision"] = str("revision", revision);
+      return revisionOf(call("kv", "update", h, toBytes(value)));
+    },
+    delete(key) { call("kv", "delete", k(key), EMPTY); },
+    purge(key) { call("kv", "purge", k(key), EMPTY); },
+    keys(filter) {
+      const h = on(bucket, filter === undefined ? {} : { "Nex-Filter": str("filter", filter) });
+      const j = jsonBody(call("kv", "keys", h, EMPTY));
+      return ArrayIsArray(j) ? j : [];
+    },
+    history(key) {
+      const j = jsonBody(call("kv", "history", k(key), EMPTY));
+      return ArrayIsArray(j) ? j : [];
+    },
+  };
+  if (bucket === undefined) self.bucket = (name) => ObjectFreeze(makeKv(str("bucket", name)));
+  return self;
+}
+const kv = makeKv(undefined);
 
 function timeoutHeader(h, timeoutMs) {
   if (timeoutMs !== undefined && timeoutMs !== null) h["Nex-Timeout-Ms"] = str("timeoutMs", timeoutMs);
@@ -346,18 +362,24 @@ const messaging = {
   },
 };
 
-const objectStore = {
-  get(name) { return orNull(() => call("objectStore", "get", { "Nex-Key": str("name", name) }, EMPTY).body); },
-  getString(name) { const b = objectStore.get(name); return b === null ? null : utf8Decode(b, true); },
-  getJSON(name) { const b = objectStore.get(name); return b === null ? null : decodeJSON(b); },
-  put(name, data) { return jsonBody(call("objectStore", "put", { "Nex-Key": str("name", name) }, toBytes(data))); },
-  info(name) { return orNull(() => jsonBody(call("objectStore", "info", { "Nex-Key": str("name", name) }, EMPTY)) ?? null); },
-  delete(name) { call("objectStore", "delete", { "Nex-Key": str("name", name) }, EMPTY); },
-  list() {
-    const j = jsonBody(call("objectStore", "list", {}, EMPTY));
-    return ArrayIsArray(j) ? j : [];
-  },
-};
+function makeObjectStore(bucket) {
+  const n = (name) => on(bucket, { "Nex-Key": str("name", name) });
+  const self = {
+    get(name) { return orNull(() => call("objectStore", "get", n(name), EMPTY).body); },
+    getString(name) { const b = self.get(name); return b === null ? null : utf8Decode(b, true); },
+    getJSON(name) { const b = self.get(name); return b === null ? null : decodeJSON(b); },
+    put(name, data) { return jsonBody(call("objectStore", "put", n(name), toBytes(data))); },
+    info(name) { return orNull(() => jsonBody(call("objectStore", "info", n(name), EMPTY)) ?? null); },
+    delete(name) { call("objectStore", "delete", n(name), EMPTY); },
+    list() {
+      const j = jsonBody(call("objectStore", "list", on(bucket, {}), EMPTY));
+      return ArrayIsArray(j) ? j : [];
+    },
+  };
+  if (bucket === undefined) self.bucket = (name) => ObjectFreeze(makeObjectStore(str("bucket", name)));
+  return self;
+}
+const objectStore = makeObjectStore(undefined);
 
 const env = ObjectFreeze(ObjectAssign({}, envIn));
 
@@ -412,7 +434,7 @@ function isThenable(r) {
 return function makeRunner(handler) {
   // Runs the triggers of a batch one after the other (an async one is awaited before the next starts)
   // and reports each result as soon as it is known. Returns a promise only if some trigger was async.
-  return function runBatch(batchId, subjects, payloads) {
+  return function runBatch(batchId, subjects, payloads, expiries) {
     const n = subjects.length;
     let i = 0;
     function ok(k, r) {
@@ -426,6 +448,8 @@ return function makeRunner(handler) {
     function step() {
       while (i < n) {
         const k = i++;
+        // Waited (in the queue and behind earlier triggers of this batch) past its whole deadline.
+        if (DateNow() > expiries[k]) { emitResult(batchId, k, "expired", undefined); continue; }
         linesLeft = limits.maxLogLines;
         let r;
         try {

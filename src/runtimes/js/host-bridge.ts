@@ -21,6 +21,8 @@ export type HostCallResult =
 /** Largest value a workload may send to, or receive from, a host service. */
 export const MAX_HOST_VALUE_BYTES = 8 * 1024 * 1024;
 const MAX_HEADER_VALUE_CHARS = 1024;
+/** Time left for a host service's answer to travel back after its own wait (Nex-Timeout-Ms) ends. */
+const INNER_MARGIN_MS = 50;
 
 const ALLOWED_HEADERS = new Set<string>([
   HostHeaders.key,
@@ -100,6 +102,10 @@ export class HostBridge {
       const timeout = Math.max(1, Math.min(HOST_CALL_TIMEOUT_MS, remaining));
 
       const h = natsHeaders();
+      // The host service waits at most Nex-Timeout-Ms itself (a request, a requestMany gather window);
+      // keep it inside our own wait so its answer can still come back.
+      const innerMax = Math.max(1, timeout - INNER_MARGIN_MS);
+      if (service === "messaging" && (method === "request" || method === "requestMany")) h.set(HostHeaders.timeoutMs, String(innerMax));
       if (headers !== null && typeof headers === "object") {
         for (const [k, v] of Object.entries(headers as Record<string, unknown>)) {
           if (!ALLOWED_HEADERS.has(k)) return fail("bad_request", `header ${k} is not allowed`);
@@ -107,10 +113,9 @@ export class HostBridge {
             return fail("bad_request", `header ${k} must be a single-line string of at most ${MAX_HEADER_VALUE_CHARS} characters`);
           }
           if (k === HostHeaders.timeoutMs) {
-            // The host service waits at most this long itself; leave room for its answer to come back.
             const asked = Number(v);
             if (!Number.isFinite(asked) || asked <= 0) return fail("bad_request", `${k} must be a positive number`);
-            h.set(k, String(Math.max(1, Math.min(Math.floor(asked), timeout - 20))));
+            h.set(k, String(Math.max(1, Math.min(Math.floor(asked), innerMax))));
             continue;
           }
           h.set(k, v);
@@ -134,7 +139,7 @@ export class HostBridge {
         return fail("too_large", `the host service answered ${reply.data.byteLength} bytes, over the ${MAX_HOST_VALUE_BYTES}-byte limit`);
       }
       // A copy that owns its buffer: the reply may be a view into the connection's read buffer.
-      const data = reply.data.slice();
+      const data = new Uint8Array(reply.data);
       if (service === "messaging" && method === "requestMany") {
         const list = data.byteLength === 0 ? [] : decodeBase64List(data);
         if (!list) return fail("internal", "malformed requestMany reply (expected a JSON array of base64 strings)");

@@ -46,6 +46,9 @@ const HEALTHY_AFTER_MS = 30_000;
 const MAX_CACHED_CODES = 64;
 const MAX_CACHED_CODE_BYTES = 64 * 1024 * 1024;
 const STDERR_TAIL_LINES = 20;
+/** Compiling and loading a workload on every isolate; the child bounds each load itself (5 s). */
+const DEPLOY_TIMEOUT_MS = 60_000;
+const STATS_TIMEOUT_MS = 5_000;
 
 /** runtime-host.js next to the compiled js-runtime.js; from source (vitest), the one under dist/. */
 export function defaultHostScript(): string {
@@ -61,12 +64,19 @@ export function defaultHostScript(): string {
   return beside;
 }
 
+/** Undeploy waits for triggers in flight, each bounded by its deadline (queued ones too). */
+function undeployTimeout(spec: WorkloadSpec): number {
+  return (spec.limits?.timeoutMs ?? 5000) * 2 + 10_000;
+}
+
 function toJsSpec(spec: WorkloadSpec): JsWorkloadSpec {
+  const a = spec.artifact;
   return {
     id: spec.id,
     name: spec.name,
     namespace: spec.namespace,
-    artifact: spec.artifact,
+    // A view (e.g. a pooled Buffer) would carry its whole backing buffer over IPC.
+    artifact: a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : new Uint8Array(a),
     sha256: spec.sha256,
     triggerSubjects: [...spec.triggerSubjects],
     limits: { ...spec.limits },
@@ -97,6 +107,8 @@ class HostProcess {
   readonly ready: Promise<void>;
   readonly exited: Promise<string>;
   alive = true;
+  /** Called in the same turn as the exit event, after pending requests are rejected. */
+  onExit?: (reason: string) => void;
   private readonly pending = new Map<number, Pending>();
   private nextReqId = 1;
   private readonly stderrTail: string[] = [];
@@ -146,6 +158,7 @@ class HostProcess {
         onFail(new Error(`the JavaScript runtime host failed to start: ${reason}`));
         for (const p of this.pending.values()) p.reject(new Error(`the JavaScript runtime host exited: ${reason}`));
         this.pending.clear();
+        this.onExit?.(reason);
         resolve(reason);
       });
     });
@@ -222,15 +235,31 @@ class HostProcess {
     return reason;
   }
 
-  request<T>(req: HostRequest): Promise<T> {
+  /** One request to the child; rejects if it exits first or does not answer within timeoutMs. */
+  request<T>(req: HostRequest, timeoutMs: number): Promise<T> {
     if (!this.alive || !this.child.connected) {
       return Promise.reject(new Error("the JavaScript runtime host is not running"));
     }
     const reqId = this.nextReqId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(reqId, { resolve: resolve as (v: unknown) => void, reject });
+      const timer = setTimeout(() => {
+        if (this.pending.delete(reqId)) reject(new Error(`the JavaScript runtime host did not answer ${req.type} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(reqId, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v as T);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      });
       this.child.send({ ...req, reqId }, (err) => {
-        if (err && this.pending.delete(reqId)) reject(new Error(`cannot reach the JavaScript runtime host: ${err.message}`));
+        if (err && this.pending.delete(reqId)) {
+          clearTimeout(timer);
+          reject(new Error(`cannot reach the JavaScript runtime host: ${err.message}`));
+        }
       });
     });
   }
@@ -293,9 +322,10 @@ export class JsRuntime implements Runtime {
       hp.kill();
       throw new Error("the JavaScript runtime is closed");
     }
+    if (!hp.alive) throw new Error("the JavaScript runtime host exited right after starting");
     this.host = hp;
+    hp.onExit = (reason) => this.onExit(hp, reason);
     this.log.info({ pid: hp.pid }, "JavaScript runtime host started");
-    void hp.exited.then((reason) => this.onExit(hp, reason));
     return hp;
   }
 
@@ -362,14 +392,14 @@ export class JsRuntime implements Runtime {
           return;
         }
         // Undeployed while we were redeploying it.
-        if (!this.specs.has(spec.id)) await hp.request({ type: "undeploy", workloadId: spec.id }).catch(() => undefined);
+        if (!this.specs.has(spec.id)) await hp.request({ type: "undeploy", workloadId: spec.id }, undeployTimeout(spec)).catch(() => undefined);
       }),
     );
   }
 
   private async deployOn(hp: HostProcess, spec: WorkloadSpec): Promise<void> {
     const given = this.codes.get(spec.sha256?.toLowerCase?.() ?? "");
-    const result = await hp.request<DeployResult>({ type: "deploy", spec: toJsSpec(spec), code: given });
+    const result = await hp.request<DeployResult>({ type: "deploy", spec: toJsSpec(spec), code: given }, DEPLOY_TIMEOUT_MS);
     if (result?.code) this.keepCode(result.code);
   }
 
@@ -393,6 +423,7 @@ export class JsRuntime implements Runtime {
     const work = (async () => {
       const hp = await this.ensureHost();
       await this.deployOn(hp, spec);
+      if (this.closed) throw new Error("the JavaScript runtime is closed");
       this.specs.set(spec.id, spec);
     })();
     this.deploying.set(spec.id, work);
@@ -405,17 +436,19 @@ export class JsRuntime implements Runtime {
 
   async undeploy(workloadId: string): Promise<void> {
     await this.deploying.get(workloadId)?.catch(() => undefined);
-    if (!this.specs.delete(workloadId)) return;
+    const spec = this.specs.get(workloadId);
+    if (!spec) return;
+    this.specs.delete(workloadId);
     // During a recovery the new child either never gets it or is told to drop it (redeployAll).
     const hp = this.host;
-    if (hp?.alive && !this.starting) await hp.request({ type: "undeploy", workloadId });
+    if (hp?.alive && !this.starting) await hp.request({ type: "undeploy", workloadId }, undeployTimeout(spec));
   }
 
   async stats(workloadId: string): Promise<WorkloadStats | undefined> {
     if (!this.specs.has(workloadId)) return undefined;
     const hp = this.host;
     if (!hp?.alive || this.starting) return { triggers: 0, failures: 0, meanMs: 0, lastMs: 0, memoryBytes: 0 };
-    const s = await hp.request<WorkloadStats | null>({ type: "stats", workloadId });
+    const s = await hp.request<WorkloadStats | null>({ type: "stats", workloadId }, STATS_TIMEOUT_MS);
     return s ?? undefined;
   }
 
@@ -437,7 +470,7 @@ export class JsRuntime implements Runtime {
     if (!hp?.alive) return;
     const timer = setTimeout(() => hp.kill(), timeout);
     try {
-      await hp.request({ type: "shutdown" }).catch(() => undefined);
+      await hp.request({ type: "shutdown" }, timeout).catch(() => undefined);
       await hp.exited;
     } finally {
       clearTimeout(timer);

@@ -162,7 +162,7 @@ async function deploy(spec: JsWorkloadSpec, given?: CompiledCode): Promise<Deplo
     const cached = codeCache.get(sha256) ?? (given?.sha256 === sha256 ? given : undefined);
     const code: WorkloadCode = {
       name: spec.name,
-      filename: `file:///${encodeURIComponent(spec.namespace)}/${encodeURIComponent(spec.name)}.js`,
+      filename: `file:///${encodeURIComponent(spec.namespace)}/${encodeURIComponent(spec.name.replace(/\.m?js$/, ""))}.js`,
       source: decodeSource(spec.name, spec.artifact),
       sha256,
       kind: cached?.kind,

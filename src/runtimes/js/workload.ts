@@ -7,7 +7,8 @@ import { headers as natsHeaders, type Msg, type NatsConnection, type Subscriptio
 import type { Logger } from "pino";
 import type { WorkloadStats } from "../types.js";
 import type { JsWorkloadSpec } from "./ipc.js";
-import { ErrorCodes, type Outcome, type WorkloadPool } from "./isolate-pool.js";
+import type { WorkloadPool } from "./isolate-pool.js";
+import { ErrorCodes, type Outcome } from "./outcome.js";
 
 /** Largest trigger payload copied into an isolate (also at most a quarter of its memory limit). */
 export const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;
@@ -54,19 +55,20 @@ export class HostedWorkload {
     const queue = queueGroupFor(this.spec.name);
     const refused: string[] = [];
     let listening = false;
+    const callback = (subject: string) => (err: Error | null, msg: Msg): void => {
+      if (err) {
+        if (!listening) refused.push(`${subject}: ${err.message}`);
+        this.log.error({ subject, err: err.message }, "trigger subscription failed");
+        return;
+      }
+      this.onTrigger(msg);
+    };
     for (const subject of this.spec.triggerSubjects) {
-      const sub = this.nc.subscribe(subject, {
-        queue,
-        callback: (err, msg) => {
-          if (err) {
-            if (!listening) refused.push(`${subject}: ${err.message}`);
-            this.log.error({ subject, err: err.message }, "trigger subscription failed");
-            return;
-          }
-          this.onTrigger(msg);
-        },
-      });
-      this.subs.push(sub);
+      try {
+        this.subs.push(this.nc.subscribe(subject, { queue, callback: callback(subject) }));
+      } catch (err) {
+        throw new Error(`cannot subscribe to trigger subject '${subject}': ${(err as Error).message}`);
+      }
     }
     await this.nc.flush();
     listening = true;
@@ -84,8 +86,9 @@ export class HostedWorkload {
       });
       return;
     }
-    // The message is a view into the connection's read buffer; copy only its own bytes into the isolate.
-    const payload = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+    // The message is a view into the connection's read buffer (a Buffer, whose slice() is a view too):
+    // copy its own bytes, or the isolate would see the whole buffer.
+    const payload = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : new Uint8Array(data);
     this.pool.submit(msg.subject, payload).then((outcome) => this.finish(msg, started, outcome));
   }
 

@@ -1,0 +1,460 @@
+// One isolate of a workload, inside the runtime host: its memory limit, its warm context or its spare
+// fresh contexts, and the running of triggers in it with a deadline and a CPU budget each.
+//
+// A slot runs one batch of triggers at a time (one call into the isolate); the triggers of a batch run
+// one after the other and each result is reported as soon as it is known (see bootstrap.ts, runBatch).
+// Limits per trigger, counted from when it starts:
+// - wall clock: our own timer (isolated-vm's `timeout` does not bound promises); on expiry the isolate
+//   is disposed and the trigger answers "timeout"; triggers of its batch that had not started go back to
+//   the pool's queue and the pool builds a replacement isolate;
+// - CPU: isolated-vm's `timeout` (min of cpuMs and timeoutMs per trigger of the batch) stops synchronous
+//   runaways, and the pool's ticker compares isolate.cpuTime with the running trigger's budget (kill);
+// - memory: isolated-vm disposes an isolate over its memoryLimit; the trigger answers an error.
+
+import ivm from "isolated-vm";
+import type { Logger } from "pino";
+import type { LogStream, WorkloadLimits } from "../types.js";
+import { BOOTSTRAP_SOURCE, CONSOLE_LIMITS } from "./bootstrap.js";
+import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
+import type { HostCallResult } from "./host-bridge.js";
+import {
+  cpuOutcome,
+  ErrorCodes,
+  errorText,
+  failure,
+  memoryOutcome,
+  queueTimeoutOutcome,
+  timeoutOutcome,
+  type Outcome,
+} from "./outcome.js";
+
+/** Time allowed for evaluating the workload's top-level code in a new context. */
+export const LOAD_TIMEOUT_MS = 5000;
+/** Pre-warmed contexts kept per isolate in fresh-context mode. */
+export const SPARE_CONTEXTS = 2;
+
+const SYNC_TIMEOUT_MESSAGE = "Script execution timed out.";
+
+export interface PoolHooks {
+  /** A console line from inside the isolate. */
+  log(stream: LogStream, line: string): void;
+  /** A host-service call from inside the isolate; never rejects. */
+  hostCall(service: unknown, method: unknown, headers: unknown, body: unknown, deadlineAt: number): Promise<HostCallResult>;
+  /** isolated-vm lost control of an isolate; the process must stop. */
+  catastrophic(message: string): void;
+}
+
+export interface PoolConfig {
+  code: WorkloadCode;
+  limits: WorkloadLimits;
+  fresh: boolean;
+  concurrency: number;
+  env: Record<string, string>;
+  hooks: PoolHooks;
+  log: Logger;
+}
+
+/** A trigger waiting for, or running in, an isolate. */
+export interface Job {
+  subject: string;
+  payload: Uint8Array;
+  enqueuedAt: number;
+  resolve: (o: Outcome) => void;
+}
+
+/** A context with the shims installed and the workload evaluated. */
+interface Prepared {
+  context: ivm.Context;
+  runBatch: ivm.Reference<(batchId: number, subjects: unknown, payloads: unknown, expiries: unknown) => unknown>;
+}
+
+function releasePrepared(p: Prepared): void {
+  try {
+    p.runBatch.release();
+    p.context.release();
+  } catch {
+    // The isolate is gone already.
+  }
+}
+
+/** Triggers handed to one isolate in one call; they run one after the other. */
+interface Batch {
+  id: number;
+  jobs: Job[];
+  /** Index of the trigger running now (results arrive in order). */
+  current: number;
+  /** Ends the batch with the triggers that never started, for the pool to queue again. */
+  finish: (notStarted: Job[]) => void;
+}
+
+/** V8 code cache of BOOTSTRAP_SOURCE, shared by every isolate of this process. */
+let bootstrapCache: Uint8Array | undefined;
+
+async function compileBootstrap(isolate: ivm.Isolate): Promise<ivm.Script> {
+  const cached = bootstrapCache;
+  const script = (await isolate.compileScript(BOOTSTRAP_SOURCE, {
+    filename: "nex:bootstrap",
+    ...(cached
+      ? { cachedData: new ivm.ExternalCopy(cached.buffer.slice(cached.byteOffset, cached.byteOffset + cached.byteLength) as ArrayBuffer) }
+      : { produceCachedData: true }),
+  })) as ivm.Script & { cachedData?: ivm.ExternalCopy<ArrayBuffer>; cachedDataRejected?: boolean };
+  if (script.cachedData) {
+    bootstrapCache = new Uint8Array(script.cachedData.copy());
+    script.cachedData.release();
+  } else if (script.cachedDataRejected) {
+    bootstrapCache = undefined;
+  }
+  return script;
+}
+
+/**
+ * One isolate of a workload, with its warm context or its spare fresh contexts. It runs one batch of
+ * triggers at a time; each trigger has its own deadline and CPU budget, counted from when it starts.
+ */
+export class IsolateSlot {
+  readonly isolate: ivm.Isolate;
+  private script?: ivm.Script;
+  private bootstrap?: ivm.Script;
+  private warm?: Prepared;
+  private readonly spares: Prepared[] = [];
+  private refilling = 0;
+  private readonly hostRef: ivm.Reference<(...args: unknown[]) => Promise<unknown>>;
+  private readonly logCallback: ivm.Callback;
+  private readonly resultCallback: ivm.Callback;
+  private readonly syncTimeoutMs: number;
+  private batch?: Batch;
+  private batchSeq = 0;
+  private idleWaiters: (() => void)[] = [];
+  private timer?: NodeJS.Timeout;
+  private jobDeadline = 0;
+  /** isolate.cpuTime when the current trigger started. */
+  private startCpu = 0n;
+  private lastHeapBytes = 0;
+  dead = false;
+
+  private constructor(private readonly cfg: PoolConfig) {
+    this.isolate = new ivm.Isolate({
+      memoryLimit: Math.max(8, Math.floor(cfg.limits.memoryMb)),
+      onCatastrophicError: (message: string) => cfg.hooks.catastrophic(message),
+    });
+    this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
+      const deadline = this.batch ? this.jobDeadline : Date.now() + LOAD_TIMEOUT_MS;
+      const result = await cfg.hooks.hostCall(service, method, headers, body, deadline);
+      return new ivm.ExternalCopy(result).copyInto({ release: true });
+    });
+    this.logCallback = new ivm.Callback(
+      (stream: unknown, line: unknown) => {
+        if ((stream === "stdout" || stream === "stderr") && typeof line === "string") cfg.hooks.log(stream, line);
+      },
+      { ignored: true },
+    );
+    this.resultCallback = new ivm.Callback(
+      (batchId: unknown, index: unknown, ok: unknown, value: unknown) => this.onResult(batchId, index, ok, value),
+      { ignored: true },
+    );
+    this.syncTimeoutMs = Math.max(1, Math.min(cfg.limits.timeoutMs, cfg.limits.cpuMs));
+  }
+
+  get busy(): boolean {
+    return this.batch !== undefined;
+  }
+
+  /** A new isolate with the workload compiled and a context ready; rejects with a WorkloadLoadError. */
+  static async create(cfg: PoolConfig): Promise<IsolateSlot> {
+    const slot = new IsolateSlot(cfg);
+    try {
+      slot.bootstrap = await compileBootstrap(slot.isolate);
+      slot.script = await compileScript(slot.isolate, cfg.code);
+      const first = await slot.prepare();
+      if (cfg.fresh) {
+        slot.spares.push(first);
+        slot.refill();
+      } else {
+        slot.warm = first;
+      }
+      return slot;
+    } catch (err) {
+      const disposed = slot.isolate.isDisposed;
+      slot.dispose();
+      throw slot.loadError(err, disposed);
+    }
+  }
+
+  private loadError(err: unknown, disposed: boolean): WorkloadLoadError {
+    if (err instanceof WorkloadLoadError) return err;
+    const name = this.cfg.code.name;
+    if (disposed) {
+      return new WorkloadLoadError(`JavaScript workload '${name}' went over its memory limit (${this.cfg.limits.memoryMb} MB) while loading`);
+    }
+    const message = (err as Error)?.message;
+    if (message === SYNC_TIMEOUT_MESSAGE) {
+      return new WorkloadLoadError(`JavaScript workload '${name}' took longer than ${LOAD_TIMEOUT_MS} ms to load`);
+    }
+    return new WorkloadLoadError(`JavaScript workload '${name}' threw while loading: ${errorText(err)}`);
+  }
+
+  /**
+   * A context with the shims installed, the workload evaluated and its batch runner ready. In the
+   * background (refilling spares) it steps aside between its calls into the isolate whenever a trigger
+   * runs, since calls into one isolate run in order and a trigger would otherwise wait for all of them.
+   */
+  private async prepare(background = false): Promise<Prepared> {
+    const yieldToTriggers = background ? () => this.whenIdle() : () => undefined;
+    await yieldToTriggers();
+    const context = await this.isolate.createContext();
+    const refs: ivm.Reference<unknown>[] = [];
+    try {
+      await yieldToTriggers();
+      const setup = (await this.bootstrap!.run(context, { reference: true, timeout: LOAD_TIMEOUT_MS })) as ivm.Reference<unknown>;
+      refs.push(setup);
+      const makeRunner = (await setup.apply(
+        undefined,
+        [
+          this.logCallback,
+          this.hostRef,
+          new ivm.ExternalCopy(this.cfg.env).copyInto({ release: true }),
+          new ivm.ExternalCopy(CONSOLE_LIMITS).copyInto({ release: true }),
+          this.resultCallback,
+        ],
+        { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
+      )) as ivm.Reference<unknown>;
+      refs.push(makeRunner);
+      await yieldToTriggers();
+      const handler = await this.evaluateWorkload(context);
+      refs.push(handler);
+      if (handler.typeof !== "function") {
+        throw new WorkloadLoadError(
+          `JavaScript workload '${this.cfg.code.name}' must evaluate to a function (subject, payload) => result, ` +
+            `or export one as default; it evaluated to ${handler.typeof === "undefined" ? "undefined" : `a value of type ${handler.typeof}`}`,
+        );
+      }
+      await yieldToTriggers();
+      const runBatch = (await makeRunner.apply(undefined, [handler.derefInto()], {
+        result: { reference: true },
+        timeout: LOAD_TIMEOUT_MS,
+      })) as unknown as Prepared["runBatch"];
+      return { context, runBatch };
+    } catch (err) {
+      try {
+        context.release();
+      } catch {
+        // isolate disposed
+      }
+      throw err;
+    } finally {
+      for (const r of refs) {
+        try {
+          r.release();
+        } catch {
+          // isolate disposed
+        }
+      }
+    }
+  }
+
+  private async evaluateWorkload(context: ivm.Context): Promise<ivm.Reference<unknown>> {
+    if (this.script) {
+      return (await this.script.run(context, { reference: true, timeout: LOAD_TIMEOUT_MS })) as ivm.Reference<unknown>;
+    }
+    const mod = await compileModule(this.isolate, this.cfg.code);
+    try {
+      await mod.instantiate(context, (specifier: string) => {
+        throw new Error(`cannot import '${specifier}'`);
+      });
+      await mod.evaluate({ timeout: LOAD_TIMEOUT_MS });
+      return (await mod.namespace.get("default", { reference: true })) as ivm.Reference<unknown>;
+    } finally {
+      mod.release();
+    }
+  }
+
+  /** Resolves when no batch runs in this isolate (at once if none does). */
+  private whenIdle(): Promise<void> | undefined {
+    if (!this.batch) return undefined;
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private wakeIdleWaiters(): void {
+    if (this.batch || this.idleWaiters.length === 0) return;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private refill(): void {
+    while (!this.dead && this.spares.length + this.refilling < SPARE_CONTEXTS) {
+      this.refilling++;
+      this.prepare(true).then(
+        (p) => {
+          this.refilling--;
+          if (this.dead) releasePrepared(p);
+          else this.spares.push(p);
+        },
+        (err) => {
+          this.refilling--;
+          if (!this.dead) this.cfg.log.warn({ err: errorText(err) }, "preparing a fresh context failed");
+        },
+      );
+    }
+  }
+
+  /**
+   * Runs `jobs` one after the other in this isolate, resolving each job as its result arrives. Resolves
+   * with the jobs that never started (the isolate died first); the pool queues them again. Afterwards
+   * `dead` says whether the isolate must be replaced.
+   */
+  async runBatch(jobs: Job[]): Promise<Job[]> {
+    let prepared: Prepared | undefined;
+    if (this.cfg.fresh) {
+      prepared = this.spares.pop();
+      if (!prepared) {
+        try {
+          prepared = await this.prepare();
+        } catch (err) {
+          const outcome = failure(ErrorCodes.failed, `could not prepare a context: ${errorText(err)}`);
+          this.kill(outcome);
+          const [first, ...rest] = jobs;
+          first?.resolve(outcome);
+          return rest;
+        }
+      }
+    } else {
+      prepared = this.warm;
+    }
+    if (!prepared || this.dead) return jobs;
+    const runner = prepared.runBatch;
+    const notStarted = await new Promise<Job[]>((finish) => {
+      const batch: Batch = { id: ++this.batchSeq, jobs, current: 0, finish };
+      this.batch = batch;
+      this.beginJob(0);
+      try {
+        const subjects = new ivm.ExternalCopy(jobs.map((j) => j.subject)).copyInto({ release: true });
+        const payloads = new ivm.ExternalCopy(jobs.map((j) => j.payload)).copyInto({ release: true });
+        const expiries = new ivm.ExternalCopy(jobs.map((j) => j.enqueuedAt + this.cfg.limits.timeoutMs)).copyInto({ release: true });
+        runner
+          .apply(undefined, [batch.id, subjects, payloads, expiries], {
+            result: { promise: true },
+            timeout: Math.min(2 ** 31 - 1, this.syncTimeoutMs * jobs.length),
+          })
+          .then(
+            () => this.endBatch(batch, undefined),
+            (err: unknown) => this.endBatch(batch, err ?? new Error("the batch failed")),
+          );
+      } catch (err) {
+        this.endBatch(batch, err ?? new Error("the batch failed"));
+      }
+    });
+    if (this.cfg.fresh) {
+      releasePrepared(prepared);
+      if (!this.dead) this.refill();
+    }
+    this.wakeIdleWaiters();
+    return notStarted;
+  }
+
+  private beginJob(index: number): void {
+    const { timeoutMs } = this.cfg.limits;
+    if (this.batch) this.batch.current = index;
+    this.jobDeadline = Date.now() + timeoutMs;
+    this.startCpu = this.isolate.cpuTime;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.kill(timeoutOutcome(timeoutMs)), timeoutMs);
+  }
+
+  /** A trigger's result, reported from inside the isolate (in order, before the batch call returns). */
+  private onResult(batchId: unknown, index: unknown, ok: unknown, value: unknown): void {
+    const b = this.batch;
+    if (!b || batchId !== b.id || index !== b.current) return;
+    const job = b.jobs[b.current];
+    if (ok === true && (value === undefined || typeof value === "string" || value instanceof Uint8Array)) {
+      job.resolve({ ok: true, data: value });
+    } else if (ok === "expired") {
+      job.resolve(queueTimeoutOutcome(this.cfg.limits.timeoutMs));
+    } else {
+      job.resolve(failure(ErrorCodes.failed, typeof value === "string" && value !== "" ? value : "the function failed"));
+    }
+    if (b.current + 1 < b.jobs.length) {
+      this.beginJob(b.current + 1);
+    } else {
+      b.current = b.jobs.length;
+      if (this.timer) clearTimeout(this.timer);
+    }
+  }
+
+  private endBatch(b: Batch, err: unknown): void {
+    if (this.batch !== b) return; // ended already (killed)
+    this.batch = undefined;
+    if (this.timer) clearTimeout(this.timer);
+    if (err === undefined) {
+      // Results arrive before the call returns; anything unanswered here was lost.
+      for (let k = b.current; k < b.jobs.length; k++) b.jobs[k].resolve(failure(ErrorCodes.failed, "the trigger's result was lost"));
+      b.finish([]);
+      return;
+    }
+    if (b.current < b.jobs.length) b.jobs[b.current].resolve(this.classify(err));
+    b.finish(b.jobs.slice(b.current + 1));
+  }
+
+  /** The batch call itself failed: the isolate was terminated or disposed. */
+  private classify(err: unknown): Outcome {
+    const { memoryMb, timeoutMs, cpuMs } = this.cfg.limits;
+    const disposed = this.isolate.isDisposed;
+    this.dead = true;
+    this.dispose();
+    if (disposed) return memoryOutcome(memoryMb);
+    const message = (err as Error)?.message;
+    if (message === SYNC_TIMEOUT_MESSAGE) return cpuMs < timeoutMs ? cpuOutcome(cpuMs) : timeoutOutcome(timeoutMs);
+    return failure(ErrorCodes.failed, typeof message === "string" ? message : String(err));
+  }
+
+  /** Ends the running trigger with `outcome` and disposes the isolate (the pool replaces it). */
+  kill(outcome: Outcome): void {
+    this.dead = true;
+    this.dispose();
+    const b = this.batch;
+    if (!b) return;
+    this.batch = undefined;
+    if (this.timer) clearTimeout(this.timer);
+    if (b.current < b.jobs.length) b.jobs[b.current].resolve(outcome);
+    b.finish(b.jobs.slice(b.current + 1));
+  }
+
+  cpuUsedNs(): bigint {
+    try {
+      return this.isolate.cpuTime - this.startCpu;
+    } catch {
+      return 0n;
+    }
+  }
+
+  async heapBytes(): Promise<number> {
+    if (this.dead) return 0;
+    try {
+      const stats = await Promise.race([
+        this.isolate.getHeapStatistics(),
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 250).unref()),
+      ]);
+      if (stats) this.lastHeapBytes = stats.used_heap_size + stats.externally_allocated_size;
+    } catch {
+      // disposed meanwhile
+    }
+    return this.lastHeapBytes;
+  }
+
+  dispose(): void {
+    this.dead = true;
+    // Background preparations waiting for a turn go on and fail fast on the disposed isolate.
+    for (const w of this.idleWaiters.splice(0)) w();
+    for (const p of this.spares.splice(0)) releasePrepared(p);
+    if (!this.isolate.isDisposed) {
+      try {
+        this.isolate.dispose();
+      } catch {
+        // already gone
+      }
+    }
+    try {
+      this.hostRef.release();
+    } catch {
+      // released with the isolate
+    }
+  }
+}

@@ -1,0 +1,464 @@
+// The JavaScript runtime end to end: a real bundled broker on an OS-chosen port, the runtime-host child
+// from dist/ (run `npx tsc -p .` first; `npm test` does), and @nats-io/transport-node as the requester.
+// No timing thresholds: deadlines only decide which error comes back, never whether a test passes.
+
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startBroker, type RunningBroker } from "../src/broker/index.js";
+import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
+import type { LogStream, RuntimeObserver, WorkloadSpec } from "../src/runtimes/types.js";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const FIXTURES = path.join(HERE, "fixtures", "js");
+const dec = new TextDecoder();
+
+class Recorder implements RuntimeObserver {
+  readonly logs: { id: string; stream: LogStream; line: string }[] = [];
+  readonly failures: { id: string; subject: string; error: string }[] = [];
+  readonly restarts: { reason: string; ids: string[] }[] = [];
+  log(id: string, stream: LogStream, line: string): void {
+    this.logs.push({ id, stream, line });
+  }
+  triggerFailed(id: string, subject: string, error: string): void {
+    this.failures.push({ id, subject, error });
+  }
+  restarted(reason: string, ids: string[]): void {
+    this.restarts.push({ reason, ids });
+  }
+}
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+let seq = 0;
+function spec(fixture: string, over: Partial<WorkloadSpec> = {}): WorkloadSpec {
+  const n = ++seq;
+  const name = over.name ?? `${fixture.replace(/\.js$/, "")}-${n}`;
+  const artifact = over.artifact ?? new Uint8Array(fs.readFileSync(path.join(FIXTURES, fixture)));
+  return {
+    id: `wl-${n}`,
+    name,
+    namespace: "test",
+    type: "javascript",
+    artifact,
+    sha256: "",
+    triggerSubjects: [`rt.${name}`],
+    limits: { memoryMb: 32, timeoutMs: 2000, cpuMs: 2000 },
+    env: {},
+    freshContextPerTrigger: false,
+    concurrency: 1,
+    ...over,
+  };
+}
+
+function text(m: Msg): string {
+  return dec.decode(m.data);
+}
+
+function json(m: Msg): unknown {
+  return JSON.parse(text(m));
+}
+
+describe("JavaScript runtime", () => {
+  let broker: RunningBroker;
+  let nc: NatsConnection;
+  let observer: Recorder;
+  let runtime: JsRuntime;
+  const deployed: string[] = [];
+
+  beforeAll(async () => {
+    if (!fs.existsSync(defaultHostScript())) {
+      throw new Error(`${defaultHostScript()} is missing: build first (npx tsc -p .)`);
+    }
+    // Room for a payload over the runtime's cap (a quarter of the isolate's memory limit).
+    broker = await startBroker({ port: 0, maxPayload: 4 * 1024 * 1024 });
+    nc = await connect({ servers: broker.url });
+    observer = new Recorder();
+    runtime = new JsRuntime({ natsUrl: broker.url, observer });
+    await runtime.start();
+  });
+
+  afterEach(async () => {
+    await Promise.all(deployed.splice(0).map((id) => runtime.undeploy(id)));
+  });
+
+  afterAll(async () => {
+    await runtime?.close();
+    await nc?.close();
+    await broker?.close();
+  });
+
+  async function deploy(s: WorkloadSpec): Promise<WorkloadSpec> {
+    await runtime.deploy(s);
+    deployed.push(s.id);
+    return s;
+  }
+
+  function request(s: WorkloadSpec, payload: string | Uint8Array = "", timeout = 10_000): Promise<Msg> {
+    return nc.request(s.triggerSubjects[0], payload, { timeout });
+  }
+
+  it("answers a request on its trigger subject", async () => {
+    const s = await deploy(spec("echo.js"));
+    expect(text(await request(s, "hi"))).toBe(`${s.triggerSubjects[0]}: hi`);
+    expect(runtime.childPid).toBeGreaterThan(0);
+  });
+
+  it("replies with strings, bytes and JSON as documented", async () => {
+    const bytes = await deploy(spec("bytes.js"));
+    const reply = await request(bytes, new Uint8Array([1, 2, 3, 255]));
+    expect([...reply.data]).toEqual([255, 3, 2, 1]);
+
+    const obj = await deploy(spec("json.js"));
+    expect(json(await request(obj, "abcd"))).toEqual({ subject: obj.triggerSubjects[0], size: 4, ok: true });
+    // undefined → empty reply
+    const empty = await request(obj, "");
+    expect(empty.data.length).toBe(0);
+    expect(empty.headers?.get("Nats-Service-Error-Code") ?? "").toBe("");
+  });
+
+  it("runs async functions and `export default` modules", async () => {
+    const a = await deploy(spec("async.js"));
+    expect(json(await request(a, "shout"))).toEqual({ upper: "SHOUT" });
+    const m = await deploy(spec("export-default.js"));
+    expect(text(await request(m, "world"))).toBe("hello from a module, world");
+  });
+
+  it("turns a throw or a rejection into an error reply and reports it", async () => {
+    const s = await deploy(spec("throws.js"));
+    for (const [kind, message] of [
+      ["sync", "sync failure: sync"],
+      ["async", "async failure: async"],
+      ["string", "a thrown string"],
+    ]) {
+      const reply = await request(s, kind);
+      expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("500");
+      expect(reply.headers?.get("Nats-Service-Error")).toBe(message);
+      expect(reply.headers?.get("Nex-Error")).toBe(message);
+      expect(json(reply)).toEqual({ error: { code: 500, message } });
+    }
+    await waitFor("three triggerFailed calls", () => observer.failures.filter((f) => f.id === s.id).length === 3);
+    expect(observer.failures.find((f) => f.id === s.id)).toMatchObject({ subject: s.triggerSubjects[0] });
+  });
+
+  it("still runs a trigger without a reply subject (fire-and-forget)", async () => {
+    const s = await deploy(spec("console.js"));
+    nc.publish(s.triggerSubjects[0], "no-reply");
+    await waitFor("the console line", () => observer.logs.some((l) => l.id === s.id && l.line.includes("no-reply")));
+  });
+
+  it("sends console output to the observer, stdout and stderr apart", async () => {
+    const s = await deploy(spec("console.js"));
+    expect(text(await request(s, "x"))).toBe("logged");
+    await waitFor("four console calls", () => observer.logs.filter((l) => l.id === s.id).length >= 4);
+    const mine = observer.logs.filter((l) => l.id === s.id);
+    expect(mine).toContainEqual({ id: s.id, stream: "stdout", line: 'log line x {"n":1}' });
+    expect(mine).toContainEqual({ id: s.id, stream: "stdout", line: "info n=2" });
+    expect(mine).toContainEqual({ id: s.id, stream: "stderr", line: "warn line x" });
+    expect(mine.some((l) => l.stream === "stderr" && l.line === "Error: an error object")).toBe(true);
+  });
+
+  it("keeps module state in the warm context across triggers", async () => {
+    const s = await deploy(spec("counter.js"));
+    const counts = [];
+    for (let i = 0; i < 3; i++) counts.push((json(await request(s)) as { count: number }).count);
+    expect(counts).toEqual([1, 2, 3]);
+  });
+
+  it("gives every trigger a fresh context when asked", async () => {
+    const s = await deploy(spec("counter.js", { freshContextPerTrigger: true }));
+    const replies = [];
+    for (let i = 0; i < 5; i++) replies.push(json(await request(s)) as { count: number; id: string });
+    expect(replies.map((r) => r.count)).toEqual([1, 1, 1, 1, 1]);
+    expect(new Set(replies.map((r) => r.id)).size).toBe(5);
+  });
+
+  it("serves triggers in parallel on `concurrency` isolates", async () => {
+    const two = await deploy(spec("counter.js", { concurrency: 2 }));
+    const [a, b] = (await Promise.all([request(two, "400"), request(two, "400")])).map((m) => json(m) as { count: number; id: string });
+    // Both isolates served one trigger each, so each saw its own first trigger.
+    expect(a.id).not.toBe(b.id);
+    expect([a.count, b.count]).toEqual([1, 1]);
+
+    const one = await deploy(spec("counter.js", { concurrency: 1 }));
+    const [c, d] = (await Promise.all([request(one, "100"), request(one, "100")])).map((m) => json(m) as { count: number; id: string });
+    expect(c.id).toBe(d.id);
+    expect([c.count, d.count].sort()).toEqual([1, 2]);
+  });
+
+  it("answers triggers that waited past their deadline for a busy isolate with a timeout", async () => {
+    const s = await deploy(spec("counter.js", { limits: { memoryMb: 32, timeoutMs: 1000, cpuMs: 1000 } }));
+    const replies = await Promise.all(Array.from({ length: 6 }, () => request(s, "300")));
+    const errors = replies.map((m) => m.headers?.get("Nex-Error") ?? "");
+    expect(errors[0]).toBe("");
+    expect(errors.some((e) => /^timeout: the trigger waited more than 1000 ms/.test(e))).toBe(true);
+    for (const e of errors) expect(e === "" || /^timeout/.test(e)).toBe(true);
+  });
+
+  it("answers \"overloaded\" beyond the bounded queue", async () => {
+    const s = await deploy(spec("never.js", { limits: { memoryMb: 32, timeoutMs: 1500, cpuMs: 1500 } }));
+    const stuck = request(s, "never");
+    await nc.flush();
+    const replies = await Promise.all(Array.from({ length: 1100 }, () => request(s, "x")));
+    const codes = replies.map((m) => m.headers?.get("Nats-Service-Error-Code") ?? "ok");
+    expect(codes).toContain("503");
+    expect(replies.find((m) => m.headers?.get("Nats-Service-Error-Code") === "503")?.headers?.get("Nex-Error")).toMatch(/^overloaded/);
+    for (const c of codes) expect(["ok", "503", "504"]).toContain(c);
+    expect((await stuck).headers?.get("Nats-Service-Error-Code")).toBe("504");
+    expect(text(await request(s, "x"))).toBe("alive");
+  });
+
+  it("answers many concurrent requests through the queue", async () => {
+    const s = await deploy(spec("counter.js"));
+    const replies = await Promise.all(Array.from({ length: 200 }, () => request(s)));
+    const counts = replies.map((m) => (json(m) as { count: number }).count).sort((x, y) => x - y);
+    expect(counts).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+  });
+
+  describe("limits", () => {
+    const limits = { memoryMb: 32, timeoutMs: 300, cpuMs: 300 };
+
+    async function survives(fixture: string, bad: string, expected: RegExp, over: Partial<WorkloadSpec> = {}): Promise<void> {
+      const other = await deploy(spec("echo.js"));
+      const s = await deploy(spec(fixture, { limits, ...over }));
+      const pending = request(s, bad);
+      // Another workload keeps answering while this one misbehaves.
+      for (let i = 0; i < 3; i++) expect(text(await request(other, `ping ${i}`))).toBe(`${other.triggerSubjects[0]}: ping ${i}`);
+      const reply = await pending;
+      expect(reply.headers?.get("Nats-Service-Error-Code")).toMatch(/^5\d\d$/);
+      expect(reply.headers?.get("Nex-Error")).toMatch(expected);
+      expect((json(reply) as { error: { message: string } }).error.message).toMatch(expected);
+      // The same workload (on a fresh isolate) answers the next request.
+      expect(text(await request(s, "again"))).toBe("alive");
+      await waitFor("triggerFailed", () => observer.failures.some((f) => f.id === s.id && expected.test(f.error)));
+    }
+
+    it("stops an infinite loop", async () => {
+      await survives("loop.js", "loop", /^timeout/);
+    });
+
+    it("stops an unbounded allocation at the memory limit", async () => {
+      await survives("alloc.js", "alloc", /memory limit/);
+    });
+
+    it("ends a never-settling promise at the deadline", async () => {
+      await survives("never.js", "never", /^timeout/);
+    });
+
+    it("stops a CPU runaway after an await at the CPU budget", async () => {
+      await survives("cpu.js", "spin", /CPU time/, { limits: { memoryMb: 32, timeoutMs: 5000, cpuMs: 100 } });
+    });
+
+    it("refuses payloads over the cap before they reach the isolate", async () => {
+      // 8 MB of memory → payloads up to 2 MB.
+      const s = await deploy(spec("echo.js", { limits: { memoryMb: 8, timeoutMs: 1000, cpuMs: 1000 } }));
+      const reply = await request(s, new Uint8Array(3 * 1024 * 1024));
+      expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("413");
+      expect(reply.headers?.get("Nex-Error")).toMatch(/payload too large/);
+      expect(text(await request(s, "small"))).toBe(`${s.triggerSubjects[0]}: small`);
+    });
+  });
+
+  it("exposes no Node globals and copies only the payload into the isolate", async () => {
+    const s = await deploy(spec("sandbox.js", { env: { GREETING: "hej" } }));
+    const big = new Uint8Array(1000).fill(7);
+    const r = json(await request(s, big.subarray(10, 20))) as Record<string, unknown>;
+    expect(r).toMatchObject({
+      require: "undefined",
+      process: "undefined",
+      module: "undefined",
+      fs: "undefined",
+      ivm: "undefined",
+      payloadLength: 10,
+      bufferLength: 10,
+      hostServices: "object",
+      globals: [],
+      env: "hej",
+    });
+  });
+
+  it("rejects a deploy that does not compile or is not a function, with a clear message", async () => {
+    await expect(runtime.deploy(spec("syntax-error.js"))).rejects.toThrow(/has a syntax error: Unexpected token/);
+    await expect(runtime.deploy(spec("not-a-function.js"))).rejects.toThrow(/must evaluate to a function.*number/);
+    const imports = new TextEncoder().encode('import x from "y";\nexport default () => x;');
+    await expect(runtime.deploy(spec("x.js", { artifact: imports }))).rejects.toThrow(/imports 'y'/);
+    const throws = new TextEncoder().encode('throw new Error("no config");');
+    await expect(runtime.deploy(spec("x.js", { artifact: throws }))).rejects.toThrow(/threw while loading: no config/);
+    await expect(runtime.deploy(spec("echo.js", { triggerSubjects: ["not valid"] }))).rejects.toThrow(/trigger subject 'not valid'/);
+    // The runtime is fine afterwards.
+    const s = await deploy(spec("echo.js"));
+    expect(text(await request(s, "ok"))).toBe(`${s.triggerSubjects[0]}: ok`);
+  });
+
+  it("undeploys (no responders afterwards) and reports stats", async () => {
+    const s = await deploy(spec("echo.js"));
+    for (let i = 0; i < 3; i++) await request(s, "x");
+    const stats = await runtime.stats(s.id);
+    expect(stats).toBeDefined();
+    expect(stats!.triggers).toBe(3);
+    expect(stats!.failures).toBe(0);
+    expect(typeof stats!.meanMs).toBe("number");
+    expect(stats!.memoryBytes).toBeGreaterThan(0);
+    await runtime.undeploy(s.id);
+    deployed.splice(deployed.indexOf(s.id), 1);
+    expect(await runtime.stats(s.id)).toBeUndefined();
+    await expect(request(s, "x", 1000)).rejects.toThrow();
+  });
+
+  describe("host services", () => {
+    const kv = new Map<string, Uint8Array>();
+    const calls: { subject: string; key?: string; bucket?: string }[] = [];
+    let revision = 0;
+
+    beforeAll(async () => {
+      // A stand-in for src/host-services (not built yet): answers $NEX.HOST.hs.> per the wire format.
+      nc.subscribe("$NEX.HOST.hs.>", {
+        callback: (_err, m) => {
+          const [, , , , service, method] = m.subject.split(".");
+          const key = m.headers?.get("Nex-Key") || undefined;
+          const bucket = m.headers?.get("Nex-Bucket") || undefined;
+          calls.push({ subject: m.subject, key, ...(bucket ? { bucket } : {}) });
+          const fail = (code: string, message: string): void => {
+            const h = natsHeaders();
+            h.set("Nex-Error-Code", code);
+            m.respond(message, { headers: h });
+          };
+          if (service === "kv") {
+            if (key === "slow") return; // never answers
+            if (key === "secret") return fail("forbidden", "reading 'secret' is not allowed");
+            if (method === "get") {
+              const v = kv.get(key ?? "");
+              return v ? void m.respond(v) : fail("not_found", `no key ${key}`);
+            }
+            if (method === "set") {
+              kv.set(key ?? "", m.data.slice());
+              return void m.respond(JSON.stringify(++revision));
+            }
+            if (method === "keys") return void m.respond(JSON.stringify([...kv.keys()]));
+          }
+          if (service === "messaging" && method === "request") {
+            const subject = m.headers?.get("Nex-Subject");
+            if (subject === "echo.svc") return void m.respond(`pong: ${dec.decode(m.data)}`);
+            return fail("no_responders", `no responders on ${subject}`);
+          }
+          fail("bad_request", `unsupported ${service}.${method}`);
+        },
+      });
+      await nc.flush();
+    });
+
+    it("calls KV synchronously from a synchronous function", async () => {
+      kv.set("greeting", new TextEncoder().encode("hello"));
+      const s = await deploy(spec("kv-sync.js", { namespace: "hs" }));
+      const r = json(await request(s, "greeting"));
+      expect(r).toEqual({
+        key: "greeting",
+        value: "hello",
+        revision: expect.any(Number),
+        missing: null,
+        keys: ["greeting", "greeting.seen"],
+        shared: "hello",
+      });
+      expect(JSON.parse(dec.decode(kv.get("greeting.seen")))).toEqual({ value: "hello" });
+      expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.get`, key: "greeting" });
+      expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.set`, key: "greeting.seen" });
+      expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.get`, key: "greeting", bucket: "shared" });
+    });
+
+    it("calls host services synchronously from an async function", async () => {
+      kv.set("color", new TextEncoder().encode("blue"));
+      const s = await deploy(spec("kv-async.js", { namespace: "hs" }));
+      expect(json(await request(s, "color"))).toEqual({ value: "blue", reply: "pong: ping" });
+    });
+
+    it("turns host-service errors into exceptions with a code", async () => {
+      const s = await deploy(spec("kv-error.js", { namespace: "hs" }));
+      expect(json(await request(s, "forbidden"))).toEqual({
+        name: "Error",
+        code: "forbidden",
+        message: "reading 'secret' is not allowed",
+      });
+      expect(json(await request(s, "unreachable"))).toMatchObject({ code: "no_responders" });
+      // Nobody serves host services in this namespace: the bridge itself reports no_responders.
+      const lonely = await deploy(spec("kv-error.js", { namespace: "nohost" }));
+      expect(json(await request(lonely, "forbidden"))).toMatchObject({ name: "Error", code: "no_responders" });
+    });
+
+    it("bounds a host call by the trigger's deadline, and the runtime host survives it", async () => {
+      const pid = runtime.childPid;
+      const s = await deploy(spec("kv-error.js", { namespace: "hs", limits: { memoryMb: 32, timeoutMs: 300, cpuMs: 300 } }));
+      const reply = await request(s, "slow");
+      // Either the deadline ended the trigger, or the call timed out first and the function caught it.
+      if (reply.headers?.get("Nats-Service-Error-Code")) {
+        expect(reply.headers.get("Nex-Error")).toMatch(/^timeout/);
+      } else {
+        expect(json(reply)).toMatchObject({ code: "timeout" });
+      }
+      expect(text(await request(s, "nothing"))).toBe("no error");
+      expect(runtime.childPid).toBe(pid);
+      expect(observer.restarts).toEqual([]);
+    });
+  });
+});
+
+describe("JavaScript runtime supervision", () => {
+  it("restarts a killed runtime host, redeploys its workloads and tells the observer", async () => {
+    const broker = await startBroker({ port: 0 });
+    const nc = await connect({ servers: broker.url });
+    const observer = new Recorder();
+    const runtime = new JsRuntime({ natsUrl: broker.url, observer });
+    try {
+      const echo = spec("echo.js");
+      const counter = spec("counter.js");
+      await runtime.deploy(echo);
+      await runtime.deploy(counter);
+      expect(text(await nc.request(echo.triggerSubjects[0], "before"))).toBe(`${echo.triggerSubjects[0]}: before`);
+      const pid = runtime.childPid!;
+      expect(pid).toBeGreaterThan(0);
+
+      process.kill(pid, "SIGKILL");
+      await waitFor("observer.restarted", () => observer.restarts.length === 1, 15_000);
+      expect(observer.restarts[0].reason).toMatch(/SIGKILL/);
+      expect(observer.restarts[0].ids.sort()).toEqual([echo.id, counter.id].sort());
+      expect(runtime.childPid).toBeGreaterThan(0);
+      expect(runtime.childPid).not.toBe(pid);
+
+      // Both workloads answer again (the redeploy subscribed them before restarted() was called).
+      expect(text(await nc.request(echo.triggerSubjects[0], "after", { timeout: 5000 }))).toBe(`${echo.triggerSubjects[0]}: after`);
+      expect(json(await nc.request(counter.triggerSubjects[0], "", { timeout: 5000 }))).toMatchObject({ count: 1 });
+      // And new deploys go to the new host.
+      const later = spec("echo.js");
+      await runtime.deploy(later);
+      expect(text(await nc.request(later.triggerSubjects[0], "new", { timeout: 5000 }))).toBe(`${later.triggerSubjects[0]}: new`);
+    } finally {
+      await runtime.close();
+      await nc.close();
+      await broker.close();
+    }
+  });
+
+  it("closes cleanly: the child exits and deploys are refused", async () => {
+    const broker = await startBroker({ port: 0 });
+    const runtime = new JsRuntime({ natsUrl: broker.url, observer: new Recorder() });
+    try {
+      await runtime.deploy(spec("echo.js"));
+      const pid = runtime.childPid!;
+      await runtime.close();
+      expect(runtime.childPid).toBeUndefined();
+      expect(() => process.kill(pid, 0)).toThrow();
+      await expect(runtime.deploy(spec("echo.js"))).rejects.toThrow(/closed/);
+    } finally {
+      await runtime.close();
+      await broker.close();
+    }
+  });
+});
