@@ -94,8 +94,10 @@ export class HostBridge {
         return fail("bad_request", `unknown method ${JSON.stringify(method)} of host service ${service}`);
       }
       if (!(body instanceof Uint8Array)) return fail("bad_request", "the value must be bytes");
-      if (body.byteLength > MAX_HOST_VALUE_BYTES) {
-        return fail("too_large", `value of ${body.byteLength} bytes exceeds the ${MAX_HOST_VALUE_BYTES}-byte limit`);
+      // The NATS server's max_payload bounds one request (headers included); beyond it nothing can carry it.
+      const limit = Math.min(MAX_HOST_VALUE_BYTES, (this.nc.info?.max_payload ?? MAX_HOST_VALUE_BYTES) - 4096);
+      if (body.byteLength > limit) {
+        return fail("too_large", `value of ${body.byteLength} bytes exceeds the ${limit}-byte limit`);
       }
       const remaining = deadlineAt - Date.now();
       if (remaining <= 0) return fail("timeout", "the trigger's deadline has passed");
