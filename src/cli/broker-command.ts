@@ -2,7 +2,6 @@
 
 import { Command, InvalidArgumentError } from "commander";
 import pino from "pino";
-import { startBroker } from "../broker/index.js";
 
 function port(value: string): number {
   const n = Number(value);
@@ -29,6 +28,8 @@ export function brokerCommand(): Command {
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .action(async (opts) => {
       const log = pino({ level: opts.logLevel }, pino.destination(2));
+      // Loaded here, so client commands (req, run, ...) do not pay for the broker's modules at start-up.
+      const { startBroker } = await import("../broker/index.js");
       const broker = await startBroker(
         {
           host: opts.host,

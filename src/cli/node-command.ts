@@ -3,7 +3,6 @@
 import { Command, Option } from "commander";
 import pino from "pino";
 import { loadNodeConfig } from "../node-agent/config.js";
-import { nodeUp } from "../node-agent/up.js";
 import { DEFAULT_NAMESPACE } from "../protocol/control.js";
 import { addConnectionOptions, type ConnectionOptions, connectFromOptions } from "./connection.js";
 import { ControlClient } from "./control-client.js";
@@ -63,6 +62,8 @@ function upCommand(version: string): Command {
             workload_types: opts.workloadTypes,
             data_dir: opts.dataDir,
           });
+          // Loaded here, so client commands do not load the broker, runtimes and isolated-vm at start-up.
+          const { nodeUp } = await import("../node-agent/up.js");
           const running = await nodeUp({
             config,
             server: opts.server,
