@@ -3,16 +3,18 @@
 //
 //   node dist/bench/loadgen.js '<json ChildConfig>'
 //
-// pub/sub use raw sockets (no client library); req/rep/reqc use @nats-io/transport-node;
-// the JetStream workloads (role "js") live in jsload.ts and use the nats.js v3
+// pub/sub use raw sockets (no client library); req/rep/reqc use @nats-io/transport-node, kvrep
+// also @nats-io/kv; the JetStream workloads (role "js") live in jsload.ts and use the nats.js v3
 // JetStream, KV and object store clients.
 // The parent drives each child over the fork() IPC channel (see messages.ts).
 
 import net from "node:net";
 import { hrtime } from "node:process";
+import type { Msg } from "@nats-io/transport-node";
 import type {
   ChildConfig,
   FromChild,
+  KvRepConfig,
   PubConfig,
   RepConfig,
   ReqConfig,
@@ -308,6 +310,48 @@ async function runRep(cfg: RepConfig): Promise<void> {
   send({ type: "ready" });
 }
 
+/**
+ * The kvfn row's peer: a bare nats.js responder doing what the function does, directly on a KV bucket of
+ * its own: kv.put(key, data), then kv.get(key), respond with the value read. Requests are handled as they
+ * arrive (several can be in flight on the one connection); a failure answers with a Nex-Error header, so
+ * requesters count it as an error. Keys roll over cfg.keys names, one per request, so requests in flight
+ * at the same time (fewer than cfg.keys) never share a key.
+ */
+async function runKvRep(cfg: KvRepConfig): Promise<void> {
+  const { connect, headers } = await loadClient();
+  const { Kvm } = await import("@nats-io/kv");
+  const nc = await connect({ servers: cfg.url, timeout: CONNECT_TIMEOUT_MS, reconnect: false });
+  const kv = await new Kvm(nc).create(cfg.bucket, { max_bytes: cfg.maxBytes, maxValueSize: cfg.maxValueSize });
+  let counter = 0;
+  const failWith = (msg: Msg, text: string): void => {
+    const h = headers();
+    h.set("Nex-Error", text.slice(0, 200).replace(/[\r\n]/g, " "));
+    msg.respond(text, { headers: h });
+  };
+  nc.subscribe(cfg.subject, {
+    callback: (err, msg) => {
+      if (err) return;
+      const key = `k${counter++ % cfg.keys}`;
+      // A copy: msg.data may be a view into the connection's read buffer.
+      const value = new Uint8Array(msg.data);
+      kv.put(key, value)
+        .then(() => kv.get(key))
+        .then(
+          (entry) => {
+            if (entry === null || entry.operation !== "PUT") failWith(msg, `kv.get(${key}) found no value`);
+            else msg.respond(entry.value);
+          },
+          (e: unknown) => failWith(msg, `kv: ${e instanceof Error ? e.message : String(e)}`),
+        );
+    },
+  });
+  await nc.flush();
+  void nc.closed().then((err) => {
+    if (err) report(`kv responder connection closed: ${err.message}`);
+  });
+  send({ type: "ready" });
+}
+
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
   const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
@@ -435,6 +479,8 @@ async function main(): Promise<void> {
       return runSub(cfg);
     case "rep":
       return runRep(cfg);
+    case "kvrep":
+      return runKvRep(cfg);
     case "req":
       return runReq(cfg);
     case "reqc":

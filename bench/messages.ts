@@ -2,7 +2,7 @@
 // Times are process.hrtime.bigint() values (CLOCK_MONOTONIC, shared by all
 // processes on the machine) sent as decimal strings.
 
-export type Role = "pub" | "sub" | "req" | "rep" | "reqc" | "js";
+export type Role = "pub" | "sub" | "req" | "rep" | "reqc" | "kvrep" | "js";
 
 export interface PubConfig {
   role: "pub";
@@ -49,6 +49,21 @@ export interface RepConfig {
   subject: string;
 }
 
+/**
+ * KV responder (node row kvfn's peer): per request, kv.put(key, request data) then kv.get(key) on a bucket
+ * of its own (created before "ready"), and responds with the value read. Keys roll over `keys` names.
+ */
+export interface KvRepConfig {
+  role: "kvrep";
+  url: string;
+  subject: string;
+  bucket: string;
+  keys: number;
+  /** Bucket limits, the same as the node's host services use for a workload's bucket. */
+  maxBytes: number;
+  maxValueSize: number;
+}
+
 /** The JetStream workloads (one bench row each); see jsload.ts. */
 export type JsWorkload = "kvput" | "kvget" | "jspub" | "replay" | "objput" | "objget";
 
@@ -72,7 +87,7 @@ export interface JsConfig {
   seed: number;
 }
 
-export type ChildConfig = PubConfig | SubConfig | ReqConfig | ReqcConfig | RepConfig | JsConfig;
+export type ChildConfig = PubConfig | SubConfig | ReqConfig | ReqcConfig | RepConfig | KvRepConfig | JsConfig;
 
 // parent -> child (the config itself is passed as argv[2], JSON)
 export type ToChild =

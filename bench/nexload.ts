@@ -41,6 +41,23 @@ export function functionSource(tag: string): string {
 /** The trivial function of the trigger rows: returns its payload. */
 export const ECHO_SOURCE = "// nex bench: returns its payload\n(subject, payload) => payload;\n";
 
+/** Keys the kvfn function (and its bare peer) roll over: one per trigger, so a key is rewritten every KVFN_KEYS triggers. */
+export const KVFN_KEYS = 1024;
+
+/**
+ * The kvfn row's function: stores its payload under the next of KVFN_KEYS rolling keys with the KV host
+ * service, reads the same key back and returns what it read (both calls synchronous in the isolate). The
+ * counter is module state (one warm context; with concurrency 1, one trigger at a time).
+ */
+export const KVFN_SOURCE =
+  "// nex bench kvfn: kv.set(key, payload), then kv.get(key), returns the value read\n" +
+  "let n = 0;\n" +
+  "(subject, payload) => {\n" +
+  `  const key = "k" + (n++ % ${KVFN_KEYS});\n` +
+  "  this.hostServices.kv.set(key, payload);\n" +
+  "  return this.hostServices.kv.get(key);\n" +
+  "};\n";
+
 export interface Artifact {
   tag: string;
   subject: string;
@@ -157,10 +174,18 @@ export class NodeClient {
   }
 }
 
-/** Deploys the echo function with the real CLI: `nex run FILE --trigger-subject SUBJ -s URL --node ID`. */
-export async function deployWithCli(node: RunningNode, subject: string, timeoutMs = 60_000): Promise<string> {
-  const file = path.join(node.home, "bench-echo.js");
-  writeFileSync(file, ECHO_SOURCE);
+/**
+ * Deploys a function (by default the echo function) with the real CLI: `nex run FILE --trigger-subject SUBJ
+ * -s URL --node ID`. The file is written to the node's NEX_HOME as `<fileName>.js` (the workload's name).
+ */
+export async function deployWithCli(
+  node: RunningNode,
+  subject: string,
+  timeoutMs = 60_000,
+  fn: { fileName: string; source: string } = { fileName: "bench-echo", source: ECHO_SOURCE },
+): Promise<string> {
+  const file = path.join(node.home, `${fn.fileName}.js`);
+  writeFileSync(file, fn.source);
   const args = [path.join(REPO_ROOT, "bin", "nex.js"), "run", file, "--trigger-subject", subject, "-s", node.url, "--node", node.nodeId];
   return await new Promise<string>((resolve, reject) => {
     const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: node.env, stdio: ["ignore", "pipe", "pipe"] });

@@ -8,17 +8,33 @@
 //   15 density    1,000 functions deployed on one node: deploy time, RSS of the node process and its
 //                 runtime host, 20 sampled subjects must answer; no peer. Skipped by --quick unless
 //                 asked for with --only.
+//   16 kvfn       a function doing kv.set(key, payload) + kv.get(key) per trigger through the KV host
+//                 service: requests/s with KVFN_INFLIGHT in flight, and p50 / p99 µs of sequential
+//                 requests; peer: a bare nats.js responder doing kv.put + kv.get with @nats-io/kv on a
+//                 bucket of its own, on the same broker.
 //
 // Each row gets its own node process, temporary data directory and NEX_HOME, removed afterwards.
 
 import { hrtime } from "node:process";
 import { LoadChild, guarded } from "./children.js";
 import type { ReqReport, ReqcReport } from "./messages.js";
-import { NodeClient, deployWithCli, mib, percentileOf, runCold, runDensity, type ColdReport, type DensityReport } from "./nexload.js";
+import { DEFAULT_HOST_SERVICES_OPTIONS } from "../src/host-services/server.js";
+import {
+  KVFN_KEYS,
+  KVFN_SOURCE,
+  NodeClient,
+  deployWithCli,
+  mib,
+  percentileOf,
+  runCold,
+  runDensity,
+  type ColdReport,
+  type DensityReport,
+} from "./nexload.js";
 import { cpuSecondsOf, rssKiB, startNode, type RunningNode } from "./node.js";
 import { formatNumber, formatRatio, renderTable } from "./table.js";
 
-export type NodeWorkload = "trigger" | "trigger50" | "cold" | "density";
+export type NodeWorkload = "trigger" | "trigger50" | "cold" | "density" | "kvfn";
 
 export interface NodeRow {
   kind: "node";
@@ -32,6 +48,9 @@ export interface NodeOptions {
   reps: number;
   warmupMs: number;
   measureMs: number;
+  /** Warm-up and timed window of each kvfn trial (shorter than the others: the row runs 4 trials per rep). */
+  kvfnWarmupMs?: number;
+  kvfnMeasureMs?: number;
 }
 
 export type Target = "function" | "bare";
@@ -41,6 +60,15 @@ export const TRIGGER_PAYLOAD = 16;
 export const TRIGGER50_INFLIGHT = 50;
 /** Client processes sharing the 50 in-flight requests (25 each); BENCH_TRIGGER50_CLIENTS (1, 2, 5, 10) is for tuning experiments. */
 export const TRIGGER50_CLIENTS = [1, 2, 5, 10].includes(Number(process.env.BENCH_TRIGGER50_CLIENTS)) ? Number(process.env.BENCH_TRIGGER50_CLIENTS) : 2;
+/** Requests in flight for the kvfn throughput trials, function and peer alike, over KVFN_CLIENTS processes. */
+export const KVFN_INFLIGHT = 16;
+export const KVFN_CLIENTS = 2;
+/** Targets of the kvfn row (function p50 must stay under this, and its throughput at or above this share of the peer's). */
+export const KVFN_P50_TARGET_US = 2000;
+export const KVFN_RATE_TARGET = 0.5;
+/** Untimed warm-up before the kvfn trials, per target: this many requests or this long, whichever comes first. */
+const KVFN_WARMUP_REQUESTS = 2000;
+const KVFN_WARMUP_MS = 3000;
 export const COLD_DEPLOYS = 20;
 export const DENSITY_FUNCTIONS = 1000;
 export const DENSITY_SAMPLE = 20;
@@ -52,6 +80,11 @@ const MAX_REQUESTS = 500_000;
 const REQC_MAX_REQUESTS = 1_000_000;
 const FN_SUBJECT = "bench.fn";
 const BARE_SUBJECT = "bench.bare";
+const KVFN_SUBJECT = "bench.kvfn";
+const KVBARE_SUBJECT = "bench.kvbare";
+/** The function's workload name (so its KV bucket is hs_default_bench-kvfn) and the peer's own bucket. */
+const KVFN_NAME = "bench-kvfn";
+const KVBARE_BUCKET = "bench-kvbare";
 
 export function nodeRows(): NodeRow[] {
   return [
@@ -76,6 +109,12 @@ export function nodeRows(): NodeRow[] {
       name: `cold start: deploy sent → first trigger reply, p50 of ${COLD_DEPLOYS} distinct functions`,
     },
     { kind: "node", id: 15, workload: "density", name: `density: ${formatNumber(DENSITY_FUNCTIONS)} functions on one node` },
+    {
+      kind: "node",
+      id: 16,
+      workload: "kvfn",
+      name: `KV function: kv.set + kv.get of the ${TRIGGER_PAYLOAD} B payload per trigger; peer: bare responder doing kv.put + kv.get`,
+    },
   ];
 }
 
@@ -103,6 +142,8 @@ export interface LatResultN extends ReqReport {
 export interface NodeTrial {
   row: number;
   target: Target;
+  /** Which measurement of a row that makes two (kvfn); absent for the others. */
+  phase?: "latency" | "throughput";
   rep: number;
   result: LatResultN | ReqcResult | null;
   error: string | null;
@@ -144,11 +185,24 @@ async function latTrial(node: RunningNode, subject: string, o: NodeOptions, peer
   }
 }
 
-async function reqcTrial(node: RunningNode, subject: string, o: NodeOptions, peers: LoadChild[], bare: LoadChild): Promise<ReqcResult> {
+interface Load {
+  inflight: number;
+  clients: number;
+}
+
+async function reqcTrial(
+  node: RunningNode,
+  subject: string,
+  target: Target,
+  o: NodeOptions,
+  peers: LoadChild[],
+  bare: LoadChild,
+  load: Load = { inflight: TRIGGER50_INFLIGHT, clients: TRIGGER50_CLIENTS },
+): Promise<ReqcResult> {
   const clients: LoadChild[] = [];
-  const per = TRIGGER50_INFLIGHT / TRIGGER50_CLIENTS;
+  const per = load.inflight / load.clients;
   try {
-    for (let i = 0; i < TRIGGER50_CLIENTS; i++) {
+    for (let i = 0; i < load.clients; i++) {
       clients.push(new LoadChild(`requester${i + 1}`, { role: "reqc", url: node.url, subject, payloadSize: TRIGGER_PAYLOAD, inflight: per }));
     }
     const all = [...peers, ...clients];
@@ -193,8 +247,8 @@ async function reqcTrial(node: RunningNode, subject: string, o: NodeOptions, pee
       p99us: Math.max(...reports.map((r) => r.p99us)),
       clientCores: reports.map((r) => r.clientCores),
       nodeCores: cores(0),
-      hostCores: subject === FN_SUBJECT ? cores(1) : null,
-      bareCores: subject === BARE_SUBJECT ? cores(2) : null,
+      hostCores: target === "function" ? cores(1) : null,
+      bareCores: target === "bare" ? cores(2) : null,
     };
   } finally {
     await Promise.all(clients.map((c) => c.stop()));
@@ -239,7 +293,8 @@ async function triggerRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: 
         const label = `[row ${row.id}] ${row.workload} — ${TARGET_LABEL[target]} run ${rep + 1}/${o.reps}`;
         const trial: NodeTrial = { row: row.id, target, rep: rep + 1, result: null, error: null };
         try {
-          trial.result = row.workload === "trigger" ? await latTrial(node, subject, o, [bare]) : await reqcTrial(node, subject, o, [bare], bare);
+          trial.result =
+            row.workload === "trigger" ? await latTrial(node, subject, o, [bare]) : await reqcTrial(node, subject, target, o, [bare], bare);
           log(`${label}: ${describeTrial(trial.result)}`);
         } catch (e) {
           trial.error = firstLine((e as Error).message);
@@ -247,6 +302,100 @@ async function triggerRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: 
         }
         res.trials.push(trial);
         if (node.exitStatus()) throw new Error(`nex node up died (${node.exitStatus()})`);
+      }
+    }
+  } finally {
+    await bare.stop();
+  }
+}
+
+/** `inflight` request loops on the client's connection until `maxRequests` were sent or `ms` passed. */
+async function warmUp(
+  client: NodeClient,
+  subject: string,
+  inflight: number,
+  maxRequests: number,
+  ms: number,
+): Promise<{ count: number; ms: number; errors: number; firstError: string | null }> {
+  const payload = new Uint8Array(TRIGGER_PAYLOAD).fill(0x61);
+  const t0 = Date.now();
+  const end = t0 + ms;
+  let sent = 0;
+  let count = 0;
+  let errors = 0;
+  let firstError: string | null = null;
+  const loop = async (): Promise<void> => {
+    while (sent < maxRequests && Date.now() < end) {
+      sent++;
+      try {
+        const m = await client.nc.request(subject, payload, { timeout: 5000 });
+        if (m.headers?.get("Nex-Error")) throw new Error(`error reply: ${m.headers.get("Nex-Error")}`);
+        count++;
+      } catch (e) {
+        errors++;
+        firstError ??= (e as Error).message;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, loop));
+  return { count, ms: Date.now() - t0, errors, firstError };
+}
+
+/**
+ * Row 16: the KV function beside a bare responder doing the same KV calls. Per rep, both targets get a
+ * sequential latency trial, then both a throughput trial with KVFN_INFLIGHT requests in flight (order
+ * alternated between reps). Bounded: 4 trials per rep, each bounded in time by latTrial / reqcTrial.
+ */
+async function kvfnRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: NodeRowResult, log: Log): Promise<void> {
+  const t0 = Date.now();
+  const id = await deployWithCli(node, KVFN_SUBJECT, 60_000, { fileName: KVFN_NAME, source: KVFN_SOURCE });
+  log(`[row ${row.id}] deployed the KV function with nex run (workload ${id}) in ${Date.now() - t0} ms`);
+  const bare = new LoadChild("kv responder", {
+    role: "kvrep",
+    url: node.url,
+    subject: KVBARE_SUBJECT,
+    bucket: KVBARE_BUCKET,
+    keys: KVFN_KEYS,
+    maxBytes: DEFAULT_HOST_SERVICES_OPTIONS.kvMaxBytes,
+    maxValueSize: DEFAULT_HOST_SERVICES_OPTIONS.maxValueBytes,
+  });
+  try {
+    await guarded([bare], bare.next("ready", READY_TIMEOUT_MS));
+    // Both store and read back what they are sent (the function's first call also creates its bucket).
+    const client = await NodeClient.open(node);
+    try {
+      for (const v of ["check-1", "check-2"]) {
+        await client.trigger(KVFN_SUBJECT, `${v}-fn`, 0, `${v}-fn`);
+        await client.trigger(KVBARE_SUBJECT, `${v}-bare`, 0, `${v}-bare`);
+      }
+      // Untimed warm-up of both paths (JIT of the node, runtime host and peer), bounded by count and time:
+      // without it the first run of each target is markedly slower than the later ones.
+      for (const subject of [KVFN_SUBJECT, KVBARE_SUBJECT]) {
+        const w = await warmUp(client, subject, KVFN_INFLIGHT, KVFN_WARMUP_REQUESTS, KVFN_WARMUP_MS);
+        log(`[row ${row.id}] untimed warm-up of ${subject}: ${w.count} requests in ${w.ms} ms${w.errors ? `, ${w.errors} failed (${w.firstError})` : ""}`);
+      }
+    } finally {
+      await client.close();
+    }
+    const w: NodeOptions = { ...o, warmupMs: o.kvfnWarmupMs ?? o.warmupMs, measureMs: o.kvfnMeasureMs ?? o.measureMs };
+    const load: Load = { inflight: KVFN_INFLIGHT, clients: KVFN_CLIENTS };
+    for (let rep = 0; rep < o.reps; rep++) {
+      const order: Target[] = rep % 2 === 0 ? ["function", "bare"] : ["bare", "function"];
+      for (const phase of ["latency", "throughput"] as const) {
+        for (const target of order) {
+          const subject = target === "function" ? KVFN_SUBJECT : KVBARE_SUBJECT;
+          const label = `[row ${row.id}] kvfn ${phase} — ${TARGET_LABEL[target]} run ${rep + 1}/${o.reps}`;
+          const trial: NodeTrial = { row: row.id, target, phase, rep: rep + 1, result: null, error: null };
+          try {
+            trial.result = phase === "latency" ? await latTrial(node, subject, w, [bare]) : await reqcTrial(node, subject, target, w, [bare], bare, load);
+            log(`${label}: ${describeTrial(trial.result)}`);
+          } catch (e) {
+            trial.error = firstLine((e as Error).message);
+            log(`${label}: ERROR ${(e as Error).message}`);
+          }
+          res.trials.push(trial);
+          if (node.exitStatus()) throw new Error(`nex node up died (${node.exitStatus()})`);
+        }
       }
     }
   } finally {
@@ -275,6 +424,9 @@ export async function runNodeRow(row: NodeRow, o: NodeOptions, log: Log): Promis
       case "trigger":
       case "trigger50":
         await triggerRow(row, n, o, res, log);
+        break;
+      case "kvfn":
+        await kvfnRow(row, n, o, res, log);
         break;
       case "cold": {
         const r = await runCold(n, COLD_DEPLOYS, COLD_TIME_LIMIT_MS);
@@ -325,7 +477,8 @@ export async function runNodeRow(row: NodeRow, o: NodeOptions, log: Log): Promis
 
 /** Best (lowest for latency, highest for rates) of a target's successful trials. */
 function best(res: NodeRowResult, target: Target, pick: (r: LatResultN | ReqcResult) => number, lower: boolean): number | null {
-  const v = res.trials.filter((t) => t.target === target && t.result).map((t) => pick(t.result!));
+  // pick() answers NaN for a result of another kind (row kvfn holds latency and throughput trials).
+  const v = res.trials.filter((t) => t.target === target && t.result).map((t) => pick(t.result!)).filter((x) => !Number.isNaN(x));
   return v.length ? (lower ? Math.min(...v) : Math.max(...v)) : null;
 }
 
@@ -365,22 +518,33 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
       const verdict = f !== null && b !== null && b > 0 ? (f / b >= 0.5 ? "meets target ≥ 0.5" : "below target ≥ 0.5") : "target ≥ 0.5";
       peerRows.push([String(row.id), `${row.name} (requests/s)`, cell(f, res, "function"), cell(b, res, "bare"), `${ratio} (${verdict})`]);
       const r = res.trials.filter((t) => t.result?.kind === "reqc").map((t) => t.result as ReqcResult);
-      const span = (v: (number | null)[]) => {
-        const x = v.filter((y): y is number => y !== null);
-        return x.length ? `${Math.min(...x).toFixed(2)}–${Math.max(...x).toFixed(2)}` : "n/a";
-      };
-      const fn = r.filter((x) => x.hostCores !== null);
-      const bare = r.filter((x) => x.bareCores !== null);
-      if (r.length) {
-        notes.push(
-          `Row ${row.id} CPU while measuring (cores, min–max over runs): function runs: node process (broker + agent) ${span(fn.map((x) => x.nodeCores))}, ` +
-            `runtime host ${span(fn.map((x) => x.hostCores))}; bare runs: node process (broker) ${span(bare.map((x) => x.nodeCores))}, ` +
-            `bare responder ${span(bare.map((x) => x.bareCores))}; client processes ${span(r.flatMap((x) => x.clientCores))} each. ` +
-            `CPU per request (µs): runtime host ${perReq(fn, (x) => x.hostCores)}, bare responder ${perReq(bare, (x) => x.bareCores)}; ` +
-            `node process ${perReq(fn, (x) => x.nodeCores)} (function) vs ${perReq(bare, (x) => x.nodeCores)} (bare). ` +
-            `Latency under this load (p50/p99 µs, best run): function ${fmtPair(fn)}, bare ${fmtPair(bare)}.`,
-        );
+      if (r.length) notes.push(loadNote(row.id, r));
+      for (const x of r) if (x.errors) problems.push(`row ${row.id}: ${x.errors} failed requests (${x.firstError})`);
+    } else if (row.workload === "kvfn") {
+      const rate = (r: LatResultN | ReqcResult) => (r.kind === "reqc" ? r.rate : NaN);
+      const f = best(res, "function", rate, false);
+      const b = best(res, "bare", rate, false);
+      const met = f !== null && b !== null && b > 0 ? (f / b >= KVFN_RATE_TARGET ? "meets" : "below") : null;
+      peerRows.push([
+        `${row.id}a`,
+        `${row.name}: requests/s, ${KVFN_INFLIGHT} in flight (${KVFN_CLIENTS} clients × ${KVFN_INFLIGHT / KVFN_CLIENTS})`,
+        cell(f, res, "function"),
+        cell(b, res, "bare"),
+        `${formatRatio(f, b)} (${met ? `${met} target ≥ ${KVFN_RATE_TARGET}` : `target ≥ ${KVFN_RATE_TARGET}`})`,
+      ]);
+      for (const [suffix, key, what] of [
+        ["b", "p50us", "p50"],
+        ["c", "p99us", "p99"],
+      ] as const) {
+        const pick = (r: LatResultN | ReqcResult) => (r.kind === "lat" ? r[key] : NaN);
+        const fl = best(res, "function", pick, true);
+        const bl = best(res, "bare", pick, true);
+        const target =
+          key !== "p50us" ? "" : fl === null ? `; target function < ${KVFN_P50_TARGET_US / 1000} ms` : `; function ${fl < KVFN_P50_TARGET_US ? "meets" : "misses"} target < ${KVFN_P50_TARGET_US / 1000} ms`;
+        peerRows.push([`${row.id}${suffix}`, `${row.name}: ${what} of sequential requests (µs)`, cell(fl, res, "function"), cell(bl, res, "bare"), `${formatRatio(fl, bl)} (lower is better${target})`]);
       }
+      const r = res.trials.filter((t) => t.result?.kind === "reqc").map((t) => t.result as ReqcResult);
+      if (r.length) notes.push(loadNote(row.id, r));
       for (const x of r) if (x.errors) problems.push(`row ${row.id}: ${x.errors} failed requests (${x.firstError})`);
     } else if (row.workload === "cold") {
       const c = res.cold;
@@ -425,6 +589,16 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
             `the peer is a nats.js process of its own answering msg.respond(msg.data), connected to the same broker (the one inside the node process); both answer a ${TRIGGER_PAYLOAD} B payload. ` +
             `Requesters are nats.js processes of their own: row 12 one sequential requester (${o.warmupMs} ms warm-up, then every request for ${o.measureMs} ms); ` +
             `row 13 ${TRIGGER50_CLIENTS} processes × ${TRIGGER50_INFLIGHT / TRIGGER50_CLIENTS} request loops (replies counted for ${o.measureMs} ms after ${o.warmupMs} ms warm-up). ` +
+            `Best of ${o.reps} run(s) per cell, function and peer alternated.`
+          : "") +
+        (results.some((r) => r.row.workload === "kvfn")
+          ? ` Row 16: the function \`kv.set(key, payload); return kv.get(key)\` (this.hostServices, synchronous in the isolate; each call a $NEX.HOST request ` +
+            `the node agent turns into a JetStream KV put / get on the workload's bucket) deployed with \`nex run\` (defaults: one isolate, one warm context); ` +
+            `the peer is a nats.js process of its own doing kv.put then kv.get with @nats-io/kv on a bucket of its own (same size limits) and responding with the value read. ` +
+            `Both roll over ${formatNumber(KVFN_KEYS)} keys, one per request, and answer a ${TRIGGER_PAYLOAD} B payload (checked with distinct payloads before timing), ` +
+            `and get an untimed warm-up first (${KVFN_INFLIGHT} in flight, up to ${formatNumber(KVFN_WARMUP_REQUESTS)} requests or ${KVFN_WARMUP_MS / 1000} s each). ` +
+            `16a: ${KVFN_CLIENTS} requester processes × ${KVFN_INFLIGHT / KVFN_CLIENTS} request loops, replies counted for ${o.kvfnMeasureMs ?? o.measureMs} ms after ${o.kvfnWarmupMs ?? o.warmupMs} ms warm-up; ` +
+            `16b-c: one sequential requester, every request for ${o.kvfnMeasureMs ?? o.measureMs} ms after ${o.kvfnWarmupMs ?? o.warmupMs} ms warm-up. ` +
             `Best of ${o.reps} run(s) per cell, function and peer alternated.`
           : ""),
     );
@@ -473,7 +647,9 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
 
   for (const res of results) {
     if (res.error) problems.push(`row ${res.row.id}: ${res.error}`);
-    for (const t of res.trials) if (t.error) problems.push(`row ${res.row.id}, ${TARGET_LABEL[t.target]} run ${t.rep}: ${t.error}`);
+    for (const t of res.trials) {
+      if (t.error) problems.push(`row ${res.row.id}, ${TARGET_LABEL[t.target]}${t.phase ? ` ${t.phase}` : ""} run ${t.rep}: ${t.error}`);
+    }
     if (res.nodeWarnings.count) {
       problems.push(
         `row ${res.row.id}: the node logged ${res.nodeWarnings.count} warning/error line(s); first: ${firstLine(res.nodeWarnings.lines[0] ?? "")}`,
@@ -486,6 +662,24 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
     for (const p of problems) out.push(`- ${p}`);
   }
   return out;
+}
+
+/** The CPU and latency-under-load note of a throughput row (13, 16a). */
+function loadNote(rowId: number, r: ReqcResult[]): string {
+  const span = (v: (number | null)[]) => {
+    const x = v.filter((y): y is number => y !== null);
+    return x.length ? `${Math.min(...x).toFixed(2)}–${Math.max(...x).toFixed(2)}` : "n/a";
+  };
+  const fn = r.filter((x) => x.hostCores !== null);
+  const bare = r.filter((x) => x.bareCores !== null);
+  return (
+    `Row ${rowId} CPU while measuring (cores, min–max over runs): function runs: node process (broker + agent) ${span(fn.map((x) => x.nodeCores))}, ` +
+    `runtime host ${span(fn.map((x) => x.hostCores))}; bare runs: node process (broker) ${span(bare.map((x) => x.nodeCores))}, ` +
+    `bare responder ${span(bare.map((x) => x.bareCores))}; client processes ${span(r.flatMap((x) => x.clientCores))} each. ` +
+    `CPU per request (µs): runtime host ${perReq(fn, (x) => x.hostCores)}, bare responder ${perReq(bare, (x) => x.bareCores)}; ` +
+    `node process ${perReq(fn, (x) => x.nodeCores)} (function) vs ${perReq(bare, (x) => x.nodeCores)} (bare). ` +
+    `Latency under this load (p50/p99 µs, best run): function ${fmtPair(fn)}, bare ${fmtPair(bare)}.`
+  );
 }
 
 /** CPU microseconds per answered request (min–max over runs). */

@@ -1,17 +1,19 @@
 // Benchmark entry point: the bundled broker vs nats-server, same load generator; then the node rows
 // (JavaScript functions on `nex node up`, beside a bare NATS responder where there is a peer).
 //
-//   npm run bench                 # full run (~6 min; the node rows ~2 min of it, density included)
+//   npm run bench                 # full run (~6.5 min; the node rows ~2.5 min of it, density included)
 //   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
-//   npm run bench -- --only 1,5   # only some rows (1-15, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
-//                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density)
-//   npm run bench -- --only node  # the four node rows (trigger, trigger50, cold, density)
+//   npm run bench -- --only 1,5   # only some rows (1-16, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
+//                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,
+//                                 #   kvfn)
+//   npm run bench -- --only node  # the five node rows (trigger, trigger50, cold, density, kvfn)
 //
 // Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
 // consumer, object store), run against `nats-server -js` and the bundled
 // broker's JetStream, each with a fresh temporary data directory.
-// Rows 12-15 run a fresh `nex node up` each (see noderows.ts): warm trigger
-// round trip and throughput vs a bare responder, cold start, density. The
+// Rows 12-16 run a fresh `nex node up` each (see noderows.ts): warm trigger
+// round trip and throughput vs a bare responder, cold start, density, and a
+// function using the KV host service vs a bare responder using @nats-io/kv. The
 // density row (1,000 functions, bounded to ~3 min) is skipped by --quick
 // unless asked for with --only density.
 //
@@ -34,7 +36,7 @@ import {
   type ServerKind,
 } from "./servers.js";
 import { killHosts } from "./node.js";
-import { nodeRows, renderNodeResults, runNodeRow, type NodeRow, type NodeRowResult } from "./noderows.js";
+import { nodeRows, renderNodeResults, runNodeRow, type NodeOptions, type NodeRow, type NodeRowResult } from "./noderows.js";
 import { formatNumber, markdownTable, type TableRow } from "./table.js";
 import { msgFrameShape } from "./wire.js";
 
@@ -51,6 +53,9 @@ interface Options {
   jsMeasureMs: number;
   /** Messages pre-filled for the replay row. */
   replayMsgs: number;
+  /** Warm-up and timed window of each of the kvfn row's trials (4 per run). */
+  kvfnWarmupMs: number;
+  kvfnMeasureMs: number;
   servers: ServerKind[];
   natsBin: string;
   jsonPath: string | null;
@@ -74,14 +79,15 @@ const ROW_NAMES: Record<string, number> = {
   trigger50: 13,
   cold: 14,
   density: 15,
+  kvfn: 16,
 };
-const ROW_COUNT = 15;
+const ROW_COUNT = 16;
 const DENSITY_ROW = 15;
 /** --only aliases for groups of rows. */
 const ROW_GROUPS: Record<string, number[]> = {
   core: [1, 2, 3, 4, 5],
   jetstream: [6, 7, 8, 9, 10, 11],
-  node: [12, 13, 14, 15],
+  node: [12, 13, 14, 15, 16],
 };
 
 function usage(msg?: string): never {
@@ -89,7 +95,7 @@ function usage(msg?: string): never {
   console.error(
     "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
       "                                                kvput,kvget,jspub,replay,objput,objget,\n" +
-      "                                                trigger,trigger50,cold,density|core,jetstream,node]\n" +
+      "                                                trigger,trigger50,cold,density,kvfn|core,jetstream,node]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );
@@ -106,6 +112,8 @@ function parseArgs(argv: string[]): Options {
     jsWarmupMs: 0,
     jsMeasureMs: 0,
     replayMsgs: 0,
+    kvfnWarmupMs: 0,
+    kvfnMeasureMs: 0,
     servers: ["bundled", "nats"],
     natsBin: "nats-server",
     jsonPath: null,
@@ -183,6 +191,10 @@ function parseArgs(argv: string[]): Options {
   // an explicit --warmup / --measure applies to them too.
   o.jsWarmupMs = o.warmupMs || (o.quick ? 200 : 300);
   o.jsMeasureMs = o.measureMs || (o.quick ? 700 : 1500);
+  // The kvfn row makes 4 trials per run (latency and throughput, function and peer): shorter windows keep
+  // it near 30 s with 3 runs; an explicit --warmup / --measure applies to it too.
+  o.kvfnWarmupMs = o.warmupMs || 300;
+  o.kvfnMeasureMs = o.measureMs || (o.quick ? 1000 : 1200);
   if (!o.warmupMs) o.warmupMs = o.quick ? 300 : 500;
   if (!o.measureMs) o.measureMs = o.quick ? 1000 : 2500;
   o.replayMsgs = envInt("BENCH_REPLAY_MSGS", REPLAY_MSGS);
@@ -451,6 +463,17 @@ async function runJsTrial(server: RunningServer, row: JsRow, o: Options): Promis
 
 // --------------------------------------------------------------------- main
 
+function nodeOptions(o: Options): NodeOptions {
+  return {
+    quick: o.quick,
+    reps: o.reps,
+    warmupMs: o.warmupMs,
+    measureMs: o.measureMs,
+    kvfnWarmupMs: o.kvfnWarmupMs,
+    kvfnMeasureMs: o.kvfnMeasureMs,
+  };
+}
+
 interface Trial {
   row: number;
   server: ServerKind;
@@ -541,7 +564,8 @@ async function main(): Promise<void> {
   log(
     `bench: ${rows.length} broker row(s) × ${servers.length} server(s) × ${o.reps} run(s), ${nodeRowList.length} node row(s); ` +
       `${o.warmupMs} ms warm-up + ${o.measureMs} ms measured per run` +
-      (rows.some((r) => r.kind === "js") ? ` (JetStream rows: ${o.jsWarmupMs} + ${o.jsMeasureMs} ms)` : ""),
+      (rows.some((r) => r.kind === "js") ? ` (JetStream rows: ${o.jsWarmupMs} + ${o.jsMeasureMs} ms)` : "") +
+      (nodeRowList.some((r) => r.workload === "kvfn") ? ` (kvfn trials: ${o.kvfnWarmupMs} + ${o.kvfnMeasureMs} ms)` : ""),
   );
 
   const trials: Trial[] = [];
@@ -581,7 +605,7 @@ async function main(): Promise<void> {
   const nodeResults: NodeRowResult[] = [];
   for (const row of nodeRowList) {
     log(`[row ${row.id}] ${row.name}`);
-    nodeResults.push(await runNodeRow(row, { quick: o.quick, reps: o.reps, warmupMs: o.warmupMs, measureMs: o.measureMs }, log));
+    nodeResults.push(await runNodeRow(row, nodeOptions(o), log));
   }
 
   // Best of the runs for each cell.
@@ -716,7 +740,7 @@ async function main(): Promise<void> {
   }
   if (nodeResults.length) {
     if (rows.length) out.push("");
-    out.push(...renderNodeResults(nodeResults, { quick: o.quick, reps: o.reps, warmupMs: o.warmupMs, measureMs: o.measureMs }));
+    out.push(...renderNodeResults(nodeResults, nodeOptions(o)));
   }
   const load = os.loadavg();
   out.push("");
