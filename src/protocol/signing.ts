@@ -2,6 +2,7 @@
 // body together, so a captured request cannot be replayed to another node, namespace or workload; the
 // body's requested_at bounds replay in time. Signatures travel in headers, the body stays plain JSON.
 
+import { createPrivateKey, createPublicKey, type KeyObject, sign as edSign, verify as edVerify } from "node:crypto";
 import { fromPublic, fromSeed, type KeyPair } from "@nats-io/nkeys";
 
 export const ISSUER_HEADER = "Nex-Issuer";
@@ -17,8 +18,57 @@ function signedBytes(subject: string, body: Uint8Array): Uint8Array {
   return out;
 }
 
+// nkeys signs with a pure-JS Ed25519 (about 16 ms a signature, 19 ms a check on this machine); Node's
+// native Ed25519 takes well under 0.1 ms. The keys are the same: an nkey is base32 of a prefix, the 32
+// raw key bytes and a CRC16.
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+
+function base32Decode(text: string): Buffer {
+  const out: number[] = [];
+  let bits = 0;
+  let value = 0;
+  for (const ch of text) {
+    const v = BASE32.indexOf(ch);
+    if (v < 0) throw new Error("invalid base32");
+    value = (value << 5) | v;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+const privateKeys = new WeakMap<KeyPair, KeyObject>();
+const publicKeys = new Map<string, KeyObject>();
+
+function privateKeyOf(kp: KeyPair): KeyObject {
+  let key = privateKeys.get(kp);
+  if (!key) {
+    const raw = base32Decode(new TextDecoder().decode(kp.getSeed())).subarray(2, 34); // 2 prefix bytes, then the seed
+    key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, raw]), format: "der", type: "pkcs8" });
+    privateKeys.set(kp, key);
+  }
+  return key;
+}
+
+function publicKeyOf(nkey: string): KeyObject {
+  let key = publicKeys.get(nkey);
+  if (!key) {
+    fromPublic(nkey); // validates prefix and checksum
+    const raw = base32Decode(nkey).subarray(1, 33);
+    key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: "der", type: "spki" });
+    if (publicKeys.size > 1024) publicKeys.clear();
+    publicKeys.set(nkey, key);
+  }
+  return key;
+}
+
 export function signRequest(issuer: KeyPair, subject: string, body: Uint8Array): Record<string, string> {
-  const signature = Buffer.from(issuer.sign(signedBytes(subject, body))).toString("base64url");
+  const signature = edSign(null, signedBytes(subject, body), privateKeyOf(issuer)).toString("base64url");
   return { [ISSUER_HEADER]: issuer.getPublicKey(), [SIGNATURE_HEADER]: signature };
 }
 
@@ -30,15 +80,15 @@ export function verifyRequest(
   signature: string | undefined,
 ): { issuer: string } | { problem: string } {
   if (!issuer || !signature) return { problem: "request is not signed (Nex-Issuer and Nex-Signature headers are required)" };
-  let key: KeyPair;
+  let key: KeyObject;
   try {
-    key = fromPublic(issuer);
+    key = publicKeyOf(issuer);
   } catch {
     return { problem: `issuer ${issuer} is not a valid public nkey` };
   }
   let ok = false;
   try {
-    ok = key.verify(signedBytes(subject, body), Buffer.from(signature, "base64url"));
+    ok = edVerify(null, signedBytes(subject, body), key, Buffer.from(signature, "base64url"));
   } catch {
     ok = false;
   }
