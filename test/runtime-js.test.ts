@@ -83,7 +83,8 @@ describe("JavaScript runtime", () => {
     broker = await startBroker({ port: 0, maxPayload: 4 * 1024 * 1024 });
     nc = await connect({ servers: broker.url });
     observer = new Recorder();
-    runtime = new JsRuntime({ natsUrl: broker.url, observer });
+    // The fake host-services responder below answers on the bus, so calls go there.
+    runtime = new JsRuntime({ natsUrl: broker.url, observer, hostServicesOnBus: true });
     await runtime.start();
   });
 

@@ -4,7 +4,7 @@
 // namespace, with its buckets. Every call is bounded in time and size and answers with a result or
 // Nex-Error-Code/Nex-Error; a malformed request gets an error and changes nothing.
 
-import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import type { Logger } from "pino";
@@ -39,7 +39,6 @@ export interface WorkloadRef {
 /** What a method handler gets: the call, the workload, and lazy access to its storage. */
 export interface HostCallContext {
   readonly workload: WorkloadRef;
-  readonly headers: MsgHdrs | undefined;
   readonly body: Uint8Array;
   readonly options: HostServicesOptions;
   readonly nc: NatsConnection;
@@ -57,6 +56,11 @@ export interface HostResult {
 }
 
 export type HostMethod = (ctx: HostCallContext) => Promise<HostResult>;
+
+export interface HostAnswer {
+  body: Uint8Array | string;
+  headers: Record<string, string>;
+}
 
 const SERVICES: Record<string, Record<string, HostMethod>> = {
   kv: kvMethods,
@@ -93,35 +97,38 @@ export class HostServices {
 
   private async handle(workload: WorkloadRef, msg: Msg): Promise<void> {
     const [, , , , service, method] = msg.subject.split(".");
+    const answer = await this.invoke(workload, service, method, (name) => msg.headers?.get(name) || undefined, msg.data);
+    if (!msg.reply) return;
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(answer.headers)) h.set(k, v);
+    msg.respond(answer.body, Object.keys(answer.headers).length > 0 ? { headers: h } : undefined);
+  }
+
+  /**
+   * One call, as the bus subject would carry it; never throws (failures come back as Nex-Error-Code).
+   * The JavaScript runtime host calls this in-process for its own workloads, saving two broker hops.
+   */
+  async invoke(workload: WorkloadRef, service: string, method: string, header: (name: string) => string | undefined, body: Uint8Array): Promise<HostAnswer> {
     try {
       const handler = SERVICES[service]?.[method];
       if (!handler) throw new HostError("bad_request", `unknown host service method ${service}.${method}`);
-      if (msg.data.length > this.options.maxValueBytes) {
-        throw new HostError("too_large", `value of ${msg.data.length} bytes is over the ${this.options.maxValueBytes}-byte limit`);
+      if (body.length > this.options.maxValueBytes) {
+        throw new HostError("too_large", `value of ${body.length} bytes is over the ${this.options.maxValueBytes}-byte limit`);
       }
-      const result = await handler(this.context(workload, msg));
-      this.reply(msg, result.body ?? new Uint8Array(0), result.headers ?? {});
+      const result = await handler(this.context(workload, header, body));
+      return { body: result.body ?? new Uint8Array(0), headers: result.headers ?? {} };
     } catch (err) {
       const error = err instanceof HostError ? err : new HostError("internal", err instanceof Error ? err.message : String(err));
-      if (!(err instanceof HostError)) this.log.warn({ err, workload_id: workload.id, subject: msg.subject }, "host service call failed");
-      this.reply(msg, error.message, { [HostHeaders.errorCode]: error.code, [HostHeaders.error]: error.message.slice(0, 512).replace(/[\r\n]/g, " ") });
+      if (!(err instanceof HostError)) this.log.warn({ err, workload_id: workload.id, service, method }, "host service call failed");
+      return { body: error.message, headers: { [HostHeaders.errorCode]: error.code, [HostHeaders.error]: error.message.slice(0, 512).replace(/[\r\n]/g, " ") } };
     }
   }
 
-  private reply(msg: Msg, body: Uint8Array | string, headers: Record<string, string>): void {
-    if (!msg.reply) return;
-    const h = natsHeaders();
-    for (const [k, v] of Object.entries(headers)) h.set(k, v);
-    msg.respond(body, Object.keys(headers).length > 0 ? { headers: h } : undefined);
-  }
-
-  private context(workload: WorkloadRef, msg: Msg): HostCallContext {
-    const header = (name: string): string | undefined => msg.headers?.get(name) || undefined;
+  private context(workload: WorkloadRef, header: (name: string) => string | undefined, body: Uint8Array): HostCallContext {
     const bucket = (): string => header(HostHeaders.bucket) ?? workload.name;
     return {
       workload,
-      headers: msg.headers,
-      body: msg.data,
+      body,
       options: this.options,
       nc: this.nc,
       header,

@@ -27,7 +27,7 @@ export interface JsWorkloadSpec {
 }
 
 export type ToHost =
-  | { type: "init"; natsUrl: string; natsAuth?: NatsAuth; connectionName: string }
+  | { type: "init"; natsUrl: string; natsAuth?: NatsAuth; connectionName: string; hostServicesOnBus: boolean }
   | { type: "deploy"; reqId: number; spec: JsWorkloadSpec; code?: CompiledCode }
   | { type: "undeploy"; reqId: number; workloadId: string }
   | { type: "stats"; reqId: number; workloadId: string }

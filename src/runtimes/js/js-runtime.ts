@@ -29,6 +29,11 @@ export interface JsRuntimeOptions {
   natsAuth?: NatsAuth;
   observer: RuntimeObserver;
   log?: Logger;
+  /**
+   * Send host-service calls over NATS to whoever serves $NEX.HOST (the node) instead of serving them in
+   * the runtime host itself. In-process is the default: the same handlers, two broker hops fewer.
+   */
+  hostServicesOnBus?: boolean;
   /** How long the child may take to start and connect (default 15 s). */
   startTimeoutMs?: number;
   /** How long close() waits for a graceful stop before SIGKILL (default: longest trigger deadline + 5 s). */
@@ -197,6 +202,7 @@ class HostProcess {
       natsUrl: opts.natsUrl,
       natsAuth: opts.natsAuth,
       connectionName: "nex-js-runtime-host",
+      hostServicesOnBus: opts.hostServicesOnBus === true,
     });
   }
 

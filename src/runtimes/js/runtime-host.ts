@@ -11,6 +11,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import type { LogStream, WorkloadLimits } from "../types.js";
 import { CodeCache, WorkloadLoadError, type WorkloadCode } from "./compile.js";
+import { HostServices } from "../../host-services/server.js";
 import { HostBridge } from "./host-bridge.js";
 import type { DeployResult, FromHost, JsWorkloadSpec, LogEntry, ToHost, TriggerFailure, CompiledCode } from "./ipc.js";
 import { WorkloadPool } from "./isolate-pool.js";
@@ -92,6 +93,9 @@ const codeCache = new CodeCache();
 const workloads = new Map<string, HostedWorkload>();
 const deploying = new Map<string, Promise<unknown>>();
 let nc: NatsConnection | undefined;
+/** Host services for this process's workloads, served in-process (the node serves the same on the bus). */
+let hostServices: HostServices | undefined;
+let hostServicesOnBus = false;
 let shuttingDown = false;
 
 function fatal(reason: string, code: number): void {
@@ -168,7 +172,9 @@ async function deploy(spec: JsWorkloadSpec, given?: CompiledCode): Promise<Deplo
       kind: cached?.kind,
       cachedData: cached?.cachedData,
     };
-    const bridge = new HostBridge(conn, spec.namespace, spec.id);
+    if (!hostServicesOnBus) hostServices ??= new HostServices(conn, log.child({ component: "host-services" }));
+    const local = hostServices ? { services: hostServices, workloadName: spec.name } : undefined;
+    const bridge = new HostBridge(conn, spec.namespace, spec.id, local);
     const pool = await WorkloadPool.create({
       code,
       limits: normalizeLimits(spec.limits),
@@ -269,6 +275,7 @@ process.on("message", (raw: unknown) => {
   if (!m || typeof m !== "object" || typeof m.type !== "string") return;
   switch (m.type) {
     case "init":
+      hostServicesOnBus = m.hostServicesOnBus;
       void init(m.natsUrl, m.natsAuth, m.connectionName);
       break;
     case "deploy":
