@@ -10,8 +10,8 @@ import { Objm } from "@nats-io/obj";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { afterEach, expect, it } from "vitest";
 import { describeEachServer, startServer, type RunningServer, type ServerKind, type ServerOpts } from "./helpers/servers.js";
+import { take, WAIT_MS } from "./helpers/iterate.js";
 
-const WAIT_MS = 10_000;
 const MiB = 1024 * 1024;
 
 async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
@@ -23,23 +23,8 @@ async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms 
 }
 
 /** Reads `n` messages from an ordered consumer iterator, with a generous wait for each. */
-async function readN(iter: AsyncIterable<JsMsg>, n: number, what: string): Promise<JsMsg[]> {
-  const it = iter[Symbol.asyncIterator]();
-  const got: JsMsg[] = [];
-  while (got.length < n) {
-    let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([
-      it.next(),
-      new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), WAIT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (r === "timeout") throw new Error(`${what}: got ${got.length} of ${n} messages, then nothing for ${WAIT_MS} ms`);
-    if (r.done) throw new Error(`${what}: iterator ended after ${got.length} of ${n}`);
-    got.push(r.value);
-  }
-  return got;
+function readN(iter: AsyncIterable<JsMsg>, n: number, what: string): Promise<JsMsg[]> {
+  return take(iter[Symbol.asyncIterator](), n, what);
 }
 
 function sha256(data: Uint8Array): string {

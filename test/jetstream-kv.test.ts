@@ -5,8 +5,8 @@ import { Kvm, type KV, type KvEntry, type KvWatchEntry } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
+import { take, WAIT_MS } from "./helpers/iterate.js";
 
-const WAIT_MS = 10_000; // generous: how long we wait for something the server should send soon
 
 /** The error a promise rejects with; fails the test if it resolves. */
 async function errorOf(p: Promise<unknown>): Promise<Error> {
@@ -18,24 +18,6 @@ async function errorOf(p: Promise<unknown>): Promise<Error> {
   throw new Error("expected the operation to fail, but it succeeded");
 }
 
-/** Reads the next `n` items of an async iterator, waiting at most WAIT_MS for each. */
-async function take<T>(it: AsyncIterator<T>, n: number, what: string): Promise<T[]> {
-  const out: T[] = [];
-  while (out.length < n) {
-    let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([
-      it.next(),
-      new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), WAIT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (r === "timeout") throw new Error(`${what}: got ${out.length} of ${n} items, then nothing for ${WAIT_MS} ms`);
-    if (r.done) throw new Error(`${what}: iterator ended after ${out.length} of ${n} items`);
-    out.push(r.value);
-  }
-  return out;
-}
 
 /** Drains an iterator that ends by itself (keys, history), guarded by a generous deadline. */
 async function drain<T>(iterable: AsyncIterable<T>, what: string): Promise<T[]> {

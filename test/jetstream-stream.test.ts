@@ -17,8 +17,8 @@ import {
 import { connect, createInbox, headers, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
+import { take, WAIT_MS } from "./helpers/iterate.js";
 
-const WAIT_MS = 10_000;
 const SEC_NS = 1_000_000_000;
 const te = new TextEncoder();
 
@@ -56,18 +56,10 @@ async function collect(iter: AsyncIterable<JsMsg>, n: number, what: string, ack 
   if (!it) iterators.set(iter, (it = iter[Symbol.asyncIterator]()));
   const got: JsMsg[] = [];
   while (got.length < n) {
-    let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([
-      it.next(),
-      new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), WAIT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (r === "timeout") throw new Error(`${what}: got ${got.length} of ${n} messages, then nothing for ${WAIT_MS} ms`);
-    if (r.done) throw new Error(`${what}: iterator ended after ${got.length} of ${n} messages`);
-    got.push(r.value);
-    if (ack) r.value.ack();
+    // One at a time, so each message is acked as it arrives, as a consuming application would.
+    const [msg] = await take(it, 1, `${what} (after ${got.length} of ${n} messages)`);
+    if (ack) msg.ack();
+    got.push(msg);
   }
   return got;
 }
