@@ -88,6 +88,12 @@ describeEachServer("nex node end to end", (kind) => {
     for await (const m of sub) expect(m.string()).toBe("echo on echo: 5 bytes");
   });
 
+  it("passes --env values sealed to the node's xkey into the function", async () => {
+    const run = await nex("run", fixture("env.js"), "--trigger-subject", "env.greet", "--env", "GREETING=hello from the sealed box");
+    expect(run.code, run.stderr).toBe(0);
+    expect(decode((await nc.request("env.greet", "", { timeout: 5000 })).data)).toBe("hello from the sealed box");
+  });
+
   it("turns a throw into an error reply and a trigger_failed event", async () => {
     const run = await nex("run", fixture("throw.js"), "--trigger-subject", "fail.now");
     expect(run.code).toBe(0);
