@@ -164,5 +164,3 @@ export function spinner(text: string, options: { json?: boolean } = {}): Spinner
   };
 }
 
-/** Earlier name of configureUsageErrors, kept so callers written against it still compile. */
-export const exitTwoOnUsageErrors = configureUsageErrors;

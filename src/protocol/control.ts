@@ -155,9 +155,6 @@ export interface DeployResponse {
   started: boolean;
 }
 
-export interface ErrorBody {
-  error: { code: number; message: string };
-}
 
 /** Turns a zod error into one readable line: "name: must be ...; artifact.sha256: is required". */
 export function describeZodError(error: z.ZodError): string {

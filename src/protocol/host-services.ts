@@ -44,18 +44,7 @@ export function hostSubject(namespace: string, workloadId: string, service: Host
   return `${HOST_PREFIX}.${namespace}.${workloadId}.${service}.${method}`;
 }
 
-/** The call a runtime makes; the runtime turns it into a NATS request. */
-export interface HostCall {
-  service: HostService;
-  method: string;
-  headers: Record<string, string>;
-  body: Uint8Array;
-}
 
-export interface HostReply {
-  headers: Record<string, string>;
-  body: Uint8Array;
-}
 
 /** Default and ceiling for a call's time; the node bounds every call. */
 export const HOST_CALL_TIMEOUT_MS = 5000;

@@ -3,7 +3,7 @@
 // body's requested_at bounds replay in time. Signatures travel in headers, the body stays plain JSON.
 
 import { createPrivateKey, createPublicKey, type KeyObject, sign as edSign, verify as edVerify } from "node:crypto";
-import { fromPublic, fromSeed, type KeyPair } from "@nats-io/nkeys";
+import { fromPublic, type KeyPair } from "@nats-io/nkeys";
 
 export const ISSUER_HEADER = "Nex-Issuer";
 export const SIGNATURE_HEADER = "Nex-Signature";
@@ -102,6 +102,3 @@ export function requestAgeProblem(requestedAt: string, now = Date.now()): string
   return undefined;
 }
 
-export function keyPairFromSeed(seed: string): KeyPair {
-  return fromSeed(new TextEncoder().encode(seed.trim()));
-}

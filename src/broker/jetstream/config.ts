@@ -178,22 +178,6 @@ export function subjectsOverlap(a: string, b: string): boolean {
   return true;
 }
 
-/** Whether `subject` (a literal or a filter) is covered by `pattern`. */
-export function subjectIsSubsetOf(subject: string, pattern: string): boolean {
-  const ts = subject.split(".");
-  const tp = pattern.split(".");
-  for (let i = 0; i < tp.length; i++) {
-    const p = tp[i];
-    if (p === ">") return ts.length > i;
-    if (i >= ts.length) return false;
-    if (p === "*") {
-      if (ts[i] === ">") return false;
-      continue;
-    }
-    if (p !== ts[i]) return false;
-  }
-  return ts.length === tp.length;
-}
 
 /** A predicate for a (possibly wildcard) filter subject; null when there is no filter. */
 export function filterMatcher(filter: string | undefined): ((subject: string) => boolean) | null {

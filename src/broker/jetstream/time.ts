@@ -7,7 +7,3 @@ export function rfc3339(ms: number): string {
   return ms > 0 ? new Date(ms).toISOString() : ZERO_TIME;
 }
 
-/** Epoch milliseconds from an RFC 3339 string, NaN when unparseable. */
-export function parseRfc3339(text: string): number {
-  return Date.parse(text);
-}
