@@ -163,4 +163,3 @@ export function spinner(text: string, options: { json?: boolean } = {}): Spinner
     stop: () => void s.stop(),
   };
 }
-

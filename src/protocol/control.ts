@@ -155,7 +155,6 @@ export interface DeployResponse {
   started: boolean;
 }
 
-
 /** Turns a zod error into one readable line: "name: must be ...; artifact.sha256: is required". */
 export function describeZodError(error: z.ZodError): string {
   return error.issues.map((i) => (i.path.length ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; ");

@@ -44,7 +44,5 @@ export function hostSubject(namespace: string, workloadId: string, service: Host
   return `${HOST_PREFIX}.${namespace}.${workloadId}.${service}.${method}`;
 }
 
-
-
 /** Default and ceiling for a call's time; the node bounds every call. */
 export const HOST_CALL_TIMEOUT_MS = 5000;

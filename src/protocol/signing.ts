@@ -101,4 +101,3 @@ export function requestAgeProblem(requestedAt: string, now = Date.now()): string
   if (Math.abs(now - at) > REPLAY_WINDOW_MS) return "requested_at is outside the 5 minute window (clock skew or a replayed request)";
   return undefined;
 }
-

@@ -178,7 +178,6 @@ export function subjectsOverlap(a: string, b: string): boolean {
   return true;
 }
 
-
 /** A predicate for a (possibly wildcard) filter subject; null when there is no filter. */
 export function filterMatcher(filter: string | undefined): ((subject: string) => boolean) | null {
   if (!filter || filter === ">") return null;

@@ -6,4 +6,3 @@ const ZERO_TIME = "0001-01-01T00:00:00Z";
 export function rfc3339(ms: number): string {
   return ms > 0 ? new Date(ms).toISOString() : ZERO_TIME;
 }
-
