@@ -3,16 +3,24 @@
 
 const CRLF = "\r\n";
 
-/** The first value of a header, or undefined. Scans the raw block without building a map. */
-export function headerValue(block: Buffer | null, key: string): string | undefined {
-  if (block === null) return undefined;
-  const text = block.toString("latin1");
-  const needle = `\r\n${key}:`;
-  const at = text.indexOf(needle);
-  if (at < 0) return undefined;
-  const start = at + needle.length;
-  const end = text.indexOf(CRLF, start);
-  return text.slice(start, end < 0 ? undefined : end).trim();
+/** Header lookups over one block; the block is decoded once however many keys are asked for. */
+export class HeaderReader {
+  private readonly text: string;
+
+  constructor(block: Buffer | null) {
+    this.text = block === null ? "" : block.toString("latin1");
+  }
+
+  /** The first value of a header, or undefined. */
+  get(key: string): string | undefined {
+    if (this.text === "") return undefined;
+    const needle = `\r\n${key}:`;
+    const at = this.text.indexOf(needle);
+    if (at < 0) return undefined;
+    const start = at + needle.length;
+    const end = this.text.indexOf(CRLF, start);
+    return this.text.slice(start, end < 0 ? undefined : end).trim();
+  }
 }
 
 /** Builds a header block with an optional status line code/description. */

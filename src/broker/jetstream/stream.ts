@@ -7,7 +7,7 @@ import type { Subscription } from "../sublist.js";
 import { type ConsumerConfig, filterMatcher, NS_PER_MS, type StreamConfig } from "./config.js";
 import type { Consumer } from "./consumer.js";
 import { ApiError, Errors } from "./errors.js";
-import { headerValue } from "./headers.js";
+import { HeaderReader } from "./headers.js";
 import type { MessageStore, PurgeRequest, StoredMessage } from "./store/types.js";
 import { literalFilter } from "./store/seq-index.js";
 import { rfc3339 } from "./time.js";
@@ -131,15 +131,16 @@ export class Stream {
   private store_(subject: string, header: Buffer | null, data: Buffer): { seq: number; duplicate: boolean } {
     const cfg = this.config;
     const now = Date.now();
-    const msgId = headerValue(header, "Nats-Msg-Id");
+    const headers = new HeaderReader(header);
+    const msgId = headers.get("Nats-Msg-Id");
     if (msgId) {
       this.pruneDedupe(now);
       const seen = this.dedupe.get(msgId);
       if (seen !== undefined) return { seq: seen.seq, duplicate: true };
     }
     if (cfg.sealed) throw new ApiError(400, 10109, "invalid operation on sealed stream");
-    if (header !== null) this.checkExpectations(subject, header);
-    const rollup = headerValue(header, "Nats-Rollup");
+    if (header !== null) this.checkExpectations(subject, headers);
+    const rollup = headers.get("Nats-Rollup");
     if (rollup !== undefined) {
       if (!cfg.allow_rollup_hdrs || cfg.deny_purge) throw Errors.rollupNotPermitted();
       if (rollup !== "sub" && rollup !== "all") throw Errors.rollupInvalid(rollup);
@@ -147,8 +148,8 @@ export class Stream {
     const size = (header ? header.length : 0) + data.length;
     if (cfg.max_msg_size > 0 && size > cfg.max_msg_size) throw Errors.messageTooLarge();
     if (size > this.host.broker.options.maxPayload) throw Errors.messageTooLarge();
-    const state = this.store.state();
-    if (cfg.discard === "new") {
+    if (cfg.discard === "new" && (cfg.max_msgs > 0 || cfg.max_bytes > 0)) {
+      const state = this.store.state();
       if (cfg.max_msgs > 0 && state.messages + 1 > cfg.max_msgs) throw Errors.maximumMessagesExceeded();
       if (cfg.max_bytes > 0 && state.bytes + this.store.sizeOf(subject, header, data) > cfg.max_bytes) {
         throw Errors.maximumBytesExceeded();
@@ -167,20 +168,20 @@ export class Stream {
     return { seq, duplicate: false };
   }
 
-  private checkExpectations(subject: string, header: Buffer): void {
-    const expectedStream = headerValue(header, "Nats-Expected-Stream");
+  private checkExpectations(subject: string, headers: HeaderReader): void {
+    const expectedStream = headers.get("Nats-Expected-Stream");
     if (expectedStream !== undefined && expectedStream !== this.name) throw Errors.expectedStreamMismatch();
-    const expectedLast = headerValue(header, "Nats-Expected-Last-Sequence");
+    const expectedLast = headers.get("Nats-Expected-Last-Sequence");
     if (expectedLast !== undefined) {
       const last = this.store.state().lastSeq;
       if (Number(expectedLast) !== last) throw Errors.wrongLastSequence(last);
     }
-    const expectedSubjectLast = headerValue(header, "Nats-Expected-Last-Subject-Sequence");
+    const expectedSubjectLast = headers.get("Nats-Expected-Last-Subject-Sequence");
     if (expectedSubjectLast !== undefined) {
       const last = this.store.lastOnSubject(subject)?.seq ?? 0;
       if (Number(expectedSubjectLast) !== last) throw Errors.wrongLastSequence(last);
     }
-    const expectedMsgId = headerValue(header, "Nats-Expected-Last-Msg-Id");
+    const expectedMsgId = headers.get("Nats-Expected-Last-Msg-Id");
     if (expectedMsgId !== undefined && expectedMsgId !== this.lastMsgId) throw Errors.wrongLastMsgId(this.lastMsgId);
   }
 
@@ -189,7 +190,7 @@ export class Stream {
     const since = Date.now() - this.config.duplicate_window / NS_PER_MS;
     for (const seq of this.store.seqsSince(since)) {
       const msg = this.store.get(seq);
-      const id = msg ? headerValue(msg.header, "Nats-Msg-Id") : undefined;
+      const id = msg ? new HeaderReader(msg.header).get("Nats-Msg-Id") : undefined;
       if (msg && id) {
         this.dedupe.set(id, { seq, time: msg.time });
         this.lastMsgId = id;
