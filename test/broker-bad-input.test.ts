@@ -6,21 +6,10 @@ import net from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connectLine, RawClient } from "./helpers/raw.js";
 import { describeEachServer, startServer, unavailableReason, type RunningServer, type ServerKind } from "./helpers/servers.js";
+import { prng } from "./helpers/prng.js";
 
 // Override with FUZZ_SEED=<n> to reproduce a failure reported with that seed.
 const SEED = Number(process.env.FUZZ_SEED ?? 20240611);
-
-/** mulberry32: tiny seeded PRNG, so a failing byte stream can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -31,6 +31,7 @@ import {
   killPayload,
   killSubject,
 } from "./helpers/store-child.js";
+import { prng } from "./helpers/prng.js";
 
 // ---- helpers
 
@@ -55,17 +56,6 @@ function wildcard(pattern: string): NonNullable<SubjectFilter> {
       if (pt[i] !== "*" && pt[i] !== st[i]) return false;
     }
     return st.length === pt.length;
-  };
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
@@ -417,7 +407,7 @@ describe.each(KITS)("%s store", (_name, makeKit) => {
     const kit = makeKit();
     let store = kit.store;
     const model = new Model(kit.size);
-    const rand = rng(12345);
+    const rand = prng(12345);
     const subjects = ["a.1", "a.2", "a.3", "b.1", "b.2.x", "b.3.y", "c", "$KV.b.k1", "$KV.b.k2"];
     const filters = filtersFor(subjects);
     const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];

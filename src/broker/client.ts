@@ -5,7 +5,7 @@
 import type { Socket } from "node:net";
 import { Outbound } from "./outbound.js";
 import { ParseError, ProtocolParser, type ProtocolSink, type PubFrame } from "./parser.js";
-import { isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
+import { isValidPublishSubject, isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
 import type { MatchResult, Sublist, Subscription } from "./sublist.js";
 import type { Broker } from "./server.js";
 
@@ -158,7 +158,7 @@ export class ClientConnection implements ProtocolSink {
 
   onPub(frame: PubFrame): void {
     if (!this.admit()) return;
-    if (this.opts.pedantic && !this.server.isValidPublishSubject(frame)) this.queueText("-ERR 'Invalid Publish Subject'\r\n");
+    if (this.opts.pedantic && !isValidPublishSubject(frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd))) this.queueText("-ERR 'Invalid Publish Subject'\r\n");
     if (this.opts.verbose) this.queueText("+OK\r\n"); // nats-server acknowledges before delivering
     this.inMsgs++;
     this.inBytes += frame.size;

@@ -11,7 +11,6 @@ import pino, { type Logger } from "pino";
 import { ClientConnection } from "./client.js";
 import type { PubFrame } from "./parser.js";
 import { type ResolvedOptions, SERVER_VERSION } from "./options.js";
-import { isValidPublishSubject } from "./subject.js";
 import { type MatchResult, Sublist, type Subscription } from "./sublist.js";
 
 const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
@@ -129,10 +128,6 @@ export class Broker {
     const pass = connect.pass;
     if (typeof user !== "string" || typeof pass !== "string") return false;
     return (auth.users ?? []).some((u) => u.user === user && sameSecret(pass, u.password));
-  }
-
-  isValidPublishSubject(frame: PubFrame): boolean {
-    return isValidPublishSubject(frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd));
   }
 
   /** Routes one client publish. */
