@@ -2,11 +2,11 @@
 // nats-server with identical expectations.
 import { jetstreamManager, JetStreamApiError } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvEntry, type KvWatchEntry } from "@nats-io/kv";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { describe, expect, it } from "vitest";
+import { describeEachServer, type ServerKind } from "./helpers/servers.js";
 import { take, WAIT_MS } from "./helpers/iterate.js";
-
+import { useJetStreamServer } from "./helpers/jetstream-fixture.js";
 
 /** The error a promise rejects with; fails the test if it resolves. */
 async function errorOf(p: Promise<unknown>): Promise<Error> {
@@ -17,7 +17,6 @@ async function errorOf(p: Promise<unknown>): Promise<Error> {
   }
   throw new Error("expected the operation to fail, but it succeeded");
 }
-
 
 /** Drains an iterator that ends by itself (keys, history), guarded by a generous deadline. */
 async function drain<T>(iterable: AsyncIterable<T>, what: string): Promise<T[]> {
@@ -50,26 +49,11 @@ const summary = (e: KvEntry | null) =>
   e && { key: e.key, op: e.operation, rev: e.revision, value: e.string(), bucket: e.bucket };
 
 describeEachServer("JetStream KV", (kind: ServerKind) => {
-  let server: RunningServer;
-  const open: NatsConnection[] = [];
+  const js = useJetStreamServer(kind);
   let seq = 0;
   const bucketName = (tag: string) => `${tag}_${++seq}`;
 
-  beforeAll(async () => {
-    server = await startServer(kind, { jetstream: true });
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((nc) => nc.close().catch(() => undefined)));
-  });
-
-  async function nc(): Promise<NatsConnection> {
-    const c = await connect({ servers: server.url, reconnect: false });
-    open.push(c);
-    return c;
-  }
+  const nc = js.nc;
 
   async function bucket(tag: string, opts: Parameters<Kvm["create"]>[1] = {}): Promise<{ kv: KV; name: string; c: NatsConnection }> {
     const c = await nc();

@@ -3,9 +3,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Objm, type ObjectInfo, type ObjectStore, type ObjectWatchInfo } from "@nats-io/obj";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
+import { useJetStreamServer } from "./helpers/jetstream-fixture.js";
 
 const WAIT_MS = 10_000;
 const MiB = 1024 * 1024;
@@ -86,25 +87,10 @@ async function roundTrip(os: ObjectStore, name: string, data: Uint8Array): Promi
 }
 
 describeEachServer("JetStream object store", (kind: ServerKind) => {
-  let server: RunningServer;
-  const open: NatsConnection[] = [];
+  const js = useJetStreamServer(kind);
   let seq = 0;
 
-  beforeAll(async () => {
-    server = await startServer(kind, { jetstream: true });
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((nc) => nc.close().catch(() => undefined)));
-  });
-
-  async function nc(url = server.url): Promise<NatsConnection> {
-    const c = await connect({ servers: url, reconnect: false });
-    open.push(c);
-    return c;
-  }
+  const nc = js.nc;
 
   async function store(tag: string, c?: NatsConnection): Promise<{ os: ObjectStore; name: string; c: NatsConnection }> {
     const conn = c ?? (await nc());

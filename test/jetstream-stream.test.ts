@@ -14,10 +14,11 @@ import {
   type StreamUpdateConfig,
   StorageType,
 } from "@nats-io/jetstream";
-import { connect, createInbox, headers, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
-import { take, WAIT_MS } from "./helpers/iterate.js";
+import { createInbox, headers, type NatsConnection } from "@nats-io/transport-node";
+import { beforeEach, describe, expect, it } from "vitest";
+import { describeEachServer, type ServerKind } from "./helpers/servers.js";
+import { take } from "./helpers/iterate.js";
+import { useJetStreamServer } from "./helpers/jetstream-fixture.js";
 
 const SEC_NS = 1_000_000_000;
 const te = new TextEncoder();
@@ -65,8 +66,7 @@ async function collect(iter: AsyncIterable<JsMsg>, n: number, what: string, ack 
 }
 
 describeEachServer("JetStream streams", (kind: ServerKind) => {
-  let server: RunningServer;
-  const open: NatsConnection[] = [];
+  const js = useJetStreamServer(kind);
   let seq = 0;
   /** A fresh stream name and subject prefix per call, so tests never overlap. */
   const fresh = (tag: string) => {
@@ -74,21 +74,7 @@ describeEachServer("JetStream streams", (kind: ServerKind) => {
     return { name: `${tag.toUpperCase()}_${n}`, subj: `${tag}${n}` };
   };
 
-  beforeAll(async () => {
-    server = await startServer(kind, { jetstream: true });
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((nc) => nc.close().catch(() => undefined)));
-  });
-
-  async function nc(): Promise<NatsConnection> {
-    const c = await connect({ servers: server.url, reconnect: false });
-    open.push(c);
-    return c;
-  }
+  const nc = js.nc;
 
   async function clients(): Promise<{ c: NatsConnection; jsm: JetStreamManager; js: JetStreamClient }> {
     const c = await nc();
