@@ -20,6 +20,7 @@ import {
 import { Kvm } from "@nats-io/kv";
 import { Objm, setSha256Backend, type ObjectStore } from "@nats-io/obj";
 import type { FromChild, JsConfig, JsReport, JsWorkload, ToChild } from "./messages.js";
+import { withTimeout } from "./servers.js";
 
 export interface ChildIO {
   send(m: FromChild): void;
@@ -56,16 +57,6 @@ const secondsBetween = (a: bigint, b: bigint): number => Number(b - a) / 1e9;
 
 function checkDeadline(deadline: bigint, what: string): void {
   if (now() > deadline) throw new Error(`timed out during ${what}`);
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
 }
 
 /** A value of exactly `size` bytes that encodes `tag` (so reads can be checked). */

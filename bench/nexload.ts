@@ -17,7 +17,7 @@ import { Objm, type ObjectStore } from "@nats-io/obj";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
 import { ControlSubjects, DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest, type DeployResponse } from "../src/protocol/control.js";
 import { signRequest } from "../src/protocol/signing.js";
-import { REPO_ROOT } from "./servers.js";
+import { REPO_ROOT, withTimeout } from "./servers.js";
 import type { RunningNode } from "./node.js";
 
 /** The bucket `nex run` uploads artifacts to (src/cli/run-command.ts). */
@@ -69,16 +69,6 @@ export interface Artifact {
 export function artifactFor(tag: string, subject: string, name: string, source = functionSource(tag)): Artifact {
   const bytes = new TextEncoder().encode(source);
   return { tag, subject, name, bytes, sha256: createHash("sha256").update(bytes).digest("hex") };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
 }
 
 export class NodeClient {

@@ -64,25 +64,6 @@ export function rssKiB(pid: number | null | undefined): number | null {
   }
 }
 
-let clockTicks: number | null | undefined;
-
-/** User + system CPU seconds of a process, from /proc/<pid>/stat; null if unknown. */
-export function cpuSecondsOf(pid: number | null | undefined): number | null {
-  if (!pid || process.platform !== "linux") return null;
-  if (clockTicks === undefined) {
-    const r = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8", timeout: 2000 });
-    const n = Number(r.stdout?.trim());
-    clockTicks = Number.isInteger(n) && n > 0 ? n : null;
-  }
-  if (clockTicks === null) return null;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / clockTicks;
-  } catch {
-    return null;
-  }
-}
 
 export interface RunningNode {
   pid: number;

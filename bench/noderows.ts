@@ -31,7 +31,8 @@ import {
   type ColdReport,
   type DensityReport,
 } from "./nexload.js";
-import { cpuSecondsOf, rssKiB, startNode, type RunningNode } from "./node.js";
+import { rssKiB, startNode, type RunningNode } from "./node.js";
+import { cpuSecondsOf } from "./servers.js";
 import { formatNumber, formatRatio, renderTable } from "./table.js";
 
 export type NodeWorkload = "trigger" | "trigger50" | "cold" | "density" | "kvfn";

@@ -155,25 +155,38 @@ function exitStatus(proc: ChildProcess): () => string | null {
 
 let clockTicks: number | null | undefined;
 
-/** User + system CPU seconds of a process, from /proc (Linux only). */
+/** User + system CPU seconds of a process, from /proc/<pid>/stat (Linux only); null if unknown. */
+export function cpuSecondsOf(pid: number | null | undefined): number | null {
+  if (!pid || process.platform !== "linux") return null;
+  if (clockTicks === undefined) {
+    const r = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8", timeout: 2000 });
+    const n = Number(r.stdout?.trim());
+    clockTicks = Number.isInteger(n) && n > 0 ? n : null;
+  }
+  if (clockTicks === null) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / clockTicks;
+  } catch {
+    return null;
+  }
+}
+
 function cpuSeconds(proc: ChildProcess): () => number | null {
-  return () => {
-    if (!proc.pid || process.platform !== "linux") return null;
-    if (clockTicks === undefined) {
-      const r = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8", timeout: 2000 });
-      const n = Number(r.stdout?.trim());
-      clockTicks = Number.isInteger(n) && n > 0 ? n : null;
-    }
-    if (clockTicks === null) return null;
-    try {
-      const stat = readFileSync(`/proc/${proc.pid}/stat`, "latin1");
-      // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return (Number(f[11]) + Number(f[12])) / clockTicks;
-    } catch {
-      return null;
-    }
-  };
+  return () => cpuSecondsOf(proc.pid);
+}
+
+/** Rejects when `p` has not settled within `ms`. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
 }
 
 function track(proc: ChildProcess): void {
