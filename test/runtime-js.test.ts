@@ -225,6 +225,34 @@ describe("JavaScript runtime", () => {
     expect(counts).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
   });
 
+  it("answers every trigger of a batch with its own result: large, async, and around one that overruns", async () => {
+    const s = await deploy(spec("batch.js", { limits: { memoryMb: 32, timeoutMs: 1000, cpuMs: 1000 } }));
+    // The first trigger holds the isolate, so the rest queue up and go in as one batch.
+    const busy = request(s, "busy:200");
+    await nc.flush();
+    const before = ["e1", "e2", "big:100000", "async:a", "e3", "big:10", "async:b", "e4"];
+    const after = ["e5", "e6"];
+    const pending = [...before, "loop", ...after].map((p) => request(s, p));
+    const replies = await Promise.all(pending);
+    expect(text(await busy)).toBe("done busy");
+    const expected = (p: string): string => (p.startsWith("big:") ? "x".repeat(Number(p.slice(4))) : p.startsWith("async:") ? `async ${p.slice(6)}` : `echo ${p}`);
+    before.forEach((p, i) => {
+      expect(replies[i].headers?.get("Nex-Error") ?? "", p).toBe("");
+      expect(text(replies[i]), p).toBe(expected(p));
+    });
+    const loop = replies[before.length];
+    expect(loop.headers?.get("Nex-Error")).toMatch(/^timeout: the trigger did not finish within 1000 ms/);
+    // Triggers behind the runaway never started in that isolate: they run on its replacement, or (having
+    // waited their whole deadline) answer a queue timeout. Either way they are answered, and correctly.
+    after.forEach((p, i) => {
+      const reply = replies[before.length + 1 + i];
+      const error = reply.headers?.get("Nex-Error");
+      if (error) expect(error).toMatch(/^timeout: the trigger waited more than 1000 ms/);
+      else expect(text(reply)).toBe(expected(p));
+    });
+    expect(text(await request(s, "again"))).toBe("echo again");
+  });
+
   describe("limits", () => {
     const limits = { memoryMb: 32, timeoutMs: 300, cpuMs: 300 };
 

@@ -3,24 +3,29 @@
 // workload's function and turns each result into reply bytes.
 //
 // BOOTSTRAP_SOURCE is a script whose completion value is `setup(emitLog, hostRef, envIn, limits,
-// emitResult)`; it is compiled once per isolate and run in each new context. setup installs the globals
-// and returns `makeRunner(handler)`, which returns `runBatch(batchId, subjects, payloads, expiries)`. None of these
+// emitResult, shared)`; it is compiled once per isolate and run in each new context. setup installs the globals
+// and returns `makeRunner(handler)`, which returns `runBatch(batchId, [subjects, payloads, expiries])`. None of these
 // functions is reachable from workload code: only the runtime host holds references to them.
 //   emitLog     a plain function (an ivm.Callback, fire-and-forget) taking (stream, line)
 //   hostRef     an ivm.Reference to the host-call function; captured here only, never stored on a global
 //               or passed to workload code, so the workload cannot springboard into the host isolate
 //   envIn       the workload's environment (a copy)
 //   limits      { maxLogLines, maxLogChars }
-//   emitResult  a plain function (ivm.Callback, fire-and-forget) taking (batchId, index, ok, value):
-//               value is the reply (string, Uint8Array or undefined) when ok is true, the error message
-//               when ok is false; ok is "expired" for a trigger that waited past its deadline unrun
+//   shared      the isolate's result channel, a SharedArrayBuffer (layout in result-channel.ts): the
+//               batch runner writes each result there and the running trigger's index and start time
+//   emitResult  a plain function (ivm.Callback, fire-and-forget) taking (batchId, index, ok, value), for
+//               a result too large for the shared area: value is the reply (string, Uint8Array or
+//               undefined) when ok is true, the error message when ok is false; index -1 asks the host
+//               to read the results ready in the shared area now (sent before awaiting an async trigger)
 //
 // Everything the shims rely on (Reflect.apply, JSON, Uint8Array, Promise#then, the Reference's
 // applySyncPromise) is captured before workload code runs, so a workload that replaces globals only
 // breaks its own context.
 
+import { DATA_BYTES, DATA_OFFSET, HEAD, MAX_RESULTS, RESULT_KIND, STARTED_AT_BYTE, TABLE_OFFSET } from "./result-channel.js";
+
 export const BOOTSTRAP_SOURCE = String.raw`
-(function setup(emitLog, hostRef, envIn, limits, emitResult) {
+(function setup(emitLog, hostRef, envIn, limits, emitResult, shared) {
 "use strict";
 
 const G = globalThis;
@@ -47,6 +52,7 @@ const U8Slice = Uint8Array.prototype.slice;
 const ArrayPush = Array.prototype.push;
 const ArrayJoin = Array.prototype.join;
 const DateNow = Date.now;
+const AtomicsStore = Atomics.store;
 const applySyncPromise = hostRef.applySyncPromise;
 
 function frozenRecord(o) {
@@ -57,8 +63,7 @@ const EMPTY = new U8(0);
 
 // ---- UTF-8 -------------------------------------------------------------------------------------
 
-function utf8Encode(input) {
-  const str = StringCtor(input);
+function utf8Size(str) {
   const n = str.length;
   let size = 0;
   for (let i = 0; i < n; i++) {
@@ -68,8 +73,19 @@ function utf8Encode(input) {
     else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (str.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { size += 4; i++; }
     else size += 3;
   }
-  const out = new U8(size);
-  let p = 0;
+  return size;
+}
+
+function utf8Encode(input) {
+  const str = StringCtor(input);
+  const out = new U8(utf8Size(str));
+  utf8EncodeInto(str, out, 0);
+  return out;
+}
+
+// Writes str's UTF-8 bytes into out from p (the caller made room: utf8Size(str) bytes).
+function utf8EncodeInto(str, out, p) {
+  const n = str.length;
   for (let i = 0; i < n; i++) {
     let c = str.charCodeAt(i);
     if (c < 0x80) { out[p++] = c; continue; }
@@ -91,7 +107,6 @@ function utf8Encode(input) {
     out[p++] = 0x80 | ((c >> 6) & 63);
     out[p++] = 0x80 | (c & 63);
   }
-  return out;
 }
 
 function isCont(b) { return (b & 0xc0) === 0x80; }
@@ -404,6 +419,11 @@ define("env", env);
 
 // ---- the batch runner --------------------------------------------------------------------------
 
+const head = new Int32Array(shared, 0, 4);
+const startedAt = new Float64Array(shared, ${STARTED_AT_BYTE}, 1);
+const table = new Int32Array(shared, ${TABLE_OFFSET}, ${MAX_RESULTS} * 3);
+const data = new U8(shared, ${DATA_OFFSET}, ${DATA_BYTES});
+
 function errorMessage(e) {
   try {
     if (e instanceof ErrorCtor) return StringCtor(e.message);
@@ -417,9 +437,9 @@ function errorMessage(e) {
 function encodeResult(r) {
   if (r === undefined) return undefined;
   if (typeof r === "string") return r;
-  if (r instanceof U8) return compactBytes(r);
+  if (r instanceof U8) return r;
   if (r instanceof ArrayBufferCtor) return new U8(r);
-  if (ArrayBufferIsView(r)) return compactBytes(new U8(r.buffer, r.byteOffset, r.byteLength));
+  if (ArrayBufferIsView(r)) return new U8(r.buffer, r.byteOffset, r.byteLength);
   let s;
   try { s = JSONStringify(r); } catch (e) {
     throw new TypeErrorCtor("the function's return value is not JSON-serializable: " + errorMessage(e));
@@ -432,29 +452,60 @@ function isThenable(r) {
 }
 
 return function makeRunner(handler) {
-  // Runs the triggers of a batch one after the other (an async one is awaited before the next starts)
-  // and reports each result as soon as it is known. Returns a promise only if some trigger was async.
-  return function runBatch(batchId, subjects, payloads, expiries) {
+  // Runs the triggers of a batch one after the other (an async one is awaited before the next starts).
+  // Each result goes into the shared area (or, if too large, by emitResult) as soon as it is known; the
+  // host reads them when the call returns, or at once when emitResult(batchId, -1) says so. Returns a
+  // promise only if some trigger was async.
+  return function runBatch(batchId, triggers) {
+    const subjects = triggers[0];
+    const payloads = triggers[1];
+    const expiries = triggers[2];
     const n = subjects.length;
     let i = 0;
+    let used = 0;
+    AtomicsStore(head, ${HEAD.ready}, 0);
+    AtomicsStore(head, ${HEAD.batch}, batchId);
+
+    // Writes result k: kind and bytes (a Uint8Array, a string as UTF-8, or undefined for none).
+    function record(k, kind, value) {
+      const isString = typeof value === "string";
+      const size = value === undefined ? 0 : isString ? (value.length <= 0x3fff ? utf8Size(value) : -1) : value.byteLength;
+      if (k < ${MAX_RESULTS} && size >= 0 && used + size <= ${DATA_BYTES}) {
+        if (isString) utf8EncodeInto(value, data, used);
+        else if (size > 0) data.set(value, used);
+        table[k * 3] = kind;
+        table[k * 3 + 1] = used;
+        table[k * 3 + 2] = size;
+        used += size;
+      } else {
+        if (k < ${MAX_RESULTS}) table[k * 3] = ${RESULT_KIND.byCallback};
+        const copy = isString || value === undefined ? value : compactBytes(value);
+        emitResult(batchId, k, kind === ${RESULT_KIND.ok}, copy);
+      }
+      AtomicsStore(head, ${HEAD.ready}, k + 1);
+    }
     function ok(k, r) {
       let enc;
-      try { enc = encodeResult(r); } catch (e) { emitResult(batchId, k, false, errorMessage(e)); return; }
-      emitResult(batchId, k, true, enc);
+      try { enc = encodeResult(r); } catch (e) { record(k, ${RESULT_KIND.error}, errorMessage(e)); return; }
+      record(k, ${RESULT_KIND.ok}, enc);
     }
     function fail(k, e) {
-      emitResult(batchId, k, false, errorMessage(e));
+      record(k, ${RESULT_KIND.error}, errorMessage(e));
     }
     function step() {
       while (i < n) {
         const k = i++;
+        startedAt[0] = DateNow();
+        AtomicsStore(head, ${HEAD.running}, k);
         // Waited (in the queue and behind earlier triggers of this batch) past its whole deadline.
-        if (DateNow() > expiries[k]) { emitResult(batchId, k, "expired", undefined); continue; }
+        if (startedAt[0] > expiries[k]) { record(k, ${RESULT_KIND.expired}, undefined); continue; }
         linesLeft = limits.maxLogLines;
         let r;
         try {
           r = ReflectApply(handler, G, [subjects[k], payloads[k]]);
           if (isThenable(r)) {
+            // The results so far should not wait for this one.
+            if (k > 0) emitResult(batchId, -1, true, undefined);
             const p = ReflectApply(PromiseResolve, PromiseCtor, [r]);
             return ReflectApply(PromiseThen, p, [
               (v) => { ok(k, v); return step(); },

@@ -2,13 +2,15 @@
 // fresh contexts, and the running of triggers in it with a deadline and a CPU budget each.
 //
 // A slot runs one batch of triggers at a time (one call into the isolate); the triggers of a batch run
-// one after the other and each result is reported as soon as it is known (see bootstrap.ts, runBatch).
-// Limits per trigger, counted from when it starts:
+// one after the other and their results come back through the slot's ResultChannel (shared memory,
+// see result-channel.ts and bootstrap.ts runBatch), read when the call returns.
+// Limits per trigger, counted from when it starts (the isolate records which trigger runs and since when):
 // - wall clock: our own timer (isolated-vm's `timeout` does not bound promises); on expiry the isolate
-//   is disposed and the trigger answers "timeout"; triggers of its batch that had not started go back to
-//   the pool's queue and the pool builds a replacement isolate;
+//   is disposed and the trigger answers "timeout"; the results its batch already had are answered, the
+//   triggers that had not started go back to the pool's queue and the pool builds a replacement isolate;
 // - CPU: isolated-vm's `timeout` (min of cpuMs and timeoutMs per trigger of the batch) stops synchronous
 //   runaways, and the pool's ticker compares isolate.cpuTime with the running trigger's budget (kill);
+//   the budget of a trigger that is not first in its batch is counted from the first tick that sees it;
 // - memory: isolated-vm disposes an isolate over its memoryLimit; the trigger answers an error.
 
 import ivm from "isolated-vm";
@@ -17,13 +19,13 @@ import type { LogStream, WorkloadLimits } from "../types.js";
 import { BOOTSTRAP_SOURCE, CONSOLE_LIMITS } from "./bootstrap.js";
 import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "./host-bridge.js";
+import { ResultChannel } from "./result-channel.js";
 import {
   cpuOutcome,
   ErrorCodes,
   errorText,
   failure,
   memoryOutcome,
-  queueTimeoutOutcome,
   timeoutOutcome,
   type Outcome,
 } from "./outcome.js";
@@ -65,7 +67,8 @@ export interface Job {
 /** A context with the shims installed and the workload evaluated. */
 interface Prepared {
   context: ivm.Context;
-  runBatch: ivm.Reference<(batchId: number, subjects: unknown, payloads: unknown, expiries: unknown) => unknown>;
+  /** runBatch(batchId, [subjects, payloads, expiries]) in bootstrap.ts. */
+  runBatch: ivm.Reference<(batchId: number, triggers: unknown) => unknown>;
 }
 
 function releasePrepared(p: Prepared): void {
@@ -81,8 +84,11 @@ function releasePrepared(p: Prepared): void {
 interface Batch {
   id: number;
   jobs: Job[];
-  /** Index of the trigger running now (results arrive in order). */
-  current: number;
+  answered: boolean[];
+  /** Results read from the shared area so far: every index below it is answered or travels by callback. */
+  collected: number;
+  /** When the batch was handed over: the deadline base until the isolate begins it. */
+  dispatchedAt: number;
   /** Ends the batch with the triggers that never started, for the pool to queue again. */
   finish: (notStarted: Job[]) => void;
 }
@@ -122,12 +128,13 @@ export class IsolateSlot {
   private readonly logCallback: ivm.Callback;
   private readonly resultCallback: ivm.Callback;
   private readonly syncTimeoutMs: number;
+  private readonly channel = new ResultChannel();
   private batch?: Batch;
   private batchSeq = 0;
   private idleWaiters: (() => void)[] = [];
   private timer?: NodeJS.Timeout;
-  private jobDeadline = 0;
-  /** isolate.cpuTime when the current trigger started. */
+  /** Which trigger (batch id, index) startCpu belongs to, and isolate.cpuTime when it was first seen. */
+  private cpuKey = "";
   private startCpu = 0n;
   private lastHeapBytes = 0;
   dead = false;
@@ -138,7 +145,7 @@ export class IsolateSlot {
       onCatastrophicError: (message: string) => cfg.hooks.catastrophic(message),
     });
     this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
-      const deadline = this.batch ? this.jobDeadline : Date.now() + LOAD_TIMEOUT_MS;
+      const deadline = this.batch ? this.runningSince(this.batch) + cfg.limits.timeoutMs : Date.now() + LOAD_TIMEOUT_MS;
       const result = await cfg.hooks.hostCall(service, method, headers, body, deadline);
       return new ivm.ExternalCopy(result).copyInto({ release: true });
     });
@@ -215,6 +222,7 @@ export class IsolateSlot {
           new ivm.ExternalCopy(this.cfg.env).copyInto({ release: true }),
           new ivm.ExternalCopy(CONSOLE_LIMITS).copyInto({ release: true }),
           this.resultCallback,
+          new ivm.ExternalCopy(this.channel.shared).copyInto({ release: true }),
         ],
         { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
       )) as ivm.Reference<unknown>;
@@ -322,15 +330,19 @@ export class IsolateSlot {
     if (!prepared || this.dead) return jobs;
     const runner = prepared.runBatch;
     const notStarted = await new Promise<Job[]>((finish) => {
-      const batch: Batch = { id: ++this.batchSeq, jobs, current: 0, finish };
+      const batch: Batch = { id: ++this.batchSeq, jobs, answered: jobs.map(() => false), collected: 0, dispatchedAt: Date.now(), finish };
       this.batch = batch;
-      this.beginJob(0);
+      this.armDeadline(batch, this.cfg.limits.timeoutMs);
+      this.cpuKey = `${batch.id}:0`;
+      this.startCpu = this.isolate.cpuTime;
       try {
-        const subjects = new ivm.ExternalCopy(jobs.map((j) => j.subject)).copyInto({ release: true });
-        const payloads = new ivm.ExternalCopy(jobs.map((j) => j.payload)).copyInto({ release: true });
-        const expiries = new ivm.ExternalCopy(jobs.map((j) => j.enqueuedAt + this.cfg.limits.timeoutMs)).copyInto({ release: true });
+        const triggers = new ivm.ExternalCopy([
+          jobs.map((j) => j.subject),
+          jobs.map((j) => j.payload),
+          jobs.map((j) => j.enqueuedAt + this.cfg.limits.timeoutMs),
+        ]).copyInto({ release: true });
         runner
-          .apply(undefined, [batch.id, subjects, payloads, expiries], {
+          .apply(undefined, [batch.id, triggers], {
             result: { promise: true },
             timeout: Math.min(2 ** 31 - 1, this.syncTimeoutMs * jobs.length),
           })
@@ -350,47 +362,83 @@ export class IsolateSlot {
     return notStarted;
   }
 
-  private beginJob(index: number): void {
-    const { timeoutMs } = this.cfg.limits;
-    if (this.batch) this.batch.current = index;
-    this.jobDeadline = Date.now() + timeoutMs;
-    this.startCpu = this.isolate.cpuTime;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.kill(timeoutOutcome(timeoutMs)), timeoutMs);
+  /** When the running trigger of `b` started (the hand-over time until the isolate begins the batch). */
+  private runningSince(b: Batch): number {
+    return this.channel.running(b.id)?.startedAt ?? b.dispatchedAt;
   }
 
-  /** A trigger's result, reported from inside the isolate (in order, before the batch call returns). */
+  private armDeadline(b: Batch, delayMs: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.onDeadline(b), Math.max(1, Math.ceil(delayMs)));
+  }
+
+  /** The batch timer: stops the running trigger once it is past its own deadline, else waits for that. */
+  private onDeadline(b: Batch): void {
+    if (this.batch !== b) return;
+    const { timeoutMs } = this.cfg.limits;
+    const run = this.channel.running(b.id);
+    // The running trigger has its result: the isolate is between triggers or returning (the call's own
+    // timeout bounds what the workload could still do there).
+    if (run && this.channel.ready(b.id) > run.index) {
+      this.armDeadline(b, timeoutMs);
+      return;
+    }
+    const left = (run?.startedAt ?? b.dispatchedAt) + timeoutMs - Date.now();
+    if (left > 0) this.armDeadline(b, left);
+    else this.kill(timeoutOutcome(timeoutMs));
+  }
+
+  private answer(b: Batch, index: number, outcome: Outcome): void {
+    if (index >= b.jobs.length || b.answered[index]) return;
+    b.answered[index] = true;
+    b.jobs[index].resolve(outcome);
+  }
+
+  /** Answers the results the isolate has written to the shared area since the last look. */
+  private collect(b: Batch): void {
+    const ready = Math.min(this.channel.ready(b.id), b.jobs.length);
+    for (let k = b.collected; k < ready; k++) {
+      const outcome = this.channel.read(k, this.cfg.limits.timeoutMs);
+      if (outcome !== "callback") this.answer(b, k, outcome);
+    }
+    if (ready > b.collected) b.collected = ready;
+  }
+
+  /** From inside the isolate: a result too large for the shared area, or (index -1) "collect now". */
   private onResult(batchId: unknown, index: unknown, ok: unknown, value: unknown): void {
     const b = this.batch;
-    if (!b || batchId !== b.id || index !== b.current) return;
-    const job = b.jobs[b.current];
-    if (ok === true && (value === undefined || typeof value === "string" || value instanceof Uint8Array)) {
-      job.resolve({ ok: true, data: value });
-    } else if (ok === "expired") {
-      job.resolve(queueTimeoutOutcome(this.cfg.limits.timeoutMs));
+    if (!b || batchId !== b.id || typeof index !== "number") return;
+    if (index === -1) {
+      this.collect(b);
+    } else if (ok === true && (value === undefined || typeof value === "string" || value instanceof Uint8Array)) {
+      this.answer(b, index, { ok: true, data: value });
     } else {
-      job.resolve(failure(ErrorCodes.failed, typeof value === "string" && value !== "" ? value : "the function failed"));
+      this.answer(b, index, failure(ErrorCodes.failed, typeof value === "string" && value !== "" ? value : "the function failed"));
     }
-    if (b.current + 1 < b.jobs.length) {
-      this.beginJob(b.current + 1);
-    } else {
-      b.current = b.jobs.length;
-      if (this.timer) clearTimeout(this.timer);
+  }
+
+  /**
+   * Ends batch `b`: answers what the isolate wrote, then `stopped` (if given) for the first trigger
+   * without a result, and hands the triggers after it back to the pool as never started.
+   */
+  private settle(b: Batch, stopped?: Outcome): void {
+    this.batch = undefined;
+    if (this.timer) clearTimeout(this.timer);
+    this.collect(b);
+    // Callbacks are delivered before the call's own settlement; anything unanswered below here was lost.
+    for (let k = 0; k < b.collected; k++) this.answer(b, k, failure(ErrorCodes.failed, "the trigger's result was lost"));
+    if (stopped === undefined) {
+      for (let k = b.collected; k < b.jobs.length; k++) this.answer(b, k, failure(ErrorCodes.failed, "the trigger's result was lost"));
+      b.finish([]);
+      return;
     }
+    this.answer(b, b.collected, stopped);
+    b.finish(b.jobs.slice(b.collected + 1));
   }
 
   private endBatch(b: Batch, err: unknown): void {
     if (this.batch !== b) return; // ended already (killed)
-    this.batch = undefined;
-    if (this.timer) clearTimeout(this.timer);
-    if (err === undefined) {
-      // Results arrive before the call returns; anything unanswered here was lost.
-      for (let k = b.current; k < b.jobs.length; k++) b.jobs[k].resolve(failure(ErrorCodes.failed, "the trigger's result was lost"));
-      b.finish([]);
-      return;
-    }
-    if (b.current < b.jobs.length) b.jobs[b.current].resolve(this.classify(err));
-    b.finish(b.jobs.slice(b.current + 1));
+    this.settle(b, err === undefined ? undefined : this.classify(err));
   }
 
   /** The batch call itself failed: the isolate was terminated or disposed. */
@@ -410,16 +458,21 @@ export class IsolateSlot {
     this.dead = true;
     this.dispose();
     const b = this.batch;
-    if (!b) return;
-    this.batch = undefined;
-    if (this.timer) clearTimeout(this.timer);
-    if (b.current < b.jobs.length) b.jobs[b.current].resolve(outcome);
-    b.finish(b.jobs.slice(b.current + 1));
+    if (b) this.settle(b, outcome);
   }
 
+  /** CPU time of the running trigger so far (see the header for how it is counted). */
   cpuUsedNs(): bigint {
+    const b = this.batch;
+    if (!b) return 0n;
     try {
-      return this.isolate.cpuTime - this.startCpu;
+      const now = this.isolate.cpuTime;
+      const key = `${b.id}:${this.channel.running(b.id)?.index ?? 0}`;
+      if (key !== this.cpuKey) {
+        this.cpuKey = key;
+        this.startCpu = now;
+      }
+      return now - this.startCpu;
     } catch {
       return 0n;
     }
