@@ -43,7 +43,8 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   const servers = brokerUrl.split(",").map((s) => s.trim());
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers, name: `nex-node ${o.config.name}`, maxReconnectAttempts: -1, ...o.auth });
+    // noAsyncTraces: host services make a request per call; a stack captured for each costs more than it.
+    nc = await connect({ servers, name: `nex-node ${o.config.name}`, maxReconnectAttempts: -1, noAsyncTraces: true, ...o.auth });
   } catch (err) {
     await broker?.close();
     throw new Error(`cannot connect to ${brokerUrl}: ${err instanceof Error ? err.message : err}`);

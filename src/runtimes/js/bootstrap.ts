@@ -22,7 +22,7 @@
 // applySyncPromise) is captured before workload code runs, so a workload that replaces globals only
 // breaks its own context.
 
-import { DATA_BYTES, DATA_OFFSET, HEAD, MAX_RESULTS, RESULT_KIND, STARTED_AT_BYTE, TABLE_OFFSET } from "./result-channel.js";
+import { DATA_BYTES, DATA_OFFSET, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, STARTED_AT_BYTE, TABLE_OFFSET } from "./result-channel.js";
 
 export const BOOTSTRAP_SOURCE = String.raw`
 (function setup(emitLog, hostRef, envIn, limits, emitResult, shared) {
@@ -463,6 +463,7 @@ return function makeRunner(handler) {
     const n = subjects.length;
     let i = 0;
     let used = 0;
+    let flushedAt = DateNow();
     AtomicsStore(head, ${HEAD.ready}, 0);
     AtomicsStore(head, ${HEAD.batch}, batchId);
 
@@ -483,6 +484,12 @@ return function makeRunner(handler) {
         emitResult(batchId, k, kind === ${RESULT_KIND.ok}, copy);
       }
       AtomicsStore(head, ${HEAD.ready}, k + 1);
+      // Slow triggers: do not hold a result back for long behind the rest of the batch.
+      const now = DateNow();
+      if (now - flushedAt >= ${FLUSH_AFTER_MS}) {
+        flushedAt = now;
+        emitResult(batchId, -1, true, undefined);
+      }
     }
     function ok(k, r) {
       let enc;
@@ -505,7 +512,10 @@ return function makeRunner(handler) {
           r = ReflectApply(handler, G, [subjects[k], payloads[k]]);
           if (isThenable(r)) {
             // The results so far should not wait for this one.
-            if (k > 0) emitResult(batchId, -1, true, undefined);
+            if (k > 0) {
+              flushedAt = DateNow();
+              emitResult(batchId, -1, true, undefined);
+            }
             const p = ReflectApply(PromiseResolve, PromiseCtor, [r]);
             return ReflectApply(PromiseThen, p, [
               (v) => { ok(k, v); return step(); },

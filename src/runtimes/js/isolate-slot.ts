@@ -145,7 +145,10 @@ export class IsolateSlot {
       onCatastrophicError: (message: string) => cfg.hooks.catastrophic(message),
     });
     this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
-      const deadline = this.batch ? this.runningSince(this.batch) + cfg.limits.timeoutMs : Date.now() + LOAD_TIMEOUT_MS;
+      const b = this.batch;
+      // Earlier triggers of the batch are done: their replies leave with this call's request.
+      if (b) this.collect(b);
+      const deadline = b ? this.runningSince(b) + cfg.limits.timeoutMs : Date.now() + LOAD_TIMEOUT_MS;
       const result = await cfg.hooks.hostCall(service, method, headers, body, deadline);
       return new ivm.ExternalCopy(result).copyInto({ release: true });
     });

@@ -6,7 +6,9 @@
 // call returns (or when the isolate asks, before it awaits an async trigger, so no result waits for a
 // slower sibling). The replies of a batch then leave in one write. The isolate also records which
 // trigger runs and since when, so the host's deadline timer and CPU ticker know whom to stop, and the
-// results already written survive an isolate that is killed afterwards.
+// results already written survive an isolate that is killed afterwards. Results never wait long: the host
+// also reads them when the isolate calls a host service, and the isolate asks for a read once a batch
+// has run FLUSH_AFTER_MS since the last one.
 //
 // Layout (little-endian, as the platform is):
 //   Int32 [0] batch id the isolate is running   Int32 [1] index of the running trigger
@@ -26,6 +28,8 @@ export const DATA_OFFSET = 1024;
 /** Bytes of results per batch kept in shared memory; larger results are copied by callback. */
 export const DATA_BYTES = 64 * 1024;
 export const RESULT_KIND = { ok: 1, error: 2, expired: 3, byCallback: 4 } as const;
+/** A batch running longer than this since its last hand-over tells the host to read its results. */
+export const FLUSH_AFTER_MS = 1;
 
 const decoder = new TextDecoder();
 

@@ -243,6 +243,8 @@ async function init(natsUrl: string, auth: { user?: string; pass?: string; token
       token: auth?.token,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
+      // Host-service calls are requests; a stack trace captured for each costs more than the call.
+      noAsyncTraces: true,
     });
   } catch (err) {
     fatal(`cannot connect to NATS at ${natsUrl}: ${(err as Error).message}`, 1);
