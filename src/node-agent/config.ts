@@ -26,6 +26,8 @@ export const NodeConfigSchema = z
       .strict()
       .default({ memory_mb: 128, timeout_ms: 10_000, cpu_ms: 5_000, max_memory_mb: 1024, max_workloads: 10_000, max_artifact_bytes: 64 * 1024 * 1024 }),
     data_dir: z.string().min(1).default(path.join(os.homedir(), ".nex")),
+    /** The Docker-API engine for oci workloads: unix:///path/docker.sock or tcp://host:port (default: $DOCKER_HOST, else the local socket). */
+    docker_host: z.string().min(1).optional(),
   })
   .strict();
 
