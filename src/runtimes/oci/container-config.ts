@@ -106,8 +106,8 @@ export function createOptions(spec: WorkloadSpec, ctx: ContainerContext): Contai
       // The node restarts containers itself (with backoff and events), never the engine.
       RestartPolicy: { Name: "no" },
       AutoRemove: false,
-      // A small init as PID 1 forwards SIGTERM, so programs without their own handler stop on undeploy.
-      Init: true,
+      // No init process: the command is PID 1, as with a plain `docker run`, so a missing program fails the
+      // deploy. As PID 1 it must handle SIGTERM itself, or undeploy ends it with SIGKILL after the grace period.
     },
   };
   const hash = createHash("sha256").update(ctx.imageId).update(JSON.stringify(config)).digest("hex").slice(0, 16);
