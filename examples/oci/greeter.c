@@ -99,6 +99,22 @@ static char *next_bytes(size_t n) {
   return start;
 }
 
+/* In place: "%40" -> "@" (URLs carry credentials percent-encoded). */
+static char *percent_decode(char *s) {
+  char *out = s;
+  for (char *in = s; *in; in++) {
+    unsigned int byte;
+    if (in[0] == '%' && in[1] && in[2] && sscanf(in + 1, "%2x", &byte) == 1) {
+      *out++ = (char)byte;
+      in += 2;
+    } else {
+      *out++ = *in;
+    }
+  }
+  *out = '\0';
+  return s;
+}
+
 /* nats://[user:pass@|token@]host:port[,more] -> the parts of the first server. */
 static void parse_url(char *url, char **user, char **pass, char **token, char **host, char **port) {
   char *comma = strchr(url, ',');
@@ -111,10 +127,10 @@ static void parse_url(char *url, char **user, char **pass, char **token, char **
     char *colon = strchr(p, ':');
     if (colon) {
       *colon = '\0';
-      *user = p;
-      *pass = colon + 1;
+      *user = percent_decode(p);
+      *pass = percent_decode(colon + 1);
     } else {
-      *token = p;
+      *token = percent_decode(p);
     }
     p = at + 1;
   }

@@ -71,6 +71,8 @@ const decoder = new TextDecoder();
 export class NodeAgent implements RuntimeObserver {
   readonly id: string;
   private readonly workloads = new Map<string, Workload>();
+  /** Namespaces of workloads their runtime is starting: a container may log before its deploy returns. */
+  private readonly deploying = new Map<string, string>();
   private readonly events: EventPublisher;
   private readonly api: ControlApi;
   private readonly hostServices: HostServices;
@@ -220,6 +222,7 @@ export class NodeAgent implements RuntimeObserver {
     // Host services answer before the first trigger can call them.
     this.hostServices.attach({ id, name: request.name, namespace });
     await this.o.nc.flush();
+    this.deploying.set(id, namespace);
     try {
       await runtime.deploy({
         id,
@@ -251,6 +254,8 @@ export class NodeAgent implements RuntimeObserver {
       workloadLog.warn({ err: message }, "deploy refused by the runtime");
       this.events.emit(namespace, "workload_failed", { workload_id: id, name: request.name, error: message });
       throw new ControlError(422, `deploy failed: ${message}`);
+    } finally {
+      this.deploying.delete(id);
     }
     const sub = this.api.endpoint("UNDEPLOY", ControlSubjects.undeploy(namespace, id), async (m) => this.undeployRequest(m, id));
     const workload: Workload = {
@@ -360,8 +365,8 @@ export class NodeAgent implements RuntimeObserver {
   // ---- RuntimeObserver -------------------------------------------------------------------------------
 
   log(workloadId: string, stream: "stdout" | "stderr", line: string): void {
-    const w = this.workloads.get(workloadId);
-    if (w) this.events.log(w.namespace, workloadId, stream, line);
+    const namespace = this.workloads.get(workloadId)?.namespace ?? this.deploying.get(workloadId);
+    if (namespace) this.events.log(namespace, workloadId, stream, line);
   }
 
   triggerFailed(workloadId: string, subject: string, error: string): void {
