@@ -109,7 +109,8 @@ export class OciRuntime implements Runtime {
     try {
       leftovers = await this.loadLeftovers();
     } catch (err) {
-      this.log.warn({ err: err instanceof Error ? err.message : err }, "cannot look for containers of a previous run");
+      // Info, not a warning: a node without Docker is normal when it runs no oci workloads.
+      this.log.info({ err: err instanceof Error ? err.message : err }, "cannot look for containers of a previous run");
       return;
     }
     const unclaimed = [...leftovers.values()];
