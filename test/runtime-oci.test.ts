@@ -6,10 +6,13 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { describeZodError, DeployRequestSchema } from "../src/protocol/control.js";
+import { natsUrlWithAuth } from "../src/runtimes/oci/container-config.js";
 import { lineWriter } from "../src/runtimes/oci/log-lines.js";
 import { OciRuntime } from "../src/runtimes/oci/oci-runtime.js";
 import type { ContainerOptions, LogStream, RuntimeObserver, WorkloadEvent, WorkloadSpec } from "../src/runtimes/types.js";
 import { containersLabelled, docker, ociSkipReason, removeLabelled, testImage } from "./helpers/docker.js";
+import { runNex } from "./helpers/nex-cli.js";
 import { type RunningServer, startServer } from "./helpers/servers.js";
 
 const skip = await ociSkipReason();
@@ -40,6 +43,38 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+describe("container options in deploy requests and on the command line", () => {
+  const base = { version: 1, name: "svc", type: "oci", artifact: { url: "nex-examples/greeter:latest" }, requested_at: new Date().toISOString() };
+  const problem = (body: object): string | undefined => {
+    const r = DeployRequestSchema.safeParse(body);
+    return r.success ? undefined : describeZodError(r.error);
+  };
+
+  it("accepts restart, argv, cpus, pids and read_only_rootfs for oci, and only there", () => {
+    expect(problem({ ...base, argv: ["sh", "-c", "true"], restart: { policy: "on-failure", max_retries: 3 }, limits: { cpus: 0.5, pids: 64 }, read_only_rootfs: false })).toBeUndefined();
+    const js = { ...base, type: "javascript", artifact: { url: "nats://NEX_ARTIFACTS/x", sha256: "0".repeat(64) }, trigger_subjects: ["a"] };
+    expect(problem({ ...js, restart: { policy: "always" } })).toBe("restart: is for oci workloads only");
+    expect(problem({ ...js, limits: { pids: 5 } })).toBe("limits.pids: is for oci workloads only");
+    expect(problem({ ...base, restart: { policy: "sometimes" } })).toMatch(/^restart\.policy: /);
+    expect(problem({ ...base, artifact: { url: "oci://not an image" } })).toBe("artifact.url: must be an image reference such as nex-examples/greeter:latest");
+  });
+
+  it("refuses container flags for other workload types and a bad --restart before connecting", async () => {
+    const js = await runNex(["run", "examples/echo/echo.js", "-t", "echo", "--restart", "always", "-s", "nats://127.0.0.1:1"]);
+    expect(js.code).toBe(2);
+    expect(js.stderr).toMatch(/--restart is for --type oci only/);
+    const bad = await runNex(["run", "--type", "oci", "img", "--restart", "sometimes", "-s", "nats://127.0.0.1:1"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/expected never, on-failure\[:max-retries\] or always\[:max-retries\]/);
+  });
+
+  it("puts the node's credentials into NEX_NATS_URL, percent-encoded, for every server", () => {
+    expect(natsUrlWithAuth("nats://127.0.0.1:4222", undefined)).toBe("nats://127.0.0.1:4222");
+    expect(natsUrlWithAuth("nats://127.0.0.1:4222, 10.0.0.2:4222", { user: "a b", pass: "p@ss" })).toBe("nats://a%20b:p%40ss@127.0.0.1:4222,nats://a%20b:p%40ss@10.0.0.2:4222");
+    expect(natsUrlWithAuth("nats://127.0.0.1:4222", { token: "s3cret" })).toBe("nats://s3cret@127.0.0.1:4222");
+  });
+});
 
 describe("container output as log lines", () => {
   it("splits chunks into lines, keeps split UTF-8 whole, flushes the last partial line and cuts endless ones", async () => {
