@@ -5,7 +5,7 @@
 //   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
 //   npm run bench -- --only 1,5   # only some rows (1-16, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
 //                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,
-//                                 #   kvfn)
+//                                 #   kvfn, oci)
 //   npm run bench -- --only node  # the five node rows (trigger, trigger50, cold, density, kvfn)
 //
 // Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
@@ -37,6 +37,7 @@ import {
 } from "./servers.js";
 import { killHosts } from "./node.js";
 import { nodeRows, renderNodeResults, runNodeRow, type NodeOptions, type NodeRow, type NodeRowResult } from "./noderows.js";
+import { OCI_ROW_ID, runOciRow } from "./oci.js";
 import { formatNumber, markdownTable, type TableRow } from "./table.js";
 import { msgFrameShape } from "./wire.js";
 
@@ -80,8 +81,9 @@ const ROW_NAMES: Record<string, number> = {
   cold: 14,
   density: 15,
   kvfn: 16,
+  oci: OCI_ROW_ID,
 };
-const ROW_COUNT = 16;
+const ROW_COUNT = 17;
 const DENSITY_ROW = 15;
 /** --only aliases for groups of rows. */
 const ROW_GROUPS: Record<string, number[]> = {
@@ -95,7 +97,7 @@ function usage(msg?: string): never {
   console.error(
     "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
       "                                                kvput,kvget,jspub,replay,objput,objget,\n" +
-      "                                                trigger,trigger50,cold,density,kvfn|core,jetstream,node]\n" +
+      "                                                trigger,trigger50,cold,density,kvfn,oci|core,jetstream,node]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );
@@ -742,6 +744,7 @@ async function main(): Promise<void> {
     if (rows.length) out.push("");
     out.push(...renderNodeResults(nodeResults, nodeOptions(o)));
   }
+  if (!o.only || o.only.has(OCI_ROW_ID)) out.push("", ...(await runOciRow(log)));
   const load = os.loadavg();
   out.push("");
   out.push(

@@ -66,6 +66,11 @@ function eventLine(subject: string, body: string): string {
   if (name) parts.push(`name=${name}`);
   const reason = text(data.error) ?? text(data.reason);
   if (reason) parts.push(`error=${JSON.stringify(reason)}`);
+  // Container exits and restarts (oci workloads).
+  if (typeof data.exit_code === "number") parts.push(`exit_code=${data.exit_code}`);
+  if (typeof data.restarts === "number") parts.push(`restarts=${data.restarts}`);
+  if (data.restart_in_ms === null) parts.push("stays down");
+  else if (typeof data.restart_in_ms === "number") parts.push(`restart_in=${data.restart_in_ms}ms`);
   return parts.join("  ");
 }
 

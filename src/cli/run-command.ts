@@ -4,10 +4,10 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
-import { type DeployRequest, PROTOCOL_VERSION, triggerSubjectProblem } from "../protocol/control.js";
+import { type DeployRequest, PROTOCOL_VERSION, type RestartPolicy, triggerSubjectProblem } from "../protocol/control.js";
 import { addConnectionOptions, durationArg } from "./connection.js";
 import { ControlClient } from "./control-client.js";
 import { issuerKey, publisherXkey } from "./keys.js";
@@ -30,6 +30,10 @@ interface RunOpts extends ClientOpts {
   freshContext?: boolean;
   concurrency?: number;
   replicas: number;
+  restart?: RestartPolicy;
+  cpus?: number;
+  pids?: number;
+  writableRootfs?: boolean;
 }
 
 function typeFor(file: string, explicit?: DeployRequest["type"]): DeployRequest["type"] {
@@ -40,8 +44,10 @@ function typeFor(file: string, explicit?: DeployRequest["type"]): DeployRequest[
   throw new CliError(`cannot tell the workload type of ${file}; pass --type javascript|wasm|oci`, ExitCode.usage);
 }
 
-function defaultName(file: string): string {
-  const base = path.basename(file).replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64);
+/** A workload name from a file (echo.js → echo) or an image (registry/team/greeter:1.2 → greeter). */
+function defaultName(file: string, type: DeployRequest["type"]): string {
+  const last = type === "oci" ? (file.split("/").pop() ?? file).replace(/[@:].*$/, "") : path.basename(file);
+  const base = last.replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64);
   return base || "workload";
 }
 
@@ -66,6 +72,7 @@ export function runCommand(): Command {
     new Command("run")
       .description("deploy a workload: a JavaScript file, a .wasm module, or (with --type oci) an image")
       .argument("<artifact>", "file to run, or image reference for --type oci")
+      .argument("[command...]", "oci: command and arguments instead of the image's CMD (after --)")
       .addOption(new Option("--type <type>", "workload type (default: from the file extension)").choices(["javascript", "wasm", "oci"]))
       .option("--name <name>", "workload name (default: the file name)")
       .option("-t, --trigger-subject <subject>", "subject that triggers the function (repeatable)", collect)
@@ -78,19 +85,27 @@ export function runCommand(): Command {
       .option("--fresh-context", "a fresh JS context for every trigger (default: one warm context)")
       .option("--concurrency <n>", "isolates serving in parallel", (v) => Number(v))
       .option("--replicas <n>", "deploy this many copies (spread over the nodes that bid)", (v) => Number(v), 1)
+      .option("--restart <policy>", "oci: never, on-failure[:max-retries] or always[:max-retries] (default never)", restartArg)
+      .option("--cpus <n>", "oci: CPUs the container may use, e.g. 0.5", (v) => Number(v))
+      .option("--pids <n>", "oci: most processes in the container (default 256)", (v) => Number(v))
+      .option("--writable-rootfs", "oci: a writable root filesystem (read-only by default)")
       .addOption(namespaceOption()),
   );
   // --timeout (from the connection options) is the request timeout; --trigger-timeout is the workload's.
   return cmd.action(
-    withErrors(async (artifact: string, opts: RunOpts) => {
+    withErrors(async (artifact: string, command: string[], opts: RunOpts) => {
       const type = typeFor(artifact, opts.type);
+      const containerOnly = { command: command.length > 0, "--restart": opts.restart, "--cpus": opts.cpus, "--pids": opts.pids, "--writable-rootfs": opts.writableRootfs };
+      for (const [what, value] of Object.entries(containerOnly)) {
+        if (type !== "oci" && value !== undefined && value !== false) throw new CliError(`${what === "command" ? "a command" : what} is for --type oci only`, ExitCode.usage);
+      }
       const triggers = opts.triggerSubject ?? [];
       for (const subject of triggers) {
         const problem = triggerSubjectProblem(subject);
         if (problem) throw new CliError(`trigger subject ${subject} ${problem}`, ExitCode.usage);
       }
       if (type !== "oci" && triggers.length === 0) throw new CliError("a function needs at least one --trigger-subject", ExitCode.usage);
-      const name = opts.name ?? defaultName(artifact);
+      const name = opts.name ?? defaultName(artifact, type);
       const nc = await connectFromOptions(opts, "nex run");
       try {
         const control = new ControlClient(nc, opts.namespace, opts.timeout ?? 5000);
@@ -119,7 +134,12 @@ export function runCommand(): Command {
               ...(opts.memory !== undefined ? { memory_mb: opts.memory } : {}),
               ...(opts.triggerTimeout !== undefined ? { timeout_ms: opts.triggerTimeout } : {}),
               ...(opts.cpu !== undefined ? { cpu_ms: opts.cpu } : {}),
+              ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
+              ...(opts.pids !== undefined ? { pids: opts.pids } : {}),
             },
+            ...(command.length > 0 ? { argv: command } : {}),
+            ...(opts.restart ? { restart: opts.restart } : {}),
+            ...(opts.writableRootfs ? { read_only_rootfs: false } : {}),
             fresh_context: Boolean(opts.freshContext),
             concurrency: opts.concurrency ?? 1,
             tags: {},
@@ -158,6 +178,15 @@ async function chooseNodes(control: ControlClient, opts: RunOpts, type: DeployRe
   // Least-loaded first; replicas go round the bidders.
   bids.sort((a, b) => a.workload_count - b.workload_count);
   return Array.from({ length: replicas }, (_, i) => bids[i % bids.length]);
+}
+
+/** `on-failure:5` → { policy: "on-failure", max_retries: 5 }, as `docker run --restart` takes it. */
+function restartArg(value: string): RestartPolicy {
+  const [policy, retries, ...rest] = value.split(":");
+  if (!["never", "on-failure", "always"].includes(policy) || rest.length > 0 || (retries !== undefined && !/^\d+$/.test(retries)) || (policy === "never" && retries !== undefined)) {
+    throw new InvalidArgumentError("expected never, on-failure[:max-retries] or always[:max-retries]");
+  }
+  return { policy: policy as RestartPolicy["policy"], ...(retries !== undefined ? { max_retries: Number(retries) } : {}) };
 }
 
 function sealEnv(env: Record<string, string> | undefined, nodeXkey: string): Pick<DeployRequest, "env_sealed" | "sender_xkey"> {

@@ -32,7 +32,11 @@ export function workloadCommand(): Command {
         const found = (await withControl(opts, (c) => c.workloads())).find((w) => w.id === id || w.name === id);
         if (!found) throw new CliError(`no workload ${id} in namespace ${opts.namespace}`, ExitCode.notFound);
         if (opts.json) return printJson(found);
-        for (const [k, v] of Object.entries(found)) console.log(`${k.padEnd(18)} ${Array.isArray(v) ? v.join(", ") : String(v)}`);
+        // An oci workload's container fields print as container.<field>.
+        const { container, ...rest } = found;
+        const rows = [...Object.entries(rest), ...Object.entries(container ?? {}).map(([k, v]) => [`container.${k}`, v] as const)];
+        const width = Math.max(18, ...rows.map(([k]) => k.length + 1));
+        for (const [k, v] of rows) console.log(`${k.padEnd(width)} ${Array.isArray(v) ? v.join(", ") : String(v)}`);
       }),
     ),
   );

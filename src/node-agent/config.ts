@@ -10,7 +10,8 @@ export const NodeConfigSchema = z
   .object({
     name: z.string().min(1).max(64).default(os.hostname()),
     tags: z.record(z.string(), z.string()).default({}),
-    workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript"]),
+    /** oci is on by default: without a reachable Docker engine the node still starts, and oci deploys say why they fail. */
+    workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript", "oci"]),
     /** Issuer public nkeys allowed to deploy; empty = any signed request (a warning is logged). */
     allowed_issuers: z.array(z.string().regex(/^[A-Z][A-Z2-7]{55}$/)).default([]),
     /** Defaults for workloads that do not set their own, and ceilings they may not exceed. */
@@ -26,6 +27,8 @@ export const NodeConfigSchema = z
       .strict()
       .default({ memory_mb: 128, timeout_ms: 10_000, cpu_ms: 5_000, max_memory_mb: 1024, max_workloads: 10_000, max_artifact_bytes: 64 * 1024 * 1024 }),
     data_dir: z.string().min(1).default(path.join(os.homedir(), ".nex")),
+    /** The Docker-API engine for oci workloads: unix:///path/docker.sock or tcp://host:port (default: $DOCKER_HOST, else the local socket). */
+    docker_host: z.string().min(1).optional(),
   })
   .strict();
 

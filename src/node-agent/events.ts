@@ -14,6 +14,8 @@ export type EventType =
   | "workload_stopped"
   | "workload_failed"
   | "trigger_failed"
+  | "workload_exited"
+  | "workload_restarted"
   | "runtime_restarted";
 
 export interface CloudEvent<T> {

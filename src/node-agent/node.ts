@@ -25,7 +25,7 @@ import {
   type WorkloadSummary,
 } from "../protocol/control.js";
 import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, verifyRequest } from "../protocol/signing.js";
-import type { Runtime, RuntimeObserver, WorkloadType } from "../runtimes/types.js";
+import type { Runtime, RuntimeObserver, WorkloadEvent, WorkloadType } from "../runtimes/types.js";
 import { HostServices } from "../host-services/server.js";
 import { fetchArtifact } from "./artifacts.js";
 import type { NodeConfig } from "./config.js";
@@ -34,6 +34,7 @@ import { ControlError } from "./errors.js";
 import { EventPublisher } from "./events.js";
 import type { NodeIdentity } from "./identity.js";
 import type { z } from "zod";
+import { settleWithin } from "../util/settle-within.js";
 
 interface Workload {
   id: string;
@@ -70,6 +71,8 @@ const decoder = new TextDecoder();
 export class NodeAgent implements RuntimeObserver {
   readonly id: string;
   private readonly workloads = new Map<string, Workload>();
+  /** Namespaces of workloads their runtime is starting: a container may log before its deploy returns. */
+  private readonly deploying = new Map<string, string>();
   private readonly events: EventPublisher;
   private readonly api: ControlApi;
   private readonly hostServices: HostServices;
@@ -99,13 +102,14 @@ export class NodeAgent implements RuntimeObserver {
       throw new Error(`the NATS server must have JetStream enabled (node state is kept in a KV bucket): ${err instanceof Error ? err.message : err}`);
     }
     await this.replayDesired();
+    await Promise.all([...this.o.runtimes.values()].map((r) => r.removeUnclaimed?.()));
     const api = this.api;
     const id = this.id;
     api.endpoint("PING", "$NEX.SVC.*.control.PING", async () => this.ping());
     api.endpoint("INFO", `$NEX.SVC.*.control.INFO.${id}`, async (_m, t) => this.info(t[2]));
     api.endpoint("AUCTION", "$NEX.SVC.*.control.AUCTION", async (m) => this.auction(m));
     api.endpoint("DEPLOY", `$NEX.SVC.*.control.DEPLOY.${id}`, async (m, t) => this.deployRequest(m, t[2]));
-    api.endpoint("WORKLOADS", "$NEX.SVC.*.control.WORKLOADS", async (_m, t) => ({ node_id: id, workloads: this.summaries(t[2]) }));
+    api.endpoint("WORKLOADS", "$NEX.SVC.*.control.WORKLOADS", async (_m, t) => ({ node_id: id, workloads: await this.summaries(t[2]) }));
     api.endpoint("LAMEDUCK", ControlSubjects.lameDuck(id), async (m) => this.lameDuckRequest(m));
     await this.o.nc.flush();
     this.events.emit("system", "node_started", { node_id: id, name: config.name, version: this.o.version, xkey: this.o.identity.xkey, tags: config.tags });
@@ -129,18 +133,28 @@ export class NodeAgent implements RuntimeObserver {
     };
   }
 
-  info(namespace: string): InfoResponse {
+  async info(namespace: string): Promise<InfoResponse> {
     const memory = process.memoryUsage();
     return {
       ...this.ping(),
       broker_url: this.o.brokerUrl,
       memory: { rss: memory.rss, heap_used: memory.heapUsed, total: os.totalmem(), free: os.freemem() },
-      workloads: this.summaries(namespace),
+      workloads: await this.summaries(namespace),
     };
   }
 
-  private summaries(namespace: string): WorkloadSummary[] {
-    return [...this.workloads.values()].filter((w) => w.namespace === namespace).map((w) => this.summary(w));
+  /** With what each runtime reports: trigger counts, or an oci workload's container and its usage. */
+  private async summaries(namespace: string): Promise<WorkloadSummary[]> {
+    const list = [...this.workloads.values()].filter((w) => w.namespace === namespace);
+    return Promise.all(
+      list.map(async (w) => {
+        const summary = this.summary(w);
+        const runtime = this.o.runtimes.get(w.request.type);
+        const stats = runtime ? await settleWithin(runtime.stats(w.id), STATS_TIMEOUT_MS).catch(() => undefined) : undefined;
+        if (stats?.container) return { ...summary, container: stats.container };
+        return stats ? { ...summary, triggers: stats.triggers, failures: stats.failures } : summary;
+      }),
+    );
   }
 
   private summary(w: Workload): WorkloadSummary {
@@ -208,6 +222,7 @@ export class NodeAgent implements RuntimeObserver {
     // Host services answer before the first trigger can call them.
     this.hostServices.attach({ id, name: request.name, namespace });
     await this.o.nc.flush();
+    this.deploying.set(id, namespace);
     try {
       await runtime.deploy({
         id,
@@ -217,8 +232,18 @@ export class NodeAgent implements RuntimeObserver {
         artifact,
         sha256: request.artifact.sha256 ?? "",
         image: request.type === "oci" ? request.artifact.url : undefined,
+        container:
+          request.type === "oci"
+            ? { argv: request.argv, restart: request.restart ?? { policy: "never" }, readOnlyRootfs: request.read_only_rootfs ?? true }
+            : undefined,
         triggerSubjects: request.trigger_subjects,
-        limits: { memoryMb, timeoutMs: request.limits.timeout_ms ?? config.limits.timeout_ms, cpuMs: request.limits.cpu_ms ?? config.limits.cpu_ms },
+        limits: {
+          memoryMb,
+          timeoutMs: request.limits.timeout_ms ?? config.limits.timeout_ms,
+          cpuMs: request.limits.cpu_ms ?? config.limits.cpu_ms,
+          cpus: request.limits.cpus,
+          pids: request.limits.pids,
+        },
         env,
         freshContextPerTrigger: request.fresh_context,
         concurrency: request.concurrency,
@@ -229,6 +254,8 @@ export class NodeAgent implements RuntimeObserver {
       workloadLog.warn({ err: message }, "deploy refused by the runtime");
       this.events.emit(namespace, "workload_failed", { workload_id: id, name: request.name, error: message });
       throw new ControlError(422, `deploy failed: ${message}`);
+    } finally {
+      this.deploying.delete(id);
     }
     const sub = this.api.endpoint("UNDEPLOY", ControlSubjects.undeploy(namespace, id), async (m) => this.undeployRequest(m, id));
     const workload: Workload = {
@@ -338,8 +365,8 @@ export class NodeAgent implements RuntimeObserver {
   // ---- RuntimeObserver -------------------------------------------------------------------------------
 
   log(workloadId: string, stream: "stdout" | "stderr", line: string): void {
-    const w = this.workloads.get(workloadId);
-    if (w) this.events.log(w.namespace, workloadId, stream, line);
+    const namespace = this.workloads.get(workloadId)?.namespace ?? this.deploying.get(workloadId);
+    if (namespace) this.events.log(namespace, workloadId, stream, line);
   }
 
   triggerFailed(workloadId: string, subject: string, error: string): void {
@@ -355,6 +382,21 @@ export class NodeAgent implements RuntimeObserver {
     }
   }
 
+  /** A container exited (state and event; it may come back) or came back after a restart. */
+  workloadEvent(workloadId: string, event: WorkloadEvent): void {
+    const w = this.workloads.get(workloadId);
+    if (!w || w.state === "stopping") return;
+    const base = { workload_id: workloadId, name: w.request.name, container_id: event.containerId, restarts: event.restarts };
+    if (event.type === "restarted") {
+      w.state = "running";
+      this.events.emit(w.namespace, "workload_restarted", base);
+      return;
+    }
+    w.state = event.restartInMs !== null ? "restarting" : event.reason === "exited" ? "exited" : "failed";
+    this.o.log.warn({ workload_id: workloadId, reason: event.reason, exit_code: event.exitCode, restart_in_ms: event.restartInMs }, "workload container exited");
+    this.events.emit(w.namespace, "workload_exited", { ...base, reason: event.reason, exit_code: event.exitCode, restart_in_ms: event.restartInMs });
+  }
+
   /** Stops serving; workloads stay in desired state so the next start brings them back. */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -367,6 +409,9 @@ export class NodeAgent implements RuntimeObserver {
     if (!this.o.nc.isClosed()) await this.o.nc.flush().catch(() => undefined);
   }
 }
+
+/** A stats call that takes longer than this leaves the summary without usage rather than stalling a listing. */
+const STATS_TIMEOUT_MS = 1_000;
 
 function generateId(): string {
   return randomBytes(10).toString("hex");

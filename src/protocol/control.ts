@@ -55,8 +55,22 @@ export const LimitsSchema = z
     memory_mb: z.number().int().min(8).max(16384).optional(),
     timeout_ms: z.number().int().min(1).max(600_000).optional(),
     cpu_ms: z.number().int().min(1).max(600_000).optional(),
+    /** OCI: CPUs the container may use, e.g. 0.5. */
+    cpus: z.number().min(0.01).max(1024).optional(),
+    /** OCI: most processes and threads in the container. */
+    pids: z.number().int().min(1).max(4_194_304).optional(),
   })
   .strict();
+
+export const RestartPolicySchema = z
+  .object({
+    /** never: stays down; on-failure: back after a non-zero exit or OOM kill; always: back after any exit. */
+    policy: z.enum(["never", "on-failure", "always"]),
+    /** Restarts in a row before it stays down; unlimited when absent. */
+    max_retries: z.number().int().min(0).max(1_000_000).optional(),
+  })
+  .strict();
+export type RestartPolicy = z.infer<typeof RestartPolicySchema>;
 
 export const DeployRequestSchema = z
   .object({
@@ -80,6 +94,12 @@ export const DeployRequestSchema = z
     sender_xkey: z.string().regex(/^X[A-Z2-7]{55}$/).optional(),
     fresh_context: z.boolean().default(false),
     concurrency: z.number().int().min(1).max(64).default(1),
+    /** OCI: command and arguments instead of the image's CMD. */
+    argv: z.array(z.string().max(4096)).min(1).max(256).optional(),
+    /** OCI: what happens when the container exits on its own (default: it stays down). */
+    restart: RestartPolicySchema.optional(),
+    /** OCI: false gives the container a writable root filesystem (read-only by default). */
+    read_only_rootfs: z.boolean().optional(),
     tags: z.record(z.string(), z.string()).default({}),
     /** When the issuer signed it (ISO 8601); requests older than the replay window are refused. */
     requested_at: z.string().datetime(),
@@ -90,8 +110,17 @@ export const DeployRequestSchema = z
     if (req.type !== "oci" && !/^(nats|file):\/\//.test(req.artifact.url)) {
       ctx.addIssue({ code: "custom", path: ["artifact", "url"], message: "must be nats://<bucket>/<key> or file:///<path>" });
     }
+    if (req.type === "oci" && !/^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/.test(req.artifact.url)) {
+      ctx.addIssue({ code: "custom", path: ["artifact", "url"], message: "must be an image reference such as nex-examples/greeter:latest" });
+    }
     if (req.type !== "oci" && req.trigger_subjects.length === 0) {
       ctx.addIssue({ code: "custom", path: ["trigger_subjects"], message: "a function needs at least one trigger subject" });
+    }
+    for (const key of ["argv", "restart", "read_only_rootfs"] as const) {
+      if (req.type !== "oci" && req[key] !== undefined) ctx.addIssue({ code: "custom", path: [key], message: "is for oci workloads only" });
+    }
+    for (const key of ["cpus", "pids"] as const) {
+      if (req.type !== "oci" && req.limits[key] !== undefined) ctx.addIssue({ code: "custom", path: ["limits", key], message: "is for oci workloads only" });
     }
     if (req.env_sealed && !req.sender_xkey) ctx.addIssue({ code: "custom", path: ["sender_xkey"], message: "is required with env_sealed" });
   });
@@ -122,13 +151,31 @@ export interface WorkloadSummary {
   namespace: string;
   type: z.infer<typeof WorkloadTypeSchema>;
   node_id: string;
-  state: "starting" | "running" | "stopping" | "failed";
+  /** exited: an OCI workload's container ended and stays down (failed when it ended badly); restarting: it comes back after a backoff. */
+  state: "starting" | "running" | "restarting" | "stopping" | "exited" | "failed";
   trigger_subjects: string[];
   issuer: string;
   started_at: string;
   sha256?: string;
   triggers?: number;
   failures?: number;
+  /** OCI workloads: the container and what it uses. */
+  container?: ContainerInfo;
+}
+
+export interface ContainerInfo {
+  id: string;
+  image: string;
+  /** The engine's state: created, running, restarting, exited, ... */
+  state: string;
+  restarts: number;
+  exit_code?: number;
+  oom_killed?: boolean;
+  /** CPU time used since the container started, in seconds. */
+  cpu_seconds?: number;
+  memory_bytes?: number;
+  memory_limit_bytes?: number;
+  pids?: number;
 }
 
 export interface PingResponse {

@@ -2,6 +2,8 @@
 // lifecycles, records and events; a runtime prepares an artifact, starts it serving its trigger subjects,
 // stops it, and reports what happens inside (logs, failed triggers, crashes).
 
+import type { ContainerInfo, RestartPolicy } from "../protocol/control.js";
+
 export type WorkloadType = "javascript" | "wasm" | "oci";
 
 export interface WorkloadLimits {
@@ -11,6 +13,19 @@ export interface WorkloadLimits {
   timeoutMs: number;
   /** CPU time per trigger, in ms. */
   cpuMs: number;
+  /** OCI: CPUs the container may use (fractions allowed); unlimited when absent. */
+  cpus?: number;
+  /** OCI: most processes/threads in the container; the runtime's default when absent. */
+  pids?: number;
+}
+
+/** How an OCI workload runs, beyond what every workload has. */
+export interface ContainerOptions {
+  /** Command and arguments instead of the image's CMD. */
+  argv?: string[];
+  restart: RestartPolicy;
+  /** The root filesystem is read-only unless the workload asks otherwise. */
+  readOnlyRootfs: boolean;
 }
 
 /** Everything a runtime needs to run one workload; the node has verified and unsealed it. */
@@ -24,6 +39,8 @@ export interface WorkloadSpec {
   /** SHA-256 of the artifact, hex; runtimes cache compiled code by it. */
   sha256: string;
   image?: string;
+  /** OCI only. */
+  container?: ContainerOptions;
   triggerSubjects: string[];
   limits: WorkloadLimits;
   /** Environment values, already unsealed. */
@@ -41,6 +58,8 @@ export interface WorkloadStats {
   meanMs: number;
   lastMs: number;
   memoryBytes: number;
+  /** OCI: the container behind the workload. */
+  container?: ContainerInfo;
 }
 
 export type LogStream = "stdout" | "stderr";
@@ -51,7 +70,23 @@ export interface RuntimeObserver {
   triggerFailed(workloadId: string, subject: string, error: string): void;
   /** The runtime lost its workloads (e.g. its host process died) and is recovering them. */
   restarted(reason: string, workloadIds: string[]): void;
+  /** A long-running workload changed on its own: its container exited (or was OOM killed) or came back. */
+  workloadEvent?(workloadId: string, event: WorkloadEvent): void;
 }
+
+export type ExitReason = "exited" | "crashed" | "oom_killed";
+
+export type WorkloadEvent =
+  | {
+      type: "exited";
+      containerId: string;
+      reason: ExitReason;
+      exitCode: number;
+      restarts: number;
+      /** When it starts again, or null: it stays down (no restart policy, or retries used up). */
+      restartInMs: number | null;
+    }
+  | { type: "restarted"; containerId: string; restarts: number };
 
 export interface Runtime {
   readonly type: WorkloadType;
@@ -59,6 +94,8 @@ export interface Runtime {
   deploy(spec: WorkloadSpec): Promise<void>;
   undeploy(workloadId: string): Promise<void>;
   stats(workloadId: string): Promise<WorkloadStats | undefined>;
+  /** After the node has redeployed its desired workloads: removes what a previous run left that none claimed. */
+  removeUnclaimed?(): Promise<void>;
   /** Stops every workload (waiting for triggers in flight up to the deadline) and the runtime. */
   close(): Promise<void>;
 }
