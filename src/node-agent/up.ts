@@ -6,6 +6,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { type RunningBroker, startBroker } from "../broker/index.js";
 import { JsRuntime } from "../runtimes/js/js-runtime.js";
+import { WasmRuntime } from "../runtimes/wasm/wasm-runtime.js";
 import type { Runtime, WorkloadType } from "../runtimes/types.js";
 import type { NodeConfig } from "./config.js";
 import { loadNodeIdentity } from "./identity.js";
@@ -58,7 +59,10 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   };
   for (const type of o.config.workload_types) {
     if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log.child({ runtime: "javascript" }) }));
-    else o.log.warn({ type }, "workload type not available in this build; skipping");
+    else if (type === "wasm") {
+      const cacheDir = path.join(path.resolve(o.config.data_dir), "wasm-cache");
+      runtimes.set(type, new WasmRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, cacheDir, log: o.log }));
+    }    else o.log.warn({ type }, "workload type not available in this build; skipping");
   }
   node = new NodeAgent({ nc, identity, config: o.config, runtimes, brokerUrl, version: o.version, log: o.log, onLameDuckDone: o.onLameDuckDone });
   try {
