@@ -2,15 +2,26 @@
 // the header; core modules are memory-capped and compiled once (a WebAssembly.Module is shared with
 // every worker without recompiling). Anything that cannot run is refused here with a WasmFormatError.
 
-import { WASI } from "node:wasi";
 import type { WorkloadLimits, WorkloadSpec } from "../types.js";
 import { capMemory, pagesFor, WasmFormatError, wasmForm } from "./binary.js";
 import type { ComponentCache } from "./component-cache.js";
 import type { GuestProgram } from "./guest-pool.js";
 
 const WASI_MODULE = "wasi_snapshot_preview1";
-/** Every preview1 function node:wasi implements. */
-const WASI_FUNCTIONS = new Set(Object.keys((new WASI({ version: "preview1" }).getImportObject() as Record<string, object>)[WASI_MODULE]));
+/**
+ * Every preview1 function (node:wasi implements them all). Listed rather than read from a WASI
+ * instance, which would print node's "WASI is experimental" warning in the node process.
+ */
+const WASI_FUNCTIONS = new Set(
+  (
+    "args_get args_sizes_get clock_res_get clock_time_get environ_get environ_sizes_get fd_advise fd_allocate fd_close " +
+    "fd_datasync fd_fdstat_get fd_fdstat_set_flags fd_fdstat_set_rights fd_filestat_get fd_filestat_set_size " +
+    "fd_filestat_set_times fd_pread fd_prestat_dir_name fd_prestat_get fd_pwrite fd_read fd_readdir fd_renumber fd_seek " +
+    "fd_sync fd_tell fd_write path_create_directory path_filestat_get path_filestat_set_times path_link path_open " +
+    "path_readlink path_remove_directory path_rename path_symlink path_unlink_file poll_oneoff proc_exit proc_raise " +
+    "random_get sched_yield sock_accept sock_recv sock_send sock_shutdown"
+  ).split(" "),
+);
 
 async function compile(bytes: Uint8Array, what: string, limits: WorkloadLimits): Promise<WebAssembly.Module> {
   const capped = capMemory(bytes, pagesFor(limits.memoryMb));
