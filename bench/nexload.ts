@@ -105,11 +105,11 @@ export class NodeClient {
   }
 
   /** A signed DEPLOY request to this node; throws with the node's reason on an error reply. */
-  async deploy(a: Artifact): Promise<DeployResponse> {
+  async deploy(a: Artifact, type: DeployRequest["type"] = "javascript"): Promise<DeployResponse> {
     const request: DeployRequest = {
       version: PROTOCOL_VERSION,
       name: a.name,
-      type: "javascript",
+      type,
       artifact: { url: `nats://${ARTIFACT_BUCKET}/${a.sha256}`, sha256: a.sha256 },
       trigger_subjects: [a.subject],
       limits: {},

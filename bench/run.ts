@@ -7,6 +7,7 @@
 //                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,
 //                                 #   kvfn, oci)
 //   npm run bench -- --only node  # the five node rows (trigger, trigger50, cold, density, kvfn)
+//   npm run bench -- --only wasm,wasmcold   # WebAssembly rows (bench/wasm.ts), also part of a full run
 //
 // Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
 // consumer, object store), run against `nats-server -js` and the bundled
@@ -39,6 +40,7 @@ import { killHosts } from "./node.js";
 import { nodeRows, renderNodeResults, runNodeRow, type NodeOptions, type NodeRow, type NodeRowResult } from "./noderows.js";
 import { OCI_ROW_ID, runOciRow } from "./oci.js";
 import { formatNumber, markdownTable, type TableRow } from "./table.js";
+import { runWasmBench, takeWasmRows } from "./wasm.js";
 import { msgFrameShape } from "./wire.js";
 
 // ------------------------------------------------------------------ options
@@ -517,7 +519,9 @@ function firstLine(s: string): string {
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const wasm = takeWasmRows(process.argv.slice(2));
+  if (wasm.alone) return runWasmBench(wasm);
+  const o = parseArgs(wasm.rest);
   const selected = rowsFor(o).filter((r) => !o.only || o.only.has(r.id));
   const started = Date.now();
   // Density is opt-in under --quick.
@@ -752,6 +756,7 @@ async function main(): Promise<void> {
       (load[0]! > os.cpus().length ? " (the machine was busy: treat the figures as noisy)" : ""),
   );
   process.stdout.write(out.join("\n") + "\n");
+  if (wasm.rows.length > 0) await runWasmBench(wasm, log);
   log(`bench: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   if (o.jsonPath) {

@@ -11,7 +11,7 @@ export const NodeConfigSchema = z
     name: z.string().min(1).max(64).default(os.hostname()),
     tags: z.record(z.string(), z.string()).default({}),
     /** oci is on by default: without a reachable Docker engine the node still starts, and oci deploys say why they fail. */
-    workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript", "oci"]),
+    workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript", "wasm", "oci"]),
     /** Issuer public nkeys allowed to deploy; empty = any signed request (a warning is logged). */
     allowed_issuers: z.array(z.string().regex(/^[A-Z][A-Z2-7]{55}$/)).default([]),
     /** Defaults for workloads that do not set their own, and ceilings they may not exceed. */

@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import { type RunningBroker, startBroker } from "../broker/index.js";
 import { JsRuntime } from "../runtimes/js/js-runtime.js";
 import { OciRuntime } from "../runtimes/oci/oci-runtime.js";
+import { WasmRuntime } from "../runtimes/wasm/wasm-runtime.js";
 import type { Runtime, WorkloadType } from "../runtimes/types.js";
 import type { NodeConfig } from "./config.js";
 import { loadNodeIdentity } from "./identity.js";
@@ -61,6 +62,10 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   };
   for (const type of o.config.workload_types) {
     if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log.child({ runtime: "javascript" }) }));
+    else if (type === "wasm") {
+      const cacheDir = path.join(path.resolve(o.config.data_dir), "wasm-cache");
+      runtimes.set(type, new WasmRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, cacheDir, log: o.log }));
+    }
     // A node whose Docker engine does not answer still starts; its oci deploys fail saying why.
     else if (type === "oci") {
       const log = o.log.child({ runtime: "oci" });

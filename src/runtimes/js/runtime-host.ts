@@ -15,7 +15,7 @@ import { HostServices } from "../../host-services/server.js";
 import { HostBridge } from "./host-bridge.js";
 import type { DeployResult, FromHost, JsWorkloadSpec, LogEntry, ToHost, TriggerFailure, CompiledCode } from "./ipc.js";
 import { WorkloadPool } from "./isolate-pool.js";
-import { HostedWorkload } from "./workload.js";
+import { HostedWorkload } from "../hosted-workload.js";
 
 /** Isolates per workload at most. */
 const MAX_CONCURRENCY = 64;

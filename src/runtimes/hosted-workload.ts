@@ -1,21 +1,37 @@
-// The trigger path of one deployed JavaScript workload, inside the runtime host: its trigger
+// The trigger path of one deployed function workload (JavaScript or WebAssembly): its trigger
 // subscriptions (queue group = workload name), one message → one pool submission → one reply.
 // Successful results go back as the reply body; failures as an error reply with
 // Nats-Service-Error-Code / Nats-Service-Error / Nex-Error headers and a {"error":{code,message}} body.
 
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import type { WorkloadStats } from "../types.js";
-import type { JsWorkloadSpec } from "./ipc.js";
-import type { WorkloadPool } from "./isolate-pool.js";
-import { ErrorCodes, type Outcome } from "./outcome.js";
+import type { WorkloadLimits, WorkloadStats } from "./types.js";
+import { ErrorCodes, type Outcome } from "./js/outcome.js";
 
-/** Largest trigger payload copied into an isolate (also at most a quarter of its memory limit). */
+/** Largest trigger payload handed to a guest (also at most a quarter of its memory limit). */
 export const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;
 const MAX_ERROR_HEADER_CHARS = 1024;
 const MAX_ERROR_BODY_CHARS = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
+
+/** What runs the triggers of one workload (isolates for JS, worker threads for wasm). */
+export interface TriggerPool {
+  /** Runs one trigger; always resolves, never rejects. */
+  submit(subject: string, payload: Uint8Array): Promise<Outcome>;
+  /** Resolves when nothing runs and nothing waits. */
+  drained(): Promise<void>;
+  close(): void;
+  heapBytes(): Promise<number>;
+}
+
+/** The parts of a workload's spec its trigger path reads. */
+export interface TriggeredSpec {
+  id: string;
+  name: string;
+  triggerSubjects: string[];
+  limits: WorkloadLimits;
+}
 
 export interface TriggerEvents {
   failure(workloadId: string, subject: string, error: string): void;
@@ -41,9 +57,9 @@ export class HostedWorkload {
   private stopping?: Promise<void>;
 
   constructor(
-    readonly spec: JsWorkloadSpec,
+    readonly spec: TriggeredSpec,
     private readonly nc: NatsConnection,
-    private readonly pool: WorkloadPool,
+    private readonly pool: TriggerPool,
     private readonly events: TriggerEvents,
     private readonly log: Logger,
   ) {
@@ -87,7 +103,7 @@ export class HostedWorkload {
       return;
     }
     // The message is a view into the connection's read buffer (a Buffer, whose slice() is a view too):
-    // copy its own bytes, or the isolate would see the whole buffer.
+    // copy its own bytes, or the guest would see the whole buffer.
     const payload = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : new Uint8Array(data);
     this.pool.submit(msg.subject, payload).then((outcome) => this.finish(msg, started, outcome));
   }
@@ -142,7 +158,7 @@ export class HostedWorkload {
     };
   }
 
-  /** Stops taking triggers (drains the subscriptions), lets those in flight finish, disposes the isolates. */
+  /** Stops taking triggers (drains the subscriptions), lets those in flight finish, closes the pool. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await Promise.allSettled(this.subs.map((s) => Promise.resolve().then(() => s.drain())));

@@ -1,0 +1,134 @@
+// The guest side of wit/nex.wit for AssemblyScript, written by hand against the component model's
+// canonical ABI (there is no AssemblyScript bindings generator): `cabi_realloc` for the host to place
+// arguments in our memory, the `handle` export that lifts them and lowers the handler's result, and
+// wrappers for the imports the examples use (kv get/set, log). Compile with `--use abort=` so the
+// module has no `env` imports: a failed assertion traps instead.
+
+/** What a handler returns: reply bytes, or an error message for an error reply. */
+export class Reply {
+  constructor(public readonly ok: Uint8Array | null, public readonly err: string | null) {}
+  static bytes(data: Uint8Array): Reply {
+    return new Reply(data, null);
+  }
+  static text(s: string): Reply {
+    return new Reply(Uint8Array.wrap(String.UTF8.encode(s)), null);
+  }
+  static error(message: string): Reply {
+    return new Reply(null, message);
+  }
+}
+
+/** A host call that failed (wit `host-error`). */
+export class HostError {
+  constructor(public readonly code: string, public readonly message: string) {}
+}
+
+/** Raw memory the host reads after `handle` returns; freed by `cabi_post_handle`. */
+const RESULT_AREA = memory.data(12, 4);
+/** Where an import writes its result (the largest is result<option<list<u8>>, host-error>: 20 bytes). */
+const IMPORT_AREA = memory.data(24, 8);
+
+export function cabi_realloc(oldPtr: usize, oldSize: usize, align: usize, newSize: usize): usize {
+  if (oldPtr == 0) return heap.alloc(max<usize>(newSize, 1));
+  return heap.realloc(oldPtr, max<usize>(newSize, 1));
+}
+
+function takeBytes(ptr: usize, len: usize): Uint8Array {
+  const out = new Uint8Array(<i32>len);
+  memory.copy(out.dataStart, ptr, len);
+  heap.free(ptr);
+  return out;
+}
+
+function takeString(ptr: usize, len: usize): string {
+  const s = String.UTF8.decodeUnsafe(ptr, len);
+  heap.free(ptr);
+  return s;
+}
+
+function rawCopy(data: Uint8Array): usize {
+  const ptr = heap.alloc(max<usize>(data.byteLength, 1));
+  memory.copy(ptr, data.dataStart, data.byteLength);
+  return ptr;
+}
+
+/** Lowers a handler's reply into RESULT_AREA as result<list<u8>, string>. */
+export function lowerReply(reply: Reply): usize {
+  const ok = reply.ok;
+  if (ok !== null) {
+    store<u8>(RESULT_AREA, 0);
+    store<u32>(RESULT_AREA, <u32>rawCopy(ok), 4);
+    store<u32>(RESULT_AREA, ok.byteLength, 8);
+  } else {
+    const text = Uint8Array.wrap(String.UTF8.encode(reply.err !== null ? reply.err! : "error"));
+    store<u8>(RESULT_AREA, 1);
+    store<u32>(RESULT_AREA, <u32>rawCopy(text), 4);
+    store<u32>(RESULT_AREA, text.byteLength, 8);
+  }
+  return RESULT_AREA;
+}
+
+/** Lifts `handle`'s arguments (the host allocated them with cabi_realloc; they are ours to free). */
+export function liftSubject(ptr: usize, len: usize): string {
+  return takeString(ptr, len);
+}
+export function liftPayload(ptr: usize, len: usize): Uint8Array {
+  return takeBytes(ptr, len);
+}
+
+export function postReturn(area: usize): void {
+  heap.free(<usize>load<u32>(area, 4));
+}
+
+function liftHostError(at: usize): HostError {
+  const code = takeString(<usize>load<u32>(at, 0), <usize>load<u32>(at, 4));
+  const message = takeString(<usize>load<u32>(at, 8), <usize>load<u32>(at, 12));
+  return new HostError(code, message);
+}
+
+// @ts-ignore: decorator
+@external("nex:host/kv@0.1.0", "get")
+declare function kvGetImport(keyPtr: usize, keyLen: usize, ret: usize): void;
+// @ts-ignore: decorator
+@external("nex:host/kv@0.1.0", "set")
+declare function kvSetImport(keyPtr: usize, keyLen: usize, valuePtr: usize, valueLen: usize, ret: usize): void;
+// @ts-ignore: decorator
+@external("nex:host/log@0.1.0", "info")
+declare function logInfoImport(ptr: usize, len: usize): void;
+// @ts-ignore: decorator
+@external("nex:host/log@0.1.0", "error")
+declare function logErrorImport(ptr: usize, len: usize): void;
+
+/** Outcome of a host call: a value (null for none) or a host error. */
+export class KvValue {
+  constructor(public readonly value: Uint8Array | null, public readonly error: HostError | null) {}
+}
+
+export namespace kv {
+  export function get(key: string): KvValue {
+    const k = String.UTF8.encode(key);
+    kvGetImport(changetype<usize>(k), k.byteLength, IMPORT_AREA);
+    if (load<u8>(IMPORT_AREA) != 0) return new KvValue(null, liftHostError(IMPORT_AREA + 4));
+    if (load<u8>(IMPORT_AREA, 4) == 0) return new KvValue(null, null);
+    return new KvValue(takeBytes(<usize>load<u32>(IMPORT_AREA, 8), <usize>load<u32>(IMPORT_AREA, 12)), null);
+  }
+
+  /** Stores the value; returns the host error, or null when it worked. */
+  export function set(key: string, value: Uint8Array): HostError | null {
+    const k = String.UTF8.encode(key);
+    kvSetImport(changetype<usize>(k), k.byteLength, value.dataStart, value.byteLength, IMPORT_AREA);
+    if (load<u8>(IMPORT_AREA) != 0) return liftHostError(IMPORT_AREA + 8);
+    return null;
+  }
+}
+
+export namespace log {
+  export function info(line: string): void {
+    const s = String.UTF8.encode(line);
+    logInfoImport(changetype<usize>(s), s.byteLength);
+  }
+  export function error(line: string): void {
+    const s = String.UTF8.encode(line);
+    logErrorImport(changetype<usize>(s), s.byteLength);
+  }
+}

@@ -1,0 +1,65 @@
+// Messages between the wasm runtime (main thread) and its guest workers.
+//
+// workerData (GuestSetup) says what to run. Triggers go over the worker's parentPort (RunTrigger →
+// TriggerDone, with LogLines in between). Host calls go over their own MessagePort: the worker posts
+// a HostCallRequest and blocks in Atomics.wait on `signal` until the main thread has posted the
+// HostCallResult and set signal[0] to 1, then takes it with receiveMessageOnPort.
+
+import type { MessagePort } from "node:worker_threads";
+import type { HostCallResult } from "../js/host-bridge.js";
+import type { LogStream } from "../types.js";
+
+export interface WasiSetup {
+  form: "module";
+  module: WebAssembly.Module;
+  /** argv[0] (argv[1] is the trigger subject). */
+  name: string;
+  env: Record<string, string>;
+  /** Largest reply (stdout) in bytes. */
+  maxReplyBytes: number;
+  /** The cap written into the module's memory section, to explain a trap at that size. */
+  maxMemoryBytes: number;
+}
+
+export interface ComponentSetup {
+  form: "component";
+  /** file: URL of the transpiled component's ES module. */
+  entryUrl: string;
+  /** The component's core modules by the file name jco gave them, memory-capped and compiled. */
+  coreModules: Record<string, WebAssembly.Module>;
+  hostPort: MessagePort;
+  /** Int32Array view over a SharedArrayBuffer: [0] is 1 when a host call's result is waiting. */
+  signal: Int32Array;
+}
+
+export type GuestSetup = WasiSetup | ComponentSetup;
+
+export interface RunTrigger {
+  type: "run";
+  subject: string;
+  payload: Uint8Array;
+}
+
+export type TriggerDone =
+  | { type: "done"; ok: true; data: Uint8Array }
+  | { type: "done"; ok: false; message: string };
+
+export interface LogLines {
+  type: "log";
+  stream: LogStream;
+  text: string;
+}
+
+/** Sent once the worker can take triggers (or why it cannot). */
+export type GuestReady = { type: "ready" } | { type: "setup_failed"; message: string };
+
+export type FromGuest = TriggerDone | LogLines | GuestReady;
+
+export interface HostCallRequest {
+  service: string;
+  method: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
+export type { HostCallResult };

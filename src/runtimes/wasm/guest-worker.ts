@@ -1,0 +1,249 @@
+// The worker thread that runs one wasm workload's triggers, one at a time. The main thread (WorkerPool)
+// owns its deadline and ends it with terminate(); everything the guest can do wrong short of that
+// (trap, exit, a failed memory.grow, a stack overflow) ends only the trigger, answered here.
+//
+// - WASI preview1 command: a fresh node:wasi instance per trigger, argv = [name, subject], env as
+//   deployed, no preopens. stdin, stdout and stderr are served from memory by wrapping fd_read and
+//   fd_write for fds 0-2 (the real descriptors behind them are /dev/null), so the payload never touches
+//   a file and nothing reaches the node's own stdio.
+// - Component: one instance per worker, kept warm across triggers (like a warm JS context) and rebuilt
+//   after a trap. Host imports block on Atomics.wait while the main thread makes the call.
+
+import fs from "node:fs";
+import { WASI } from "node:wasi";
+import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, RunTrigger, TriggerDone, WasiSetup } from "./guest-messages.js";
+import type { LogStream } from "../types.js";
+
+const setup = workerData as GuestSetup;
+const port = parentPort!;
+const EMPTY = new Uint8Array(0);
+const WASI_ESUCCESS = 0;
+const WASI_EBADF = 8;
+const WASI_EFBIG = 22;
+
+function post(message: FromGuest): void {
+  port.postMessage(message);
+}
+
+/** Collects a stream's bytes and forwards whole lines to the log feed as they complete. */
+class LineLog {
+  private pending = "";
+  private readonly decoder = new TextDecoder();
+
+  constructor(private readonly stream: LogStream) {}
+
+  write(bytes: Uint8Array): void {
+    this.pending += this.decoder.decode(bytes, { stream: true });
+    const cut = this.pending.lastIndexOf("\n");
+    if (cut < 0) return;
+    post({ type: "log", stream: this.stream, text: this.pending.slice(0, cut) });
+    this.pending = this.pending.slice(cut + 1);
+  }
+
+  flush(): void {
+    if (this.pending !== "") post({ type: "log", stream: this.stream, text: this.pending });
+    this.pending = "";
+  }
+}
+
+function describeThrow(err: unknown): string {
+  if (err instanceof WebAssembly.RuntimeError) return `trap: ${err.message.replace(/^wasm trap: /, "")}`;
+  if (err instanceof RangeError && /call stack/i.test(err.message)) return `trap: ${err.message}`;
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}
+
+// --- WASI preview1 commands -------------------------------------------------------------------------
+
+type WasiFn = (...args: number[]) => number;
+
+/** A descriptor the guest's stdio can point at without reaching anything real. */
+const devNull = setup.form === "module" ? fs.openSync("/dev/null", "r+") : -1;
+
+function runCommand(wasiSetup: WasiSetup, subject: string, payload: Uint8Array): TriggerDone {
+  const wasi = new WASI({
+    version: "preview1",
+    args: [wasiSetup.name, subject],
+    env: wasiSetup.env,
+    preopens: {},
+    returnOnExit: true,
+    stdin: devNull,
+    stdout: devNull,
+    stderr: devNull,
+  });
+  const base = (wasi.getImportObject() as { wasi_snapshot_preview1: Record<string, WasiFn> }).wasi_snapshot_preview1;
+  let memory: WebAssembly.Memory | undefined;
+  const view = (): DataView => new DataView(memory!.buffer);
+  const reply: Uint8Array[] = [];
+  let replyBytes = 0;
+  let replyTooLarge = false;
+  let stdinAt = 0;
+  const stderr = new LineLog("stderr");
+
+  const imports: Record<string, WasiFn> = {
+    ...base,
+    fd_read(fd, iovs, iovsLen, nreadPtr) {
+      if (fd > 2) return base.fd_read(fd, iovs, iovsLen, nreadPtr);
+      if (fd !== 0) return WASI_EBADF;
+      const dv = view();
+      let n = 0;
+      for (let i = 0; i < iovsLen && stdinAt < payload.byteLength; i++) {
+        const ptr = dv.getUint32(iovs + i * 8, true);
+        const len = dv.getUint32(iovs + i * 8 + 4, true);
+        const take = Math.min(len, payload.byteLength - stdinAt);
+        new Uint8Array(memory!.buffer, ptr, take).set(payload.subarray(stdinAt, stdinAt + take));
+        stdinAt += take;
+        n += take;
+      }
+      dv.setUint32(nreadPtr, n, true);
+      return WASI_ESUCCESS;
+    },
+    fd_write(fd, iovs, iovsLen, nwrittenPtr) {
+      if (fd > 2) return base.fd_write(fd, iovs, iovsLen, nwrittenPtr);
+      if (fd === 0) return WASI_EBADF;
+      const dv = view();
+      let n = 0;
+      for (let i = 0; i < iovsLen; i++) {
+        const ptr = dv.getUint32(iovs + i * 8, true);
+        const len = dv.getUint32(iovs + i * 8 + 4, true);
+        const bytes = new Uint8Array(memory!.buffer, ptr, len);
+        if (fd === 2) stderr.write(bytes);
+        else if (replyBytes + len > wasiSetup.maxReplyBytes) {
+          replyTooLarge = true;
+          return WASI_EFBIG;
+        } else {
+          reply.push(bytes.slice());
+          replyBytes += len;
+        }
+        n += len;
+      }
+      dv.setUint32(nwrittenPtr, n, true);
+      return WASI_ESUCCESS;
+    },
+    // The stdio descriptors are ours: closing or renumbering them must not reach /dev/null's fd.
+    fd_close(fd) {
+      return fd <= 2 ? WASI_ESUCCESS : base.fd_close(fd);
+    },
+    fd_renumber(from, to) {
+      return from <= 2 || to <= 2 ? WASI_EBADF : base.fd_renumber(from, to);
+    },
+  };
+
+  let failure: string | undefined;
+  try {
+    const instance = new WebAssembly.Instance(wasiSetup.module, { wasi_snapshot_preview1: imports });
+    memory = instance.exports.memory as WebAssembly.Memory;
+    const code = wasi.start(instance);
+    if (code !== 0) failure = `the module exited with code ${code}`;
+  } catch (err) {
+    failure = describeThrow(err);
+    // A guest whose memory.grow failed at the cap usually traps next: say how close it was.
+    const used = memory?.buffer.byteLength ?? 0;
+    if (used >= wasiSetup.maxMemoryBytes * 0.75) {
+      failure += ` (linear memory: ${(used / 1048576).toFixed(1)} MiB of the workload's ${wasiSetup.maxMemoryBytes / 1048576} MiB limit)`;
+    }
+  }
+  stderr.flush();
+  if (replyTooLarge) failure = `reply too large: the module wrote more than ${wasiSetup.maxReplyBytes} bytes to stdout`;
+  if (failure !== undefined) return { type: "done", ok: false, message: failure };
+  const data = reply.length === 1 ? reply[0] : Buffer.concat(reply);
+  return { type: "done", ok: true, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+// --- Components -------------------------------------------------------------------------------------
+
+type Tagged<T> = { tag: "ok"; val: T } | { tag: "err"; val: { code: string; message: string } };
+
+interface ComponentInstance {
+  handle(subject: string, payload: Uint8Array): Uint8Array;
+}
+
+type Instantiate = (getCoreModule: (name: string) => WebAssembly.Module, imports: Record<string, unknown>) => ComponentInstance;
+
+function hostCall(c: ComponentSetup, service: string, method: string, headers: Record<string, string>, body: Uint8Array = EMPTY): HostCallResult {
+  Atomics.store(c.signal, 0, 0);
+  const request: HostCallRequest = { service, method, headers, body };
+  c.hostPort.postMessage(request);
+  // The main thread always answers (every call is bounded by the trigger's deadline); waiting in
+  // slices keeps the thread responsive to terminate() meanwhile.
+  while (Atomics.wait(c.signal, 0, 0, 1000) === "timed-out");
+  const answer = receiveMessageOnPort(c.hostPort);
+  if (!answer) return { ok: false, code: "internal", message: "the host call's answer went missing" };
+  return answer.message as HostCallResult;
+}
+
+function tagged<T>(r: HostCallResult, value: (ok: Extract<HostCallResult, { ok: true }>) => T): Tagged<T> {
+  if (!r.ok) return { tag: "err", val: { code: r.code, message: r.message } };
+  return { tag: "ok", val: value(r) };
+}
+
+/** The host side of wit/nex.wit, as jco's generated bindings call it. */
+function hostImports(c: ComponentSetup): Record<string, unknown> {
+  const decoder = new TextDecoder();
+  const log = (stream: LogStream) => (line: string) => post({ type: "log", stream, text: line });
+  return {
+    "nex:host/kv": {
+      get: (key: string): Tagged<Uint8Array | undefined> => {
+        const r = hostCall(c, "kv", "get", { "Nex-Key": key });
+        if (!r.ok && r.code === "not_found") return { tag: "ok", val: undefined };
+        return tagged(r, (ok) => ok.body);
+      },
+      set: (key: string, value: Uint8Array): Tagged<bigint> =>
+        tagged(hostCall(c, "kv", "set", { "Nex-Key": key }, value), (ok) => BigInt(ok.headers["Nex-Revision"] ?? "0")),
+      delete: (key: string): Tagged<undefined> => tagged(hostCall(c, "kv", "delete", { "Nex-Key": key }), () => undefined),
+      keys: (): Tagged<string[]> =>
+        tagged(hostCall(c, "kv", "keys", {}), (ok) => (ok.body.byteLength === 0 ? [] : (JSON.parse(decoder.decode(ok.body)) as string[]))),
+    },
+    "nex:host/messaging": {
+      publish: (subject: string, payload: Uint8Array): Tagged<undefined> =>
+        tagged(hostCall(c, "messaging", "publish", { "Nex-Subject": subject }, payload), () => undefined),
+      request: (subject: string, payload: Uint8Array, timeoutMs: number): Tagged<Uint8Array> =>
+        tagged(hostCall(c, "messaging", "request", { "Nex-Subject": subject, "Nex-Timeout-Ms": String(Math.max(1, timeoutMs)) }, payload), (ok) => ok.body),
+    },
+    "nex:host/log": { info: log("stdout"), error: log("stderr") },
+    "nex:host/types": {},
+  };
+}
+
+async function componentRunner(c: ComponentSetup): Promise<(subject: string, payload: Uint8Array) => TriggerDone> {
+  const { instantiate } = (await import(c.entryUrl)) as { instantiate: Instantiate };
+  const imports = hostImports(c);
+  const build = (): ComponentInstance =>
+    instantiate((name) => {
+      const module = c.coreModules[name];
+      if (!module) throw new Error(`the component needs a core module ${name} that was not compiled`);
+      return module;
+    }, imports);
+  let instance: ComponentInstance | undefined = build();
+  return (subject, payload) => {
+    try {
+      instance ??= build();
+      const data = instance.handle(subject, payload);
+      return { type: "done", ok: true, data };
+    } catch (err) {
+      // An `err` result arrives as the thrown string; anything else is a trap and poisons the instance.
+      if (typeof err === "string") return { type: "done", ok: false, message: err };
+      instance = undefined;
+      return { type: "done", ok: false, message: describeThrow(err) };
+    }
+  };
+}
+
+// --- Serving ----------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  let run: (subject: string, payload: Uint8Array) => TriggerDone;
+  try {
+    run = setup.form === "module" ? (subject, payload) => runCommand(setup, subject, payload) : await componentRunner(setup);
+  } catch (err) {
+    post({ type: "setup_failed", message: describeThrow(err) });
+    return;
+  }
+  port.on("message", (m: RunTrigger) => {
+    if (m?.type === "run") post(run(m.subject, m.payload));
+  });
+  post({ type: "ready" });
+}
+
+void main();

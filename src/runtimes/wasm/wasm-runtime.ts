@@ -1,0 +1,164 @@
+// The WebAssembly runtime: WASI preview1 commands and components, each workload on its own warm
+// worker threads inside the node process. It connects to NATS itself (its trigger traffic stays off
+// the node's control connection), subscribes each workload's trigger subjects in a queue group named
+// after the workload (HostedWorkload, shared with the JS runtime), and serves the components' host
+// calls in-process with the same handlers the node serves on $NEX.HOST.
+
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import pino, { type Logger } from "pino";
+import { HostServices } from "../../host-services/server.js";
+import { HostedWorkload } from "../hosted-workload.js";
+import { HostBridge } from "../js/host-bridge.js";
+import type { NatsAuth } from "../js/ipc.js";
+import type { Runtime, RuntimeObserver, WorkloadLimits, WorkloadSpec, WorkloadStats } from "../types.js";
+import { ComponentCache } from "./component-cache.js";
+import { GuestPool } from "./guest-pool.js";
+import { prepareProgram } from "./prepare.js";
+
+export interface WasmRuntimeOptions {
+  /** NATS server URL(s), comma-separated. */
+  natsUrl: string;
+  natsAuth?: NatsAuth;
+  observer: RuntimeObserver;
+  /** Where transpiled components are kept, by artifact SHA-256. */
+  cacheDir: string;
+  log?: Logger;
+  /** Send host calls over NATS to whoever serves $NEX.HOST instead of serving them in-process. */
+  hostServicesOnBus?: boolean;
+  /** The compiled guest-worker.js; found next to this file (or under dist/ when running from source). */
+  workerScript?: string;
+}
+
+/** Workers per workload at most. */
+const MAX_CONCURRENCY = 64;
+/** Largest reply a guest may produce. */
+const MAX_REPLY_BYTES = 8 * 1024 * 1024;
+
+/** guest-worker.js next to the compiled wasm-runtime.js; from source (vitest), the one under dist/. */
+export function defaultWorkerScript(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const beside = path.join(here, "guest-worker.js");
+  if (fs.existsSync(beside)) return beside;
+  const marker = `${path.sep}src${path.sep}runtimes${path.sep}wasm`;
+  if (here.endsWith(marker)) return path.join(here.slice(0, -marker.length), "dist", "src", "runtimes", "wasm", "guest-worker.js");
+  return beside;
+}
+
+function positive(n: unknown, fallback: number): number {
+  return typeof n === "number" && Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+/** The wall-clock deadline is enforced per trigger; CPU time is not measured separately for wasm. */
+function normalizeLimits(l: Partial<WorkloadLimits> | undefined): WorkloadLimits {
+  const timeoutMs = positive(l?.timeoutMs, 5000);
+  return { memoryMb: Math.max(8, positive(l?.memoryMb, 128)), timeoutMs, cpuMs: Math.min(positive(l?.cpuMs, timeoutMs), timeoutMs) };
+}
+
+export class WasmRuntime implements Runtime {
+  readonly type = "wasm" as const;
+  private readonly log: Logger;
+  private readonly workerScript: string;
+  private readonly components: ComponentCache;
+  private readonly workloads = new Map<string, HostedWorkload>();
+  private readonly deploying = new Map<string, Promise<void>>();
+  private connection?: Promise<NatsConnection>;
+  private hostServices?: HostServices;
+  private closed = false;
+  /** Components transpiled by this runtime (cache misses); the rest came from the cache. */
+  transpileCount = 0;
+
+  constructor(private readonly opts: WasmRuntimeOptions) {
+    this.log = (opts.log ?? pino({ level: "silent" })).child({ runtime: "wasm" });
+    this.workerScript = opts.workerScript ?? defaultWorkerScript();
+    this.components = new ComponentCache(opts.cacheDir);
+  }
+
+  private connect(): Promise<NatsConnection> {
+    this.connection ??= connect({
+      servers: this.opts.natsUrl.split(",").map((s) => s.trim()),
+      name: "nex-wasm-runtime",
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      ...this.opts.natsAuth,
+    }).catch((err: Error) => {
+      this.connection = undefined;
+      throw new Error(`the wasm runtime cannot connect to NATS at ${this.opts.natsUrl}: ${err.message}`);
+    });
+    return this.connection;
+  }
+
+  async deploy(spec: WorkloadSpec): Promise<void> {
+    if (this.closed) throw new Error("the wasm runtime is closed");
+    if (spec.type !== "wasm") throw new Error(`the wasm runtime cannot run a ${spec.type} workload`);
+    if (this.workloads.has(spec.id) || this.deploying.has(spec.id)) throw new Error(`workload ${spec.id} is already deployed`);
+    const work = this.start(spec);
+    this.deploying.set(spec.id, work);
+    try {
+      await work;
+    } finally {
+      this.deploying.delete(spec.id);
+    }
+  }
+
+  private async start(spec: WorkloadSpec): Promise<void> {
+    const nc = await this.connect();
+    const wlog = this.log.child({ workloadId: spec.id, namespace: spec.namespace, workload: spec.name });
+    const limits = normalizeLimits(spec.limits);
+    const sha256 = createHash("sha256").update(spec.artifact).digest("hex");
+    const { program, transpiled } = await prepareProgram({ ...spec, sha256 }, limits, this.components, MAX_REPLY_BYTES);
+    if (transpiled) this.transpileCount++;
+    if (!this.opts.hostServicesOnBus) this.hostServices ??= new HostServices(nc, this.log.child({ component: "host-services" }));
+    const local = this.hostServices ? { services: this.hostServices, workloadName: spec.name } : undefined;
+    const bridge = new HostBridge(nc, spec.namespace, spec.id, local);
+    const pool = await GuestPool.start({
+      workerScript: this.workerScript,
+      program,
+      limits,
+      concurrency: Math.min(MAX_CONCURRENCY, Math.max(1, Math.floor(positive(spec.concurrency, 1)))),
+      hostCall: (r, deadlineAt) => bridge.call(r.service, r.method, r.headers, r.body, deadlineAt),
+      log: (stream, text) => {
+        for (const line of text.split("\n")) this.opts.observer.log(spec.id, stream, line);
+      },
+      logger: wlog,
+    });
+    const events = { failure: (id: string, subject: string, error: string) => this.opts.observer.triggerFailed(id, subject, error) };
+    const workload = new HostedWorkload({ id: spec.id, name: spec.name, triggerSubjects: spec.triggerSubjects, limits }, nc, pool, events, wlog);
+    try {
+      await workload.listen();
+    } catch (err) {
+      await workload.stop();
+      throw err;
+    }
+    if (this.closed) {
+      await workload.stop();
+      throw new Error("the wasm runtime is closed");
+    }
+    this.workloads.set(spec.id, workload);
+    wlog.info({ subjects: spec.triggerSubjects, form: program.form, transpiled }, "wasm workload deployed");
+  }
+
+  async undeploy(workloadId: string): Promise<void> {
+    await this.deploying.get(workloadId)?.catch(() => undefined);
+    const workload = this.workloads.get(workloadId);
+    if (!workload) return;
+    this.workloads.delete(workloadId);
+    await workload.stop();
+  }
+
+  async stats(workloadId: string): Promise<WorkloadStats | undefined> {
+    return this.workloads.get(workloadId)?.stats();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.deploying.values()]);
+    await Promise.allSettled([...this.workloads.values()].map((w) => w.stop()));
+    this.workloads.clear();
+    const nc = await this.connection?.catch(() => undefined);
+    await nc?.drain().catch(() => undefined);
+  }
+}

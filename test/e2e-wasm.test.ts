@@ -1,0 +1,106 @@
+// WebAssembly workloads end to end through the real CLI: `nex node up` (bundled broker) in a child
+// process, `nex run ./x.wasm` for a WASI command and for components (type detected from the file,
+// form from the wasm header), host services from a component, guests that fail, and deploys refused
+// with a clear message while everything else keeps serving.
+
+import fs from "node:fs";
+import path from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type NodeProcess, removeDir, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
+import { buildWasmExamples, command, component, handleModule, wat } from "./helpers/wasm-fixtures.js";
+
+const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+describe("WebAssembly workloads end to end", () => {
+  let node: NodeProcess;
+  let nc: NatsConnection;
+  let dataDir: string;
+  let home: string;
+  let fixtures: string;
+  let examples: string;
+
+  const nex = (...args: string[]) => runNex([...args, "-s", node.url], { NEX_HOME: home });
+
+  async function fixture(name: string, bytes: Promise<Uint8Array>): Promise<string> {
+    const file = path.join(fixtures, name);
+    fs.writeFileSync(file, await bytes);
+    return file;
+  }
+
+  beforeAll(async () => {
+    examples = buildWasmExamples();
+    dataDir = tempDir("nex-wasm-node-");
+    home = tempDir("nex-wasm-home-");
+    fixtures = tempDir("nex-wasm-fixtures-");
+    node = await startNodeUp(["--port", "0", "--data-dir", dataDir], { NEX_HOME: home });
+    nc = await connect({ servers: node.url });
+  }, 60_000);
+
+  afterAll(async () => {
+    await nc?.close();
+    await node?.stop();
+    for (const dir of [dataDir, home, fixtures]) if (dir) removeDir(dir);
+  });
+
+  it("runs a WASI command: nex run ./echo-wasi.wasm --trigger-subject", async () => {
+    const run = await nex("run", path.join(examples, "echo-wasi.wasm"), "--trigger-subject", "wasi.echo");
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout.trim()).toMatch(/^[0-9a-f]{20}$/);
+    expect(decode((await nc.request("wasi.echo", "hello wasi", { timeout: 5000 })).data)).toBe("hello wasi");
+    const req = await nex("req", "wasi.echo", "from the cli");
+    expect(req.stdout.trim()).toBe("from the cli");
+  });
+
+  it("runs a component, and one using KV host services keeps its count across triggers", async () => {
+    const echo = await nex("run", path.join(examples, "echo-component.wasm"), "--trigger-subject", "component.echo");
+    expect(echo.code, echo.stderr).toBe(0);
+    expect(decode((await nc.request("component.echo", "hello component", { timeout: 5000 })).data)).toBe("hello component");
+
+    const counter = await nex("run", path.join(examples, "counter-component.wasm"), "--trigger-subject", "visits.>");
+    expect(counter.code, counter.stderr).toBe(0);
+    const id = counter.stdout.trim();
+    const logs = nc.subscribe(`$NEX.FEED.default.logs.${id}.stdout`, { max: 1 });
+    await nc.flush();
+    const counts: string[] = [];
+    for (const subject of ["visits.home", "visits.home", "visits.about", "visits.home"]) {
+      counts.push(decode((await nc.request(subject, "", { timeout: 5000 })).data));
+    }
+    expect(counts).toEqual(["1", "2", "1", "3"]);
+    for await (const m of logs) expect(m.string()).toBe("visits.home is at 1");
+    const stored = await nex("kv", "get", "counter-component", "visits.home");
+    expect(stored.stdout.trim()).toBe("3");
+  });
+
+  it("answers a trap, an exit code and a loop with error replies, and keeps every workload serving", async () => {
+    const trap = await nex("run", await fixture("trap.wasm", command("unreachable")), "--trigger-subject", "bad.trap");
+    const exit = await nex("run", await fixture("exit.wasm", command("(call $exit (i32.const 7))")), "--trigger-subject", "bad.exit");
+    const loop = await nex("run", await fixture("loop.wasm", component(handleModule("(loop $spin (br $spin))"))), "--trigger-subject", "bad.loop", "--trigger-timeout", "300ms");
+    for (const r of [trap, exit, loop]) expect(r.code, r.stderr).toBe(0);
+    expect((await nc.request("bad.trap", "", { timeout: 5000 })).headers?.get("Nex-Error")).toMatch(/^trap: unreachable/);
+    expect((await nc.request("bad.exit", "", { timeout: 5000 })).headers?.get("Nex-Error")).toBe("the module exited with code 7");
+    const timedOut = await nc.request("bad.loop", "", { timeout: 5000 });
+    expect(timedOut.headers?.get("Nats-Service-Error-Code")).toBe("504");
+    expect(decode((await nc.request("wasi.echo", "still here", { timeout: 5000 })).data)).toBe("still here");
+    expect(decode((await nc.request("component.echo", "still here", { timeout: 5000 })).data)).toBe("still here");
+  });
+
+  it("refuses invalid wasm, a module without _start and a component without handle, with the reason", async () => {
+    const garbage = await fixture("garbage.wasm", Promise.resolve(new TextEncoder().encode("this is not wasm")));
+    const reactor = await fixture("reactor.wasm", wat(`(module (memory (export "memory") 1) (func (export "init")))`));
+    const noHandle = await fixture("no-handle.wasm", component(`(module (func (export "run")))`, "package test:other;\nworld other { export run: func(); }", "other"));
+    const cases: [string, RegExp][] = [
+      [garbage, /not a WebAssembly binary/],
+      [reactor, /no _start export/],
+      [noHandle, /does not export a handle function/],
+    ];
+    for (const [file, reason] of cases) {
+      const run = await nex("run", file, "--trigger-subject", `refused.${path.basename(file, ".wasm")}`);
+      expect(run.code).toBe(4);
+      expect(run.stderr).toMatch(reason);
+    }
+    const workloads = JSON.parse((await nex("workload", "ls", "--json")).stdout) as { name: string }[];
+    expect(workloads.map((w) => w.name)).not.toContain("garbage");
+    expect(decode((await nc.request("wasi.echo", "unaffected", { timeout: 5000 })).data)).toBe("unaffected");
+  });
+});
