@@ -119,7 +119,9 @@ afterEach(async () => {
 describe("nex req", () => {
   it("sends the payload and headers and prints the reply", async () => {
     nc.subscribe("svc.echo", {
-      callback: (_err, m) => m.respond(`echo:${m.string()}:${m.headers?.get("X-Trace") ?? ""}`),
+      callback: (_err, m) => {
+        m.respond(`echo:${m.string()}:${m.headers?.get("X-Trace") ?? ""}`);
+      },
     });
     await nc.flush();
 
@@ -174,7 +176,7 @@ describe("nex req", () => {
   });
 
   it("honours NATS_URL, and -s wins over it", async () => {
-    nc.subscribe("svc.hi", { callback: (_err, m) => m.respond("hi") });
+    nc.subscribe("svc.hi", { callback: (_err, m) => void m.respond("hi") });
     await nc.flush();
     const fromEnv = await runNex(["req", "svc.hi", "x"], { env: { NATS_URL: broker.url } });
     expect(fromEnv).toEqual({ code: 0, stdout: "hi\n", stderr: "" });

@@ -11,6 +11,7 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import { containersLabelled, docker, ociSkipReason, removeLabelled, testImage } from "./helpers/docker.js";
 import { type NodeProcess, removeDir, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
 import { type RunningServer, startServer, unavailableReason } from "./helpers/servers.js";
+import { waitFor } from "./helpers/wait.js";
 
 const skip = (await ociSkipReason()) ?? unavailableReason("nats-server");
 
@@ -26,14 +27,6 @@ function record<T>(sub: Subscription, map: (subject: string, data: Uint8Array) =
     for await (const m of sub) seen.push(map(m.subject, m.data));
   })();
   return seen;
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const decoder = new TextDecoder();
@@ -113,7 +106,7 @@ describe.skipIf(skip !== undefined)(`oci workloads end to end${skip ? ` (skipped
   });
 
   it("sends the container's output to the log feed", async () => {
-    await until("the log lines", () => logs.some((l) => l.workload === greeterId && l.line === "greet on e2e.greet: 5 bytes"));
+    await waitFor("the log lines", () => logs.some((l) => l.workload === greeterId && l.line === "greet on e2e.greet: 5 bytes"));
     expect(logs.filter((l) => l.workload === greeterId).map((l) => `${l.stream}: ${l.line}`)).toEqual([
       'stdout: greeter ready: 1 subject(s), greeting "hi"',
       "stdout: greet on e2e.greet: 5 bytes",
@@ -135,7 +128,7 @@ describe.skipIf(skip !== undefined)(`oci workloads end to end${skip ? ` (skipped
     const run = await nex("run", "--type", "oci", image, "--name", "crasher", "--restart", "on-failure:1", "--", "sh", "-c", "echo boom >&2; exit 7");
     expect(run.code, run.stderr).toBe(0);
     const id = run.stdout.trim();
-    await until("the last exit", () => eventsOf(id).some((e) => e.type.endsWith("workload_exited") && e.data.restart_in_ms === null));
+    await waitFor("the last exit", () => eventsOf(id).some((e) => e.type.endsWith("workload_exited") && e.data.restart_in_ms === null));
     expect(eventsOf(id).map((e) => [e.type.replace("io.nats.nex.v1.", ""), e.data.reason ?? null, e.data.exit_code ?? null, e.data.restart_in_ms ?? null])).toEqual([
       ["workload_deployed", null, null, null],
       ["workload_started", null, null, null],

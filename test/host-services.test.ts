@@ -114,7 +114,7 @@ describe("object store", () => {
 describe("messaging", () => {
   it("publishes and requests within allowed subjects", async () => {
     const sub = nc.subscribe("orders.new", { max: 1 });
-    const responder = nc.subscribe("price.check", { callback: (_e, m) => m.respond(`price of ${m.string()}`) });
+    const responder = nc.subscribe("price.check", { callback: (_e, m) => void m.respond(`price of ${m.string()}`) });
     await nc.flush();
     await call(A, "messaging", "publish", { [HostHeaders.subject]: "orders.new" }, "o1");
     for await (const m of sub) expect(m.string()).toBe("o1");
@@ -123,7 +123,7 @@ describe("messaging", () => {
   });
 
   it("gathers several replies with requestMany", async () => {
-    const subs = [1, 2, 3].map((n) => nc.subscribe("census", { callback: (_e, m) => m.respond(`r${n}`) }));
+    const subs = [1, 2, 3].map((n) => nc.subscribe("census", { callback: (_e, m) => void m.respond(`r${n}`) }));
     await nc.flush();
     const reply = await call(A, "messaging", "requestMany", { [HostHeaders.subject]: "census", [HostHeaders.maxMessages]: "3", [HostHeaders.timeoutMs]: "2000" });
     const values = (reply.json() as string[]).map((b) => Buffer.from(b, "base64").toString()).sort();

@@ -10,17 +10,10 @@ import { Objm } from "@nats-io/obj";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { afterEach, expect, it } from "vitest";
 import { describeEachServer, startServer, type RunningServer, type ServerKind, type ServerOpts } from "./helpers/servers.js";
-import { take, WAIT_MS } from "./helpers/iterate.js";
+import { take } from "./helpers/iterate.js";
+import { waitFor } from "./helpers/wait.js";
 
 const MiB = 1024 * 1024;
-
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Reads `n` messages from an ordered consumer iterator, with a generous wait for each. */
 function readN(iter: AsyncIterable<JsMsg>, n: number, what: string): Promise<JsMsg[]> {
@@ -231,7 +224,7 @@ describeEachServer("JetStream durability", (kind: ServerKind) => {
       }
     };
     const lanes = [...Array.from({ length: 12 }, () => lane(false)), ...Array.from({ length: 4 }, () => lane(true))];
-    await waitFor(() => ackedMsgs.size >= 1500 && ackedKeys.size >= 300, "enough acknowledged writes");
+    await waitFor("enough acknowledged writes", () => ackedMsgs.size >= 1500 && ackedKeys.size >= 300, 30_000);
     await server.kill();
     const ackedAtKill = ackedMsgs.size;
     const startedAtKill = n;

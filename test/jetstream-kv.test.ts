@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { describeEachServer, type ServerKind } from "./helpers/servers.js";
 import { take, WAIT_MS } from "./helpers/iterate.js";
 import { useJetStreamServer } from "./helpers/jetstream-fixture.js";
+import { waitFor } from "./helpers/wait.js";
 
 /** The error a promise rejects with; fails the test if it resolves. */
 async function errorOf(p: Promise<unknown>): Promise<Error> {
@@ -35,14 +36,6 @@ async function drain<T>(iterable: AsyncIterable<T>, what: string): Promise<T[]> 
   clearTimeout(timer);
   if (r === "timeout") throw new Error(`${what}: did not finish (${out.length} items so far)`);
   return out;
-}
-
-async function waitFor(cond: () => Promise<boolean>, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const summary = (e: KvEntry | null) =>
@@ -283,7 +276,7 @@ describeEachServer("JetStream KV", (kind: ServerKind) => {
       const { kv } = await bucket("ttl", { ttl: 1000 });
       await kv.put("short", "lived");
       expect((await kv.get("short"))?.string()).toBe("lived");
-      await waitFor(async () => (await kv.get("short")) === null, "the entry to expire");
+      await waitFor("the entry to expire", async () => (await kv.get("short")) === null, 20_000);
       expect((await kv.status()).values).toBe(0);
       // The bucket keeps working after expiry.
       await kv.put("short", "again");

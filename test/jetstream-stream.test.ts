@@ -19,6 +19,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { describeEachServer, type ServerKind } from "./helpers/servers.js";
 import { take } from "./helpers/iterate.js";
 import { useJetStreamServer } from "./helpers/jetstream-fixture.js";
+import { waitFor } from "./helpers/wait.js";
 
 const SEC_NS = 1_000_000_000;
 const te = new TextEncoder();
@@ -37,14 +38,6 @@ async function apiErrorOf(p: Promise<unknown>): Promise<ApiError> {
   const e = await errorOf(p);
   if (!(e instanceof JetStreamApiError)) throw new Error(`expected a JetStream API error, got ${e.name}: ${e.message}`);
   return e.apiError();
-}
-
-async function waitFor(cond: () => Promise<boolean>, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 // A consumer's message iterator can be iterated only once, and leaving a for-await loop would stop
@@ -320,7 +313,7 @@ describeEachServer("JetStream streams", (kind: ServerKind) => {
       expect([a2.stream, a2.seq, a2.duplicate]).toEqual([name, 2, false]);
       c.publish(`${subj}.z`, "fire and forget");
       await c.flush();
-      await waitFor(async () => (await jsm.streams.info(name)).state.messages === 3, "the plain publish to be stored");
+      await waitFor("the plain publish to be stored", async () => (await jsm.streams.info(name)).state.messages === 3, 20_000);
       expect((await jsm.streams.getMessage(name, { seq: 3 }))?.string()).toBe("fire and forget");
       expect((await js.publish(`${subj}.x`, "4")).seq).toBe(4);
     });
@@ -350,11 +343,11 @@ describeEachServer("JetStream streams", (kind: ServerKind) => {
       expect((await jsm.streams.getMessage(name, { seq: 1 }))?.string()).toBe("first");
       // Once the window has passed, the same id is new again.
       let later = await js.publish(`${subj}.x`, "after window", { msgID: "id-1" });
-      await waitFor(async () => {
+      await waitFor("the duplicate window to pass", async () => {
         if (!later.duplicate) return true;
         later = await js.publish(`${subj}.x`, "after window", { msgID: "id-1" });
         return !later.duplicate;
-      }, "the duplicate window to pass");
+      }, 20_000);
       expect(later.seq).toBe(3);
       expect((await jsm.streams.info(name)).config.duplicate_window).toBe(1 * SEC_NS);
     });
@@ -512,7 +505,7 @@ describeEachServer("JetStream streams", (kind: ServerKind) => {
       const { jsm, js, name, subj } = await stream("maxage", { max_age: 1 * SEC_NS });
       await publishN(js, (i) => `${subj}.${i}`, 3);
       expect((await jsm.streams.info(name)).state.messages).toBe(3);
-      await waitFor(async () => (await jsm.streams.info(name)).state.messages === 0, "messages to expire");
+      await waitFor("messages to expire", async () => (await jsm.streams.info(name)).state.messages === 0, 20_000);
       expect((await jsm.streams.info(name)).state).toMatchObject({ first_seq: 4, last_seq: 3 });
       expect((await js.publish(`${subj}.late`, "x")).seq).toBe(4);
     });
@@ -614,7 +607,7 @@ describeEachServer("JetStream streams", (kind: ServerKind) => {
         JSON.stringify({ batch: 1, expires: 2 * SEC_NS, idle_heartbeat: SEC_NS / 2 }),
         { reply: inbox },
       );
-      await waitFor(async () => got.some((g) => g.startsWith("408")), "the pull request to expire");
+      await waitFor("the pull request to expire", async () => got.some((g) => g.startsWith("408")), 20_000);
       sub.unsubscribe();
       const last = got.indexOf("408 Request Timeout");
       expect(last).toBeGreaterThanOrEqual(0);
@@ -657,7 +650,7 @@ describeEachServer("JetStream streams", (kind: ServerKind) => {
       } finally {
         iter.stop();
       }
-      await waitFor(async () => (await consumer.info()).num_ack_pending === 0, "all acks to be processed");
+      await waitFor("all acks to be processed", async () => (await consumer.info()).num_ack_pending === 0, 20_000);
       expect(await consumer.info()).toMatchObject({ num_pending: 0, num_ack_pending: 0 });
     });
 

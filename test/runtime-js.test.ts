@@ -9,35 +9,13 @@ import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
-import type { LogStream, RuntimeObserver, WorkloadSpec } from "../src/runtimes/types.js";
+import type { WorkloadSpec } from "../src/runtimes/types.js";
+import { RuntimeRecorder } from "./helpers/recorder.js";
+import { waitFor } from "./helpers/wait.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURES = path.join(HERE, "fixtures", "js");
 const dec = new TextDecoder();
-
-class Recorder implements RuntimeObserver {
-  readonly logs: { id: string; stream: LogStream; line: string }[] = [];
-  readonly failures: { id: string; subject: string; error: string }[] = [];
-  readonly restarts: { reason: string; ids: string[] }[] = [];
-  log(id: string, stream: LogStream, line: string): void {
-    this.logs.push({ id, stream, line });
-  }
-  triggerFailed(id: string, subject: string, error: string): void {
-    this.failures.push({ id, subject, error });
-  }
-  restarted(reason: string, ids: string[]): void {
-    this.restarts.push({ reason, ids });
-  }
-}
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 let seq = 0;
 function spec(fixture: string, over: Partial<WorkloadSpec> = {}): WorkloadSpec {
@@ -71,7 +49,7 @@ function json(m: Msg): unknown {
 describe("JavaScript runtime", () => {
   let broker: RunningBroker;
   let nc: NatsConnection;
-  let observer: Recorder;
+  let observer: RuntimeRecorder;
   let runtime: JsRuntime;
   const deployed: string[] = [];
 
@@ -82,7 +60,7 @@ describe("JavaScript runtime", () => {
     // Room for a payload over the runtime's cap (a quarter of the isolate's memory limit).
     broker = await startBroker({ port: 0, maxPayload: 4 * 1024 * 1024 });
     nc = await connect({ servers: broker.url });
-    observer = new Recorder();
+    observer = new RuntimeRecorder();
     // The fake host-services responder below answers on the bus, so calls go there.
     runtime = new JsRuntime({ natsUrl: broker.url, observer, hostServicesOnBus: true });
     await runtime.start();
@@ -443,7 +421,7 @@ describe("JavaScript runtime supervision", () => {
   it("restarts a killed runtime host, redeploys its workloads and tells the observer", async () => {
     const broker = await startBroker({ port: 0 });
     const nc = await connect({ servers: broker.url });
-    const observer = new Recorder();
+    const observer = new RuntimeRecorder();
     const runtime = new JsRuntime({ natsUrl: broker.url, observer });
     try {
       const echo = spec("echo.js");
@@ -477,7 +455,7 @@ describe("JavaScript runtime supervision", () => {
 
   it("closes cleanly: the child exits and deploys are refused", async () => {
     const broker = await startBroker({ port: 0 });
-    const runtime = new JsRuntime({ natsUrl: broker.url, observer: new Recorder() });
+    const runtime = new JsRuntime({ natsUrl: broker.url, observer: new RuntimeRecorder() });
     try {
       await runtime.deploy(spec("echo.js"));
       const pid = runtime.childPid!;

@@ -10,39 +10,14 @@ import { describeZodError, DeployRequestSchema } from "../src/protocol/control.j
 import { natsUrlWithAuth } from "../src/runtimes/oci/container-config.js";
 import { lineWriter } from "../src/runtimes/oci/log-lines.js";
 import { OciRuntime } from "../src/runtimes/oci/oci-runtime.js";
-import type { ContainerOptions, LogStream, RuntimeObserver, WorkloadEvent, WorkloadSpec } from "../src/runtimes/types.js";
+import type { ContainerOptions, RuntimeObserver, WorkloadSpec } from "../src/runtimes/types.js";
 import { containersLabelled, docker, ociSkipReason, removeLabelled, testImage } from "./helpers/docker.js";
 import { runNex } from "./helpers/nex-cli.js";
 import { type RunningServer, startServer } from "./helpers/servers.js";
+import { RuntimeRecorder } from "./helpers/recorder.js";
+import { waitFor } from "./helpers/wait.js";
 
 const skip = await ociSkipReason();
-
-class Recorder implements RuntimeObserver {
-  readonly lines: { id: string; stream: LogStream; line: string }[] = [];
-  readonly events: { id: string; event: WorkloadEvent; at: number }[] = [];
-  log(id: string, stream: LogStream, line: string): void {
-    this.lines.push({ id, stream, line });
-  }
-  triggerFailed(): void {}
-  restarted(): void {}
-  workloadEvent(id: string, event: WorkloadEvent): void {
-    this.events.push({ id, event, at: Date.now() });
-  }
-  linesOf(id: string, stream: LogStream = "stdout"): string[] {
-    return this.lines.filter((l) => l.id === id && l.stream === stream).map((l) => l.line);
-  }
-  eventsOf(id: string): { event: WorkloadEvent; at: number }[] {
-    return this.events.filter((e) => e.id === id);
-  }
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("container options in deploy requests and on the command line", () => {
   const base = { version: 1, name: "svc", type: "oci", artifact: { url: "nex-examples/greeter:latest" }, requested_at: new Date().toISOString() };
@@ -102,7 +77,7 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
   let nc: NatsConnection;
   let image: string;
   let runtime: OciRuntime;
-  const seen = new Recorder();
+  const seen = new RuntimeRecorder();
 
   const newRuntime = (observer: RuntimeObserver = seen, dockerHost?: string) =>
     new OciRuntime({ nodeId, natsUrl: server.url, observer, stopGraceS: 1, dockerHost });
@@ -144,10 +119,10 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
   it("runs a service that answers on its trigger subject with the injected connection and env", async () => {
     const s = spec("greeter", {}, { triggerSubjects: ["rt.greet"], env: { GREETING: "howdy" } });
     await runtime.deploy(s);
-    await until("the greeter's ready line", () => seen.linesOf(s.id).some((l) => l.startsWith("greeter ready")));
+    await waitFor("the greeter's ready line", () => seen.linesOf(s.id).some((l) => l.startsWith("greeter ready")));
     const reply = await nc.request("rt.greet", "oci", { timeout: 5000 });
     expect(reply.string()).toBe("howdy, oci");
-    await until("the request's log line", () => seen.linesOf(s.id).includes("greet on rt.greet: 3 bytes"));
+    await waitFor("the request's log line", () => seen.linesOf(s.id).includes("greet on rt.greet: 3 bytes"));
 
     const [info] = await containersOf(s.id);
     const inspect = await docker.getContainer(info.Id).inspect();
@@ -181,20 +156,20 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
       NetworkMode: "host",
     });
     expect(config.Labels).toMatchObject({ "io.nex.node": nodeId, "io.nex.workload": s.id, "io.nex.namespace": "default", "io.nex.name": "limited" });
-    await until("the filesystem checks", () => seen.linesOf(s.id).length >= 2);
+    await waitFor("the filesystem checks", () => seen.linesOf(s.id).length >= 2);
     expect(seen.linesOf(s.id)).toEqual(["read-only", "tmp-writable"]);
     await runtime.undeploy(s.id);
 
     const writable = spec("writable", { argv: ["sh", "-c", "touch /written && echo root-writable"], readOnlyRootfs: false });
     await runtime.deploy(writable);
-    await until("the write", () => seen.linesOf(writable.id).includes("root-writable"));
+    await waitFor("the write", () => seen.linesOf(writable.id).includes("root-writable"));
     await runtime.undeploy(writable.id);
   });
 
   it("loses no log line of a container that exits at once, and reports the exit", async () => {
     const s = spec("burst", { argv: ["sh", "-c", "seq 1 2000; echo to-stderr >&2"] });
     await runtime.deploy(s);
-    await until("the exit", () => seen.eventsOf(s.id).length > 0);
+    await waitFor("the exit", () => seen.eventsOf(s.id).length > 0);
     expect(seen.linesOf(s.id)).toEqual(Array.from({ length: 2000 }, (_, i) => String(i + 1)));
     expect(seen.linesOf(s.id, "stderr")).toEqual(["to-stderr"]);
     expect(seen.eventsOf(s.id).map((e) => e.event)).toEqual([expect.objectContaining({ type: "exited", reason: "exited", exitCode: 0, restartInMs: null })]);
@@ -206,7 +181,7 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
   it("restarts a crashing container with a growing backoff until max_retries, then it stays down", async () => {
     const s = spec("crasher", { argv: ["sh", "-c", "echo run; exit 3"], restart: { policy: "on-failure", max_retries: 3 } });
     await runtime.deploy(s);
-    await until("the last exit", () => seen.eventsOf(s.id).some((e) => e.event.type === "exited" && e.event.restartInMs === null), 20_000);
+    await waitFor("the last exit", () => seen.eventsOf(s.id).some((e) => e.event.type === "exited" && e.event.restartInMs === null), 20_000);
     const events = seen.eventsOf(s.id);
     expect(events.map((e) => e.event.type)).toEqual(["exited", "restarted", "exited", "restarted", "exited", "restarted", "exited"]);
     const exits = events.map((e) => e.event).filter((e) => e.type === "exited");
@@ -225,7 +200,7 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
       limits: { memoryMb: 16, timeoutMs: 1000, cpuMs: 1000 },
     });
     await runtime.deploy(s);
-    await until("the second exit", () => seen.eventsOf(s.id).filter((e) => e.event.type === "exited").length === 2, 20_000);
+    await waitFor("the second exit", () => seen.eventsOf(s.id).filter((e) => e.event.type === "exited").length === 2, 20_000);
     const events = seen.eventsOf(s.id).map((e) => e.event);
     expect(events).toEqual([
       expect.objectContaining({ type: "exited", reason: "oom_killed", exitCode: 137, restartInMs: 100 }),
@@ -239,7 +214,7 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
   it("stops a container that ignores SIGTERM with SIGKILL after the grace period", async () => {
     const s = spec("stubborn", { argv: ["sh", "-c", "trap '' TERM; echo up; while true; do sleep 1; done"] });
     await runtime.deploy(s);
-    await until("the container", () => seen.linesOf(s.id).includes("up"));
+    await waitFor("the container", () => seen.linesOf(s.id).includes("up"));
     const started = Date.now();
     await runtime.undeploy(s.id);
     const took = Date.now() - started;
@@ -250,7 +225,7 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
   });
 
   it("after a node restart, adopts the containers it is asked for again and removes the others", async () => {
-    const first = newRuntime(new Recorder());
+    const first = newRuntime(new RuntimeRecorder());
     const kept = spec("kept", {}, { triggerSubjects: ["rt.kept"] });
     const dropped = spec("dropped", { argv: ["sleep", "60"] });
     await first.deploy(kept);
@@ -264,7 +239,7 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
     expect((await containersOf(kept.id)).map((c) => c.Id)).toEqual([keptId]);
     expect(await containersOf(dropped.id)).toEqual([]);
     expect((await nc.request("rt.kept", "again", { timeout: 5000 })).string()).toBe("hello, again");
-    await until("the log line of the adopted container", () => seen.linesOf(kept.id).includes("greet on rt.kept: 5 bytes"));
+    await waitFor("the log line of the adopted container", () => seen.linesOf(kept.id).includes("greet on rt.kept: 5 bytes"));
 
     // A different spec is not adopted: the old container makes way for a new one.
     const third = newRuntime();

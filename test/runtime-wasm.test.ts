@@ -7,24 +7,13 @@ import fs from "node:fs";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
-import type { LogStream, RuntimeObserver, WorkloadSpec } from "../src/runtimes/types.js";
+import type { WorkloadSpec } from "../src/runtimes/types.js";
 import { defaultWorkerScript, WasmRuntime } from "../src/runtimes/wasm/wasm-runtime.js";
 import { removeDir, tempDir } from "./helpers/nex-cli.js";
 import { buildWasmExamples, command, component, example, GROW_UNTIL_REFUSED, handleModule, wat } from "./helpers/wasm-fixtures.js";
+import { RuntimeRecorder } from "./helpers/recorder.js";
 
 const dec = new TextDecoder();
-
-class Recorder implements RuntimeObserver {
-  readonly logs: { id: string; stream: LogStream; line: string }[] = [];
-  readonly failures: { id: string; subject: string; error: string }[] = [];
-  log(id: string, stream: LogStream, line: string): void {
-    this.logs.push({ id, stream, line });
-  }
-  triggerFailed(id: string, subject: string, error: string): void {
-    this.failures.push({ id, subject, error });
-  }
-  restarted(): void {}
-}
 
 let seq = 0;
 function spec(artifact: Uint8Array, over: Partial<WorkloadSpec> = {}): WorkloadSpec {
@@ -53,7 +42,7 @@ function errorOf(m: Msg): string | undefined {
 describe("WebAssembly runtime", () => {
   let broker: RunningBroker;
   let nc: NatsConnection;
-  let observer: Recorder;
+  let observer: RuntimeRecorder;
   let runtime: WasmRuntime;
   let cacheDir: string;
 
@@ -70,7 +59,7 @@ describe("WebAssembly runtime", () => {
     buildWasmExamples();
     broker = await startBroker({ port: 0 });
     nc = await connect({ servers: broker.url });
-    observer = new Recorder();
+    observer = new RuntimeRecorder();
     cacheDir = tempDir("nex-wasm-cache-");
     runtime = new WasmRuntime({ natsUrl: broker.url, observer, cacheDir });
   }, 60_000);
