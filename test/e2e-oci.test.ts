@@ -191,9 +191,14 @@ describe.skipIf(skip !== undefined)(`oci workloads end to end${skip ? ` (skipped
     const otherDir = tempDir("nex-oci-noengine-");
     const other = await startNodeUp(["--port", "0", "--data-dir", otherDir, "--workload-types", "oci", "--docker-host", "unix:///nonexistent/docker.sock"], env());
     try {
+      // Auctioned: the node bids but says its engine is down, and no other node bids.
       const run = await runNex(["run", "--type", "oci", image, "-t", "e2e.none", "-s", other.url], env());
       expect(run.code).toBe(4);
-      expect(run.stderr).toMatch(/Docker engine not reachable at \/nonexistent\/docker\.sock/);
+      expect(run.stderr).toMatch(/no node can run oci workloads now: .*Docker engine not reachable at \/nonexistent\/docker\.sock/);
+      // Sent to the node by id: the deploy itself is refused with the reason.
+      const direct = await runNex(["run", "--type", "oci", image, "-t", "e2e.none", "--node", other.nodeId, "-s", other.url], env());
+      expect(direct.code).toBe(4);
+      expect(direct.stderr).toMatch(/deploy failed: Docker engine not reachable at \/nonexistent\/docker\.sock/);
       expect(JSON.parse((await runNex(["workload", "ls", "--json", "-s", other.url], env())).stdout)).toEqual([]);
     } finally {
       await other.stop();

@@ -4,6 +4,7 @@
 import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import type { KeyPair } from "@nats-io/nkeys";
 import {
+  type AuctionBid,
   ControlSubjects,
   type DeployRequest,
   type DeployResponse,
@@ -82,8 +83,8 @@ export class ControlClient {
   }
 
   /** Nodes able to take the workload; the caller picks. */
-  auction(type: DeployRequest["type"], tags: Record<string, string>, memoryMb?: number): Promise<PingResponse[]> {
-    return this.gather<PingResponse>(ControlSubjects.auction(this.namespace), { version: PROTOCOL_VERSION, type, tags, memory_mb: memoryMb });
+  auction(type: DeployRequest["type"], tags: Record<string, string>, memoryMb?: number): Promise<AuctionBid[]> {
+    return this.gather<AuctionBid>(ControlSubjects.auction(this.namespace), { version: PROTOCOL_VERSION, type, tags, memory_mb: memoryMb });
   }
 
   async deploy(issuer: KeyPair, nodeId: string, request: DeployRequest): Promise<DeployResponse> {

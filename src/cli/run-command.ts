@@ -171,9 +171,14 @@ async function chooseNodes(control: ControlClient, opts: RunOpts, type: DeployRe
     const info = await control.info(opts.node);
     return Array.from({ length: replicas }, () => ({ node_id: info.node_id, xkey: info.xkey }));
   }
-  const bids = await control.auction(type, opts.tag ?? {}, opts.memory);
-  if (bids.length === 0) {
+  const all = await control.auction(type, opts.tag ?? {}, opts.memory);
+  if (all.length === 0) {
     throw new CliError(`no node bid for a ${type} workload${opts.tag ? ` with tags ${JSON.stringify(opts.tag)}` : ""} (is \`nex node up\` running?)`, ExitCode.notFound);
+  }
+  const bids = all.filter((b) => !b.unavailable);
+  if (bids.length === 0) {
+    const first = all[0];
+    throw new CliError(`no node can run ${type} workloads now: node ${first.name} (${first.node_id}): ${first.unavailable}`, ExitCode.refused);
   }
   // Least-loaded first; replicas go round the bidders.
   bids.sort((a, b) => a.workload_count - b.workload_count);

@@ -11,6 +11,7 @@ import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "pino";
 import {
+  type AuctionBid,
   AuctionRequestSchema,
   ControlSubjects,
   type DeployRequest,
@@ -181,7 +182,10 @@ export class NodeAgent implements RuntimeObserver {
     for (const [k, v] of Object.entries(request.tags)) if (tags[k] !== v) return NO_REPLY;
     if (request.memory_mb !== undefined && request.memory_mb > this.o.config.limits.max_memory_mb) return NO_REPLY;
     if (this.workloads.size >= this.o.config.limits.max_workloads) return NO_REPLY;
-    return this.ping();
+    // A node whose runtime is down still bids, saying why, so a client with no better bid can tell the user.
+    const unavailable = await this.o.runtimes.get(request.type)?.unavailable?.();
+    const bid: AuctionBid = { ...this.ping(), ...(unavailable ? { unavailable } : {}) };
+    return bid;
   }
 
   // ---- deploy ----------------------------------------------------------------------------------------

@@ -190,6 +190,11 @@ export interface PingResponse {
   lame_duck: boolean;
 }
 
+/** A node's bid: its ping, and why it could not run the workload now if its runtime is down. */
+export interface AuctionBid extends PingResponse {
+  unavailable?: string;
+}
+
 export interface InfoResponse extends PingResponse {
   broker_url: string;
   memory: { rss: number; heap_used: number; total: number; free: number };

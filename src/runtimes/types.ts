@@ -94,6 +94,8 @@ export interface Runtime {
   deploy(spec: WorkloadSpec): Promise<void>;
   undeploy(workloadId: string): Promise<void>;
   stats(workloadId: string): Promise<WorkloadStats | undefined>;
+  /** Why the runtime cannot take a deploy right now (its engine is down), or undefined when it can. */
+  unavailable?(): Promise<string | undefined>;
   /** After the node has redeployed its desired workloads: removes what a previous run left that none claimed. */
   removeUnclaimed?(): Promise<void>;
   /** Stops every workload (waiting for triggers in flight up to the deadline) and the runtime. */

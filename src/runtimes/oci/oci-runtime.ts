@@ -33,6 +33,8 @@ export interface OciRuntimeOptions {
 }
 
 const USAGE_TIMEOUT_MS = 500;
+/** How long an engine check answers auctions before the engine is asked again. */
+const ENGINE_CHECK_TTL_MS = 2_000;
 
 export class OciRuntime implements Runtime {
   readonly type = "oci" as const;
@@ -42,10 +44,21 @@ export class OciRuntime implements Runtime {
   /** Containers of this node from a previous run, by workload id, until deployed again or removed. */
   private leftovers: Promise<Map<string, Docker.ContainerInfo>> | undefined;
   private closed = false;
+  private engineCheck?: { at: number; problem: Promise<string | undefined> };
 
   constructor(private readonly o: OciRuntimeOptions) {
     this.engine = openEngine(o.dockerHost);
     this.log = o.log ?? pino({ level: "silent" });
+  }
+
+  /** Whether the engine answers, asked at most every ENGINE_CHECK_TTL_MS (auctions come in bursts). */
+  unavailable(): Promise<string | undefined> {
+    if (this.closed) return Promise.resolve("the oci runtime is shut down");
+    const now = Date.now();
+    if (!this.engineCheck || now - this.engineCheck.at > ENGINE_CHECK_TTL_MS) {
+      this.engineCheck = { at: now, problem: checkEngine(this.engine).then(() => undefined, (err: Error) => err.message) };
+    }
+    return this.engineCheck.problem;
   }
 
   async deploy(spec: WorkloadSpec): Promise<void> {
