@@ -14,10 +14,8 @@
 //   them). Failed triggers call observer.triggerFailed.
 
 import { fork, type ChildProcess } from "node:child_process";
-import fs from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import pino, { type Logger } from "pino";
+import { builtScript } from "../../util/built-script.js";
 import type { Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
 import type { CompiledCode, DeployResult, FromHost, HostRequest, JsWorkloadSpec, NatsAuth } from "./ipc.js";
 
@@ -55,18 +53,9 @@ const STDERR_TAIL_LINES = 20;
 const DEPLOY_TIMEOUT_MS = 60_000;
 const STATS_TIMEOUT_MS = 5_000;
 
-/** runtime-host.js next to the compiled js-runtime.js; from source (vitest), the one under dist/. */
+/** The compiled runtime-host.js (from source, the one under dist/). */
 export function defaultHostScript(): string {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const beside = path.join(here, "runtime-host.js");
-  if (fs.existsSync(beside)) return beside;
-  const marker = `${path.sep}src${path.sep}runtimes${path.sep}js`;
-  if (here.endsWith(marker)) {
-    const root = here.slice(0, -marker.length);
-    const built = path.join(root, "dist", "src", "runtimes", "js", "runtime-host.js");
-    if (fs.existsSync(built)) return built;
-  }
-  return beside;
+  return builtScript(import.meta.url, "runtime-host.js");
 }
 
 /** Undeploy waits for triggers in flight, each bounded by its deadline (queued ones too). */

@@ -8,12 +8,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { WasmFormatError } from "./binary.js";
+import { ENTRY, Transpiler } from "./transpiler.js";
 
-/** Interfaces a component may import; the worker supplies each (see guest-worker.ts). */
-export const PROVIDED_IMPORTS = ["nex:host/kv", "nex:host/messaging", "nex:host/log", "nex:host/types"];
-const HANDLE_SIGNATURE = /export handle: func\(\s*[\w-]+: string,\s*[\w-]+: list<u8>\s*\) -> result<list<u8>, string>;/;
-const ENTRY = "component.js";
 const META = "meta.json";
 
 export interface TranspiledComponent {
@@ -30,8 +26,14 @@ interface Meta {
 
 export class ComponentCache {
   private readonly inFlight = new Map<string, Promise<TranspiledComponent>>();
+  private readonly transpiler = new Transpiler();
 
   constructor(private readonly dir: string) {}
+
+  /** Stops the transpiler thread (if one was started). */
+  close(): Promise<void> {
+    return this.transpiler.close();
+  }
 
   /** The transpiled component for these bytes, from the cache or transpiled now. */
   load(bytes: Uint8Array, sha256: string): Promise<TranspiledComponent> {
@@ -48,7 +50,7 @@ export class ComponentCache {
     const target = path.join(this.dir, sha256);
     const cached = await this.read(target);
     if (cached) return cached;
-    const files = await transpileChecked(bytes);
+    const files = await this.transpiler.transpile(bytes);
     const staging = `${target}.${process.pid}.${Date.now()}.tmp`;
     await fs.mkdir(staging, { recursive: true });
     const coreModules: Record<string, Uint8Array> = {};
@@ -74,32 +76,4 @@ export class ComponentCache {
     for (const name of meta.coreModules) coreModules[name] = await fs.readFile(path.join(target, path.basename(name)));
     return { entryUrl: pathToFileURL(path.join(target, ENTRY)).href, coreModules, transpiled: false };
   }
-}
-
-/** jco's output for a component that fits the contract; a WasmFormatError says why one does not. */
-async function transpileChecked(bytes: Uint8Array): Promise<Record<string, Uint8Array>> {
-  // Loaded on first use: jco brings its own wasm builds of the component tools.
-  const { transpileBytes } = await import("@bytecodealliance/jco-transpile");
-  const { componentWit } = await import("@bytecodealliance/jco-transpile/wasm-tools");
-  let out: Awaited<ReturnType<typeof transpileBytes>>;
-  try {
-    out = await transpileBytes(bytes, { name: "component", instantiation: "sync", base64Cutoff: 0, noComponentErrorWrapping: true });
-  } catch (err) {
-    throw new WasmFormatError(`invalid WebAssembly component: ${(err as Error).message ?? String(err)}`);
-  }
-  const handle = out.exports.find(([name]) => name === "handle");
-  if (!handle || handle[1] !== "function") {
-    const names = out.exports.map(([name]) => name).join(", ") || "nothing";
-    throw new WasmFormatError(`the component does not export a handle function (it exports ${names}); see wit/nex.wit`);
-  }
-  const wit = await componentWit(bytes);
-  if (!HANDLE_SIGNATURE.test(wit)) {
-    throw new WasmFormatError("the component's handle is not func(subject: string, payload: list<u8>) -> result<list<u8>, string>; see wit/nex.wit");
-  }
-  const unsupported = out.imports.map((name) => name.replace(/@.*$/, "")).filter((name) => !PROVIDED_IMPORTS.includes(name));
-  if (unsupported.length > 0) {
-    throw new WasmFormatError(`the component imports ${unsupported.join(", ")}, which nex does not provide (a component may import ${PROVIDED_IMPORTS.join(", ")})`);
-  }
-  if (!out.files[ENTRY]) throw new WasmFormatError(`jco produced no ${ENTRY}`);
-  return out.files;
 }

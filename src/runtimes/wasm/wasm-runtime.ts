@@ -5,12 +5,10 @@
 // calls in-process with the same handlers the node serves on $NEX.HOST.
 
 import { createHash } from "node:crypto";
-import fs from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { HostServices } from "../../host-services/server.js";
+import { builtScript } from "../../util/built-script.js";
 import { HostedWorkload } from "../hosted-workload.js";
 import { HostBridge } from "../js/host-bridge.js";
 import type { NatsAuth } from "../js/ipc.js";
@@ -38,14 +36,9 @@ const MAX_CONCURRENCY = 64;
 /** Largest reply a guest may produce. */
 const MAX_REPLY_BYTES = 8 * 1024 * 1024;
 
-/** guest-worker.js next to the compiled wasm-runtime.js; from source (vitest), the one under dist/. */
+/** The compiled guest-worker.js (from source, the one under dist/). */
 export function defaultWorkerScript(): string {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const beside = path.join(here, "guest-worker.js");
-  if (fs.existsSync(beside)) return beside;
-  const marker = `${path.sep}src${path.sep}runtimes${path.sep}wasm`;
-  if (here.endsWith(marker)) return path.join(here.slice(0, -marker.length), "dist", "src", "runtimes", "wasm", "guest-worker.js");
-  return beside;
+  return builtScript(import.meta.url, "guest-worker.js");
 }
 
 function positive(n: unknown, fallback: number): number {
@@ -158,6 +151,7 @@ export class WasmRuntime implements Runtime {
     await Promise.allSettled([...this.deploying.values()]);
     await Promise.allSettled([...this.workloads.values()].map((w) => w.stop()));
     this.workloads.clear();
+    await this.components.close();
     const nc = await this.connection?.catch(() => undefined);
     await nc?.drain().catch(() => undefined);
   }

@@ -1,0 +1,73 @@
+// Transpiling a component with jco takes tens to hundreds of milliseconds (and loading jco about a
+// second), all of it synchronous work. The node process also hosts the bundled broker, so jco runs on a
+// thread of its own: one transpiler thread, started on the first cache miss and kept (unref'd) for the
+// next, answering one request at a time.
+
+import { Worker } from "node:worker_threads";
+import { builtScript } from "../../util/built-script.js";
+import { WasmFormatError } from "./binary.js";
+
+/** Interfaces a component may import; the guest worker supplies each (see guest-worker.ts). */
+export const PROVIDED_IMPORTS = ["nex:host/kv", "nex:host/messaging", "nex:host/log", "nex:host/types"];
+/** The ES module jco writes for the component; its core modules sit beside it. */
+export const ENTRY = "component.js";
+
+export interface TranspileRequest {
+  id: number;
+  bytes: Uint8Array;
+}
+
+export type TranspileReply =
+  | { id: number; ok: true; files: Record<string, Uint8Array> }
+  /** `format`: the component does not fit the contract (a WasmFormatError), rather than a failure of jco itself. */
+  | { id: number; ok: false; format: boolean; message: string };
+
+export class Transpiler {
+  private worker?: Worker;
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve(files: Record<string, Uint8Array>): void; reject(err: Error): void }>();
+
+  constructor(private readonly script = builtScript(import.meta.url, "transpile-worker.js")) {}
+
+  /** jco's output files for a component that fits the contract; rejects with a WasmFormatError if it does not. */
+  transpile(bytes: Uint8Array): Promise<Record<string, Uint8Array>> {
+    const worker = this.start();
+    const id = ++this.nextId;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.ref();
+      const request: TranspileRequest = { id, bytes };
+      worker.postMessage(request);
+    });
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(this.script);
+    worker.unref();
+    worker.on("message", (reply: TranspileReply) => {
+      const waiting = this.pending.get(reply.id);
+      this.pending.delete(reply.id);
+      // Idle, the thread must not keep the node alive.
+      if (this.pending.size === 0) worker.unref();
+      if (!waiting) return;
+      if (reply.ok) waiting.resolve(reply.files);
+      else waiting.reject(reply.format ? new WasmFormatError(reply.message) : new Error(`transpiling the component failed: ${reply.message}`));
+    });
+    const fail = (err: Error): void => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const w of this.pending.values()) w.reject(new Error(`the component transpiler stopped: ${err.message}`));
+      this.pending.clear();
+    };
+    worker.on("error", fail);
+    worker.on("exit", (code) => fail(new Error(`exit code ${code}`)));
+    this.worker = worker;
+    return worker;
+  }
+
+  async close(): Promise<void> {
+    const worker = this.worker;
+    this.worker = undefined;
+    await worker?.terminate();
+  }
+}
