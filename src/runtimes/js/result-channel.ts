@@ -26,7 +26,7 @@ export const TABLE_OFFSET = 24;
 export const MAX_RESULTS = 64;
 export const DATA_OFFSET = 1024;
 /** Bytes of results per batch kept in shared memory; larger results are copied by callback. */
-export const DATA_BYTES = 64 * 1024;
+export const DATA_BYTES = 16 * 1024;
 export const RESULT_KIND = { ok: 1, error: 2, expired: 3, byCallback: 4 } as const;
 /** A batch running longer than this since its last hand-over tells the host to read its results. */
 export const FLUSH_AFTER_MS = 1;
