@@ -2,8 +2,9 @@
 // (IsolateSlot). A trigger goes to an idle isolate, or waits in a bounded queue (beyond it:
 // "overloaded"; waiting past its whole deadline: "timeout"). Under load a freed isolate takes several
 // queued triggers at once (a batch): they still run one after the other, each with its own deadline,
-// and each is replied as soon as it is done, but the batch costs one call into the isolate instead of
-// one per trigger. A dead isolate (deadline, CPU, memory) is replaced in the background.
+// and their replies leave together when the batch returns (sooner if it runs long or calls a host
+// service; see isolate-slot.ts), so the batch costs one call into the isolate instead of one per
+// trigger. A dead isolate (deadline, CPU, memory) is replaced in the background.
 
 import { IsolateSlot, type Job, type PoolConfig } from "./isolate-slot.js";
 import { cpuOutcome, ErrorCodes, errorText, failure, queueTimeoutOutcome, UNAVAILABLE, type Outcome } from "./outcome.js";
