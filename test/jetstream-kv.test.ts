@@ -7,17 +7,7 @@ import { describe, expect, it } from "vitest";
 import { describeEachServer, type ServerKind } from "./helpers/servers.js";
 import { take, WAIT_MS } from "./helpers/iterate.js";
 import { useJetStreamServer } from "./helpers/jetstream-fixture.js";
-import { waitFor } from "./helpers/wait.js";
-
-/** The error a promise rejects with; fails the test if it resolves. */
-async function errorOf(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error("expected the operation to fail, but it succeeded");
-}
+import { errorOf, waitFor } from "./helpers/wait.js";
 
 /** Drains an iterator that ends by itself (keys, history), guarded by a generous deadline. */
 async function drain<T>(iterable: AsyncIterable<T>, what: string): Promise<T[]> {

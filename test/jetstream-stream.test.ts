@@ -19,19 +19,10 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { describeEachServer, type ServerKind } from "./helpers/servers.js";
 import { take } from "./helpers/iterate.js";
 import { useJetStreamServer } from "./helpers/jetstream-fixture.js";
-import { waitFor } from "./helpers/wait.js";
+import { errorOf, waitFor } from "./helpers/wait.js";
 
 const SEC_NS = 1_000_000_000;
 const te = new TextEncoder();
-
-async function errorOf(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error("expected the operation to fail, but it succeeded");
-}
 
 /** The API error a JetStream call failed with, as the server sent it. */
 async function apiErrorOf(p: Promise<unknown>): Promise<ApiError> {

@@ -1,5 +1,5 @@
-// Polls until a condition holds, or fails the test naming what it waited for. Deadlines here only bound
-// a wait; they never decide what a test asserts.
+// Waiting in tests: polls until a condition holds (or fails naming what it waited for), and the error
+// an operation fails with. Deadlines here only bound a wait; they never decide what a test asserts.
 
 export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000, everyMs = 20): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -7,4 +7,14 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** The error a promise rejects with; fails the test if it resolves. */
+export async function errorOf(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error("expected the operation to fail, but it succeeded");
 }
