@@ -163,6 +163,26 @@ export interface NodeRowResult {
   rssEnd: { node: number | null; host: number | null };
 }
 
+/** Runs one timed trial into `trial` (its result, or the first line of its error) and records it; a dead node ends the row. */
+async function runTrial(
+  node: RunningNode,
+  res: NodeRowResult,
+  log: Log,
+  trial: NodeTrial,
+  label: string,
+  measure: () => Promise<LatResultN | ReqcResult>,
+): Promise<void> {
+  try {
+    trial.result = await measure();
+    log(`${label}: ${describeTrial(trial.result)}`);
+  } catch (e) {
+    trial.error = firstLine((e as Error).message);
+    log(`${label}: ERROR ${(e as Error).message}`);
+  }
+  res.trials.push(trial);
+  if (node.exitStatus()) throw new Error(`nex node up died (${node.exitStatus()})`);
+}
+
 type Log = (msg: string) => void;
 
 function firstLine(s: string): string {
@@ -293,16 +313,9 @@ async function triggerRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: 
         const subject = target === "function" ? FN_SUBJECT : BARE_SUBJECT;
         const label = `[row ${row.id}] ${row.workload} — ${TARGET_LABEL[target]} run ${rep + 1}/${o.reps}`;
         const trial: NodeTrial = { row: row.id, target, rep: rep + 1, result: null, error: null };
-        try {
-          trial.result =
-            row.workload === "trigger" ? await latTrial(node, subject, o, [bare]) : await reqcTrial(node, subject, target, o, [bare], bare);
-          log(`${label}: ${describeTrial(trial.result)}`);
-        } catch (e) {
-          trial.error = firstLine((e as Error).message);
-          log(`${label}: ERROR ${(e as Error).message}`);
-        }
-        res.trials.push(trial);
-        if (node.exitStatus()) throw new Error(`nex node up died (${node.exitStatus()})`);
+        await runTrial(node, res, log, trial, label, () =>
+          row.workload === "trigger" ? latTrial(node, subject, o, [bare]) : reqcTrial(node, subject, target, o, [bare], bare),
+        );
       }
     }
   } finally {
@@ -387,15 +400,9 @@ async function kvfnRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: Nod
           const subject = target === "function" ? KVFN_SUBJECT : KVBARE_SUBJECT;
           const label = `[row ${row.id}] kvfn ${phase} — ${TARGET_LABEL[target]} run ${rep + 1}/${o.reps}`;
           const trial: NodeTrial = { row: row.id, target, phase, rep: rep + 1, result: null, error: null };
-          try {
-            trial.result = phase === "latency" ? await latTrial(node, subject, w, [bare]) : await reqcTrial(node, subject, target, w, [bare], bare, load);
-            log(`${label}: ${describeTrial(trial.result)}`);
-          } catch (e) {
-            trial.error = firstLine((e as Error).message);
-            log(`${label}: ERROR ${(e as Error).message}`);
-          }
-          res.trials.push(trial);
-          if (node.exitStatus()) throw new Error(`nex node up died (${node.exitStatus()})`);
+          await runTrial(node, res, log, trial, label, () =>
+            phase === "latency" ? latTrial(node, subject, w, [bare]) : reqcTrial(node, subject, target, w, [bare], bare, load),
+          );
         }
       }
     }
