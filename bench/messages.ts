@@ -2,8 +2,6 @@
 // Times are process.hrtime.bigint() values (CLOCK_MONOTONIC, shared by all
 // processes on the machine) sent as decimal strings.
 
-export type Role = "pub" | "sub" | "req" | "rep" | "reqc" | "kvrep" | "js";
-
 export interface PubConfig {
   role: "pub";
   port: number;

@@ -16,6 +16,19 @@ const ECHO = path.join(ROOT, "examples/echo/echo.js");
 const fixture = (name: string): string => path.join(ROOT, "test/fixtures/node", name);
 const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
 
+/** The first reply to `payload` on `subject`, asking again while nobody answers yet (a workload coming back). */
+async function firstAnswer(nc: NatsConnection, subject: string, payload: string): Promise<string> {
+  let answer = "";
+  for (let i = 0; i < 50 && answer === ""; i++) {
+    try {
+      answer = decode((await nc.request(subject, payload, { timeout: 1000 })).data);
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return answer;
+}
+
 describeEachServer("nex node end to end", (kind) => {
   let server: RunningServer | undefined;
   let node: NodeProcess;
@@ -186,15 +199,7 @@ describeEachServer("nex node end to end", (kind) => {
     expect(children.length).toBe(1);
     process.kill(children[0], "SIGKILL");
     for await (const e of restarted) expect((e.json() as { data: { workload_id: string } }).data.workload_id).toBeTruthy();
-    let answer = "";
-    for (let i = 0; i < 50 && answer === ""; i++) {
-      try {
-        answer = decode((await nc.request("echo", "back", { timeout: 1000 })).data);
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    expect(answer).toBe("back");
+    expect(await firstAnswer(nc, "echo", "back")).toBe("back");
   });
 
   it("stops a workload, and only for its issuer", async () => {
@@ -214,15 +219,7 @@ describeEachServer("nex node end to end", (kind) => {
     await node.stop();
     node = await up();
     nc = await connect({ servers: node.url });
-    let answer = "";
-    for (let i = 0; i < 50 && answer === ""; i++) {
-      try {
-        answer = decode((await nc.request("count", "", { timeout: 1000 })).data);
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    expect(answer).toBe("1");
+    expect(await firstAnswer(nc, "count", "")).toBe("1");
     expect(decode((await nc.request("count", "", { timeout: 5000 })).data)).toBe("2");
   }, 60_000);
 

@@ -24,6 +24,7 @@ export const MAX_HOST_VALUE_BYTES = 8 * 1024 * 1024;
 const MAX_HEADER_VALUE_CHARS = 1024;
 /** Time left for a host service's answer to travel back after its own wait (Nex-Timeout-Ms) ends. */
 const INNER_MARGIN_MS = 50;
+const encoder = new TextEncoder();
 
 const ALLOWED_HEADERS = new Set<string>([
   HostHeaders.key,
@@ -108,7 +109,7 @@ export class HostBridge {
       });
       try {
         const answer = await Promise.race([this.local.services.invoke(workload, service, method, (k) => h.get(k) || undefined, body), expired]);
-        const data = typeof answer.body === "string" ? new TextEncoder().encode(answer.body) : answer.body;
+        const data = typeof answer.body === "string" ? encoder.encode(answer.body) : answer.body;
         return { header: (k) => answer.headers[k], data, headers: () => answer.headers };
       } finally {
         clearTimeout(timer);

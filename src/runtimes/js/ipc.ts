@@ -3,7 +3,7 @@
 // caches travel as bytes. Requests carry a reqId; the child answers each with exactly one "result".
 // Log lines and failed triggers flow the other way in batches ("events"), off the trigger's hot path.
 
-import type { LogStream, WorkloadLimits, WorkloadStats } from "../types.js";
+import type { LogStream, WorkloadLimits } from "../types.js";
 import type { SourceKind } from "./compile.js";
 
 export interface NatsAuth {
@@ -50,14 +50,6 @@ export interface CompiledCode {
 export interface DeployResult {
   /** Set when this deploy compiled the source anew: the parent keeps it for the next runtime host. */
   code?: CompiledCode;
-}
-
-/** The result each request type resolves to. */
-export interface HostResults {
-  deploy: DeployResult;
-  undeploy: { stopped: boolean };
-  stats: WorkloadStats | null;
-  shutdown: Record<string, never>;
 }
 
 export interface LogEntry {
