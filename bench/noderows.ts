@@ -503,21 +503,29 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
   const notes: string[] = [];
   const problems: string[] = [];
   const cell = (v: number | null, res: NodeRowResult, t?: Target) => (v === null ? errorCell(res, t) : formatNumber(v));
+  /** The p50 and p99 rows of a row's latency trials, function beside peer; returns the function's p50 and p99. */
+  const latencyRows = (
+    res: NodeRowResult,
+    suffixes: [string, string],
+    prefix: string,
+    unit: string,
+    targetNote: (key: "p50us" | "p99us", f: number | null) => string,
+  ): (number | null)[] =>
+    (["p50us", "p99us"] as const).map((key, i) => {
+      const pick = (r: LatResultN | ReqcResult) => (r.kind === "lat" ? r[key] : NaN);
+      const f = best(res, "function", pick, true);
+      const b = best(res, "bare", pick, true);
+      const what = key.slice(0, 3);
+      peerRows.push([`${res.row.id}${suffixes[i]}`, `${prefix}${what}${unit}`, cell(f, res, "function"), cell(b, res, "bare"), `${formatRatio(f, b)} (lower is better${targetNote(key, f)})`]);
+      return f;
+    });
   let warmP50: number | null = null;
 
   for (const res of results) {
     const { row } = res;
     if (row.workload === "trigger") {
-      for (const [suffix, key, what] of [
-        ["a", "p50us", "p50"],
-        ["b", "p99us", "p99"],
-      ] as const) {
-        const pick = (r: LatResultN | ReqcResult) => (r.kind === "lat" ? r[key] : NaN);
-        const f = best(res, "function", pick, true);
-        const b = best(res, "bare", pick, true);
-        if (key === "p50us") warmP50 = f;
-        peerRows.push([`${row.id}${suffix}`, `${row.name}: ${what} (µs)`, cell(f, res, "function"), cell(b, res, "bare"), `${formatRatio(f, b)} (lower is better)`]);
-      }
+      const [p50] = latencyRows(res, ["a", "b"], `${row.name}: `, " (µs)", () => "");
+      warmP50 = p50;
     } else if (row.workload === "trigger50") {
       const pick = (r: LatResultN | ReqcResult) => (r.kind === "reqc" ? r.rate : NaN);
       const f = best(res, "function", pick, false);
@@ -540,17 +548,9 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
         cell(b, res, "bare"),
         `${formatRatio(f, b)} (${met ? `${met} target ≥ ${KVFN_RATE_TARGET}` : `target ≥ ${KVFN_RATE_TARGET}`})`,
       ]);
-      for (const [suffix, key, what] of [
-        ["b", "p50us", "p50"],
-        ["c", "p99us", "p99"],
-      ] as const) {
-        const pick = (r: LatResultN | ReqcResult) => (r.kind === "lat" ? r[key] : NaN);
-        const fl = best(res, "function", pick, true);
-        const bl = best(res, "bare", pick, true);
-        const target =
-          key !== "p50us" ? "" : fl === null ? `; target function < ${KVFN_P50_TARGET_US / 1000} ms` : `; function ${fl < KVFN_P50_TARGET_US ? "meets" : "misses"} target < ${KVFN_P50_TARGET_US / 1000} ms`;
-        peerRows.push([`${row.id}${suffix}`, `${row.name}: ${what} of sequential requests (µs)`, cell(fl, res, "function"), cell(bl, res, "bare"), `${formatRatio(fl, bl)} (lower is better${target})`]);
-      }
+      latencyRows(res, ["b", "c"], `${row.name}: `, " of sequential requests (µs)", (key, fl) =>
+        key !== "p50us" ? "" : fl === null ? `; target function < ${KVFN_P50_TARGET_US / 1000} ms` : `; function ${fl < KVFN_P50_TARGET_US ? "meets" : "misses"} target < ${KVFN_P50_TARGET_US / 1000} ms`,
+      );
       const r = res.trials.filter((t) => t.result?.kind === "reqc").map((t) => t.result as ReqcResult);
       if (r.length) notes.push(loadNote(row.id, r));
       for (const x of r) if (x.errors) problems.push(`row ${row.id}: ${x.errors} failed requests (${x.firstError})`);
