@@ -194,8 +194,8 @@ export class JetStreamApi {
       const subjects: Record<string, number> = {};
       const matcher = filterMatcher(request.subjects_filter);
       for (const seq of stream.store.lastSeqsPerSubject(matcher)) {
-        const msg = stream.store.get(seq);
-        if (msg) subjects[msg.subject] = stream.store.countOnSubject(msg.subject);
+        const subject = stream.store.subjectOf(seq);
+        if (subject !== null) subjects[subject] = stream.store.countOnSubject(subject);
       }
       (info.state as Record<string, unknown>).subjects = subjects;
     }

@@ -155,9 +155,9 @@ export class Consumer {
   /** Recomputes num_pending from the store (after purges and config changes). */
   recount(): void {
     const store = this.stream.store;
-    if (this.initial !== null) this.initial = this.initial.filter((seq) => store.get(seq) !== null);
+    if (this.initial !== null) this.initial = this.initial.filter((seq) => store.subjectOf(seq) !== null);
     this.numPending = (this.initial?.length ?? 0) + store.countFrom(this.nextSeq, this.matcher);
-    for (const sseq of [...this.pending.keys()]) if (store.get(sseq) === null) this.pending.delete(sseq);
+    for (const sseq of [...this.pending.keys()]) if (store.subjectOf(sseq) === null) this.pending.delete(sseq);
     this.kick();
   }
 

@@ -8,7 +8,7 @@ import { type ConsumerConfig, filterMatcher, NS_PER_MS, type StreamConfig } from
 import type { Consumer } from "./consumer.js";
 import { ApiError, Errors } from "./errors.js";
 import { HeaderReader } from "./headers.js";
-import type { MessageStore, PurgeRequest, StoredMessage } from "./store/types.js";
+import type { MessageStore, PurgeRequest, StoreState, StoredMessage } from "./store/types.js";
 import { literalFilter } from "./store/seq-index.js";
 import { rfc3339 } from "./time.js";
 
@@ -53,10 +53,7 @@ export class Stream {
   /** Starts taking messages: ingest subscriptions, direct get, expiry. */
   start(): void {
     this.rebuildDedupe();
-    const broker = this.host.broker;
-    for (const subject of this.config.subjects) {
-      this.ingestSubs.push(broker.subscribeInternal(subject, (frame) => this.ingest(frame)));
-    }
+    this.subscribeIngest();
     this.updateDirect();
     this.scheduleExpiry();
   }
@@ -80,13 +77,18 @@ export class Stream {
     for (const sub of this.ingestSubs) broker.unsubscribeInternal(sub);
     this.ingestSubs.length = 0;
     this.config = config;
-    for (const subject of config.subjects) {
-      this.ingestSubs.push(broker.subscribeInternal(subject, (frame) => this.ingest(frame)));
-    }
+    this.subscribeIngest();
     this.updateDirect();
     this.enforceLimits();
     this.scheduleExpiry();
     for (const consumer of this.consumers.values()) consumer.recount();
+  }
+
+  private subscribeIngest(): void {
+    const broker = this.host.broker;
+    for (const subject of this.config.subjects) {
+      this.ingestSubs.push(broker.subscribeInternal(subject, (frame) => this.ingest(frame)));
+    }
   }
 
   private updateDirect(): void {
@@ -111,9 +113,9 @@ export class Stream {
     const reply = frame.buf.toString("latin1", frame.replyStart, frame.replyEnd);
     const subject = frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd);
     const headerEnd = frame.payloadStart + frame.headerSize;
-    // Copy out of the read buffer: the store keeps these.
-    const header = frame.hasHeaders ? Buffer.from(frame.buf.subarray(frame.payloadStart, headerEnd)) : null;
-    const data = Buffer.from(frame.buf.subarray(headerEnd, frame.payloadStart + frame.size));
+    // Views into the read buffer, valid during this call: the stores copy what they keep.
+    const header = frame.hasHeaders ? frame.buf.subarray(frame.payloadStart, headerEnd) : null;
+    const data = frame.buf.subarray(headerEnd, frame.payloadStart + frame.size);
     let ack: string;
     try {
       const result = this.store_(subject, header, data);
@@ -215,27 +217,23 @@ export class Stream {
         removed = this.removeSeq(this.store.firstSeqOnSubject(subject)) || removed;
       }
     }
-    if (cfg.max_msgs > 0) {
-      while (this.store.state().messages > cfg.max_msgs) {
-        const first = this.store.next(0, null);
-        if (!first || !this.removeSeq(first.seq)) break;
-        removed = true;
-      }
-    }
-    if (cfg.max_bytes > 0) {
-      while (this.store.state().bytes > cfg.max_bytes) {
-        const first = this.store.next(0, null);
-        if (!first || !this.removeSeq(first.seq)) break;
-        removed = true;
-      }
-    }
+    if (cfg.max_msgs > 0) removed = this.dropOldestWhile((s) => s.messages > cfg.max_msgs) || removed;
+    if (cfg.max_bytes > 0) removed = this.dropOldestWhile((s) => s.bytes > cfg.max_bytes) || removed;
     if (removed) this.host.markDirty(this);
   }
 
+  /** Removes the oldest message for as long as the store's state is over a limit; whether any went. */
+  private dropOldestWhile(over: (state: StoreState) => boolean): boolean {
+    let removed = false;
+    for (let s = this.store.state(); over(s) && this.removeSeq(s.firstSeq); s = this.store.state()) removed = true;
+    return removed;
+  }
+
+  /** Removes one message and tells the consumers; the message itself is not loaded. */
   private removeSeq(seq: number): boolean {
-    const msg = this.store.get(seq);
-    if (msg === null || !this.store.remove(seq)) return false;
-    for (const consumer of this.consumers.values()) consumer.onRemoved(seq, msg.subject);
+    const subject = this.store.subjectOf(seq);
+    if (subject === null || !this.store.remove(seq)) return false;
+    for (const consumer of this.consumers.values()) consumer.onRemoved(seq, subject);
     return true;
   }
 

@@ -385,6 +385,12 @@ export abstract class IndexedStore<E extends IndexEntry> implements MessageStore
     return e === undefined ? null : this.load(e);
   }
 
+  subjectOf(seq: number): string | null {
+    if (seq < 1 || seq > this.lastSeq) return null;
+    const e = this.index.get(seq);
+    return e === undefined ? null : e.subj.subject;
+  }
+
   lastOnSubject(subject: string): StoredMessage | null {
     const st = this.subjects.get(subject);
     if (st === undefined) return null;

@@ -46,6 +46,8 @@ export interface MessageStore {
   /** Stores a message under the next sequence and returns that sequence. */
   append(subject: string, header: Buffer | null, data: Buffer, time: number): number;
   get(seq: number): StoredMessage | null;
+  /** The subject of a live message, from the index (the message is not loaded); null if it is not there. */
+  subjectOf(seq: number): string | null;
   /** The newest message on exactly this subject. */
   lastOnSubject(subject: string): StoredMessage | null;
   /** The first live message with sequence >= from whose subject passes the filter. */
