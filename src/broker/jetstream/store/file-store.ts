@@ -134,7 +134,7 @@ function readFully(fd: number, buf: Buffer, off: number, len: number, pos: numbe
 }
 
 /** nats-server filestore: 22 + subject + data + 8, plus 4 + header when there is a header. */
-export function fileMessageSize(subjectLen: number, headerLen: number, dataLen: number): number {
+function fileMessageSize(subjectLen: number, headerLen: number, dataLen: number): number {
   return headerLen === 0 ? 22 + subjectLen + dataLen + 8 : 22 + subjectLen + 4 + headerLen + dataLen + 8;
 }
 
@@ -348,11 +348,7 @@ export class FileStore extends IndexedStore<FileEntry> {
         const hraw = b.readUInt32LE(o + 25);
         const hl = hraw === NO_HDR ? 0 : hraw;
         const subject = b.toString("latin1", o + MSG_BODY, o + MSG_BODY + sl);
-        const size = fileMessageSize(sl, hl, len - MSG_FIXED - sl - hl);
-        this.insert(new FileEntry(seq, this.subjectState(subject), time, size, seg, pos, len));
-        seg.live++;
-        if (seg.msgFirst === 0) seg.msgFirst = seq;
-        seg.msgLast = seq;
+        this.indexMessage(seg, seq, subject, time, fileMessageSize(sl, hl, len - MSG_FIXED - sl - hl), pos, len);
         return;
       }
       case T_DEL:
@@ -372,6 +368,14 @@ export class FileStore extends IndexedStore<FileEntry> {
     }
   }
 
+  /** Indexes a message record at off in seg (appended now, or replayed). */
+  private indexMessage(seg: Segment, seq: number, subject: string, time: number, size: number, off: number, len: number): void {
+    this.insert(new FileEntry(seq, this.subjectState(subject), time, size, seg, off, len));
+    seg.live++;
+    if (seg.msgFirst === 0) seg.msgFirst = seq;
+    seg.msgLast = seq;
+  }
+
   // ---- writing
 
   private reserve(n: number): void {
@@ -386,32 +390,31 @@ export class FileStore extends IndexedStore<FileEntry> {
     this.view = new DataView(next.buffer, next.byteOffset, next.length);
   }
 
-  private writeSmall(type: number, seq: number): void {
-    this.reserve(SMALL_REC);
-    const b = this.pending;
-    const v = this.view;
+  /** Reserves room for a record of len bytes and writes its length, type and seq; returns its offset in pending. */
+  private writeHead(len: number, type: number, seq: number): number {
+    this.reserve(len);
     const o = this.pendingLen;
-    v.setUint32(o, SMALL_REC, true);
-    b[o + 4] = type;
+    const v = this.view;
+    v.setUint32(o, len, true);
+    this.pending[o + 4] = type;
     v.setUint32(o + 5, seq >>> 0, true);
     v.setUint32(o + 9, Math.floor(seq / 4294967296), true);
-    v.setUint32(o + 13, crc32(b, o, o + 13), true);
+    return o;
+  }
+
+  private writeSmall(type: number, seq: number): void {
+    const o = this.writeHead(SMALL_REC, type, seq);
+    this.view.setUint32(o + 13, crc32(this.pending, o, o + 13), true);
     this.pendingLen += SMALL_REC;
     this.active.size += SMALL_REC;
     this.active.hasRemovals = true;
   }
 
   private writeMarker(): void {
-    this.reserve(MARK_REC);
-    const b = this.pending;
+    const o = this.writeHead(MARK_REC, T_MARK, this.lastSeq);
     const v = this.view;
-    const o = this.pendingLen;
-    v.setUint32(o, MARK_REC, true);
-    b[o + 4] = T_MARK;
-    v.setUint32(o + 5, this.lastSeq >>> 0, true);
-    v.setUint32(o + 9, Math.floor(this.lastSeq / 4294967296), true);
     v.setFloat64(o + 13, this.lastTime, true);
-    v.setUint32(o + 21, crc32(b, o, o + 21), true);
+    v.setUint32(o + 21, crc32(this.pending, o, o + 21), true);
     this.pendingLen += MARK_REC;
     this.active.size += MARK_REC;
   }
@@ -490,14 +493,9 @@ export class FileStore extends IndexedStore<FileEntry> {
       this.roll();
       seg = this.active;
     }
-    this.reserve(len);
+    const o = this.writeHead(len, T_MSG, seq);
     const b = this.pending;
     const v = this.view;
-    const o = this.pendingLen;
-    v.setUint32(o, len, true);
-    b[o + 4] = T_MSG;
-    v.setUint32(o + 5, seq >>> 0, true);
-    v.setUint32(o + 9, Math.floor(seq / 4294967296), true);
     v.setFloat64(o + 13, time, true);
     v.setUint32(o + 21, sl, true);
     v.setUint32(o + 25, header === null ? NO_HDR : hl, true);
@@ -510,10 +508,7 @@ export class FileStore extends IndexedStore<FileEntry> {
     const off = seg.size;
     seg.size += len;
     this.pendingLen += len;
-    this.insert(new FileEntry(seq, this.subjectState(subject), time, fileMessageSize(sl, hl, dl), seg, off, len));
-    seg.live++;
-    if (seg.msgFirst === 0) seg.msgFirst = seq;
-    seg.msgLast = seq;
+    this.indexMessage(seg, seq, subject, time, fileMessageSize(sl, hl, dl), off, len);
     if (this.pendingLen >= AUTO_FLUSH) this.writePending();
     if (len <= CACHE_MAX_MESSAGE) {
       this.remember({ seq, subject, time, header: header === null ? null : Buffer.from(header), data: Buffer.from(data) }, len);

@@ -17,7 +17,7 @@ class MemEntry implements IndexEntry {
 }
 
 /** nats-server memstore: subject + header + data + 16. */
-export function memoryMessageSize(subjectLen: number, headerLen: number, dataLen: number): number {
+function memoryMessageSize(subjectLen: number, headerLen: number, dataLen: number): number {
   return subjectLen + headerLen + dataLen + 16;
 }
 
