@@ -278,6 +278,39 @@ function wrap(
   };
 }
 
+/** The first launch of a server; `cleanup` runs when it is stopped, or right away if it fails to start. */
+async function launchFirst(
+  kind: ServerKind,
+  launch: Launcher,
+  dataDir: string | undefined,
+  cleanup: () => void,
+): Promise<RunningServer> {
+  try {
+    return wrap(kind, await launch(undefined, undefined), launch, dataDir, cleanup);
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
+}
+
+/** An Instance over a server process: SIGTERM (then SIGKILL) to stop, SIGKILL to kill. */
+function processInstance(
+  child: ChildProcess,
+  exitP: Promise<void>,
+  ports: { port: number; httpPort?: number },
+  logs: () => string,
+): Instance {
+  return {
+    ...ports,
+    logs,
+    stop: () => killAndWait(child, exitP),
+    kill: () => sigkillAndWait(child, exitP),
+  };
+}
+
+/** withPortRetries' test for launches that flag a lost port race on the error they throw. */
+const flaggedInUse = (e: unknown): boolean => (e as { inUse?: boolean }).inUse === true;
+
 async function startNatsServer(opts: ServerOpts): Promise<RunningServer> {
   if (!natsServerOnPath()) throw new Error("nats-server is not on PATH (it is required when CI=true)");
   const dir = mkdtempSync(path.join(tmpdir(), "nats-ref-"));
@@ -302,29 +335,13 @@ async function startNatsServer(opts: ServerOpts): Promise<RunningServer> {
       await killAndWait(child, exitP);
       throw Object.assign(new Error(`${(e as Error).message}\n${log}`), { inUse: /address already in use/i.test(log) });
     }
-    return {
-      port,
-      httpPort,
-      logs: () => log,
-      stop: () => killAndWait(child, exitP),
-      kill: () => sigkillAndWait(child, exitP),
-    };
+    return processInstance(child, exitP, { port, httpPort }, () => log);
   };
   const launch: Launcher = (port, httpPort) =>
-    withPortRetries(
-      port !== undefined,
-      (e) => (e as { inUse?: boolean }).inUse === true,
-      async () =>
-        launchOnce(port ?? (await freePort()), httpPort ?? (opts.monitoring ? await freePort() : undefined)),
+    withPortRetries(port !== undefined, flaggedInUse, async () =>
+      launchOnce(port ?? (await freePort()), httpPort ?? (opts.monitoring ? await freePort() : undefined)),
     );
-  try {
-    return wrap("nats-server", await launch(undefined, undefined), launch, storeDir, () =>
-      rmSync(dir, { recursive: true, force: true }),
-    );
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  return launchFirst("nats-server", launch, storeDir, () => rmSync(dir, { recursive: true, force: true }));
 }
 
 async function waitForHttp(port: number, deadline: number): Promise<void> {
@@ -349,14 +366,18 @@ async function killAndWait(child: ChildProcess, exited: Promise<void>): Promise<
   clearTimeout(t);
 }
 
-/** Data directory for the bundled broker; `owned` when the harness made it (and stop() removes it). */
-function bundledDataDir(opts: ServerOpts): { dir?: string; owned: boolean } {
-  if (opts.dataDir !== undefined) return { dir: opts.dataDir, owned: false };
+/**
+ * Data directory for the bundled broker, and what stop() must clean up: the directory when the
+ * harness made it, nothing when the caller gave it or there is none.
+ */
+function bundledDataDir(opts: ServerOpts): { dir?: string; removeOwned: () => void } {
+  if (opts.dataDir !== undefined) return { dir: opts.dataDir, removeOwned: () => {} };
   // A child process that is SIGKILLed cannot remove its own temporary store, so the harness owns it.
   if (opts.jetstream === true || (opts.childProcess && opts.jetstream !== false)) {
-    return { dir: mkdtempSync(path.join(tmpdir(), "nex-bundled-data-")), owned: true };
+    const dir = mkdtempSync(path.join(tmpdir(), "nex-bundled-data-"));
+    return { dir, removeOwned: () => rmSync(dir, { recursive: true, force: true }) };
   }
-  return { owned: false };
+  return { removeOwned: () => {} };
 }
 
 async function startBundled(opts: ServerOpts): Promise<RunningServer> {
@@ -367,7 +388,7 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
   const mod = (await import(/* @vite-ignore */ spec)) as {
     startBroker(o: Record<string, unknown>): Promise<BundledBroker>;
   };
-  const { dir, owned } = bundledDataDir(opts);
+  const { dir, removeOwned } = bundledDataDir(opts);
   const launch: Launcher = (port, httpPort) =>
     withPortRetries(
       port !== undefined,
@@ -399,15 +420,7 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
         };
       },
     );
-  const removeOwned = () => {
-    if (owned && dir) rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    return wrap("bundled", await launch(undefined, undefined), launch, dir, removeOwned);
-  } catch (e) {
-    removeOwned();
-    throw e;
-  }
+  return launchFirst("bundled", launch, dir, removeOwned);
 }
 
 let distChecked: string | undefined;
@@ -439,7 +452,7 @@ async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
   ).filter((k) => opts[k] !== undefined);
   if (unsupported.length) throw new Error(`childProcess: the CLI has no option for ${unsupported.join(", ")}`);
   assertDistFresh();
-  const { dir, owned } = bundledDataDir(opts);
+  const { dir, removeOwned } = bundledDataDir(opts);
 
   const launchOnce = async (port: number, httpPort: number | undefined): Promise<Instance> => {
     const args = [NEX_BIN, "broker", "--host", "127.0.0.1", "--port", String(port)];
@@ -476,28 +489,11 @@ async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
       await sigkillAndWait(child, exitP);
       throw Object.assign(e as Error, { inUse: /EADDRINUSE|address already in use/i.test(out + log) });
     }
-    return {
-      ...ports,
-      logs: () => log,
-      stop: () => killAndWait(child, exitP),
-      kill: () => sigkillAndWait(child, exitP),
-    };
+    return processInstance(child, exitP, ports, () => log);
   };
   const launch: Launcher = (port, httpPort) =>
-    withPortRetries(
-      port !== undefined,
-      (e) => (e as { inUse?: boolean }).inUse === true,
-      () => launchOnce(port ?? 0, httpPort),
-    );
-  const removeOwned = () => {
-    if (owned && dir) rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    return wrap("bundled", await launch(undefined, undefined), launch, dir, removeOwned);
-  } catch (e) {
-    removeOwned();
-    throw e;
-  }
+    withPortRetries(port !== undefined, flaggedInUse, () => launchOnce(port ?? 0, httpPort));
+  return launchFirst("bundled", launch, dir, removeOwned);
 }
 
 export async function startServer(kind: ServerKind, opts: ServerOpts = {}): Promise<RunningServer> {
