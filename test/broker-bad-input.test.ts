@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connectLine, RawClient } from "./helpers/raw.js";
 import { describeEachServer, startServer, unavailableReason, type RunningServer, type ServerKind } from "./helpers/servers.js";
 import { prng } from "./helpers/prng.js";
+import { waitFor } from "./helpers/wait.js";
 
 // Override with FUZZ_SEED=<n> to reproduce a failure reported with that seed.
 const SEED = Number(process.env.FUZZ_SEED ?? 20240611);
@@ -292,13 +293,16 @@ describeEachServer("bad input", (kind: ServerKind) => {
       expect(handshakes).toBe(total / styles.length);
       await assertServes(server.url);
       // Every one of those connections must eventually be released by the server.
-      const deadline = Date.now() + 15_000;
       let conns = -1;
-      while (Date.now() < deadline) {
-        conns = ((await (await fetch(`${server.httpUrl}/varz`)).json()) as { connections: number }).connections;
-        if (conns === 0) break;
-        await sleep(50);
-      }
+      await waitFor(
+        "the server to release every connection",
+        async () => {
+          conns = ((await (await fetch(`${server.httpUrl}/varz`)).json()) as { connections: number }).connections;
+          return conns === 0;
+        },
+        15_000,
+        50,
+      );
       expect(conns).toBe(0);
     });
   });

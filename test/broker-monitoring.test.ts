@@ -4,6 +4,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { connectLine, RawClient } from "./helpers/raw.js";
 import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
+import { waitFor } from "./helpers/wait.js";
 
 type Json = Record<string, unknown>;
 
@@ -81,10 +82,7 @@ describeEachServer("monitoring", (kind: ServerKind) => {
       await pub.close();
       // Closing is asynchronous on the server side: poll until it is reflected.
       let v = await get("/varz");
-      for (let i = 0; i < 200 && v.connections !== 0; i++) {
-        await new Promise((r) => setTimeout(r, 25));
-        v = await get("/varz");
-      }
+      await waitFor("/varz to show no connections", async () => (v = await get("/varz")).connections === 0, 5000, 25);
       expect(v.connections).toBe(0);
       expect(v.subscriptions).toBe(before.subscriptions);
       expect(v.total_connections).toBe(after.total_connections);

@@ -4,6 +4,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connectLine, RawClient } from "./helpers/raw.js";
 import { describeEachServer, startServer, type RunningServer, type ServerKind, type ServerOpts } from "./helpers/servers.js";
+import { waitFor } from "./helpers/wait.js";
 
 const QUIET = { verbose: false, pedantic: false };
 const HDRS = { ...QUIET, headers: true };
@@ -463,8 +464,7 @@ describeEachServer("protocol", (kind: ServerKind) => {
         await pub.sync("", 1, 30_000);
         // Pace on the normal subscriber so that it never falls behind itself.
         await normal.flush();
-        const deadline = Date.now() + 30_000;
-        while (received < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+        await waitFor("the normal subscriber to keep up", () => received >= sent, 30_000, 2);
         expect(received).toBe(sent);
       }
       // Let the slow one read what reached it: the server must have closed it.

@@ -66,6 +66,15 @@ describeEachServer("JetStream durability", (kind: ServerKind) => {
 
     // KV: puts, updates, a delete and a purge, history 3.
     let kv = await new Kvm(c).create("state", { history: 3 });
+    /** A graceful restart, then fresh clients over a new connection. */
+    const restartAndReconnect = async (): Promise<void> => {
+      await c.close();
+      await server.restart();
+      c = await nc(server);
+      js = jetstream(c);
+      jsm = await jetstreamManager(c);
+      kv = await new Kvm(c).open("state");
+    };
     const revs: Record<string, number> = {};
     for (let i = 0; i < 20; i++) revs[`k${i}`] = await kv.put(`k${i}`, `v${i}`);
     revs.k0 = await kv.update("k0", "v0-updated", revs.k0);
@@ -106,13 +115,7 @@ describeEachServer("JetStream durability", (kind: ServerKind) => {
     const kvBefore = await kv.status();
     expect(existsSync(path.join(dir, "jetstream"))).toBe(true);
 
-    await c.close();
-    await server.restart();
-
-    c = await nc(server);
-    js = jetstream(c);
-    jsm = await jetstreamManager(c);
-    kv = await new Kvm(c).open("state");
+    await restartAndReconnect();
 
     // Stream state and every message, byte for byte, at the same sequence.
     const after = (await jsm.streams.info("EVENTS")).state;
@@ -165,12 +168,7 @@ describeEachServer("JetStream durability", (kind: ServerKind) => {
     // New writes continue the sequences, and survive a second restart too.
     const pa = await js.publish("ev.odd.new", "after restart");
     expect(pa.seq).toBe(before.last_seq + 1);
-    await c.close();
-    await server.restart();
-    c = await nc(server);
-    js = jetstream(c);
-    jsm = await jetstreamManager(c);
-    kv = await new Kvm(c).open("state");
+    await restartAndReconnect();
     expect((await jsm.streams.getMessage("EVENTS", { seq: pa.seq }))?.string()).toBe("after restart");
     expect((await jsm.streams.info("EVENTS")).state).toMatchObject({ messages: 51, last_seq: 101 });
     expect([(await kv.get("k5"))?.string(), (await kv.get("k5"))?.revision]).toEqual(["v5-after", k5rev]);
