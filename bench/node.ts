@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { liveProcesses } from "./children.js";
-import { REPO_ROOT, bundledUnavailableReason, liveDataDirs, removeDataDir } from "./servers.js";
+import { REPO_ROOT, bundledUnavailableReason, capture, liveDataDirs, removeDataDir } from "./servers.js";
 
 const START_TIMEOUT_MS = 30_000;
 /** A graceful stop drains every workload's triggers; with 1,000 workloads that takes a while. */
@@ -132,14 +132,7 @@ export async function startNode(): Promise<RunningNode> {
   });
   proc.on("error", () => {});
 
-  let out = "";
-  const add = (d: Buffer) => {
-    out += d.toString("utf8");
-    if (out.length > OUTPUT_KEEP) out = out.slice(out.length - OUTPUT_KEEP);
-  };
-  proc.stdout?.on("data", add);
-  proc.stderr?.on("data", add);
-  const output = () => out;
+  const output = capture(proc, OUTPUT_KEEP);
 
   // The node logs pino JSON on stderr: keep what is at warn level or above.
   const warned = { count: 0, lines: [] as string[] };
@@ -205,11 +198,11 @@ export async function startNode(): Promise<RunningNode> {
     const { url, nodeId } = await new Promise<{ url: string; nodeId: string }>((resolve, reject) => {
       const t = setTimeout(() => {
         cleanup();
-        reject(new Error(`nex node up printed no node id and broker URL within ${START_TIMEOUT_MS} ms:\n${out.slice(-2000)}`));
+        reject(new Error(`nex node up printed no node id and broker URL within ${START_TIMEOUT_MS} ms:\n${output().slice(-2000)}`));
       }, START_TIMEOUT_MS);
       const check = () => {
-        const url = /broker:\s+(nats:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
-        const nodeId = /node id:\s+(N[A-Z2-7]{55})/.exec(out)?.[1];
+        const url = /broker:\s+(nats:\/\/127\.0\.0\.1:\d+)/.exec(output())?.[1];
+        const nodeId = /node id:\s+(N[A-Z2-7]{55})/.exec(output())?.[1];
         if (url && nodeId) {
           cleanup();
           resolve({ url, nodeId });
@@ -217,7 +210,7 @@ export async function startNode(): Promise<RunningNode> {
       };
       const onExit = (code: number | null) => {
         cleanup();
-        reject(new Error(`nex node up exited during startup (code ${code}):\n${out.slice(-2000)}`));
+        reject(new Error(`nex node up exited during startup (code ${code}):\n${output().slice(-2000)}`));
       };
       const cleanup = () => {
         clearTimeout(t);

@@ -86,11 +86,12 @@ export function bundledUnavailableReason(): string | null {
   return null;
 }
 
-function capture(proc: ChildProcess): () => string {
+/** The last `keep` characters a child wrote to stdout and stderr, for error messages. */
+export function capture(proc: ChildProcess, keep = OUTPUT_KEEP): () => string {
   let buf = "";
   const add = (d: Buffer) => {
     buf += d.toString("utf8");
-    if (buf.length > OUTPUT_KEEP) buf = buf.slice(buf.length - OUTPUT_KEEP);
+    if (buf.length > keep) buf = buf.slice(buf.length - keep);
   };
   proc.stdout?.on("data", add);
   proc.stderr?.on("data", add);
