@@ -2,7 +2,7 @@
 
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import type { ChildConfig, FromChild, ToChild } from "./messages.js";
+import type { ChildConfig, FromChild, ReqReport, ToChild } from "./messages.js";
 
 const LOADGEN = fileURLToPath(new URL("./loadgen.js", import.meta.url));
 
@@ -115,4 +115,33 @@ export class LoadChild {
 /** Runs `step`, but rejects as soon as any of the children fails. */
 export function guarded<T>(children: LoadChild[], step: Promise<T>): Promise<T> {
   return Promise.race([step, ...children.map((c) => c.failed)]);
+}
+
+export interface SequentialRun {
+  url: string;
+  subject: string;
+  payloadSize: number;
+  warmupMs: number;
+  measureMs: number;
+  maxRequests: number;
+  readyTimeoutMs: number;
+  drainTimeoutMs: number;
+}
+
+/**
+ * One sequential requester child: warms up, then times every request for measureMs. `peers` are
+ * children already running (responders) whose failure ends the trial too. Throws if none completed.
+ */
+export async function sequentialRequests(r: SequentialRun, peers: LoadChild[]): Promise<ReqReport> {
+  const req = new LoadChild("requester", { role: "req", url: r.url, subject: r.subject, payloadSize: r.payloadSize });
+  const all = [...peers, req];
+  try {
+    await guarded(all, req.next("ready", r.readyTimeoutMs));
+    req.send({ type: "run", warmupMs: r.warmupMs, measureMs: r.measureMs, maxRequests: r.maxRequests });
+    const report = (await guarded(all, req.next("reqDone", r.warmupMs + r.measureMs + r.drainTimeoutMs))).report;
+    if (report.count === 0) throw new Error("no requests completed");
+    return report;
+  } finally {
+    await req.stop();
+  }
 }

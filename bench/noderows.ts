@@ -16,7 +16,7 @@
 // Each row gets its own node process, temporary data directory and NEX_HOME, removed afterwards.
 
 import { hrtime } from "node:process";
-import { LoadChild, guarded } from "./children.js";
+import { LoadChild, guarded, sequentialRequests } from "./children.js";
 import type { ReqReport, ReqcReport } from "./messages.js";
 import { DEFAULT_HOST_SERVICES_OPTIONS } from "../src/host-services/server.js";
 import {
@@ -193,17 +193,11 @@ function firstLine(s: string): string {
 // ------------------------------------------------------------------- trials
 
 async function latTrial(node: RunningNode, subject: string, o: NodeOptions, peers: LoadChild[]): Promise<LatResultN> {
-  const req = new LoadChild("requester", { role: "req", url: node.url, subject, payloadSize: TRIGGER_PAYLOAD });
-  const all = [...peers, req];
-  try {
-    await guarded(all, req.next("ready", READY_TIMEOUT_MS));
-    req.send({ type: "run", warmupMs: o.warmupMs, measureMs: o.measureMs, maxRequests: MAX_REQUESTS });
-    const r = (await guarded(all, req.next("reqDone", o.warmupMs + o.measureMs + DRAIN_TIMEOUT_MS))).report;
-    if (r.count === 0) throw new Error("no requests completed");
-    return { kind: "lat", ...r };
-  } finally {
-    await req.stop();
-  }
+  const r = await sequentialRequests(
+    { url: node.url, subject, payloadSize: TRIGGER_PAYLOAD, warmupMs: o.warmupMs, measureMs: o.measureMs, maxRequests: MAX_REQUESTS, readyTimeoutMs: READY_TIMEOUT_MS, drainTimeoutMs: DRAIN_TIMEOUT_MS },
+    peers,
+  );
+  return { kind: "lat", ...r };
 }
 
 interface Load {

@@ -24,7 +24,7 @@
 import { writeFileSync } from "node:fs";
 import os from "node:os";
 import { hrtime } from "node:process";
-import { LoadChild, guarded, liveProcesses } from "./children.js";
+import { LoadChild, guarded, liveProcesses, sequentialRequests } from "./children.js";
 import type { JsReport, JsWorkload, PubReport, ReqReport, SubReport } from "./messages.js";
 import {
   SERVER_LABEL,
@@ -421,12 +421,10 @@ async function runLatTrial(server: RunningServer, row: LatRow, o: Options): Prom
     const rep = new LoadChild("responder", { role: "rep", url: server.url, subject });
     children.push(rep);
     await guarded(children, rep.next("ready", READY_TIMEOUT_MS));
-    const req = new LoadChild("requester", { role: "req", url: server.url, subject, payloadSize: row.payload });
-    children.push(req);
-    await guarded(children, req.next("ready", READY_TIMEOUT_MS));
-    req.send({ type: "run", warmupMs: o.warmupMs, measureMs: o.measureMs, maxRequests: MAX_REQUESTS });
-    const r = (await guarded(children, req.next("reqDone", o.warmupMs + o.measureMs + DRAIN_TIMEOUT_MS))).report;
-    if (r.count === 0) throw new Error("no requests completed");
+    const r = await sequentialRequests(
+      { url: server.url, subject, payloadSize: row.payload, warmupMs: o.warmupMs, measureMs: o.measureMs, maxRequests: MAX_REQUESTS, readyTimeoutMs: READY_TIMEOUT_MS, drainTimeoutMs: DRAIN_TIMEOUT_MS },
+      children,
+    );
     return { kind: "lat", ...r };
   } finally {
     await Promise.all(children.map((c) => c.stop()));
