@@ -140,6 +140,22 @@ describe("WebAssembly runtime", () => {
       expect(dec.decode((await ask(echo, "unaffected")).data)).toBe("unaffected");
     });
 
+    it("gives a trigger that waits behind a timed-out one to a new worker, not to the one being stopped", async () => {
+      // Writes "spinning" to stderr, then loops.
+      const spin = `(i32.store (i32.const 100) (i32.const 0x6e697073)) (i32.store (i32.const 104) (i32.const 0x676e696e)) (i32.store8 (i32.const 108) (i32.const 10))
+        (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 9))
+        (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
+        (loop $spin (br $spin))`;
+      const s = await deploy(await command(spin), { limits: { memoryMb: 16, timeoutMs: 1000, cpuMs: 1000 } });
+      const first = ask(s, "first");
+      // One worker, busy: the second trigger waits for it, and less than its own deadline.
+      await expect.poll(() => observer.linesOf(s.id, "stderr")).toContain("spinning");
+      const second = await ask(s, "second");
+      expect(errorOf(await first)).toBe("timeout: the trigger did not finish within 1000 ms");
+      expect(second.headers?.get("Nats-Service-Error-Code")).toBe("504");
+      expect(errorOf(second)).toMatch(/^timeout: /);
+    });
+
     it("caps linear memory at the workload's limit", async () => {
       const s = await deploy(await command(GROW_UNTIL_REFUSED), { limits: { memoryMb: 8, timeoutMs: 5000, cpuMs: 5000 } });
       expect(errorOf(await ask(s))).toMatch(/^trap: unreachable \(linear memory: 7\.\d MiB of the workload's 8 MiB limit\)$/);

@@ -11,7 +11,7 @@ import { ErrorCodes, failure, queueTimeoutOutcome, timeoutOutcome, UNAVAILABLE, 
 import type { LogStream, WorkloadLimits } from "../types.js";
 import type { FromGuest, GuestSetup, HostCallRequest, HostCallResult } from "./guest-messages.js";
 
-export const MAX_QUEUED_TRIGGERS = 1024;
+const MAX_QUEUED_TRIGGERS = 1024;
 /** How long a new worker may take to load its guest. */
 const WORKER_START_TIMEOUT_MS = 10_000;
 
@@ -131,10 +131,12 @@ class GuestWorker {
   }
 
   private die(outcome: Outcome): void {
-    this.finish(outcome);
-    if (this.dead) return;
+    // Dead before the trigger's callback runs: the pool must not take this worker back as idle and hand
+    // it the next queued trigger while it is being terminated.
+    const first = !this.dead;
     this.dead = true;
-    this.onDeath?.();
+    this.finish(outcome);
+    if (first) this.onDeath?.();
   }
 
   /** Ends the running trigger with `outcome` and the worker with it. */
@@ -193,11 +195,10 @@ export class GuestPool implements TriggerPool {
 
   submit(subject: string, payload: Uint8Array): Promise<Outcome> {
     if (this.closed) return Promise.resolve(UNAVAILABLE);
+    if (this.queue.length >= MAX_QUEUED_TRIGGERS) {
+      return Promise.resolve(failure(ErrorCodes.overloaded, `overloaded: ${this.queue.length} triggers are already waiting`));
+    }
     return new Promise<Outcome>((resolve) => {
-      if (this.queue.length >= MAX_QUEUED_TRIGGERS) {
-        resolve(failure(ErrorCodes.overloaded, `overloaded: ${this.queue.length} triggers are already waiting`));
-        return;
-      }
       this.queue.push({ subject, payload, enqueuedAt: Date.now(), resolve });
       this.pump();
     });
