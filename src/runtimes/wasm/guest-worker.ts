@@ -147,8 +147,19 @@ function runCommand(wasiSetup: WasiSetup, subject: string, payload: Uint8Array):
   stderr.flush();
   if (replyTooLarge) failure = `reply too large: the module wrote more than ${wasiSetup.maxReplyBytes} bytes to stdout`;
   if (failure !== undefined) return { type: "done", ok: false, message: failure };
-  const data = reply.length === 1 ? reply[0] : Buffer.concat(reply);
-  return { type: "done", ok: true, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  return { type: "done", ok: true, data: joined(reply, replyBytes) };
+}
+
+/** The chunks as one array that owns its whole buffer (which main() hands over instead of copying). */
+function joined(chunks: Uint8Array[], byteLength: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(byteLength);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
 }
 
 // --- Components -------------------------------------------------------------------------------------
@@ -241,7 +252,12 @@ async function main(): Promise<void> {
     return;
   }
   port.on("message", (m: RunTrigger) => {
-    if (m?.type === "run") post(run(m.subject, m.payload));
+    if (m?.type !== "run") return;
+    const done = run(m.subject, m.payload);
+    // A command's reply is ours alone: transfer it rather than copy it (a copy would also carry the
+    // whole backing buffer of a view). A component's bytes come from jco's bindings: copied.
+    if (done.ok && setup.form === "module") port.postMessage(done, [done.data.buffer as ArrayBuffer]);
+    else post(done);
   });
   post({ type: "ready" });
 }
