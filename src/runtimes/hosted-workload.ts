@@ -9,7 +9,9 @@ import type { WorkloadLimits, WorkloadStats } from "./types.js";
 import { ErrorCodes, type Outcome } from "./js/outcome.js";
 
 /** Largest trigger payload handed to a guest (also at most a quarter of its memory limit). */
-export const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;
+const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;
+/** Isolates or workers serving one workload at most. */
+const MAX_CONCURRENCY = 64;
 const MAX_ERROR_HEADER_CHARS = 1024;
 const MAX_ERROR_BODY_CHARS = 16 * 1024;
 const EMPTY = new Uint8Array(0);
@@ -37,8 +39,23 @@ export interface TriggerEvents {
   failure(workloadId: string, subject: string, error: string): void;
 }
 
+function positive(n: unknown, fallback: number): number {
+  return typeof n === "number" && Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+/** A deploy's limits with defaults filled in (128 MiB, 5 s) and the CPU budget inside the deadline. */
+export function normalizeLimits(l: Partial<WorkloadLimits> | undefined): WorkloadLimits {
+  const timeoutMs = positive(l?.timeoutMs, 5000);
+  return { memoryMb: Math.max(8, positive(l?.memoryMb, 128)), timeoutMs, cpuMs: Math.min(positive(l?.cpuMs, timeoutMs), timeoutMs) };
+}
+
+/** How many isolates or workers serve a workload: its concurrency, 1 to MAX_CONCURRENCY. */
+export function poolSize(concurrency: unknown): number {
+  return Math.min(MAX_CONCURRENCY, Math.max(1, Math.floor(positive(concurrency, 1))));
+}
+
 /** NATS queue group names cannot hold whitespace. */
-export function queueGroupFor(workloadName: string): string {
+function queueGroupFor(workloadName: string): string {
   return workloadName.replace(/\s+/g, "_");
 }
 
@@ -66,8 +83,17 @@ export class HostedWorkload {
     this.maxPayload = Math.min(MAX_TRIGGER_PAYLOAD_BYTES, Math.floor((spec.limits.memoryMb * 1024 * 1024) / 4));
   }
 
-  /** Subscribes every trigger subject and waits until the server has them (flush). */
+  /** Subscribes every trigger subject and waits until the server has them (flush); stops itself when that fails. */
   async listen(): Promise<void> {
+    try {
+      await this.subscribeAll();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private async subscribeAll(): Promise<void> {
     const queue = queueGroupFor(this.spec.name);
     const refused: string[] = [];
     let listening = false;

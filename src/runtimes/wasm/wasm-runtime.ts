@@ -9,10 +9,10 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { HostServices } from "../../host-services/server.js";
 import { builtScript } from "../../util/built-script.js";
-import { HostedWorkload } from "../hosted-workload.js";
+import { HostedWorkload, normalizeLimits, poolSize } from "../hosted-workload.js";
 import { HostBridge } from "../js/host-bridge.js";
 import type { NatsAuth } from "../js/ipc.js";
-import type { Runtime, RuntimeObserver, WorkloadLimits, WorkloadSpec, WorkloadStats } from "../types.js";
+import type { Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
 import { ComponentCache } from "./component-cache.js";
 import { GuestPool } from "./guest-pool.js";
 import { prepareProgram } from "./prepare.js";
@@ -31,24 +31,12 @@ export interface WasmRuntimeOptions {
   workerScript?: string;
 }
 
-/** Workers per workload at most. */
-const MAX_CONCURRENCY = 64;
 /** Largest reply a guest may produce. */
 const MAX_REPLY_BYTES = 8 * 1024 * 1024;
 
 /** The compiled guest-worker.js (from source, the one under dist/). */
 export function defaultWorkerScript(): string {
   return builtScript(import.meta.url, "guest-worker.js");
-}
-
-function positive(n: unknown, fallback: number): number {
-  return typeof n === "number" && Number.isFinite(n) && n > 0 ? n : fallback;
-}
-
-/** The wall-clock deadline is enforced per trigger; CPU time is not measured separately for wasm. */
-function normalizeLimits(l: Partial<WorkloadLimits> | undefined): WorkloadLimits {
-  const timeoutMs = positive(l?.timeoutMs, 5000);
-  return { memoryMb: Math.max(8, positive(l?.memoryMb, 128)), timeoutMs, cpuMs: Math.min(positive(l?.cpuMs, timeoutMs), timeoutMs) };
 }
 
 export class WasmRuntime implements Runtime {
@@ -76,6 +64,8 @@ export class WasmRuntime implements Runtime {
       name: "nex-wasm-runtime",
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
+      // Host-service calls are requests; a stack trace captured for each costs more than the call (as in runtime-host.ts).
+      noAsyncTraces: true,
       ...this.opts.natsAuth,
     }).catch((err: Error) => {
       this.connection = undefined;
@@ -100,6 +90,7 @@ export class WasmRuntime implements Runtime {
   private async start(spec: WorkloadSpec): Promise<void> {
     const nc = await this.connect();
     const wlog = this.log.child({ workloadId: spec.id, namespace: spec.namespace, workload: spec.name });
+    // The wall-clock deadline is enforced per trigger; CPU time is not measured separately for wasm.
     const limits = normalizeLimits(spec.limits);
     const sha256 = createHash("sha256").update(spec.artifact).digest("hex");
     const { program, transpiled } = await prepareProgram({ ...spec, sha256 }, limits, this.components, MAX_REPLY_BYTES);
@@ -111,7 +102,7 @@ export class WasmRuntime implements Runtime {
       workerScript: this.workerScript,
       program,
       limits,
-      concurrency: Math.min(MAX_CONCURRENCY, Math.max(1, Math.floor(positive(spec.concurrency, 1)))),
+      concurrency: poolSize(spec.concurrency),
       hostCall: (r, deadlineAt) => bridge.call(r.service, r.method, r.headers, r.body, deadlineAt),
       log: (stream, text) => {
         for (const line of text.split("\n")) this.opts.observer.log(spec.id, stream, line);
@@ -120,12 +111,7 @@ export class WasmRuntime implements Runtime {
     });
     const events = { failure: (id: string, subject: string, error: string) => this.opts.observer.triggerFailed(id, subject, error) };
     const workload = new HostedWorkload({ id: spec.id, name: spec.name, triggerSubjects: spec.triggerSubjects, limits }, nc, pool, events, wlog);
-    try {
-      await workload.listen();
-    } catch (err) {
-      await workload.stop();
-      throw err;
-    }
+    await workload.listen();
     if (this.closed) {
       await workload.stop();
       throw new Error("the wasm runtime is closed");
