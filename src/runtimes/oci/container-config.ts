@@ -3,6 +3,7 @@
 
 import { createHash } from "node:crypto";
 import type { ContainerCreateOptions } from "dockerode";
+import type { NatsAuth } from "../js/ipc.js";
 import type { WorkloadSpec } from "../types.js";
 
 export const Labels = {
@@ -15,13 +16,7 @@ export const Labels = {
 } as const;
 
 /** A fork bomb stops here unless the workload asks for more (limits.pids). */
-export const DEFAULT_PIDS_LIMIT = 256;
-
-export interface NatsAuth {
-  user?: string;
-  pass?: string;
-  token?: string;
-}
+const DEFAULT_PIDS_LIMIT = 256;
 
 export interface ContainerContext {
   nodeId: string;
@@ -52,7 +47,7 @@ export function natsUrlWithAuth(natsUrl: string, auth: NatsAuth | undefined): st
 }
 
 /** Deploy env first, then the NEX_* values, which a workload cannot override. */
-export function containerEnv(spec: WorkloadSpec, ctx: ContainerContext): string[] {
+function containerEnv(spec: WorkloadSpec, ctx: ContainerContext): string[] {
   const env: Record<string, string> = {
     ...spec.env,
     NEX_NATS_URL: natsUrlWithAuth(ctx.natsUrl, ctx.natsAuth),
@@ -69,7 +64,7 @@ export function containerEnv(spec: WorkloadSpec, ctx: ContainerContext): string[
   });
 }
 
-export function containerName(workloadId: string): string {
+function containerName(workloadId: string): string {
   return `nex-${workloadId}`;
 }
 

@@ -2,6 +2,7 @@
 // container that exits at once loses no line), the watch for its exit, restarts with backoff when the
 // restart policy asks, and the stop (SIGTERM, SIGKILL after the grace period, remove).
 
+import { setTimeout as sleep } from "node:timers/promises";
 import type Docker from "dockerode";
 import type { Logger } from "pino";
 import type { ContainerInfo } from "../../protocol/control.js";
@@ -50,14 +51,16 @@ export class ContainerWorkload {
   async start(): Promise<void> {
     await this.attachLogs();
     await this.container.start();
-    this.startedAt = Date.now();
-    this.state = "running";
-    void this.watch();
+    this.running();
   }
 
   /** Takes over a running container that a previous run of the node left behind. */
   async adopt(): Promise<void> {
     await this.attachLogs();
+    this.running();
+  }
+
+  private running(): void {
     this.startedAt = Date.now();
     this.state = "running";
     void this.watch();
@@ -186,8 +189,4 @@ export class ContainerWorkload {
     if (this.stopping) return;
     this.o.observer.workloadEvent?.(this.spec.id, { type: "restarted", containerId: this.container.id, restarts: this.restarts });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

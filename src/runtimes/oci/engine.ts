@@ -3,6 +3,7 @@
 // says which engine or image it is about.
 
 import Docker from "dockerode";
+import { settleWithin } from "../../util/settle-within.js";
 
 export interface Engine {
   docker: Docker;
@@ -44,16 +45,11 @@ export function statusCode(err: unknown): number | undefined {
 
 /** Resolves when the engine answers a ping; otherwise rejects with where it looked and why it failed. */
 export async function checkEngine(engine: Engine): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      engine.docker.ping(),
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS))),
-    ]);
+    const answered = await settleWithin(engine.docker.ping().then(() => true), PING_TIMEOUT_MS);
+    if (!answered) throw new Error(`no answer in ${PING_TIMEOUT_MS} ms`);
   } catch (err) {
     throw new Error(`Docker engine not reachable at ${engine.address}: ${engineMessage(err)}`);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
