@@ -83,3 +83,21 @@ export async function containersLabelled(label: string): Promise<Docker.Containe
 export async function removeLabelled(label: string): Promise<void> {
   for (const c of await containersLabelled(label)) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
 }
+
+/**
+ * The signals the engine has sent a container since `sinceMs` (epoch ms), in order: "15" is SIGTERM,
+ * "9" SIGKILL. Read from the engine's event log, so it works after the container is removed.
+ */
+export async function killSignals(containerId: string, sinceMs: number): Promise<string[]> {
+  const stream = await docker.getEvents({
+    since: Math.floor(sinceMs / 1000),
+    until: Date.now() / 1000,
+    filters: { container: [containerId], event: ["kill"] },
+  });
+  let text = "";
+  for await (const chunk of stream) text += chunk.toString();
+  return text
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => (JSON.parse(line) as { Actor?: { Attributes?: { signal?: string } } }).Actor?.Attributes?.signal ?? "?");
+}
