@@ -11,6 +11,7 @@ import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/t
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
 import { ControlSubjects, DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest } from "../src/protocol/control.js";
 import { signRequest } from "../src/protocol/signing.js";
+import { percentileOf } from "./nexload.js";
 import { startNode, type RunningNode } from "./node.js";
 import { REPO_ROOT } from "./servers.js";
 import { formatNumber, formatRatio, renderTable } from "./table.js";
@@ -23,11 +24,6 @@ const ANSWER_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 1000;
 
 const msSince = (t: bigint): number => Number(hrtime.bigint() - t) / 1e6;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)]!;
-}
 
 /** Asks `subject` until the greeter answers (no responders until it has subscribed). */
 async function firstAnswer(nc: NatsConnection, subject: string): Promise<void> {
@@ -127,8 +123,8 @@ export async function runOciRow(log: (msg: string) => void): Promise<string[]> {
     await nc.close();
     await node.stop();
   }
-  const n = median(nex);
-  const d = median(docker);
+  const n = percentileOf(nex, 0.5);
+  const d = percentileOf(docker, 0.5);
   log(`[row ${OCI_ROW_ID}] nex ${nex.map((v) => v.toFixed(0)).join(" ")} ms; docker run ${docker.map((v) => v.toFixed(0)).join(" ")} ms`);
   const verdict = n / d <= OCI_TARGET ? `meets target ≤ ${OCI_TARGET}` : `above target ≤ ${OCI_TARGET}`;
   return [

@@ -15,7 +15,6 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { hrtime } from "node:process";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { type RunningNode, startNode } from "./node.js";
 import { artifactFor, ECHO_SOURCE, NodeClient, percentileOf, type Artifact } from "./nexload.js";
 import { REPO_ROOT } from "./servers.js";
@@ -76,20 +75,17 @@ interface Warm {
   rate: number;
 }
 
-async function expectEcho(nc: NatsConnection, subject: string): Promise<void> {
-  const reply = await nc.request(subject, PAYLOAD, { timeout: 10_000 });
-  const error = reply.headers?.get("Nex-Error");
-  if (error || reply.string() !== PAYLOAD) throw new Error(`${subject}: unexpected reply ${error ?? reply.string().slice(0, 80)}`);
-}
+/** One echo trigger; throws unless the reply is the payload. */
+const expectEcho = (client: NodeClient, subject: string): Promise<number> => client.trigger(subject, PAYLOAD, 0, PAYLOAD);
 
-async function warm(nc: NatsConnection, subject: string, measureMs: number): Promise<Warm> {
+async function warm(client: NodeClient, subject: string, measureMs: number): Promise<Warm> {
   const warmUntil = Date.now() + 300;
-  while (Date.now() < warmUntil) await expectEcho(nc, subject);
+  while (Date.now() < warmUntil) await expectEcho(client, subject);
   const samples: number[] = [];
   const until = Date.now() + measureMs;
   while (Date.now() < until) {
     const t = now();
-    await expectEcho(nc, subject);
+    await expectEcho(client, subject);
     samples.push(msSince(t));
   }
   let done = 0;
@@ -98,7 +94,7 @@ async function warm(nc: NatsConnection, subject: string, measureMs: number): Pro
   await Promise.all(
     Array.from({ length: IN_FLIGHT }, async () => {
       while (Date.now() < rateUntil) {
-        await expectEcho(nc, subject);
+        await expectEcho(client, subject);
         done++;
       }
     }),
@@ -125,7 +121,7 @@ async function cold(client: NodeClient, artifacts: Artifact[], type: "javascript
   for (const a of artifacts) {
     const t = now();
     await client.deploy(a, type);
-    await expectEcho(client.nc, a.subject);
+    await expectEcho(client, a.subject);
     totals.push(msSince(t));
   }
   return totals;
@@ -160,7 +156,7 @@ export async function runWasmBench(sel: WasmSelection, log: (line: string) => vo
       const body: string[][] = [];
       for (const t of targets) {
         await client.deploy(t.artifact, t.type);
-        const r = await warm(client.nc, t.artifact.subject, measureMs);
+        const r = await warm(client, t.artifact.subject, measureMs);
         body.push([
           t.label,
           formatNumber(r.p50 * 1000),

@@ -42,12 +42,11 @@ export async function component(coreWat: string, witSource = fs.readFileSync(pat
 }
 
 /** A WASI command whose _start is `body` (WAT instructions), with proc_exit and fd_write imported. */
-export function command(body: string, extra = ""): Promise<Uint8Array> {
+export function command(body: string): Promise<Uint8Array> {
   return wat(`(module
     (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
     (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
     (memory (export "memory") 1)
-    ${extra}
     (func (export "_start") ${body}))`);
 }
 
