@@ -9,16 +9,14 @@
 import { createHash } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
-import type { LogStream, WorkloadLimits } from "../types.js";
+import type { LogStream } from "../types.js";
 import { CodeCache, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import { HostServices } from "../../host-services/server.js";
-import { HostBridge } from "./host-bridge.js";
+import { HostBridge } from "../host-bridge.js";
 import type { DeployResult, FromHost, JsWorkloadSpec, LogEntry, ToHost, TriggerFailure, CompiledCode } from "./ipc.js";
 import { WorkloadPool } from "./isolate-pool.js";
-import { HostedWorkload } from "../hosted-workload.js";
+import { HostedWorkload, normalizeLimits, poolSize } from "../hosted-workload.js";
 
-/** Isolates per workload at most. */
-const MAX_CONCURRENCY = 64;
 /** Log lines kept for the parent when it does not keep up; beyond this lines are counted and dropped. */
 const MAX_PENDING_LOG_LINES = 20_000;
 const EVENT_BATCH = 500;
@@ -115,19 +113,6 @@ function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-function positive(n: unknown, fallback: number): number {
-  return typeof n === "number" && Number.isFinite(n) && n > 0 ? n : fallback;
-}
-
-function normalizeLimits(l: Partial<WorkloadLimits> | undefined): WorkloadLimits {
-  const timeoutMs = positive(l?.timeoutMs, 5000);
-  return {
-    memoryMb: Math.max(8, positive(l?.memoryMb, 128)),
-    timeoutMs,
-    cpuMs: Math.min(positive(l?.cpuMs, timeoutMs), timeoutMs),
-  };
-}
-
 function checkSpec(spec: JsWorkloadSpec): void {
   const bad = (what: string): never => {
     throw new WorkloadLoadError(`invalid JavaScript workload spec: ${what}`);
@@ -175,11 +160,12 @@ async function deploy(spec: JsWorkloadSpec, given?: CompiledCode): Promise<Deplo
     if (!hostServicesOnBus) hostServices ??= new HostServices(conn, log.child({ component: "host-services" }));
     const local = hostServices ? { services: hostServices, workloadName: spec.name } : undefined;
     const bridge = new HostBridge(conn, spec.namespace, spec.id, local);
+    const limits = normalizeLimits(spec.limits);
     const pool = await WorkloadPool.create({
       code,
-      limits: normalizeLimits(spec.limits),
+      limits,
       fresh: spec.freshContextPerTrigger === true,
-      concurrency: Math.min(MAX_CONCURRENCY, Math.max(1, Math.floor(positive(spec.concurrency, 1)))),
+      concurrency: poolSize(spec.concurrency),
       env: spec.env && typeof spec.env === "object" ? { ...spec.env } : {},
       hooks: {
         log: (stream, line) => events.log(spec.id, stream, line),
@@ -189,13 +175,8 @@ async function deploy(spec: JsWorkloadSpec, given?: CompiledCode): Promise<Deplo
       log: wlog,
     });
     if (code.kind) codeCache.set(sha256, code.kind, code.cachedData);
-    const workload = new HostedWorkload({ ...spec, limits: normalizeLimits(spec.limits) }, conn, pool, events, wlog);
-    try {
-      await workload.listen();
-    } catch (err) {
-      await workload.stop();
-      throw err;
-    }
+    const workload = new HostedWorkload({ ...spec, limits }, conn, pool, events, wlog);
+    await workload.listen();
     workloads.set(spec.id, workload);
     wlog.info({ subjects: spec.triggerSubjects, kind: code.kind, cached: !code.producedCache }, "workload deployed");
     return { code: code.producedCache && code.kind ? { sha256, kind: code.kind, cachedData: code.cachedData } : undefined };
