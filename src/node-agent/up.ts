@@ -8,7 +8,7 @@ import { type RunningBroker, startBroker } from "../broker/index.js";
 import { JsRuntime } from "../runtimes/js/js-runtime.js";
 import { OciRuntime } from "../runtimes/oci/oci-runtime.js";
 import { WasmRuntime } from "../runtimes/wasm/wasm-runtime.js";
-import type { Runtime, WorkloadType } from "../runtimes/types.js";
+import type { NatsAuth, Runtime, WorkloadType } from "../runtimes/types.js";
 import type { NodeConfig } from "./config.js";
 import { loadNodeIdentity } from "./identity.js";
 import { NodeAgent } from "./node.js";
@@ -17,7 +17,7 @@ export interface NodeUpOptions {
   config: NodeConfig;
   /** Existing NATS servers (comma-separated); when absent the bundled broker starts in-process. */
   server?: string;
-  auth?: { user?: string; pass?: string; token?: string };
+  auth?: NatsAuth;
   /** Bundled broker listen options. */
   host?: string;
   port?: number;

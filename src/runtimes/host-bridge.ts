@@ -1,10 +1,10 @@
-// The runtime host's side of `this.hostServices`: a workload's synchronous call (parked in
-// applySyncPromise on its isolate thread) becomes one NATS request to
+// The host side of a guest's host-service call (a JavaScript isolate parked in applySyncPromise, a wasm
+// worker parked in Atomics.wait): served in-process by HostServices when the runtime has them, else one NATS request to
 // $NEX.HOST.<ns>.<workloadId>.<service>.<method>, per src/protocol/host-services.ts. Arguments come
 // from the guest, so every one is checked here again before anything goes on the wire.
 
 import { errors, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import type { HostServices } from "../../host-services/server.js";
+import type { HostServices } from "../host-services/server.js";
 import {
   HOST_CALL_TIMEOUT_MS,
   HOST_METHODS,
@@ -12,7 +12,7 @@ import {
   hostSubject,
   type HostErrorCode,
   type HostService,
-} from "../../protocol/host-services.js";
+} from "../protocol/host-services.js";
 
 /** What a host call hands back into the isolate (copied in as a plain object). */
 export type HostCallResult =

@@ -6,7 +6,7 @@
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { WorkloadLimits, WorkloadStats } from "./types.js";
-import { ErrorCodes, type Outcome } from "./js/outcome.js";
+import { ErrorCodes, type Outcome } from "./outcome.js";
 
 /** Largest trigger payload handed to a guest (also at most a quarter of its memory limit). */
 const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;

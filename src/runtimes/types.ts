@@ -6,6 +6,13 @@ import type { ContainerInfo, RestartPolicy } from "../protocol/control.js";
 
 export type WorkloadType = "javascript" | "wasm" | "oci";
 
+/** Credentials for the NATS server, as the node has them; runtimes connect (or hand them on) with the same. */
+export interface NatsAuth {
+  user?: string;
+  pass?: string;
+  token?: string;
+}
+
 export interface WorkloadLimits {
   /** Memory ceiling in MiB (isolate heap, container memory). */
   memoryMb: number;

@@ -3,14 +3,8 @@
 // caches travel as bytes. Requests carry a reqId; the child answers each with exactly one "result".
 // Log lines and failed triggers flow the other way in batches ("events"), off the trigger's hot path.
 
-import type { LogStream, WorkloadLimits } from "../types.js";
+import type { LogStream, NatsAuth, WorkloadLimits } from "../types.js";
 import type { SourceKind } from "./compile.js";
-
-export interface NatsAuth {
-  user?: string;
-  pass?: string;
-  token?: string;
-}
 
 /** What the child needs to run one JavaScript workload (a WorkloadSpec without the OCI bits). */
 export interface JsWorkloadSpec {

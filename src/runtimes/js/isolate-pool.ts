@@ -7,7 +7,7 @@
 // trigger. A dead isolate (deadline, CPU, memory) is replaced in the background.
 
 import { IsolateSlot, type Job, type PoolConfig } from "./isolate-slot.js";
-import { cpuOutcome, ErrorCodes, errorText, failure, queueTimeoutOutcome, UNAVAILABLE, type Outcome } from "./outcome.js";
+import { cpuOutcome, ErrorCodes, errorText, failure, queueTimeoutOutcome, UNAVAILABLE, type Outcome } from "../outcome.js";
 
 export type { PoolConfig, PoolHooks } from "./isolate-slot.js";
 

@@ -18,7 +18,7 @@ import type { Logger } from "pino";
 import type { LogStream, WorkloadLimits } from "../types.js";
 import { BOOTSTRAP_SOURCE, CONSOLE_LIMITS } from "./bootstrap.js";
 import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
-import type { HostCallResult } from "./host-bridge.js";
+import type { HostCallResult } from "../host-bridge.js";
 import { ResultChannel } from "./result-channel.js";
 import {
   cpuOutcome,
@@ -28,7 +28,7 @@ import {
   memoryOutcome,
   timeoutOutcome,
   type Outcome,
-} from "./outcome.js";
+} from "../outcome.js";
 
 /** Time allowed for evaluating the workload's top-level code in a new context. */
 export const LOAD_TIMEOUT_MS = 5000;

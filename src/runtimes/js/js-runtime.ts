@@ -16,10 +16,9 @@
 import { fork, type ChildProcess } from "node:child_process";
 import pino, { type Logger } from "pino";
 import { builtScript } from "../../util/built-script.js";
-import type { Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
-import type { CompiledCode, DeployResult, FromHost, HostRequest, JsWorkloadSpec, NatsAuth } from "./ipc.js";
+import type { NatsAuth, Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
+import type { CompiledCode, DeployResult, FromHost, HostRequest, JsWorkloadSpec } from "./ipc.js";
 
-export type { NatsAuth } from "./ipc.js";
 
 export interface JsRuntimeOptions {
   /** NATS server URL(s) for the runtime host; comma-separated for several. */

@@ -17,7 +17,7 @@
 //   data area at DATA_OFFSET, DATA_BYTES long, filled from 0 in each batch
 // A result that does not fit (or an index past MAX_RESULTS) goes by the callback instead (kind BY_CALLBACK).
 
-import { ErrorCodes, failure, queueTimeoutOutcome, type Outcome } from "./outcome.js";
+import { ErrorCodes, failure, queueTimeoutOutcome, type Outcome } from "../outcome.js";
 
 export const HEAD = { batch: 0, running: 1, ready: 2 } as const;
 export const STARTED_AT_BYTE = 16;

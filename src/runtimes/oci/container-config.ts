@@ -3,8 +3,7 @@
 
 import { createHash } from "node:crypto";
 import type { ContainerCreateOptions } from "dockerode";
-import type { NatsAuth } from "../js/ipc.js";
-import type { WorkloadSpec } from "../types.js";
+import type { NatsAuth, WorkloadSpec } from "../types.js";
 
 export const Labels = {
   node: "io.nex.node",

@@ -10,8 +10,7 @@
 
 import type Docker from "dockerode";
 import pino, { type Logger } from "pino";
-import type { Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
-import type { NatsAuth } from "../js/ipc.js";
+import type { NatsAuth, Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
 import { type ContainerContext, createOptions, Labels } from "./container-config.js";
 import { ContainerWorkload } from "./container-workload.js";
 import { settleWithin } from "../../util/settle-within.js";

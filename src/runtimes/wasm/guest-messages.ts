@@ -6,7 +6,7 @@
 // HostCallResult and set signal[0] to 1, then takes it with receiveMessageOnPort.
 
 import type { MessagePort } from "node:worker_threads";
-import type { HostCallResult } from "../js/host-bridge.js";
+import type { HostCallResult } from "../host-bridge.js";
 import type { LogStream } from "../types.js";
 
 export interface WasiSetup {

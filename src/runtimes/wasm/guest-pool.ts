@@ -7,7 +7,7 @@
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Logger } from "pino";
 import type { TriggerPool } from "../hosted-workload.js";
-import { ErrorCodes, failure, queueTimeoutOutcome, timeoutOutcome, UNAVAILABLE, type Outcome } from "../js/outcome.js";
+import { ErrorCodes, failure, queueTimeoutOutcome, timeoutOutcome, UNAVAILABLE, type Outcome } from "../outcome.js";
 import type { LogStream, WorkloadLimits } from "../types.js";
 import type { FromGuest, GuestSetup, HostCallRequest, HostCallResult } from "./guest-messages.js";
 
