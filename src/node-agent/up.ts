@@ -61,15 +61,14 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     workloadEvent: (...a: Parameters<NodeAgent["workloadEvent"]>) => node?.workloadEvent(...a),
   };
   for (const type of o.config.workload_types) {
-    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log.child({ runtime: "javascript" }) }));
+    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log }));
     else if (type === "wasm") {
       const cacheDir = path.join(path.resolve(o.config.data_dir), "wasm-cache");
       runtimes.set(type, new WasmRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, cacheDir, log: o.log }));
     }
     // A node whose Docker engine does not answer still starts; its oci deploys fail saying why.
     else if (type === "oci") {
-      const log = o.log.child({ runtime: "oci" });
-      runtimes.set(type, new OciRuntime({ nodeId: identity.id, natsUrl: brokerUrl, natsAuth: o.auth, dockerHost: o.config.docker_host, observer, log }));
+      runtimes.set(type, new OciRuntime({ nodeId: identity.id, natsUrl: brokerUrl, natsAuth: o.auth, dockerHost: o.config.docker_host, observer, log: o.log }));
     } else o.log.warn({ type }, "workload type not available in this build; skipping");
   }
   node = new NodeAgent({ nc, identity, config: o.config, runtimes, brokerUrl, version: o.version, log: o.log, onLameDuckDone: o.onLameDuckDone });

@@ -48,7 +48,7 @@ export class OciRuntime implements Runtime {
 
   constructor(private readonly o: OciRuntimeOptions) {
     this.engine = openEngine(o.dockerHost);
-    this.log = o.log ?? pino({ level: "silent" });
+    this.log = (o.log ?? pino({ level: "silent" })).child({ runtime: "oci" });
   }
 
   /** Whether the engine answers, asked at most every ENGINE_CHECK_TTL_MS (auctions come in bursts). */
