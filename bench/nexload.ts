@@ -58,6 +58,20 @@ export const KVFN_SOURCE =
   "  return this.hostServices.kv.get(key);\n" +
   "};\n";
 
+/**
+ * The same work with the awaitable host services (this.hostServices.async): an async function, so the
+ * triggers of a batch have their KV calls out at the same time instead of one isolate taking turns.
+ */
+export const KVFN_ASYNC_SOURCE =
+  "// nex bench kvfn, async: await kv.set(key, payload), then await kv.get(key), returns the value read\n" +
+  "let n = 0;\n" +
+  "(async function (subject, payload) {\n" +
+  `  const key = "k" + (n++ % ${KVFN_KEYS});\n` +
+  "  const kv = this.hostServices.async.kv;\n" +
+  "  await kv.set(key, payload);\n" +
+  "  return await kv.get(key);\n" +
+  "});\n";
+
 export interface Artifact {
   tag: string;
   subject: string;

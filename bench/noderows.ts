@@ -9,9 +9,10 @@
 //                 runtime host, 20 sampled subjects must answer; no peer. Skipped by --quick unless
 //                 asked for with --only.
 //   16 kvfn       a function doing kv.set(key, payload) + kv.get(key) per trigger through the KV host
-//                 service: requests/s with KVFN_INFLIGHT in flight, and p50 / p99 µs of sequential
-//                 requests; peer: a bare nats.js responder doing kv.put + kv.get with @nats-io/kv on a
-//                 bucket of its own, on the same broker.
+//                 service, once with the synchronous calls and once as an async function with the
+//                 awaitable ones (hostServices.async): requests/s with KVFN_INFLIGHT in flight, and
+//                 p50 / p99 µs of sequential requests; peer: a bare nats.js responder doing kv.put +
+//                 kv.get with @nats-io/kv on a bucket of its own, on the same broker.
 //
 // Each row gets its own node process, temporary data directory and NEX_HOME, removed afterwards.
 
@@ -20,6 +21,7 @@ import { LoadChild, guarded, sequentialRequests } from "./children.js";
 import type { ReqReport, ReqcReport } from "./messages.js";
 import { DEFAULT_HOST_SERVICES_OPTIONS } from "../src/host-services/server.js";
 import {
+  KVFN_ASYNC_SOURCE,
   KVFN_KEYS,
   KVFN_SOURCE,
   NodeClient,
@@ -54,8 +56,8 @@ export interface NodeOptions {
   kvfnMeasureMs?: number;
 }
 
-export type Target = "function" | "bare";
-const TARGET_LABEL: Record<Target, string> = { function: "nex function", bare: "bare responder" };
+export type Target = "function" | "asyncFunction" | "bare";
+const TARGET_LABEL: Record<Target, string> = { function: "nex function", asyncFunction: "nex async function", bare: "bare responder" };
 
 export const TRIGGER_PAYLOAD = 16;
 export const TRIGGER50_INFLIGHT = 50;
@@ -82,9 +84,11 @@ const REQC_MAX_REQUESTS = 1_000_000;
 const FN_SUBJECT = "bench.fn";
 const BARE_SUBJECT = "bench.bare";
 const KVFN_SUBJECT = "bench.kvfn";
+const KVFN_ASYNC_SUBJECT = "bench.kvfn-async";
 const KVBARE_SUBJECT = "bench.kvbare";
-/** The function's workload name (so its KV bucket is hs_default_bench-kvfn) and the peer's own bucket. */
+/** The functions' workload names (so their KV buckets are hs_default_bench-kvfn...) and the peer's own bucket. */
 const KVFN_NAME = "bench-kvfn";
+const KVFN_ASYNC_NAME = "bench-kvfn-async";
 const KVBARE_BUCKET = "bench-kvbare";
 
 export function nodeRows(): NodeRow[] {
@@ -262,7 +266,7 @@ async function reqcTrial(
       p99us: Math.max(...reports.map((r) => r.p99us)),
       clientCores: reports.map((r) => r.clientCores),
       nodeCores: cores(0),
-      hostCores: target === "function" ? cores(1) : null,
+      hostCores: target !== "bare" ? cores(1) : null,
       bareCores: target === "bare" ? cores(2) : null,
     };
   } finally {
@@ -350,14 +354,15 @@ async function warmUp(
 }
 
 /**
- * Row 16: the KV function beside a bare responder doing the same KV calls. Per rep, both targets get a
- * sequential latency trial, then both a throughput trial with KVFN_INFLIGHT requests in flight (order
- * alternated between reps). Bounded: 4 trials per rep, each bounded in time by latTrial / reqcTrial.
+ * Row 16: the KV function (sync and async) beside a bare responder doing the same KV calls. Per rep, each
+ * target gets a sequential latency trial, then a throughput trial with KVFN_INFLIGHT requests in flight
+ * (order reversed between reps). Bounded: 6 trials per rep, each bounded in time by latTrial / reqcTrial.
  */
 async function kvfnRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: NodeRowResult, log: Log): Promise<void> {
   const t0 = Date.now();
   const id = await deployWithCli(node, KVFN_SUBJECT, 60_000, { fileName: KVFN_NAME, source: KVFN_SOURCE });
-  log(`[row ${row.id}] deployed the KV function with nex run (workload ${id}) in ${Date.now() - t0} ms`);
+  const asyncId = await deployWithCli(node, KVFN_ASYNC_SUBJECT, 60_000, { fileName: KVFN_ASYNC_NAME, source: KVFN_ASYNC_SOURCE });
+  log(`[row ${row.id}] deployed the KV functions with nex run (workloads ${id}, ${asyncId}) in ${Date.now() - t0} ms`);
   const bare = new LoadChild("kv responder", {
     role: "kvrep",
     url: node.url,
@@ -374,11 +379,12 @@ async function kvfnRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: Nod
     try {
       for (const v of ["check-1", "check-2"]) {
         await client.trigger(KVFN_SUBJECT, `${v}-fn`, 0, `${v}-fn`);
+        await client.trigger(KVFN_ASYNC_SUBJECT, `${v}-async`, 0, `${v}-async`);
         await client.trigger(KVBARE_SUBJECT, `${v}-bare`, 0, `${v}-bare`);
       }
-      // Untimed warm-up of both paths (JIT of the node, runtime host and peer), bounded by count and time:
+      // Untimed warm-up of every path (JIT of the node, runtime host and peer), bounded by count and time:
       // without it the first run of each target is markedly slower than the later ones.
-      for (const subject of [KVFN_SUBJECT, KVBARE_SUBJECT]) {
+      for (const subject of [KVFN_SUBJECT, KVFN_ASYNC_SUBJECT, KVBARE_SUBJECT]) {
         const w = await warmUp(client, subject, KVFN_INFLIGHT, KVFN_WARMUP_REQUESTS, KVFN_WARMUP_MS);
         log(`[row ${row.id}] untimed warm-up of ${subject}: ${w.count} requests in ${w.ms} ms${w.errors ? `, ${w.errors} failed (${w.firstError})` : ""}`);
       }
@@ -388,10 +394,10 @@ async function kvfnRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: Nod
     const w: NodeOptions = { ...o, warmupMs: o.kvfnWarmupMs ?? o.warmupMs, measureMs: o.kvfnMeasureMs ?? o.measureMs };
     const load: Load = { inflight: KVFN_INFLIGHT, clients: KVFN_CLIENTS };
     for (let rep = 0; rep < o.reps; rep++) {
-      const order: Target[] = rep % 2 === 0 ? ["function", "bare"] : ["bare", "function"];
+      const order: Target[] = rep % 2 === 0 ? ["function", "asyncFunction", "bare"] : ["bare", "asyncFunction", "function"];
       for (const phase of ["latency", "throughput"] as const) {
         for (const target of order) {
-          const subject = target === "function" ? KVFN_SUBJECT : KVBARE_SUBJECT;
+          const subject = target === "function" ? KVFN_SUBJECT : target === "asyncFunction" ? KVFN_ASYNC_SUBJECT : KVBARE_SUBJECT;
           const label = `[row ${row.id}] kvfn ${phase} — ${TARGET_LABEL[target]} run ${rep + 1}/${o.reps}`;
           const trial: NodeTrial = { row: row.id, target, phase, rep: rep + 1, result: null, error: null };
           await runTrial(node, res, log, trial, label, () =>
@@ -504,13 +510,14 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
     prefix: string,
     unit: string,
     targetNote: (key: "p50us" | "p99us", f: number | null) => string,
+    target: Target = "function",
   ): (number | null)[] =>
     (["p50us", "p99us"] as const).map((key, i) => {
       const pick = (r: LatResultN | ReqcResult) => (r.kind === "lat" ? r[key] : NaN);
-      const f = best(res, "function", pick, true);
+      const f = best(res, target, pick, true);
       const b = best(res, "bare", pick, true);
       const what = key.slice(0, 3);
-      peerRows.push([`${res.row.id}${suffixes[i]}`, `${prefix}${what}${unit}`, cell(f, res, "function"), cell(b, res, "bare"), `${formatRatio(f, b)} (lower is better${targetNote(key, f)})`]);
+      peerRows.push([`${res.row.id}${suffixes[i]}`, `${prefix}${what}${unit}`, cell(f, res, target), cell(b, res, "bare"), `${formatRatio(f, b)} (lower is better${targetNote(key, f)})`]);
       return f;
     });
   let warmP50: number | null = null;
@@ -532,19 +539,31 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
       for (const x of r) if (x.errors) problems.push(`row ${row.id}: ${x.errors} failed requests (${x.firstError})`);
     } else if (row.workload === "kvfn") {
       const rate = (r: LatResultN | ReqcResult) => (r.kind === "reqc" ? r.rate : NaN);
-      const f = best(res, "function", rate, false);
       const b = best(res, "bare", rate, false);
-      const met = f !== null && b !== null && b > 0 ? (f / b >= KVFN_RATE_TARGET ? "meets" : "below") : null;
-      peerRows.push([
-        `${row.id}a`,
-        `${row.name}: requests/s, ${KVFN_INFLIGHT} in flight (${KVFN_CLIENTS} clients × ${KVFN_INFLIGHT / KVFN_CLIENTS})`,
-        cell(f, res, "function"),
-        cell(b, res, "bare"),
-        `${formatRatio(f, b)} (${met ? `${met} target ≥ ${KVFN_RATE_TARGET}` : `target ≥ ${KVFN_RATE_TARGET}`})`,
-      ]);
-      latencyRows(res, ["b", "c"], `${row.name}: `, " of sequential requests (µs)", (key, fl) =>
-        key !== "p50us" ? "" : fl === null ? `; target function < ${KVFN_P50_TARGET_US / 1000} ms` : `; function ${fl < KVFN_P50_TARGET_US ? "meets" : "misses"} target < ${KVFN_P50_TARGET_US / 1000} ms`,
-      );
+      const faces: [Target, string, [string, string, string]][] = [
+        ["function", "synchronous calls", ["a", "b", "c"]],
+        ["asyncFunction", "async function, awaited calls (hostServices.async)", ["d", "e", "f"]],
+      ];
+      for (const [target, face, [ra, rb, rc]] of faces) {
+        const f = best(res, target, rate, false);
+        const met = f !== null && b !== null && b > 0 ? (f / b >= KVFN_RATE_TARGET ? "meets" : "below") : null;
+        peerRows.push([
+          `${row.id}${ra}`,
+          `${row.name}, ${face}: requests/s, ${KVFN_INFLIGHT} in flight (${KVFN_CLIENTS} clients × ${KVFN_INFLIGHT / KVFN_CLIENTS})`,
+          cell(f, res, target),
+          cell(b, res, "bare"),
+          `${formatRatio(f, b)} (${met ? `${met} target ≥ ${KVFN_RATE_TARGET}` : `target ≥ ${KVFN_RATE_TARGET}`})`,
+        ]);
+        latencyRows(
+          res,
+          [rb, rc],
+          `${row.name}, ${face}: `,
+          " of sequential requests (µs)",
+          (key, fl) =>
+            key !== "p50us" ? "" : fl === null ? `; target function < ${KVFN_P50_TARGET_US / 1000} ms` : `; function ${fl < KVFN_P50_TARGET_US ? "meets" : "misses"} target < ${KVFN_P50_TARGET_US / 1000} ms`,
+          target,
+        );
+      }
       const r = res.trials.filter((t) => t.result?.kind === "reqc").map((t) => t.result as ReqcResult);
       if (r.length) notes.push(loadNote(row.id, r));
       for (const x of r) if (x.errors) problems.push(`row ${row.id}: ${x.errors} failed requests (${x.firstError})`);
@@ -594,14 +613,14 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
             `Best of ${o.reps} run(s) per cell, function and peer alternated.`
           : "") +
         (results.some((r) => r.row.workload === "kvfn")
-          ? ` Row 16: the function \`kv.set(key, payload); return kv.get(key)\` (this.hostServices, synchronous in the isolate; each call a $NEX.HOST request ` +
-            `the node agent turns into a JetStream KV put / get on the workload's bucket) deployed with \`nex run\` (defaults: one isolate, one warm context); ` +
+          ? ` Row 16: the function \`kv.set(key, payload); return kv.get(key)\` (16a-c: this.hostServices.kv, synchronous in the isolate; 16d-f: an async function awaiting ` +
+            `this.hostServices.async.kv; each call a host-service call the runtime host turns into a JetStream KV put / get on the workload's bucket) deployed with \`nex run\` (defaults: one isolate, one warm context); ` +
             `the peer is a nats.js process of its own doing kv.put then kv.get with @nats-io/kv on a bucket of its own (same size limits) and responding with the value read. ` +
             `Both roll over ${formatNumber(KVFN_KEYS)} keys, one per request, and answer a ${TRIGGER_PAYLOAD} B payload (checked with distinct payloads before timing), ` +
             `and get an untimed warm-up first (${KVFN_INFLIGHT} in flight, up to ${formatNumber(KVFN_WARMUP_REQUESTS)} requests or ${KVFN_WARMUP_MS / 1000} s each). ` +
-            `16a: ${KVFN_CLIENTS} requester processes × ${KVFN_INFLIGHT / KVFN_CLIENTS} request loops, replies counted for ${o.kvfnMeasureMs ?? o.measureMs} ms after ${o.kvfnWarmupMs ?? o.warmupMs} ms warm-up; ` +
-            `16b-c: one sequential requester, every request for ${o.kvfnMeasureMs ?? o.measureMs} ms after ${o.kvfnWarmupMs ?? o.warmupMs} ms warm-up. ` +
-            `Best of ${o.reps} run(s) per cell, function and peer alternated.`
+            `16a, 16d: ${KVFN_CLIENTS} requester processes × ${KVFN_INFLIGHT / KVFN_CLIENTS} request loops, replies counted for ${o.kvfnMeasureMs ?? o.measureMs} ms after ${o.kvfnWarmupMs ?? o.warmupMs} ms warm-up; ` +
+            `16b-c, 16e-f: one sequential requester, every request for ${o.kvfnMeasureMs ?? o.measureMs} ms after ${o.kvfnWarmupMs ?? o.warmupMs} ms warm-up. ` +
+            `Best of ${o.reps} run(s) per cell, the order of the three reversed between runs.`
           : ""),
     );
     for (const n of notes) out.push(n);

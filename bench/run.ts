@@ -56,7 +56,7 @@ interface Options {
   jsMeasureMs: number;
   /** Messages pre-filled for the replay row. */
   replayMsgs: number;
-  /** Warm-up and timed window of each of the kvfn row's trials (4 per run). */
+  /** Warm-up and timed window of each of the kvfn row's trials (6 per run). */
   kvfnWarmupMs: number;
   kvfnMeasureMs: number;
   servers: ServerKind[];
@@ -195,7 +195,7 @@ function parseArgs(argv: string[]): Options {
   // an explicit --warmup / --measure applies to them too.
   o.jsWarmupMs = o.warmupMs || (o.quick ? 200 : 300);
   o.jsMeasureMs = o.measureMs || (o.quick ? 700 : 1500);
-  // The kvfn row makes 4 trials per run (latency and throughput, function and peer): shorter windows keep
+  // The kvfn row makes 6 trials per run (latency and throughput; sync function, async function, peer): shorter windows keep
   // it near 30 s with 3 runs; an explicit --warmup / --measure applies to it too.
   o.kvfnWarmupMs = o.warmupMs || 300;
   o.kvfnMeasureMs = o.measureMs || (o.quick ? 1000 : 1200);

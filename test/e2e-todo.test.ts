@@ -89,6 +89,20 @@ describeEachServer("todo example end to end", (kind) => {
     expect(out.noResponders.code).toBe("no_responders");
   });
 
+  it("offers the same services as promises to an async function", async () => {
+    const run = await nex("run", fixture("async-face.js"), "--trigger-subject", "hs.async");
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse((await nex("req", "hs.async", "")).stdout)).toEqual({
+      missing: null,
+      updated: true,
+      wrongRevision: "wrong_revision",
+      tooLarge: "too_large",
+      forbidden: "forbidden",
+      noResponders: "no_responders",
+      many: ["a", "b", "c", "d"],
+    });
+  });
+
   it("keeps namespaces apart", async () => {
     const run = await nex("run", fixture("peek.js"), "--trigger-subject", "peek", "--namespace", "other");
     expect(run.code, run.stderr).toBe(0);

@@ -215,7 +215,14 @@ describe("JavaScript runtime", () => {
     expect(text(await busy)).toBe("done busy");
     const expected = (p: string): string => (p.startsWith("big:") ? "x".repeat(Number(p.slice(4))) : p.startsWith("async:") ? `async ${p.slice(6)}` : `echo ${p}`);
     before.forEach((p, i) => {
-      expect(replies[i].headers?.get("Nex-Error") ?? "", p).toBe("");
+      const error = replies[i].headers?.get("Nex-Error") ?? "";
+      if (p.startsWith("async:")) {
+        // Still awaiting when the runaway took the isolate (its continuation never got a turn): it ends
+        // with the isolate and says so, as its own timeout or as the runaway's bystander.
+        expect(error, p).toMatch(/^timeout: the trigger did not finish within 1000 ms|^stopped with its isolate, because a trigger running beside it ended so: timeout/);
+        return;
+      }
+      expect(error, p).toBe("");
       expect(text(replies[i]), p).toBe(expected(p));
     });
     const loop = replies[before.length];
@@ -229,6 +236,17 @@ describe("JavaScript runtime", () => {
       else expect(text(reply)).toBe(expected(p));
     });
     expect(text(await request(s, "again"))).toBe("echo again");
+  });
+
+  it("overlaps the async triggers of a batch, each answering its own result", async () => {
+    const s = await deploy(spec("batch.js"));
+    const busy = request(s, "busy:200");
+    await nc.flush();
+    const payloads = ["async:a", "e1", "async:b", "big:20000", "async:c", "async:d", "e2", "async:e"];
+    const replies = await Promise.all(payloads.map((p) => request(s, p)));
+    expect(text(await busy)).toBe("done busy");
+    expect(replies.map((m) => m.headers?.get("Nex-Error") ?? "")).toEqual(payloads.map(() => ""));
+    expect(replies.map(text)).toEqual(["async a", "echo e1", "async b", "x".repeat(20000), "async c", "async d", "echo e2", "async e"]);
   });
 
   describe("limits", () => {
@@ -326,6 +344,8 @@ describe("JavaScript runtime", () => {
     const kv = new Map<string, Uint8Array>();
     const calls: { subject: string; key?: string; bucket?: string }[] = [];
     let revision = 0;
+    const GATHER = 4;
+    const gathering: Msg[] = [];
 
     beforeAll(async () => {
       // A stand-in for src/host-services (not built yet): answers $NEX.HOST.hs.> per the wire format.
@@ -356,6 +376,12 @@ describe("JavaScript runtime", () => {
           if (service === "messaging" && method === "request") {
             const subject = m.headers?.get("Nex-Subject");
             if (subject === "echo.svc") return void m.respond(`pong: ${dec.decode(m.data)}`);
+            if (subject === "gather.svc") {
+              // Answers only once GATHER requests are out at the same time.
+              gathering.push(m);
+              if (gathering.length === GATHER) for (const g of gathering.splice(0)) g.respond(`gathered ${GATHER}: ${dec.decode(g.data)}`);
+              return;
+            }
             return fail("no_responders", `no responders on ${subject}`);
           }
           fail("bad_request", `unsupported ${service}.${method}`);
@@ -388,6 +414,35 @@ describe("JavaScript runtime", () => {
       expect(json(await request(s, "color"))).toEqual({ value: "blue", reply: "pong: ping" });
     });
 
+    it("offers every host service as promises too (hostServices.async)", async () => {
+      kv.set("greeting", new TextEncoder().encode("hello"));
+      const s = await deploy(spec("kv-promises.js", { namespace: "hs" }));
+      const r = json(await request(s, "go"));
+      expect(r).toEqual({
+        value: "hello",
+        revision: expect.any(Number),
+        missing: null,
+        keys: expect.arrayContaining(["greeting", "greeting.async"]),
+        shared: "hello",
+        reply: "pong: ping",
+      });
+      expect(JSON.parse(dec.decode(kv.get("greeting.async")))).toEqual({ value: "hello" });
+      expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.get`, key: "greeting", bucket: "shared" });
+      expect(json(await request(s, "forbidden"))).toEqual({ name: "Error", code: "forbidden", message: "reading 'secret' is not allowed" });
+      expect(json(await request(s, "bad-key"))).toEqual({ rejected: "key must be a string" });
+    });
+
+    it("lets the async triggers of a batch have their host calls out at the same time", async () => {
+      // The stand-in answers gather.svc only when 4 requests are out together: one isolate taking its
+      // triggers in turn would never get there, and each would time out.
+      const s = await deploy(spec("gather.js", { namespace: "hs" }));
+      const busy = request(s, "busy:200");
+      await nc.flush();
+      const replies = await Promise.all(["a", "b", "c", "d"].map((p) => request(s, p)));
+      expect(text(await busy)).toBe("done busy");
+      expect(replies.map(text)).toEqual(["gathered 4: a", "gathered 4: b", "gathered 4: c", "gathered 4: d"]);
+    });
+
     it("turns host-service errors into exceptions with a code", async () => {
       const s = await deploy(spec("kv-error.js", { namespace: "hs" }));
       expect(json(await request(s, "forbidden"))).toEqual({
@@ -412,6 +467,12 @@ describe("JavaScript runtime", () => {
         expect(json(reply)).toMatchObject({ code: "timeout" });
       }
       expect(text(await request(s, "nothing"))).toBe("no error");
+      // The same with the call out while the isolate is stopped at the deadline (its answer comes later).
+      const promises = await deploy(spec("kv-promises.js", { namespace: "hs", limits: { memoryMb: 32, timeoutMs: 300, cpuMs: 300 } }));
+      const late = await request(promises, "slow");
+      if (late.headers?.get("Nats-Service-Error-Code")) expect(late.headers.get("Nex-Error")).toMatch(/^timeout/);
+      else expect(json(late)).toEqual({ code: "timeout" });
+      expect(json(await request(promises, "bad-key"))).toEqual({ rejected: "key must be a string" });
       expect(runtime.childPid).toBe(pid);
       expect(observer.restarts).toEqual([]);
     });

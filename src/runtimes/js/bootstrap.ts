@@ -4,25 +4,25 @@
 //
 // BOOTSTRAP_SOURCE is a script whose completion value is `setup(emitLog, hostRef, envIn, limits,
 // emitResult, shared)`; it is compiled once per isolate and run in each new context. setup installs the globals
-// and returns `makeRunner(handler)`, which returns `runBatch(batchId, [subjects, payloads, expiries])`. None of these
-// functions is reachable from workload code: only the runtime host holds references to them.
+// and returns `makeRunner(handler)`, which returns `runBatch(batchId, [subjects, payloads, expiries, base])`.
+// None of these functions is reachable from workload code: only the runtime host holds references to them.
 //   emitLog     a plain function (an ivm.Callback, fire-and-forget) taking (stream, line)
 //   hostRef     an ivm.Reference to the host-call function; captured here only, never stored on a global
 //               or passed to workload code, so the workload cannot springboard into the host isolate
 //   envIn       the workload's environment (a copy)
 //   limits      { maxLogLines, maxLogChars }
-//   shared      the isolate's result channel, a SharedArrayBuffer (layout in result-channel.ts): the
-//               batch runner writes each result there and the running trigger's index and start time
 //   emitResult  a plain function (ivm.Callback, fire-and-forget) taking (batchId, index, ok, value), for
 //               a result too large for the shared area: value is the reply (string, Uint8Array or
 //               undefined) when ok is true, the error message when ok is false; index -1 asks the host
-//               to read the results ready in the shared area now (sent before awaiting an async trigger)
+//               to read the results ready in the shared area now
+//   shared      the isolate's result channel, a SharedArrayBuffer (layout in result-channel.ts): the
+//               batch runner writes each result there, when each trigger started, and whose code runs
 //
-// Everything the shims rely on (Reflect.apply, JSON, Uint8Array, Promise#then, the Reference's
-// applySyncPromise) is captured before workload code runs, so a workload that replaces globals only
+// Everything the shims rely on (Reflect.apply, JSON, Uint8Array, Promise#then, Atomics, the Reference's
+// applySyncPromise and apply) is captured before workload code runs, so a workload that replaces globals only
 // breaks its own context.
 
-import { DATA_BYTES, DATA_OFFSET, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, STARTED_AT_BYTE, TABLE_OFFSET } from "./result-channel.js";
+import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, TABLE_OFFSET } from "./result-channel.js";
 
 export const BOOTSTRAP_SOURCE = String.raw`
 (function setup(emitLog, hostRef, envIn, limits, emitResult, shared) {
@@ -53,12 +53,17 @@ const ArrayPush = Array.prototype.push;
 const ArrayJoin = Array.prototype.join;
 const DateNow = Date.now;
 const AtomicsStore = Atomics.store;
+const AtomicsCompareExchange = Atomics.compareExchange;
+const ObjectKeys = Object.keys;
+const PromiseReject = Promise.reject;
 const applySyncPromise = hostRef.applySyncPromise;
+const applyAsync = hostRef.apply;
 
 function frozenRecord(o) {
   return ObjectFreeze(ObjectAssign(ObjectCreate(null), o));
 }
-const CALL_OPTIONS = frozenRecord({ arguments: frozenRecord({ copy: true }) });
+const SYNC_CALL = frozenRecord({ arguments: frozenRecord({ copy: true }) });
+const ASYNC_CALL = frozenRecord({ arguments: frozenRecord({ copy: true }), result: frozenRecord({ promise: true }) });
 const EMPTY = new U8(0);
 
 // ---- UTF-8 -------------------------------------------------------------------------------------
@@ -283,9 +288,9 @@ const consoleShim = ObjectFreeze({
 
 // ---- host services -----------------------------------------------------------------------------
 
-function call(service, method, headers, body) {
-  const r = ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, compactBytes(body)], CALL_OPTIONS]);
-  if (r === null || typeof r !== "object") throw new ErrorCtor("host service call failed");
+// The host's answer: its fields, or the error it carries thrown as an Error with .code.
+function checked(r) {
+  if (r === null || typeof r !== "object") throw withCode(undefined);
   if (!r.ok) {
     const e = new ErrorCtor(StringCtor(r.message));
     e.code = StringCtor(r.code);
@@ -294,19 +299,75 @@ function call(service, method, headers, body) {
   return r;
 }
 
+// The call itself failed before the host answered (isolated-vm's own time limit ended the wait, say):
+// still an Error with a code, as the API promises.
+function withCode(e) {
+  if (e !== null && typeof e === "object" && typeof e.code === "string") return e;
+  const err = new ErrorCtor(e !== null && typeof e === "object" && e.message ? StringCtor(e.message) : "host service call failed");
+  err.code = err.message === "Script execution timed out." ? "timeout" : "internal";
+  return err;
+}
+
+function nullIfMissing(e) {
+  if (e && e.code === "not_found") return null;
+  throw e;
+}
+
+// Two faces of the same calls. call(service, method, headers, body, then, missingIsNull) hands the
+// answer to then(); missingIsNull turns a not_found error into null.
+// The sync face parks the isolate until the answer is in (applySyncPromise): simple, and what the
+// original Nex API does, but one isolate then waits for each call in turn. The async face returns a
+// promise, so other triggers of the batch run while a call is out.
+const syncFace = {
+  call(service, method, headers, body, then, missingIsNull) {
+    let r;
+    try {
+      r = checked(ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, compactBytes(body)], SYNC_CALL]));
+    } catch (e) {
+      if (missingIsNull) return nullIfMissing(withCode(e));
+      throw withCode(e);
+    }
+    return then(r);
+  },
+  method(fn) { return fn; },
+};
+const asyncFace = {
+  call(service, method, headers, body, then, missingIsNull) {
+    const p = ReflectApply(applyAsync, hostRef, [undefined, [service, method, headers, compactBytes(body)], ASYNC_CALL]);
+    const answer = ReflectApply(PromiseThen, p, [checked, (e) => { throw withCode(e); }]);
+    return ReflectApply(PromiseThen, answer, missingIsNull ? [then, nullIfMissing] : [then]);
+  },
+  // A bad argument rejects the promise, as any other failure does, instead of throwing.
+  method(fn) {
+    return function (...args) {
+      try { return ReflectApply(fn, this, args); } catch (e) { return ReflectApply(PromiseReject, PromiseCtor, [e]); }
+    };
+  },
+};
+
+// The methods of a service object, adapted to the face, frozen; "extra" is added as it is.
+function faced(face, methods, extra) {
+  const out = ObjectCreate(null);
+  const names = ObjectKeys(methods);
+  for (let i = 0; i < names.length; i++) out[names[i]] = face.method(methods[names[i]]);
+  if (extra) ObjectAssign(out, extra);
+  return ObjectFreeze(out);
+}
+
 function str(name, v) {
   if (typeof v === "string") return v;
   if (typeof v === "number" || typeof v === "bigint") return StringCtor(v);
   throw new TypeErrorCtor(name + " must be a string");
 }
 
-function orNull(fn) {
-  try { return fn(); } catch (e) { if (e && e.code === "not_found") return null; throw e; }
-}
-
 function jsonBody(r) {
   return r.body.length === 0 ? undefined : decodeJSON(r.body);
 }
+const bodyOf = (r) => r.body;
+const stringOf = (r) => utf8Decode(r.body, true);
+const jsonOf = (r) => decodeJSON(r.body);
+const listOf = (r) => { const j = jsonBody(r); return ArrayIsArray(j) ? j : []; };
+const nothing = () => undefined;
 
 function revisionOf(r) {
   const h = r.headers["Nex-Revision"];
@@ -326,82 +387,77 @@ function on(bucket, h) {
   return h;
 }
 
-function makeKv(bucket) {
+function makeKv(face, bucket) {
+  const c = face.call;
   const k = (key) => on(bucket, { "Nex-Key": str("key", key) });
-  const self = {
-    get(key) { return orNull(() => call("kv", "get", k(key), EMPTY).body); },
-    getString(key) { const b = self.get(key); return b === null ? null : utf8Decode(b, true); },
-    getJSON(key) { const b = self.get(key); return b === null ? null : decodeJSON(b); },
-    set(key, value) { return revisionOf(call("kv", "set", k(key), toBytes(value))); },
-    put(key, value) { return self.set(key, value); },
-    create(key, value) { return revisionOf(call("kv", "create", k(key), toBytes(value))); },
+  const set = (key, value) => c("kv", "set", k(key), toBytes(value), revisionOf);
+  return faced(face, {
+    get: (key) => c("kv", "get", k(key), EMPTY, bodyOf, true),
+    getString: (key) => c("kv", "get", k(key), EMPTY, stringOf, true),
+    getJSON: (key) => c("kv", "get", k(key), EMPTY, jsonOf, true),
+    set,
+    put: set,
+    create: (key, value) => c("kv", "create", k(key), toBytes(value), revisionOf),
     update(key, value, revision) {
       const h = k(key);
       h["Nex-Revision"] = str("revision", revision);
-      return revisionOf(call("kv", "update", h, toBytes(value)));
+      return c("kv", "update", h, toBytes(value), revisionOf);
     },
-    delete(key) { call("kv", "delete", k(key), EMPTY); },
-    purge(key) { call("kv", "purge", k(key), EMPTY); },
-    keys(filter) {
-      const h = on(bucket, filter === undefined ? {} : { "Nex-Filter": str("filter", filter) });
-      const j = jsonBody(call("kv", "keys", h, EMPTY));
-      return ArrayIsArray(j) ? j : [];
-    },
-    history(key) {
-      const j = jsonBody(call("kv", "history", k(key), EMPTY));
-      return ArrayIsArray(j) ? j : [];
-    },
-  };
-  if (bucket === undefined) self.bucket = (name) => ObjectFreeze(makeKv(str("bucket", name)));
-  return self;
+    delete: (key) => c("kv", "delete", k(key), EMPTY, nothing),
+    purge: (key) => c("kv", "purge", k(key), EMPTY, nothing),
+    keys: (filter) => c("kv", "keys", on(bucket, filter === undefined ? {} : { "Nex-Filter": str("filter", filter) }), EMPTY, listOf),
+    history: (key) => c("kv", "history", k(key), EMPTY, listOf),
+  }, bucket === undefined ? { bucket: (name) => makeKv(face, str("bucket", name)) } : undefined);
 }
-const kv = makeKv(undefined);
 
 function timeoutHeader(h, timeoutMs) {
   if (timeoutMs !== undefined && timeoutMs !== null) h["Nex-Timeout-Ms"] = str("timeoutMs", timeoutMs);
   return h;
 }
 
-const messaging = {
-  publish(subject, data) { call("messaging", "publish", { "Nex-Subject": str("subject", subject) }, toBytes(data)); },
-  request(subject, data, timeoutMs) {
-    return call("messaging", "request", timeoutHeader({ "Nex-Subject": str("subject", subject) }, timeoutMs), toBytes(data)).body;
-  },
-  requestString(subject, data, timeoutMs) { return utf8Decode(messaging.request(subject, data, timeoutMs), true); },
-  requestJSON(subject, data, timeoutMs) { return decodeJSON(messaging.request(subject, data, timeoutMs)); },
-  requestMany(subject, data, options) {
-    const h = timeoutHeader({ "Nex-Subject": str("subject", subject) }, options && options.timeoutMs);
-    if (options && options.maxMessages !== undefined) h["Nex-Max-Messages"] = str("maxMessages", options.maxMessages);
-    const r = call("messaging", "requestMany", h, toBytes(data));
-    return ArrayIsArray(r.list) ? r.list : [];
-  },
-};
-
-function makeObjectStore(bucket) {
-  const n = (name) => on(bucket, { "Nex-Key": str("name", name) });
-  const self = {
-    get(name) { return orNull(() => call("objectStore", "get", n(name), EMPTY).body); },
-    getString(name) { const b = self.get(name); return b === null ? null : utf8Decode(b, true); },
-    getJSON(name) { const b = self.get(name); return b === null ? null : decodeJSON(b); },
-    put(name, data) { return jsonBody(call("objectStore", "put", n(name), toBytes(data))); },
-    info(name) { return orNull(() => jsonBody(call("objectStore", "info", n(name), EMPTY)) ?? null); },
-    delete(name) { call("objectStore", "delete", n(name), EMPTY); },
-    list() {
-      const j = jsonBody(call("objectStore", "list", on(bucket, {}), EMPTY));
-      return ArrayIsArray(j) ? j : [];
+function makeMessaging(face) {
+  const c = face.call;
+  const req = (subject, timeoutMs) => timeoutHeader({ "Nex-Subject": str("subject", subject) }, timeoutMs);
+  return faced(face, {
+    publish: (subject, data) => c("messaging", "publish", { "Nex-Subject": str("subject", subject) }, toBytes(data), nothing),
+    request: (subject, data, timeoutMs) => c("messaging", "request", req(subject, timeoutMs), toBytes(data), bodyOf),
+    requestString: (subject, data, timeoutMs) => c("messaging", "request", req(subject, timeoutMs), toBytes(data), stringOf),
+    requestJSON: (subject, data, timeoutMs) => c("messaging", "request", req(subject, timeoutMs), toBytes(data), jsonOf),
+    requestMany(subject, data, options) {
+      const h = req(subject, options && options.timeoutMs);
+      if (options && options.maxMessages !== undefined) h["Nex-Max-Messages"] = str("maxMessages", options.maxMessages);
+      return c("messaging", "requestMany", h, toBytes(data), (r) => (ArrayIsArray(r.list) ? r.list : []));
     },
-  };
-  if (bucket === undefined) self.bucket = (name) => ObjectFreeze(makeObjectStore(str("bucket", name)));
-  return self;
+  });
 }
-const objectStore = makeObjectStore(undefined);
+
+function makeObjectStore(face, bucket) {
+  const c = face.call;
+  const n = (name) => on(bucket, { "Nex-Key": str("name", name) });
+  return faced(face, {
+    get: (name) => c("objectStore", "get", n(name), EMPTY, bodyOf, true),
+    getString: (name) => c("objectStore", "get", n(name), EMPTY, stringOf, true),
+    getJSON: (name) => c("objectStore", "get", n(name), EMPTY, jsonOf, true),
+    put: (name, data) => c("objectStore", "put", n(name), toBytes(data), jsonBody),
+    info: (name) => c("objectStore", "info", n(name), EMPTY, (r) => jsonBody(r) ?? null, true),
+    delete: (name) => c("objectStore", "delete", n(name), EMPTY, nothing),
+    list: () => c("objectStore", "list", on(bucket, {}), EMPTY, listOf),
+  }, bucket === undefined ? { bucket: (name) => makeObjectStore(face, str("bucket", name)) } : undefined);
+}
 
 const env = ObjectFreeze(ObjectAssign({}, envIn));
 
 const hostServices = ObjectFreeze({
-  kv: ObjectFreeze(kv),
-  messaging: ObjectFreeze(messaging),
-  objectStore: ObjectFreeze(objectStore),
+  kv: makeKv(syncFace, undefined),
+  messaging: makeMessaging(syncFace),
+  objectStore: makeObjectStore(syncFace, undefined),
+  // The same services, each method returning a promise: for async functions, whose triggers then
+  // overlap their host calls instead of taking turns.
+  async: ObjectFreeze({
+    kv: makeKv(asyncFace, undefined),
+    messaging: makeMessaging(asyncFace),
+    objectStore: makeObjectStore(asyncFace, undefined),
+  }),
   env,
   encode: toBytes,
   decode(bytes) { return utf8Decode(bytes, true); },
@@ -420,8 +476,7 @@ define("env", env);
 // ---- the batch runner --------------------------------------------------------------------------
 
 const head = new Int32Array(shared, 0, 4);
-const startedAt = new Float64Array(shared, ${STARTED_AT_BYTE}, 1);
-const table = new Int32Array(shared, ${TABLE_OFFSET}, ${MAX_RESULTS} * 3);
+const table = new Int32Array(shared, ${TABLE_OFFSET}, ${MAX_RESULTS} * ${ENTRY.size});
 const data = new U8(shared, ${DATA_OFFSET}, ${DATA_BYTES});
 
 function errorMessage(e) {
@@ -452,38 +507,57 @@ function isThenable(r) {
 }
 
 return function makeRunner(handler) {
-  // Runs the triggers of a batch one after the other (an async one is awaited before the next starts).
-  // Each result goes into the shared area (or, if too large, by emitResult) as soon as it is known; the
-  // host reads them when the call returns, or at once when emitResult(batchId, -1) says so. Returns a
-  // promise only if some trigger was async.
+  // Starts the triggers of a batch one after the other. A synchronous trigger runs to its end before the
+  // next starts; an async one runs until it first awaits, and the next starts while it waits, so async
+  // triggers overlap their host calls. Each result goes into the shared area (or, if too large, by
+  // emitResult) as soon as it is known. Returns a promise, settled when every trigger has its result,
+  // only if some trigger was still pending when the last one had started.
+  // triggers: [subjects, payloads, expiries (epoch ms), base (epoch ms: start times count from it)]
   return function runBatch(batchId, triggers) {
     const subjects = triggers[0];
     const payloads = triggers[1];
     const expiries = triggers[2];
+    const base = triggers[3];
     const n = subjects.length;
-    let i = 0;
     let used = 0;
     let flushedAt = DateNow();
-    AtomicsStore(head, ${HEAD.ready}, 0);
+    let starting = true;
+    let pending = 0;
+    let allDone;
+    for (let k = 0; k < n && k < ${MAX_RESULTS}; k++) {
+      AtomicsStore(table, k * ${ENTRY.size} + ${ENTRY.kind}, ${RESULT_KIND.none});
+      AtomicsStore(table, k * ${ENTRY.size} + ${ENTRY.started}, 0);
+    }
+    AtomicsStore(head, ${HEAD.running}, -1);
     AtomicsStore(head, ${HEAD.batch}, batchId);
+
+    // Asks the host to read the results, unless it has been asked and not read yet.
+    function askCollect() {
+      if (AtomicsCompareExchange(head, ${HEAD.collectAsked}, 0, 1) === 0) emitResult(batchId, -1, true, undefined);
+    }
 
     // Writes result k: kind and bytes (a Uint8Array, a string as UTF-8, or undefined for none).
     function record(k, kind, value) {
       const isString = typeof value === "string";
       const size = value === undefined ? 0 : isString ? (value.length <= 0x3fff ? utf8Size(value) : -1) : value.byteLength;
+      const at = k * ${ENTRY.size};
       if (k < ${MAX_RESULTS} && size >= 0 && used + size <= ${DATA_BYTES}) {
         if (isString) utf8EncodeInto(value, data, used);
         else if (size > 0) data.set(value, used);
-        table[k * 3] = kind;
-        table[k * 3 + 1] = used;
-        table[k * 3 + 2] = size;
+        table[at + ${ENTRY.offset}] = used;
+        table[at + ${ENTRY.length}] = size;
         used += size;
+        AtomicsStore(table, at + ${ENTRY.kind}, kind);
       } else {
-        if (k < ${MAX_RESULTS}) table[k * 3] = ${RESULT_KIND.byCallback};
+        if (k < ${MAX_RESULTS}) AtomicsStore(table, at + ${ENTRY.kind}, ${RESULT_KIND.byCallback});
         const copy = isString || value === undefined ? value : compactBytes(value);
         emitResult(batchId, k, kind === ${RESULT_KIND.ok}, copy);
       }
-      AtomicsStore(head, ${HEAD.ready}, k + 1);
+      if (!starting) {
+        // A late async result: the host reads it now, not when the whole batch is done.
+        askCollect();
+        return;
+      }
       // Slow triggers: do not hold a result back for long behind the rest of the batch.
       const now = DateNow();
       if (now - flushedAt >= ${FLUSH_AFTER_MS}) {
@@ -499,42 +573,51 @@ return function makeRunner(handler) {
     function fail(k, e) {
       record(k, ${RESULT_KIND.error}, errorMessage(e));
     }
-    function step() {
-      while (i < n) {
-        const k = i++;
-        startedAt[0] = DateNow();
-        AtomicsStore(head, ${HEAD.running}, k);
-        // Waited (in the queue and behind earlier triggers of this batch) past its whole deadline.
-        if (startedAt[0] > expiries[k]) { record(k, ${RESULT_KIND.expired}, undefined); continue; }
-        linesLeft = limits.maxLogLines;
-        let r;
-        try {
-          r = ReflectApply(handler, G, [subjects[k], payloads[k]]);
-          if (isThenable(r)) {
-            // The results so far should not wait for this one.
-            if (k > 0) {
-              flushedAt = DateNow();
-              emitResult(batchId, -1, true, undefined);
-            }
-            const p = ReflectApply(PromiseResolve, PromiseCtor, [r]);
-            return ReflectApply(PromiseThen, p, [
-              (v) => { ok(k, v); return step(); },
-              (e) => { fail(k, e); return step(); },
-            ]);
-          }
-        } catch (e) {
-          fail(k, e);
-          continue;
-        }
+    function settled() {
+      if (--pending === 0 && allDone !== undefined) allDone(undefined);
+    }
+    // Counted only once its callbacks are in place: a hostile thenable may throw before that.
+    function watch(k, r) {
+      const p = ReflectApply(PromiseResolve, PromiseCtor, [r]);
+      ReflectApply(PromiseThen, p, [
+        (v) => { ok(k, v); settled(); },
+        (e) => { fail(k, e); settled(); },
+      ]);
+      pending++;
+    }
+
+    for (let k = 0; k < n; k++) {
+      const now = DateNow();
+      if (k < ${MAX_RESULTS}) AtomicsStore(table, k * ${ENTRY.size} + ${ENTRY.started}, now > base ? now - base + 1 : 1);
+      // Waited (in the queue and behind earlier triggers of this batch) past its whole deadline.
+      if (now > expiries[k]) { record(k, ${RESULT_KIND.expired}, undefined); continue; }
+      linesLeft = limits.maxLogLines;
+      AtomicsStore(head, ${HEAD.running}, k);
+      let r;
+      try {
+        r = ReflectApply(handler, G, [subjects[k], payloads[k]]);
+      } catch (e) {
+        AtomicsStore(head, ${HEAD.running}, -1);
+        fail(k, e);
+        continue;
+      }
+      AtomicsStore(head, ${HEAD.running}, -1);
+      if (isThenable(r)) {
+        try { watch(k, r); } catch (e) { fail(k, e); }
+      } else {
         ok(k, r);
       }
-      return undefined;
     }
-    return step();
+    starting = false;
+    if (pending === 0) return undefined;
+    // The results so far should not wait for the pending ones.
+    askCollect();
+    return new PromiseCtor((resolve) => { allDone = resolve; });
   };
 };
 })
 `;
+
 
 /** Per-trigger console limits inside the isolate. */
 export const CONSOLE_LIMITS = { maxLogLines: 1000, maxLogChars: 16 * 1024 } as const;

@@ -206,7 +206,7 @@ export class WorkloadPool {
     this.queue = [];
     this.queueHead = 0;
     for (const slot of this.slots) {
-      if (slot.busy) slot.kill(UNAVAILABLE);
+      if (slot.busy) slot.kill(UNAVAILABLE, "all");
       else slot.dispose();
     }
     this.slots.clear();

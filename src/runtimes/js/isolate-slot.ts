@@ -1,17 +1,22 @@
 // One isolate of a workload, inside the runtime host: its memory limit, its warm context or its spare
 // fresh contexts, and the running of triggers in it with a deadline and a CPU budget each.
 //
-// A slot runs one batch of triggers at a time (one call into the isolate); the triggers of a batch run
-// one after the other and their results come back through the slot's ResultChannel (shared memory,
-// see result-channel.ts and bootstrap.ts runBatch), read when the call returns.
-// Limits per trigger, counted from when it starts (the isolate records which trigger runs and since when):
-// - wall clock: our own timer (isolated-vm's `timeout` does not bound promises); on expiry the isolate
-//   is disposed and the trigger answers "timeout"; the results its batch already had are answered, the
-//   triggers that had not started go back to the pool's queue and the pool builds a replacement isolate;
+// A slot runs one batch of triggers at a time (one call into the isolate). The triggers of a batch start
+// one after the other; a synchronous one runs to its end before the next starts, an async one lets the
+// next start while it awaits (so async triggers overlap their host calls). Results come back through the
+// slot's ResultChannel (shared memory, see result-channel.ts and bootstrap.ts runBatch).
+// Limits per trigger, counted from when it starts (the isolate records when each trigger started):
+// - wall clock: our own timer (isolated-vm's `timeout` does not bound promises); when a trigger passes
+//   its deadline the isolate is disposed and that trigger answers "timeout". Of the rest of its batch,
+//   results already written are answered, triggers in flight beside it answer an error naming why they
+//   were stopped, and triggers that had not started go back to the pool's queue; the pool builds a
+//   replacement isolate;
 // - CPU: isolated-vm's `timeout` (min of cpuMs and timeoutMs per trigger of the batch) stops synchronous
-//   runaways, and the pool's ticker compares isolate.cpuTime with the running trigger's budget (kill);
-//   the budget of a trigger that is not first in its batch is counted from the first tick that sees it;
-// - memory: isolated-vm disposes an isolate over its memoryLimit; the trigger answers an error.
+//   runaways, and the pool's ticker compares isolate.cpuTime with the budget (kill). CPU is counted per
+//   isolate, so with several triggers in flight the budget is shared: cpuMs per trigger in flight, from
+//   the first tick that sees the oldest of them; the trigger whose code runs when the isolate is stopped
+//   (else the oldest in flight) is the one blamed;
+// - memory: isolated-vm disposes an isolate over its memoryLimit; the trigger blamed answers an error.
 
 import ivm from "isolated-vm";
 import type { Logger } from "pino";
@@ -19,7 +24,7 @@ import type { LogStream, WorkloadLimits } from "../types.js";
 import { BOOTSTRAP_SOURCE, CONSOLE_LIMITS } from "./bootstrap.js";
 import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../host-bridge.js";
-import { ResultChannel } from "./result-channel.js";
+import { MAX_RESULTS, RESULT_KIND, ResultChannel } from "./result-channel.js";
 import {
   cpuOutcome,
   ErrorCodes,
@@ -67,7 +72,7 @@ export interface Job {
 /** A context with the shims installed and the workload evaluated. */
 interface Prepared {
   context: ivm.Context;
-  /** runBatch(batchId, [subjects, payloads, expiries]) in bootstrap.ts. */
+  /** runBatch(batchId, [subjects, payloads, expiries, base]) in bootstrap.ts. */
   runBatch: ivm.Reference<(batchId: number, triggers: unknown) => unknown>;
 }
 
@@ -80,14 +85,14 @@ function releasePrepared(p: Prepared): void {
   }
 }
 
-/** Triggers handed to one isolate in one call; they run one after the other. */
+/** Triggers handed to one isolate in one call. */
 interface Batch {
   id: number;
   jobs: Job[];
   answered: boolean[];
-  /** Results read from the shared area so far: every index below it is answered or travels by callback. */
-  collected: number;
-  /** When the batch was handed over: the deadline base until the isolate begins it. */
+  /** Results the isolate sends by callback: the shared area will not hold them. */
+  byCallback: boolean[];
+  /** When the batch was handed over: the deadline base until the isolate begins it, and the base of start times. */
   dispatchedAt: number;
   /** Ends the batch with the triggers that never started, for the pool to queue again. */
   finish: (notStarted: Job[]) => void;
@@ -146,9 +151,10 @@ export class IsolateSlot {
     });
     this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
       const b = this.batch;
-      // Earlier triggers of the batch are done: their replies leave with this call's request.
+      // Results written meanwhile leave with this call's request.
       if (b) this.collect(b);
-      const deadline = b ? this.runningSince(b) + cfg.limits.timeoutMs : Date.now() + LOAD_TIMEOUT_MS;
+      // The caller is one of the triggers in flight; the isolate stops at the earliest of their deadlines.
+      const deadline = b ? this.nextDeadline(b) : Date.now() + LOAD_TIMEOUT_MS;
       const result = await cfg.hooks.hostCall(service, method, headers, body, deadline);
       return new ivm.ExternalCopy(result).copyInto({ release: true });
     });
@@ -308,7 +314,7 @@ export class IsolateSlot {
   }
 
   /**
-   * Runs `jobs` one after the other in this isolate, resolving each job as its result arrives. Resolves
+   * Runs `jobs` in this isolate (see the header for how they share it), resolving each job as its result arrives. Resolves
    * with the jobs that never started (the isolate died first); the pool queues them again. Afterwards
    * `dead` says whether the isolate must be replaced.
    */
@@ -331,9 +337,17 @@ export class IsolateSlot {
       prepared = this.warm;
     }
     if (!prepared || this.dead) return jobs;
+    if (jobs.length > MAX_RESULTS) throw new Error(`a batch holds at most ${MAX_RESULTS} triggers`);
     const runner = prepared.runBatch;
     const notStarted = await new Promise<Job[]>((finish) => {
-      const batch: Batch = { id: ++this.batchSeq, jobs, answered: jobs.map(() => false), collected: 0, dispatchedAt: Date.now(), finish };
+      const batch: Batch = {
+        id: ++this.batchSeq,
+        jobs,
+        answered: jobs.map(() => false),
+        byCallback: jobs.map(() => false),
+        dispatchedAt: Date.now(),
+        finish,
+      };
       this.batch = batch;
       this.armDeadline(batch, this.cfg.limits.timeoutMs);
       this.cpuKey = `${batch.id}:0`;
@@ -343,6 +357,7 @@ export class IsolateSlot {
           jobs.map((j) => j.subject),
           jobs.map((j) => j.payload),
           jobs.map((j) => j.enqueuedAt + this.cfg.limits.timeoutMs),
+          batch.dispatchedAt,
         ]).copyInto({ release: true });
         runner
           .apply(undefined, [batch.id, triggers], {
@@ -365,9 +380,24 @@ export class IsolateSlot {
     return notStarted;
   }
 
-  /** When the running trigger of `b` started (the hand-over time until the isolate begins the batch). */
-  private runningSince(b: Batch): number {
-    return this.channel.running(b.id)?.startedAt ?? b.dispatchedAt;
+  /** Indices of `b` that have started and have no result yet, oldest first. */
+  private inFlight(b: Batch): number[] {
+    const flying: number[] = [];
+    if (!this.channel.begun(b.id)) return flying;
+    for (let k = 0; k < b.jobs.length; k++) {
+      if (b.answered[k] || b.byCallback[k] || this.channel.kind(k) !== RESULT_KIND.none) continue;
+      if (this.channel.startedAt(k, b.dispatchedAt) !== undefined) flying.push(k);
+    }
+    return flying;
+  }
+
+  /** The earliest deadline of a trigger of `b` in flight (the batch's own until the isolate begins it). */
+  private nextDeadline(b: Batch): number {
+    const { timeoutMs } = this.cfg.limits;
+    if (!this.channel.begun(b.id)) return b.dispatchedAt + timeoutMs;
+    let next = Date.now() + timeoutMs;
+    for (const k of this.inFlight(b)) next = Math.min(next, this.channel.startedAt(k, b.dispatchedAt)! + timeoutMs);
+    return next;
   }
 
   private armDeadline(b: Batch, delayMs: number): void {
@@ -375,20 +405,35 @@ export class IsolateSlot {
     this.timer = setTimeout(() => this.onDeadline(b), Math.max(1, Math.ceil(delayMs)));
   }
 
-  /** The batch timer: stops the running trigger once it is past its own deadline, else waits for that. */
+  /** The batch timer: stops the isolate once a trigger in flight is past its deadline, else waits for the next. */
   private onDeadline(b: Batch): void {
     if (this.batch !== b) return;
     const { timeoutMs } = this.cfg.limits;
-    const run = this.channel.running(b.id);
-    // The running trigger has its result: the isolate is between triggers or returning (the call's own
-    // timeout bounds what the workload could still do there).
-    if (run && this.channel.ready(b.id) > run.index) {
-      this.armDeadline(b, timeoutMs);
+    const now = Date.now();
+    if (!this.channel.begun(b.id)) {
+      const left = b.dispatchedAt + timeoutMs - now;
+      if (left > 0) this.armDeadline(b, left);
+      else this.kill(timeoutOutcome(timeoutMs), [0]);
       return;
     }
-    const left = (run?.startedAt ?? b.dispatchedAt) + timeoutMs - Date.now();
-    if (left > 0) this.armDeadline(b, left);
-    else this.kill(timeoutOutcome(timeoutMs));
+    this.collect(b);
+    const overdue: number[] = [];
+    let next = now + timeoutMs;
+    const flying = this.inFlight(b);
+    for (const k of flying) {
+      const deadline = this.channel.startedAt(k, b.dispatchedAt)! + timeoutMs;
+      if (deadline <= now) overdue.push(k);
+      else next = Math.min(next, deadline);
+    }
+    if (overdue.length === 0) {
+      this.armDeadline(b, next - now);
+      return;
+    }
+    // A trigger whose synchronous code holds the isolate kept the overdue ones from going on: it ends
+    // with them, as a timeout too, not as a bystander.
+    const running = this.channel.running();
+    if (flying.includes(running) && !overdue.includes(running)) overdue.push(running);
+    this.kill(timeoutOutcome(timeoutMs), overdue);
   }
 
   private answer(b: Batch, index: number, outcome: Outcome): void {
@@ -399,12 +444,14 @@ export class IsolateSlot {
 
   /** Answers the results the isolate has written to the shared area since the last look. */
   private collect(b: Batch): void {
-    const ready = Math.min(this.channel.ready(b.id), b.jobs.length);
-    for (let k = b.collected; k < ready; k++) {
+    this.channel.clearCollectAsked();
+    if (!this.channel.begun(b.id)) return;
+    for (let k = 0; k < b.jobs.length; k++) {
+      if (b.answered[k] || b.byCallback[k] || this.channel.kind(k) === RESULT_KIND.none) continue;
       const outcome = this.channel.read(k, this.cfg.limits.timeoutMs);
-      if (outcome !== "callback") this.answer(b, k, outcome);
+      if (outcome === "callback") b.byCallback[k] = true;
+      else this.answer(b, k, outcome);
     }
-    if (ready > b.collected) b.collected = ready;
   }
 
   /** From inside the isolate: a result too large for the shared area, or (index -1) "collect now". */
@@ -421,22 +468,51 @@ export class IsolateSlot {
   }
 
   /**
-   * Ends batch `b`: answers what the isolate wrote, then `stopped` (if given) for the first trigger
-   * without a result, and hands the triggers after it back to the pool as never started.
+   * Who answers `stopped` when the isolate is stopped: the trigger whose code runs, else the oldest in
+   * flight, else the first without a result.
    */
-  private settle(b: Batch, stopped?: Outcome): void {
+  private blame(b: Batch): number[] {
+    if (!this.channel.begun(b.id)) return [0];
+    const flying = this.inFlight(b);
+    const running = this.channel.running();
+    if (running >= 0 && flying.includes(running)) return [running];
+    if (flying.length > 0) return [flying[0]];
+    const next = b.answered.findIndex((answered, k) => !answered && !b.byCallback[k] && this.channel.kind(k) === RESULT_KIND.none);
+    return next < 0 ? [] : [next];
+  }
+
+  /**
+   * Ends batch `b`: answers what the isolate wrote; if it was stopped, `stopped` for the triggers blamed
+   * (`blamed`, or as blame() says; "all": every one in flight), an error for the others in flight, and
+   * the triggers that never started go back to the pool.
+   */
+  private settle(b: Batch, stopped?: Outcome, blamed?: number[] | "all"): void {
+    const culprits = stopped === undefined || blamed === "all" ? [] : (blamed ?? this.blame(b));
     this.batch = undefined;
     if (this.timer) clearTimeout(this.timer);
-    this.collect(b);
-    // Callbacks are delivered before the call's own settlement; anything unanswered below here was lost.
-    for (let k = 0; k < b.collected; k++) this.answer(b, k, failure(ErrorCodes.failed, "the trigger's result was lost"));
+    const lost = failure(ErrorCodes.failed, "the trigger's result was lost");
     if (stopped === undefined) {
-      for (let k = b.collected; k < b.jobs.length; k++) this.answer(b, k, failure(ErrorCodes.failed, "the trigger's result was lost"));
+      this.collect(b);
+      // Callbacks are delivered before the call's own settlement: anything unanswered was lost.
+      for (let k = 0; k < b.jobs.length; k++) this.answer(b, k, lost);
       b.finish([]);
       return;
     }
-    this.answer(b, b.collected, stopped);
-    b.finish(b.jobs.slice(b.collected + 1));
+    // The culprits first: a result one of them wrote while the isolate was being stopped (it may catch
+    // the error that ends its host call) does not undo the decision.
+    for (const k of culprits) this.answer(b, k, stopped);
+    this.collect(b);
+    const why = stopped.ok ? "it was stopped" : stopped.message;
+    const beside = blamed === "all" ? stopped : failure(ErrorCodes.failed, `stopped with its isolate, because a trigger running beside it ended so: ${why}`);
+    const begun = this.channel.begun(b.id);
+    const notStarted: Job[] = [];
+    for (let k = 0; k < b.jobs.length; k++) {
+      if (b.answered[k]) continue;
+      if (b.byCallback[k] || (begun && this.channel.kind(k) !== RESULT_KIND.none)) this.answer(b, k, lost);
+      else if (begun && this.channel.startedAt(k, b.dispatchedAt) !== undefined) this.answer(b, k, beside);
+      else notStarted.push(b.jobs[k]);
+    }
+    b.finish(notStarted);
   }
 
   private endBatch(b: Batch, err: unknown): void {
@@ -456,26 +532,35 @@ export class IsolateSlot {
     return failure(ErrorCodes.failed, typeof message === "string" ? message : String(err));
   }
 
-  /** Ends the running trigger with `outcome` and disposes the isolate (the pool replaces it). */
-  kill(outcome: Outcome): void {
+  /**
+   * Disposes the isolate (the pool replaces it) and ends its batch: the triggers `blamed` (by default as
+   * blame() says; "all": every one in flight) answer `outcome`.
+   */
+  kill(outcome: Outcome, blamed?: number[] | "all"): void {
+    const b = this.batch;
+    // Who ran is read from the shared area before the isolate goes.
+    const culprits = b && blamed === undefined ? this.blame(b) : blamed;
     this.dead = true;
     this.dispose();
-    const b = this.batch;
-    if (b) this.settle(b, outcome);
+    if (b) this.settle(b, outcome, culprits);
   }
 
-  /** CPU time of the running trigger so far (see the header for how it is counted). */
+  /**
+   * CPU time per trigger in flight since the oldest of them was first seen (see the header): what the
+   * pool's ticker holds against the budget.
+   */
   cpuUsedNs(): bigint {
     const b = this.batch;
     if (!b) return 0n;
     try {
       const now = this.isolate.cpuTime;
-      const key = `${b.id}:${this.channel.running(b.id)?.index ?? 0}`;
+      const flying = this.inFlight(b);
+      const key = `${b.id}:${flying[0] ?? -1}`;
       if (key !== this.cpuKey) {
         this.cpuKey = key;
         this.startCpu = now;
       }
-      return now - this.startCpu;
+      return (now - this.startCpu) / BigInt(Math.max(1, flying.length));
     } catch {
       return 0n;
     }

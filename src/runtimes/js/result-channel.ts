@@ -3,31 +3,36 @@
 // Why: reporting each trigger's result with an ivm.Callback costs a task on the host's event loop per
 // trigger, and each such task flushes its reply in a write() of its own. Instead the isolate writes
 // small results into a SharedArrayBuffer as they are known and the host reads them all when the batch
-// call returns (or when the isolate asks, before it awaits an async trigger, so no result waits for a
-// slower sibling). The replies of a batch then leave in one write. The isolate also records which
-// trigger runs and since when, so the host's deadline timer and CPU ticker know whom to stop, and the
-// results already written survive an isolate that is killed afterwards. Results never wait long: the host
-// also reads them when the isolate calls a host service, and the isolate asks for a read once a batch
-// has run FLUSH_AFTER_MS since the last one.
+// call returns, when the isolate calls a host service, or when the isolate asks (emitResult index -1).
+// The replies of a batch then leave in one write.
+//
+// Several triggers of a batch may be in flight at once (async functions awaiting host calls), so each
+// trigger has its own entry: when it started (for its deadline and CPU budget) and its result, written
+// in any order. The isolate also records whose synchronous code runs right now, which says whom to blame
+// when the isolate has to be stopped. Results written survive an isolate that is killed afterwards.
 //
 // Layout (little-endian, as the platform is):
-//   Int32 [0] batch id the isolate is running   Int32 [1] index of the running trigger
-//   Int32 [2] results ready (indices < ready)   Float64 at byte 16: when the running trigger started (ms)
-//   Int32 table at byte TABLE_OFFSET: per index (kind, offset, length) into the data area
+//   Int32 head[0] batch id the isolate is running   head[1] index whose handler call is on the stack (-1: none)
+//   Int32 head[2] 1 while the isolate has asked the host to collect and the host has not yet
+//   Int32 table at TABLE_OFFSET, per index: kind (0 = no result yet), offset, length into the data
+//         area, and when the trigger started (ms since the batch's base time, plus 1; 0 = not started)
 //   data area at DATA_OFFSET, DATA_BYTES long, filled from 0 in each batch
-// A result that does not fit (or an index past MAX_RESULTS) goes by the callback instead (kind BY_CALLBACK).
+// The isolate writes offset and length before it stores the kind (Atomics), and zeroes a batch's entries
+// before it stores the batch id, so the host never reads a half-written entry or one of an older batch.
+// A result that does not fit (or an index past MAX_RESULTS) goes by the callback instead (kind byCallback).
 
 import { ErrorCodes, failure, queueTimeoutOutcome, type Outcome } from "../outcome.js";
 
-export const HEAD = { batch: 0, running: 1, ready: 2 } as const;
-export const STARTED_AT_BYTE = 16;
-export const TABLE_OFFSET = 24;
+export const HEAD = { batch: 0, running: 1, collectAsked: 2 } as const;
+export const TABLE_OFFSET = 16;
+/** Int32 fields per table entry. */
+export const ENTRY = { kind: 0, offset: 1, length: 2, started: 3, size: 4 } as const;
 /** Results per batch that have a table entry; the pool's batches are smaller. */
 export const MAX_RESULTS = 64;
-export const DATA_OFFSET = 1024;
+export const DATA_OFFSET = 2048;
 /** Bytes of results per batch kept in shared memory; larger results are copied by callback. */
 export const DATA_BYTES = 16 * 1024;
-export const RESULT_KIND = { ok: 1, error: 2, expired: 3, byCallback: 4 } as const;
+export const RESULT_KIND = { none: 0, ok: 1, error: 2, expired: 3, byCallback: 4 } as const;
 /** A batch running longer than this since its last hand-over tells the host to read its results. */
 export const FLUSH_AFTER_MS = 1;
 
@@ -37,32 +42,40 @@ const decoder = new TextDecoder();
 export class ResultChannel {
   readonly shared = new SharedArrayBuffer(DATA_OFFSET + DATA_BYTES);
   private readonly head = new Int32Array(this.shared, 0, 4);
-  private readonly startedAt = new Float64Array(this.shared, STARTED_AT_BYTE, 1);
-  private readonly table = new Int32Array(this.shared, TABLE_OFFSET, MAX_RESULTS * 3);
+  private readonly table = new Int32Array(this.shared, TABLE_OFFSET, MAX_RESULTS * ENTRY.size);
 
-  /** How many results of `batchId` are ready (0 while the isolate has not begun it). */
-  ready(batchId: number): number {
-    if (Atomics.load(this.head, HEAD.batch) !== batchId) return 0;
-    return Atomics.load(this.head, HEAD.ready);
+  /** Whether the isolate has begun `batchId` (until then no entry of it is valid). */
+  begun(batchId: number): boolean {
+    return Atomics.load(this.head, HEAD.batch) === batchId;
   }
 
-  /**
-   * The running trigger of `batchId` and when it started, or undefined while the isolate has not begun
-   * the batch. The isolate stores the start time before the index, so a fresh index never pairs with an
-   * older start.
-   */
-  running(batchId: number): { index: number; startedAt: number } | undefined {
-    if (Atomics.load(this.head, HEAD.batch) !== batchId) return undefined;
-    const index = Atomics.load(this.head, HEAD.running);
-    return { index, startedAt: this.startedAt[0] };
+  /** The index whose synchronous code runs in the isolate now, or -1 (between triggers, or awaiting). */
+  running(): number {
+    return Atomics.load(this.head, HEAD.running);
   }
 
-  /** Result `index` (below ready()), or "callback" when it travels by callback instead. */
+  /** Called before the host looks at the results: a result written after this asks again. */
+  clearCollectAsked(): void {
+    Atomics.store(this.head, HEAD.collectAsked, 0);
+  }
+
+  /** The kind of result `index` has (RESULT_KIND.none while it has none); `index` below MAX_RESULTS. */
+  kind(index: number): number {
+    return Atomics.load(this.table, index * ENTRY.size + ENTRY.kind);
+  }
+
+  /** When trigger `index` started (epoch ms), or undefined if it has not; `base` is the batch's base time. */
+  startedAt(index: number, base: number): number | undefined {
+    const started = Atomics.load(this.table, index * ENTRY.size + ENTRY.started);
+    return started === 0 ? undefined : base + started - 1;
+  }
+
+  /** Result `index` (its kind is not none), or "callback" when it travels by callback instead. */
   read(index: number, queueTimeoutMs: number): Outcome | "callback" {
-    if (index >= MAX_RESULTS) return "callback";
-    const kind = this.table[index * 3];
-    const offset = this.table[index * 3 + 1];
-    const length = this.table[index * 3 + 2];
+    const at = index * ENTRY.size;
+    const kind = this.kind(index);
+    const offset = this.table[at + ENTRY.offset];
+    const length = this.table[at + ENTRY.length];
     const bytes = (): Uint8Array => new Uint8Array(this.shared, DATA_OFFSET + offset, length).slice();
     switch (kind) {
       case RESULT_KIND.ok:

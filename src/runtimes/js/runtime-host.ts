@@ -13,6 +13,7 @@ import type { LogStream } from "../types.js";
 import { CodeCache, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import { HostServices } from "../../host-services/server.js";
 import { HostBridge } from "../host-bridge.js";
+import { SameTurn } from "../../util/same-turn.js";
 import type { DeployResult, FromHost, JsWorkloadSpec, LogEntry, ToHost, TriggerFailure, CompiledCode } from "./ipc.js";
 import { WorkloadPool } from "./isolate-pool.js";
 import { HostedWorkload, normalizeLimits, poolSize } from "../hosted-workload.js";
@@ -87,6 +88,8 @@ class EventBatcher {
 }
 
 const events = new EventBatcher();
+/** Host calls of all isolates, started together per event-loop turn so their requests share writes. */
+const hostCallTurn = new SameTurn();
 const codeCache = new CodeCache();
 const workloads = new Map<string, HostedWorkload>();
 const deploying = new Map<string, Promise<unknown>>();
@@ -169,7 +172,7 @@ async function deploy(spec: JsWorkloadSpec, given?: CompiledCode): Promise<Deplo
       env: spec.env && typeof spec.env === "object" ? { ...spec.env } : {},
       hooks: {
         log: (stream, line) => events.log(spec.id, stream, line),
-        hostCall: (service, method, headers, body, deadlineAt) => bridge.call(service, method, headers, body, deadlineAt),
+        hostCall: (service, method, headers, body, deadlineAt) => hostCallTurn.run(() => bridge.call(service, method, headers, body, deadlineAt)),
         catastrophic: (message) => fatal(`isolated-vm catastrophic error in workload ${spec.id}: ${message}`, 70),
       },
       log: wlog,
