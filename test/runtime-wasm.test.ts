@@ -80,6 +80,8 @@ describe("WebAssembly runtime", () => {
       expect((await ask(echo, "")).data.byteLength).toBe(0);
       const big = new Uint8Array(200_000).map((_, i) => i % 251);
       expect(new Uint8Array((await ask(echo, big)).data)).toEqual(big);
+      // What the worker reported after its last trigger: its heap and the linear memory it holds.
+      expect((await runtime.stats(echo.id))?.memoryBytes).toBeGreaterThan(200_000);
     });
 
     it("passes argv [name, subject] and the deployed env only, and sends stderr to the log feed", async () => {
@@ -189,6 +191,7 @@ describe("WebAssembly runtime", () => {
       expect(dec.decode((await ask(echo, "hello component")).data)).toBe("hello component");
       const big = new Uint8Array(100_000).map((_, i) => i % 253);
       expect(new Uint8Array((await ask(echo, big)).data)).toEqual(big);
+      expect((await runtime.stats(echo.id))?.memoryBytes).toBeGreaterThan(100_000);
     });
 
     it("keeps transpiled components on disk by SHA-256: the next deploy, even by a new runtime, skips jco", async () => {

@@ -40,9 +40,13 @@ export interface RunTrigger {
   payload: Uint8Array;
 }
 
-export type TriggerDone =
+export type TriggerDone = (
   | { type: "done"; ok: true; data: Uint8Array }
-  | { type: "done"; ok: false; message: string };
+  | { type: "done"; ok: false; message: string }
+) & {
+  /** The worker's V8 heap plus external memory (linear memories among it) after the trigger. */
+  heapBytes?: number;
+};
 
 export interface LogLines {
   type: "log";

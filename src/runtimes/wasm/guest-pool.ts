@@ -39,6 +39,8 @@ interface Job {
 class GuestWorker {
   private job?: { resolve(outcome: Outcome): void; timer: NodeJS.Timeout; deadlineAt: number };
   dead = false;
+  /** Memory the worker reported after its last trigger (0 before the first). */
+  heapBytes = 0;
   /** Called once when the worker stops for good (deadline, memory, crash), not on close(). */
   onDeath?: () => void;
 
@@ -50,7 +52,10 @@ class GuestWorker {
   ) {
     worker.on("message", (m: FromGuest) => {
       if (m.type === "log") cfg.log(m.stream, m.text);
-      else if (m.type === "done") this.finish(m.ok ? { ok: true, data: m.data } : failure(ErrorCodes.failed, m.message));
+      else if (m.type === "done") {
+        if (typeof m.heapBytes === "number") this.heapBytes = m.heapBytes;
+        this.finish(m.ok ? { ok: true, data: m.data } : failure(ErrorCodes.failed, m.message));
+      }
     });
     worker.on("error", (err) => this.die(failure(ErrorCodes.failed, workerErrorMessage(err, cfg.limits.memoryMb))));
     worker.on("exit", (code) => this.die(failure(ErrorCodes.failed, `the wasm worker exited (code ${code})`)));
@@ -251,9 +256,14 @@ export class GuestPool implements TriggerPool {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  /** Linear memory lives per trigger (commands) or inside jco's bindings (components); not sampled. */
+  /**
+   * What the workers reported after their last trigger: V8 heap plus external memory, which holds the
+   * linear memories (a command's last instance until it is collected, a component's for good).
+   */
   async heapBytes(): Promise<number> {
-    return 0;
+    let sum = 0;
+    for (const w of this.workers) sum += w.heapBytes;
+    return sum;
   }
 
   close(): void {

@@ -10,6 +10,7 @@
 //   after a trap. Host imports block on Atomics.wait while the main thread makes the call.
 
 import fs from "node:fs";
+import { getHeapStatistics } from "node:v8";
 import { WASI } from "node:wasi";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, RunTrigger, TriggerDone, WasiSetup } from "./guest-messages.js";
@@ -254,6 +255,8 @@ async function main(): Promise<void> {
   port.on("message", (m: RunTrigger) => {
     if (m?.type !== "run") return;
     const done = run(m.subject, m.payload);
+    const heap = getHeapStatistics();
+    done.heapBytes = heap.used_heap_size + heap.external_memory;
     // A command's reply is ours alone: transfer it rather than copy it (a copy would also carry the
     // whole backing buffer of a view). A component's bytes come from jco's bindings: copied.
     if (done.ok && setup.form === "module") port.postMessage(done, [done.data.buffer as ArrayBuffer]);
