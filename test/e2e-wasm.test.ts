@@ -1,18 +1,20 @@
-// WebAssembly workloads end to end through the real CLI: `nex node up` (bundled broker) in a child
-// process, `nex run ./x.wasm` for a WASI command and for components (type detected from the file,
+// WebAssembly workloads end to end through the real CLI: `nex node up` in a child process (with its
+// bundled broker, and against nats-server -js), `nex run ./x.wasm` for a WASI command and for components (type detected from the file,
 // form from the wasm header), host services from a component, guests that fail, and deploys refused
 // with a clear message while everything else keeps serving.
 
 import fs from "node:fs";
 import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { type NodeProcess, removeDir, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
+import { describeEachServer, type RunningServer, startServer } from "./helpers/servers.js";
 import { buildWasmExamples, command, component, handleModule, wat } from "./helpers/wasm-fixtures.js";
 
 const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
 
-describe("WebAssembly workloads end to end", () => {
+describeEachServer("WebAssembly workloads end to end", (kind) => {
+  let server: RunningServer | undefined;
   let node: NodeProcess;
   let nc: NatsConnection;
   let dataDir: string;
@@ -33,13 +35,15 @@ describe("WebAssembly workloads end to end", () => {
     dataDir = tempDir("nex-wasm-node-");
     home = tempDir("nex-wasm-home-");
     fixtures = tempDir("nex-wasm-fixtures-");
-    node = await startNodeUp(["--port", "0", "--data-dir", dataDir], { NEX_HOME: home });
+    if (kind === "nats-server") server = await startServer("nats-server", { jetstream: true });
+    node = await startNodeUp([...(server ? ["--server", server.url] : ["--port", "0"]), "--data-dir", dataDir], { NEX_HOME: home });
     nc = await connect({ servers: node.url });
   }, 60_000);
 
   afterAll(async () => {
     await nc?.close();
     await node?.stop();
+    await server?.stop();
     for (const dir of [dataDir, home, fixtures]) if (dir) removeDir(dir);
   });
 
