@@ -9,6 +9,7 @@ import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
+import { MAX_HOST_CALLS_IN_FLIGHT } from "../src/runtimes/js/isolate-slot.js";
 import type { WorkloadSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
 import { waitFor } from "./helpers/wait.js";
@@ -441,6 +442,15 @@ describe("JavaScript runtime", () => {
       const replies = await Promise.all(["a", "b", "c", "d"].map((p) => request(s, p)));
       expect(text(await busy)).toBe("done busy");
       expect(replies.map(text)).toEqual(["gathered 4: a", "gathered 4: b", "gathered 4: c", "gathered 4: d"]);
+    });
+
+    it("refuses host calls past the limit of calls out at once from one isolate, at once and with a code", async () => {
+      const pid = runtime.childPid;
+      const s = await deploy(spec("kv-promises.js", { namespace: "hs" }));
+      const extra = 20;
+      const refused = json(await request(s, `flood:${MAX_HOST_CALLS_IN_FLIGHT + extra}:${MAX_HOST_CALLS_IN_FLIGHT}`));
+      expect(refused).toEqual(Array.from({ length: extra }, () => "overloaded"));
+      expect(runtime.childPid).toBe(pid);
     });
 
     it("turns host-service errors into exceptions with a code", async () => {

@@ -38,6 +38,7 @@ export type HostErrorCode =
   | "wrong_revision"
   | "exists"
   | "no_responders"
+  | "overloaded"
   | "internal";
 
 export function hostSubject(namespace: string, workloadId: string, service: HostService, method: string): string {

@@ -39,6 +39,11 @@ import {
 export const LOAD_TIMEOUT_MS = 5000;
 /** Pre-warmed contexts kept per isolate in fresh-context mode. */
 export const SPARE_CONTEXTS = 2;
+/**
+ * Host calls one isolate may have out at once (only the awaitable ones can overlap); beyond it a call
+ * fails at once with code "overloaded", so a workload cannot pile up requests in the runtime host.
+ */
+export const MAX_HOST_CALLS_IN_FLIGHT = 256;
 
 const SYNC_TIMEOUT_MESSAGE = "Script execution timed out.";
 
@@ -142,6 +147,7 @@ export class IsolateSlot {
   private cpuKey = "";
   private startCpu = 0n;
   private lastHeapBytes = 0;
+  private hostCallsInFlight = 0;
   dead = false;
 
   private constructor(private readonly cfg: PoolConfig) {
@@ -155,7 +161,17 @@ export class IsolateSlot {
       if (b) this.collect(b);
       // The caller is one of the triggers in flight; the isolate stops at the earliest of their deadlines.
       const deadline = b ? this.nextDeadline(b) : Date.now() + LOAD_TIMEOUT_MS;
-      const result = await cfg.hooks.hostCall(service, method, headers, body, deadline);
+      let result: HostCallResult;
+      if (this.hostCallsInFlight >= MAX_HOST_CALLS_IN_FLIGHT) {
+        result = { ok: false, code: "overloaded", message: `more than ${MAX_HOST_CALLS_IN_FLIGHT} host calls are out at once from this isolate` };
+      } else {
+        this.hostCallsInFlight++;
+        try {
+          result = await cfg.hooks.hostCall(service, method, headers, body, deadline);
+        } finally {
+          this.hostCallsInFlight--;
+        }
+      }
       return new ivm.ExternalCopy(result).copyInto({ release: true });
     });
     this.logCallback = new ivm.Callback(
