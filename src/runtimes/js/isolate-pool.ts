@@ -6,7 +6,8 @@
 // service; see isolate-slot.ts), so the batch costs one call into the isolate instead of one per
 // trigger. A dead isolate (deadline, CPU, memory) is replaced in the background.
 
-import { IsolateSlot, type Job, type PoolConfig } from "./isolate-slot.js";
+import { IsolateSlot, type PoolConfig } from "./isolate-slot.js";
+import type { Job } from "./running-batch.js";
 import { cpuOutcome, ErrorCodes, errorText, failure, queueTimeoutOutcome, UNAVAILABLE, type Outcome } from "../outcome.js";
 
 export type { PoolConfig, PoolHooks } from "./isolate-slot.js";

@@ -4,7 +4,9 @@
 // A slot runs one batch of triggers at a time (one call into the isolate). The triggers of a batch start
 // one after the other; a synchronous one runs to its end before the next starts, an async one lets the
 // next start while it awaits (so async triggers overlap their host calls). Results come back through the
-// slot's ResultChannel (shared memory, see result-channel.ts and bootstrap.ts runBatch).
+// slot's ResultChannel (shared memory, see result-channel.ts and bootstrap.ts runBatch); RunningBatch
+// (running-batch.ts) turns them into each trigger's answer, and decides who answers what when the slot
+// stops the isolate.
 // Limits per trigger, counted from when it starts (the isolate records when each trigger started):
 // - wall clock: our own timer (isolated-vm's `timeout` does not bound promises); when a trigger passes
 //   its deadline the isolate is disposed and that trigger answers "timeout". Of the rest of its batch,
@@ -24,7 +26,8 @@ import type { LogStream, WorkloadLimits } from "../types.js";
 import { BOOTSTRAP_SOURCE, CONSOLE_LIMITS } from "./bootstrap.js";
 import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../host-bridge.js";
-import { MAX_RESULTS, RESULT_KIND, ResultChannel } from "./result-channel.js";
+import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
+import { RunningBatch, type Blamed, type Job } from "./running-batch.js";
 import {
   cpuOutcome,
   ErrorCodes,
@@ -66,14 +69,6 @@ export interface PoolConfig {
   log: Logger;
 }
 
-/** A trigger waiting for, or running in, an isolate. */
-export interface Job {
-  subject: string;
-  payload: Uint8Array;
-  enqueuedAt: number;
-  resolve: (o: Outcome) => void;
-}
-
 /** A context with the shims installed and the workload evaluated. */
 interface Prepared {
   context: ivm.Context;
@@ -88,19 +83,6 @@ function releasePrepared(p: Prepared): void {
   } catch {
     // The isolate is gone already.
   }
-}
-
-/** Triggers handed to one isolate in one call. */
-interface Batch {
-  id: number;
-  jobs: Job[];
-  answered: boolean[];
-  /** Results the isolate sends by callback: the shared area will not hold them. */
-  byCallback: boolean[];
-  /** When the batch was handed over: the deadline base until the isolate begins it, and the base of start times. */
-  dispatchedAt: number;
-  /** Ends the batch with the triggers that never started, for the pool to queue again. */
-  finish: (notStarted: Job[]) => void;
 }
 
 /** V8 code cache of BOOTSTRAP_SOURCE, shared by every isolate of this process. */
@@ -139,7 +121,7 @@ export class IsolateSlot {
   private readonly resultCallback: ivm.Callback;
   private readonly syncTimeoutMs: number;
   private readonly channel = new ResultChannel();
-  private batch?: Batch;
+  private batch?: RunningBatch;
   private batchSeq = 0;
   private idleWaiters: (() => void)[] = [];
   private timer?: NodeJS.Timeout;
@@ -158,9 +140,9 @@ export class IsolateSlot {
     this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
       const b = this.batch;
       // Results written meanwhile leave with this call's request.
-      if (b) this.collect(b);
+      if (b) b.collect();
       // The caller is one of the triggers in flight; the isolate stops at the earliest of their deadlines.
-      const deadline = b ? this.nextDeadline(b) : Date.now() + LOAD_TIMEOUT_MS;
+      const deadline = b ? b.nextDeadline() : Date.now() + LOAD_TIMEOUT_MS;
       let result: HostCallResult;
       if (this.hostCallsInFlight >= MAX_HOST_CALLS_IN_FLIGHT) {
         result = { ok: false, code: "overloaded", message: `more than ${MAX_HOST_CALLS_IN_FLIGHT} host calls are out at once from this isolate` };
@@ -181,7 +163,10 @@ export class IsolateSlot {
       { ignored: true },
     );
     this.resultCallback = new ivm.Callback(
-      (batchId: unknown, index: unknown, ok: unknown, value: unknown) => this.onResult(batchId, index, ok, value),
+      (batchId: unknown, index: unknown, ok: unknown, value: unknown) => {
+        const b = this.batch;
+        if (b && batchId === b.id && typeof index === "number") b.onResult(index, ok, value);
+      },
       { ignored: true },
     );
     this.syncTimeoutMs = Math.max(1, Math.min(cfg.limits.timeoutMs, cfg.limits.cpuMs));
@@ -356,14 +341,7 @@ export class IsolateSlot {
     if (jobs.length > MAX_RESULTS) throw new Error(`a batch holds at most ${MAX_RESULTS} triggers`);
     const runner = prepared.runBatch;
     const notStarted = await new Promise<Job[]>((finish) => {
-      const batch: Batch = {
-        id: ++this.batchSeq,
-        jobs,
-        answered: jobs.map(() => false),
-        byCallback: jobs.map(() => false),
-        dispatchedAt: Date.now(),
-        finish,
-      };
+      const batch = new RunningBatch(++this.batchSeq, jobs, this.channel, this.cfg.limits.timeoutMs, finish);
       this.batch = batch;
       this.armDeadline(batch, this.cfg.limits.timeoutMs);
       this.cpuKey = `${batch.id}:0`;
@@ -396,142 +374,29 @@ export class IsolateSlot {
     return notStarted;
   }
 
-  /** Indices of `b` that have started and have no result yet, oldest first. */
-  private inFlight(b: Batch): number[] {
-    const flying: number[] = [];
-    if (!this.channel.begun(b.id)) return flying;
-    for (let k = 0; k < b.jobs.length; k++) {
-      if (b.answered[k] || b.byCallback[k] || this.channel.kind(k) !== RESULT_KIND.none) continue;
-      if (this.channel.startedAt(k, b.dispatchedAt) !== undefined) flying.push(k);
-    }
-    return flying;
-  }
-
-  /** The earliest deadline of a trigger of `b` in flight (the batch's own until the isolate begins it). */
-  private nextDeadline(b: Batch): number {
-    const { timeoutMs } = this.cfg.limits;
-    if (!this.channel.begun(b.id)) return b.dispatchedAt + timeoutMs;
-    let next = Date.now() + timeoutMs;
-    for (const k of this.inFlight(b)) next = Math.min(next, this.channel.startedAt(k, b.dispatchedAt)! + timeoutMs);
-    return next;
-  }
-
-  private armDeadline(b: Batch, delayMs: number): void {
+  private armDeadline(b: RunningBatch, delayMs: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.onDeadline(b), Math.max(1, Math.ceil(delayMs)));
   }
 
   /** The batch timer: stops the isolate once a trigger in flight is past its deadline, else waits for the next. */
-  private onDeadline(b: Batch): void {
+  private onDeadline(b: RunningBatch): void {
     if (this.batch !== b) return;
-    const { timeoutMs } = this.cfg.limits;
+    b.collect();
     const now = Date.now();
-    if (!this.channel.begun(b.id)) {
-      const left = b.dispatchedAt + timeoutMs - now;
-      if (left > 0) this.armDeadline(b, left);
-      else this.kill(timeoutOutcome(timeoutMs), [0]);
-      return;
-    }
-    this.collect(b);
-    const overdue: number[] = [];
-    let next = now + timeoutMs;
-    const flying = this.inFlight(b);
-    for (const k of flying) {
-      const deadline = this.channel.startedAt(k, b.dispatchedAt)! + timeoutMs;
-      if (deadline <= now) overdue.push(k);
-      else next = Math.min(next, deadline);
-    }
-    if (overdue.length === 0) {
-      this.armDeadline(b, next - now);
-      return;
-    }
-    // A trigger whose synchronous code holds the isolate kept the overdue ones from going on: it ends
-    // with them, as a timeout too, not as a bystander.
-    const running = this.channel.running();
-    if (flying.includes(running) && !overdue.includes(running)) overdue.push(running);
-    this.kill(timeoutOutcome(timeoutMs), overdue);
+    const { overdue, next } = b.overdue(now);
+    if (overdue.length > 0) this.kill(timeoutOutcome(this.cfg.limits.timeoutMs), overdue);
+    else this.armDeadline(b, next - now);
   }
 
-  private answer(b: Batch, index: number, outcome: Outcome): void {
-    if (index >= b.jobs.length || b.answered[index]) return;
-    b.answered[index] = true;
-    b.jobs[index].resolve(outcome);
-  }
-
-  /** Answers the results the isolate has written to the shared area since the last look. */
-  private collect(b: Batch): void {
-    this.channel.clearCollectAsked();
-    if (!this.channel.begun(b.id)) return;
-    for (let k = 0; k < b.jobs.length; k++) {
-      if (b.answered[k] || b.byCallback[k] || this.channel.kind(k) === RESULT_KIND.none) continue;
-      const outcome = this.channel.read(k, this.cfg.limits.timeoutMs);
-      if (outcome === "callback") b.byCallback[k] = true;
-      else this.answer(b, k, outcome);
-    }
-  }
-
-  /** From inside the isolate: a result too large for the shared area, or (index -1) "collect now". */
-  private onResult(batchId: unknown, index: unknown, ok: unknown, value: unknown): void {
-    const b = this.batch;
-    if (!b || batchId !== b.id || typeof index !== "number") return;
-    if (index === -1) {
-      this.collect(b);
-    } else if (ok === true && (value === undefined || typeof value === "string" || value instanceof Uint8Array)) {
-      this.answer(b, index, { ok: true, data: value });
-    } else {
-      this.answer(b, index, failure(ErrorCodes.failed, typeof value === "string" && value !== "" ? value : "the function failed"));
-    }
-  }
-
-  /**
-   * Who answers `stopped` when the isolate is stopped: the trigger whose code runs, else the oldest in
-   * flight, else the first without a result.
-   */
-  private blame(b: Batch): number[] {
-    if (!this.channel.begun(b.id)) return [0];
-    const flying = this.inFlight(b);
-    const running = this.channel.running();
-    if (running >= 0 && flying.includes(running)) return [running];
-    if (flying.length > 0) return [flying[0]];
-    const next = b.answered.findIndex((answered, k) => !answered && !b.byCallback[k] && this.channel.kind(k) === RESULT_KIND.none);
-    return next < 0 ? [] : [next];
-  }
-
-  /**
-   * Ends batch `b`: answers what the isolate wrote; if it was stopped, `stopped` for the triggers blamed
-   * (`blamed`, or as blame() says; "all": every one in flight), an error for the others in flight, and
-   * the triggers that never started go back to the pool.
-   */
-  private settle(b: Batch, stopped?: Outcome, blamed?: number[] | "all"): void {
-    const culprits = stopped === undefined || blamed === "all" ? [] : (blamed ?? this.blame(b));
+  /** Ends batch `b` (see RunningBatch.end); the slot takes the next one. */
+  private settle(b: RunningBatch, stopped?: Outcome, blamed?: Blamed): void {
     this.batch = undefined;
     if (this.timer) clearTimeout(this.timer);
-    const lost = failure(ErrorCodes.failed, "the trigger's result was lost");
-    if (stopped === undefined) {
-      this.collect(b);
-      // Callbacks are delivered before the call's own settlement: anything unanswered was lost.
-      for (let k = 0; k < b.jobs.length; k++) this.answer(b, k, lost);
-      b.finish([]);
-      return;
-    }
-    // The culprits first: a result one of them wrote while the isolate was being stopped (it may catch
-    // the error that ends its host call) does not undo the decision.
-    for (const k of culprits) this.answer(b, k, stopped);
-    this.collect(b);
-    const why = stopped.ok ? "it was stopped" : stopped.message;
-    const beside = blamed === "all" ? stopped : failure(ErrorCodes.failed, `stopped with its isolate, because a trigger running beside it ended so: ${why}`);
-    const begun = this.channel.begun(b.id);
-    const notStarted: Job[] = [];
-    for (let k = 0; k < b.jobs.length; k++) {
-      if (b.answered[k]) continue;
-      if (b.byCallback[k] || (begun && this.channel.kind(k) !== RESULT_KIND.none)) this.answer(b, k, lost);
-      else if (begun && this.channel.startedAt(k, b.dispatchedAt) !== undefined) this.answer(b, k, beside);
-      else notStarted.push(b.jobs[k]);
-    }
-    b.finish(notStarted);
+    b.end(stopped, blamed);
   }
 
-  private endBatch(b: Batch, err: unknown): void {
+  private endBatch(b: RunningBatch, err: unknown): void {
     if (this.batch !== b) return; // ended already (killed)
     this.settle(b, err === undefined ? undefined : this.classify(err));
   }
@@ -552,10 +417,10 @@ export class IsolateSlot {
    * Disposes the isolate (the pool replaces it) and ends its batch: the triggers `blamed` (by default as
    * blame() says; "all": every one in flight) answer `outcome`.
    */
-  kill(outcome: Outcome, blamed?: number[] | "all"): void {
+  kill(outcome: Outcome, blamed?: Blamed): void {
     const b = this.batch;
     // Who ran is read from the shared area before the isolate goes.
-    const culprits = b && blamed === undefined ? this.blame(b) : blamed;
+    const culprits = b && blamed === undefined ? b.blame() : blamed;
     this.dead = true;
     this.dispose();
     if (b) this.settle(b, outcome, culprits);
@@ -570,7 +435,7 @@ export class IsolateSlot {
     if (!b) return 0n;
     try {
       const now = this.isolate.cpuTime;
-      const flying = this.inFlight(b);
+      const flying = b.inFlight();
       const key = `${b.id}:${flying[0] ?? -1}`;
       if (key !== this.cpuKey) {
         this.cpuKey = key;
