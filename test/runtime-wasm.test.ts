@@ -4,6 +4,7 @@
 // for the worker script (`npm test` builds it). No timing thresholds.
 
 import fs from "node:fs";
+import { Objm } from "@nats-io/obj";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
@@ -216,6 +217,18 @@ describe("WebAssembly runtime", () => {
       for (const subject of ["count.a", "count.a", "count.b", "count.a"]) counts.push(dec.decode((await nc.request(subject, "", { timeout: 10_000 })).data));
       expect(counts).toEqual(["1", "2", "1", "3"]);
       await expect.poll(() => observer.logs.filter((l) => l.id === s.id).map((l) => l.line)).toContain("count.a is at 3");
+    });
+
+    it("keeps objects larger than one message through the object-store interface, in the workload's own store", async () => {
+      const s = await deploy(example("notes-component.wasm"), { triggerSubjects: ["notes.>"] });
+      const note = "milk, bread, ".repeat(25_000); // 325,000 bytes: several object-store chunks
+      expect(dec.decode((await nc.request("notes.shopping", note, { timeout: 10_000 })).data)).toBe(`stored ${note.length} bytes`);
+      expect(dec.decode((await nc.request("notes.shopping", "", { timeout: 10_000 })).data)).toBe(note);
+      const missing = await nc.request("notes.nothing", "", { timeout: 10_000 });
+      expect(errorOf(missing)).toBe("no note under notes.nothing");
+      // The same bytes, read with the official object-store client from the workload's bucket.
+      const store = await new Objm(nc).open(`hso_${s.namespace}_${s.name}`);
+      expect(dec.decode((await store.getBlob("notes.shopping"))!)).toBe(note);
     });
 
     it("turns an err result into an error reply, a trap into one too, and rebuilds the instance", async () => {

@@ -1,7 +1,7 @@
 // The guest side of wit/nex.wit for AssemblyScript, written by hand against the component model's
 // canonical ABI (there is no AssemblyScript bindings generator): `cabi_realloc` for the host to place
 // arguments in our memory, the `handle` export that lifts them and lowers the handler's result, and
-// wrappers for the imports the examples use (kv get/set, log). Compile with `--use abort=` so the
+// wrappers for the imports the examples use (kv get/set, object-store get/put, log). Compile with `--use abort=` so the
 // module has no `env` imports: a failed assertion traps instead.
 
 /** What a handler returns: reply bytes, or an error message for an error reply. */
@@ -93,6 +93,12 @@ declare function kvGetImport(keyPtr: usize, keyLen: usize, ret: usize): void;
 @external("nex:host/kv@0.1.0", "set")
 declare function kvSetImport(keyPtr: usize, keyLen: usize, valuePtr: usize, valueLen: usize, ret: usize): void;
 // @ts-ignore: decorator
+@external("nex:host/object-store@0.1.0", "get")
+declare function objectGetImport(namePtr: usize, nameLen: usize, ret: usize): void;
+// @ts-ignore: decorator
+@external("nex:host/object-store@0.1.0", "put")
+declare function objectPutImport(namePtr: usize, nameLen: usize, dataPtr: usize, dataLen: usize, ret: usize): void;
+// @ts-ignore: decorator
 @external("nex:host/log@0.1.0", "info")
 declare function logInfoImport(ptr: usize, len: usize): void;
 // @ts-ignore: decorator
@@ -100,17 +106,22 @@ declare function logInfoImport(ptr: usize, len: usize): void;
 declare function logErrorImport(ptr: usize, len: usize): void;
 
 /** Outcome of a host call: a value (null for none) or a host error. */
-export class KvValue {
+export class HostValue {
   constructor(public readonly value: Uint8Array | null, public readonly error: HostError | null) {}
 }
 
+/** Lifts a result<option<list<u8>>, host-error> the import wrote into IMPORT_AREA. */
+function liftOptionalBytes(): HostValue {
+  if (load<u8>(IMPORT_AREA) != 0) return new HostValue(null, liftHostError(IMPORT_AREA + 4));
+  if (load<u8>(IMPORT_AREA, 4) == 0) return new HostValue(null, null);
+  return new HostValue(takeBytes(<usize>load<u32>(IMPORT_AREA, 8), <usize>load<u32>(IMPORT_AREA, 12)), null);
+}
+
 export namespace kv {
-  export function get(key: string): KvValue {
+  export function get(key: string): HostValue {
     const k = String.UTF8.encode(key);
     kvGetImport(changetype<usize>(k), k.byteLength, IMPORT_AREA);
-    if (load<u8>(IMPORT_AREA) != 0) return new KvValue(null, liftHostError(IMPORT_AREA + 4));
-    if (load<u8>(IMPORT_AREA, 4) == 0) return new KvValue(null, null);
-    return new KvValue(takeBytes(<usize>load<u32>(IMPORT_AREA, 8), <usize>load<u32>(IMPORT_AREA, 12)), null);
+    return liftOptionalBytes();
   }
 
   /** Stores the value; returns the host error, or null when it worked. */
@@ -118,6 +129,22 @@ export namespace kv {
     const k = String.UTF8.encode(key);
     kvSetImport(changetype<usize>(k), k.byteLength, value.dataStart, value.byteLength, IMPORT_AREA);
     if (load<u8>(IMPORT_AREA) != 0) return liftHostError(IMPORT_AREA + 8);
+    return null;
+  }
+}
+
+export namespace objectStore {
+  export function get(name: string): HostValue {
+    const n = String.UTF8.encode(name);
+    objectGetImport(changetype<usize>(n), n.byteLength, IMPORT_AREA);
+    return liftOptionalBytes();
+  }
+
+  /** Stores the object; returns the host error, or null when it worked. */
+  export function put(name: string, data: Uint8Array): HostError | null {
+    const n = String.UTF8.encode(name);
+    objectPutImport(changetype<usize>(n), n.byteLength, data.dataStart, data.byteLength, IMPORT_AREA);
+    if (load<u8>(IMPORT_AREA) != 0) return liftHostError(IMPORT_AREA + 4);
     return null;
   }
 }

@@ -190,22 +190,31 @@ function tagged<T>(r: HostCallResult, value: (ok: Extract<HostCallResult, { ok: 
   return { tag: "ok", val: value(r) };
 }
 
+/** A get: the bytes, none when there are none (not_found), or the host error. */
+function optional(r: HostCallResult): Tagged<Uint8Array | undefined> {
+  if (!r.ok && r.code === "not_found") return { tag: "ok", val: undefined };
+  return tagged(r, (ok) => ok.body);
+}
+
 /** The host side of wit/nex.wit, as jco's generated bindings call it. */
 function hostImports(c: ComponentSetup): Record<string, unknown> {
   const decoder = new TextDecoder();
+  const json = (body: Uint8Array): unknown => (body.byteLength === 0 ? [] : JSON.parse(decoder.decode(body)));
   const log = (stream: LogStream) => (line: string) => post({ type: "log", stream, text: line });
   return {
     "nex:host/kv": {
-      get: (key: string): Tagged<Uint8Array | undefined> => {
-        const r = hostCall(c, "kv", "get", { "Nex-Key": key });
-        if (!r.ok && r.code === "not_found") return { tag: "ok", val: undefined };
-        return tagged(r, (ok) => ok.body);
-      },
+      get: (key: string): Tagged<Uint8Array | undefined> => optional(hostCall(c, "kv", "get", { "Nex-Key": key })),
       set: (key: string, value: Uint8Array): Tagged<bigint> =>
         tagged(hostCall(c, "kv", "set", { "Nex-Key": key }, value), (ok) => BigInt(ok.headers["Nex-Revision"] ?? "0")),
       delete: (key: string): Tagged<undefined> => tagged(hostCall(c, "kv", "delete", { "Nex-Key": key }), () => undefined),
-      keys: (): Tagged<string[]> =>
-        tagged(hostCall(c, "kv", "keys", {}), (ok) => (ok.body.byteLength === 0 ? [] : (JSON.parse(decoder.decode(ok.body)) as string[]))),
+      keys: (): Tagged<string[]> => tagged(hostCall(c, "kv", "keys", {}), (ok) => json(ok.body) as string[]),
+    },
+    "nex:host/object-store": {
+      get: (name: string): Tagged<Uint8Array | undefined> => optional(hostCall(c, "objectStore", "get", { "Nex-Key": name })),
+      put: (name: string, data: Uint8Array): Tagged<undefined> =>
+        tagged(hostCall(c, "objectStore", "put", { "Nex-Key": name }, data), () => undefined),
+      delete: (name: string): Tagged<undefined> => tagged(hostCall(c, "objectStore", "delete", { "Nex-Key": name }), () => undefined),
+      names: (): Tagged<string[]> => tagged(hostCall(c, "objectStore", "list", {}), (ok) => (json(ok.body) as { name: string }[]).map((o) => o.name)),
     },
     "nex:host/messaging": {
       publish: (subject: string, payload: Uint8Array): Tagged<undefined> =>
