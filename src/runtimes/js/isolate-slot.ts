@@ -43,10 +43,11 @@ export const LOAD_TIMEOUT_MS = 5000;
 /** Pre-warmed contexts kept per isolate in fresh-context mode. */
 export const SPARE_CONTEXTS = 2;
 /**
- * Host calls one isolate may have out at once (only the awaitable ones can overlap); beyond it a call
- * fails at once with code "overloaded", so a workload cannot pile up requests in the runtime host.
+ * Host calls one isolate may have out at once (only the awaitable ones can overlap; a batch holds 16
+ * triggers, so this leaves each several); beyond it a call fails at once with code "overloaded", so a
+ * workload cannot pile up requests, or answers of up to 8 MiB each, in the runtime host.
  */
-export const MAX_HOST_CALLS_IN_FLIGHT = 256;
+export const MAX_HOST_CALLS_IN_FLIGHT = 64;
 
 const SYNC_TIMEOUT_MESSAGE = "Script execution timed out.";
 
