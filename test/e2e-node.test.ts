@@ -9,8 +9,8 @@ import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/t
 import { createAccount } from "@nats-io/nkeys";
 import { signRequest } from "../src/protocol/signing.js";
 import { ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
-import { describeEachServer, type RunningServer, startServer } from "./helpers/servers.js";
-import { type NodeProcess, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
+import { describeEachServer } from "./helpers/servers.js";
+import { type NodeProcess, NodeUnderTest, removeDir, ROOT, runNex, tempDir } from "./helpers/nex-cli.js";
 
 const ECHO = path.join(ROOT, "examples/echo/echo.js");
 const fixture = (name: string): string => path.join(ROOT, "test/fixtures/node", name);
@@ -30,35 +30,23 @@ async function firstAnswer(nc: NatsConnection, subject: string, payload: string)
 }
 
 describeEachServer("nex node end to end", (kind) => {
-  let server: RunningServer | undefined;
+  let t: NodeUnderTest;
   let node: NodeProcess;
   let nc: NatsConnection;
-  let dataDir: string;
-  let home: string;
   let env: Record<string, string>;
 
   const nex = (...args: string[]) => runNex([...args, "-s", node.url], env);
 
-  async function up(): Promise<NodeProcess> {
-    const args = server ? ["--server", server.url, "--data-dir", dataDir] : ["--port", "0", "--data-dir", dataDir];
-    return startNodeUp(args, env);
-  }
-
   beforeAll(async () => {
-    dataDir = tempDir("nex-node-");
-    home = tempDir("nex-home-");
-    env = { NEX_HOME: home };
-    if (kind === "nats-server") server = await startServer("nats-server", { jetstream: true });
-    node = await up();
+    t = await NodeUnderTest.start(kind, "node");
+    node = t.node;
+    env = t.env;
     nc = await connect({ servers: node.url });
   }, 60_000);
 
   afterAll(async () => {
     await nc?.close();
-    await node?.stop();
-    await server?.stop();
-    removeDir(dataDir);
-    removeDir(home);
+    await t?.stop();
   });
 
   let echoId = "";
@@ -203,7 +191,9 @@ describeEachServer("nex node end to end", (kind) => {
   });
 
   it("stops a workload, and only for its issuer", async () => {
-    const other = await runNex(["workload", "stop", echoId, "-s", node.url], { NEX_HOME: tempDir("nex-other-") });
+    const otherHome = tempDir("nex-other-");
+    const other = await runNex(["workload", "stop", echoId, "-s", node.url], { NEX_HOME: otherHome });
+    removeDir(otherHome);
     expect(other.code).toBe(4);
     expect(other.stderr).toMatch(/only the issuer/);
     const stop = await nex("workload", "stop", echoId);
@@ -217,7 +207,7 @@ describeEachServer("nex node end to end", (kind) => {
     expect(run.code).toBe(0);
     await nc.close();
     await node.stop();
-    node = await up();
+    node = await t.up();
     nc = await connect({ servers: node.url });
     expect(await firstAnswer(nc, "count", "")).toBe("1");
     expect(decode((await nc.request("count", "", { timeout: 5000 })).data)).toBe("2");

@@ -4,19 +4,16 @@
 
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeEachServer, type RunningServer, startServer } from "./helpers/servers.js";
-import { type NodeProcess, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
+import { describeEachServer } from "./helpers/servers.js";
+import { type NodeProcess, NodeUnderTest, ROOT, runNex } from "./helpers/nex-cli.js";
 
 const todo = (f: string): string => path.join(ROOT, "examples/todo", f);
 const fixture = (f: string): string => path.join(ROOT, "test/fixtures/host", f);
 
 describeEachServer("todo example end to end", (kind) => {
-  let server: RunningServer | undefined;
+  let t: NodeUnderTest;
   let node: NodeProcess;
-  let dataDir: string;
-  let env: Record<string, string>;
-  const nex = (...args: string[]) => runNex([...args, "-s", node.url], env);
-  const up = () => startNodeUp(server ? ["--server", server.url, "--data-dir", dataDir] : ["--port", "0", "--data-dir", dataDir], env);
+  const nex = (...args: string[]) => runNex([...args, "-s", node.url], t.env);
 
   /** Retries while a restarted node is still bringing its workloads back. */
   async function reqEventually(subject: string, payload: string): Promise<string> {
@@ -31,17 +28,12 @@ describeEachServer("todo example end to end", (kind) => {
   }
 
   beforeAll(async () => {
-    dataDir = tempDir("nex-todo-");
-    env = { NEX_HOME: tempDir("nex-home-") };
-    if (kind === "nats-server") server = await startServer("nats-server", { jetstream: true });
-    node = await up();
+    t = await NodeUnderTest.start(kind, "todo");
+    node = t.node;
   }, 60_000);
 
   afterAll(async () => {
-    await node?.stop();
-    await server?.stop();
-    removeDir(dataDir);
-    removeDir(env.NEX_HOME);
+    await t?.stop();
   });
 
   it("creates, lists and gets todos", async () => {
@@ -73,7 +65,7 @@ describeEachServer("todo example end to end", (kind) => {
 
   it("keeps the data across a node restart", async () => {
     await node.stop();
-    node = await up();
+    node = await t.up();
     expect(JSON.parse(await reqEventually("todo.get", "1"))).toEqual({ id: "1", title: "milk" });
     expect(JSON.parse(await reqEventually("todo.list", ""))).toHaveLength(2);
   }, 60_000);

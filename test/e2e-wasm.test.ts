@@ -7,22 +7,20 @@ import fs from "node:fs";
 import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type NodeProcess, removeDir, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
-import { describeEachServer, type RunningServer, startServer } from "./helpers/servers.js";
+import { type NodeProcess, NodeUnderTest, removeDir, runNex, tempDir } from "./helpers/nex-cli.js";
+import { describeEachServer } from "./helpers/servers.js";
 import { buildWasmExamples, command, component, handleModule, wat } from "./helpers/wasm-fixtures.js";
 
 const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
 
 describeEachServer("WebAssembly workloads end to end", (kind) => {
-  let server: RunningServer | undefined;
+  let t: NodeUnderTest;
   let node: NodeProcess;
   let nc: NatsConnection;
-  let dataDir: string;
-  let home: string;
   let fixtures: string;
   let examples: string;
 
-  const nex = (...args: string[]) => runNex([...args, "-s", node.url], { NEX_HOME: home });
+  const nex = (...args: string[]) => runNex([...args, "-s", node.url], t.env);
 
   async function fixture(name: string, bytes: Promise<Uint8Array>): Promise<string> {
     const file = path.join(fixtures, name);
@@ -32,19 +30,16 @@ describeEachServer("WebAssembly workloads end to end", (kind) => {
 
   beforeAll(async () => {
     examples = buildWasmExamples();
-    dataDir = tempDir("nex-wasm-node-");
-    home = tempDir("nex-wasm-home-");
     fixtures = tempDir("nex-wasm-fixtures-");
-    if (kind === "nats-server") server = await startServer("nats-server", { jetstream: true });
-    node = await startNodeUp([...(server ? ["--server", server.url] : ["--port", "0"]), "--data-dir", dataDir], { NEX_HOME: home });
+    t = await NodeUnderTest.start(kind, "wasm");
+    node = t.node;
     nc = await connect({ servers: node.url });
   }, 60_000);
 
   afterAll(async () => {
     await nc?.close();
-    await node?.stop();
-    await server?.stop();
-    for (const dir of [dataDir, home, fixtures]) if (dir) removeDir(dir);
+    await t?.stop();
+    if (fixtures) removeDir(fixtures);
   });
 
   it("runs a WASI command: nex run ./echo-wasi.wasm --trigger-subject", async () => {

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { type RunningServer, type ServerKind, startServer } from "./servers.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const NEX_BIN = path.join(ROOT, "bin/nex.js");
@@ -94,4 +95,44 @@ export function startNodeUp(args: string[], env: Record<string, string> = {}, ti
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * A `nex node up` for an end-to-end suite on `kind`: with its own bundled broker on a free port, or
+ * connected to a fresh `nats-server -js`; with a data directory and NEX_HOME of its own, which up()
+ * keeps when it starts the node again.
+ */
+export class NodeUnderTest {
+  node!: NodeProcess;
+  readonly env: Record<string, string>;
+
+  private constructor(
+    private readonly server: RunningServer | undefined,
+    private readonly dataDir: string,
+    private readonly home: string,
+  ) {
+    this.env = { NEX_HOME: home };
+  }
+
+  static async start(kind: ServerKind, name: string): Promise<NodeUnderTest> {
+    const server = kind === "nats-server" ? await startServer("nats-server", { jetstream: true }) : undefined;
+    const t = new NodeUnderTest(server, tempDir(`nex-${name}-data-`), tempDir(`nex-${name}-home-`));
+    await t.up();
+    return t;
+  }
+
+  /** Starts the node (again, on the same data after a stop). */
+  async up(): Promise<NodeProcess> {
+    const broker = this.server ? ["--server", this.server.url] : ["--port", "0"];
+    this.node = await startNodeUp([...broker, "--data-dir", this.dataDir], this.env);
+    return this.node;
+  }
+
+  /** Stops the node and the server, and removes their directories. */
+  async stop(): Promise<void> {
+    await this.node?.stop();
+    await this.server?.stop();
+    removeDir(this.dataDir);
+    removeDir(this.home);
+  }
 }
