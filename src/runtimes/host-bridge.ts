@@ -100,7 +100,7 @@ export class HostBridge {
   ) {}
 
   /** In-process when possible (two broker hops fewer), else a NATS request to the node. */
-  private async ask(service: HostService, method: string, h: MsgHdrs, body: Uint8Array, timeout: number): Promise<Answer> {
+  private async ask(service: HostService, method: string, fields: Record<string, string>, body: Uint8Array, timeout: number): Promise<Answer> {
     if (this.local) {
       const workload = { id: this.workloadId, name: this.local.workloadName, namespace: this.namespace };
       let timer: NodeJS.Timeout | undefined;
@@ -108,13 +108,15 @@ export class HostBridge {
         timer = setTimeout(() => reject(new errors.TimeoutError()), timeout);
       });
       try {
-        const answer = await Promise.race([this.local.services.invoke(workload, service, method, (k) => h.get(k) || undefined, body), expired]);
+        const answer = await Promise.race([this.local.services.invoke(workload, service, method, (k) => fields[k] || undefined, body), expired]);
         const data = typeof answer.body === "string" ? encoder.encode(answer.body) : answer.body;
         return { header: (k) => answer.headers[k], data, headers: () => answer.headers };
       } finally {
         clearTimeout(timer);
       }
     }
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(fields)) h.set(k, v);
     const reply: Msg = await this.nc.request(hostSubject(this.namespace, this.workloadId, service, method), body, { timeout, headers: h });
     return { header: (k) => reply.headers?.get(k) || undefined, data: reply.data, headers: () => replyHeaders(reply.headers) };
   }
@@ -139,11 +141,12 @@ export class HostBridge {
       if (remaining <= 0) return fail("timeout", "the trigger's deadline has passed");
       const timeout = Math.max(1, Math.min(HOST_CALL_TIMEOUT_MS, remaining));
 
-      const h = natsHeaders();
+      // Checked headers for the call (a plain record: an in-process call never needs NATS headers).
+      const fields: Record<string, string> = Object.create(null);
       // The host service waits at most Nex-Timeout-Ms itself (a request, a requestMany gather window);
       // keep it inside our own wait so its answer can still come back.
       const innerMax = Math.max(1, timeout - INNER_MARGIN_MS);
-      if (service === "messaging" && (method === "request" || method === "requestMany")) h.set(HostHeaders.timeoutMs, String(innerMax));
+      if (service === "messaging" && (method === "request" || method === "requestMany")) fields[HostHeaders.timeoutMs] = String(innerMax);
       if (headers !== null && typeof headers === "object") {
         for (const [k, v] of Object.entries(headers as Record<string, unknown>)) {
           if (!ALLOWED_HEADERS.has(k)) return fail("bad_request", `header ${k} is not allowed`);
@@ -153,16 +156,16 @@ export class HostBridge {
           if (k === HostHeaders.timeoutMs) {
             const asked = Number(v);
             if (!Number.isFinite(asked) || asked <= 0) return fail("bad_request", `${k} must be a positive number`);
-            h.set(k, String(Math.max(1, Math.min(Math.floor(asked), innerMax))));
+            fields[k] = String(Math.max(1, Math.min(Math.floor(asked), innerMax)));
             continue;
           }
-          h.set(k, v);
+          fields[k] = v;
         }
       }
 
       let reply: Answer;
       try {
-        reply = await this.ask(service, method, h, body, timeout);
+        reply = await this.ask(service, method, fields, body, timeout);
       } catch (err) {
         const { code, message } = classifyRequestError(err);
         return fail(code, message);

@@ -522,6 +522,7 @@ return function makeRunner(handler) {
     let used = 0;
     let flushedAt = DateNow();
     let starting = true;
+    let recorded = 0;
     let pending = 0;
     let allDone;
     for (let k = 0; k < n && k < ${MAX_RESULTS}; k++) {
@@ -538,6 +539,7 @@ return function makeRunner(handler) {
 
     // Writes result k: kind and bytes (a Uint8Array, a string as UTF-8, or undefined for none).
     function record(k, kind, value) {
+      recorded++;
       const isString = typeof value === "string";
       const size = value === undefined ? 0 : isString ? (value.length <= 0x3fff ? utf8Size(value) : -1) : value.byteLength;
       const at = k * ${ENTRY.size};
@@ -611,7 +613,7 @@ return function makeRunner(handler) {
     starting = false;
     if (pending === 0) return undefined;
     // The results so far should not wait for the pending ones.
-    askCollect();
+    if (recorded > 0) askCollect();
     return new PromiseCtor((resolve) => { allDone = resolve; });
   };
 };
