@@ -70,6 +70,13 @@ describeEachServer("nex node end to end", (kind) => {
     expect(nodes[0].workload_count).toBeGreaterThanOrEqual(1);
     const workloads = JSON.parse((await nex("workload", "ls", "--json")).stdout) as { id: string; name: string; state: string }[];
     expect(workloads.find((w) => w.id === echoId)).toMatchObject({ name: "echo", state: "running" });
+    // What the runtime reports of a function that has answered: counts, durations, its isolate's memory.
+    const echo = JSON.parse((await nex("workload", "info", echoId, "--json")).stdout) as Record<string, number>;
+    expect(echo.triggers).toBeGreaterThanOrEqual(2);
+    expect(echo.failures).toBe(0);
+    expect(echo.mean_ms).toBeGreaterThan(0);
+    expect(echo.last_ms).toBeGreaterThan(0);
+    expect(echo.memory_bytes).toBeGreaterThan(0);
     const info = JSON.parse((await nex("node", "info", node.nodeId, "--json")).stdout) as { node_id: string; xkey: string };
     expect(info.node_id).toBe(node.nodeId);
     expect(info.xkey).toMatch(/^X/);

@@ -153,7 +153,16 @@ export class NodeAgent implements RuntimeObserver {
         const runtime = this.o.runtimes.get(w.request.type);
         const stats = runtime ? await settleWithin(runtime.stats(w.id), STATS_TIMEOUT_MS).catch(() => undefined) : undefined;
         if (stats?.container) return { ...summary, container: stats.container };
-        return stats ? { ...summary, triggers: stats.triggers, failures: stats.failures } : summary;
+        if (!stats) return summary;
+        const ms = (v: number): number => Math.round(v * 1000) / 1000;
+        return {
+          ...summary,
+          triggers: stats.triggers,
+          failures: stats.failures,
+          mean_ms: ms(stats.meanMs),
+          last_ms: ms(stats.lastMs),
+          memory_bytes: stats.memoryBytes,
+        };
       }),
     );
   }

@@ -157,8 +157,13 @@ export interface WorkloadSummary {
   issuer: string;
   started_at: string;
   sha256?: string;
+  /** Functions: triggers answered and failed, their mean and last duration (ms, trigger received → reply sent). */
   triggers?: number;
   failures?: number;
+  mean_ms?: number;
+  last_ms?: number;
+  /** Functions: what their isolates (JS) or worker threads (wasm) hold in memory, in bytes. */
+  memory_bytes?: number;
   /** OCI workloads: the container and what it uses. */
   container?: ContainerInfo;
 }
