@@ -1,10 +1,12 @@
 // The isolates of one workload, inside the runtime host. A WorkloadPool owns `concurrency` isolates
 // (IsolateSlot). A trigger goes to an idle isolate, or waits in a bounded queue (beyond it:
 // "overloaded"; waiting past its whole deadline: "timeout"). Under load a freed isolate takes several
-// queued triggers at once (a batch): they still run one after the other, each with its own deadline,
-// and their replies leave together when the batch returns (sooner if it runs long or calls a host
-// service; see isolate-slot.ts), so the batch costs one call into the isolate instead of one per
-// trigger. A dead isolate (deadline, CPU, memory) is replaced in the background.
+// queued triggers at once (a batch): they start in order, each with its own deadline (synchronous ones
+// run one after the other, async ones overlap at their awaits), and their replies leave together when
+// the batch returns (sooner if it runs long, calls a host service or an async one finishes; see
+// isolate-slot.ts), so the batch costs one call into the isolate instead of one per trigger. The isolate
+// is free again when every trigger of its batch has its answer. A dead isolate (deadline, CPU, memory)
+// is replaced in the background.
 
 import { IsolateSlot, type PoolConfig } from "./isolate-slot.js";
 import type { Job } from "./running-batch.js";
