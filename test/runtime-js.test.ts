@@ -9,7 +9,7 @@ import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
-import { MAX_HOST_CALLS_IN_FLIGHT } from "../src/runtimes/js/isolate-slot.js";
+import { MAX_HOST_BYTES_WAITING, MAX_HOST_CALLS_IN_FLIGHT, MAX_HOST_CALLS_WAITING } from "../src/runtimes/js/isolate-slot.js";
 import type { WorkloadSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
 import { waitFor } from "./helpers/wait.js";
@@ -444,12 +444,24 @@ describe("JavaScript runtime", () => {
       expect(replies.map(text)).toEqual(["gathered 4: a", "gathered 4: b", "gathered 4: c", "gathered 4: d"]);
     });
 
-    it("refuses host calls past the limit of calls out at once from one isolate, at once and with a code", async () => {
+    it("throttles a fan-out of host calls: the calls past the ones out at once wait for a turn", async () => {
+      kv.set("greeting", new TextEncoder().encode("hello"));
+      const s = await deploy(spec("kv-promises.js", { namespace: "hs" }));
+      const n = MAX_HOST_CALLS_IN_FLIGHT * 3;
+      expect(json(await request(s, `fanout:${n}`))).toEqual(Array.from({ length: n }, () => "hello"));
+    });
+
+    it("refuses host calls past the waiting limits, at once and with a code, and survives the flood", async () => {
       const pid = runtime.childPid;
       const s = await deploy(spec("kv-promises.js", { namespace: "hs" }));
       const extra = 20;
-      const refused = json(await request(s, `flood:${MAX_HOST_CALLS_IN_FLIGHT + extra}:${MAX_HOST_CALLS_IN_FLIGHT}`));
-      expect(refused).toEqual(Array.from({ length: extra }, () => "overloaded"));
+      const queued = MAX_HOST_CALLS_IN_FLIGHT + MAX_HOST_CALLS_WAITING;
+      expect(json(await request(s, `flood:${queued + extra}:${queued}`))).toEqual(Array.from({ length: extra }, () => "overloaded"));
+      // By bytes: values of 1 MiB, of which only MAX_HOST_BYTES_WAITING may wait.
+      const mib = 1024 * 1024;
+      const fits = MAX_HOST_CALLS_IN_FLIGHT + MAX_HOST_BYTES_WAITING / mib;
+      const big = await deploy(spec("kv-promises.js", { namespace: "hs", limits: { memoryMb: 256, timeoutMs: 2000, cpuMs: 2000 } }));
+      expect(json(await request(big, `flood:${fits + 3}:${fits}:${mib}`))).toEqual(["overloaded", "overloaded", "overloaded"]);
       expect(runtime.childPid).toBe(pid);
     });
 

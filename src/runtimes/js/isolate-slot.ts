@@ -44,10 +44,14 @@ export const LOAD_TIMEOUT_MS = 5000;
 export const SPARE_CONTEXTS = 2;
 /**
  * Host calls one isolate may have out at once (only the awaitable ones can overlap; a batch holds 16
- * triggers, so this leaves each several); beyond it a call fails at once with code "overloaded", so a
- * workload cannot pile up requests, or answers of up to 8 MiB each, in the runtime host.
+ * triggers, so this leaves each several). Calls beyond it wait for a turn, at most
+ * MAX_HOST_CALLS_WAITING of them holding at most MAX_HOST_BYTES_WAITING of values; past that a call
+ * fails at once with code "overloaded". So a fan-out (Promise.all over many keys) works, throttled, and
+ * a workload cannot pile up requests, or answers of up to 8 MiB each, in the runtime host.
  */
 export const MAX_HOST_CALLS_IN_FLIGHT = 64;
+export const MAX_HOST_CALLS_WAITING = 1024;
+export const MAX_HOST_BYTES_WAITING = 16 * 1024 * 1024;
 
 const SYNC_TIMEOUT_MESSAGE = "Script execution timed out.";
 
@@ -131,6 +135,9 @@ export class IsolateSlot {
   private startCpu = 0n;
   private lastHeapBytes = 0;
   private hostCallsInFlight = 0;
+  /** Host calls waiting for one of the MAX_HOST_CALLS_IN_FLIGHT turns, and the bytes of their values. */
+  private readonly hostCallsWaiting: (() => void)[] = [];
+  private hostBytesWaiting = 0;
   dead = false;
 
   private constructor(private readonly cfg: PoolConfig) {
@@ -144,17 +151,7 @@ export class IsolateSlot {
       if (b) b.collect();
       // The caller is one of the triggers in flight; the isolate stops at the earliest of their deadlines.
       const deadline = b ? b.nextDeadline() : Date.now() + LOAD_TIMEOUT_MS;
-      let result: HostCallResult;
-      if (this.hostCallsInFlight >= MAX_HOST_CALLS_IN_FLIGHT) {
-        result = { ok: false, code: "overloaded", message: `more than ${MAX_HOST_CALLS_IN_FLIGHT} host calls are out at once from this isolate` };
-      } else {
-        this.hostCallsInFlight++;
-        try {
-          result = await cfg.hooks.hostCall(service, method, headers, body, deadline);
-        } finally {
-          this.hostCallsInFlight--;
-        }
-      }
+      const result = await this.hostCall(service, method, headers, body, deadline);
       return new ivm.ExternalCopy(result).copyInto({ release: true });
     });
     this.logCallback = new ivm.Callback(
@@ -171,6 +168,31 @@ export class IsolateSlot {
       { ignored: true },
     );
     this.syncTimeoutMs = Math.max(1, Math.min(cfg.limits.timeoutMs, cfg.limits.cpuMs));
+  }
+
+  /** One host call, when a turn is free (see MAX_HOST_CALLS_IN_FLIGHT). */
+  private async hostCall(service: unknown, method: unknown, headers: unknown, body: unknown, deadline: number): Promise<HostCallResult> {
+    if (this.hostCallsInFlight >= MAX_HOST_CALLS_IN_FLIGHT) {
+      const bytes = body instanceof Uint8Array ? body.byteLength : 0;
+      if (this.hostCallsWaiting.length >= MAX_HOST_CALLS_WAITING || this.hostBytesWaiting + bytes > MAX_HOST_BYTES_WAITING) {
+        return {
+          ok: false,
+          code: "overloaded",
+          message: `too many host calls from this isolate: ${MAX_HOST_CALLS_IN_FLIGHT} out and ${this.hostCallsWaiting.length} waiting (${this.hostBytesWaiting} bytes)`,
+        };
+      }
+      this.hostBytesWaiting += bytes;
+      await new Promise<void>((turn) => this.hostCallsWaiting.push(turn));
+      this.hostBytesWaiting -= bytes;
+      if (this.dead) return { ok: false, code: "internal", message: "the isolate was stopped" };
+    }
+    this.hostCallsInFlight++;
+    try {
+      return await this.cfg.hooks.hostCall(service, method, headers, body, deadline);
+    } finally {
+      this.hostCallsInFlight--;
+      this.hostCallsWaiting.shift()?.();
+    }
   }
 
   get busy(): boolean {
@@ -464,8 +486,10 @@ export class IsolateSlot {
 
   dispose(): void {
     this.dead = true;
-    // Background preparations waiting for a turn go on and fail fast on the disposed isolate.
+    // Background preparations waiting for a turn go on and fail fast on the disposed isolate; host calls
+    // waiting for a turn end without being made.
     for (const w of this.idleWaiters.splice(0)) w();
+    for (const w of this.hostCallsWaiting.splice(0)) w();
     for (const p of this.spares.splice(0)) releasePrepared(p);
     if (!this.isolate.isDisposed) {
       try {
