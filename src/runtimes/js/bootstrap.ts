@@ -564,7 +564,7 @@ return function makeRunner(handler) {
       const now = DateNow();
       if (now - flushedAt >= ${FLUSH_AFTER_MS}) {
         flushedAt = now;
-        emitResult(batchId, -1, true, undefined);
+        askCollect();
       }
     }
     function ok(k, r) {
