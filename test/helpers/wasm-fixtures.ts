@@ -72,5 +72,7 @@ export function handleModule(body: string): string {
       (i32.const 16)))`;
 }
 
-/** Grows memory a MiB at a time until memory.grow fails, then traps. */
-export const GROW_UNTIL_REFUSED = "(loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable";
+/** Grows memory a MiB at a time until memory.grow fails. */
+export const GROW_LOOP = "(loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))";
+/** GROW_LOOP, then traps. */
+export const GROW_UNTIL_REFUSED = `${GROW_LOOP} unreachable`;
