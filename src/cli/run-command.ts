@@ -1,7 +1,6 @@
 // `nex run <file|image>`: upload the artifact to the object store, pick a node (auction, or --node),
 // seal --env to that node's xkey, sign and send the deploy request, print the workload id.
 
-import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
@@ -13,6 +12,7 @@ import { ControlClient } from "./control-client.js";
 import { issuerKey, publisherXkey } from "./keys.js";
 import { type ClientOpts, collect, keyValues, namespaceOption } from "./node-command.js";
 import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js";
+import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
 
 export const ARTIFACT_BUCKET = "NEX_ARTIFACTS";
@@ -118,7 +118,7 @@ export function runCommand(): Command {
           } catch {
             throw new CliError(`cannot read ${artifact}`, ExitCode.notFound);
           }
-          sha256 = createHash("sha256").update(bytes).digest("hex");
+          sha256 = sha256Hex(bytes);
           url = await uploadArtifact(nc, bytes, sha256, name, Boolean(opts.json));
         }
         const targets = await chooseNodes(control, opts, type);

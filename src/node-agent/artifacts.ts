@@ -1,16 +1,12 @@
 // Fetches a workload's artifact (object store nats://<bucket>/<key>, or file:///path on the node) and
 // checks its SHA-256 before anything runs it.
 
-import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
+import { sha256Hex } from "../util/sha256.js";
 import { ControlError } from "./errors.js";
-
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
 
 export async function fetchArtifact(nc: NatsConnection, url: string, expectedSha256: string, maxBytes: number): Promise<Uint8Array> {
   let bytes: Uint8Array;

@@ -6,7 +6,6 @@
 // IPC (see ipc.ts): init → ready; deploy/undeploy/stats/shutdown → result; console lines and failed
 // triggers → batched "events"; its own pino log → "log" lines.
 
-import { createHash } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import type { LogStream } from "../types.js";
@@ -14,6 +13,7 @@ import { CodeCache, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import { HostServices } from "../../host-services/server.js";
 import { HostBridge } from "../host-bridge.js";
 import { SameTurn } from "../../util/same-turn.js";
+import { sha256Hex } from "../../util/sha256.js";
 import type { DeployResult, FromHost, JsWorkloadSpec, LogEntry, ToHost, TriggerFailure, CompiledCode } from "./ipc.js";
 import { WorkloadPool } from "./isolate-pool.js";
 import { HostedWorkload, normalizeLimits, poolSize } from "../hosted-workload.js";
@@ -110,10 +110,6 @@ function fatal(reason: string, code: number): void {
   };
   send({ type: "fatal", error: reason }, exit);
   setTimeout(exit, 500).unref();
-}
-
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 function checkSpec(spec: JsWorkloadSpec): void {

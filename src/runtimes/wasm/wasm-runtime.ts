@@ -4,11 +4,11 @@
 // after the workload (HostedWorkload, shared with the JS runtime), and serves the components' host
 // calls in-process with the same handlers the node serves on $NEX.HOST.
 
-import { createHash } from "node:crypto";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { HostServices } from "../../host-services/server.js";
 import { builtScript } from "../../util/built-script.js";
+import { sha256Hex } from "../../util/sha256.js";
 import { HostedWorkload, normalizeLimits, poolSize } from "../hosted-workload.js";
 import { HostBridge } from "../host-bridge.js";
 import type { NatsAuth, Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
@@ -24,10 +24,6 @@ export interface WasmRuntimeOptions {
   /** Where transpiled components are kept, by artifact SHA-256. */
   cacheDir: string;
   log?: Logger;
-  /** Send host calls over NATS to whoever serves $NEX.HOST instead of serving them in-process. */
-  hostServicesOnBus?: boolean;
-  /** The compiled guest-worker.js; found next to this file (or under dist/ when running from source). */
-  workerScript?: string;
 }
 
 /** Largest reply a guest may produce. */
@@ -53,7 +49,7 @@ export class WasmRuntime implements Runtime {
 
   constructor(private readonly opts: WasmRuntimeOptions) {
     this.log = (opts.log ?? pino({ level: "silent" })).child({ runtime: "wasm" });
-    this.workerScript = opts.workerScript ?? defaultWorkerScript();
+    this.workerScript = defaultWorkerScript();
     this.components = new ComponentCache(opts.cacheDir);
   }
 
@@ -91,10 +87,10 @@ export class WasmRuntime implements Runtime {
     const wlog = this.log.child({ workloadId: spec.id, namespace: spec.namespace, workload: spec.name });
     // The wall-clock deadline is enforced per trigger; CPU time is not measured separately for wasm.
     const limits = normalizeLimits(spec.limits);
-    const sha256 = createHash("sha256").update(spec.artifact).digest("hex");
+    const sha256 = sha256Hex(spec.artifact);
     const { program, transpiled } = await prepareProgram({ ...spec, sha256 }, limits, this.components, MAX_REPLY_BYTES);
     if (transpiled) this.transpileCount++;
-    if (!this.opts.hostServicesOnBus) this.hostServices ??= new HostServices(nc, this.log.child({ component: "host-services" }));
+    this.hostServices ??= new HostServices(nc, this.log.child({ component: "host-services" }));
     const local = this.hostServices ? { services: this.hostServices, workloadName: spec.name } : undefined;
     const bridge = new HostBridge(nc, spec.namespace, spec.id, local);
     const pool = await GuestPool.start({
