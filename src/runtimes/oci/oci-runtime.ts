@@ -65,7 +65,9 @@ export class OciRuntime implements Runtime {
     if (this.closed) throw new Error("the oci runtime is shut down");
     if (!spec.image) throw new Error("an oci workload needs an image reference");
     if (this.workloads.has(spec.id)) throw new Error(`workload ${spec.id} is already running`);
-    await checkEngine(this.engine);
+    // The auction before a deploy has usually asked already: that answer serves.
+    const problem = await this.unavailable();
+    if (problem) throw new Error(problem);
     const imageId = await resolveImage(this.engine, spec.image, this.o.pullTimeoutMs ?? 300_000);
     const context: ContainerContext = { nodeId: this.o.nodeId, natsUrl: this.o.natsUrl, natsAuth: this.o.natsAuth, imageId };
     const options = createOptions(spec, context);
