@@ -12,11 +12,11 @@ import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { hrtime } from "node:process";
-import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
-import { ControlSubjects, DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest, type DeployResponse } from "../src/protocol/control.js";
-import { signRequest } from "../src/protocol/signing.js";
+import { ControlClient } from "../src/cli/control-client.js";
+import { DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest, type DeployResponse } from "../src/protocol/control.js";
 import { REPO_ROOT, withTimeout } from "./servers.js";
 import type { RunningNode } from "./node.js";
 
@@ -89,10 +89,14 @@ export class NodeClient {
   private store: ObjectStore | null = null;
   private readonly issuer: KeyPair = createAccount();
 
+  private readonly control: ControlClient;
+
   private constructor(
     readonly nc: NatsConnection,
     readonly node: RunningNode,
-  ) {}
+  ) {
+    this.control = new ControlClient(nc, DEFAULT_NAMESPACE, DEPLOY_TIMEOUT_MS);
+  }
 
   static async open(node: RunningNode): Promise<NodeClient> {
     const nc = await connect({ servers: node.url, timeout: CONNECT_TIMEOUT_MS, reconnect: false, name: "nex-bench" });
@@ -132,22 +136,11 @@ export class NodeClient {
       tags: {},
       requested_at: new Date().toISOString(),
     };
-    const subject = ControlSubjects.deploy(DEFAULT_NAMESPACE, this.node.nodeId);
-    const data = new TextEncoder().encode(JSON.stringify(request));
-    const h = natsHeaders();
-    for (const [k, v] of Object.entries(signRequest(this.issuer, subject, data))) h.set(k, v);
-    const reply = await this.nc.request(subject, data, { timeout: DEPLOY_TIMEOUT_MS, headers: h });
-    let body: unknown;
     try {
-      body = reply.json();
-    } catch {
-      throw new Error(`deploy of ${a.name}: unexpected reply ${reply.string().slice(0, 200)}`);
+      return await this.control.deploy(this.issuer, this.node.nodeId, request);
+    } catch (e) {
+      throw new Error(`deploy of ${a.name} refused: ${(e as Error).message}`);
     }
-    const err = (body as { error?: { code?: number; message?: string } }).error;
-    if (err || reply.headers?.get("Nex-Error")) {
-      throw new Error(`deploy of ${a.name} refused: ${err?.code ?? "?"} ${err?.message ?? reply.headers?.get("Nex-Error")}`);
-    }
-    return body as DeployResponse;
   }
 
   /** One trigger request; checks that the reply is `expect`. Returns the retries ("no responders") it needed. */

@@ -7,10 +7,10 @@
 import { execFileSync, spawn } from "node:child_process";
 import path from "node:path";
 import { hrtime } from "node:process";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
-import { ControlSubjects, DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest } from "../src/protocol/control.js";
-import { signRequest } from "../src/protocol/signing.js";
+import { ControlClient } from "../src/cli/control-client.js";
+import { DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest } from "../src/protocol/control.js";
 import { percentileOf } from "./nexload.js";
 import { startNode, type RunningNode } from "./node.js";
 import { REPO_ROOT } from "./servers.js";
@@ -40,15 +40,6 @@ async function firstAnswer(nc: NatsConnection, subject: string): Promise<void> {
   }
 }
 
-async function signedRequest(nc: NatsConnection, issuer: KeyPair, subject: string, body: unknown): Promise<Record<string, unknown>> {
-  const data = new TextEncoder().encode(JSON.stringify(body));
-  const h = natsHeaders();
-  for (const [k, v] of Object.entries(signRequest(issuer, subject, data))) h.set(k, v);
-  const reply = (await nc.request(subject, data, { timeout: ANSWER_TIMEOUT_MS, headers: h })).json() as Record<string, unknown>;
-  if (reply.error) throw new Error(`${subject}: ${JSON.stringify(reply.error)}`);
-  return reply;
-}
-
 /** nex: deploy request sent → first answer (the undeploy afterwards is not timed). */
 async function nexRun(node: RunningNode, nc: NatsConnection, issuer: KeyPair, i: number): Promise<number> {
   const subject = `bench.oci.nex.${i}`;
@@ -65,11 +56,11 @@ async function nexRun(node: RunningNode, nc: NatsConnection, issuer: KeyPair, i:
     requested_at: new Date().toISOString(),
   };
   const started = hrtime.bigint();
-  const { workload_id } = await signedRequest(nc, issuer, ControlSubjects.deploy(DEFAULT_NAMESPACE, node.nodeId), request);
+  const control = new ControlClient(nc, DEFAULT_NAMESPACE, ANSWER_TIMEOUT_MS);
+  const { workload_id } = await control.deploy(issuer, node.nodeId, request);
   await firstAnswer(nc, subject);
   const ms = msSince(started);
-  const id = String(workload_id);
-  await signedRequest(nc, issuer, ControlSubjects.undeploy(DEFAULT_NAMESPACE, id), { version: PROTOCOL_VERSION, workload_id: id, requested_at: new Date().toISOString() });
+  await control.undeploy(issuer, workload_id);
   return ms;
 }
 
