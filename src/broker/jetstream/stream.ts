@@ -217,8 +217,10 @@ export class Stream {
         removed = this.removeSeq(this.store.firstSeqOnSubject(subject)) || removed;
       }
     }
-    if (cfg.max_msgs > 0) removed = this.dropOldestWhile((s) => s.messages > cfg.max_msgs) || removed;
-    if (cfg.max_bytes > 0) removed = this.dropOldestWhile((s) => s.bytes > cfg.max_bytes) || removed;
+    if (cfg.max_msgs > 0 || cfg.max_bytes > 0) {
+      const over = (s: StoreState): boolean => (cfg.max_msgs > 0 && s.messages > cfg.max_msgs) || (cfg.max_bytes > 0 && s.bytes > cfg.max_bytes);
+      removed = this.dropOldestWhile(over) || removed;
+    }
     if (removed) this.host.markDirty(this);
   }
 
