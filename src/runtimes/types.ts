@@ -78,7 +78,7 @@ export interface RuntimeObserver {
   /** The runtime lost its workloads (e.g. its host process died) and is recovering them. */
   restarted(reason: string, workloadIds: string[]): void;
   /** A long-running workload changed on its own: its container exited (or was OOM killed) or came back. */
-  workloadEvent?(workloadId: string, event: WorkloadEvent): void;
+  workloadEvent(workloadId: string, event: WorkloadEvent): void;
 }
 
 export type ExitReason = "exited" | "crashed" | "oom_killed";

@@ -169,7 +169,7 @@ export class ContainerWorkload {
   }
 
   private report(reason: ExitReason, exitCode: number, restartInMs: number | null): void {
-    this.o.observer.workloadEvent?.(this.spec.id, { type: "exited", containerId: this.container.id, reason, exitCode, restarts: this.restarts, restartInMs });
+    this.o.observer.workloadEvent(this.spec.id, { type: "exited", containerId: this.container.id, reason, exitCode, restarts: this.restarts, restartInMs });
   }
 
   private async restart(): Promise<void> {
@@ -187,6 +187,6 @@ export class ContainerWorkload {
       return;
     }
     if (this.stopping) return;
-    this.o.observer.workloadEvent?.(this.spec.id, { type: "restarted", containerId: this.container.id, restarts: this.restarts });
+    this.o.observer.workloadEvent(this.spec.id, { type: "restarted", containerId: this.container.id, restarts: this.restarts });
   }
 }
