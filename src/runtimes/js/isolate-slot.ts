@@ -27,6 +27,7 @@ import { BOOTSTRAP_SOURCE, CONSOLE_LIMITS } from "./bootstrap.js";
 import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../host-bridge.js";
 import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
+import { settleWithin } from "../../util/settle-within.js";
 import { RunningBatch, type Blamed, type Job } from "./running-batch.js";
 import {
   cpuOutcome,
@@ -473,10 +474,7 @@ export class IsolateSlot {
   async heapBytes(): Promise<number> {
     if (this.dead) return 0;
     try {
-      const stats = await Promise.race([
-        this.isolate.getHeapStatistics(),
-        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 250).unref()),
-      ]);
+      const stats = await settleWithin(this.isolate.getHeapStatistics(), 250);
       if (stats) this.lastHeapBytes = stats.used_heap_size + stats.externally_allocated_size;
     } catch {
       // disposed meanwhile
