@@ -13,7 +13,7 @@ import path from "node:path";
 import Docker from "dockerode";
 import { removeDir, ROOT, tempDir } from "./nex-cli.js";
 
-export const BUSYBOX = "/bin/busybox";
+const BUSYBOX = "/bin/busybox";
 const GREETER_C = path.join(ROOT, "examples/oci/greeter.c");
 const APPLETS = ["sh", "echo", "cat", "sleep", "seq", "dd", "touch", "true", "false", "yes", "head"];
 /** Bumped when the image layout below changes. */

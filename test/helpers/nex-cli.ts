@@ -117,7 +117,12 @@ export class NodeUnderTest {
   static async start(kind: ServerKind, name: string): Promise<NodeUnderTest> {
     const server = kind === "nats-server" ? await startServer("nats-server", { jetstream: true }) : undefined;
     const t = new NodeUnderTest(server, tempDir(`nex-${name}-data-`), tempDir(`nex-${name}-home-`));
-    await t.up();
+    try {
+      await t.up();
+    } catch (err) {
+      await t.stop();
+      throw err;
+    }
     return t;
   }
 
