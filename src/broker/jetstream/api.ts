@@ -191,13 +191,8 @@ export class JetStreamApi {
     const request = jsonOrEmpty(r.body);
     const info: Record<string, unknown> = { total: 0, offset: 0, limit: 0, ...stream.info() };
     if (typeof request.subjects_filter === "string" && request.subjects_filter !== "") {
-      const subjects: Record<string, number> = {};
-      const matcher = filterMatcher(request.subjects_filter);
-      for (const seq of stream.store.lastSeqsPerSubject(matcher)) {
-        const subject = stream.store.subjectOf(seq);
-        if (subject !== null) subjects[subject] = stream.store.countOnSubject(subject);
-      }
-      (info.state as Record<string, unknown>).subjects = subjects;
+      const counts = stream.store.subjectCounts(filterMatcher(request.subjects_filter));
+      (info.state as Record<string, unknown>).subjects = Object.fromEntries(counts);
     }
     return info;
   }

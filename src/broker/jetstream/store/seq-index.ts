@@ -458,6 +458,18 @@ export abstract class IndexedStore<E extends IndexEntry> implements MessageStore
     return this.subjects.get(subject)?.first ?? 0;
   }
 
+  subjectCounts(filter: SubjectFilter): [string, number][] {
+    if (filter !== null && filter.literal !== undefined) {
+      const st = this.subjects.get(filter.literal);
+      return st === undefined || st.count === 0 ? [] : [[st.subject, st.count]];
+    }
+    const out: [string, number][] = [];
+    for (const st of this.subjects.values()) {
+      if (st.count > 0 && (filter === null || passes(st, filter))) out.push([st.subject, st.count]);
+    }
+    return out;
+  }
+
   lastSeqsPerSubject(filter: SubjectFilter): number[] {
     if (filter !== null && filter.literal !== undefined) {
       const st = this.subjects.get(filter.literal);

@@ -56,6 +56,8 @@ export interface MessageStore {
   countOnSubject(subject: string): number;
   /** The oldest live sequence on exactly this subject, 0 if none. */
   firstSeqOnSubject(subject: string): number;
+  /** Each subject passing the filter with how many live messages it has. */
+  subjectCounts(filter: SubjectFilter): [string, number][];
   /** For each subject passing the filter, the sequence of its newest message; ascending. */
   lastSeqsPerSubject(filter: SubjectFilter): number[];
   /** Live messages passing the filter with sequence >= from (for consumer num_pending). */
