@@ -17,6 +17,17 @@ const MAX_ERROR_BODY_CHARS = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
+/** Triggers waiting for an isolate or worker, per workload; beyond this they are answered "overloaded". */
+export const MAX_QUEUED_TRIGGERS = 1024;
+
+/** A trigger waiting for, or running in, an isolate or worker. */
+export interface Job {
+  subject: string;
+  payload: Uint8Array;
+  enqueuedAt: number;
+  resolve: (o: Outcome) => void;
+}
+
 /** What runs the triggers of one workload (isolates for JS, worker threads for wasm). */
 export interface TriggerPool {
   /** Runs one trigger; always resolves, never rejects. */

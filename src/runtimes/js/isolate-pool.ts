@@ -9,13 +9,11 @@
 // is replaced in the background.
 
 import { IsolateSlot, type PoolConfig } from "./isolate-slot.js";
-import type { Job } from "./running-batch.js";
+import { MAX_QUEUED_TRIGGERS, type Job } from "../hosted-workload.js";
 import { cpuOutcome, ErrorCodes, errorText, failure, queueTimeoutOutcome, UNAVAILABLE, type Outcome } from "../outcome.js";
 
 export type { PoolConfig, PoolHooks } from "./isolate-slot.js";
 
-/** Triggers waiting for an isolate, per workload; beyond this they are answered "overloaded". */
-export const MAX_QUEUED_TRIGGERS = 1024;
 /** Most triggers handed to an isolate in one call. */
 export const MAX_BATCH = 16;
 

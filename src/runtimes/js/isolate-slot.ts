@@ -28,7 +28,8 @@ import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } fr
 import type { HostCallResult } from "../host-bridge.js";
 import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
 import { settleWithin } from "../../util/settle-within.js";
-import { RunningBatch, type Blamed, type Job } from "./running-batch.js";
+import { RunningBatch, type Blamed } from "./running-batch.js";
+import type { Job } from "../hosted-workload.js";
 import {
   cpuOutcome,
   ErrorCodes,

@@ -4,15 +4,9 @@
 // IsolateSlot decides when a batch ends; this decides how each of its triggers is answered.
 
 import { ErrorCodes, failure, type Outcome } from "../outcome.js";
+import type { Job } from "../hosted-workload.js";
 import { RESULT_KIND, type ResultChannel } from "./result-channel.js";
 
-/** A trigger waiting for, or running in, an isolate. */
-export interface Job {
-  subject: string;
-  payload: Uint8Array;
-  enqueuedAt: number;
-  resolve: (o: Outcome) => void;
-}
 
 /** Who answers a stop: these indices, or "all" (every trigger in flight answers the stop itself). */
 export type Blamed = number[] | "all";
