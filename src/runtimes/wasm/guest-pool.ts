@@ -6,12 +6,11 @@
 
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Logger } from "pino";
-import type { TriggerPool } from "../hosted-workload.js";
+import { MAX_QUEUED_TRIGGERS, type Job, type TriggerPool } from "../hosted-workload.js";
 import { ErrorCodes, failure, queueTimeoutOutcome, timeoutOutcome, UNAVAILABLE, type Outcome } from "../outcome.js";
 import type { LogStream, WorkloadLimits } from "../types.js";
 import type { FromGuest, GuestSetup, HostCallRequest, HostCallResult } from "./guest-messages.js";
 
-const MAX_QUEUED_TRIGGERS = 1024;
 /** How long a new worker may take to load its guest. */
 const WORKER_START_TIMEOUT_MS = 10_000;
 
@@ -26,13 +25,6 @@ export interface GuestPoolConfig {
   hostCall(request: HostCallRequest, deadlineAt: number): Promise<HostCallResult>;
   log(stream: LogStream, text: string): void;
   logger: Logger;
-}
-
-interface Job {
-  subject: string;
-  payload: Uint8Array;
-  enqueuedAt: number;
-  resolve(outcome: Outcome): void;
 }
 
 /** One worker thread; runs one trigger at a time. */
@@ -167,6 +159,8 @@ export class GuestPool implements TriggerPool {
   private running = 0;
   private closed = false;
   private drainWaiters: (() => void)[] = [];
+  /** Set while triggers wait: answers them when their deadline passes even if no worker frees up. */
+  private expiryTimer?: NodeJS.Timeout;
 
   private constructor(private readonly cfg: GuestPoolConfig) {}
 
@@ -210,13 +204,9 @@ export class GuestPool implements TriggerPool {
   }
 
   private pump(): void {
-    const { timeoutMs } = this.cfg.limits;
+    this.expireQueued();
     while (this.queue.length > 0 && this.idle.length > 0) {
       const job = this.queue.shift()!;
-      if (Date.now() - job.enqueuedAt >= timeoutMs) {
-        job.resolve(queueTimeoutOutcome(timeoutMs));
-        continue;
-      }
       const worker = this.idle.pop()!;
       this.running++;
       worker.run(job.subject, job.payload, (outcome) => {
@@ -227,6 +217,23 @@ export class GuestPool implements TriggerPool {
         this.checkDrained();
       });
     }
+  }
+
+  /**
+   * Answers the triggers that waited their whole deadline; while others wait, looks again when the
+   * oldest one's deadline passes (no worker may free up before: replacements can keep failing).
+   */
+  private expireQueued(): void {
+    const { timeoutMs } = this.cfg.limits;
+    const now = Date.now();
+    while (this.queue.length > 0 && now - this.queue[0].enqueuedAt >= timeoutMs) this.queue.shift()!.resolve(queueTimeoutOutcome(timeoutMs));
+    if (this.queue.length === 0 || this.expiryTimer || this.closed) return;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.expireQueued();
+      this.checkDrained();
+    }, Math.max(1, this.queue[0].enqueuedAt + timeoutMs - now));
+    this.expiryTimer.unref();
   }
 
   private replace(delayMs = 0): void {
@@ -269,6 +276,7 @@ export class GuestPool implements TriggerPool {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.expiryTimer);
     for (const job of this.queue.splice(0)) job.resolve(UNAVAILABLE);
     for (const worker of this.workers) {
       worker.onDeath = undefined;
