@@ -10,6 +10,7 @@ import { createAccount } from "@nats-io/nkeys";
 import { signRequest } from "../src/protocol/signing.js";
 import { ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
 import { describeEachServer } from "./helpers/servers.js";
+import { eventually } from "./helpers/wait.js";
 import { type NodeProcess, NodeUnderTest, removeDir, ROOT, runNex, tempDir } from "./helpers/nex-cli.js";
 
 const ECHO = path.join(ROOT, "examples/echo/echo.js");
@@ -17,16 +18,8 @@ const fixture = (name: string): string => path.join(ROOT, "test/fixtures/node", 
 const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
 
 /** The first reply to `payload` on `subject`, asking again while nobody answers yet (a workload coming back). */
-async function firstAnswer(nc: NatsConnection, subject: string, payload: string): Promise<string> {
-  let answer = "";
-  for (let i = 0; i < 50 && answer === ""; i++) {
-    try {
-      answer = decode((await nc.request(subject, payload, { timeout: 1000 })).data);
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return answer;
+function firstAnswer(nc: NatsConnection, subject: string, payload: string): Promise<string> {
+  return eventually(`an answer on ${subject}`, async () => decode((await nc.request(subject, payload, { timeout: 1000 })).data));
 }
 
 describeEachServer("nex node end to end", (kind) => {

@@ -5,6 +5,7 @@
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeEachServer } from "./helpers/servers.js";
+import { eventually } from "./helpers/wait.js";
 import { type NodeProcess, NodeUnderTest, ROOT, runNex } from "./helpers/nex-cli.js";
 
 const todo = (f: string): string => path.join(ROOT, "examples/todo", f);
@@ -16,15 +17,12 @@ describeEachServer("todo example end to end", (kind) => {
   const nex = (...args: string[]) => runNex([...args, "-s", node.url], t.env);
 
   /** Retries while a restarted node is still bringing its workloads back. */
-  async function reqEventually(subject: string, payload: string): Promise<string> {
-    let last = "";
-    for (let i = 0; i < 60; i++) {
+  function reqEventually(subject: string, payload: string): Promise<string> {
+    return eventually(`an answer on ${subject}`, async () => {
       const r = await nex("req", subject, payload, "--timeout", "1s");
-      if (r.code === 0) return r.stdout.trim();
-      last = r.stderr;
-      await new Promise((res) => setTimeout(res, 200));
-    }
-    throw new Error(`no answer on ${subject}: ${last}`);
+      if (r.code !== 0) throw new Error(r.stderr);
+      return r.stdout.trim();
+    });
   }
 
   beforeAll(async () => {

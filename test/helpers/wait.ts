@@ -9,6 +9,28 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
+/**
+ * What `attempt` resolves to first, trying again while it fails (a workload still coming back, say);
+ * fails naming `what` and the last error.
+ */
+export async function eventually<T>(what: string, attempt: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  let value: T | undefined;
+  let last: unknown;
+  const tried = async (): Promise<boolean> => {
+    try {
+      value = await attempt();
+      return true;
+    } catch (e) {
+      last = e;
+      return false;
+    }
+  };
+  await waitFor(what, tried, timeoutMs, 100).catch((e: Error) => {
+    throw new Error(`${e.message}: ${(last as Error)?.message ?? String(last)}`);
+  });
+  return value as T;
+}
+
 /** The error a promise rejects with; fails the test if it resolves. */
 export async function errorOf(p: Promise<unknown>): Promise<Error> {
   try {
