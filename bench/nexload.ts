@@ -8,7 +8,6 @@
 // runtime host) runs in processes of its own. Every loop is bounded by a count and a deadline.
 
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { hrtime } from "node:process";
@@ -17,6 +16,7 @@ import { Objm, type ObjectStore } from "@nats-io/obj";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
 import { ControlClient } from "../src/cli/control-client.js";
 import { DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest, type DeployResponse } from "../src/protocol/control.js";
+import { sha256Hex } from "../src/util/sha256.js";
 import { REPO_ROOT, withTimeout } from "./servers.js";
 import type { RunningNode } from "./node.js";
 
@@ -29,8 +29,9 @@ const TRIGGER_TIMEOUT_MS = 10_000;
 const FIRST_TRIGGER_RETRIES = 50;
 const UPLOAD_WINDOW = 16;
 
-const now = (): bigint => hrtime.bigint();
-const msSince = (t: bigint): number => Number(now() - t) / 1e6;
+/** Monotonic time for timing a step, and the milliseconds since such a time. */
+export const now = (): bigint => hrtime.bigint();
+export const msSince = (t: bigint): number => Number(now() - t) / 1e6;
 const decoder = new TextDecoder();
 
 /** Source of a small, distinct function: answers `<tag> <subject>`. */
@@ -80,9 +81,9 @@ export interface Artifact {
   bytes: Uint8Array;
 }
 
-export function artifactFor(tag: string, subject: string, name: string, source = functionSource(tag)): Artifact {
-  const bytes = new TextEncoder().encode(source);
-  return { tag, subject, name, bytes, sha256: createHash("sha256").update(bytes).digest("hex") };
+export function artifactFor(tag: string, subject: string, name: string, source: string | Uint8Array = functionSource(tag)): Artifact {
+  const bytes = typeof source === "string" ? new TextEncoder().encode(source) : source;
+  return { tag, subject, name, bytes, sha256: sha256Hex(bytes) };
 }
 
 export class NodeClient {

@@ -6,12 +6,11 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import path from "node:path";
-import { hrtime } from "node:process";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
 import { ControlClient } from "../src/cli/control-client.js";
 import { DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest } from "../src/protocol/control.js";
-import { percentileOf } from "./nexload.js";
+import { msSince, now, percentileOf } from "./nexload.js";
 import { startNode, type RunningNode } from "./node.js";
 import { REPO_ROOT } from "./servers.js";
 import { formatNumber, formatRatio, renderTable } from "./table.js";
@@ -23,7 +22,6 @@ const IMAGE = "nex-bench/greeter:latest";
 const ANSWER_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 1000;
 
-const msSince = (t: bigint): number => Number(hrtime.bigint() - t) / 1e6;
 
 /** Asks `subject` until the greeter answers (no responders until it has subscribed). */
 async function firstAnswer(nc: NatsConnection, subject: string): Promise<void> {
@@ -55,7 +53,7 @@ async function nexRun(node: RunningNode, nc: NatsConnection, issuer: KeyPair, i:
     tags: {},
     requested_at: new Date().toISOString(),
   };
-  const started = hrtime.bigint();
+  const started = now();
   const control = new ControlClient(nc, DEFAULT_NAMESPACE, ANSWER_TIMEOUT_MS);
   const { workload_id } = await control.deploy(issuer, node.nodeId, request);
   await firstAnswer(nc, subject);
@@ -69,7 +67,7 @@ async function dockerRun(node: RunningNode, nc: NatsConnection, i: number): Prom
   const subject = `bench.oci.docker.${i}`;
   const name = `nex-bench-docker-${process.pid}-${i}`;
   const env = { NEX_NATS_URL: node.url, NEX_TRIGGER_SUBJECTS: subject, NEX_WORKLOAD_NAME: name };
-  const started = hrtime.bigint();
+  const started = now();
   const child = spawn("docker", ["run", "--rm", "--name", name, "--network", "host", ...Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]), IMAGE], {
     stdio: "ignore",
   });

@@ -11,12 +11,10 @@
 // Selected with `--only wasm,wasmcold` (run.ts hands those names here); a full run includes both.
 
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { hrtime } from "node:process";
 import { type RunningNode, startNode } from "./node.js";
-import { artifactFor, ECHO_SOURCE, NodeClient, percentileOf, type Artifact } from "./nexload.js";
+import { artifactFor, ECHO_SOURCE, msSince, NodeClient, now, percentileOf, type Artifact } from "./nexload.js";
 import { REPO_ROOT } from "./servers.js";
 import { formatNumber, renderTable } from "./table.js";
 
@@ -66,8 +64,6 @@ export function takeWasmRows(argv: string[]): WasmSelection {
   return { rows, alone: named !== undefined && !others && rows.length > 0, quick: argv.includes("--quick"), rest };
 }
 
-const now = (): bigint => hrtime.bigint();
-const msSince = (t: bigint): number => Number(now() - t) / 1e6;
 
 interface Warm {
   p50: number;
@@ -112,7 +108,7 @@ function withCustomSection(bytes: Uint8Array, tag: string): Uint8Array {
 }
 
 function wasmArtifact(bytes: Uint8Array, subject: string, name: string): Artifact {
-  return { tag: name, subject, name, bytes, sha256: createHash("sha256").update(bytes).digest("hex") };
+  return artifactFor(name, subject, name, bytes);
 }
 
 async function cold(client: NodeClient, artifacts: Artifact[], type: "javascript" | "wasm"): Promise<number[]> {
