@@ -9,7 +9,7 @@ export type WasmForm = "module" | "component";
 export class WasmFormatError extends Error {}
 
 const MAGIC = [0x00, 0x61, 0x73, 0x6d];
-const WASM_PAGE_BYTES = 64 * 1024;
+export const WASM_PAGE_BYTES = 64 * 1024;
 const MEMORY_SECTION = 5;
 
 /** The form of a wasm binary, from its 8-byte header; throws a WasmFormatError for anything else. */

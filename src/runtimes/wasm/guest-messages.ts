@@ -15,8 +15,6 @@ export interface WasiSetup {
   /** argv[0] (argv[1] is the trigger subject). */
   name: string;
   env: Record<string, string>;
-  /** Largest reply (stdout) in bytes. */
-  maxReplyBytes: number;
   /** The cap written into the module's memory section, to explain a trap at that size. */
   maxMemoryBytes: number;
 }

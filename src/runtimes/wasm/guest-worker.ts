@@ -19,6 +19,8 @@ import type { LogStream } from "../types.js";
 const setup = workerData as GuestSetup;
 const port = parentPort!;
 const EMPTY = new Uint8Array(0);
+/** Largest reply (stdout) a command may write. */
+const MAX_REPLY_BYTES = 8 * 1024 * 1024;
 const WASI_ESUCCESS = 0;
 const WASI_EBADF = 8;
 const WASI_EFBIG = 22;
@@ -110,7 +112,7 @@ function runCommand(wasiSetup: WasiSetup, subject: string, payload: Uint8Array):
         const len = dv.getUint32(iovs + i * 8 + 4, true);
         const bytes = new Uint8Array(memory!.buffer, ptr, len);
         if (fd === 2) stderr.write(bytes);
-        else if (replyBytes + len > wasiSetup.maxReplyBytes) {
+        else if (replyBytes + len > MAX_REPLY_BYTES) {
           replyTooLarge = true;
           return WASI_EFBIG;
         } else {
@@ -146,7 +148,7 @@ function runCommand(wasiSetup: WasiSetup, subject: string, payload: Uint8Array):
     }
   }
   stderr.flush();
-  if (replyTooLarge) failure = `reply too large: the module wrote more than ${wasiSetup.maxReplyBytes} bytes to stdout`;
+  if (replyTooLarge) failure = `reply too large: the module wrote more than ${MAX_REPLY_BYTES} bytes to stdout`;
   if (failure !== undefined) return { type: "done", ok: false, message: failure };
   return { type: "done", ok: true, data: joined(reply, replyBytes) };
 }

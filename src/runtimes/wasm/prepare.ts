@@ -3,7 +3,7 @@
 // every worker without recompiling). Anything that cannot run is refused here with a WasmFormatError.
 
 import type { WorkloadLimits, WorkloadSpec } from "../types.js";
-import { capMemory, pagesFor, WasmFormatError, wasmForm } from "./binary.js";
+import { capMemory, pagesFor, WASM_PAGE_BYTES, WasmFormatError, wasmForm } from "./binary.js";
 import type { ComponentCache } from "./component-cache.js";
 import type { GuestProgram } from "./guest-pool.js";
 
@@ -51,12 +51,12 @@ export interface PreparedProgram {
   transpiled?: boolean;
 }
 
-export async function prepareProgram(spec: WorkloadSpec, limits: WorkloadLimits, components: ComponentCache, maxReplyBytes: number): Promise<PreparedProgram> {
+export async function prepareProgram(spec: WorkloadSpec, limits: WorkloadLimits, components: ComponentCache): Promise<PreparedProgram> {
   if (wasmForm(spec.artifact) === "module") {
     const module = await compile(spec.artifact, "WebAssembly module", limits);
     checkCommand(module);
-    const maxMemoryBytes = pagesFor(limits.memoryMb) * 64 * 1024;
-    return { program: { form: "module", module, name: spec.name, env: { ...spec.env }, maxReplyBytes, maxMemoryBytes } };
+    const maxMemoryBytes = pagesFor(limits.memoryMb) * WASM_PAGE_BYTES;
+    return { program: { form: "module", module, name: spec.name, env: { ...spec.env }, maxMemoryBytes } };
   }
   const component = await components.load(spec.artifact, spec.sha256);
   const coreModules: Record<string, WebAssembly.Module> = {};

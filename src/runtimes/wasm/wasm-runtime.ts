@@ -26,8 +26,6 @@ export interface WasmRuntimeOptions {
   log?: Logger;
 }
 
-/** Largest reply a guest may produce. */
-const MAX_REPLY_BYTES = 8 * 1024 * 1024;
 
 /** The compiled guest-worker.js (from source, the one under dist/). */
 export function defaultWorkerScript(): string {
@@ -88,7 +86,7 @@ export class WasmRuntime implements Runtime {
     // The wall-clock deadline is enforced per trigger; CPU time is not measured separately for wasm.
     const limits = normalizeLimits(spec.limits);
     const sha256 = sha256Hex(spec.artifact);
-    const { program, transpiled } = await prepareProgram({ ...spec, sha256 }, limits, this.components, MAX_REPLY_BYTES);
+    const { program, transpiled } = await prepareProgram({ ...spec, sha256 }, limits, this.components);
     if (transpiled) this.transpileCount++;
     this.hostServices ??= new HostServices(nc, this.log.child({ component: "host-services" }));
     const local = this.hostServices ? { services: this.hostServices, workloadName: spec.name } : undefined;
