@@ -35,6 +35,9 @@ export interface ContainerOptions {
   readOnlyRootfs: boolean;
 }
 
+/** An OCI workload's spec as the oci runtime takes it: with its image and container options. */
+export type ContainerSpec = WorkloadSpec & { image: string; container: ContainerOptions };
+
 /** Everything a runtime needs to run one workload; the node has verified and unsealed it. */
 export interface WorkloadSpec {
   id: string;

@@ -3,7 +3,7 @@
 
 import { createHash } from "node:crypto";
 import type { ContainerCreateOptions } from "dockerode";
-import type { NatsAuth, WorkloadSpec } from "../types.js";
+import type { ContainerSpec, NatsAuth, WorkloadSpec } from "../types.js";
 
 export const Labels = {
   node: "io.nex.node",
@@ -67,14 +67,14 @@ function containerName(workloadId: string): string {
   return `nex-${workloadId}`;
 }
 
-export function createOptions(spec: WorkloadSpec, ctx: ContainerContext): ContainerCreateOptions {
+export function createOptions(spec: ContainerSpec, ctx: ContainerContext): ContainerCreateOptions {
   const options = spec.container;
   const memoryBytes = spec.limits.memoryMb * 1024 * 1024;
   const config: ContainerCreateOptions = {
     name: containerName(spec.id),
     Image: spec.image,
     Env: containerEnv(spec, ctx),
-    ...(options?.argv ? { Cmd: options.argv } : {}),
+    ...(options.argv ? { Cmd: options.argv } : {}),
     Tty: false,
     OpenStdin: false,
     AttachStdout: true,
@@ -94,7 +94,7 @@ export function createOptions(spec: WorkloadSpec, ctx: ContainerContext): Contai
       PidsLimit: spec.limits.pids ?? DEFAULT_PIDS_LIMIT,
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges"],
-      ReadonlyRootfs: options?.readOnlyRootfs ?? true,
+      ReadonlyRootfs: options.readOnlyRootfs,
       // Scratch space that dies with the container (and counts against its memory).
       Tmpfs: { "/tmp": "rw,nosuid,nodev,size=64m" },
       // The node restarts containers itself (with backoff and events), never the engine.

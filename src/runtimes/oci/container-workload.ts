@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type Docker from "dockerode";
 import type { Logger } from "pino";
 import type { ContainerInfo } from "../../protocol/control.js";
-import type { ExitReason, RuntimeObserver, WorkloadSpec } from "../types.js";
+import type { ContainerSpec, ExitReason, RuntimeObserver } from "../types.js";
 import { settleWithin } from "../../util/settle-within.js";
 import { engineMessage, statusCode } from "./engine.js";
 import { lineWriter } from "./log-lines.js";
@@ -43,7 +43,7 @@ export class ContainerWorkload {
 
   constructor(
     private readonly o: ContainerWorkloadOptions,
-    readonly spec: WorkloadSpec,
+    readonly spec: ContainerSpec,
     readonly container: Docker.Container,
   ) {}
 
@@ -157,7 +157,7 @@ export class ContainerWorkload {
   /** Reports the exit and, when the restart policy asks and retries are left, schedules the restart. */
   private exited(reason: ExitReason, exitCode: number): void {
     this.lastExit = { exitCode, oomKilled: reason === "oom_killed" };
-    const restart = this.spec.container?.restart ?? { policy: "never" };
+    const restart = this.spec.container.restart;
     if (Date.now() - this.startedAt >= HEALTHY_AFTER_MS) this.restartsInARow = 0;
     const wanted = restart.policy === "always" || (restart.policy === "on-failure" && reason !== "exited");
     const retriesLeft = restart.max_retries === undefined || this.restartsInARow < restart.max_retries;

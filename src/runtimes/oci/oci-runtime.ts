@@ -10,7 +10,7 @@
 
 import type Docker from "dockerode";
 import pino, { type Logger } from "pino";
-import type { NatsAuth, Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
+import type { ContainerSpec, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
 import { type ContainerContext, createOptions, Labels } from "./container-config.js";
 import { ContainerWorkload } from "./container-workload.js";
 import { settleWithin } from "../../util/settle-within.js";
@@ -63,14 +63,17 @@ export class OciRuntime implements Runtime {
 
   async deploy(spec: WorkloadSpec): Promise<void> {
     if (this.closed) throw new Error("the oci runtime is shut down");
-    if (!spec.image) throw new Error("an oci workload needs an image reference");
+    const { image, container: containerOptions } = spec;
+    if (!image) throw new Error("an oci workload needs an image reference");
+    if (!containerOptions) throw new Error("an oci workload needs its container options (restart policy, read-only root)");
+    const oci: ContainerSpec = { ...spec, image, container: containerOptions };
     if (this.workloads.has(spec.id)) throw new Error(`workload ${spec.id} is already running`);
     // The auction before a deploy has usually asked already: that answer serves.
     const problem = await this.unavailable();
     if (problem) throw new Error(problem);
-    const imageId = await resolveImage(this.engine, spec.image, this.o.pullTimeoutMs ?? 300_000);
+    const imageId = await resolveImage(this.engine, image, this.o.pullTimeoutMs ?? 300_000);
     const context: ContainerContext = { nodeId: this.o.nodeId, natsUrl: this.o.natsUrl, natsAuth: this.o.natsAuth, imageId };
-    const options = createOptions(spec, context);
+    const options = createOptions(oci, context);
     const log = this.log.child({ workload_id: spec.id, namespace: spec.namespace, workload: spec.name });
     const workloadOptions = { docker: this.engine.docker, observer: this.o.observer, log, stopGraceS: this.o.stopGraceS ?? 10 };
 
@@ -78,7 +81,7 @@ export class OciRuntime implements Runtime {
     const previous = leftovers.get(spec.id);
     leftovers.delete(spec.id);
     if (previous?.State === "running" && previous.Labels[Labels.spec] === options.Labels?.[Labels.spec]) {
-      const adopted = new ContainerWorkload(workloadOptions, spec, this.engine.docker.getContainer(previous.Id));
+      const adopted = new ContainerWorkload(workloadOptions, oci, this.engine.docker.getContainer(previous.Id));
       await adopted.adopt();
       this.workloads.set(spec.id, adopted);
       log.info({ container_id: previous.Id }, "adopted the running container of a previous node run");
@@ -92,7 +95,7 @@ export class OciRuntime implements Runtime {
     } catch (err) {
       throw new Error(`cannot create a container from ${spec.image}: ${engineMessage(err)}`);
     }
-    const workload = new ContainerWorkload(workloadOptions, spec, container);
+    const workload = new ContainerWorkload(workloadOptions, oci, container);
     try {
       await workload.start();
     } catch (err) {
