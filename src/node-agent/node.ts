@@ -152,8 +152,8 @@ export class NodeAgent implements RuntimeObserver {
         const summary = this.summary(w);
         const runtime = this.o.runtimes.get(w.request.type);
         const stats = runtime ? await settleWithin(runtime.stats(w.id), STATS_TIMEOUT_MS).catch(() => undefined) : undefined;
-        if (stats?.container) return { ...summary, container: stats.container };
         if (!stats) return summary;
+        if ("container" in stats) return { ...summary, container: stats.container };
         const ms = (v: number): number => Math.round(v * 1000) / 1000;
         return {
           ...summary,

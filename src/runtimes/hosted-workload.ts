@@ -5,7 +5,7 @@
 
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import type { WorkloadLimits, WorkloadStats } from "./types.js";
+import type { FunctionStats, WorkloadLimits } from "./types.js";
 import { ErrorCodes, type Outcome } from "./outcome.js";
 
 /** Largest trigger payload handed to a guest (also at most a quarter of its memory limit). */
@@ -185,7 +185,7 @@ export class HostedWorkload {
     }
   }
 
-  async stats(): Promise<WorkloadStats> {
+  async stats(): Promise<FunctionStats> {
     return {
       triggers: this.triggers,
       failures: this.failures,

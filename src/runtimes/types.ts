@@ -61,16 +61,23 @@ export interface WorkloadSpec {
   concurrency: number;
 }
 
-export interface WorkloadStats {
+/** What a function runtime (JS, wasm) reports of a workload. */
+export interface FunctionStats {
   triggers: number;
   failures: number;
   /** Mean and last trigger duration in ms. */
   meanMs: number;
   lastMs: number;
   memoryBytes: number;
-  /** OCI: the container behind the workload. */
-  container?: ContainerInfo;
 }
+
+/** What the oci runtime reports of a workload: the container behind it. */
+export interface ContainerStats {
+  container: ContainerInfo;
+}
+
+/** What a runtime reports of a workload. */
+export type WorkloadStats = FunctionStats | ContainerStats;
 
 export type LogStream = "stdout" | "stderr";
 

@@ -16,7 +16,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import pino, { type Logger } from "pino";
 import { builtScript } from "../../util/built-script.js";
-import type { NatsAuth, Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
+import type { FunctionStats, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec } from "../types.js";
 import type { CompiledCode, DeployResult, FromHost, HostRequest, JsWorkloadSpec } from "./ipc.js";
 
 
@@ -438,11 +438,11 @@ export class JsRuntime implements Runtime {
     if (hp?.alive && !this.starting) await hp.request({ type: "undeploy", workloadId }, undeployTimeout(spec));
   }
 
-  async stats(workloadId: string): Promise<WorkloadStats | undefined> {
+  async stats(workloadId: string): Promise<FunctionStats | undefined> {
     if (!this.specs.has(workloadId)) return undefined;
     const hp = this.host;
     if (!hp?.alive || this.starting) return { triggers: 0, failures: 0, meanMs: 0, lastMs: 0, memoryBytes: 0 };
-    const s = await hp.request<WorkloadStats | null>({ type: "stats", workloadId }, STATS_TIMEOUT_MS);
+    const s = await hp.request<FunctionStats | null>({ type: "stats", workloadId }, STATS_TIMEOUT_MS);
     return s ?? undefined;
   }
 

@@ -10,7 +10,7 @@
 
 import type Docker from "dockerode";
 import pino, { type Logger } from "pino";
-import type { ContainerSpec, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
+import type { ContainerSpec, ContainerStats, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec } from "../types.js";
 import { type ContainerContext, createOptions, Labels } from "./container-config.js";
 import { ContainerWorkload } from "./container-workload.js";
 import { settleWithin } from "../../util/settle-within.js";
@@ -113,13 +113,13 @@ export class OciRuntime implements Runtime {
     await workload.stop();
   }
 
-  async stats(workloadId: string): Promise<WorkloadStats | undefined> {
+  async stats(workloadId: string): Promise<ContainerStats | undefined> {
     const workload = this.workloads.get(workloadId);
     if (!workload) return undefined;
     // A slow engine leaves the usage out rather than stalling a listing.
     const usage = await settleWithin(workload.usage(), USAGE_TIMEOUT_MS).catch(() => undefined);
     const container = { ...workload.info(), ...usage };
-    return { triggers: 0, failures: 0, meanMs: 0, lastMs: 0, memoryBytes: container.memory_bytes ?? 0, container };
+    return { container };
   }
 
   async removeUnclaimed(): Promise<void> {

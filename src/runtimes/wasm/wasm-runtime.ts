@@ -11,7 +11,7 @@ import { builtScript } from "../../util/built-script.js";
 import { sha256Hex } from "../../util/sha256.js";
 import { HostedWorkload, normalizeLimits, poolSize } from "../hosted-workload.js";
 import { HostBridge } from "../host-bridge.js";
-import type { NatsAuth, Runtime, RuntimeObserver, WorkloadSpec, WorkloadStats } from "../types.js";
+import type { FunctionStats, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec } from "../types.js";
 import { ComponentCache } from "./component-cache.js";
 import { GuestPool } from "./guest-pool.js";
 import { prepareProgram } from "./prepare.js";
@@ -121,7 +121,7 @@ export class WasmRuntime implements Runtime {
     await workload.stop();
   }
 
-  async stats(workloadId: string): Promise<WorkloadStats | undefined> {
+  async stats(workloadId: string): Promise<FunctionStats | undefined> {
     return this.workloads.get(workloadId)?.stats();
   }
 
