@@ -2,8 +2,8 @@
  * greeter: a tiny NATS service for an OCI workload, built as one static binary (no libc in the image).
  *
  * It reads the connection the node injects (NEX_NATS_URL, e.g. nats://user:pass@127.0.0.1:4222),
- * subscribes to its trigger subjects (NEX_TRIGGER_SUBJECTS, comma-separated, or the arguments) in a queue
- * group named after the workload, and answers every request with "<GREETING>, <payload>". It speaks the
+ * subscribes to its trigger subjects (NEX_TRIGGER_SUBJECTS, comma-separated, or the arguments) in the queue
+ * group NEX_QUEUE_GROUP (namespace and workload name), and answers every request with "<GREETING>, <payload>". It speaks the
  * NATS text protocol itself: CONNECT, SUB, MSG -> PUB to the reply subject, PING -> PONG.
  *
  *   gcc -static -O2 -o greeter greeter.c
@@ -212,7 +212,7 @@ int main(int argc, char **argv) {
 
   char *url = getenv("NEX_NATS_URL");
   const char *greeting = getenv("GREETING") ? getenv("GREETING") : "hello";
-  const char *group = getenv("NEX_WORKLOAD_NAME") ? getenv("NEX_WORKLOAD_NAME") : "greeter";
+  const char *group = getenv("NEX_QUEUE_GROUP") ? getenv("NEX_QUEUE_GROUP") : "greeter";
   if (!url) fail("NEX_NATS_URL is not set");
   connect_to(url, group);
 

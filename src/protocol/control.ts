@@ -20,6 +20,14 @@ export const ControlSubjects = {
   logs: (ns: string, workload: string, stream: "stdout" | "stderr") => `$NEX.FEED.${ns}.logs.${workload}.${stream}`,
 };
 
+/**
+ * The queue group a workload's trigger subscriptions join: its namespace and name, so copies of one
+ * workload share the load while a same-named workload of another namespace never takes its requests.
+ */
+export function triggerQueueGroup(namespace: string, workloadName: string): string {
+  return `nex.${namespace}.${workloadName}`;
+}
+
 /** Names are single subject tokens. */
 const token = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '_' or '-'");
 /** Namespaces are single tokens without '_', so host-service bucket names stay unambiguous. */

@@ -1,10 +1,11 @@
 // The trigger path of one deployed function workload (JavaScript or WebAssembly): its trigger
-// subscriptions (queue group = workload name), one message → one pool submission → one reply.
+// subscriptions (queue group = namespace and workload name), one message → one pool submission → one reply.
 // Successful results go back as the reply body; failures as an error reply with
 // Nats-Service-Error-Code / Nats-Service-Error / Nex-Error headers and a {"error":{code,message}} body.
 
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { triggerQueueGroup } from "../protocol/control.js";
 import type { FunctionStats, WorkloadLimits } from "./types.js";
 import { ErrorCodes, type Outcome } from "./outcome.js";
 
@@ -42,6 +43,7 @@ export interface TriggerPool {
 export interface TriggeredSpec {
   id: string;
   name: string;
+  namespace: string;
   triggerSubjects: string[];
   limits: WorkloadLimits;
 }
@@ -63,11 +65,6 @@ export function normalizeLimits(l: Partial<WorkloadLimits> | undefined): Workloa
 /** How many isolates or workers serve a workload: its concurrency, 1 to MAX_CONCURRENCY. */
 export function poolSize(concurrency: unknown): number {
   return Math.min(MAX_CONCURRENCY, Math.max(1, Math.floor(positive(concurrency, 1))));
-}
-
-/** NATS queue group names cannot hold whitespace. */
-function queueGroupFor(workloadName: string): string {
-  return workloadName.replace(/\s+/g, "_");
 }
 
 function oneLine(s: string, max: number): string {
@@ -105,7 +102,7 @@ export class HostedWorkload {
   }
 
   private async subscribeAll(): Promise<void> {
-    const queue = queueGroupFor(this.spec.name);
+    const queue = triggerQueueGroup(this.spec.namespace, this.spec.name);
     const refused: string[] = [];
     let listening = false;
     const callback = (subject: string) => (err: Error | null, msg: Msg): void => {

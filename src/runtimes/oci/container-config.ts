@@ -3,6 +3,7 @@
 
 import { createHash } from "node:crypto";
 import type { ContainerCreateOptions } from "dockerode";
+import { triggerQueueGroup } from "../../protocol/control.js";
 import type { ContainerSpec, NatsAuth, WorkloadSpec } from "../types.js";
 
 export const Labels = {
@@ -55,6 +56,7 @@ function containerEnv(spec: WorkloadSpec, ctx: ContainerContext): string[] {
     NEX_NAMESPACE: spec.namespace,
     NEX_NODE_ID: ctx.nodeId,
     NEX_TRIGGER_SUBJECTS: spec.triggerSubjects.join(","),
+    NEX_QUEUE_GROUP: triggerQueueGroup(spec.namespace, spec.name),
   };
   return Object.entries(env).map(([key, value]) => {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new Error(`environment name ${JSON.stringify(key)} is not a valid variable name`);

@@ -1,7 +1,7 @@
 // The WebAssembly runtime: WASI preview1 commands and components, each workload on its own warm
 // worker threads inside the node process. It connects to NATS itself (its trigger traffic stays off
 // the node's control connection), subscribes each workload's trigger subjects in a queue group named
-// after the workload (HostedWorkload, shared with the JS runtime), and serves the components' host
+// after its namespace and name (HostedWorkload, shared with the JS runtime), and serves the components' host
 // calls in-process with the same handlers the node serves on $NEX.HOST.
 
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -103,7 +103,7 @@ export class WasmRuntime implements Runtime {
       logger: wlog,
     });
     const events = { failure: (id: string, subject: string, error: string) => this.opts.observer.triggerFailed(id, subject, error) };
-    const workload = new HostedWorkload({ id: spec.id, name: spec.name, triggerSubjects: spec.triggerSubjects, limits }, nc, pool, events, wlog);
+    const workload = new HostedWorkload({ id: spec.id, name: spec.name, namespace: spec.namespace, triggerSubjects: spec.triggerSubjects, limits }, nc, pool, events, wlog);
     await workload.listen();
     if (this.closed) {
       await workload.stop();
