@@ -15,13 +15,13 @@ import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node"
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
 import { ControlClient } from "../src/cli/control-client.js";
-import { DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest, type DeployResponse } from "../src/protocol/control.js";
+import { ARTIFACT_BUCKET, DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest, type DeployResponse } from "../src/protocol/control.js";
 import { sha256Hex } from "../src/util/sha256.js";
 import { REPO_ROOT, withTimeout } from "./servers.js";
 import type { RunningNode } from "./node.js";
 
 /** The bucket `nex run` uploads artifacts to (src/cli/run-command.ts). */
-const ARTIFACT_BUCKET = "NEX_ARTIFACTS";
+
 const CONNECT_TIMEOUT_MS = 10_000;
 const DEPLOY_TIMEOUT_MS = 30_000;
 const TRIGGER_TIMEOUT_MS = 10_000;

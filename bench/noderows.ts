@@ -20,6 +20,7 @@ import { hrtime } from "node:process";
 import { LoadChild, guarded, sequentialRequests } from "./children.js";
 import type { ReqReport, ReqcReport } from "./messages.js";
 import { DEFAULT_HOST_SERVICES_OPTIONS } from "../src/host-services/server.js";
+import { ARTIFACT_BUCKET } from "../src/protocol/control.js";
 import {
   KVFN_ASYNC_SOURCE,
   KVFN_KEYS,
@@ -581,7 +582,7 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
         const p = (v: number[], q: number) => formatNumber(percentileOf(v, q));
         notes.push(
           `Row ${row.id} has no peer (bare NATS has nothing to deploy): ${c.totalMs.length} distinct functions (own source, SHA-256 and trigger subject each), ` +
-            `deployed one after another through the control API (signed DEPLOY request; artifacts uploaded to ${"NEX_ARTIFACTS"} beforehand, untimed); ` +
+            `deployed one after another through the control API (signed DEPLOY request; artifacts uploaded to ${ARTIFACT_BUCKET} beforehand, untimed); ` +
             `timed from sending the deploy request to receiving the reply of the first trigger request, sent as soon as the deploy reply arrived. ` +
             `Split (p50): deploy reply ${p(c.deployMs, 0.5)} ms + first trigger ${p(c.firstReplyMs, 0.5)} ms; ` +
             `min ${formatNumber(Math.min(...c.totalMs))} ms, p90 ${p(c.totalMs, 0.9)} ms, max ${formatNumber(Math.max(...c.totalMs))} ms. ` +

@@ -2,14 +2,10 @@
 // requests (nodes may restrict deploys to known issuers), publisher.xk seals environment values to a
 // node's xkey so nobody else on the bus can read them.
 
-import os from "node:os";
 import path from "node:path";
 import { createAccount, createCurve, fromCurveSeed, fromSeed, type KeyPair } from "@nats-io/nkeys";
 import { loadOrCreateKey } from "../node-agent/identity.js";
-
-export function nexHome(): string {
-  return process.env.NEX_HOME ?? path.join(os.homedir(), ".nex");
-}
+import { nexHome } from "../util/nex-home.js";
 
 export function issuerKey(): KeyPair {
   return loadOrCreateKey(path.join(nexHome(), "issuer.nk"), createAccount, fromSeed);

@@ -45,11 +45,13 @@ function upCommand(version: string): Command {
       .option("--host <host>", "bundled broker: interface to listen on", "127.0.0.1")
       .option("-p, --port <port>", "bundled broker: client port", (v) => Number(v), 4222)
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
-      .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default ~/.nex")
-      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, limits, data_dir, docker_host)")
+      .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default $NEX_HOME/node (~/.nex/node)")
+      .option("--artifact-dir <dir>", "a directory of artifacts that deploys may name as file:///<path> (none by default: object store only)")
+      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host)")
       .option("--name <name>", "node name")
       .option("--tag <key=value>", "node tag (repeatable)", keyValues)
       .option("--allow-issuer <nkey>", "issuer public key allowed to deploy (repeatable)", collect)
+      .option("--allow-shared-triggers", "let namespaces serve overlapping trigger subjects (refused by default)")
       .option("--workload-types <types>", "comma-separated workload types to run (javascript, wasm, oci)", collect)
       .option("--docker-host <url>", "oci: the Docker engine, unix:///path/docker.sock or tcp://host:port (default $DOCKER_HOST or /var/run/docker.sock)")
       .option("--log-level <level>", "trace, debug, info, warn, error", "info")
@@ -62,6 +64,8 @@ function upCommand(version: string): Command {
             allowed_issuers: opts.allowIssuer,
             workload_types: opts.workloadTypes,
             data_dir: opts.dataDir,
+            artifact_dir: opts.artifactDir,
+            allow_shared_triggers: opts.allowSharedTriggers,
             docker_host: opts.dockerHost,
           });
           // Loaded here, so client commands do not load the broker, runtimes and isolated-vm at start-up.

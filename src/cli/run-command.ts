@@ -6,7 +6,7 @@ import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
-import { type DeployRequest, PROTOCOL_VERSION, type RestartPolicy, triggerSubjectProblem } from "../protocol/control.js";
+import { ARTIFACT_BUCKET, type DeployRequest, PROTOCOL_VERSION, type RestartPolicy, triggerSubjectProblem } from "../protocol/control.js";
 import { addConnectionOptions, durationArg } from "./connection.js";
 import { ControlClient } from "./control-client.js";
 import { issuerKey, publisherXkey } from "./keys.js";
@@ -15,7 +15,6 @@ import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js"
 import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
 
-export const ARTIFACT_BUCKET = "NEX_ARTIFACTS";
 
 interface RunOpts extends ClientOpts {
   type?: DeployRequest["type"];
@@ -34,6 +33,7 @@ interface RunOpts extends ClientOpts {
   cpus?: number;
   pids?: number;
   writableRootfs?: boolean;
+  idempotencyKey?: string;
 }
 
 function typeFor(file: string, explicit?: DeployRequest["type"]): DeployRequest["type"] {
@@ -89,6 +89,7 @@ export function runCommand(): Command {
       .option("--cpus <n>", "oci: CPUs the container may use, e.g. 0.5", (v) => Number(v))
       .option("--pids <n>", "oci: most processes in the container (default 256)", (v) => Number(v))
       .option("--writable-rootfs", "oci: a writable root filesystem (read-only by default)")
+      .option("--idempotency-key <key>", "deploy once: a retry with the same key (within 10 minutes) gets the same workload; nex run retries once itself after a timeout")
       .addOption(namespaceOption()),
   );
   // --timeout (from the connection options) is the request timeout; --trigger-timeout is the workload's.
@@ -123,7 +124,7 @@ export function runCommand(): Command {
         }
         const targets = await chooseNodes(control, opts, type);
         const results = [];
-        for (const target of targets) {
+        for (const [i, target] of targets.entries()) {
           const request: DeployRequest = {
             version: PROTOCOL_VERSION,
             name,
@@ -143,12 +144,13 @@ export function runCommand(): Command {
             fresh_context: Boolean(opts.freshContext),
             concurrency: opts.concurrency ?? 1,
             tags: {},
+            ...(opts.idempotencyKey ? { idempotency_key: i === 0 ? opts.idempotencyKey : `${opts.idempotencyKey}-${i}` } : {}),
             requested_at: new Date().toISOString(),
             ...sealEnv(opts.env, target.xkey),
           };
           const s = spinner(`deploying ${name} to ${target.node_id}`, { json: opts.json });
           try {
-            const reply = await control.deploy(issuerKey(), target.node_id, request);
+            const reply = await deployWithRetry(control, target.node_id, request);
             s.stop();
             results.push(reply);
           } catch (err) {
@@ -163,6 +165,16 @@ export function runCommand(): Command {
       }
     }),
   );
+}
+
+/** With an idempotency key, a deploy that timed out is sent once more (signed anew): the node answers with the same workload. */
+async function deployWithRetry(control: ControlClient, nodeId: string, request: DeployRequest) {
+  try {
+    return await control.deploy(issuerKey(), nodeId, request);
+  } catch (err) {
+    if (!request.idempotency_key || !(err instanceof CliError) || err.exitCode !== ExitCode.unreachable) throw err;
+    return control.deploy(issuerKey(), nodeId, { ...request, requested_at: new Date().toISOString() });
+  }
 }
 
 async function chooseNodes(control: ControlClient, opts: RunOpts, type: DeployRequest["type"]): Promise<{ node_id: string; xkey: string }[]> {

@@ -1,47 +1,115 @@
-// Fetches a workload's artifact (object store nats://<bucket>/<key>, or file:///path on the node) and
-// checks its SHA-256 before anything runs it.
+// Fetches a workload's artifact and checks its SHA-256 before anything runs it. Two sources only, because a
+// deploy request is written by someone else and must not read what the node can read:
+// - nats://NEX_ARTIFACTS/<key>: the object store bucket `nex run` uploads to (no other bucket: another
+//   bucket may be a tenant's host-service store);
+// - file:///abs/path: a regular file under the artifact directory the node's operator configured
+//   (--artifact-dir), after symlinks are resolved; with none configured, file:// is refused.
+// Errors never carry the computed hash or any artifact bytes, so a wrong guess teaches the sender nothing.
 
+import { constants as fsConstants } from "node:fs";
 import fs from "node:fs/promises";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
+import { ARTIFACT_BUCKET } from "../protocol/control.js";
 import { sha256Hex } from "../util/sha256.js";
 import { ControlError } from "./errors.js";
 
-export async function fetchArtifact(nc: NatsConnection, url: string, expectedSha256: string, maxBytes: number): Promise<Uint8Array> {
+export interface ArtifactSource {
+  /** The operator's artifact directory (resolved, no symlinks), or undefined: file:// artifacts are refused. */
+  artifactDir?: string;
+  maxBytes: number;
+}
+
+export async function fetchArtifact(nc: NatsConnection, url: string, expectedSha256: string, source: ArtifactSource): Promise<Uint8Array> {
   let bytes: Uint8Array;
-  if (url.startsWith("nats://")) {
-    const rest = url.slice("nats://".length);
-    const slash = rest.indexOf("/");
-    if (slash <= 0 || slash === rest.length - 1) throw new ControlError(400, `artifact url ${url} must be nats://<bucket>/<key>`);
-    const bucket = rest.slice(0, slash);
-    const key = decodeURIComponent(rest.slice(slash + 1));
-    let store;
-    try {
-      store = await new Objm(nc).open(bucket);
-    } catch {
-      throw new ControlError(404, `artifact bucket ${bucket} not found`);
-    }
-    const info = await store.info(key);
-    if (info === null) throw new ControlError(404, `artifact ${url} not found`);
-    if (info.size > maxBytes) throw new ControlError(413, `artifact is ${info.size} bytes; this node takes at most ${maxBytes}`);
-    const blob = await store.getBlob(key);
-    if (blob === null) throw new ControlError(404, `artifact ${url} not found`);
-    bytes = blob;
-  } else if (url.startsWith("file://")) {
-    const file = fileURLToPath(url);
-    try {
-      const stat = await fs.stat(file);
-      if (stat.size > maxBytes) throw new ControlError(413, `artifact is ${stat.size} bytes; this node takes at most ${maxBytes}`);
-      bytes = await fs.readFile(file);
-    } catch (err) {
-      if (err instanceof ControlError) throw err;
-      throw new ControlError(404, `artifact ${url} not readable on this node`);
-    }
-  } else {
-    throw new ControlError(400, `unsupported artifact url ${url}`);
-  }
-  const actual = sha256Hex(bytes);
-  if (actual !== expectedSha256) throw new ControlError(400, `artifact hash mismatch: request says ${expectedSha256}, artifact is ${actual}`);
+  if (url.startsWith("nats://")) bytes = await fromObjectStore(nc, url, source.maxBytes);
+  else if (url.startsWith("file://")) bytes = await fromArtifactDir(url, source);
+  else throw new ControlError(400, `unsupported artifact url ${url}`);
+  if (sha256Hex(bytes) !== expectedSha256) throw new ControlError(400, "artifact hash mismatch: the artifact's SHA-256 is not the one the request names");
   return bytes;
+}
+
+async function fromObjectStore(nc: NatsConnection, url: string, maxBytes: number): Promise<Uint8Array> {
+  const rest = url.slice("nats://".length);
+  const slash = rest.indexOf("/");
+  if (slash <= 0 || slash === rest.length - 1) throw new ControlError(400, `artifact url ${url} must be nats://${ARTIFACT_BUCKET}/<key>`);
+  const bucket = rest.slice(0, slash);
+  if (bucket !== ARTIFACT_BUCKET) throw new ControlError(403, `artifacts come from the ${ARTIFACT_BUCKET} object store only, not ${bucket}`);
+  const key = decodeURIComponent(rest.slice(slash + 1));
+  let store;
+  try {
+    store = await new Objm(nc).open(bucket);
+  } catch {
+    throw new ControlError(404, `artifact bucket ${bucket} not found`);
+  }
+  const info = await store.info(key);
+  if (info === null || info.deleted) throw new ControlError(404, `artifact ${url} not found`);
+  if (info.size > maxBytes) throw new ControlError(413, `artifact is ${info.size} bytes; this node takes at most ${maxBytes}`);
+  const blob = await store.getBlob(key);
+  if (blob === null) throw new ControlError(404, `artifact ${url} not found`);
+  return blob;
+}
+
+async function fromArtifactDir(url: string, source: ArtifactSource): Promise<Uint8Array> {
+  const dir = source.artifactDir;
+  if (!dir) throw new ControlError(403, "this node takes no file:// artifacts (its operator configured no --artifact-dir)");
+  let file: string;
+  try {
+    file = fileURLToPath(url);
+  } catch {
+    throw new ControlError(400, `artifact url ${url} is not a valid file:// url`);
+  }
+  // Refuse before touching the file system, so a request cannot probe which paths exist outside the directory.
+  if (!isInside(dir, path.resolve(file))) throw new ControlError(403, `artifact ${url} is not under this node's artifact directory`);
+  let real: string;
+  try {
+    real = await fs.realpath(file);
+  } catch {
+    throw new ControlError(404, `artifact ${url} not found in this node's artifact directory`);
+  }
+  if (!isInside(dir, real)) throw new ControlError(403, `artifact ${url} leads outside this node's artifact directory`);
+  // O_NOFOLLOW: the path checked above cannot be swapped for a symlink before it is opened; O_NONBLOCK:
+  // a FIFO does not hang the open (it is then refused as not a regular file).
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(real, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch {
+    throw new ControlError(404, `artifact ${url} not readable on this node`);
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new ControlError(400, `artifact ${url} is not a regular file`);
+    if (stat.size > source.maxBytes) throw new ControlError(413, `artifact is ${stat.size} bytes; this node takes at most ${source.maxBytes}`);
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+function isInside(dir: string, file: string): boolean {
+  const relative = path.relative(dir, file);
+  return relative !== "" && !relative.startsWith("..") && !path.isAbsolute(relative);
+}
+
+/**
+ * Checks an operator's --artifact-dir at start-up and returns it resolved. It may not hold the node's own
+ * data (keys, broker store) or the issuer keys, since every file under it can be deployed.
+ */
+export async function resolveArtifactDir(dir: string, secretDirs: string[]): Promise<string> {
+  let real: string;
+  try {
+    real = await fs.realpath(dir);
+    if (!(await fs.stat(real)).isDirectory()) throw new Error("not a directory");
+  } catch (err) {
+    throw new Error(`artifact directory ${dir} is not a readable directory: ${err instanceof Error ? err.message : err}`);
+  }
+  for (const secret of secretDirs) {
+    const realSecret = await fs.realpath(secret).catch(() => path.resolve(secret));
+    if (realSecret === real || isInside(real, realSecret)) {
+      throw new Error(`artifact directory ${dir} contains ${secret}, which holds keys: choose a directory of artifacts only`);
+    }
+  }
+  return real;
 }

@@ -2,8 +2,8 @@
 
 import fs from "node:fs";
 import os from "node:os";
-import path from "node:path";
 import { z } from "zod";
+import { defaultNodeDataDir } from "../util/nex-home.js";
 import { describeZodError, WorkloadTypeSchema } from "../protocol/control.js";
 
 export const NodeConfigSchema = z
@@ -26,7 +26,12 @@ export const NodeConfigSchema = z
       })
       .strict()
       .default({ memory_mb: 128, timeout_ms: 10_000, cpu_ms: 5_000, max_memory_mb: 1024, max_workloads: 10_000, max_artifact_bytes: 64 * 1024 * 1024 }),
-    data_dir: z.string().min(1).default(path.join(os.homedir(), ".nex")),
+    /** Node identity, state and (bundled broker) JetStream data; NEX_HOME/node by default, apart from the issuer's keys. */
+    data_dir: z.string().min(1).default(defaultNodeDataDir),
+    /** Lets a namespace serve trigger subjects that overlap another namespace's (refused by default: it would take their requests). */
+    allow_shared_triggers: z.boolean().default(false),
+    /** Where file:// artifacts may come from; without it the node fetches artifacts from the object store only. */
+    artifact_dir: z.string().min(1).optional(),
     /** The Docker-API engine for oci workloads: unix:///path/docker.sock or tcp://host:port (default: $DOCKER_HOST, else the local socket). */
     docker_host: z.string().min(1).optional(),
   })

@@ -1,9 +1,11 @@
 // Lifecycle events as CloudEvents 1.0 JSON on $NEX.FEED.<ns>.events.<type>, and workload log lines on
-// $NEX.FEED.<ns>.logs.<workload>.<stream>.
+// $NEX.FEED.<ns>.logs.<workload>.<stream>. Log lines and trigger_failed events are rate-limited per
+// workload (feed-limiter.ts); what is dropped is reported as a stderr line and a feed_dropped event.
 
 import { randomUUID } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ControlSubjects } from "../protocol/control.js";
+import { FAILURE_EVENT_RATE, FeedLimiter, LOG_RATE } from "./feed-limiter.js";
 
 export type EventType =
   | "node_started"
@@ -16,7 +18,8 @@ export type EventType =
   | "trigger_failed"
   | "workload_exited"
   | "workload_restarted"
-  | "runtime_restarted";
+  | "runtime_restarted"
+  | "feed_dropped";
 
 export interface CloudEvent<T> {
   specversion: "1.0";
@@ -30,6 +33,16 @@ export interface CloudEvent<T> {
 }
 
 export class EventPublisher {
+  private readonly logLimiter = new FeedLimiter(LOG_RATE, (key, dropped) => {
+    const [namespace, workloadId] = key.split(" ");
+    this.publishLog(namespace, workloadId, "stderr", `[nex] ${dropped} log lines of this workload were dropped (limit: ${LOG_RATE.perSecond} lines/s, ${LOG_RATE.bytesPerSecond / 1024} KiB/s)`);
+    this.emit(namespace, "feed_dropped", { workload_id: workloadId, feed: "logs", dropped });
+  });
+  private readonly failureLimiter = new FeedLimiter(FAILURE_EVENT_RATE, (key, dropped) => {
+    const [namespace, workloadId] = key.split(" ");
+    this.emit(namespace, "feed_dropped", { workload_id: workloadId, feed: "trigger_failed", dropped });
+  });
+
   constructor(
     private readonly nc: NatsConnection,
     private readonly nodeId: string,
@@ -50,6 +63,26 @@ export class EventPublisher {
   }
 
   log(namespace: string, workloadId: string, stream: "stdout" | "stderr", line: string): void {
+    if (this.logLimiter.admit(`${namespace} ${workloadId}`, line.length)) this.publishLog(namespace, workloadId, stream, line);
+  }
+
+  /** A trigger_failed event, within the workload's rate of them. */
+  triggerFailed<T extends { workload_id: string }>(namespace: string, data: T): void {
+    if (this.failureLimiter.admit(`${namespace} ${data.workload_id}`, 256)) this.emit(namespace, "trigger_failed", data);
+  }
+
+  /** A workload is gone: reports what it dropped last and frees its budgets. */
+  forget(namespace: string, workloadId: string): void {
+    this.logLimiter.forget(`${namespace} ${workloadId}`);
+    this.failureLimiter.forget(`${namespace} ${workloadId}`);
+  }
+
+  close(): void {
+    this.logLimiter.close();
+    this.failureLimiter.close();
+  }
+
+  private publishLog(namespace: string, workloadId: string, stream: "stdout" | "stderr", line: string): void {
     if (!this.nc.isClosed()) this.nc.publish(ControlSubjects.logs(namespace, workloadId, stream), line);
   }
 }

@@ -33,6 +33,8 @@ import type { NodeConfig } from "./config.js";
 import { ControlApi, NO_REPLY } from "./control-api.js";
 import { ControlError } from "./errors.js";
 import { EventPublisher } from "./events.js";
+import { ReplayGuard } from "./replay-guard.js";
+import { TriggerClaims } from "./trigger-claims.js";
 import type { NodeIdentity } from "./identity.js";
 import type { z } from "zod";
 import { settleWithin } from "../util/settle-within.js";
@@ -72,13 +74,15 @@ const decoder = new TextDecoder();
 export class NodeAgent implements RuntimeObserver {
   readonly id: string;
   private readonly workloads = new Map<string, Workload>();
-  /** Namespaces of workloads their runtime is starting: a container may log before its deploy returns. */
+  /** Namespaces of workloads being deployed: a container may log before its deploy returns. */
   private readonly deploying = new Map<string, string>();
   private readonly events: EventPublisher;
   private readonly api: ControlApi;
   private readonly hostServices: HostServices;
   private readonly started = Date.now();
   private desired: KV | null = null;
+  private replayGuard: ReplayGuard | null = null;
+  private triggerClaims: TriggerClaims | null = null;
   private lameDuck = false;
   private stopped = false;
 
@@ -102,7 +106,10 @@ export class NodeAgent implements RuntimeObserver {
     } catch (err) {
       throw new Error(`the NATS server must have JetStream enabled (node state is kept in a KV bucket): ${err instanceof Error ? err.message : err}`);
     }
+    this.replayGuard = await ReplayGuard.open(this.o.nc, this.id);
+    this.triggerClaims = await TriggerClaims.open(this.o.nc, this.id);
     await this.replayDesired();
+    await this.triggerClaims.keepOnly(new Set(this.workloads.keys()));
     await Promise.all([...this.o.runtimes.values()].map((r) => r.removeUnclaimed?.()));
     const api = this.api;
     const id = this.id;
@@ -201,24 +208,57 @@ export class NodeAgent implements RuntimeObserver {
 
   private async deployRequest(msg: Msg, namespace: string): Promise<DeployResponse> {
     const request = parse(DeployRequestSchema, msg.data);
-    const issuer = this.authorize(msg, request.requested_at);
+    const issuer = await this.authorize(msg, request.requested_at);
     if (this.lameDuck) throw new ControlError(503, "node is in lame duck mode and takes no new workloads");
-    const workload = await this.deploy(generateId(), namespace, issuer, request);
-    return { workload_id: workload.id, node_id: this.id, started: true };
+    const key = request.idempotency_key;
+    if (!key) return { workload_id: (await this.deploy(generateId(), namespace, issuer, request)).id, node_id: this.id, started: true };
+    const claim = await this.replays().deployOnce(issuer, namespace, key, generateId());
+    if (!claim.fresh) return this.earlierDeploy(claim.workloadId);
+    try {
+      await this.deploy(claim.workloadId, namespace, issuer, request);
+    } catch (err) {
+      await this.replays().release(issuer, namespace, key);
+      throw err;
+    }
+    return { workload_id: claim.workloadId, node_id: this.id, started: true };
   }
 
-  /** Checks the signature, the issuer allow-list and the replay window; returns the issuer. */
-  private authorize(msg: Msg, requestedAt: string): string {
-    const verified = verifyRequest(msg.subject, msg.data, msg.headers?.get(ISSUER_HEADER), msg.headers?.get(SIGNATURE_HEADER));
+  /** The answer to a retried deploy: the workload its idempotency key was first given. */
+  private earlierDeploy(id: string): DeployResponse {
+    if (this.workloads.has(id)) return { workload_id: id, node_id: this.id, started: true };
+    if (this.deploying.has(id)) throw new ControlError(409, `workload ${id} of this idempotency key is still being deployed; ask again shortly`);
+    throw new ControlError(409, `workload ${id} of this idempotency key is no longer running`);
+  }
+
+  private replays(): ReplayGuard {
+    if (!this.replayGuard) throw new ControlError(503, "node is starting");
+    return this.replayGuard;
+  }
+
+  /** Checks the signature, the issuer allow-list, the replay window and that the request is new; returns the issuer. */
+  private async authorize(msg: Msg, requestedAt: string): Promise<string> {
+    const signature = msg.headers?.get(SIGNATURE_HEADER);
+    const verified = verifyRequest(msg.subject, msg.data, msg.headers?.get(ISSUER_HEADER), signature);
     if ("problem" in verified) throw new ControlError(401, verified.problem);
     const allowed = this.o.config.allowed_issuers;
     if (allowed.length > 0 && !allowed.includes(verified.issuer)) throw new ControlError(403, `issuer ${verified.issuer} is not allowed on this node`);
     const age = requestAgeProblem(requestedAt);
     if (age) throw new ControlError(401, age);
+    await this.replays().admit(signature as string);
     return verified.issuer;
   }
 
+  /** Starts a workload; while it starts, its id is known (for its logs, and for a retried idempotent deploy). */
   private async deploy(id: string, namespace: string, issuer: string, request: DeployRequest): Promise<Workload> {
+    this.deploying.set(id, namespace);
+    try {
+      return await this.startWorkload(id, namespace, issuer, request);
+    } finally {
+      this.deploying.delete(id);
+    }
+  }
+
+  private async startWorkload(id: string, namespace: string, issuer: string, request: DeployRequest): Promise<Workload> {
     const { config, log } = this.o;
     if (!NAMESPACE_PATTERN.test(namespace)) throw new ControlError(400, `invalid namespace ${namespace}: 1-64 letters, digits or '-'`);
     const runtime = this.o.runtimes.get(request.type);
@@ -227,15 +267,20 @@ export class NodeAgent implements RuntimeObserver {
     const memoryMb = request.limits.memory_mb ?? config.limits.memory_mb;
     if (memoryMb > config.limits.max_memory_mb) throw new ControlError(400, `memory_mb ${memoryMb} is over this node's ceiling of ${config.limits.max_memory_mb}`);
     const env = this.unsealEnv(request);
+    this.checkTriggerSubjects(namespace, request.trigger_subjects);
     const artifact =
       request.type === "oci"
         ? new Uint8Array()
-        : await fetchArtifact(this.o.nc, request.artifact.url, request.artifact.sha256 as string, config.limits.max_artifact_bytes);
+        : await fetchArtifact(this.o.nc, request.artifact.url, request.artifact.sha256 as string, {
+            artifactDir: config.artifact_dir,
+            maxBytes: config.limits.max_artifact_bytes,
+          });
     const workloadLog = log.child({ workload_id: id, namespace, workload: request.name });
+    // Claimed before its triggers subscribe, so a deploy elsewhere in another namespace sees it at once.
+    await this.triggerClaims?.claim(id, namespace, request.trigger_subjects);
     // Host services answer before the first trigger can call them.
     this.hostServices.attach({ id, name: request.name, namespace });
     await this.o.nc.flush();
-    this.deploying.set(id, namespace);
     try {
       await runtime.deploy({
         id,
@@ -263,12 +308,15 @@ export class NodeAgent implements RuntimeObserver {
       });
     } catch (err) {
       this.hostServices.detach(id);
+      await this.triggerClaims?.release(id);
       const message = err instanceof Error ? err.message : String(err);
       workloadLog.warn({ err: message }, "deploy refused by the runtime");
-      this.events.emit(namespace, "workload_failed", { workload_id: id, name: request.name, error: message });
-      throw new ControlError(422, `deploy failed: ${message}`);
-    } finally {
-      this.deploying.delete(id);
+      // A runtime's message may quote the artifact (a ReferenceError names an identifier in it). An
+      // object-store artifact is the sender's own upload; a file under the artifact directory may not be
+      // theirs to read, so its failure is told without the runtime's words (the node's log has them).
+      const told = request.artifact.url.startsWith("file://") ? "the artifact file did not load (the node's log says why)" : message;
+      this.events.emit(namespace, "workload_failed", { workload_id: id, name: request.name, error: told });
+      throw new ControlError(422, `deploy failed: ${told}`);
     }
     const sub = this.api.endpoint("UNDEPLOY", ControlSubjects.undeploy(namespace, id), async (m) => this.undeployRequest(m, id));
     const workload: Workload = {
@@ -287,6 +335,17 @@ export class NodeAgent implements RuntimeObserver {
     this.events.emit(namespace, "workload_deployed", { workload_id: id, name: request.name, type: request.type, node_id: this.id });
     this.events.emit(namespace, "workload_started", { workload_id: id, name: request.name, trigger_subjects: request.trigger_subjects });
     return workload;
+  }
+
+  /** Refuses trigger subjects that overlap what another namespace serves, unless the operator allows sharing. */
+  private checkTriggerSubjects(namespace: string, subjects: string[]): void {
+    if (this.o.config.allow_shared_triggers) return;
+    const conflict = this.triggerClaims?.conflict(namespace, subjects);
+    if (!conflict) return;
+    throw new ControlError(
+      409,
+      `trigger subject ${conflict.subject} overlaps ${conflict.other}, which namespace ${conflict.namespace} already serves (an operator may allow sharing with --allow-shared-triggers)`,
+    );
   }
 
   private unsealEnv(request: DeployRequest): Record<string, string> {
@@ -315,6 +374,8 @@ export class NodeAgent implements RuntimeObserver {
     const kv = this.desired as KV;
     const ids: string[] = [];
     for await (const key of await kv.keys()) ids.push(key);
+    // Trigger claims this node left for workloads it no longer wants would block other namespaces.
+    await this.triggerClaims?.keepOnly(new Set(ids));
     for (const key of ids) {
       const entry = await kv.get(key);
       if (!entry || entry.operation !== "PUT") continue;
@@ -334,7 +395,7 @@ export class NodeAgent implements RuntimeObserver {
 
   private async undeployRequest(msg: Msg, id: string): Promise<unknown> {
     const request = parse(UndeployRequestSchema, msg.data);
-    const issuer = this.authorize(msg, request.requested_at);
+    const issuer = await this.authorize(msg, request.requested_at);
     if (request.workload_id !== id) throw new ControlError(400, "workload_id does not match the subject");
     const workload = this.workloads.get(id);
     if (!workload) throw new ControlError(404, `no workload ${id} on this node`);
@@ -351,7 +412,11 @@ export class NodeAgent implements RuntimeObserver {
     } finally {
       this.hostServices.detach(workload.id);
       this.workloads.delete(workload.id);
-      if (forget) await this.desired?.delete(workload.id);
+      if (forget) {
+        await this.desired?.delete(workload.id);
+        await this.triggerClaims?.release(workload.id);
+      }
+      this.events.forget(workload.namespace, workload.id);
       this.events.emit(workload.namespace, "workload_stopped", { workload_id: workload.id, name: workload.request.name, reason });
       this.o.log.info({ workload_id: workload.id, reason }, "workload stopped");
     }
@@ -359,7 +424,7 @@ export class NodeAgent implements RuntimeObserver {
 
   private async lameDuckRequest(msg: Msg): Promise<unknown> {
     const request = parse(LameDuckRequestSchema, msg.data);
-    this.authorize(msg, request.requested_at);
+    await this.authorize(msg, request.requested_at);
     if (!this.lameDuck) setTimeout(() => void this.enterLameDuck(), request.delay_ms ?? 0);
     return { node_id: this.id, lame_duck: true };
   }
@@ -384,7 +449,7 @@ export class NodeAgent implements RuntimeObserver {
 
   triggerFailed(workloadId: string, subject: string, error: string): void {
     const w = this.workloads.get(workloadId);
-    if (w) this.events.emit(w.namespace, "trigger_failed", { workload_id: workloadId, name: w.request.name, subject, error });
+    if (w) this.events.triggerFailed(w.namespace, { workload_id: workloadId, name: w.request.name, subject, error });
   }
 
   restarted(reason: string, workloadIds: string[]): void {
@@ -417,8 +482,10 @@ export class NodeAgent implements RuntimeObserver {
     this.api.close();
     for (const w of this.workloads.values()) w.unsubscribeUndeploy();
     this.hostServices.close();
+    this.triggerClaims?.close();
     await Promise.allSettled([...this.o.runtimes.values()].map((r) => r.close()));
     this.events.emit("system", "node_stopped", { node_id: this.id, graceful: true });
+    this.events.close();
     if (!this.o.nc.isClosed()) await this.o.nc.flush().catch(() => undefined);
   }
 }

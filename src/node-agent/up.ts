@@ -10,6 +10,8 @@ import { OciRuntime } from "../runtimes/oci/oci-runtime.js";
 import { WasmRuntime } from "../runtimes/wasm/wasm-runtime.js";
 import type { NatsAuth, Runtime, WorkloadType } from "../runtimes/types.js";
 import type { NodeConfig } from "./config.js";
+import { nexHome } from "../util/nex-home.js";
+import { resolveArtifactDir } from "./artifacts.js";
 import { loadNodeIdentity } from "./identity.js";
 import { NodeAgent } from "./node.js";
 
@@ -36,6 +38,9 @@ export interface RunningNode {
 }
 
 export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
+  if (o.config.artifact_dir) {
+    o = { ...o, config: { ...o.config, artifact_dir: await resolveArtifactDir(o.config.artifact_dir, [o.config.data_dir, nexHome()]) } };
+  }
   let broker: RunningBroker | undefined;
   let brokerUrl = o.server;
   if (!brokerUrl) {

@@ -20,6 +20,9 @@ export const ControlSubjects = {
   logs: (ns: string, workload: string, stream: "stdout" | "stderr") => `$NEX.FEED.${ns}.logs.${workload}.${stream}`,
 };
 
+/** The object store bucket `nex run` uploads artifacts to; the only bucket a node fetches artifacts from. */
+export const ARTIFACT_BUCKET = "NEX_ARTIFACTS";
+
 /**
  * The queue group a workload's trigger subscriptions join: its namespace and name, so copies of one
  * workload share the load while a same-named workload of another namespace never takes its requests.
@@ -88,7 +91,7 @@ export const DeployRequestSchema = z
     type: WorkloadTypeSchema,
     artifact: z
       .object({
-        /** nats://<bucket>/<key> (object store), file:///abs/path (on the node), or an image reference (oci). */
+        /** nats://NEX_ARTIFACTS/<key> (object store), file:///abs/path (under the node's artifact directory), or an image reference (oci). */
         url: z.string().min(1).max(2048),
         /** SHA-256 of the artifact bytes, hex; required for nats:// and file:// artifacts. */
         sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits").optional(),
@@ -109,6 +112,8 @@ export const DeployRequestSchema = z
     /** OCI: false gives the container a writable root filesystem (read-only by default). */
     read_only_rootfs: z.boolean().optional(),
     tags: z.record(z.string(), z.string()).default({}),
+    /** A client's retry after a timeout with the same key (same issuer and namespace, within 10 minutes) gets the same workload. */
+    idempotency_key: token.optional(),
     /** When the issuer signed it (ISO 8601); requests older than the replay window are refused. */
     requested_at: z.string().datetime(),
   })
@@ -116,7 +121,7 @@ export const DeployRequestSchema = z
   .superRefine((req, ctx) => {
     if (req.type !== "oci" && !req.artifact.sha256) ctx.addIssue({ code: "custom", path: ["artifact", "sha256"], message: "is required" });
     if (req.type !== "oci" && !/^(nats|file):\/\//.test(req.artifact.url)) {
-      ctx.addIssue({ code: "custom", path: ["artifact", "url"], message: "must be nats://<bucket>/<key> or file:///<path>" });
+      ctx.addIssue({ code: "custom", path: ["artifact", "url"], message: `must be nats://${ARTIFACT_BUCKET}/<key> or file:///<path>` });
     }
     if (req.type === "oci" && !/^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/.test(req.artifact.url)) {
       ctx.addIssue({ code: "custom", path: ["artifact", "url"], message: "must be an image reference such as nex-examples/greeter:latest" });

@@ -1,14 +1,16 @@
 // Signed control requests. The issuer (an nkey the CLI creates on first use) signs the subject and the
 // body together, so a captured request cannot be replayed to another node, namespace or workload; the
-// body's requested_at bounds replay in time. Signatures travel in headers, the body stays plain JSON.
+// body's requested_at bounds replay in time, and the node refuses a signature it has seen (replay-guard.ts). Signatures travel in headers, the body stays plain JSON.
 
 import { createPrivateKey, createPublicKey, type KeyObject, sign as edSign, verify as edVerify } from "node:crypto";
 import { fromPublic, type KeyPair } from "@nats-io/nkeys";
 
 export const ISSUER_HEADER = "Nex-Issuer";
 export const SIGNATURE_HEADER = "Nex-Signature";
-/** How far requested_at may be from the node's clock. */
+/** How old requested_at may be by the node's clock. */
 export const REPLAY_WINDOW_MS = 5 * 60 * 1000;
+/** How far ahead of the node's clock requested_at may be (clock skew); a later one would stretch the window. */
+export const MAX_CLOCK_AHEAD_MS = 30 * 1000;
 
 function signedBytes(subject: string, body: Uint8Array): Uint8Array {
   const prefix = new TextEncoder().encode(`${subject}\n`);
@@ -98,6 +100,7 @@ export function verifyRequest(
 export function requestAgeProblem(requestedAt: string, now = Date.now()): string | undefined {
   const at = Date.parse(requestedAt);
   if (Number.isNaN(at)) return "requested_at is not a date";
-  if (Math.abs(now - at) > REPLAY_WINDOW_MS) return "requested_at is outside the 5 minute window (clock skew or a replayed request)";
+  if (at - now > MAX_CLOCK_AHEAD_MS) return "requested_at is more than 30 s in the future (check the sender's clock)";
+  if (now - at > REPLAY_WINDOW_MS) return "requested_at is older than the 5 minute window (clock skew or a replayed request)";
   return undefined;
 }

@@ -108,15 +108,17 @@ export class NodeUnderTest {
 
   private constructor(
     private readonly server: RunningServer | undefined,
-    private readonly dataDir: string,
-    private readonly home: string,
+    readonly dataDir: string,
+    readonly home: string,
+    private readonly extraArgs: string[],
   ) {
     this.env = { NEX_HOME: home };
   }
 
-  static async start(kind: ServerKind, name: string): Promise<NodeUnderTest> {
+  /** `extraArgs` go to every `nex node up` of this node (after the broker and data-dir flags). */
+  static async start(kind: ServerKind, name: string, extraArgs: string[] = []): Promise<NodeUnderTest> {
     const server = kind === "nats-server" ? await startServer("nats-server", { jetstream: true }) : undefined;
-    const t = new NodeUnderTest(server, tempDir(`nex-${name}-data-`), tempDir(`nex-${name}-home-`));
+    const t = new NodeUnderTest(server, tempDir(`nex-${name}-data-`), tempDir(`nex-${name}-home-`), extraArgs);
     try {
       await t.up();
     } catch (err) {
@@ -129,7 +131,7 @@ export class NodeUnderTest {
   /** Starts the node (again, on the same data after a stop). */
   async up(): Promise<NodeProcess> {
     const broker = this.server ? ["--server", this.server.url] : ["--port", "0"];
-    this.node = await startNodeUp([...broker, "--data-dir", this.dataDir], this.env);
+    this.node = await startNodeUp([...broker, "--data-dir", this.dataDir, ...this.extraArgs], this.env);
     return this.node;
   }
 

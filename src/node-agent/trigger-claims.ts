@@ -1,0 +1,110 @@
+// Which namespace serves which trigger subjects, on every node of the bus. A workload in namespace b that
+// subscribed a subject namespace a serves would take a's requests (and read their payloads), so a deploy
+// is refused when one of its trigger subjects overlaps one that another namespace already serves, unless
+// the operator allows sharing (--allow-shared-triggers).
+//
+// Claims live in the KV bucket NEX_TRIGGERS, one entry per workload (key <node>.<workload>, value
+// {namespace, subjects}), and every node keeps a live copy through a watch, so the check costs no request.
+// Two deploys racing on two nodes within a watch delay may both pass; the window is milliseconds.
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import { subjectsOverlap } from "../protocol/subjects.js";
+
+const BUCKET = "NEX_TRIGGERS";
+
+interface Claim {
+  namespace: string;
+  subjects: string[];
+}
+
+export class TriggerClaims {
+  private readonly claims = new Map<string, { revision: number; claim: Claim }>();
+  private stopWatching?: () => void;
+
+  private constructor(
+    private readonly kv: KV,
+    private readonly nodeId: string,
+  ) {}
+
+  static async open(nc: NatsConnection, nodeId: string): Promise<TriggerClaims> {
+    const claims = new TriggerClaims(await new Kvm(nc).create(BUCKET, { history: 1 }), nodeId);
+    await claims.load();
+    return claims;
+  }
+
+  /** The first of `subjects` that overlaps a subject another namespace serves, with that namespace. */
+  conflict(namespace: string, subjects: string[]): { subject: string; other: string; namespace: string } | undefined {
+    for (const { claim } of this.claims.values()) {
+      if (claim.namespace === namespace) continue;
+      for (const subject of subjects) {
+        const other = claim.subjects.find((s) => subjectsOverlap(s, subject));
+        if (other !== undefined) return { subject, other, namespace: claim.namespace };
+      }
+    }
+    return undefined;
+  }
+
+  async claim(workloadId: string, namespace: string, subjects: string[]): Promise<void> {
+    const claim: Claim = { namespace, subjects };
+    const revision = await this.kv.put(this.key(workloadId), JSON.stringify(claim));
+    this.apply(this.key(workloadId), revision, claim);
+  }
+
+  async release(workloadId: string): Promise<void> {
+    await this.kv.delete(this.key(workloadId)).catch(() => undefined);
+    this.claims.delete(this.key(workloadId));
+  }
+
+  /** After a restart: drops this node's claims for workloads it no longer runs. */
+  async keepOnly(workloadIds: Set<string>): Promise<void> {
+    const prefix = `${this.nodeId}.`;
+    const stale = [...this.claims.keys()].filter((k) => k.startsWith(prefix) && !workloadIds.has(k.slice(prefix.length)));
+    for (const key of stale) {
+      await this.kv.delete(key).catch(() => undefined);
+      this.claims.delete(key);
+    }
+  }
+
+  close(): void {
+    this.stopWatching?.();
+  }
+
+  private key(workloadId: string): string {
+    return `${this.nodeId}.${workloadId}`;
+  }
+
+  /** Watches updates first, then reads what is there, so nothing that changes in between is missed. */
+  private async load(): Promise<void> {
+    const watch = await this.kv.watch({ include: "updates" });
+    this.stopWatching = () => watch.stop();
+    void (async () => {
+      for await (const entry of watch) this.applyEntry(entry);
+    })().catch(() => undefined);
+    const keys: string[] = [];
+    for await (const key of await this.kv.keys()) keys.push(key);
+    for (const key of keys) {
+      const entry = await this.kv.get(key);
+      if (entry) this.applyEntry(entry);
+    }
+  }
+
+  private applyEntry(entry: KvEntry): void {
+    let claim: Claim | null = null;
+    if (entry.operation === "PUT") {
+      try {
+        claim = JSON.parse(entry.string()) as Claim;
+      } catch {
+        claim = null;
+      }
+    }
+    this.apply(entry.key, entry.revision, claim);
+  }
+
+  private apply(key: string, revision: number, claim: Claim | null): void {
+    const known = this.claims.get(key);
+    if (known && known.revision >= revision) return;
+    if (claim) this.claims.set(key, { revision, claim });
+    else this.claims.delete(key);
+  }
+}

@@ -1,0 +1,297 @@
+// Hostile senders and workloads against a real `nex node up`, while a bystander function keeps answering:
+// deploys that try to read the node's files (file:// artifacts, other buckets, symlinks, FIFOs), replayed
+// and future-dated signed requests, idempotent retries, a namespace reaching for another namespace's
+// trigger subjects, and a workload flooding its log feed. The last test asserts the bystander failed no
+// request throughout. Runs against the bundled broker and against nats-server -js.
+
+import { createHash } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { Objm } from "@nats-io/obj";
+import { createAccount } from "@nats-io/nkeys";
+import { signRequest } from "../src/protocol/signing.js";
+import { ARTIFACT_BUCKET, ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
+import { describeEachServer } from "./helpers/servers.js";
+import { waitFor } from "./helpers/wait.js";
+import { NodeUnderTest, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
+
+const ECHO = path.join(ROOT, "examples/echo/echo.js");
+const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
+const sha256 = (bytes: Uint8Array | string): string => createHash("sha256").update(bytes).digest("hex");
+
+interface ErrorReply {
+  error: { code: number; message: string };
+}
+
+describeEachServer("hostile senders and workloads", (kind) => {
+  let t: NodeUnderTest;
+  let nc: NatsConnection;
+  let artifactDir: string;
+  const issuer = createAccount();
+  const bystander = { sent: 0, failed: [] as string[], stop: false, done: Promise.resolve() };
+
+  const nex = (...args: string[]) => runNex([...args, "-s", t.node.url], t.env);
+
+  /** Sends a DEPLOY signed by `issuer` (or the given headers) and returns the parsed reply. */
+  async function sendDeploy(body: Record<string, unknown>, namespace = "default"): Promise<Record<string, unknown> & Partial<ErrorReply>> {
+    const subject = ControlSubjects.deploy(namespace, t.node.nodeId);
+    const data = new TextEncoder().encode(JSON.stringify(body));
+    return sendSigned(subject, data, signRequest(issuer, subject, data));
+  }
+
+  async function sendSigned(subject: string, data: Uint8Array, signed: Record<string, string>): Promise<Record<string, unknown> & Partial<ErrorReply>> {
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(signed)) h.set(k, v);
+    return (await nc.request(subject, data, { timeout: 15_000, headers: h })).json();
+  }
+
+  const deployBody = (url: string, hash: string, extra: Record<string, unknown> = {}) => ({
+    version: PROTOCOL_VERSION,
+    name: "probe",
+    type: "javascript",
+    artifact: { url, sha256: hash },
+    trigger_subjects: ["probe.x"],
+    requested_at: new Date().toISOString(),
+    ...extra,
+  });
+
+  async function workloadIds(namespace = "default"): Promise<string[]> {
+    const res = await nex("workload", "ls", "--json", "-n", namespace);
+    return (JSON.parse(res.stdout) as { id: string }[]).map((w) => w.id);
+  }
+
+  async function uploadArtifact(source: string): Promise<{ url: string; hash: string }> {
+    const hash = sha256(source);
+    const store = await new Objm(nc).create(ARTIFACT_BUCKET);
+    await store.putBlob({ name: hash }, new TextEncoder().encode(source));
+    return { url: `nats://${ARTIFACT_BUCKET}/${hash}`, hash };
+  }
+
+  beforeAll(async () => {
+    artifactDir = tempDir("nex-hostile-artifacts-");
+    t = await NodeUnderTest.start(kind, "hostile", ["--artifact-dir", artifactDir]);
+    nc = await connect({ servers: t.node.url });
+    const run = await nex("run", ECHO, "--trigger-subject", "bystander", "--name", "bystander");
+    expect(run.code, run.stderr).toBe(0);
+    // The bystander: one request every 20 ms for the whole suite; every failure is kept with its reason.
+    bystander.done = (async () => {
+      while (!bystander.stop) {
+        const body = `ping ${bystander.sent++}`;
+        try {
+          const reply = await nc.request("bystander", body, { timeout: 5000 });
+          if (decode(reply.data) !== body) bystander.failed.push(`wrong answer ${decode(reply.data)} for ${body}`);
+        } catch (err) {
+          bystander.failed.push(`${body}: ${(err as Error).message}`);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+  }, 60_000);
+
+  afterAll(async () => {
+    bystander.stop = true;
+    await bystander.done;
+    await nc?.close();
+    await t?.stop();
+    removeDir(artifactDir);
+  });
+
+  describe("artifacts come only from the object store or the operator's artifact directory", () => {
+    it("refuses the node's own key files and system files, without echoing their hash or text", async () => {
+      for (const file of [path.join(t.dataDir, "node.xk"), path.join(t.dataDir, "node.nk"), path.join(t.home, "issuer.nk"), "/etc/shadow", "/etc/hostname"]) {
+        let real = "0".repeat(64);
+        try {
+          real = sha256(readFileSync(file));
+        } catch {
+          // unreadable here: the wrong-hash request is enough
+        }
+        for (const hash of ["f".repeat(64), real]) {
+          const reply = await sendDeploy(deployBody(`file://${file}`, hash));
+          expect(reply.error?.code, file).toBe(403);
+          expect(reply.error?.message).not.toContain(real);
+          expect(reply.error?.message).not.toMatch(/S[XNAU][A-Z2-7]{20}/);
+        }
+      }
+      const escaped = await sendDeploy(deployBody(`file://${artifactDir}/../${path.basename(t.dataDir)}/node.xk`, "f".repeat(64)));
+      expect(escaped.error?.code).toBe(403);
+    });
+
+    it("runs a file from the artifact directory", async () => {
+      const source = readFileSync(ECHO);
+      writeFileSync(path.join(artifactDir, "echo.js"), source);
+      const reply = await sendDeploy(deployBody(`file://${artifactDir}/echo.js`, sha256(source), { name: "from-dir", trigger_subjects: ["from.dir"] }));
+      expect(reply.error).toBeUndefined();
+      expect(decode((await nc.request("from.dir", "via the artifact dir", { timeout: 5000 })).data)).toBe("via the artifact dir");
+    });
+
+    it("refuses a symlink that leads out of the artifact directory, even with the right hash", async () => {
+      const target = path.join(t.dataDir, "node.xk");
+      symlinkSync(target, path.join(artifactDir, "innocent.js"));
+      const reply = await sendDeploy(deployBody(`file://${artifactDir}/innocent.js`, sha256(readFileSync(target))));
+      expect(reply.error?.code).toBe(403);
+      expect(reply.error?.message).toMatch(/outside/);
+      expect(reply.error?.message).not.toMatch(/S[XN][A-Z2-7]{20}/);
+    });
+
+    it("refuses a FIFO at once instead of hanging on it", async () => {
+      execFileSync("mkfifo", [path.join(artifactDir, "pipe.js")]);
+      const reply = await sendDeploy(deployBody(`file://${artifactDir}/pipe.js`, "f".repeat(64)));
+      expect(reply.error?.code).toBe(400);
+      expect(reply.error?.message).toMatch(/not a regular file/);
+    });
+
+    it("does not quote a file artifact that fails to load", async () => {
+      const source = "SECRET_TOKEN_4f9a2b;\n";
+      writeFileSync(path.join(artifactDir, "secret.js"), source);
+      const reply = await sendDeploy(deployBody(`file://${artifactDir}/secret.js`, sha256(source)));
+      expect(reply.error?.code).toBe(422);
+      expect(reply.error?.message).not.toContain("SECRET_TOKEN");
+    });
+
+    it("refuses buckets other than NEX_ARTIFACTS, and never names the real hash", async () => {
+      const other = await sendDeploy(deployBody("nats://hso_default_probe/secret", "f".repeat(64)));
+      expect(other.error?.code).toBe(403);
+      const { url, hash } = await uploadArtifact("(s, p) => p");
+      const wrong = await sendDeploy(deployBody(url, "e".repeat(64)));
+      expect(wrong.error?.code).toBe(400);
+      expect(wrong.error?.message).toMatch(/hash mismatch/);
+      expect(wrong.error?.message).not.toContain(hash);
+    });
+
+    it("will not start with an artifact directory that holds its keys", async () => {
+      const parent = path.dirname(t.dataDir);
+      await expect(startNodeUp(["--port", "0", "--data-dir", t.dataDir, "--artifact-dir", parent], t.env, 15_000)).rejects.toThrow(/holds keys/);
+    });
+  });
+
+  describe("signed requests are used once", () => {
+    it("refuses a replayed DEPLOY and creates no second workload", async () => {
+      const { url, hash } = await uploadArtifact("(s, p) => 'replayed? ' + new TextDecoder().decode(p)");
+      const subject = ControlSubjects.deploy("default", t.node.nodeId);
+      const data = new TextEncoder().encode(JSON.stringify(deployBody(url, hash, { name: "once", trigger_subjects: ["once.x"] })));
+      const signed = signRequest(issuer, subject, data);
+      const first = await sendSigned(subject, data, signed);
+      expect(first.error).toBeUndefined();
+      const before = await workloadIds();
+      const again = await sendSigned(subject, data, signed);
+      expect(again.error?.code).toBe(409);
+      expect(again.error?.message).toMatch(/replayed/);
+      expect(await workloadIds()).toEqual(before);
+    });
+
+    it("refuses a request dated more than 30 s ahead, and takes one a few seconds ahead", async () => {
+      const { url, hash } = await uploadArtifact("(s, p) => 'ahead'");
+      const ahead = (ms: number) => new Date(Date.now() + ms).toISOString();
+      const far = await sendDeploy(deployBody(url, hash, { name: "ahead", trigger_subjects: ["ahead.far"], requested_at: ahead(270_000) }));
+      expect(far.error?.code).toBe(401);
+      expect(far.error?.message).toMatch(/future/);
+      const near = await sendDeploy(deployBody(url, hash, { name: "ahead", trigger_subjects: ["ahead.near"], requested_at: ahead(5_000) }));
+      expect(near.error).toBeUndefined();
+    });
+
+    it("gives a retried deploy with the same idempotency key the same workload", async () => {
+      const { url, hash } = await uploadArtifact("(s, p) => 'idempotent'");
+      const body = () => deployBody(url, hash, { name: "idem", trigger_subjects: ["idem.x"], idempotency_key: "order-42" });
+      const first = await sendDeploy(body());
+      const retry = await sendDeploy(body()); // signed anew, as a client retrying after a timeout does
+      expect(first.error).toBeUndefined();
+      expect(retry.workload_id).toBe(first.workload_id);
+      expect((await workloadIds()).filter((id) => id === first.workload_id)).toHaveLength(1);
+      const cli = await nex("run", ECHO, "--trigger-subject", "idem.cli", "--idempotency-key", "cli-1");
+      const cliAgain = await nex("run", ECHO, "--trigger-subject", "idem.cli", "--idempotency-key", "cli-1");
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(cliAgain.stdout.trim()).toBe(cli.stdout.trim());
+    });
+  });
+
+  describe("namespaces keep their trigger subjects", () => {
+    it("refuses another namespace's subject, or one that overlaps it, and keeps a's requests with a", async () => {
+      const a = await uploadArtifact("(s, p) => 'served by a'");
+      const b = await uploadArtifact("(s, p) => 'served by b'");
+      const mine = await sendDeploy(deployBody(a.url, a.hash, { name: "svc", trigger_subjects: ["orders.new"] }), "a");
+      expect(mine.error).toBeUndefined();
+      for (const subject of ["orders.new", "orders.*", "orders.>"]) {
+        const theirs = await sendDeploy(deployBody(b.url, b.hash, { name: "svc", trigger_subjects: [subject] }), "b");
+        expect(theirs.error?.code, subject).toBe(409);
+        expect(theirs.error?.message).toMatch(/namespace a/);
+      }
+      const elsewhere = await sendDeploy(deployBody(b.url, b.hash, { name: "svc", trigger_subjects: ["b.orders.new"] }), "b");
+      expect(elsewhere.error).toBeUndefined();
+      for (let i = 0; i < 40; i++) expect(decode((await nc.request("orders.new", `${i}`, { timeout: 5000 })).data)).toBe("served by a");
+      // The same namespace may add copies (they share the load in its queue group).
+      const copy = await sendDeploy(deployBody(a.url, a.hash, { name: "svc", trigger_subjects: ["orders.new"] }), "a");
+      expect(copy.error).toBeUndefined();
+    });
+
+    it("frees a namespace's subjects when its workload stops", async () => {
+      const c = await uploadArtifact("(s, p) => 'served by c'");
+      const first = await sendDeploy(deployBody(c.url, c.hash, { name: "lease", trigger_subjects: ["lease.x"] }), "c");
+      expect(first.error).toBeUndefined();
+      const refused = await sendDeploy(deployBody(c.url, c.hash, { name: "lease", trigger_subjects: ["lease.x"] }), "d");
+      expect(refused.error?.code).toBe(409);
+      const subject = ControlSubjects.undeploy("c", first.workload_id as string);
+      const data = new TextEncoder().encode(JSON.stringify({ version: PROTOCOL_VERSION, workload_id: first.workload_id, requested_at: new Date().toISOString() }));
+      expect((await sendSigned(subject, data, signRequest(issuer, subject, data))).error).toBeUndefined();
+      const taken = await sendDeploy(deployBody(c.url, c.hash, { name: "lease", trigger_subjects: ["lease.x"] }), "d");
+      expect(taken.error).toBeUndefined();
+    });
+  });
+
+  it("rate-limits a workload's log feed and says how much it dropped", async () => {
+    const flood = await uploadArtifact("(s, p) => { for (let i = 0; i < 1000; i++) console.log('flood line ' + i + ' ' + 'x'.repeat(40)); return 'flooded'; }");
+    const deployed = await sendDeploy(deployBody(flood.url, flood.hash, { name: "flood", trigger_subjects: ["flood.x"] }));
+    expect(deployed.error).toBeUndefined();
+    const id = deployed.workload_id as string;
+    let lines = 0;
+    let notice = "";
+    const logs = nc.subscribe(`$NEX.FEED.default.logs.${id}.*`, {
+      callback: (_e, m) => {
+        if (/^\[nex\] \d+ log lines of this workload were dropped/.test(m.string())) notice = m.string();
+        else lines++;
+      },
+    });
+    const dropped = nc.subscribe("$NEX.FEED.default.events.feed_dropped");
+    await nc.flush();
+    const started = Date.now();
+    for (let i = 0; i < 20; i++) expect(decode((await nc.request("flood.x", "", { timeout: 10_000 })).data)).toBe("flooded");
+    const seconds = (Date.now() - started) / 1000 + 1;
+    await waitFor("the dropped-lines notice", () => notice !== "", 5_000);
+    logs.unsubscribe();
+    // 20,000 lines were written; the feed carries the burst and the rate, no more.
+    expect(lines).toBeLessThanOrEqual(1_000 + Math.ceil(200 * seconds));
+    expect(lines).toBeGreaterThan(0);
+    expect(notice).toMatch(/\d+ log lines of this workload were dropped/);
+    for await (const e of dropped) {
+      expect((e.json() as { data: { workload_id: string; dropped: number } }).data).toMatchObject({ workload_id: id });
+      break;
+    }
+  }, 60_000);
+
+  it("the bystander failed no request throughout", async () => {
+    await new Promise((r) => setTimeout(r, 200));
+    expect(bystander.sent).toBeGreaterThan(50);
+    expect(bystander.failed).toEqual([]);
+  });
+});
+
+describe("the default data directory", () => {
+  it("is NEX_HOME/node, apart from the issuer's key", async () => {
+    const home = tempDir("nex-home-default-");
+    try {
+      const node = await startNodeUp(["--port", "0"], { NEX_HOME: home });
+      try {
+        const run = await runNex(["run", ECHO, "--trigger-subject", "home.echo", "-s", node.url], { NEX_HOME: home });
+        expect(run.code, run.stderr).toBe(0);
+      } finally {
+        await node.stop();
+      }
+      expect(readFileSync(path.join(home, "node", "node.nk"), "utf8")).toMatch(/^SN/);
+      expect(readFileSync(path.join(home, "issuer.nk"), "utf8")).toMatch(/^SA/);
+    } finally {
+      removeDir(home);
+    }
+  }, 30_000);
+});
