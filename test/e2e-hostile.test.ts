@@ -14,6 +14,7 @@ import { Objm } from "@nats-io/obj";
 import { createAccount } from "@nats-io/nkeys";
 import { signRequest } from "../src/protocol/signing.js";
 import { ARTIFACT_BUCKET, ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
+import { containersLabelled, docker, ociSkipReason, testImage } from "./helpers/docker.js";
 import { describeEachServer } from "./helpers/servers.js";
 import { waitFor } from "./helpers/wait.js";
 import { NodeUnderTest, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
@@ -21,6 +22,8 @@ import { NodeUnderTest, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./
 const ECHO = path.join(ROOT, "examples/echo/echo.js");
 const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
 const sha256 = (bytes: Uint8Array | string): string => createHash("sha256").update(bytes).digest("hex");
+
+const ociSkip = await ociSkipReason();
 
 interface ErrorReply {
   error: { code: number; message: string };
@@ -33,7 +36,11 @@ describeEachServer("hostile senders and workloads", (kind) => {
   const issuer = createAccount();
   const bystander = { sent: 0, failed: [] as string[], stop: false, done: Promise.resolve() };
 
-  const nex = (...args: string[]) => runNex([...args, "-s", t.node.url], t.env);
+  /** `nex <args>` against the node; the connection flag goes before a `--` (what follows is a container's command). */
+  const nex = (...args: string[]) => {
+    const at = args.includes("--") ? args.indexOf("--") : args.length;
+    return runNex([...args.slice(0, at), "-s", t.node.url, ...args.slice(at)], t.env);
+  };
 
   /** Sends a DEPLOY signed by `issuer` (or the given headers) and returns the parsed reply. */
   async function sendDeploy(body: Record<string, unknown>, namespace = "default"): Promise<Record<string, unknown> & Partial<ErrorReply>> {
@@ -269,6 +276,44 @@ describeEachServer("hostile senders and workloads", (kind) => {
       break;
     }
   }, 60_000);
+
+  describe.skipIf(ociSkip !== undefined || kind !== "bundled")(`containers${ociSkip ? ` (skipped: ${ociSkip})` : ""}`, () => {
+    it("a container flooding its output reaches the feed only at its rate", async () => {
+      const image = await testImage();
+      const run = await nex("run", image, "--type", "oci", "--name", "loud", "--cpus", "0.5", "--", "sh", "-c", "while :; do echo flooding-the-feed-with-one-more-line; done");
+      expect(run.code, run.stderr).toBe(0);
+      const id = run.stdout.trim();
+      let lines = 0;
+      let notice = "";
+      const logs = nc.subscribe(`$NEX.FEED.default.logs.${id}.*`, {
+        callback: (_e, m) => {
+          if (/^\[nex\] \d+ log lines of this workload were dropped/.test(m.string())) notice = m.string();
+          else lines++;
+        },
+      });
+      const started = Date.now();
+      await waitFor("the dropped-lines notice", () => notice !== "", 15_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      logs.unsubscribe();
+      expect(lines).toBeGreaterThan(0);
+      expect(lines).toBeLessThanOrEqual(1_000 + Math.ceil(200 * ((Date.now() - started) / 1000 + 1)));
+      expect((await nex("workload", "stop", id, "--timeout", "30s")).code).toBe(0); // sh as PID 1 ignores SIGTERM: the grace period passes
+    }, 60_000);
+
+    it("a fork bomb stops at the container's pids limit", async () => {
+      const image = await testImage();
+      const run = await nex("run", image, "--type", "oci", "--name", "bomb", "--pids", "64", "--cpus", "0.5", "--", "sh", "-c", "b() { b | b & }; b; sleep 60");
+      expect(run.code, run.stderr).toBe(0);
+      const id = run.stdout.trim();
+      await new Promise((r) => setTimeout(r, 3000));
+      const [container] = await containersLabelled(`io.nex.workload=${id}`);
+      const stats = (await docker.getContainer(container.Id).stats({ stream: false })) as { pids_stats?: { current?: number } };
+      expect(stats.pids_stats?.current).toBeGreaterThan(1);
+      expect(stats.pids_stats?.current).toBeLessThanOrEqual(64);
+      expect((await nex("workload", "stop", id, "--timeout", "30s")).code).toBe(0); // sh as PID 1 ignores SIGTERM: the grace period passes
+      expect(await containersLabelled(`io.nex.workload=${id}`)).toEqual([]);
+    }, 60_000);
+  });
 
   it("the bystander failed no request throughout", async () => {
     await new Promise((r) => setTimeout(r, 200));
