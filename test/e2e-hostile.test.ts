@@ -214,6 +214,54 @@ describeEachServer("hostile senders and workloads", (kind) => {
     });
   });
 
+  describe("rogue bidders get nothing sealed to them", () => {
+    /** Answers every auction first, with `bid(real)` built from the real node's ping. */
+    async function rogueAnswering(bid: (real: Record<string, unknown>) => Record<string, unknown>): Promise<{ deploys: string[]; stop(): void }> {
+      const rogue = await connect({ servers: t.node.url });
+      const real = JSON.parse((await nex("node", "ls", "--json")).stdout)[0] as Record<string, unknown>;
+      const deploys: string[] = [];
+      rogue.subscribe(ControlSubjects.auction("default"), { callback: (_e, m) => void m.respond(JSON.stringify(bid(real))) });
+      rogue.subscribe("$NEX.SVC.default.control.DEPLOY.*", { callback: (_e, m) => void deploys.push(m.subject) });
+      await rogue.flush();
+      return { deploys, stop: () => void rogue.close() };
+    }
+
+    it("drops a bid whose xkey is not signed by its node id, and seals to the real node", async () => {
+      const { createCurve } = await import("@nats-io/nkeys");
+      const rogueXkey = createCurve().getPublicKey();
+      const rogue = await rogueAnswering((real) => ({ ...real, xkey: rogueXkey, workload_count: 0 }));
+      try {
+        const run = await nex("run", path.join(ROOT, "test/fixtures/node/env.js"), "--trigger-subject", "sealed.greet", "--name", "sealed", "--env", "GREETING=for the real node only");
+        expect(run.code, run.stderr).toBe(0);
+        expect(decode((await nc.request("sealed.greet", "", { timeout: 5000 })).data)).toBe("for the real node only");
+      } finally {
+        rogue.stop();
+      }
+    });
+
+    it("ignores a validly signed stranger when the sender pins its trusted nodes", async () => {
+      const { createServer, createCurve } = await import("@nats-io/nkeys");
+      const { signNodeXkey } = await import("../src/protocol/signing.js");
+      const strangerKey = createServer();
+      const strangerXkey = createCurve().getPublicKey();
+      const stranger = await rogueAnswering((real) => ({
+        ...real,
+        node_id: strangerKey.getPublicKey(),
+        xkey: strangerXkey,
+        xkey_sig: signNodeXkey(strangerKey, strangerXkey),
+        workload_count: 0,
+      }));
+      try {
+        const run = await nex("run", ECHO, "--trigger-subject", "pinned.echo", "--name", "pinned", "--env", "K=v", "--trusted-node", t.node.nodeId);
+        expect(run.code, run.stderr).toBe(0);
+        expect(decode((await nc.request("pinned.echo", "pinned", { timeout: 5000 })).data)).toBe("pinned");
+        expect(stranger.deploys.filter((subject) => subject.endsWith(strangerKey.getPublicKey()))).toEqual([]);
+      } finally {
+        stranger.stop();
+      }
+    });
+  });
+
   describe("namespaces keep their trigger subjects", () => {
     it("refuses another namespace's subject, or one that overlaps it, and keeps a's requests with a", async () => {
       const a = await uploadArtifact("(s, p) => 'served by a'");

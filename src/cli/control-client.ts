@@ -13,7 +13,7 @@ import {
   PROTOCOL_VERSION,
   type WorkloadSummary,
 } from "../protocol/control.js";
-import { signRequest } from "../protocol/signing.js";
+import { nodeXkeyIsSigned, signRequest } from "../protocol/signing.js";
 import { CliError, ExitCode } from "./output.js";
 
 /** How long scatter/gather requests wait for the first replies, and for more after the last one. */
@@ -78,13 +78,22 @@ export class ControlClient {
     return replies.flatMap((r) => r.workloads);
   }
 
+  /** One node in detail; refused when what answered is not that node holding its own signed xkey. */
   async info(nodeId: string): Promise<InfoResponse> {
-    return controlReply<InfoResponse>(await this.request(ControlSubjects.info(this.namespace, nodeId), {}, `no node ${nodeId} answers`));
+    const info = controlReply<InfoResponse>(await this.request(ControlSubjects.info(this.namespace, nodeId), {}, `no node ${nodeId} answers`));
+    if (info.node_id !== nodeId || !nodeXkeyIsSigned(info.node_id, info.xkey, info.xkey_sig)) {
+      throw new CliError(`the answer for node ${nodeId} does not carry that node's signed xkey (a rogue answered?); nothing was sent to it`, ExitCode.refused);
+    }
+    return info;
   }
 
-  /** Nodes able to take the workload; the caller picks. */
-  auction(type: DeployRequest["type"], tags: Record<string, string>, memoryMb?: number): Promise<AuctionBid[]> {
-    return this.gather<AuctionBid>(ControlSubjects.auction(this.namespace), { version: PROTOCOL_VERSION, type, tags, memory_mb: memoryMb });
+  /**
+   * Nodes able to take the workload; the caller picks. Bids whose xkey is not signed by their node id are
+   * dropped: a client answering in a node's name cannot get environment values sealed to its own key.
+   */
+  async auction(type: DeployRequest["type"], tags: Record<string, string>, memoryMb?: number): Promise<AuctionBid[]> {
+    const bids = await this.gather<AuctionBid>(ControlSubjects.auction(this.namespace), { version: PROTOCOL_VERSION, type, tags, memory_mb: memoryMb });
+    return bids.filter((b) => nodeXkeyIsSigned(b.node_id, b.xkey, b.xkey_sig));
   }
 
   async deploy(issuer: KeyPair, nodeId: string, request: DeployRequest): Promise<DeployResponse> {

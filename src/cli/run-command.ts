@@ -34,6 +34,7 @@ interface RunOpts extends ClientOpts {
   pids?: number;
   writableRootfs?: boolean;
   idempotencyKey?: string;
+  trustedNode?: string[];
 }
 
 function typeFor(file: string, explicit?: DeployRequest["type"]): DeployRequest["type"] {
@@ -89,6 +90,11 @@ export function runCommand(): Command {
       .option("--cpus <n>", "oci: CPUs the container may use, e.g. 0.5", (v) => Number(v))
       .option("--pids <n>", "oci: most processes in the container (default 256)", (v) => Number(v))
       .option("--writable-rootfs", "oci: a writable root filesystem (read-only by default)")
+      .addOption(
+        new Option("--trusted-node <node-id>", "deploy only to these nodes (repeatable or comma-separated; bids from others are ignored)")
+          .env("NEX_TRUSTED_NODES")
+          .argParser(collect),
+      )
       .option("--idempotency-key <key>", "deploy once: a retry with the same key (within 10 minutes) gets the same workload; nex run retries once itself after a timeout")
       .addOption(namespaceOption()),
   );
@@ -179,11 +185,14 @@ async function deployWithRetry(control: ControlClient, nodeId: string, request: 
 
 async function chooseNodes(control: ControlClient, opts: RunOpts, type: DeployRequest["type"]): Promise<{ node_id: string; xkey: string }[]> {
   const replicas = Math.max(1, opts.replicas);
+  const trusted = opts.trustedNode ?? [];
   if (opts.node) {
+    if (trusted.length > 0 && !trusted.includes(opts.node)) throw new CliError(`node ${opts.node} is not one of the trusted nodes`, ExitCode.usage);
     const info = await control.info(opts.node);
     return Array.from({ length: replicas }, () => ({ node_id: info.node_id, xkey: info.xkey }));
   }
-  const all = await control.auction(type, opts.tag ?? {}, opts.memory);
+  const bidders = await control.auction(type, opts.tag ?? {}, opts.memory);
+  const all = trusted.length > 0 ? bidders.filter((b) => trusted.includes(b.node_id)) : bidders;
   if (all.length === 0) {
     throw new CliError(`no node bid for a ${type} workload${opts.tag ? ` with tags ${JSON.stringify(opts.tag)}` : ""} (is \`nex node up\` running?)`, ExitCode.notFound);
   }

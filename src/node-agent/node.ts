@@ -25,7 +25,7 @@ import {
   UndeployRequestSchema,
   type WorkloadSummary,
 } from "../protocol/control.js";
-import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, verifyRequest } from "../protocol/signing.js";
+import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, signNodeXkey, verifyRequest } from "../protocol/signing.js";
 import type { Runtime, RuntimeObserver, WorkloadEvent, WorkloadType } from "../runtimes/types.js";
 import { HostServices } from "../host-services/server.js";
 import { fetchArtifact } from "./artifacts.js";
@@ -80,6 +80,7 @@ export class NodeAgent implements RuntimeObserver {
   private readonly api: ControlApi;
   private readonly hostServices: HostServices;
   private readonly started = Date.now();
+  private readonly xkeySignature: string;
   private desired: KV | null = null;
   private replayGuard: ReplayGuard | null = null;
   private triggerClaims: TriggerClaims | null = null;
@@ -89,6 +90,7 @@ export class NodeAgent implements RuntimeObserver {
   constructor(private readonly o: NodeAgentOptions) {
     this.id = o.identity.id;
     this.events = new EventPublisher(o.nc, this.id);
+    this.xkeySignature = signNodeXkey(o.identity.signer, o.identity.xkey);
     this.hostServices = new HostServices(o.nc, o.log.child({ component: "host-services" }));
     this.api = new ControlApi(
       o.nc,
@@ -135,6 +137,7 @@ export class NodeAgent implements RuntimeObserver {
       uptime_s: Math.round((Date.now() - this.started) / 1000),
       tags: config.tags,
       xkey: identity.xkey,
+      xkey_sig: this.xkeySignature,
       workload_types: [...this.o.runtimes.keys()],
       workload_count: this.workloads.size,
       lame_duck: this.lameDuck,

@@ -203,6 +203,8 @@ export interface PingResponse {
   uptime_s: number;
   tags: Record<string, string>;
   xkey: string;
+  /** The xkey signed with the node's nkey (signing.ts signNodeXkey): check it before sealing anything to xkey. */
+  xkey_sig: string;
   workload_types: string[];
   workload_count: number;
   lame_duck: boolean;

@@ -104,3 +104,24 @@ export function requestAgeProblem(requestedAt: string, now = Date.now()): string
   if (now - at > REPLAY_WINDOW_MS) return "requested_at is older than the 5 minute window (clock skew or a replayed request)";
   return undefined;
 }
+
+/**
+ * A node's xkey, signed with its nkey: whoever seals environment values checks it, so nobody who answers
+ * an auction or a ping can pass its own xkey off as a node's (the node id is the public key that verifies).
+ */
+function xkeyBinding(nodeId: string, xkey: string): Uint8Array {
+  return new TextEncoder().encode(`nex-node-xkey\n${nodeId}\n${xkey}`);
+}
+
+export function signNodeXkey(node: KeyPair, xkey: string): string {
+  return edSign(null, xkeyBinding(node.getPublicKey(), xkey), privateKeyOf(node)).toString("base64url");
+}
+
+export function nodeXkeyIsSigned(nodeId: string, xkey: string, signature: string | undefined): boolean {
+  if (!signature || !/^N[A-Z2-7]{55}$/.test(nodeId)) return false;
+  try {
+    return edVerify(null, xkeyBinding(nodeId, xkey), publicKeyOf(nodeId), Buffer.from(signature, "base64url"));
+  } catch {
+    return false;
+  }
+}
