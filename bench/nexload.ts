@@ -2,7 +2,7 @@
 // cold start (deploy request sent → first trigger reply) and density (1,000 functions on one node).
 // Artifacts are uploaded the way `nex run` does it (object store bucket NEX_ARTIFACTS, key = SHA-256)
 // before anything is timed; deploy requests are signed with a throwaway issuer key (the bench node has
-// no allowed_issuers, so any valid signature is accepted).
+// --allow-any-issuer, so any valid signature is accepted).
 //
 // Runs in the orchestrator process: these rows measure milliseconds, and the node (broker, agent,
 // runtime host) runs in processes of its own. Every loop is bounded by a count and a deadline.

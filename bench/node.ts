@@ -15,7 +15,8 @@ const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 20_000;
 const OUTPUT_KEEP = 64 * 1024;
 const MAX_WARNINGS = 20;
-const EXPECTED_WARNING = /no allowed_issuers configured/;
+/** Bench clients sign with keys of their own, so bench nodes accept any issuer (and say so). */
+const EXPECTED_WARNING = /allow_any_issuer is set/;
 
 /** Runtime-host processes forked by nodes we started (killed on exit if still there). */
 export const liveHostPids = new Set<number>();
@@ -77,7 +78,7 @@ export interface RunningNode {
   /** Last bytes of the node's stdout+stderr. */
   output(): string;
   /**
-   * Log lines at warn level or above (pino level >= 40), except the expected "no allowed_issuers"
+   * Log lines at warn level or above (pino level >= 40), except the expected "allow_any_issuer"
    * warning; the first MAX_WARNINGS are kept, `count` counts them all.
    */
   warnings(): { count: number; lines: string[] };
@@ -115,7 +116,7 @@ export async function startNode(): Promise<RunningNode> {
   liveDataDirs.add(home);
   const env: NodeJS.ProcessEnv = { ...process.env, NEX_HOME: home };
   delete env.NEX_NAMESPACE;
-  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "node", "up", "--port", "0", "--data-dir", dataDir, "--name", "bench"];
+  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "node", "up", "--port", "0", "--data-dir", dataDir, "--name", "bench", "--allow-any-issuer"];
   let proc: ChildProcess;
   try {
     proc = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });

@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
-import { createAccount } from "@nats-io/nkeys";
+import { fromSeed, type KeyPair } from "@nats-io/nkeys";
 import { signRequest } from "../src/protocol/signing.js";
 import { ARTIFACT_BUCKET, ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
 import { containersLabelled, docker, ociSkipReason, testImage } from "./helpers/docker.js";
@@ -33,7 +33,7 @@ describeEachServer("hostile senders and workloads", (kind) => {
   let t: NodeUnderTest;
   let nc: NatsConnection;
   let artifactDir: string;
-  const issuer = createAccount();
+  let issuer: KeyPair;
   const bystander = { sent: 0, failed: [] as string[], stop: false, done: Promise.resolve() };
 
   /** `nex <args>` against the node; the connection flag goes before a `--` (what follows is a container's command). */
@@ -81,6 +81,7 @@ describeEachServer("hostile senders and workloads", (kind) => {
     artifactDir = tempDir("nex-hostile-artifacts-");
     t = await NodeUnderTest.start(kind, "hostile", ["--artifact-dir", artifactDir]);
     nc = await connect({ servers: t.node.url });
+    issuer = fromSeed(new TextEncoder().encode(readFileSync(path.join(t.home, "issuer.nk"), "utf8").trim())); // the node's default allow-list
     const run = await nex("run", ECHO, "--trigger-subject", "bystander", "--name", "bystander");
     expect(run.code, run.stderr).toBe(0);
     // The bystander: one request every 20 ms for the whole suite; every failure is kept with its reason.

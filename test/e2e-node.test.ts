@@ -3,10 +3,11 @@
 // and a node restart. Runs against the bundled broker and against nats-server -js.
 
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { createAccount } from "@nats-io/nkeys";
+import { createAccount, fromSeed } from "@nats-io/nkeys";
 import { signRequest } from "../src/protocol/signing.js";
 import { ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
 import { describeEachServer } from "./helpers/servers.js";
@@ -116,7 +117,8 @@ describeEachServer("nex node end to end", (kind) => {
   });
 
   describe("refuses bad deploy requests and changes nothing", () => {
-    const issuer = createAccount();
+    // The node accepts the local issuer by default: the key `nex run` signs with in this NEX_HOME.
+    const localIssuer = () => fromSeed(new TextEncoder().encode(readFileSync(path.join(t.home, "issuer.nk"), "utf8").trim()));
     const sha = "0".repeat(64);
     const valid = () => ({
       version: PROTOCOL_VERSION,
@@ -126,7 +128,7 @@ describeEachServer("nex node end to end", (kind) => {
       trigger_subjects: ["bad.subject"],
       requested_at: new Date().toISOString(),
     });
-    async function deploy(body: unknown, sign = true): Promise<{ code: number; message: string }> {
+    async function deploy(body: unknown, sign = true, issuer = localIssuer()): Promise<{ code: number; message: string }> {
       const subject = ControlSubjects.deploy("default", node.nodeId);
       const data = new TextEncoder().encode(typeof body === "string" ? body : JSON.stringify(body));
       const h = natsHeaders();
@@ -153,6 +155,12 @@ describeEachServer("nex node end to end", (kind) => {
       expect(error.code).toBe(code);
       expect(error.message).toMatch(message);
       expect(await workloadCount()).toBe(before);
+    });
+
+    it("a request signed by an issuer the node does not allow", async () => {
+      const error = await deploy(valid(), true, createAccount());
+      expect(error.code).toBe(403);
+      expect(error.message).toMatch(/not allowed/);
     });
 
     it("an unsigned request", async () => {
@@ -195,7 +203,7 @@ describeEachServer("nex node end to end", (kind) => {
     const other = await runNex(["workload", "stop", echoId, "-s", node.url], { NEX_HOME: otherHome });
     removeDir(otherHome);
     expect(other.code).toBe(4);
-    expect(other.stderr).toMatch(/only the issuer/);
+    expect(other.stderr).toMatch(/is not allowed on this node/);
     const stop = await nex("workload", "stop", echoId);
     expect(stop.code).toBe(0);
     const req = await nex("req", "echo", "gone?");

@@ -6,7 +6,7 @@ import { loadNodeConfig } from "../node-agent/config.js";
 import { DEFAULT_NAMESPACE } from "../protocol/control.js";
 import { addConnectionOptions, type ConnectionOptions, connectFromOptions } from "./connection.js";
 import { ControlClient } from "./control-client.js";
-import { issuerKey } from "./keys.js";
+import { issuerKey } from "../util/nex-home.js";
 import { configureUsageErrors, printJson, printTable, withErrors } from "./output.js";
 
 function keyValues(value: string, previous: Record<string, string> = {}): Record<string, string> {
@@ -47,10 +47,11 @@ function upCommand(version: string): Command {
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
       .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default $NEX_HOME/node (~/.nex/node)")
       .option("--artifact-dir <dir>", "a directory of artifacts that deploys may name as file:///<path> (none by default: object store only)")
-      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host)")
+      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host)")
       .option("--name <name>", "node name")
       .option("--tag <key=value>", "node tag (repeatable)", keyValues)
-      .option("--allow-issuer <nkey>", "issuer public key allowed to deploy (repeatable)", collect)
+      .option("--allow-issuer <nkey>", "issuer public key allowed to deploy, undeploy and lame-duck (repeatable; default: the local issuer in $NEX_HOME/issuer.nk)", collect)
+      .option("--allow-any-issuer", "accept any validly signed request (a lab setting)")
       .option("--allow-shared-triggers", "let namespaces serve overlapping trigger subjects (refused by default)")
       .option("--workload-types <types>", "comma-separated workload types to run (javascript, wasm, oci)", collect)
       .option("--docker-host <url>", "oci: the Docker engine, unix:///path/docker.sock or tcp://host:port (default $DOCKER_HOST or /var/run/docker.sock)")
@@ -62,6 +63,7 @@ function upCommand(version: string): Command {
             name: opts.name,
             tags: opts.tag,
             allowed_issuers: opts.allowIssuer,
+            allow_any_issuer: opts.allowAnyIssuer,
             workload_types: opts.workloadTypes,
             data_dir: opts.dataDir,
             artifact_dir: opts.artifactDir,

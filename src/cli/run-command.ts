@@ -9,7 +9,7 @@ import { Objm } from "@nats-io/obj";
 import { ARTIFACT_BUCKET, type DeployRequest, PROTOCOL_VERSION, type RestartPolicy, triggerSubjectProblem } from "../protocol/control.js";
 import { addConnectionOptions, durationArg } from "./connection.js";
 import { ControlClient } from "./control-client.js";
-import { issuerKey, publisherXkey } from "./keys.js";
+import { issuerKey, publisherXkey } from "../util/nex-home.js";
 import { type ClientOpts, collect, keyValues, namespaceOption } from "./node-command.js";
 import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js";
 import { sha256Hex } from "../util/sha256.js";

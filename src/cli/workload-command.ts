@@ -2,7 +2,7 @@
 
 import { Command } from "commander";
 import { addConnectionOptions, connectFromOptions } from "./connection.js";
-import { issuerKey } from "./keys.js";
+import { issuerKey } from "../util/nex-home.js";
 import { type ClientOpts, namespaceOption, withControl } from "./node-command.js";
 import { CliError, ExitCode, printJson, printJsonLine, printTable, withErrors } from "./output.js";
 

@@ -12,8 +12,10 @@ export const NodeConfigSchema = z
     tags: z.record(z.string(), z.string()).default({}),
     /** oci is on by default: without a reachable Docker engine the node still starts, and oci deploys say why they fail. */
     workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript", "wasm", "oci"]),
-    /** Issuer public nkeys allowed to deploy; empty = any signed request (a warning is logged). */
+    /** Issuer public nkeys allowed to deploy, undeploy and lame-duck; empty = the local issuer (NEX_HOME/issuer.nk). */
     allowed_issuers: z.array(z.string().regex(/^[A-Z][A-Z2-7]{55}$/)).default([]),
+    /** Accept any validly signed request (a lab setting; a warning is logged). */
+    allow_any_issuer: z.boolean().default(false),
     /** Defaults for workloads that do not set their own, and ceilings they may not exceed. */
     limits: z
       .object({

@@ -102,7 +102,7 @@ export class NodeAgent implements RuntimeObserver {
   /** Opens the desired-state bucket, brings back recorded workloads, then starts serving the control API. */
   async start(): Promise<void> {
     const { log, config } = this.o;
-    if (config.allowed_issuers.length === 0) log.warn("no allowed_issuers configured: any validly signed request may deploy");
+    if (config.allow_any_issuer) log.warn("allow_any_issuer is set: any validly signed request may deploy, undeploy and lame-duck this node");
     try {
       this.desired = await new Kvm(this.o.nc).create(`NEX_NODE_${this.id}`, { history: 1 });
     } catch (err) {
@@ -243,8 +243,8 @@ export class NodeAgent implements RuntimeObserver {
     const signature = msg.headers?.get(SIGNATURE_HEADER);
     const verified = verifyRequest(msg.subject, msg.data, msg.headers?.get(ISSUER_HEADER), signature);
     if ("problem" in verified) throw new ControlError(401, verified.problem);
-    const allowed = this.o.config.allowed_issuers;
-    if (allowed.length > 0 && !allowed.includes(verified.issuer)) throw new ControlError(403, `issuer ${verified.issuer} is not allowed on this node`);
+    const { allowed_issuers: allowed, allow_any_issuer: anyIssuer } = this.o.config;
+    if (!anyIssuer && !allowed.includes(verified.issuer)) throw new ControlError(403, `issuer ${verified.issuer} is not allowed on this node`);
     const age = requestAgeProblem(requestedAt);
     if (age) throw new ControlError(401, age);
     await this.replays().admit(signature as string);

@@ -10,7 +10,7 @@ import { OciRuntime } from "../runtimes/oci/oci-runtime.js";
 import { WasmRuntime } from "../runtimes/wasm/wasm-runtime.js";
 import type { NatsAuth, Runtime, WorkloadType } from "../runtimes/types.js";
 import type { NodeConfig } from "./config.js";
-import { nexHome } from "../util/nex-home.js";
+import { issuerKey, nexHome } from "../util/nex-home.js";
 import { resolveArtifactDir } from "./artifacts.js";
 import { loadNodeIdentity } from "./identity.js";
 import { NodeAgent } from "./node.js";
@@ -38,6 +38,10 @@ export interface RunningNode {
 }
 
 export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
+  if (!o.config.allow_any_issuer && o.config.allowed_issuers.length === 0) {
+    // The default allow-list: the issuer `nex run` on this machine signs with (created here if new).
+    o = { ...o, config: { ...o.config, allowed_issuers: [issuerKey().getPublicKey()] } };
+  }
   if (o.config.artifact_dir) {
     o = { ...o, config: { ...o.config, artifact_dir: await resolveArtifactDir(o.config.artifact_dir, [o.config.data_dir, nexHome()]) } };
   }
