@@ -424,4 +424,43 @@ describe("WebAssembly runtime supervision", () => {
     }
     expect(runtime.childPid).toBeUndefined();
   }, 60_000);
+
+  it("with a runtime host per namespace, a host that dies costs only its own namespace", async () => {
+    buildWasmExamples();
+    const broker = await startBroker({ port: 0 });
+    const nc = await connect({ servers: broker.url });
+    const observer = new RuntimeRecorder();
+    const cacheDir = tempDir("nex-wasm-cache-");
+    const runtime = new WasmRuntime({ natsUrl: broker.url, observer, cacheDir, hostPerNamespace: true });
+    try {
+      const a = spec(example("echo-wasi.wasm"), { namespace: "tenant-a" });
+      const b = spec(example("echo-wasi.wasm"), { namespace: "tenant-b" });
+      await runtime.deploy(a);
+      await runtime.deploy(b);
+      const pidA = runtime.childPidFor("tenant-a")!;
+      const pidB = runtime.childPidFor("tenant-b")!;
+      expect(pidA).toBeGreaterThan(0);
+      expect(pidB).toBeGreaterThan(0);
+      expect(pidA).not.toBe(pidB);
+
+      const watcher = new Bystander(nc, b.triggerSubjects[0]);
+      try {
+        process.kill(pidA, "SIGKILL");
+        await waitFor("observer.restarted", () => observer.restarts.length === 1, 20_000);
+        expect(dec.decode((await nc.request(a.triggerSubjects[0], "a again", { timeout: 10_000 })).data)).toBe("a again");
+      } finally {
+        await watcher.stop();
+      }
+      expect(observer.restarts[0].ids).toEqual([a.id]);
+      expect(watcher.failures).toEqual([]);
+      expect(runtime.childPidFor("tenant-b")).toBe(pidB);
+      expect(runtime.childPidFor("tenant-a")).not.toBe(pidA);
+    } finally {
+      await runtime.close();
+      await nc.close();
+      await broker.close();
+      removeDir(cacheDir);
+    }
+    await expect(runtime.deploy(spec(example("echo-wasi.wasm"), { namespace: "tenant-c" }))).rejects.toThrow(/closed/);
+  }, 60_000);
 });

@@ -46,12 +46,13 @@ function upCommand(version: string): Command {
       .option("-p, --port <port>", "bundled broker: client port", (v) => Number(v), 4222)
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
       .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default ~/.nex")
-      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, limits, data_dir, docker_host)")
+      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, limits, data_dir, docker_host, runtime_host_per_namespace)")
       .option("--name <name>", "node name")
       .option("--tag <key=value>", "node tag (repeatable)", keyValues)
       .option("--allow-issuer <nkey>", "issuer public key allowed to deploy (repeatable)", collect)
       .option("--workload-types <types>", "comma-separated workload types to run (javascript, wasm, oci)", collect)
       .option("--docker-host <url>", "oci: the Docker engine, unix:///path/docker.sock or tcp://host:port (default $DOCKER_HOST or /var/run/docker.sock)")
+      .option("--runtime-host-per-namespace", "run each namespace's JavaScript and wasm workloads in runtime hosts of their own")
       .option("--log-level <level>", "trace, debug, info, warn, error", "info")
       .action(
         withErrors(async (opts) => {
@@ -63,6 +64,7 @@ function upCommand(version: string): Command {
             workload_types: opts.workloadTypes,
             data_dir: opts.dataDir,
             docker_host: opts.dockerHost,
+            runtime_host_per_namespace: opts.runtimeHostPerNamespace,
           });
           // Loaded here, so client commands do not load the broker, runtimes and isolated-vm at start-up.
           const { nodeUp } = await import("../node-agent/up.js");

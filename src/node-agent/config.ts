@@ -29,6 +29,8 @@ export const NodeConfigSchema = z
     data_dir: z.string().min(1).default(path.join(os.homedir(), ".nex")),
     /** The Docker-API engine for oci workloads: unix:///path/docker.sock or tcp://host:port (default: $DOCKER_HOST, else the local socket). */
     docker_host: z.string().min(1).optional(),
+    /** One JavaScript and one wasm runtime host per namespace, so tenants do not share a crash domain. */
+    runtime_host_per_namespace: z.boolean().default(false),
   })
   .strict();
 

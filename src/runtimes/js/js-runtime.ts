@@ -7,7 +7,8 @@
 import pino, { type Logger } from "pino";
 import { builtScript } from "../../util/built-script.js";
 import { toFunctionSpec } from "../runtime-host-ipc.js";
-import { DEPLOY_TIMEOUT_MS, type HostProcess, RuntimeHostSupervisor } from "../runtime-host-supervisor.js";
+import { DEPLOY_TIMEOUT_MS, type HostProcess } from "../runtime-host-supervisor.js";
+import { RuntimeHosts } from "../runtime-hosts.js";
 import type { FunctionStats, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec } from "../types.js";
 import type { CompiledCode, DeployResult, JsDeployExtra } from "./ipc.js";
 
@@ -22,6 +23,8 @@ export interface JsRuntimeOptions {
    * the runtime host itself. In-process is the default: the same handlers, two broker hops fewer.
    */
   hostServicesOnBus?: boolean;
+  /** One runtime host per namespace instead of one for all, so tenants do not share a crash domain. */
+  hostPerNamespace?: boolean;
   /** How long the child may take to start and connect (default 15 s). */
   startTimeoutMs?: number;
   /** How long close() waits for a graceful stop before SIGKILL (default: longest trigger deadline + 5 s). */
@@ -42,12 +45,12 @@ export function defaultHostScript(): string {
 
 export class JsRuntime implements Runtime {
   readonly type = "javascript" as const;
-  private readonly host: RuntimeHostSupervisor<JsDeployExtra>;
+  private readonly host: RuntimeHosts<JsDeployExtra>;
   private readonly codes = new Map<string, CompiledCode>();
 
   constructor(opts: JsRuntimeOptions) {
     const log = (opts.log ?? pino({ level: "silent" })).child({ runtime: "javascript" });
-    this.host = new RuntimeHostSupervisor<JsDeployExtra>(
+    this.host = new RuntimeHosts<JsDeployExtra>(
       {
         label: "JavaScript",
         script: opts.hostScript ?? defaultHostScript(),
@@ -63,12 +66,18 @@ export class JsRuntime implements Runtime {
         closeTimeoutMs: opts.closeTimeoutMs,
       },
       (hp, spec) => this.deployOn(hp, spec),
+      opts.hostPerNamespace === true,
     );
   }
 
-  /** The runtime host's process id, while one runs (tests kill it to exercise supervision). */
+  /** The shared runtime host's process id, while one runs (tests kill it to exercise supervision). */
   get childPid(): number | undefined {
-    return this.host.childPid;
+    return this.host.childPidFor("");
+  }
+
+  /** The process id of the runtime host serving `namespace`, while one runs. */
+  childPidFor(namespace: string): number | undefined {
+    return this.host.childPidFor(namespace);
   }
 
   /** Starts the runtime host now instead of on the first deploy; resolves once it is connected to NATS. */

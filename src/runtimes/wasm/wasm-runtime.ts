@@ -8,7 +8,8 @@
 import pino, { type Logger } from "pino";
 import { builtScript } from "../../util/built-script.js";
 import { toFunctionSpec } from "../runtime-host-ipc.js";
-import { DEPLOY_TIMEOUT_MS, RuntimeHostSupervisor } from "../runtime-host-supervisor.js";
+import { DEPLOY_TIMEOUT_MS } from "../runtime-host-supervisor.js";
+import { RuntimeHosts } from "../runtime-hosts.js";
 import type { FunctionStats, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec } from "../types.js";
 import { MAX_TABLE_ELEMENTS } from "./binary.js";
 import type { WasmDeployResult } from "./ipc.js";
@@ -21,6 +22,8 @@ export interface WasmRuntimeOptions {
   /** Where transpiled components are kept, by artifact SHA-256. */
   cacheDir: string;
   log?: Logger;
+  /** One runtime host per namespace instead of one for all, so tenants do not share a crash domain. */
+  hostPerNamespace?: boolean;
   /** How long the child may take to start and connect (default 15 s). */
   startTimeoutMs?: number;
   /** How long close() waits for a graceful stop before SIGKILL (default: longest trigger deadline + 5 s). */
@@ -34,12 +37,12 @@ export function defaultHostScript(): string {
 
 export class WasmRuntime implements Runtime {
   readonly type = "wasm" as const;
-  private readonly host: RuntimeHostSupervisor;
+  private readonly host: RuntimeHosts;
   /** Components transpiled for this runtime (cache misses); the rest came from the cache. */
   transpileCount = 0;
 
   constructor(opts: WasmRuntimeOptions) {
-    this.host = new RuntimeHostSupervisor(
+    this.host = new RuntimeHosts(
       {
         label: "wasm",
         script: defaultHostScript(),
@@ -59,12 +62,18 @@ export class WasmRuntime implements Runtime {
         const result = await hp.request<WasmDeployResult>({ type: "deploy", spec: toFunctionSpec(spec) }, DEPLOY_TIMEOUT_MS);
         if (result?.transpiled) this.transpileCount++;
       },
+      opts.hostPerNamespace === true,
     );
   }
 
-  /** The runtime host's process id, while one runs (tests kill it to exercise supervision). */
+  /** The shared runtime host's process id, while one runs (tests kill it to exercise supervision). */
   get childPid(): number | undefined {
-    return this.host.childPid;
+    return this.host.childPidFor("");
+  }
+
+  /** The process id of the runtime host serving `namespace`, while one runs. */
+  childPidFor(namespace: string): number | undefined {
+    return this.host.childPidFor(namespace);
   }
 
   /** Starts the runtime host now instead of on the first deploy; resolves once it is connected to NATS. */
