@@ -4,14 +4,28 @@
 // with a clear message while everything else keeps serving.
 
 import fs from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type NodeProcess, NodeUnderTest, removeDir, runNex, tempDir } from "./helpers/nex-cli.js";
 import { describeEachServer } from "./helpers/servers.js";
-import { buildWasmExamples, command, component, handleModule, wat } from "./helpers/wasm-fixtures.js";
+import { Bystander } from "./helpers/bystander.js";
+import { buildWasmExamples, command, component, handleModule, TABLE_BOMB, TABLE_BOMB_THEN_TRAP, wat, writeLoop } from "./helpers/wasm-fixtures.js";
 
 const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+/** The process ids of `pid`'s children whose command line matches `pattern`. */
+function childrenOf(pid: number, pattern: RegExp): number[] {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  return children.filter((c) => {
+    try {
+      return pattern.test(readFileSync(`/proc/${c}/cmdline`, "latin1"));
+    } catch {
+      return false;
+    }
+  });
+}
 
 describeEachServer("WebAssembly workloads end to end", (kind) => {
   let t: NodeUnderTest;
@@ -101,5 +115,59 @@ describeEachServer("WebAssembly workloads end to end", (kind) => {
     const workloads = JSON.parse((await nex("workload", "ls", "--json")).stdout) as { name: string }[];
     expect(workloads.map((w) => w.name)).not.toContain("garbage");
     expect(decode((await nc.request("wasi.echo", "unaffected", { timeout: 5000 })).data)).toBe("unaffected");
+  });
+
+  it("survives issue 12's table bomb (--memory 32): an error reply, the node alive, and a bystander that failed nothing", async () => {
+    const bomb = await nex("run", await fixture("table-bomb.wasm", wat(TABLE_BOMB)), "--trigger-subject", "hostile.table", "--memory", "32");
+    const trapping = await nex("run", await fixture("table-bomb-trap.wasm", wat(TABLE_BOMB_THEN_TRAP)), "--trigger-subject", "hostile.table.trap", "--memory", "32");
+    for (const r of [bomb, trapping]) expect(r.code, r.stderr).toBe(0);
+    const watcher = new Bystander(nc, "wasi.echo");
+    try {
+      // table.grow is refused at the cap: the bomb returns, its trapping twin answers with the trap.
+      expect((await nc.request("hostile.table", "", { timeout: 10_000 })).headers?.get("Nex-Error")).toBeUndefined();
+      for (let i = 0; i < 3; i++) {
+        expect((await nc.request("hostile.table.trap", "", { timeout: 10_000 })).headers?.get("Nex-Error")).toMatch(/^trap: unreachable/);
+      }
+    } finally {
+      await watcher.stop();
+    }
+    expect(watcher.failures).toEqual([]);
+    expect(watcher.answered).toBeGreaterThan(0);
+    expect(node.child.exitCode).toBeNull();
+    expect(node.child.signalCode).toBeNull();
+  });
+
+  it("answers a stderr flood at its 3 s deadline while a bystander fails nothing", async () => {
+    const flood = await nex("run", await fixture("flood.wasm", writeLoop(2, `${"x".repeat(1023)}\n`)), "--trigger-subject", "hostile.flood", "--trigger-timeout", "3s");
+    expect(flood.code, flood.stderr).toBe(0);
+    const watcher = new Bystander(nc, "wasi.echo");
+    const started = Date.now();
+    let reply;
+    try {
+      reply = await nc.request("hostile.flood", "", { timeout: 30_000 });
+    } finally {
+      await watcher.stop();
+    }
+    expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("504");
+    expect(Date.now() - started).toBeLessThan(3000 + 3000);
+    expect(watcher.failures).toEqual([]);
+  });
+
+  it("runs wasm in a runtime-host child: killed, it comes back (runtime_restarted) with its workloads serving", async () => {
+    const survivor = path.join(fixtures, "survivor.wasm");
+    fs.copyFileSync(path.join(examples, "echo-wasi.wasm"), survivor);
+    const run = await nex("run", survivor, "--trigger-subject", "wasi.survivor");
+    expect(run.code, run.stderr).toBe(0);
+    const hosts = childrenOf(node.child.pid!, /nex-wasm-runtime-host|wasm\/runtime-host\.js/);
+    expect(hosts).toHaveLength(1);
+    const restarted = nc.subscribe("$NEX.FEED.default.events.runtime_restarted", { timeout: 30_000 });
+    await nc.flush();
+    process.kill(hosts[0], "SIGKILL");
+    for await (const m of restarted) {
+      if ((m.json() as { data: { name: string } }).data.name === "survivor") break;
+    }
+    expect(decode((await nc.request("wasi.survivor", "back again", { timeout: 10_000 })).data)).toBe("back again");
+    expect(childrenOf(node.child.pid!, /nex-wasm-runtime-host|wasm\/runtime-host\.js/)).not.toContain(hosts[0]);
+    expect(node.child.exitCode).toBeNull();
   });
 });

@@ -1,4 +1,4 @@
-// The WebAssembly runtime against a real bundled broker: WASI commands and components (the examples
+// The WebAssembly runtime (its runtime-host child process) against a real bundled broker: WASI commands and components (the examples
 // from examples/wasm, built on demand, and hostile guests written as WAT in test/helpers/wasm-fixtures),
 // host services from a component, the transpile cache, and every way a guest can fail. Needs dist/
 // for the worker script (`npm test` builds it). No timing thresholds.
@@ -9,10 +9,26 @@ import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import type { WorkloadSpec } from "../src/runtimes/types.js";
-import { defaultWorkerScript, WasmRuntime } from "../src/runtimes/wasm/wasm-runtime.js";
+import { defaultHostScript, WasmRuntime } from "../src/runtimes/wasm/wasm-runtime.js";
 import { removeDir, tempDir } from "./helpers/nex-cli.js";
-import { buildWasmExamples, command, component, example, GROW_LOOP, GROW_UNTIL_REFUSED, handleModule, wat } from "./helpers/wasm-fixtures.js";
+import { TRIGGER_LOG_LIMITS } from "../src/runtimes/trigger-log-limits.js";
+import { tableElementsFor } from "../src/runtimes/wasm/binary.js";
+import { Bystander } from "./helpers/bystander.js";
+import {
+  buildWasmExamples,
+  command,
+  component,
+  example,
+  GROW_LOOP,
+  GROW_UNTIL_REFUSED,
+  handleModule,
+  TABLE_BOMB,
+  TABLE_BOMB_THEN_TRAP,
+  wat,
+  writeLoop,
+} from "./helpers/wasm-fixtures.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
+import { waitFor } from "./helpers/wait.js";
 
 const dec = new TextDecoder();
 
@@ -56,7 +72,7 @@ describe("WebAssembly runtime", () => {
   const ask = (s: WorkloadSpec, payload: string | Uint8Array = "", timeout = 10_000) => nc.request(s.triggerSubjects[0], payload, { timeout });
 
   beforeAll(async () => {
-    if (!fs.existsSync(defaultWorkerScript())) throw new Error(`${defaultWorkerScript()} is missing: build first (npx tsc -p .)`);
+    if (!fs.existsSync(defaultHostScript())) throw new Error(`${defaultHostScript()} is missing: build first (npx tsc -p .)`);
     buildWasmExamples();
     broker = await startBroker({ port: 0 });
     nc = await connect({ servers: broker.url });
@@ -122,7 +138,8 @@ describe("WebAssembly runtime", () => {
       expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("500");
       expect(errorOf(reply)).toBe("the module exited with code 3");
       expect(JSON.parse(dec.decode(reply.data))).toEqual({ error: { code: 500, message: "the module exited with code 3" } });
-      expect(observer.failures.find((f) => f.id === s.id)?.error).toBe("the module exited with code 3");
+      // Failed triggers reach the observer from the runtime host's batch, a moment after the reply.
+      await expect.poll(() => observer.failures.find((f) => f.id === s.id)?.error).toBe("the module exited with code 3");
       const ok = await deploy(await command("(call $exit (i32.const 0))"));
       expect(errorOf(await ask(ok))).toBeUndefined();
     });
@@ -179,6 +196,85 @@ describe("WebAssembly runtime", () => {
       const truncated = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 0x7f]);
       await expect(runtime.deploy(spec(truncated))).rejects.toThrow(/truncated|invalid WebAssembly module/);
       expect(dec.decode((await ask(echo, "after refusals")).data)).toBe("after refusals");
+    });
+  });
+
+  describe("hostile guests", () => {
+    let bystander: WorkloadSpec;
+
+    beforeAll(async () => {
+      bystander = await deploy(example("echo-wasi.wasm"));
+    });
+
+    it("caps tables: issue 12's table bomb sees table.grow fail instead of ending the runtime host", async () => {
+      const pid = runtime.childPid;
+      const watcher = new Bystander(nc, bystander.triggerSubjects[0]);
+      try {
+        const limits = { memoryMb: 32, timeoutMs: 5000, cpuMs: 5000 };
+        // The bomb returns once growing is refused; the variant traps then, so the refusal shows.
+        const bomb = await deploy(await wat(TABLE_BOMB), { limits });
+        expect(errorOf(await ask(bomb))).toBeUndefined();
+        const trapping = await deploy(await wat(TABLE_BOMB_THEN_TRAP), { limits });
+        expect(errorOf(await ask(trapping))).toMatch(/^trap: unreachable/);
+        expect(errorOf(await ask(trapping))).toMatch(/^trap: unreachable/);
+      } finally {
+        await watcher.stop();
+      }
+      expect(watcher.failures).toEqual([]);
+      expect(watcher.answered).toBeGreaterThan(0);
+      expect(runtime.childPid).toBe(pid);
+      expect(observer.restarts).toEqual([]);
+    });
+
+    it("refuses a module whose table starts above the cap", async () => {
+      const elements = tableElementsFor(16) + 1;
+      const big = await wat(`(module (memory (export "memory") 1) (table ${elements} funcref) (func (export "_start")))`);
+      await expect(runtime.deploy(spec(big))).rejects.toThrow(new RegExp(`a table of ${elements} elements, over the workload's limit of ${elements - 1}`));
+    });
+
+    it("answers a stderr flood at its deadline, keeps at most the per-trigger log limit, and says what it dropped", async () => {
+      const timeoutMs = 3000;
+      const flood = await deploy(await writeLoop(2, `${"x".repeat(1023)}\n`), { limits: { memoryMb: 16, timeoutMs, cpuMs: timeoutMs } });
+      const watcher = new Bystander(nc, bystander.triggerSubjects[0]);
+      let reply: Msg;
+      const started = Date.now();
+      try {
+        reply = await ask(flood, "", 30_000);
+      } finally {
+        await watcher.stop();
+      }
+      const took = Date.now() - started;
+      expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("504");
+      expect(errorOf(reply)).toBe(`timeout: the trigger did not finish within ${timeoutMs} ms`);
+      // Generous: the deadline plus what a busy machine may add, far below the 12.5 s of issue 12.
+      expect(took).toBeLessThan(timeoutMs + 3000);
+      expect(watcher.failures).toEqual([]);
+      await expect.poll(() => observer.linesOf(flood.id, "stderr").at(-1), { timeout: 10_000 }).toMatch(/^\[nex\] log limit of this trigger reached: \d+ more lines \(\d+ bytes\) were dropped$/);
+      const lines = observer.linesOf(flood.id, "stderr");
+      expect(lines.length).toBe(TRIGGER_LOG_LIMITS.maxLogLines + 1);
+      expect(lines[0]).toBe("x".repeat(1023));
+    });
+
+    it("cuts a line longer than the limit, and counts the lines of a trigger that ends past the limit", async () => {
+      const long = await deploy(await writeLoop(2, `${"y".repeat(TRIGGER_LOG_LIMITS.maxLogChars * 2)}\n`, 1));
+      expect(errorOf(await ask(long))).toBeUndefined();
+      await expect.poll(() => observer.linesOf(long.id, "stderr")).toEqual([`${"y".repeat(TRIGGER_LOG_LIMITS.maxLogChars)} [truncated]`]);
+      const many = await deploy(await writeLoop(2, "line\n", TRIGGER_LOG_LIMITS.maxLogLines + 500));
+      expect(errorOf(await ask(many))).toBeUndefined();
+      await expect.poll(() => observer.linesOf(many.id, "stderr").at(-1)).toBe("[nex] log limit of this trigger reached: 500 more lines (2500 bytes) were dropped");
+      expect(observer.linesOf(many.id, "stderr").length).toBe(TRIGGER_LOG_LIMITS.maxLogLines + 1);
+      // The limit is per trigger: the next one logs again.
+      expect(errorOf(await ask(many))).toBeUndefined();
+      await expect.poll(() => observer.linesOf(many.id, "stderr").length).toBe(2 * (TRIGGER_LOG_LIMITS.maxLogLines + 1));
+    });
+
+    it("bounds the reply (stdout) by the server's max_payload", async () => {
+      const max = nc.info!.max_payload;
+      const chunk = "z".repeat(64 * 1024);
+      const s = await deploy(await writeLoop(1, chunk, Math.ceil(max / chunk.length) + 1));
+      const reply = await ask(s);
+      expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("500");
+      expect(errorOf(reply)).toBe(`reply too large: the module wrote more than ${max} bytes to stdout`);
     });
   });
 
@@ -291,4 +387,80 @@ describe("WebAssembly runtime", () => {
       expect(stats?.triggers).toBeGreaterThan(0);
     });
   });
+});
+
+describe("WebAssembly runtime supervision", () => {
+  it("restarts a killed wasm runtime host, redeploys its workloads and tells the observer", async () => {
+    buildWasmExamples();
+    const broker = await startBroker({ port: 0 });
+    const nc = await connect({ servers: broker.url });
+    const observer = new RuntimeRecorder();
+    const cacheDir = tempDir("nex-wasm-cache-");
+    const runtime = new WasmRuntime({ natsUrl: broker.url, observer, cacheDir });
+    try {
+      const wasi = spec(example("echo-wasi.wasm"));
+      const comp = spec(example("echo-component.wasm"));
+      await runtime.deploy(wasi);
+      await runtime.deploy(comp);
+      expect(dec.decode((await nc.request(wasi.triggerSubjects[0], "before", { timeout: 10_000 })).data)).toBe("before");
+      const pid = runtime.childPid!;
+      expect(pid).toBeGreaterThan(0);
+      expect(pid).not.toBe(process.pid);
+
+      process.kill(pid, "SIGKILL");
+      await waitFor("observer.restarted", () => observer.restarts.length === 1, 20_000);
+      expect(observer.restarts[0].reason).toMatch(/SIGKILL/);
+      expect(observer.restarts[0].ids.sort()).toEqual([wasi.id, comp.id].sort());
+      expect(runtime.childPid).toBeGreaterThan(0);
+      expect(runtime.childPid).not.toBe(pid);
+      // Both answer again: the redeploy subscribed them before restarted() was called.
+      expect(dec.decode((await nc.request(wasi.triggerSubjects[0], "after", { timeout: 10_000 })).data)).toBe("after");
+      expect(dec.decode((await nc.request(comp.triggerSubjects[0], "after", { timeout: 10_000 })).data)).toBe("after");
+    } finally {
+      await runtime.close();
+      await nc.close();
+      await broker.close();
+      removeDir(cacheDir);
+    }
+    expect(runtime.childPid).toBeUndefined();
+  }, 60_000);
+
+  it("with a runtime host per namespace, a host that dies costs only its own namespace", async () => {
+    buildWasmExamples();
+    const broker = await startBroker({ port: 0 });
+    const nc = await connect({ servers: broker.url });
+    const observer = new RuntimeRecorder();
+    const cacheDir = tempDir("nex-wasm-cache-");
+    const runtime = new WasmRuntime({ natsUrl: broker.url, observer, cacheDir, hostPerNamespace: true });
+    try {
+      const a = spec(example("echo-wasi.wasm"), { namespace: "tenant-a" });
+      const b = spec(example("echo-wasi.wasm"), { namespace: "tenant-b" });
+      await runtime.deploy(a);
+      await runtime.deploy(b);
+      const pidA = runtime.childPidFor("tenant-a")!;
+      const pidB = runtime.childPidFor("tenant-b")!;
+      expect(pidA).toBeGreaterThan(0);
+      expect(pidB).toBeGreaterThan(0);
+      expect(pidA).not.toBe(pidB);
+
+      const watcher = new Bystander(nc, b.triggerSubjects[0]);
+      try {
+        process.kill(pidA, "SIGKILL");
+        await waitFor("observer.restarted", () => observer.restarts.length === 1, 20_000);
+        expect(dec.decode((await nc.request(a.triggerSubjects[0], "a again", { timeout: 10_000 })).data)).toBe("a again");
+      } finally {
+        await watcher.stop();
+      }
+      expect(observer.restarts[0].ids).toEqual([a.id]);
+      expect(watcher.failures).toEqual([]);
+      expect(runtime.childPidFor("tenant-b")).toBe(pidB);
+      expect(runtime.childPidFor("tenant-a")).not.toBe(pidA);
+    } finally {
+      await runtime.close();
+      await nc.close();
+      await broker.close();
+      removeDir(cacheDir);
+    }
+    await expect(runtime.deploy(spec(example("echo-wasi.wasm"), { namespace: "tenant-c" }))).rejects.toThrow(/closed/);
+  }, 60_000);
 });

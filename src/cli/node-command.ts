@@ -47,7 +47,7 @@ function upCommand(version: string): Command {
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
       .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default $NEX_HOME/node (~/.nex/node)")
       .option("--artifact-dir <dir>", "a directory of artifacts that deploys may name as file:///<path> (none by default: object store only)")
-      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host)")
+      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host, runtime_host_per_namespace)")
       .option("--name <name>", "node name")
       .option("--tag <key=value>", "node tag (repeatable)", keyValues)
       .option("--allow-issuer <nkey>", "issuer public key allowed to deploy, undeploy and lame-duck (repeatable; default: the local issuer in $NEX_HOME/issuer.nk)", collect)
@@ -55,6 +55,7 @@ function upCommand(version: string): Command {
       .option("--allow-shared-triggers", "let namespaces serve overlapping trigger subjects (refused by default)")
       .option("--workload-types <types>", "comma-separated workload types to run (javascript, wasm, oci)", collect)
       .option("--docker-host <url>", "oci: the Docker engine, unix:///path/docker.sock or tcp://host:port (default $DOCKER_HOST or /var/run/docker.sock)")
+      .option("--runtime-host-per-namespace", "run each namespace's JavaScript and wasm workloads in runtime hosts of their own")
       .option("--log-level <level>", "trace, debug, info, warn, error", "info")
       .action(
         withErrors(async (opts) => {
@@ -69,6 +70,7 @@ function upCommand(version: string): Command {
             artifact_dir: opts.artifactDir,
             allow_shared_triggers: opts.allowSharedTriggers,
             docker_host: opts.dockerHost,
+            runtime_host_per_namespace: opts.runtimeHostPerNamespace,
           });
           // Loaded here, so client commands do not load the broker, runtimes and isolated-vm at start-up.
           const { nodeUp } = await import("../node-agent/up.js");

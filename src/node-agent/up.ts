@@ -69,11 +69,12 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     restarted: (...a: Parameters<NodeAgent["restarted"]>) => node?.restarted(...a),
     workloadEvent: (...a: Parameters<NodeAgent["workloadEvent"]>) => node?.workloadEvent(...a),
   };
+  const hostPerNamespace = o.config.runtime_host_per_namespace;
   for (const type of o.config.workload_types) {
-    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log }));
+    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log, hostPerNamespace }));
     else if (type === "wasm") {
       const cacheDir = path.join(path.resolve(o.config.data_dir), "wasm-cache");
-      runtimes.set(type, new WasmRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, cacheDir, log: o.log }));
+      runtimes.set(type, new WasmRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, cacheDir, log: o.log, hostPerNamespace }));
     }
     // A node whose Docker engine does not answer still starts; its oci deploys fail saying why.
     else if (type === "oci") {

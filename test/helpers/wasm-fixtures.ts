@@ -76,3 +76,31 @@ export function handleModule(body: string): string {
 export const GROW_LOOP = "(loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))";
 /** GROW_LOOP, then traps. */
 export const GROW_UNTIL_REFUSED = `${GROW_LOOP} unreachable`;
+
+/** Issue 12's table bomb: grows a table a million elements at a time until table.grow fails, then returns. */
+export const TABLE_BOMB = `(module (memory (export "memory") 1) (table 1 funcref) (func (export "_start") (loop $l (br_if $l (i32.ne (table.grow (ref.null func) (i32.const 1000000)) (i32.const -1))))))`;
+
+/** TABLE_BOMB that traps once table.grow is refused (so a capped table shows as an error reply). */
+export const TABLE_BOMB_THEN_TRAP = TABLE_BOMB.replace("(i32.const -1))))))", "(i32.const -1)))) unreachable))");
+
+/** A WASI command that writes `line` (newline included) to `fd` forever, or `times` times. */
+export function writeLoop(fd: 1 | 2, line: string, times?: number): Promise<Uint8Array> {
+  const bytes = new TextEncoder().encode(line);
+  const data = Array.from(bytes, (b) => `\\${b.toString(16).padStart(2, "0")}`).join("");
+  const write = `(drop (call $write (i32.const ${fd}) (i32.const 0) (i32.const 1) (i32.const 16)))`;
+  const body =
+    times === undefined
+      ? `(loop $l ${write} (br $l))`
+      : `(local $n i32) (loop $l ${write} (local.set $n (i32.add (local.get $n) (i32.const 1))) (br_if $l (i32.lt_u (local.get $n) (i32.const ${times}))))`;
+  return wat(`(module
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") ${Math.ceil((64 + bytes.byteLength) / 65536)})
+    (data (i32.const 0) "\\40\\00\\00\\00")
+    (data (i32.const 4) "${writeU32Hex(bytes.byteLength)}")
+    (data (i32.const 64) "${data}")
+    (func (export "_start") ${body}))`);
+}
+
+function writeU32Hex(n: number): string {
+  return [0, 8, 16, 24].map((s) => `\\${((n >>> s) & 0xff).toString(16).padStart(2, "0")}`).join("");
+}

@@ -620,6 +620,3 @@ return function makeRunner(handler) {
 })
 `;
 
-
-/** Per-trigger console limits inside the isolate. */
-export const CONSOLE_LIMITS = { maxLogLines: 1000, maxLogChars: 16 * 1024 } as const;

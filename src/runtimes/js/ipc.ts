@@ -1,36 +1,7 @@
-// Messages between JsRuntime (the node side) and its runtime-host child, over the child_process IPC
-// channel with `serialization: "advanced"` (structured clone), so Uint8Array artifacts and V8 code
-// caches travel as bytes. Requests carry a reqId; the child answers each with exactly one "result".
-// Log lines and failed triggers flow the other way in batches ("events"), off the trigger's hot path.
+// What the JavaScript runtime adds to the runtime-host protocol (../runtime-host-ipc.ts): a deploy may
+// carry the V8 code cache the node kept from an earlier child, and its answer may carry a new one.
 
-import type { LogStream, NatsAuth, WorkloadLimits } from "../types.js";
 import type { SourceKind } from "./compile.js";
-
-/** What the child needs to run one JavaScript workload (a WorkloadSpec without the OCI bits). */
-export interface JsWorkloadSpec {
-  id: string;
-  name: string;
-  namespace: string;
-  artifact: Uint8Array;
-  sha256: string;
-  triggerSubjects: string[];
-  limits: WorkloadLimits;
-  env: Record<string, string>;
-  freshContextPerTrigger: boolean;
-  concurrency: number;
-}
-
-export type ToHost =
-  | { type: "init"; natsUrl: string; natsAuth?: NatsAuth; connectionName: string; hostServicesOnBus: boolean }
-  | { type: "deploy"; reqId: number; spec: JsWorkloadSpec; code?: CompiledCode }
-  | { type: "undeploy"; reqId: number; workloadId: string }
-  | { type: "stats"; reqId: number; workloadId: string }
-  | { type: "shutdown"; reqId: number };
-
-export type RequestToHost = Extract<ToHost, { reqId: number }>;
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-/** A request as the parent builds it; the reqId is added when it is sent. */
-export type HostRequest = DistributiveOmit<RequestToHost, "reqId">;
 
 /** What the parent keeps of a compiled source (by SHA-256) to speed up redeploys after a restart. */
 export interface CompiledCode {
@@ -41,29 +12,12 @@ export interface CompiledCode {
   cachedData?: Uint8Array;
 }
 
+/** The JavaScript runtime's extra deploy field. */
+export interface JsDeployExtra {
+  code?: CompiledCode;
+}
+
 export interface DeployResult {
   /** Set when this deploy compiled the source anew: the parent keeps it for the next runtime host. */
   code?: CompiledCode;
 }
-
-export interface LogEntry {
-  workloadId: string;
-  stream: LogStream;
-  line: string;
-}
-
-export interface TriggerFailure {
-  workloadId: string;
-  subject: string;
-  error: string;
-}
-
-export type FromHost =
-  | { type: "ready"; pid: number }
-  | { type: "result"; reqId: number; ok: true; value: unknown }
-  | { type: "result"; reqId: number; ok: false; error: string }
-  | { type: "events"; logs: LogEntry[]; failures: TriggerFailure[] }
-  /** One pino JSON line of the child's own log; the parent re-logs it with its logger. */
-  | { type: "log"; line: string }
-  /** The child cannot go on (NATS connect failed, catastrophic isolate error); it exits right after. */
-  | { type: "fatal"; error: string };

@@ -23,7 +23,8 @@
 import ivm from "isolated-vm";
 import type { Logger } from "pino";
 import type { LogStream, WorkloadLimits } from "../types.js";
-import { BOOTSTRAP_SOURCE, CONSOLE_LIMITS } from "./bootstrap.js";
+import { BOOTSTRAP_SOURCE } from "./bootstrap.js";
+import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
 import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../host-bridge.js";
 import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
@@ -255,7 +256,7 @@ export class IsolateSlot {
           this.logCallback,
           this.hostRef,
           new ivm.ExternalCopy(this.cfg.env).copyInto({ release: true }),
-          new ivm.ExternalCopy(CONSOLE_LIMITS).copyInto({ release: true }),
+          new ivm.ExternalCopy(TRIGGER_LOG_LIMITS).copyInto({ release: true }),
           this.resultCallback,
           new ivm.ExternalCopy(this.channel.shared).copyInto({ release: true }),
         ],

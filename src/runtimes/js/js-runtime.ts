@@ -1,24 +1,16 @@
-// The node side of the JavaScript runtime: JsRuntime implements Runtime by running every JS workload in
-// one supervised runtime-host child process (`node --no-node-snapshot dist/src/runtimes/js/runtime-host.js`,
-// which isolated-vm needs on Node 20). The child connects to NATS itself and serves triggers without the
-// node; the node only deploys, undeploys, asks for stats and hears about logs and failed triggers.
-//
-// Process model:
-// - The child starts lazily on the first deploy(), or eagerly with start(). Both resolve once it is
-//   connected to NATS.
-// - If it dies (crash, OOM abort, kill -9), JsRuntime starts a new one after a backoff (100 ms doubling
-//   to 5 s, reset after 30 s of good health), redeploys every workload it had (reusing V8 code caches)
-//   and then calls observer.restarted(reason, ids). Deploys that arrive meanwhile wait for the new child.
-// - close() asks the child to drain its triggers and exit, and SIGKILLs it after closeTimeoutMs.
-// - Console lines arrive in batches over IPC; observer.log is called for each line (the node publishes
-//   them). Failed triggers call observer.triggerFailed.
+// Runs in the node process. JsRuntime implements Runtime by running every JS workload in one supervised
+// runtime-host child process (`node --no-node-snapshot dist/src/runtimes/js/runtime-host.js`, which
+// isolated-vm needs on Node 20). The supervision (restart with backoff, redeploy, close) is shared with
+// the wasm runtime (../runtime-host-supervisor.ts); what is JavaScript's own here is the child to run
+// and the V8 code caches kept across child restarts, so a redeploy does not compile again.
 
-import { fork, type ChildProcess } from "node:child_process";
 import pino, { type Logger } from "pino";
 import { builtScript } from "../../util/built-script.js";
+import { toFunctionSpec } from "../runtime-host-ipc.js";
+import { DEPLOY_TIMEOUT_MS, type HostProcess } from "../runtime-host-supervisor.js";
+import { RuntimeHosts } from "../runtime-hosts.js";
 import type { FunctionStats, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec } from "../types.js";
-import type { CompiledCode, DeployResult, FromHost, HostRequest, JsWorkloadSpec } from "./ipc.js";
-
+import type { CompiledCode, DeployResult, JsDeployExtra } from "./ipc.js";
 
 export interface JsRuntimeOptions {
   /** NATS server URL(s) for the runtime host; comma-separated for several. */
@@ -31,6 +23,8 @@ export interface JsRuntimeOptions {
    * the runtime host itself. In-process is the default: the same handlers, two broker hops fewer.
    */
   hostServicesOnBus?: boolean;
+  /** One runtime host per namespace instead of one for all, so tenants do not share a crash domain. */
+  hostPerNamespace?: boolean;
   /** How long the child may take to start and connect (default 15 s). */
   startTimeoutMs?: number;
   /** How long close() waits for a graceful stop before SIGKILL (default: longest trigger deadline + 5 s). */
@@ -41,359 +35,59 @@ export interface JsRuntimeOptions {
   hostExecArgv?: string[];
 }
 
-const RESTART_BASE_MS = 100;
-const RESTART_MAX_MS = 5000;
-/** A child that lived this long resets the restart backoff. */
-const HEALTHY_AFTER_MS = 30_000;
 const MAX_CACHED_CODES = 64;
 const MAX_CACHED_CODE_BYTES = 64 * 1024 * 1024;
-const STDERR_TAIL_LINES = 20;
-/** Compiling and loading a workload on every isolate; the child bounds each load itself (5 s). */
-const DEPLOY_TIMEOUT_MS = 60_000;
-const STATS_TIMEOUT_MS = 5_000;
 
 /** The compiled runtime-host.js (from source, the one under dist/). */
 export function defaultHostScript(): string {
   return builtScript(import.meta.url, "runtime-host.js");
 }
 
-/** Undeploy waits for triggers in flight, each bounded by its deadline (queued ones too). */
-function undeployTimeout(spec: WorkloadSpec): number {
-  return (spec.limits?.timeoutMs ?? 5000) * 2 + 10_000;
-}
-
-function toJsSpec(spec: WorkloadSpec): JsWorkloadSpec {
-  const a = spec.artifact;
-  return {
-    id: spec.id,
-    name: spec.name,
-    namespace: spec.namespace,
-    // A view (e.g. a pooled Buffer) would carry its whole backing buffer over IPC.
-    artifact: a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : new Uint8Array(a),
-    sha256: spec.sha256,
-    triggerSubjects: [...spec.triggerSubjects],
-    limits: { ...spec.limits },
-    env: { ...spec.env },
-    freshContextPerTrigger: spec.freshContextPerTrigger,
-    concurrency: spec.concurrency,
-  };
-}
-
-const PINO_LEVELS: Record<number, "trace" | "debug" | "info" | "warn" | "error" | "fatal"> = {
-  10: "trace",
-  20: "debug",
-  30: "info",
-  40: "warn",
-  50: "error",
-  60: "fatal",
-};
-
-interface Pending {
-  resolve: (value: unknown) => void;
-  reject: (err: Error) => void;
-}
-
-/** One incarnation of the runtime-host child. */
-class HostProcess {
-  readonly child: ChildProcess;
-  readonly startedAt = Date.now();
-  readonly ready: Promise<void>;
-  readonly exited: Promise<string>;
-  alive = true;
-  /** Called in the same turn as the exit event, after pending requests are rejected. */
-  onExit?: (reason: string) => void;
-  private readonly pending = new Map<number, Pending>();
-  private nextReqId = 1;
-  private readonly stderrTail: string[] = [];
-  private fatalReason?: string;
-
-  constructor(
-    script: string,
-    opts: JsRuntimeOptions,
-    private readonly log: Logger,
-  ) {
-    this.child = fork(script, [], {
-      execPath: process.execPath,
-      execArgv: ["--no-node-snapshot", ...(opts.hostExecArgv ?? [])],
-      serialization: "advanced",
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-    });
-    this.child.stdout?.setEncoding("utf8");
-    this.child.stdout?.on("data", (chunk: string) => {
-      for (const line of chunk.split("\n")) if (line.trim()) this.log.debug({ stream: "stdout" }, line);
-    });
-    this.child.stderr?.setEncoding("utf8");
-    this.child.stderr?.on("data", (chunk: string) => {
-      for (const line of chunk.split("\n")) {
-        if (!line.trim()) continue;
-        this.stderrTail.push(line);
-        if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-        this.log.warn({ stream: "stderr" }, line);
-      }
-    });
-
-    let onReady: () => void = () => undefined;
-    let onFail: (err: Error) => void = () => undefined;
-    this.ready = new Promise<void>((resolve, reject) => {
-      onReady = resolve;
-      onFail = reject;
-    });
-    const startTimer = setTimeout(() => {
-      onFail(new Error(`the JavaScript runtime host did not start within ${opts.startTimeoutMs ?? 15_000} ms`));
-      this.kill();
-    }, opts.startTimeoutMs ?? 15_000);
-
-    this.exited = new Promise<string>((resolve) => {
-      this.child.once("exit", (code, signal) => {
-        this.alive = false;
-        clearTimeout(startTimer);
-        const reason = this.describeExit(code, signal);
-        onFail(new Error(`the JavaScript runtime host failed to start: ${reason}`));
-        for (const p of this.pending.values()) p.reject(new Error(`the JavaScript runtime host exited: ${reason}`));
-        this.pending.clear();
-        this.onExit?.(reason);
-        resolve(reason);
-      });
-    });
-    this.child.on("error", (err) => this.log.error({ err: err.message }, "runtime host process error"));
-
-    this.child.on("message", (raw: unknown) => {
-      const m = raw as FromHost;
-      switch (m?.type) {
-        case "ready":
-          clearTimeout(startTimer);
-          onReady();
-          break;
-        case "result": {
-          const p = this.pending.get(m.reqId);
-          if (!p) break;
-          this.pending.delete(m.reqId);
-          if (m.ok) p.resolve(m.value);
-          else p.reject(new Error(m.error));
-          break;
-        }
-        case "events":
-          for (const l of m.logs) this.safely(() => opts.observer.log(l.workloadId, l.stream, l.line));
-          for (const f of m.failures) this.safely(() => opts.observer.triggerFailed(f.workloadId, f.subject, f.error));
-          break;
-        case "log":
-          this.relayLog(m.line);
-          break;
-        case "fatal":
-          this.fatalReason = m.error;
-          break;
-      }
-    });
-
-    this.child.send({
-      type: "init",
-      natsUrl: opts.natsUrl,
-      natsAuth: opts.natsAuth,
-      connectionName: "nex-js-runtime-host",
-      hostServicesOnBus: opts.hostServicesOnBus === true,
-    });
-  }
-
-  get pid(): number | undefined {
-    return this.child.pid;
-  }
-
-  private safely(fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      this.log.error({ err: (err as Error).message }, "runtime observer threw");
-    }
-  }
-
-  private relayLog(line: string): void {
-    let entry: Record<string, unknown>;
-    try {
-      entry = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      this.log.info(line);
-      return;
-    }
-    const { level, msg, time: _time, hostname: _hostname, ...fields } = entry;
-    const name = PINO_LEVELS[typeof level === "number" ? level : 30] ?? "info";
-    this.log[name](fields, typeof msg === "string" ? msg : "");
-  }
-
-  private describeExit(code: number | null, signal: NodeJS.Signals | null): string {
-    let reason = signal ? `killed by ${signal}` : `exited with code ${code}`;
-    if (this.fatalReason) reason += `: ${this.fatalReason}`;
-    else {
-      const hint = this.stderrTail.filter((l) => /fatal|error|abort|out of memory/i.test(l)).slice(-2);
-      if (hint.length > 0) reason += `: ${hint.join(" | ")}`;
-    }
-    return reason;
-  }
-
-  /** One request to the child; rejects if it exits first or does not answer within timeoutMs. */
-  request<T>(req: HostRequest, timeoutMs: number): Promise<T> {
-    if (!this.alive || !this.child.connected) {
-      return Promise.reject(new Error("the JavaScript runtime host is not running"));
-    }
-    const reqId = this.nextReqId++;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.pending.delete(reqId)) reject(new Error(`the JavaScript runtime host did not answer ${req.type} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(reqId, {
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v as T);
-        },
-        reject: (err) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      });
-      this.child.send({ ...req, reqId }, (err) => {
-        if (err && this.pending.delete(reqId)) {
-          clearTimeout(timer);
-          reject(new Error(`cannot reach the JavaScript runtime host: ${err.message}`));
-        }
-      });
-    });
-  }
-
-  kill(): void {
-    if (this.alive) this.child.kill("SIGKILL");
-  }
-}
-
 export class JsRuntime implements Runtime {
   readonly type = "javascript" as const;
-  private readonly log: Logger;
-  private readonly script: string;
-  private host?: HostProcess;
-  /** A start or a recovery in progress; resolves with a ready child. */
-  private starting?: Promise<HostProcess>;
-  private readonly specs = new Map<string, WorkloadSpec>();
-  private readonly deploying = new Map<string, Promise<unknown>>();
+  private readonly host: RuntimeHosts<JsDeployExtra>;
   private readonly codes = new Map<string, CompiledCode>();
-  private restartAttempt = 0;
-  private closed = false;
-  private closing?: Promise<void>;
-  /** Ends the backoff wait of a recovery early (on close). */
-  private wake?: () => void;
 
-  constructor(private readonly opts: JsRuntimeOptions) {
-    this.log = (opts.log ?? pino({ level: "silent" })).child({ runtime: "javascript" });
-    this.script = opts.hostScript ?? defaultHostScript();
-  }
-
-  /** The runtime host's process id, while one runs (tests kill it to exercise supervision). */
-  get childPid(): number | undefined {
-    return this.host?.alive ? this.host.pid : undefined;
-  }
-
-  /** Starts the runtime host now instead of on the first deploy; resolves once it is connected to NATS. */
-  async start(): Promise<void> {
-    await this.ensureHost();
-  }
-
-  private ensureHost(): Promise<HostProcess> {
-    if (this.closed) return Promise.reject(new Error("the JavaScript runtime is closed"));
-    if (this.starting) return this.starting;
-    if (this.host?.alive) return Promise.resolve(this.host);
-    this.starting = this.launch().finally(() => {
-      this.starting = undefined;
-    });
-    return this.starting;
-  }
-
-  private async launch(): Promise<HostProcess> {
-    const hp = new HostProcess(this.script, this.opts, this.log);
-    try {
-      await hp.ready;
-    } catch (err) {
-      hp.kill();
-      throw err;
-    }
-    if (this.closed) {
-      hp.kill();
-      throw new Error("the JavaScript runtime is closed");
-    }
-    if (!hp.alive) throw new Error("the JavaScript runtime host exited right after starting");
-    this.host = hp;
-    hp.onExit = (reason) => this.onExit(hp, reason);
-    this.log.info({ pid: hp.pid }, "JavaScript runtime host started");
-    return hp;
-  }
-
-  private onExit(hp: HostProcess, reason: string): void {
-    if (this.host !== hp) return;
-    this.host = undefined;
-    if (this.closed) return;
-    if (Date.now() - hp.startedAt > HEALTHY_AFTER_MS) this.restartAttempt = 0;
-    const lost = [...this.specs.keys()];
-    this.log.error({ pid: hp.pid, reason, workloads: lost.length }, "JavaScript runtime host died; restarting it");
-    if (this.starting) return; // a recovery is already under way; it notices the loss itself
-    this.starting = this.recover(reason, lost).finally(() => {
-      this.starting = undefined;
-    });
-    this.starting.catch(() => undefined);
-  }
-
-  /** Starts a new child (with backoff), redeploys every workload, then tells the observer. */
-  private async recover(reason: string, lost: string[]): Promise<HostProcess> {
-    for (;;) {
-      if (this.closed) throw new Error("the JavaScript runtime is closed");
-      const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** this.restartAttempt);
-      this.restartAttempt = Math.min(this.restartAttempt + 1, 16);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
-      if (this.closed) throw new Error("the JavaScript runtime is closed");
-      let hp: HostProcess;
-      try {
-        hp = await this.launch();
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, "restarting the JavaScript runtime host failed");
-        continue;
-      }
-      await this.redeployAll(hp);
-      if (!hp.alive) {
-        // Died again while redeploying; onExit saw a recovery in progress and left it to us.
-        this.host = undefined;
-        continue;
-      }
-      try {
-        this.opts.observer.restarted(reason, lost);
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, "runtime observer threw");
-      }
-      return hp;
-    }
-  }
-
-  private async redeployAll(hp: HostProcess): Promise<void> {
-    const specs = [...this.specs.values()];
-    await Promise.all(
-      specs.map(async (spec) => {
-        try {
-          await this.deployOn(hp, spec);
-        } catch (err) {
-          if (!hp.alive) return;
-          this.log.error({ workloadId: spec.id, err: (err as Error).message }, "redeploying a workload after a restart failed");
-          return;
-        }
-        // Undeployed while we were redeploying it.
-        if (!this.specs.has(spec.id)) await hp.request({ type: "undeploy", workloadId: spec.id }, undeployTimeout(spec)).catch(() => undefined);
-      }),
+  constructor(opts: JsRuntimeOptions) {
+    const log = (opts.log ?? pino({ level: "silent" })).child({ runtime: "javascript" });
+    this.host = new RuntimeHosts<JsDeployExtra>(
+      {
+        label: "JavaScript",
+        script: opts.hostScript ?? defaultHostScript(),
+        execArgv: ["--no-node-snapshot", ...(opts.hostExecArgv ?? [])],
+        natsUrl: opts.natsUrl,
+        natsAuth: opts.natsAuth,
+        connectionName: "nex-js-runtime-host",
+        hostServicesOnBus: opts.hostServicesOnBus === true,
+        settings: {},
+        observer: opts.observer,
+        log,
+        startTimeoutMs: opts.startTimeoutMs,
+        closeTimeoutMs: opts.closeTimeoutMs,
+      },
+      (hp, spec) => this.deployOn(hp, spec),
+      opts.hostPerNamespace === true,
     );
   }
 
-  private async deployOn(hp: HostProcess, spec: WorkloadSpec): Promise<void> {
+  /** The shared runtime host's process id, while one runs (tests kill it to exercise supervision). */
+  get childPid(): number | undefined {
+    return this.host.childPidFor("");
+  }
+
+  /** The process id of the runtime host serving `namespace`, while one runs. */
+  childPidFor(namespace: string): number | undefined {
+    return this.host.childPidFor(namespace);
+  }
+
+  /** Starts the runtime host now instead of on the first deploy; resolves once it is connected to NATS. */
+  start(): Promise<void> {
+    return this.host.start();
+  }
+
+  private async deployOn(hp: HostProcess<JsDeployExtra>, spec: WorkloadSpec): Promise<void> {
     const given = this.codes.get(spec.sha256?.toLowerCase?.() ?? "");
-    const result = await hp.request<DeployResult>({ type: "deploy", spec: toJsSpec(spec), code: given }, DEPLOY_TIMEOUT_MS);
+    const result = await hp.request<DeployResult>({ type: "deploy", spec: toFunctionSpec(spec), code: given }, DEPLOY_TIMEOUT_MS);
     if (result?.code) this.keepCode(result.code);
   }
 
@@ -411,64 +105,20 @@ export class JsRuntime implements Runtime {
   }
 
   async deploy(spec: WorkloadSpec): Promise<void> {
-    if (this.closed) throw new Error("the JavaScript runtime is closed");
     if (spec.type !== "javascript") throw new Error(`the JavaScript runtime cannot run a ${spec.type} workload`);
-    if (this.specs.has(spec.id) || this.deploying.has(spec.id)) throw new Error(`workload ${spec.id} is already deployed`);
-    const work = (async () => {
-      const hp = await this.ensureHost();
-      await this.deployOn(hp, spec);
-      if (this.closed) throw new Error("the JavaScript runtime is closed");
-      this.specs.set(spec.id, spec);
-    })();
-    this.deploying.set(spec.id, work);
-    try {
-      await work;
-    } finally {
-      this.deploying.delete(spec.id);
-    }
+    await this.host.deploy(spec);
   }
 
-  async undeploy(workloadId: string): Promise<void> {
-    await this.deploying.get(workloadId)?.catch(() => undefined);
-    const spec = this.specs.get(workloadId);
-    if (!spec) return;
-    this.specs.delete(workloadId);
-    // During a recovery the new child either never gets it or is told to drop it (redeployAll).
-    const hp = this.host;
-    if (hp?.alive && !this.starting) await hp.request({ type: "undeploy", workloadId }, undeployTimeout(spec));
+  undeploy(workloadId: string): Promise<void> {
+    return this.host.undeploy(workloadId);
   }
 
-  async stats(workloadId: string): Promise<FunctionStats | undefined> {
-    if (!this.specs.has(workloadId)) return undefined;
-    const hp = this.host;
-    if (!hp?.alive || this.starting) return { triggers: 0, failures: 0, meanMs: 0, lastMs: 0, memoryBytes: 0 };
-    const s = await hp.request<FunctionStats | null>({ type: "stats", workloadId }, STATS_TIMEOUT_MS);
-    return s ?? undefined;
+  stats(workloadId: string): Promise<FunctionStats | undefined> {
+    return this.host.stats(workloadId);
   }
 
   /** Drains every workload's triggers and stops the runtime host (SIGKILL after closeTimeoutMs). */
   close(): Promise<void> {
-    this.closing ??= this.shutdown();
-    return this.closing;
-  }
-
-  private async shutdown(): Promise<void> {
-    this.closed = true;
-    this.wake?.();
-    await this.starting?.catch(() => undefined);
-    const hp = this.host;
-    this.host = undefined;
-    const longest = Math.max(0, ...[...this.specs.values()].map((s) => s.limits?.timeoutMs ?? 0));
-    const timeout = this.opts.closeTimeoutMs ?? longest + 5000;
-    this.specs.clear();
-    if (!hp?.alive) return;
-    const timer = setTimeout(() => hp.kill(), timeout);
-    try {
-      await hp.request({ type: "shutdown" }, timeout).catch(() => undefined);
-      await hp.exited;
-    } finally {
-      clearTimeout(timer);
-    }
-    this.log.info("JavaScript runtime host stopped");
+    return this.host.close();
   }
 }

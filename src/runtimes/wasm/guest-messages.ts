@@ -1,4 +1,5 @@
-// Messages between the wasm runtime (main thread) and its guest workers.
+// Messages between the wasm runtime host's main thread (guest-pool.ts) and its guest workers
+// (guest-worker.ts), both inside the wasm runtime-host child process.
 //
 // workerData (GuestSetup) says what to run. Triggers go over the worker's parentPort (RunTrigger →
 // TriggerDone, with LogLines in between). Host calls go over their own MessagePort: the worker posts
@@ -30,7 +31,19 @@ export interface ComponentSetup {
   signal: Int32Array;
 }
 
-export type GuestSetup = WasiSetup | ComponentSetup;
+/** What bounds one worker's triggers, besides the deadline the main thread enforces. */
+export interface OutputBounds {
+  /** Largest reply: the NATS server's max_payload, at most MAX_REPLY_BYTES. */
+  maxReplyBytes: number;
+  /**
+   * Int32Array view over a SharedArrayBuffer: [0] log lines and [1] bytes the worker dropped in the
+   * current trigger over TRIGGER_LOG_LIMITS. Shared so the main thread can say so even after it
+   * terminated the worker at the deadline.
+   */
+  dropped: Int32Array;
+}
+
+export type GuestSetup = (WasiSetup | ComponentSetup) & OutputBounds;
 
 export interface RunTrigger {
   type: "run";

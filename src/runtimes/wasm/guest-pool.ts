@@ -1,4 +1,4 @@
-// The warm worker threads of one wasm workload (`concurrency` of them) and the queue in front of them.
+// Runs in the wasm runtime-host child process. The warm worker threads of one wasm workload (`concurrency` of them) and the queue in front of them.
 // A trigger goes to an idle worker or waits (at most MAX_QUEUED_TRIGGERS, and never longer than its
 // deadline). Each trigger has a wall-clock deadline: when it passes, the worker is terminated, the
 // trigger gets a timeout reply, and a fresh worker replaces it in the background. A worker that runs
@@ -9,19 +9,21 @@ import type { Logger } from "pino";
 import { MAX_QUEUED_TRIGGERS, type Job, type TriggerPool } from "../hosted-workload.js";
 import { ErrorCodes, failure, queueTimeoutOutcome, timeoutOutcome, UNAVAILABLE, type Outcome } from "../outcome.js";
 import type { LogStream, WorkloadLimits } from "../types.js";
-import type { FromGuest, GuestSetup, HostCallRequest, HostCallResult } from "./guest-messages.js";
+import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, WasiSetup } from "./guest-messages.js";
 
 /** How long a new worker may take to load its guest. */
 const WORKER_START_TIMEOUT_MS = 10_000;
 
-/** The guest to run, minus the per-worker host-call channel (added for components). */
-export type GuestProgram = Exclude<GuestSetup, { form: "component" }> | Omit<Extract<GuestSetup, { form: "component" }>, "hostPort" | "signal">;
+/** The guest to run, minus what each worker gets of its own (the host-call channel of a component). */
+export type GuestProgram = WasiSetup | Omit<ComponentSetup, "hostPort" | "signal">;
 
 export interface GuestPoolConfig {
   workerScript: string;
   program: GuestProgram;
   limits: WorkloadLimits;
   concurrency: number;
+  /** Largest reply a guest may give (within the NATS server's max_payload). */
+  maxReplyBytes: number;
   hostCall(request: HostCallRequest, deadlineAt: number): Promise<HostCallResult>;
   log(stream: LogStream, text: string): void;
   logger: Logger;
@@ -41,6 +43,7 @@ class GuestWorker {
     private readonly cfg: GuestPoolConfig,
     hostPort: MessagePort | undefined,
     signal: Int32Array | undefined,
+    private readonly dropped: Int32Array,
   ) {
     worker.on("message", (m: FromGuest) => {
       if (m.type === "log") cfg.log(m.stream, m.text);
@@ -72,13 +75,14 @@ class GuestWorker {
     let hostPort: MessagePort | undefined;
     let signal: Int32Array | undefined;
     const transferList: MessagePort[] = [];
+    const bounds = { maxReplyBytes: cfg.maxReplyBytes, dropped: new Int32Array(new SharedArrayBuffer(8)) };
     if (cfg.program.form === "component") {
       const channel = new MessageChannel();
       hostPort = channel.port1;
       signal = new Int32Array(new SharedArrayBuffer(4));
-      setup = { ...cfg.program, hostPort: channel.port2, signal };
+      setup = { ...cfg.program, ...bounds, hostPort: channel.port2, signal };
       transferList.push(channel.port2);
-    } else setup = cfg.program;
+    } else setup = { ...cfg.program, ...bounds };
     const worker = new Worker(cfg.workerScript, {
       workerData: setup,
       transferList,
@@ -94,7 +98,7 @@ class GuestWorker {
         if (m.type === "setup_failed") fail(new Error(m.message));
         else if (m.type === "ready") {
           stopListening();
-          resolve(new GuestWorker(worker, cfg, hostPort, signal));
+          resolve(new GuestWorker(worker, cfg, hostPort, signal, bounds.dropped));
         }
       };
       // Only our own listeners: Worker keeps internal ones (removeAllListeners would stop its messages).
@@ -124,7 +128,18 @@ class GuestWorker {
     if (!job) return;
     this.job = undefined;
     clearTimeout(job.timer);
+    this.reportDropped();
     job.resolve(outcome);
+  }
+
+  /** One line for what the worker dropped over the trigger's log limits (also when it was terminated). */
+  private reportDropped(): void {
+    const lines = Atomics.load(this.dropped, 0);
+    const bytes = Atomics.load(this.dropped, 1);
+    if (lines === 0 && bytes === 0) return;
+    Atomics.store(this.dropped, 0, 0);
+    Atomics.store(this.dropped, 1, 0);
+    this.cfg.log("stderr", `[nex] log limit of this trigger reached: ${lines} more lines (${bytes} bytes) were dropped`);
   }
 
   private die(outcome: Outcome): void {

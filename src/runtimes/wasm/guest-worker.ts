@@ -1,26 +1,32 @@
-// The worker thread that runs one wasm workload's triggers, one at a time. The main thread (WorkerPool)
-// owns its deadline and ends it with terminate(); everything the guest can do wrong short of that
-// (trap, exit, a failed memory.grow, a stack overflow) ends only the trigger, answered here.
+// The worker thread that runs one wasm workload's triggers, one at a time, inside the wasm runtime-host
+// child process. The child's main thread (GuestPool) owns its deadline and ends it with terminate();
+// everything the guest can do wrong short of that (trap, exit, a failed memory.grow or table.grow, a
+// stack overflow) ends only the trigger, answered here.
 //
 // - WASI preview1 command: a fresh node:wasi instance per trigger, argv = [name, subject], env as
 //   deployed, no preopens. stdin, stdout and stderr are served from memory by wrapping fd_read and
 //   fd_write for fds 0-2 (the real descriptors behind them are /dev/null), so the payload never touches
-//   a file and nothing reaches the node's own stdio.
+//   a file and nothing reaches the process's own stdio.
 // - Component: one instance per worker, kept warm across triggers (like a warm JS context) and rebuilt
 //   after a trap. Host imports block on Atomics.wait while the main thread makes the call.
+//
+// Output is bounded here, before anything is posted: the reply by maxReplyBytes, log lines by
+// TRIGGER_LOG_LIMITS per trigger. What is over the limit is only counted (in the shared `dropped`
+// counters), so a flooding guest neither fills the main thread's queue nor delays its deadline timer.
 
 import fs from "node:fs";
 import { getHeapStatistics } from "node:v8";
 import { WASI } from "node:wasi";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
 import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, RunTrigger, TriggerDone, WasiSetup } from "./guest-messages.js";
 import type { LogStream } from "../types.js";
 
 const setup = workerData as GuestSetup;
 const port = parentPort!;
 const EMPTY = new Uint8Array(0);
-/** Largest reply (stdout) a command may write. */
-const MAX_REPLY_BYTES = 8 * 1024 * 1024;
+const NEWLINE = 0x0a;
+const INT32_MAX = 0x7fffffff;
 const WASI_ESUCCESS = 0;
 const WASI_EBADF = 8;
 const WASI_EFBIG = 22;
@@ -29,24 +35,85 @@ function post(message: FromGuest): void {
   port.postMessage(message);
 }
 
-/** Collects a stream's bytes and forwards whole lines to the log feed as they complete. */
+function newlines(bytes: Uint8Array): number {
+  let n = 0;
+  for (let i = bytes.indexOf(NEWLINE); i >= 0; i = bytes.indexOf(NEWLINE, i + 1)) n++;
+  return n;
+}
+
+/** The current trigger's share of TRIGGER_LOG_LIMITS; lines past it are counted, never posted. */
+class LogBudget {
+  private linesLeft: number = TRIGGER_LOG_LIMITS.maxLogLines;
+
+  constructor(private readonly dropped: Int32Array) {}
+
+  reset(): void {
+    this.linesLeft = TRIGGER_LOG_LIMITS.maxLogLines;
+    Atomics.store(this.dropped, 0, 0);
+    Atomics.store(this.dropped, 1, 0);
+  }
+
+  get exhausted(): boolean {
+    return this.linesLeft <= 0;
+  }
+
+  /** Posts the lines the budget allows (each cut at maxLogChars) as one message; counts the rest. */
+  lines(stream: LogStream, lines: string[]): void {
+    if (lines.length === 0) return;
+    const kept = lines.slice(0, Math.max(0, this.linesLeft));
+    this.linesLeft -= kept.length;
+    const max = TRIGGER_LOG_LIMITS.maxLogChars;
+    if (kept.length > 0) post({ type: "log", stream, text: kept.map((l) => (l.length > max ? `${l.slice(0, max)} [truncated]` : l)).join("\n") });
+    let bytes = 0;
+    for (let i = kept.length; i < lines.length; i++) bytes += Buffer.byteLength(lines[i]) + 1;
+    this.drop(lines.length - kept.length, bytes);
+  }
+
+  drop(lines: number, bytes: number): void {
+    if (lines === 0 && bytes === 0) return;
+    Atomics.store(this.dropped, 0, Math.min(INT32_MAX, Atomics.load(this.dropped, 0) + lines));
+    Atomics.store(this.dropped, 1, Math.min(INT32_MAX, Atomics.load(this.dropped, 1) + bytes));
+  }
+}
+
+const budget = new LogBudget(setup.dropped);
+
+/** Collects a stream's bytes and forwards whole lines to the log feed as they complete, within the budget. */
 class LineLog {
   private pending = "";
+  /** The pending line was cut at maxLogChars: the rest of it, up to its newline, is skipped. */
+  private skipping = false;
   private readonly decoder = new TextDecoder();
 
   constructor(private readonly stream: LogStream) {}
 
   write(bytes: Uint8Array): void {
-    this.pending += this.decoder.decode(bytes, { stream: true });
-    const cut = this.pending.lastIndexOf("\n");
-    if (cut < 0) return;
-    post({ type: "log", stream: this.stream, text: this.pending.slice(0, cut) });
-    this.pending = this.pending.slice(cut + 1);
+    if (budget.exhausted) {
+      // Not even decoded: a flood past the limit costs the worker a count.
+      budget.drop(newlines(bytes), bytes.byteLength);
+      return;
+    }
+    const text = this.pending + this.decoder.decode(bytes, { stream: true });
+    const lines: string[] = [];
+    let from = 0;
+    for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", from)) {
+      if (this.skipping) this.skipping = false;
+      else lines.push(text.slice(from, nl));
+      from = nl + 1;
+    }
+    this.pending = this.skipping ? "" : text.slice(from);
+    if (this.pending.length > TRIGGER_LOG_LIMITS.maxLogChars) {
+      lines.push(this.pending);
+      this.pending = "";
+      this.skipping = true;
+    }
+    budget.lines(this.stream, lines);
   }
 
   flush(): void {
-    if (this.pending !== "") post({ type: "log", stream: this.stream, text: this.pending });
+    if (this.pending !== "") budget.lines(this.stream, [this.pending]);
     this.pending = "";
+    this.skipping = false;
   }
 }
 
@@ -112,7 +179,7 @@ function runCommand(wasiSetup: WasiSetup, subject: string, payload: Uint8Array):
         const len = dv.getUint32(iovs + i * 8 + 4, true);
         const bytes = new Uint8Array(memory!.buffer, ptr, len);
         if (fd === 2) stderr.write(bytes);
-        else if (replyBytes + len > MAX_REPLY_BYTES) {
+        else if (replyBytes + len > setup.maxReplyBytes) {
           replyTooLarge = true;
           return WASI_EFBIG;
         } else {
@@ -148,7 +215,7 @@ function runCommand(wasiSetup: WasiSetup, subject: string, payload: Uint8Array):
     }
   }
   stderr.flush();
-  if (replyTooLarge) failure = `reply too large: the module wrote more than ${MAX_REPLY_BYTES} bytes to stdout`;
+  if (replyTooLarge) failure = `reply too large: the module wrote more than ${setup.maxReplyBytes} bytes to stdout`;
   if (failure !== undefined) return { type: "done", ok: false, message: failure };
   return { type: "done", ok: true, data: joined(reply, replyBytes) };
 }
@@ -202,7 +269,7 @@ function optional(r: HostCallResult): Tagged<Uint8Array | undefined> {
 function hostImports(c: ComponentSetup): Record<string, unknown> {
   const decoder = new TextDecoder();
   const json = (body: Uint8Array): unknown => (body.byteLength === 0 ? [] : JSON.parse(decoder.decode(body)));
-  const log = (stream: LogStream) => (line: string) => post({ type: "log", stream, text: line });
+  const log = (stream: LogStream) => (line: string) => budget.lines(stream, String(line).split("\n"));
   return {
     "nex:host/kv": {
       get: (key: string): Tagged<Uint8Array | undefined> => optional(hostCall(c, "kv", "get", { "Nex-Key": key })),
@@ -243,6 +310,9 @@ async function componentRunner(c: ComponentSetup): Promise<(subject: string, pay
     try {
       instance ??= build();
       const data = instance.handle(subject, payload);
+      if (data.byteLength > setup.maxReplyBytes) {
+        return { type: "done", ok: false, message: `reply too large: ${data.byteLength} bytes, the limit is ${setup.maxReplyBytes}` };
+      }
       return { type: "done", ok: true, data };
     } catch (err) {
       // An `err` result arrives as the thrown string; anything else is a trap and poisons the instance.
@@ -265,6 +335,7 @@ async function main(): Promise<void> {
   }
   port.on("message", (m: RunTrigger) => {
     if (m?.type !== "run") return;
+    budget.reset();
     const done = run(m.subject, m.payload);
     const heap = getHeapStatistics();
     done.heapBytes = heap.used_heap_size + heap.external_memory;

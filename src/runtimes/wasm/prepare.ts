@@ -1,9 +1,10 @@
-// Deploy-time preparation of a wasm artifact into the program its workers run: the form is read from
-// the header; core modules are memory-capped and compiled once (a WebAssembly.Module is shared with
+// Runs in the wasm runtime-host child process. Deploy-time preparation of a wasm artifact into the program its workers run: the form is read from
+// the header; core modules get their memories and tables capped (binary.ts) and are compiled once (a WebAssembly.Module is shared with
 // every worker without recompiling). Anything that cannot run is refused here with a WasmFormatError.
 
-import type { WorkloadLimits, WorkloadSpec } from "../types.js";
-import { capMemory, pagesFor, WASM_PAGE_BYTES, WasmFormatError, wasmForm } from "./binary.js";
+import type { FunctionSpec } from "../runtime-host-ipc.js";
+import type { WorkloadLimits } from "../types.js";
+import { capGrowth, pagesFor, tableElementsFor, WASM_PAGE_BYTES, WasmFormatError, wasmForm } from "./binary.js";
 import type { ComponentCache } from "./component-cache.js";
 import type { GuestProgram } from "./guest-pool.js";
 
@@ -24,7 +25,7 @@ const WASI_FUNCTIONS = new Set(
 );
 
 async function compile(bytes: Uint8Array, what: string, limits: WorkloadLimits): Promise<WebAssembly.Module> {
-  const capped = capMemory(bytes, pagesFor(limits.memoryMb));
+  const capped = capGrowth(bytes, { memoryPages: pagesFor(limits.memoryMb), tableElements: tableElementsFor(limits.memoryMb) });
   try {
     return await WebAssembly.compile(capped);
   } catch (err) {
@@ -51,7 +52,7 @@ export interface PreparedProgram {
   transpiled?: boolean;
 }
 
-export async function prepareProgram(spec: WorkloadSpec, limits: WorkloadLimits, components: ComponentCache): Promise<PreparedProgram> {
+export async function prepareProgram(spec: FunctionSpec, limits: WorkloadLimits, components: ComponentCache): Promise<PreparedProgram> {
   if (wasmForm(spec.artifact) === "module") {
     const module = await compile(spec.artifact, "WebAssembly module", limits);
     checkCommand(module);

@@ -1,0 +1,295 @@
+// Runs in a runtime-host child process (forked by runtime-host-supervisor.ts in the node). What the
+// JavaScript and the wasm runtime hosts share: the IPC loop (init → ready; deploy, undeploy, stats,
+// shutdown → result), the NATS connection the child makes itself (so a trigger never passes through
+// the node), each workload's trigger subscriptions (HostedWorkload), in-process host services, the
+// batching of log lines and failed triggers to the node, and the child's own pino log over IPC. A
+// runtime host supplies only how to load a workload into a trigger pool (isolates, worker threads).
+
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import pino, { type Logger } from "pino";
+import { HostServices } from "../host-services/server.js";
+import { sha256Hex } from "../util/sha256.js";
+import { HostBridge } from "./host-bridge.js";
+import { HostedWorkload, normalizeLimits, type TriggerPool } from "./hosted-workload.js";
+import type { DeployRequest, FromHost, FunctionSpec, HostInit, LogEntry, ToHost, TriggerFailure } from "./runtime-host-ipc.js";
+import type { LogStream, WorkloadLimits } from "./types.js";
+
+/** Log lines kept for the parent when it does not keep up; beyond this lines are counted and dropped. */
+const MAX_PENDING_LOG_LINES = 20_000;
+const EVENT_BATCH = 500;
+
+function send(message: FromHost, done?: () => void): void {
+  if (!process.connected || !process.send) {
+    done?.();
+    return;
+  }
+  try {
+    process.send(message, undefined, {}, () => done?.());
+  } catch {
+    done?.();
+  }
+}
+
+/** Log lines and failed triggers, sent to the parent in batches once per event-loop turn. */
+export class EventBatcher {
+  private logs: LogEntry[] = [];
+  private failures: TriggerFailure[] = [];
+  private dropped = 0;
+  private scheduled = false;
+
+  constructor(private readonly logger: Logger) {}
+
+  log(workloadId: string, stream: LogStream, text: string): void {
+    const lines = text.endsWith("\n") ? text.slice(0, -1).split("\n") : text.split("\n");
+    for (const line of lines) {
+      if (this.logs.length >= MAX_PENDING_LOG_LINES) {
+        this.dropped++;
+        continue;
+      }
+      this.logs.push({ workloadId, stream, line: line.endsWith("\r") ? line.slice(0, -1) : line });
+    }
+    this.schedule();
+  }
+
+  failure(workloadId: string, subject: string, error: string): void {
+    this.failures.push({ workloadId, subject, error });
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.logs.length + this.failures.length >= EVENT_BATCH) {
+      this.flush();
+      return;
+    }
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  flush(): void {
+    this.scheduled = false;
+    if (this.logs.length === 0 && this.failures.length === 0) return;
+    if (this.dropped > 0) {
+      this.logger.warn({ dropped: this.dropped }, "workload output dropped: the node did not keep up");
+      this.dropped = 0;
+    }
+    const message: FromHost = { type: "events", logs: this.logs, failures: this.failures };
+    this.logs = [];
+    this.failures = [];
+    send(message);
+  }
+}
+
+/** What a runtime host's loader gets besides the deploy request. */
+export interface LoadContext {
+  nc: NatsConnection;
+  /** The deploy's limits with defaults filled in. */
+  limits: WorkloadLimits;
+  /** The artifact's SHA-256 as computed here (what caches are keyed by). */
+  sha256: string;
+  /** The init message's runtime-specific settings. */
+  settings: Record<string, string>;
+  events: EventBatcher;
+  /** Host-service calls of this workload: in-process, or over NATS to the node (hostServicesOnBus). */
+  bridge: HostBridge;
+  /** Stops this process: something in it can no longer be trusted (a catastrophic isolate error). */
+  fatal(reason: string): void;
+  log: Logger;
+}
+
+export interface Loaded<Result> {
+  pool: TriggerPool;
+  /** The deploy's answer to the node. */
+  result: Result;
+  /** Fields for the "deployed" log line. */
+  details: Record<string, unknown>;
+}
+
+export interface RuntimeHostDefinition<Extra, Result> {
+  /** Names the process (title "nex-<name>") and its log lines' component. */
+  name: string;
+  /** Loads a workload into a pool that runs its triggers; rejects with a reason the deployer reads. */
+  load(request: DeployRequest<Extra>, ctx: LoadContext): Promise<Loaded<Result>>;
+  /** Releases what the runtime host keeps besides its workloads, on shutdown. */
+  close?(): Promise<void>;
+}
+
+function checkSpec(spec: FunctionSpec): void {
+  const bad = (what: string): never => {
+    throw new Error(`invalid workload spec: ${what}`);
+  };
+  if (!spec || typeof spec !== "object") bad("not an object");
+  if (typeof spec.id !== "string" || spec.id === "") bad("id");
+  if (typeof spec.name !== "string" || spec.name === "") bad("name");
+  if (typeof spec.namespace !== "string" || spec.namespace === "") bad("namespace");
+  if (!(spec.artifact instanceof Uint8Array)) bad("artifact must be bytes");
+  if (!Array.isArray(spec.triggerSubjects) || !spec.triggerSubjects.every((s) => typeof s === "string" && s !== "")) {
+    bad("triggerSubjects must be a list of subjects");
+  }
+}
+
+/** Serves the node's requests in this process until shutdown or until the node goes away. */
+export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra, Result>): void {
+  const log: Logger = pino(
+    { level: process.env.NEX_RUNTIME_HOST_LOG_LEVEL ?? "info", base: { component: def.name, pid: process.pid } },
+    { write: (line: string) => send({ type: "log", line }) },
+  );
+  const events = new EventBatcher(log);
+  const workloads = new Map<string, HostedWorkload>();
+  const deploying = new Map<string, Promise<unknown>>();
+  let nc: NatsConnection | undefined;
+  let init: HostInit | undefined;
+  /** Host services for this process's workloads, served in-process (the node serves the same on the bus). */
+  let hostServices: HostServices | undefined;
+  let shuttingDown = false;
+
+  function fatal(reason: string, code: number): void {
+    log.fatal({ reason }, "runtime host stopping");
+    events.flush();
+    let exited = false;
+    const exit = (): void => {
+      if (exited) return;
+      exited = true;
+      process.exit(code);
+    };
+    send({ type: "fatal", error: reason }, exit);
+    setTimeout(exit, 500).unref();
+  }
+
+  function bridgeFor(conn: NatsConnection, spec: FunctionSpec): HostBridge {
+    if (!init?.hostServicesOnBus) hostServices ??= new HostServices(conn, log.child({ component: "host-services" }));
+    const local = hostServices ? { services: hostServices, workloadName: spec.name } : undefined;
+    return new HostBridge(conn, spec.namespace, spec.id, local);
+  }
+
+  async function deploy(request: DeployRequest<Extra>): Promise<Result> {
+    if (!nc || !init) throw new Error("the runtime host is not connected to NATS");
+    if (shuttingDown) throw new Error("the runtime host is shutting down");
+    const spec = request.spec;
+    checkSpec(spec);
+    if (workloads.has(spec.id) || deploying.has(spec.id)) throw new Error(`workload ${spec.id} is already deployed`);
+    const conn = nc;
+    const settings = init.settings ?? {};
+    const work = (async (): Promise<Result> => {
+      const wlog = log.child({ workloadId: spec.id, namespace: spec.namespace, workload: spec.name });
+      const sha256 = sha256Hex(spec.artifact);
+      if (spec.sha256 && spec.sha256.toLowerCase() !== sha256) {
+        wlog.warn({ given: spec.sha256, computed: sha256 }, "artifact sha256 differs from the spec; caching by the computed one");
+      }
+      const limits = normalizeLimits(spec.limits);
+      const ctx: LoadContext = { nc: conn, limits, sha256, settings, events, bridge: bridgeFor(conn, spec), fatal: (r) => fatal(r, 70), log: wlog };
+      const { pool, result, details } = await def.load(request, ctx);
+      const workload = new HostedWorkload({ ...spec, limits }, conn, pool, events, wlog);
+      await workload.listen();
+      if (shuttingDown) {
+        await workload.stop();
+        throw new Error("the runtime host is shutting down");
+      }
+      workloads.set(spec.id, workload);
+      wlog.info({ subjects: spec.triggerSubjects, ...details }, "workload deployed");
+      return result;
+    })();
+    deploying.set(spec.id, work);
+    try {
+      return await work;
+    } finally {
+      deploying.delete(spec.id);
+    }
+  }
+
+  async function undeploy(workloadId: string): Promise<{ stopped: boolean }> {
+    await deploying.get(workloadId)?.catch(() => undefined);
+    const w = workloads.get(workloadId);
+    if (!w) return { stopped: false };
+    workloads.delete(workloadId);
+    await w.stop();
+    log.info({ workloadId }, "workload undeployed");
+    return { stopped: true };
+  }
+
+  async function shutdown(): Promise<Record<string, never>> {
+    shuttingDown = true;
+    await Promise.allSettled([...deploying.values()]);
+    await Promise.allSettled([...workloads.values()].map((w) => w.stop()));
+    workloads.clear();
+    await def.close?.().catch((err: Error) => log.warn({ err: err.message }, "closing the runtime host's resources failed"));
+    events.flush();
+    if (nc) await nc.drain().catch(() => undefined);
+    return {};
+  }
+
+  async function start(m: HostInit): Promise<void> {
+    init = m;
+    const servers = m.natsUrl
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+    try {
+      nc = await connect({
+        servers,
+        name: m.connectionName,
+        user: m.natsAuth?.user,
+        pass: m.natsAuth?.pass,
+        token: m.natsAuth?.token,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        // Host-service calls are requests; a stack trace captured for each costs more than the call.
+        noAsyncTraces: true,
+      });
+    } catch (err) {
+      fatal(`cannot connect to NATS at ${m.natsUrl}: ${(err as Error).message}`, 1);
+      return;
+    }
+    const conn = nc;
+    void (async () => {
+      for await (const s of conn.status()) {
+        if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") {
+          log.warn({ status: s.type, server: (s as { server?: string }).server }, "NATS connection status");
+        }
+      }
+    })().catch(() => undefined);
+    conn.closed().then((err) => {
+      if (!shuttingDown) fatal(`NATS connection closed${err ? `: ${err.message}` : ""}`, 1);
+    });
+    log.info({ servers }, "runtime host connected to NATS");
+    send({ type: "ready", pid: process.pid });
+  }
+
+  function answer(reqId: number, work: Promise<unknown>): void {
+    work.then(
+      (value) => send({ type: "result", reqId, ok: true, value }),
+      (err) => send({ type: "result", reqId, ok: false, error: (err as Error)?.message ?? String(err) }),
+    );
+  }
+
+  process.on("message", (raw: unknown) => {
+    const m = raw as ToHost<Extra>;
+    if (!m || typeof m !== "object" || typeof m.type !== "string") return;
+    switch (m.type) {
+      case "init":
+        void start(m);
+        break;
+      case "deploy":
+        answer(m.reqId, deploy(m));
+        break;
+      case "undeploy":
+        answer(m.reqId, undeploy(m.workloadId));
+        break;
+      case "stats":
+        answer(m.reqId, workloads.get(m.workloadId)?.stats() ?? Promise.resolve(null));
+        break;
+      case "shutdown":
+        shutdown().then(
+          () => send({ type: "result", reqId: m.reqId, ok: true, value: {} }, () => process.exit(0)),
+          (err) => send({ type: "result", reqId: m.reqId, ok: false, error: String(err) }, () => process.exit(1)),
+        );
+        break;
+    }
+  });
+
+  // The node went away: nothing is left to answer to.
+  process.on("disconnect", () => process.exit(0));
+  process.on("uncaughtException", (err) => fatal(`uncaught exception: ${err?.stack ?? String(err)}`, 1));
+  process.on("unhandledRejection", (err) => fatal(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`, 1));
+  process.title = `nex-${def.name}`;
+}
