@@ -20,6 +20,8 @@
 // The isolate writes offset and length before it stores the kind (Atomics), and zeroes a batch's entries
 // before it stores the batch id, so the host never reads a half-written entry or one of an older batch.
 // A result that does not fit (or an index past MAX_RESULTS) goes by the callback instead (kind byCallback).
+// Whatever the isolate wrote, the host checks before it uses: an entry out of bounds or of an unknown
+// kind is an error for that trigger alone, never a throw in the runtime host.
 
 import { ErrorCodes, failure, queueTimeoutOutcome, type Outcome } from "../outcome.js";
 
@@ -64,10 +66,13 @@ export class ResultChannel {
     return Atomics.load(this.table, index * ENTRY.size + ENTRY.kind);
   }
 
-  /** When trigger `index` started (epoch ms), or undefined if it has not; `base` is the batch's base time. */
+  /**
+   * When trigger `index` started (epoch ms), or undefined if it has not; `base` is the batch's base time.
+   * Never later than now: a start in the future would put off the trigger's deadline.
+   */
   startedAt(index: number, base: number): number | undefined {
     const started = Atomics.load(this.table, index * ENTRY.size + ENTRY.started);
-    return started === 0 ? undefined : base + started - 1;
+    return started === 0 ? undefined : Math.min(base + Math.max(started, 1) - 1, Date.now());
   }
 
   /** Result `index` (its kind is not none), or "callback" when it travels by callback instead. */
@@ -76,16 +81,22 @@ export class ResultChannel {
     const kind = this.kind(index);
     const offset = this.table[at + ENTRY.offset];
     const length = this.table[at + ENTRY.length];
+    if (offset < 0 || length < 0 || offset + length > DATA_BYTES) {
+      return failure(ErrorCodes.failed, `the isolate wrote an inconsistent result (offset ${offset}, length ${length})`);
+    }
     const bytes = (): Uint8Array => new Uint8Array(this.shared, DATA_OFFSET + offset, length).slice();
+    const message = (fallback: string): string => (length === 0 ? fallback : decoder.decode(bytes()));
     switch (kind) {
       case RESULT_KIND.ok:
         return { ok: true, data: length === 0 ? undefined : bytes() };
       case RESULT_KIND.error:
-        return failure(ErrorCodes.failed, length === 0 ? "the function failed" : decoder.decode(bytes()));
+        return failure(ErrorCodes.failed, message("the function failed"));
       case RESULT_KIND.expired:
         return queueTimeoutOutcome(queueTimeoutMs);
-      default:
+      case RESULT_KIND.byCallback:
         return "callback";
+      default:
+        return failure(ErrorCodes.failed, `the isolate wrote a result of unknown kind ${kind}`);
     }
   }
 }
