@@ -113,18 +113,20 @@ export class RunningBatch {
   }
 
   /**
-   * From inside the isolate: a result too large for the shared area, or (index -1) "collect now".
-   * Anything else the isolate might send is ignored or answered as a failure.
+   * From inside the isolate: a result too large for the shared area (of RESULT_KIND `kind`), or (index -1)
+   * "collect now". Anything else the isolate might send is ignored or answered as a failure.
    */
-  onResult(index: unknown, ok: unknown, value: unknown): void {
+  onResult(index: unknown, kind: unknown, value: unknown): void {
     if (index === -1) {
       this.collect();
       return;
     }
     if (typeof index !== "number" || !Number.isInteger(index) || index < 0 || index >= this.jobs.length) return;
     const message = typeof value === "string" && value !== "" ? value : undefined;
-    if (ok === true && (value === undefined || typeof value === "string" || value instanceof Uint8Array)) {
+    if (kind === RESULT_KIND.ok && (value === undefined || typeof value === "string" || value instanceof Uint8Array)) {
       this.answer(index, { ok: true, data: value });
+    } else if (kind === RESULT_KIND.tooLarge) {
+      this.answer(index, failure(ErrorCodes.tooLarge, message ?? "reply too large"));
     } else {
       this.answer(index, failure(ErrorCodes.failed, message ?? "the function failed"));
     }

@@ -21,6 +21,8 @@ import { HostedWorkload, normalizeLimits, poolSize } from "../hosted-workload.js
 /** Log lines kept for the parent when it does not keep up; beyond this lines are counted and dropped. */
 const MAX_PENDING_LOG_LINES = 20_000;
 const EVENT_BATCH = 500;
+/** NATS's default max_payload, for a server that did not say its own. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 function send(message: FromHost, done?: () => void): void {
   if (!process.connected || !process.send) {
@@ -166,6 +168,7 @@ async function deploy(spec: JsWorkloadSpec, given?: CompiledCode): Promise<Deplo
       fresh: spec.freshContextPerTrigger === true,
       concurrency: poolSize(spec.concurrency),
       env: spec.env && typeof spec.env === "object" ? { ...spec.env } : {},
+      maxPayload: conn.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
       hooks: {
         log: (stream, line) => events.log(spec.id, stream, line),
         hostCall: (service, method, headers, body, deadlineAt) => hostCallTurn.run(() => bridge.call(service, method, headers, body, deadlineAt)),
