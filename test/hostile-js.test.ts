@@ -205,15 +205,17 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     }
   });
 
-  it("refuses replies over max_payload by their length (413): bytes, JSON and a JSON that would only grow too large when built", async () => {
+  it("refuses replies over max_payload (413): bytes, JSON, a JSON that would only grow too large when built, and UTF-8", async () => {
     const s = await deploy(`(subject, payload) => {
       const mode = new TextDecoder().decode(payload);
       if (mode === "bytes") return new Uint8Array(${MAX_PAYLOAD} + 1);
       if (mode === "json") return { big: "x".repeat(${MAX_PAYLOAD}) };
       if (mode === "rope") return { big: "x".repeat(${HUGE}) };
+      // Within max_payload by its length, over it once UTF-8: the runtime host refuses it.
+      if (mode === "utf8") return "\u00e9".repeat(${MAX_PAYLOAD / 2 + 1});
       return "ok";
     }`);
-    for (const mode of ["bytes", "json", "rope"]) {
+    for (const mode of ["bytes", "json", "rope", "utf8"]) {
       const r = await request(s, mode);
       expect(errorCode(r), mode).toBe("413");
       expect(r.headers?.get("Nex-Error"), mode).toMatch(/reply too large/);
