@@ -21,7 +21,7 @@ export type HostCallResult =
 
 /** Largest value a workload may send to, or receive from, a host service. */
 export const MAX_HOST_VALUE_BYTES = 8 * 1024 * 1024;
-const MAX_HEADER_VALUE_CHARS = 1024;
+export const MAX_HEADER_VALUE_CHARS = 1024;
 /** Time left for a host service's answer to travel back after its own wait (Nex-Timeout-Ms) ends. */
 const INNER_MARGIN_MS = 50;
 const encoder = new TextEncoder();
@@ -35,6 +35,11 @@ const ALLOWED_HEADERS = new Set<string>([
   HostHeaders.maxMessages,
   HostHeaders.filter,
 ]);
+
+/** Largest value one host call carries: the NATS server's max_payload bounds one request (headers included). */
+export function hostValueLimit(maxPayload: number | undefined): number {
+  return Math.min(MAX_HOST_VALUE_BYTES, (maxPayload ?? MAX_HOST_VALUE_BYTES) - 4096);
+}
 
 function fail(code: HostErrorCode, message: string): HostCallResult {
   return { ok: false, code, message };
@@ -132,8 +137,7 @@ export class HostBridge {
         return fail("bad_request", `unknown method ${JSON.stringify(method)} of host service ${service}`);
       }
       if (!(body instanceof Uint8Array)) return fail("bad_request", "the value must be bytes");
-      // The NATS server's max_payload bounds one request (headers included); beyond it nothing can carry it.
-      const limit = Math.min(MAX_HOST_VALUE_BYTES, (this.nc.info?.max_payload ?? MAX_HOST_VALUE_BYTES) - 4096);
+      const limit = hostValueLimit(this.nc.info?.max_payload);
       if (body.byteLength > limit) {
         return fail("too_large", `value of ${body.byteLength} bytes exceeds the ${limit}-byte limit`);
       }

@@ -153,7 +153,7 @@ export class HostedWorkload {
       const max = this.nc.info?.max_payload ?? Number.MAX_SAFE_INTEGER;
       const size = typeof data === "string" ? (data.length * 3 > max ? Buffer.byteLength(data) : 0) : data.byteLength;
       if (size > max) {
-        outcome = { ok: false, code: ErrorCodes.failed, message: `reply too large: ${size} bytes, the server allows ${max}` };
+        outcome = { ok: false, code: ErrorCodes.tooLarge, message: `reply too large: ${size} bytes, the server allows ${max}` };
       } else {
         try {
           msg.respond(data);

@@ -10,58 +10,66 @@
 //   hostRef     an ivm.Reference to the host-call function; captured here only, never stored on a global
 //               or passed to workload code, so the workload cannot springboard into the host isolate
 //   envIn       the workload's environment (a copy)
-//   limits      { maxLogLines, maxLogChars }
-//   emitResult  a plain function (ivm.Callback, fire-and-forget) taking (batchId, index, ok, value), for
+//   limits      GuestLimits (below)
+//   emitResult  a plain function (ivm.Callback, fire-and-forget) taking (batchId, index, kind, value), for
 //               a result too large for the shared area: value is the reply (string, Uint8Array or
-//               undefined) when ok is true, the error message when ok is false; index -1 asks the host
-//               to read the results ready in the shared area now
+//               undefined) when kind is ok, the error message otherwise (RESULT_KIND); index -1 asks the
+//               host to read the results ready in the shared area now
 //   shared      the isolate's result channel, a SharedArrayBuffer (layout in result-channel.ts): the
 //               batch runner writes each result there, when each trigger started, and whose code runs
 //
-// Everything the shims rely on (Reflect.apply, JSON, Uint8Array, Promise#then, Atomics, the Reference's
-// applySyncPromise and apply) is captured before workload code runs, so a workload that replaces globals only
-// breaks its own context.
+// What the workload may not do (see primordials.ts and the tests in test/hostile-js.test.ts):
+// - reach the shared result area or the host references: the bootstrap calls only built-ins captured
+//   before workload code runs, uncurried, so replacing a prototype method, a getter or a global (even
+//   Function.prototype.call, Promise[Symbol.species] or Symbol.hasInstance) changes nothing here;
+// - copy anything unbounded out of the isolate: a reply is refused (413) by its length before it is
+//   encoded or copied, JSON is counted while it is built, and error messages, console lines and
+//   host-call arguments are cut or refused at their limits (GuestLimits) inside the isolate.
 
+import { MAX_HEADER_VALUE_CHARS, hostValueLimit } from "../host-bridge.js";
+import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
+import { PRIMORDIALS_SOURCE } from "./primordials.js";
 import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, TABLE_OFFSET } from "./result-channel.js";
+
+/** What the bootstrap bounds inside the isolate, per trigger or per value. */
+export interface GuestLimits {
+  maxLogLines: number;
+  /** Characters of one console line; longer lines are cut. */
+  maxLogChars: number;
+  /** Characters of an error message (a throw, a rejection); longer ones are cut. */
+  maxErrorChars: number;
+  /** Bytes of one reply (the NATS server's max_payload); longer replies answer 413. */
+  maxReplyBytes: number;
+  /** Bytes of one value handed to a host service, and characters of one of its names (key, subject...). */
+  maxHostValueBytes: number;
+  maxHostNameChars: number;
+}
+
+/** The limits for a NATS server whose max_payload is `maxPayload`. */
+export function guestLimits(maxPayload: number): GuestLimits {
+  return {
+    ...TRIGGER_LOG_LIMITS,
+    maxErrorChars: 16 * 1024,
+    maxReplyBytes: maxPayload,
+    maxHostValueBytes: hostValueLimit(maxPayload),
+    maxHostNameChars: MAX_HEADER_VALUE_CHARS,
+  };
+}
 
 export const BOOTSTRAP_SOURCE = String.raw`
 (function setup(emitLog, hostRef, envIn, limits, emitResult, shared) {
 "use strict";
-
+${PRIMORDIALS_SOURCE}
 const G = globalThis;
-const ReflectApply = Reflect.apply;
-const ObjectFreeze = Object.freeze;
-const ObjectCreate = Object.create;
-const ObjectAssign = Object.assign;
-const ObjectDefineProperty = Object.defineProperty;
-const ArrayIsArray = Array.isArray;
-const JSONStringify = JSON.stringify;
-const JSONParse = JSON.parse;
-const StringCtor = String;
-const StringFromCharCode = String.fromCharCode;
-const ErrorCtor = Error;
-const TypeErrorCtor = TypeError;
-const RangeErrorCtor = RangeError;
-const U8 = Uint8Array;
-const ArrayBufferCtor = ArrayBuffer;
-const ArrayBufferIsView = ArrayBuffer.isView;
-const PromiseCtor = Promise;
-const PromiseThen = Promise.prototype.then;
-const PromiseResolve = Promise.resolve;
-const U8Slice = Uint8Array.prototype.slice;
-const ArrayPush = Array.prototype.push;
-const ArrayJoin = Array.prototype.join;
-const DateNow = Date.now;
-const AtomicsStore = Atomics.store;
-const AtomicsCompareExchange = Atomics.compareExchange;
-const ObjectKeys = Object.keys;
-const PromiseReject = Promise.reject;
 const applySyncPromise = hostRef.applySyncPromise;
 const applyAsync = hostRef.apply;
+const MAX_LOG_LINES = limits.maxLogLines;
+const MAX_LOG_CHARS = limits.maxLogChars;
+const MAX_ERROR_CHARS = limits.maxErrorChars;
+const MAX_REPLY_BYTES = limits.maxReplyBytes;
+const MAX_HOST_VALUE_BYTES = limits.maxHostValueBytes;
+const MAX_HOST_NAME_CHARS = limits.maxHostNameChars;
 
-function frozenRecord(o) {
-  return ObjectFreeze(ObjectAssign(ObjectCreate(null), o));
-}
 const SYNC_CALL = frozenRecord({ arguments: frozenRecord({ copy: true }) });
 const ASYNC_CALL = frozenRecord({ arguments: frozenRecord({ copy: true }), result: frozenRecord({ promise: true }) });
 const EMPTY = new U8(0);
@@ -72,10 +80,10 @@ function utf8Size(str) {
   const n = str.length;
   let size = 0;
   for (let i = 0; i < n; i++) {
-    const c = str.charCodeAt(i);
+    const c = StringCharCodeAt(str, i);
     if (c < 0x80) size += 1;
     else if (c < 0x800) size += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (str.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { size += 4; i++; }
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (StringCharCodeAt(str, i + 1) & 0xfc00) === 0xdc00) { size += 4; i++; }
     else size += 3;
   }
   return size;
@@ -92,11 +100,11 @@ function utf8Encode(input) {
 function utf8EncodeInto(str, out, p) {
   const n = str.length;
   for (let i = 0; i < n; i++) {
-    let c = str.charCodeAt(i);
+    let c = StringCharCodeAt(str, i);
     if (c < 0x80) { out[p++] = c; continue; }
     if (c < 0x800) { out[p++] = 0xc0 | (c >> 6); out[p++] = 0x80 | (c & 63); continue; }
     if (c >= 0xd800 && c <= 0xdbff && i + 1 < n) {
-      const d = str.charCodeAt(i + 1);
+      const d = StringCharCodeAt(str, i + 1);
       if ((d & 0xfc00) === 0xdc00) {
         const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
         out[p++] = 0xf0 | (cp >> 18);
@@ -119,12 +127,12 @@ function isCont(b) { return (b & 0xc0) === 0x80; }
 // Returns the decoded string; sets decodeErrors when a replacement character was produced.
 let decodeErrors = false;
 function utf8Decode(input, skipBom) {
-  const u8 = toBytes(input);
-  const n = u8.length;
+  const u8 = toBytes(input, Infinity);
+  const n = TypedArrayLength(u8);
   let i = 0;
   if (skipBom && n >= 3 && u8[0] === 0xef && u8[1] === 0xbb && u8[2] === 0xbf) i = 3;
   let out = "";
-  const units = [];
+  const units = ObjectSetPrototypeOf([], null);
   decodeErrors = false;
   while (i < n) {
     const b = u8[i];
@@ -161,7 +169,7 @@ class TextDecoder {
   #fatal;
   #ignoreBOM;
   constructor(label, options) {
-    const l = label === undefined ? "utf-8" : StringCtor(label).trim().toLowerCase();
+    const l = label === undefined ? "utf-8" : StringToLowerCase(StringTrim(StringCtor(label)));
     if (l !== "utf-8" && l !== "utf8" && l !== "unicode-1-1-utf-8") {
       throw new RangeErrorCtor("TextDecoder: only utf-8 is supported, not " + l);
     }
@@ -181,23 +189,74 @@ class TextDecoder {
 
 // ---- bytes in and out --------------------------------------------------------------------------
 
-// A value the workload hands to a host service or returns: bytes as they are, strings as UTF-8,
-// anything else as JSON.
-function toBytes(v) {
-  if (v instanceof U8) return v;
-  if (v === undefined) return EMPTY;
-  if (typeof v === "string") return utf8Encode(v);
-  if (v instanceof ArrayBufferCtor) return new U8(v);
-  if (ArrayBufferIsView(v)) return new U8(v.buffer, v.byteOffset, v.byteLength);
-  const s = JSONStringify(v);
-  if (s === undefined) throw new TypeErrorCtor("value cannot be encoded: not JSON-serializable");
-  return utf8Encode(s);
+// Thrown when a value would be larger than its limit; code "too_large", as the host services say it.
+// Known by identity (a reply refused so answers 413), not by a code a workload could set on its own errors.
+const refusals = new WeakSetCtor();
+function tooLarge(what, size, max) {
+  const e = new ErrorCtor(what + " too large: " + size + " bytes or more, the limit is " + max);
+  e.code = "too_large";
+  WeakSetAdd(refusals, e);
+  return e;
+}
+function isTooLarge(e) {
+  return e !== null && typeof e === "object" && WeakSetHas(refusals, e);
 }
 
-// The copy into the host copies the whole backing buffer of a view, so send only what is meant.
-function compactBytes(u8) {
-  if (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength && u8.buffer instanceof ArrayBufferCtor) return u8;
-  return ReflectApply(U8Slice, u8, []);
+// JSON text of v, or undefined (as JSON.stringify), thrown as tooLarge as soon as the text would pass
+// maxChars: counted while it is built, so the text of a huge string or structure is never built.
+function boundedJSON(v, maxChars, what) {
+  let left = maxChars;
+  function count(key, value) {
+    left -= key.length + (typeof value === "string" ? value.length + 4 : 4);
+    if (left < 0) throw tooLarge(what, maxChars + 1, maxChars);
+    return value;
+  }
+  const s = JSONStringify(v, count);
+  if (s !== undefined && s.length > maxChars) throw tooLarge(what, s.length, maxChars);
+  return s;
+}
+
+// A string's UTF-8 bytes, refused by its length before they are made (a UTF-16 unit is at least a byte).
+function boundedUtf8(str, max, what) {
+  if (str.length > max) throw tooLarge(what, str.length, max);
+  const out = utf8Encode(str);
+  if (TypedArrayByteLength(out) > max) throw tooLarge(what, TypedArrayByteLength(out), max);
+  return out;
+}
+
+// A value the workload hands to a host service: bytes as they are, strings as UTF-8, anything else as
+// JSON; at most max bytes.
+function toBytes(v, max) {
+  if (v === undefined) return EMPTY;
+  if (typeof v === "string") return boundedUtf8(v, max, "value");
+  const bytes = bytesOf(v);
+  if (bytes !== undefined) {
+    if (TypedArrayByteLength(bytes) > max) throw tooLarge("value", TypedArrayByteLength(bytes), max);
+    return bytes;
+  }
+  const s = boundedJSON(v, max, "value");
+  if (s === undefined) throw new TypeErrorCtor("value cannot be encoded: not JSON-serializable");
+  return boundedUtf8(s, max, "value");
+}
+
+// Bytes for the copy out of the isolate, which takes a view's whole backing buffer: the view itself when
+// it covers all of a plain ArrayBuffer, else a copy of just its bytes (a part of a buffer, a
+// SharedArrayBuffer, whose byteLength getter throws here, or a resizable one).
+function ownBytes(u8) {
+  const buffer = TypedArrayBuffer(u8);
+  try {
+    if (!ArrayBufferResizable(buffer) && TypedArrayByteOffset(u8) === 0 && TypedArrayByteLength(u8) === ArrayBufferByteLength(buffer)) return u8;
+  } catch (e) {
+    // not a plain ArrayBuffer
+  }
+  const out = new U8(TypedArrayByteLength(u8));
+  TypedArraySet(out, u8, 0);
+  return out;
+}
+
+// A value for a host service: at most the bytes one call carries.
+function hostValue(v) {
+  return toBytes(v, MAX_HOST_VALUE_BYTES);
 }
 
 function decodeJSON(bytes) {
@@ -206,12 +265,17 @@ function decodeJSON(bytes) {
 
 // ---- console -----------------------------------------------------------------------------------
 
-let linesLeft = limits.maxLogLines;
-const maxChars = limits.maxLogChars;
+let linesLeft = MAX_LOG_LINES;
 
+// s cut to max characters (through the original slice: a replaced one could hand back all of s).
+function cut(s, max, mark) {
+  return s.length > max ? StringSlice(s, 0, max) + mark : s;
+}
+
+// How console shows a value: at most about MAX_LOG_CHARS of it.
 function show(v, nested) {
   switch (typeof v) {
-    case "string": return nested ? JSONStringify(v) : v;
+    case "string": return nested ? JSONStringify(cut(v, MAX_LOG_CHARS, "")) : v;
     case "undefined": return "undefined";
     case "bigint": return StringCtor(v) + "n";
     case "symbol": return StringCtor(v);
@@ -219,15 +283,17 @@ function show(v, nested) {
     case "object": {
       if (v === null) return "null";
       if (v instanceof ErrorCtor) return v.stack ? StringCtor(v.stack) : StringCtor(v);
-      if (v instanceof U8) {
-        const head = [];
-        for (let i = 0; i < v.length && i < 50; i++) ReflectApply(ArrayPush, head, [StringCtor(v[i])]);
-        return "Uint8Array(" + v.length + ") [" + ReflectApply(ArrayJoin, head, [", "]) + (v.length > 50 ? ", ..." : "") + "]";
+      if (isTypedArray(v) && TypedArrayTag(v) === "Uint8Array") {
+        const n = TypedArrayLength(v);
+        const head = ObjectSetPrototypeOf([], null);
+        for (let i = 0; i < n && i < 50; i++) ArrayPush(head, StringCtor(v[i]));
+        return "Uint8Array(" + n + ") [" + ArrayJoin(head, ", ") + (n > 50 ? ", ..." : "") + "]";
       }
       try {
-        const s = JSONStringify(v);
+        const s = boundedJSON(v, MAX_LOG_CHARS, "line");
         return s === undefined ? StringCtor(v) : s;
       } catch (e) {
+        if (isTooLarge(e)) return "[object: too large to show]";
         try { return StringCtor(v); } catch (e2) { return "[object]"; }
       }
     }
@@ -238,20 +304,20 @@ function show(v, nested) {
 function format(args) {
   let first = 0;
   let out = "";
-  if (typeof args[0] === "string" && args[0].indexOf("%") !== -1 && args.length > 1) {
+  if (typeof args[0] === "string" && StringIndexOf(args[0], "%") !== -1 && args.length > 1) {
     const f = args[0];
     let next = 1;
-    for (let i = 0; i < f.length; i++) {
+    for (let i = 0; i < f.length && out.length <= MAX_LOG_CHARS; i++) {
       const c = f[i];
       if (c !== "%" || i + 1 >= f.length) { out += c; continue; }
       const d = f[i + 1];
       if (d === "%") { out += "%"; i++; continue; }
-      if (next >= args.length || "sdifjoOc".indexOf(d) === -1) { out += c; continue; }
+      if (next >= args.length || StringIndexOf("sdifjoOc", d) === -1) { out += c; continue; }
       const a = args[next++];
       i++;
       if (d === "s") out += typeof a === "string" ? a : show(a, true);
-      else if (d === "d" || d === "i") out += typeof a === "bigint" ? StringCtor(a) + "n" : StringCtor(d === "i" ? parseInt(a) : Number(a));
-      else if (d === "f") out += StringCtor(parseFloat(a));
+      else if (d === "d" || d === "i") out += typeof a === "bigint" ? StringCtor(a) + "n" : StringCtor(d === "i" ? ParseInt(a) : NumberCtor(a));
+      else if (d === "f") out += StringCtor(ParseFloat(a));
       else if (d === "c") { /* CSS: ignored */ }
       else out += show(a, true);
     }
@@ -260,7 +326,7 @@ function format(args) {
     out = show(args[0], false);
     first = 1;
   }
-  for (let i = first; i < args.length; i++) out += " " + show(args[i], false);
+  for (let i = first; i < args.length && out.length <= MAX_LOG_CHARS; i++) out += " " + show(args[i], false);
   return out;
 }
 
@@ -270,7 +336,8 @@ function writer(stream) {
     linesLeft--;
     let line;
     try { line = format(args); } catch (e) { line = "[unprintable]"; }
-    if (line.length > maxChars) line = line.slice(0, maxChars) + " [truncated]";
+    if (typeof line !== "string") line = "[unprintable]";
+    line = cut(line, MAX_LOG_CHARS, " [truncated]");
     emitLog(stream, line);
     if (linesLeft === 0) emitLog("stderr", "[nex] console output limit reached; further lines of this trigger are dropped");
   };
@@ -322,7 +389,7 @@ const syncFace = {
   call(service, method, headers, body, then, missingIsNull) {
     let r;
     try {
-      r = checked(ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, compactBytes(body)], SYNC_CALL]));
+      r = checked(ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, ownBytes(body)], SYNC_CALL]));
     } catch (e) {
       if (missingIsNull) return nullIfMissing(withCode(e));
       throw withCode(e);
@@ -333,9 +400,9 @@ const syncFace = {
 };
 const asyncFace = {
   call(service, method, headers, body, then, missingIsNull) {
-    const p = ReflectApply(applyAsync, hostRef, [undefined, [service, method, headers, compactBytes(body)], ASYNC_CALL]);
-    const answer = ReflectApply(PromiseThen, p, [checked, (e) => { throw withCode(e); }]);
-    return ReflectApply(PromiseThen, answer, missingIsNull ? [then, nullIfMissing] : [then]);
+    const p = ReflectApply(applyAsync, hostRef, [undefined, [service, method, headers, ownBytes(body)], ASYNC_CALL]);
+    const answer = PromiseThen(ownPromise(p), checked, (e) => { throw withCode(e); });
+    return PromiseThen(ownPromise(answer), then, missingIsNull ? nullIfMissing : undefined);
   },
   // A bad argument rejects the promise, as any other failure does, instead of throwing.
   method(fn) {
@@ -354,14 +421,25 @@ function faced(face, methods, extra) {
   return ObjectFreeze(out);
 }
 
+// A name for a host call (key, subject, bucket...): a string of at most MAX_HOST_NAME_CHARS.
 function str(name, v) {
-  if (typeof v === "string") return v;
-  if (typeof v === "number" || typeof v === "bigint") return StringCtor(v);
-  throw new TypeErrorCtor(name + " must be a string");
+  const s = typeof v === "number" || typeof v === "bigint" ? StringCtor(v) : v;
+  if (typeof s !== "string") throw new TypeErrorCtor(name + " must be a string");
+  if (s.length > MAX_HOST_NAME_CHARS) {
+    const e = new RangeErrorCtor(name + " is longer than " + MAX_HOST_NAME_CHARS + " characters");
+    e.code = "bad_request";
+    throw e;
+  }
+  return s;
+}
+
+// Headers of a host call: no prototype, so a setter a workload put on Object.prototype sees none of them.
+function headers(fields) {
+  return ObjectAssign(ObjectCreate(null), fields);
 }
 
 function jsonBody(r) {
-  return r.body.length === 0 ? undefined : decodeJSON(r.body);
+  return TypedArrayLength(r.body) === 0 ? undefined : decodeJSON(r.body);
 }
 const bodyOf = (r) => r.body;
 const stringOf = (r) => utf8Decode(r.body, true);
@@ -371,7 +449,7 @@ const nothing = () => undefined;
 
 function revisionOf(r) {
   const h = r.headers["Nex-Revision"];
-  if (h !== undefined) return Number(h);
+  if (h !== undefined) return NumberCtor(h);
   const j = jsonBody(r);
   if (typeof j === "number") return j;
   if (j !== null && typeof j === "object") {
@@ -389,23 +467,23 @@ function on(bucket, h) {
 
 function makeKv(face, bucket) {
   const c = face.call;
-  const k = (key) => on(bucket, { "Nex-Key": str("key", key) });
-  const set = (key, value) => c("kv", "set", k(key), toBytes(value), revisionOf);
+  const k = (key) => on(bucket, headers({ "Nex-Key": str("key", key) }));
+  const set = (key, value) => c("kv", "set", k(key), hostValue(value), revisionOf);
   return faced(face, {
     get: (key) => c("kv", "get", k(key), EMPTY, bodyOf, true),
     getString: (key) => c("kv", "get", k(key), EMPTY, stringOf, true),
     getJSON: (key) => c("kv", "get", k(key), EMPTY, jsonOf, true),
     set,
     put: set,
-    create: (key, value) => c("kv", "create", k(key), toBytes(value), revisionOf),
+    create: (key, value) => c("kv", "create", k(key), hostValue(value), revisionOf),
     update(key, value, revision) {
       const h = k(key);
       h["Nex-Revision"] = str("revision", revision);
-      return c("kv", "update", h, toBytes(value), revisionOf);
+      return c("kv", "update", h, hostValue(value), revisionOf);
     },
     delete: (key) => c("kv", "delete", k(key), EMPTY, nothing),
     purge: (key) => c("kv", "purge", k(key), EMPTY, nothing),
-    keys: (filter) => c("kv", "keys", on(bucket, filter === undefined ? {} : { "Nex-Filter": str("filter", filter) }), EMPTY, listOf),
+    keys: (filter) => c("kv", "keys", on(bucket, headers(filter === undefined ? {} : { "Nex-Filter": str("filter", filter) })), EMPTY, listOf),
     history: (key) => c("kv", "history", k(key), EMPTY, listOf),
   }, bucket === undefined ? { bucket: (name) => makeKv(face, str("bucket", name)) } : undefined);
 }
@@ -417,31 +495,31 @@ function timeoutHeader(h, timeoutMs) {
 
 function makeMessaging(face) {
   const c = face.call;
-  const req = (subject, timeoutMs) => timeoutHeader({ "Nex-Subject": str("subject", subject) }, timeoutMs);
+  const req = (subject, timeoutMs) => timeoutHeader(headers({ "Nex-Subject": str("subject", subject) }), timeoutMs);
   return faced(face, {
-    publish: (subject, data) => c("messaging", "publish", { "Nex-Subject": str("subject", subject) }, toBytes(data), nothing),
-    request: (subject, data, timeoutMs) => c("messaging", "request", req(subject, timeoutMs), toBytes(data), bodyOf),
-    requestString: (subject, data, timeoutMs) => c("messaging", "request", req(subject, timeoutMs), toBytes(data), stringOf),
-    requestJSON: (subject, data, timeoutMs) => c("messaging", "request", req(subject, timeoutMs), toBytes(data), jsonOf),
+    publish: (subject, data) => c("messaging", "publish", headers({ "Nex-Subject": str("subject", subject) }), hostValue(data), nothing),
+    request: (subject, data, timeoutMs) => c("messaging", "request", req(subject, timeoutMs), hostValue(data), bodyOf),
+    requestString: (subject, data, timeoutMs) => c("messaging", "request", req(subject, timeoutMs), hostValue(data), stringOf),
+    requestJSON: (subject, data, timeoutMs) => c("messaging", "request", req(subject, timeoutMs), hostValue(data), jsonOf),
     requestMany(subject, data, options) {
       const h = req(subject, options && options.timeoutMs);
       if (options && options.maxMessages !== undefined) h["Nex-Max-Messages"] = str("maxMessages", options.maxMessages);
-      return c("messaging", "requestMany", h, toBytes(data), (r) => (ArrayIsArray(r.list) ? r.list : []));
+      return c("messaging", "requestMany", h, hostValue(data), (r) => (ArrayIsArray(r.list) ? r.list : []));
     },
   });
 }
 
 function makeObjectStore(face, bucket) {
   const c = face.call;
-  const n = (name) => on(bucket, { "Nex-Key": str("name", name) });
+  const n = (name) => on(bucket, headers({ "Nex-Key": str("name", name) }));
   return faced(face, {
     get: (name) => c("objectStore", "get", n(name), EMPTY, bodyOf, true),
     getString: (name) => c("objectStore", "get", n(name), EMPTY, stringOf, true),
     getJSON: (name) => c("objectStore", "get", n(name), EMPTY, jsonOf, true),
-    put: (name, data) => c("objectStore", "put", n(name), toBytes(data), jsonBody),
+    put: (name, data) => c("objectStore", "put", n(name), hostValue(data), jsonBody),
     info: (name) => c("objectStore", "info", n(name), EMPTY, (r) => jsonBody(r) ?? null, true),
     delete: (name) => c("objectStore", "delete", n(name), EMPTY, nothing),
-    list: () => c("objectStore", "list", on(bucket, {}), EMPTY, listOf),
+    list: () => c("objectStore", "list", on(bucket, headers({})), EMPTY, listOf),
   }, bucket === undefined ? { bucket: (name) => makeObjectStore(face, str("bucket", name)) } : undefined);
 }
 
@@ -459,7 +537,7 @@ const hostServices = ObjectFreeze({
     objectStore: makeObjectStore(asyncFace, undefined),
   }),
   env,
-  encode: toBytes,
+  encode: (v) => toBytes(v, Infinity),
   decode(bytes) { return utf8Decode(bytes, true); },
   decodeJSON,
 });
@@ -475,35 +553,42 @@ define("env", env);
 
 // ---- the batch runner --------------------------------------------------------------------------
 
-const head = new Int32Array(shared, 0, 4);
-const table = new Int32Array(shared, ${TABLE_OFFSET}, ${MAX_RESULTS} * ${ENTRY.size});
+// The shared result area. Only the runner below touches these views, through Atomics, indexing and the
+// captured TypedArraySet, so no workload code is ever handed one (see primordials.ts).
+const head = new I32(shared, 0, 4);
+const table = new I32(shared, ${TABLE_OFFSET}, ${MAX_RESULTS} * ${ENTRY.size});
 const data = new U8(shared, ${DATA_OFFSET}, ${DATA_BYTES});
 
+// A failure's message, cut to MAX_ERROR_CHARS: an Error's message, a thrown string, or the value shown.
 function errorMessage(e) {
+  let m;
   try {
-    if (e instanceof ErrorCtor) return StringCtor(e.message);
-    return typeof e === "string" ? e : show(e, true);
+    m = e instanceof ErrorCtor ? StringCtor(e.message) : typeof e === "string" ? e : show(e, true);
   } catch (e2) {
-    return "[unprintable error]";
+    m = "[unprintable error]";
   }
+  return cut(m, MAX_ERROR_CHARS, " [truncated]");
 }
 
-// Reply bytes: a Uint8Array or string as is, undefined as an empty reply, anything else as JSON.
+// A reply ready to record: undefined (empty), a string (encoded as it is recorded) or a Uint8Array over
+// the bytes returned; anything else as JSON. Refused (tooLarge) by its length before it is copied.
 function encodeResult(r) {
   if (r === undefined) return undefined;
-  if (typeof r === "string") return r;
-  if (r instanceof U8) return r;
-  if (r instanceof ArrayBufferCtor) return new U8(r);
-  if (ArrayBufferIsView(r)) return new U8(r.buffer, r.byteOffset, r.byteLength);
-  let s;
-  try { s = JSONStringify(r); } catch (e) {
+  if (typeof r === "string") {
+    if (r.length > MAX_REPLY_BYTES) throw tooLarge("reply", r.length, MAX_REPLY_BYTES);
+    return r;
+  }
+  const bytes = bytesOf(r);
+  if (bytes !== undefined) {
+    if (TypedArrayByteLength(bytes) > MAX_REPLY_BYTES) throw tooLarge("reply", TypedArrayByteLength(bytes), MAX_REPLY_BYTES);
+    return bytes;
+  }
+  try {
+    return boundedJSON(r, MAX_REPLY_BYTES, "reply");
+  } catch (e) {
+    if (isTooLarge(e)) throw e;
     throw new TypeErrorCtor("the function's return value is not JSON-serializable: " + errorMessage(e));
   }
-  return s;
-}
-
-function isThenable(r) {
-  return r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function";
 }
 
 return function makeRunner(handler) {
@@ -534,26 +619,26 @@ return function makeRunner(handler) {
 
     // Asks the host to read the results, unless it has been asked and not read yet.
     function askCollect() {
-      if (AtomicsCompareExchange(head, ${HEAD.collectAsked}, 0, 1) === 0) emitResult(batchId, -1, true, undefined);
+      if (AtomicsCompareExchange(head, ${HEAD.collectAsked}, 0, 1) === 0) emitResult(batchId, -1, ${RESULT_KIND.none}, undefined);
     }
 
-    // Writes result k: kind and bytes (a Uint8Array, a string as UTF-8, or undefined for none).
+    // Writes result k: kind and bytes (a Uint8Array, a string as UTF-8, or undefined for none), each
+    // bounded already (encodeResult, errorMessage).
     function record(k, kind, value) {
       recorded++;
       const isString = typeof value === "string";
-      const size = value === undefined ? 0 : isString ? (value.length <= 0x3fff ? utf8Size(value) : -1) : value.byteLength;
+      const size = value === undefined ? 0 : isString ? (value.length <= 0x3fff ? utf8Size(value) : -1) : TypedArrayByteLength(value);
       const at = k * ${ENTRY.size};
       if (k < ${MAX_RESULTS} && size >= 0 && used + size <= ${DATA_BYTES}) {
         if (isString) utf8EncodeInto(value, data, used);
-        else if (size > 0) data.set(value, used);
+        else if (size > 0) TypedArraySet(data, value, used);
         table[at + ${ENTRY.offset}] = used;
         table[at + ${ENTRY.length}] = size;
         used += size;
         AtomicsStore(table, at + ${ENTRY.kind}, kind);
       } else {
         if (k < ${MAX_RESULTS}) AtomicsStore(table, at + ${ENTRY.kind}, ${RESULT_KIND.byCallback});
-        const copy = isString || value === undefined ? value : compactBytes(value);
-        emitResult(batchId, k, kind === ${RESULT_KIND.ok}, copy);
+        emitResult(batchId, k, kind, isString || value === undefined ? value : ownBytes(value));
       }
       if (!starting) {
         // A late async result: the host reads it now, not when the whole batch is done.
@@ -567,25 +652,52 @@ return function makeRunner(handler) {
         askCollect();
       }
     }
+    // Encoding a result may run workload code (toJSON, getters, Proxy traps): callers mark the trigger
+    // as running meanwhile, so a stop then blames it.
     function ok(k, r) {
       let enc;
-      try { enc = encodeResult(r); } catch (e) { record(k, ${RESULT_KIND.error}, errorMessage(e)); return; }
+      try {
+        enc = encodeResult(r);
+      } catch (e) {
+        record(k, isTooLarge(e) ? ${RESULT_KIND.tooLarge} : ${RESULT_KIND.error}, errorMessage(e));
+        return;
+      }
       record(k, ${RESULT_KIND.ok}, enc);
     }
     function fail(k, e) {
       record(k, ${RESULT_KIND.error}, errorMessage(e));
     }
-    function settled() {
-      if (--pending === 0 && allDone !== undefined) allDone(undefined);
+    // Trigger k's result once its promise (or thenable) settles; the batch ends when all have.
+    async function watch(k, r) {
+      let settledOk = true;
+      let v;
+      try { v = await r; } catch (e) { settledOk = false; v = e; }
+      AtomicsStore(head, ${HEAD.running}, k);
+      try {
+        if (settledOk) ok(k, v);
+        else fail(k, v);
+      } finally {
+        AtomicsStore(head, ${HEAD.running}, -1);
+        if (--pending === 0 && allDone !== undefined) allDone(undefined);
+      }
     }
-    // Counted only once its callbacks are in place: a hostile thenable may throw before that.
-    function watch(k, r) {
-      const p = ReflectApply(PromiseResolve, PromiseCtor, [r]);
-      ReflectApply(PromiseThen, p, [
-        (v) => { ok(k, v); settled(); },
-        (e) => { fail(k, e); settled(); },
-      ]);
+    // Trigger k's synchronous part: the handler call, and its result if it is not a promise.
+    function start(k) {
+      let r;
+      let thenable;
+      try {
+        r = ReflectApply(handler, G, [subjects[k], payloads[k]]);
+        thenable = r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function";
+      } catch (e) {
+        fail(k, e);
+        return;
+      }
+      if (!thenable) {
+        ok(k, r);
+        return;
+      }
       pending++;
+      watch(k, r);
     }
 
     for (let k = 0; k < n; k++) {
@@ -593,28 +705,16 @@ return function makeRunner(handler) {
       if (k < ${MAX_RESULTS}) AtomicsStore(table, k * ${ENTRY.size} + ${ENTRY.started}, now > base ? now - base + 1 : 1);
       // Waited (in the queue and behind earlier triggers of this batch) past its whole deadline.
       if (now > expiries[k]) { record(k, ${RESULT_KIND.expired}, undefined); continue; }
-      linesLeft = limits.maxLogLines;
+      linesLeft = MAX_LOG_LINES;
       AtomicsStore(head, ${HEAD.running}, k);
-      let r;
-      try {
-        r = ReflectApply(handler, G, [subjects[k], payloads[k]]);
-      } catch (e) {
-        AtomicsStore(head, ${HEAD.running}, -1);
-        fail(k, e);
-        continue;
-      }
+      start(k);
       AtomicsStore(head, ${HEAD.running}, -1);
-      if (isThenable(r)) {
-        try { watch(k, r); } catch (e) { fail(k, e); }
-      } else {
-        ok(k, r);
-      }
     }
     starting = false;
     if (pending === 0) return undefined;
     // The results so far should not wait for the pending ones.
     if (recorded > 0) askCollect();
-    return new PromiseCtor((resolve) => { allDone = resolve; });
+    return ownPromise(new PromiseCtor((resolve) => { allDone = resolve; }));
   };
 };
 })

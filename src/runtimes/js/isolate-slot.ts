@@ -23,8 +23,7 @@
 import ivm from "isolated-vm";
 import type { Logger } from "pino";
 import type { LogStream, WorkloadLimits } from "../types.js";
-import { BOOTSTRAP_SOURCE } from "./bootstrap.js";
-import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
+import { BOOTSTRAP_SOURCE, guestLimits } from "./bootstrap.js";
 import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../host-bridge.js";
 import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
@@ -73,6 +72,8 @@ export interface PoolConfig {
   fresh: boolean;
   concurrency: number;
   env: Record<string, string>;
+  /** The NATS server's max_payload: no reply or host-call value larger leaves the isolate. */
+  maxPayload: number;
   hooks: PoolHooks;
   log: Logger;
 }
@@ -164,9 +165,9 @@ export class IsolateSlot {
       { ignored: true },
     );
     this.resultCallback = new ivm.Callback(
-      (batchId: unknown, index: unknown, ok: unknown, value: unknown) => {
+      (batchId: unknown, index: unknown, kind: unknown, value: unknown) => {
         const b = this.batch;
-        if (b && batchId === b.id && typeof index === "number") b.onResult(index, ok, value);
+        if (b && batchId === b.id) b.onResult(index, kind, value);
       },
       { ignored: true },
     );
@@ -256,7 +257,7 @@ export class IsolateSlot {
           this.logCallback,
           this.hostRef,
           new ivm.ExternalCopy(this.cfg.env).copyInto({ release: true }),
-          new ivm.ExternalCopy(TRIGGER_LOG_LIMITS).copyInto({ release: true }),
+          new ivm.ExternalCopy(guestLimits(this.cfg.maxPayload)).copyInto({ release: true }),
           this.resultCallback,
           new ivm.ExternalCopy(this.channel.shared).copyInto({ release: true }),
         ],

@@ -20,6 +20,8 @@
 // The isolate writes offset and length before it stores the kind (Atomics), and zeroes a batch's entries
 // before it stores the batch id, so the host never reads a half-written entry or one of an older batch.
 // A result that does not fit (or an index past MAX_RESULTS) goes by the callback instead (kind byCallback).
+// Whatever the isolate wrote, the host checks before it uses: an entry out of bounds or of an unknown
+// kind is an error for that trigger alone, never a throw in the runtime host.
 
 import { ErrorCodes, failure, queueTimeoutOutcome, type Outcome } from "../outcome.js";
 
@@ -32,7 +34,8 @@ export const MAX_RESULTS = 64;
 export const DATA_OFFSET = 2048;
 /** Bytes of results per batch kept in shared memory; larger results are copied by callback. */
 export const DATA_BYTES = 16 * 1024;
-export const RESULT_KIND = { none: 0, ok: 1, error: 2, expired: 3, byCallback: 4 } as const;
+/** tooLarge: a reply refused inside the isolate by its size (its data is the message). */
+export const RESULT_KIND = { none: 0, ok: 1, error: 2, expired: 3, byCallback: 4, tooLarge: 5 } as const;
 /** A batch running longer than this since its last hand-over tells the host to read its results. */
 export const FLUSH_AFTER_MS = 1;
 
@@ -64,10 +67,13 @@ export class ResultChannel {
     return Atomics.load(this.table, index * ENTRY.size + ENTRY.kind);
   }
 
-  /** When trigger `index` started (epoch ms), or undefined if it has not; `base` is the batch's base time. */
+  /**
+   * When trigger `index` started (epoch ms), or undefined if it has not; `base` is the batch's base time.
+   * Never later than now: a start in the future would put off the trigger's deadline.
+   */
   startedAt(index: number, base: number): number | undefined {
     const started = Atomics.load(this.table, index * ENTRY.size + ENTRY.started);
-    return started === 0 ? undefined : base + started - 1;
+    return started === 0 ? undefined : Math.min(base + Math.max(started, 1) - 1, Date.now());
   }
 
   /** Result `index` (its kind is not none), or "callback" when it travels by callback instead. */
@@ -76,16 +82,24 @@ export class ResultChannel {
     const kind = this.kind(index);
     const offset = this.table[at + ENTRY.offset];
     const length = this.table[at + ENTRY.length];
+    if (offset < 0 || length < 0 || offset + length > DATA_BYTES) {
+      return failure(ErrorCodes.failed, `the isolate wrote an inconsistent result (offset ${offset}, length ${length})`);
+    }
     const bytes = (): Uint8Array => new Uint8Array(this.shared, DATA_OFFSET + offset, length).slice();
+    const message = (fallback: string): string => (length === 0 ? fallback : decoder.decode(bytes()));
     switch (kind) {
       case RESULT_KIND.ok:
         return { ok: true, data: length === 0 ? undefined : bytes() };
       case RESULT_KIND.error:
-        return failure(ErrorCodes.failed, length === 0 ? "the function failed" : decoder.decode(bytes()));
+        return failure(ErrorCodes.failed, message("the function failed"));
+      case RESULT_KIND.tooLarge:
+        return failure(ErrorCodes.tooLarge, message("reply too large"));
       case RESULT_KIND.expired:
         return queueTimeoutOutcome(queueTimeoutMs);
-      default:
+      case RESULT_KIND.byCallback:
         return "callback";
+      default:
+        return failure(ErrorCodes.failed, `the isolate wrote a result of unknown kind ${kind}`);
     }
   }
 }

@@ -100,20 +100,35 @@ export class RunningBatch {
     if (!this.begun) return;
     for (let k = 0; k < this.jobs.length; k++) {
       if (this.answered[k] || this.byCallback[k] || this.channel.kind(k) === RESULT_KIND.none) continue;
-      const outcome = this.channel.read(k, this.timeoutMs);
+      let outcome: Outcome | "callback";
+      try {
+        outcome = this.channel.read(k, this.timeoutMs);
+      } catch (err) {
+        // The isolate wrote the entry: whatever is wrong with it is this trigger's failure alone.
+        outcome = failure(ErrorCodes.failed, `the isolate wrote an unreadable result: ${(err as Error)?.message ?? String(err)}`);
+      }
       if (outcome === "callback") this.byCallback[k] = true;
       else this.answer(k, outcome);
     }
   }
 
-  /** From inside the isolate: a result too large for the shared area, or (index -1) "collect now". */
-  onResult(index: number, ok: unknown, value: unknown): void {
+  /**
+   * From inside the isolate: a result too large for the shared area (of RESULT_KIND `kind`), or (index -1)
+   * "collect now". Anything else the isolate might send is ignored or answered as a failure.
+   */
+  onResult(index: unknown, kind: unknown, value: unknown): void {
     if (index === -1) {
       this.collect();
-    } else if (ok === true && (value === undefined || typeof value === "string" || value instanceof Uint8Array)) {
+      return;
+    }
+    if (typeof index !== "number" || !Number.isInteger(index) || index < 0 || index >= this.jobs.length) return;
+    const message = typeof value === "string" && value !== "" ? value : undefined;
+    if (kind === RESULT_KIND.ok && (value === undefined || typeof value === "string" || value instanceof Uint8Array)) {
       this.answer(index, { ok: true, data: value });
+    } else if (kind === RESULT_KIND.tooLarge) {
+      this.answer(index, failure(ErrorCodes.tooLarge, message ?? "reply too large"));
     } else {
-      this.answer(index, failure(ErrorCodes.failed, typeof value === "string" && value !== "" ? value : "the function failed"));
+      this.answer(index, failure(ErrorCodes.failed, message ?? "the function failed"));
     }
   }
 

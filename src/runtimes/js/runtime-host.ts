@@ -24,6 +24,9 @@ function decodeSource(name: string, artifact: Uint8Array): string {
   }
 }
 
+/** NATS's default max_payload, for a server that did not say its own. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
 serveRuntimeHost<JsDeployExtra, DeployResult>({
   name: "js-runtime-host",
   async load({ spec, code: given }, ctx) {
@@ -44,6 +47,7 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
       fresh: spec.freshContextPerTrigger === true,
       concurrency: poolSize(spec.concurrency),
       env: spec.env && typeof spec.env === "object" ? { ...spec.env } : {},
+      maxPayload: ctx.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
       hooks: {
         log: (stream, line) => ctx.events.log(spec.id, stream, line),
         hostCall: (service, method, headers, body, deadlineAt) => hostCallTurn.run(() => bridge.call(service, method, headers, body, deadlineAt)),

@@ -1,0 +1,375 @@
+// Hostile JavaScript workloads against one real runtime host (bundled broker, runtime-host child from
+// dist/; build first). Each attack runs while a bystander function in the same runtime host answers a
+// steady stream of requests: after every test the bystander has failed no request and the runtime host
+// was never restarted. No timing thresholds: deadlines only bound waits.
+
+import fs from "node:fs";
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startBroker, type RunningBroker } from "../src/broker/index.js";
+import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
+import { DATA_BYTES, DATA_OFFSET, ENTRY, MAX_RESULTS, RESULT_KIND, ResultChannel, TABLE_OFFSET } from "../src/runtimes/js/result-channel.js";
+import type { WorkloadSpec } from "../src/runtimes/types.js";
+import { RuntimeRecorder } from "./helpers/recorder.js";
+import { waitFor } from "./helpers/wait.js";
+
+const dec = new TextDecoder();
+/** The broker's max_payload: every reply over it must be refused inside the isolate. */
+const MAX_PAYLOAD = 1024 * 1024;
+/** A string V8 keeps small (a rope) that is 512 MiB once flattened. */
+const HUGE = "2**29-64";
+/** Generous: a runtime host that copied one HUGE string out would pass it. */
+const RSS_LIMIT_BYTES = 1.5 * 1024 * 1024 * 1024;
+
+let seq = 0;
+function spec(source: string, over: Partial<WorkloadSpec> = {}): WorkloadSpec {
+  const n = ++seq;
+  const name = `hostile-${n}`;
+  return {
+    id: `hw-${n}`,
+    name,
+    namespace: "hostile",
+    type: "javascript",
+    artifact: new TextEncoder().encode(source),
+    sha256: "",
+    triggerSubjects: [`hostile.${name}`],
+    limits: { memoryMb: 64, timeoutMs: 3000, cpuMs: 3000 },
+    env: {},
+    freshContextPerTrigger: false,
+    concurrency: 1,
+    ...over,
+  };
+}
+
+const text = (m: Msg): string => dec.decode(m.data);
+const errorCode = (m: Msg): string | undefined => m.headers?.get("Nats-Service-Error-Code") || undefined;
+
+/** Peak resident set of a process (VmHWM), in bytes. */
+function peakRss(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no VmHWM for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** An echo function in the same runtime host, asked one request after another for as long as the suite runs. */
+class Bystander {
+  answered = 0;
+  readonly failures: string[] = [];
+  private stopped = false;
+  private loop?: Promise<void>;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subject: string,
+  ) {}
+
+  start(): void {
+    this.loop = (async () => {
+      for (let i = 0; !this.stopped; i++) {
+        try {
+          const m = await this.nc.request(this.subject, `b${i}`, { timeout: 15_000 });
+          if (text(m) !== `${this.subject}: b${i}`) this.failures.push(`request ${i}: ${errorCode(m) ?? ""} ${text(m).slice(0, 200)}`);
+          else this.answered++;
+        } catch (err) {
+          this.failures.push(`request ${i}: ${(err as Error).message}`);
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+  }
+
+  /** Waits until the bystander has answered `n` more requests. */
+  async answersAgain(n = 3): Promise<void> {
+    const target = this.answered + n;
+    await waitFor("the bystander to answer", () => this.answered >= target || this.failures.length > 0, 30_000);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+}
+
+describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
+  let broker: RunningBroker;
+  let nc: NatsConnection;
+  let observer: RuntimeRecorder;
+  let runtime: JsRuntime;
+  let bystander: Bystander;
+  let hostPid: number;
+  const deployed: string[] = [];
+
+  beforeAll(async () => {
+    if (!fs.existsSync(defaultHostScript())) throw new Error(`${defaultHostScript()} is missing: build first (npm run build)`);
+    broker = await startBroker({ port: 0, maxPayload: MAX_PAYLOAD });
+    nc = await connect({ servers: broker.url });
+    observer = new RuntimeRecorder();
+    runtime = new JsRuntime({ natsUrl: broker.url, observer, hostServicesOnBus: true });
+    await runtime.start();
+    const echo = spec("(subject, payload) => `${subject}: ${new TextDecoder().decode(payload)}`", { name: "bystander" });
+    await runtime.deploy(echo);
+    hostPid = runtime.childPid!;
+    bystander = new Bystander(nc, echo.triggerSubjects[0]);
+    bystander.start();
+    await bystander.answersAgain();
+  }, 60_000);
+
+  beforeEach(async () => {
+    await bystander.answersAgain(1);
+  }, 60_000);
+
+  afterEach(async () => {
+    await bystander.answersAgain();
+    await Promise.all(deployed.splice(0).map((id) => runtime.undeploy(id)));
+    expect(bystander.failures).toEqual([]);
+    expect(observer.restarts).toEqual([]);
+    expect(runtime.childPid).toBe(hostPid);
+    expect(peakRss(hostPid)).toBeLessThan(RSS_LIMIT_BYTES);
+  }, 60_000);
+
+  afterAll(async () => {
+    await bystander?.stop();
+    await runtime?.close();
+    await nc?.close();
+    await broker?.close();
+  });
+
+  async function deploy(source: string, over: Partial<WorkloadSpec> = {}): Promise<WorkloadSpec> {
+    const s = spec(source, over);
+    await runtime.deploy(s);
+    deployed.push(s.id);
+    return s;
+  }
+
+  function request(s: WorkloadSpec, payload: string, timeout = 30_000): Promise<Msg> {
+    return nc.request(s.triggerSubjects[0], payload, { timeout });
+  }
+
+  // Replaces TypedArray.prototype.set, keeps every view of shared memory it is handed, and after the
+  // trigger's result is recorded (a microtask runs after the batch call returns) rewrites the result
+  // table: "forge" points every entry at the bytes "FORGED", "crash" at an offset far past the area.
+  const SET_HIJACK = `
+    const TA = Object.getPrototypeOf(Uint8Array.prototype);
+    const realSet = TA.set;
+    const seen = [];
+    const isShared = (b) => Object.prototype.toString.call(b) === "[object SharedArrayBuffer]";
+    TA.set = function (src, offset) {
+      if (isShared(this.buffer)) seen.push(this);
+      return realSet.call(this, src, offset);
+    };
+    function rewrite(mode) {
+      for (const view of seen) {
+        const table = new Int32Array(view.buffer, ${TABLE_OFFSET}, ${MAX_RESULTS * ENTRY.size});
+        const data = new Uint8Array(view.buffer, ${DATA_OFFSET}, ${DATA_BYTES});
+        const forged = [70, 79, 82, 71, 69, 68];
+        for (let i = 0; i < forged.length; i++) data[i] = forged[i];
+        for (let k = 0; k < ${MAX_RESULTS}; k++) {
+          const at = k * ${ENTRY.size};
+          table[at + ${ENTRY.offset}] = mode === "crash" ? 0x7fff0000 : 0;
+          table[at + ${ENTRY.length}] = mode === "crash" ? 1000 : forged.length;
+          Atomics.store(table, at + ${ENTRY.kind}, ${RESULT_KIND.ok});
+        }
+      }
+    }
+    (subject, payload) => {
+      const mode = new TextDecoder().decode(payload);
+      if (mode === "probe") return seen.length > 0 ? "GOT THE SHARED AREA" : "nothing";
+      Promise.resolve().then(() => rewrite(mode));
+      return new Uint8Array([104, 111, 110, 101, 115, 116]);
+    }`;
+
+  describe("a replaced TypedArray.prototype.set", () => {
+    for (const fresh of [false, true]) {
+      const mode = fresh ? "a fresh context per trigger" : "the warm context";
+      it(`never sees the shared result area, so it forges no reply (${mode})`, async () => {
+        const s = await deploy(SET_HIJACK, { freshContextPerTrigger: fresh });
+        const replies = await Promise.all(Array.from({ length: 6 }, () => request(s, "forge")));
+        for (const r of replies) expect(text(r)).toBe("honest");
+        // A later trigger of the same context finds nothing kept from the earlier ones.
+        expect(text(await request(s, "probe"))).toBe("nothing");
+      });
+    }
+
+    it("cannot point a result past the shared area and crash the runtime host", async () => {
+      const s = await deploy(SET_HIJACK);
+      for (let i = 0; i < 3; i++) expect(text(await request(s, "crash"))).toBe("honest");
+    });
+  });
+
+  it("refuses six concurrent replies of a 512 MiB rope inside the isolate (413), without copying them out", async () => {
+    const s = await deploy(`(subject, payload) => "x".repeat(${HUGE})`, { concurrency: 6 });
+    const replies = await Promise.all(Array.from({ length: 6 }, () => request(s, "")));
+    for (const r of replies) {
+      expect(errorCode(r)).toBe("413");
+      expect(r.headers?.get("Nex-Error")).toMatch(/reply too large/);
+    }
+  });
+
+  it("refuses replies over max_payload (413): bytes, JSON, a JSON that would only grow too large when built, and UTF-8", async () => {
+    const s = await deploy(`(subject, payload) => {
+      const mode = new TextDecoder().decode(payload);
+      if (mode === "bytes") return new Uint8Array(${MAX_PAYLOAD} + 1);
+      if (mode === "json") return { big: "x".repeat(${MAX_PAYLOAD}) };
+      if (mode === "rope") return { big: "x".repeat(${HUGE}) };
+      // Within max_payload by its length, over it once UTF-8: the runtime host refuses it.
+      if (mode === "utf8") return "\u00e9".repeat(${MAX_PAYLOAD / 2 + 1});
+      return "ok";
+    }`);
+    for (const mode of ["bytes", "json", "rope", "utf8"]) {
+      const r = await request(s, mode);
+      expect(errorCode(r), mode).toBe("413");
+      expect(r.headers?.get("Nex-Error"), mode).toMatch(/reply too large/);
+    }
+    expect(text(await request(s, "small"))).toBe("ok");
+  });
+
+  it("bounds a huge thrown value or error message before it leaves the isolate", async () => {
+    const s = await deploy(`(subject, payload) => {
+      const mode = new TextDecoder().decode(payload);
+      const huge = "x".repeat(2 ** 26);
+      if (mode === "string") throw huge;
+      if (mode === "error") throw new Error(huge);
+      if (mode === "object") throw { toString() { return huge; }, toJSON() { return huge; } };
+      return Promise.reject(new Error(huge));
+    }`);
+    for (const mode of ["string", "error", "object", "rejection"]) {
+      const r = await request(s, mode);
+      expect(errorCode(r), mode).toBe("500");
+    }
+    await waitFor("four failures", () => observer.failures.filter((f) => f.id === s.id).length === 4);
+    for (const f of observer.failures.filter((f) => f.id === s.id)) expect(f.error.length).toBeLessThanOrEqual(16 * 1024 + 100);
+  });
+
+  it("bounds console lines even with String.prototype.slice replaced", async () => {
+    const s = await deploy(`
+      String.prototype.slice = function () { return String(this); };
+      String.prototype.substring = function () { return String(this); };
+      (subject, payload) => { console.log("x".repeat(2 ** 26)); console.error(new Error("y".repeat(2 ** 26))); return "logged"; }`);
+    expect(text(await request(s, ""))).toBe("logged");
+    await waitFor("two log lines", () => observer.logs.filter((l) => l.id === s.id).length >= 2);
+    for (const l of observer.logs.filter((l) => l.id === s.id)) expect(l.line.length).toBeLessThanOrEqual(16 * 1024 + 100);
+  });
+
+  it("refuses host-service arguments over their limits inside the isolate, sync and async", async () => {
+    const s = await deploy(
+      `async (subject, payload) => {
+        const mode = new TextDecoder().decode(payload);
+        const huge = "k".repeat(${HUGE});
+        try {
+          if (mode === "key") hostServices.kv.get(huge);
+          else if (mode === "value") hostServices.kv.set("k", huge);
+          else if (mode === "bytes") hostServices.messaging.publish("a.b", new Uint8Array(${MAX_PAYLOAD} * 2));
+          else if (mode === "async-key") await hostServices.async.kv.get(huge);
+          else await hostServices.async.messaging.publish(huge, "x");
+          return "called";
+        } catch (e) {
+          return "refused: " + e.code;
+        }
+      }`,
+      { concurrency: 6 },
+    );
+    const modes = ["key", "value", "bytes", "async-key", "async-subject", "key"];
+    const replies = await Promise.all(modes.map((m) => request(s, m)));
+    for (const [i, r] of replies.entries()) expect(text(r), modes[i]).toMatch(/^refused: (too_large|bad_request)$/);
+  });
+
+  it("answers results whose getters, toJSON or Proxy traps throw or return junk with an error for that trigger alone", async () => {
+    const s = await deploy(`(subject, payload) => {
+      const mode = new TextDecoder().decode(payload);
+      if (mode === "getter") return { get a() { throw new Error("getter threw"); } };
+      if (mode === "toJSON") return { toJSON() { throw new Error("toJSON threw"); } };
+      if (mode === "proxy") return new Proxy({}, { ownKeys() { throw new Error("trap threw"); } });
+      if (mode === "fake-bytes") {
+        const u = new Uint8Array(64);
+        Object.defineProperty(u, "byteLength", { value: -1000 });
+        Object.defineProperty(u, "byteOffset", { value: 0x7fff0000 });
+        return u;
+      }
+      if (mode === "instanceof") {
+        Object.defineProperty(Uint8Array, Symbol.hasInstance, { value: () => true });
+        return { byteLength: -5, byteOffset: 1e9, buffer: 7, length: 3 };
+      }
+      return "fine";
+    }`);
+    for (const [mode, expected] of [
+      ["getter", /getter threw/],
+      ["toJSON", /toJSON threw/],
+      ["proxy", /trap threw/],
+    ] as const) {
+      const r = await request(s, mode);
+      expect(errorCode(r), mode).toBe("500");
+      expect(r.headers?.get("Nex-Error"), mode).toMatch(expected);
+    }
+    expect((await request(s, "fake-bytes")).data.length).toBe(64);
+    expect(errorCode(await request(s, "instanceof"))).toBeUndefined();
+    expect(text(await request(s, "again"))).toBe("fine");
+  });
+
+  it("stops a toJSON that never returns as that trigger's own timeout", async () => {
+    const s = await deploy(`(subject, payload) => new TextDecoder().decode(payload) === "loop" ? { toJSON() { for (;;) {} } } : "fine"`, {
+      limits: { memoryMb: 64, timeoutMs: 500, cpuMs: 500 },
+    });
+    const r = await request(s, "loop");
+    expect(errorCode(r)).toBe("504");
+    expect(text(await request(s, "again"))).toBe("fine");
+  });
+
+  it("keeps answering correctly after the workload tampers with Promise, JSON, Object and Array built-ins", async () => {
+    const s = await deploy(`
+      let tampered = false;
+      function tamper() {
+        tampered = true;
+        const then = Promise.prototype.then;
+        Promise.prototype.then = function (a, b) { return then.call(this, a, b); };
+        Object.defineProperty(Promise, Symbol.species, { get() { throw new Error("species"); } });
+        JSON.stringify = () => "FORGED";
+        Object.defineProperty(Object.prototype, "then", { get() { return undefined; }, set() {}, configurable: true });
+        Object.defineProperty(Array.prototype, "0", { set() { throw new Error("index setter"); }, configurable: true });
+        Reflect.apply = () => "FORGED";
+        Function.prototype.call = function () { return "FORGED"; };
+        Function.prototype.apply = function () { return "FORGED"; };
+        Atomics.store = () => 0;
+        Date.now = () => 0;
+        Uint8Array.prototype.slice = function () { return new Uint8Array(2 ** 20); };
+      }
+      async (subject, payload) => {
+        const mode = new TextDecoder().decode(payload);
+        if (mode === "tamper") { tamper(); return "tampered"; }
+        await null;
+        if (mode === "json") return { n: 1 };
+        if (mode === "bytes") return new Uint8Array([1, 2, 3]);
+        return "still " + (tampered ? "here" : "untouched");
+      }`);
+    expect(text(await request(s, "tamper"))).toBe("tampered");
+    const replies = await Promise.all(["json", "bytes", "text", "json", "bytes", "text"].map((m) => request(s, m)));
+    for (const [i, r] of replies.entries()) {
+      expect(errorCode(r)).toBeUndefined();
+      const want = ['{"n":1}', "\u0001\u0002\u0003", "still here"][i % 3];
+      expect(text(r)).toBe(want);
+    }
+  });
+});
+
+describe("ResultChannel.read", () => {
+  it("turns an entry that points outside the shared area into an error for that trigger alone", () => {
+    const channel = new ResultChannel();
+    const table = new Int32Array(channel.shared, TABLE_OFFSET, MAX_RESULTS * ENTRY.size);
+    const bad: [number, number][] = [
+      [0x7fff0000, 10],
+      [-8, 4],
+      [0, DATA_BYTES + 1],
+      [DATA_BYTES - 2, 4],
+      [0, -1],
+    ];
+    for (const [k, [offset, length]] of bad.entries()) {
+      table[k * ENTRY.size + ENTRY.offset] = offset;
+      table[k * ENTRY.size + ENTRY.length] = length;
+      table[k * ENTRY.size + ENTRY.kind] = k % 2 === 0 ? RESULT_KIND.ok : RESULT_KIND.error;
+    }
+    table[bad.length * ENTRY.size + ENTRY.kind] = 99;
+    for (let k = 0; k <= bad.length; k++) {
+      const outcome = channel.read(k, 1000);
+      expect(outcome, `entry ${k}`).toMatchObject({ ok: false, code: 500 });
+    }
+  });
+});
