@@ -432,6 +432,68 @@ describeEachServer("nats.js conformance", (kind: ServerKind) => {
     });
   });
 
+  describe("a client that never reads", () => {
+    let guarded: RunningServer;
+    const varz = async (): Promise<Record<string, unknown>> => (await (await fetch(`${guarded.httpUrl}/varz`)).json()) as Record<string, unknown>;
+    const pendingOf = async (cid: unknown): Promise<number> => {
+      const connz = (await (await fetch(`${guarded.httpUrl}/connz?cid=${String(cid)}`)).json()) as { connections?: { pending_bytes: number }[] };
+      return connz.connections?.[0]?.pending_bytes ?? -1;
+    };
+    afterEach(async () => {
+      await guarded?.stop();
+    });
+
+    it("is cut off as a slow consumer, and meanwhile request/reply stays fast", { timeout: 90_000 }, async () => {
+      // Short enough for a test, long enough to measure while the slow client still exists.
+      guarded = await startServer(kind, { monitoring: true, maxPending: 32 * 1024 * 1024, writeDeadlineMs: 6000 });
+      const slow = await RawClient.connect(guarded.port);
+      await slow.sync("CONNECT {}\r\nSUB > 1\r\n");
+      slow.socket.pause(); // never reads again
+
+      // Fill the kernel buffers and then the server's own queue for it, well past where producers stall
+      // (4 MiB on the bundled broker) and well short of max_pending.
+      const filler = await RawClient.connect(guarded.port);
+      const batch = `PUB fill 60000\r\n${"x".repeat(60000)}\r\n`.repeat(16);
+      let pending = 0;
+      for (let i = 0; i < 100 && pending < 8 * 1024 * 1024; i++) {
+        await filler.sync(batch, 1, 30_000);
+        pending = await pendingOf(slow.info.client_id);
+      }
+      expect(pending).toBeGreaterThanOrEqual(8 * 1024 * 1024);
+      await filler.close();
+
+      const responder = await nc({}, guarded.url);
+      responder.subscribe("svc", { callback: (_err, m) => void m.respond(m.data) });
+      const requester = await nc({}, guarded.url);
+      await requester.flush();
+      await responder.flush();
+      const roundTrips: number[] = [];
+      const started = performance.now();
+      for (let i = 0; i < 220 && performance.now() - started < 20_000; i++) {
+        const t0 = performance.now();
+        await requester.request("svc", te.encode("ping"), { timeout: 5000 });
+        if (i >= 20) roundTrips.push(performance.now() - t0); // the first ones warm up
+      }
+      // The measurement ran while the slow client was still there.
+      expect((await varz()).slow_consumers).toBe(0);
+      expect(roundTrips.length, "200 round trips within 20 s").toBe(200);
+      roundTrips.sort((x, y) => x - y);
+      expect(roundTrips[100]).toBeLessThan(10); // p50 in ms
+
+      // The write deadline passes and the server lets go of it.
+      let cut = 0;
+      for (let waited = 0; waited < 30_000 && cut === 0; waited += 250) {
+        await new Promise((r) => setTimeout(r, 250));
+        cut = (await varz()).slow_consumers as number;
+      }
+      expect(cut).toBeGreaterThanOrEqual(1);
+      slow.socket.resume();
+      await slow.waitClose(30_000);
+      // Everyone else is still served.
+      await expect(requester.request("svc", te.encode("after"), { timeout: 5000 })).resolves.toBeDefined();
+    });
+  });
+
   it("decodes text payloads as UTF-8", async () => {
     const c = await nc();
     const got = collect(c, "utf8");

@@ -15,7 +15,7 @@ import { type MatchResult, Sublist, type Subscription } from "./sublist.js";
 
 const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
 const EMPTY = Buffer.alloc(0);
-/** Above this backlog a receiver pauses the publishers feeding it (nats-server stalls at max_pending/2). */
+/** Above this backlog a receiver stalls the publishers feeding it (nats-server stalls at max_pending/2). */
 const STALL_BYTES_CAP = 4 * 1024 * 1024;
 
 export class Broker {
@@ -26,7 +26,6 @@ export class Broker {
   readonly serverId: string;
   readonly started = new Date();
   readonly stallBytes: number;
-  readonly stallMaxMs = 1000;
   readonly authRequired: boolean;
   inMsgs = 0;
   outMsgs = 0;
