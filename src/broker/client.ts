@@ -72,6 +72,8 @@ export class ClientConnection implements ProtocolSink {
   private stalledProducers: ClientConnection[] = [];
   private stalledOn: ClientConnection | null = null;
   private stallTimer: NodeJS.Timeout | null = null;
+  /** Internal producers (push consumers) waiting for this connection's backlog to drain. */
+  private drainWaiters: (() => void)[] = [];
   private readonly writeWatch: WriteWatch;
 
   // Last-subject cache: a publisher usually repeats its subject, so compare bytes before building a string.
@@ -331,6 +333,12 @@ export class ClientConnection implements ProtocolSink {
     }
   }
 
+  /** Runs `resume` once this connection's backlog has drained, or it has closed. */
+  whenDrained(resume: () => void): void {
+    if (this.closed) resume();
+    else this.drainWaiters.push(resume);
+  }
+
   private closeAsSlowConsumer(why: string): void {
     if (this.closed) return;
     this.server.slowConsumers++;
@@ -366,8 +374,14 @@ export class ClientConnection implements ProtocolSink {
   }
 
   private resumeProducers(): void {
-    if (this.stalledProducers.length === 0) return;
-    for (const producer of [...this.stalledProducers]) producer.unstall();
+    if (this.stalledProducers.length > 0) {
+      for (const producer of [...this.stalledProducers]) producer.unstall();
+    }
+    if (this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const resume of waiters) resume();
+    }
   }
 
   // ---- keepalive --------------------------------------------------------------------------------------

@@ -164,21 +164,14 @@ export class Broker {
     for (const listener of this.subscribeListeners) listener(sub);
   }
 
-  /** Whether any subscription matches the subject. */
-  hasInterest(subject: string): boolean {
+  /**
+   * The subscriptions made on exactly this subject (in this queue group, or in none), as nats-server's
+   * interest notifications see them: a wildcard subscription that merely covers the subject is not one.
+   */
+  exactSubscriptions(subject: string, queue: string | undefined): Subscription[] {
     const result = this.sublist.match(subject);
-    return result.plain.length > 0 || result.queues.length > 0;
-  }
-
-  /** The connection with the largest outbound backlog among the subject's subscribers, for backpressure. */
-  mostBackloggedReceiver(subject: string): ClientConnection | null {
-    let worst: ClientConnection | null = null;
-    const result = this.sublist.match(subject);
-    for (const sub of [...result.plain, ...result.queues.flat()]) {
-      const owner = sub.owner as ClientConnection | null;
-      if (owner && (worst === null || owner.socket.writableLength > worst.socket.writableLength)) worst = owner;
-    }
-    return worst;
+    if (queue === undefined) return result.plain.filter((sub) => sub.subject === subject);
+    return result.queues.flat().filter((sub) => sub.subject === subject && sub.queue === queue);
   }
 
   /** Delivers to every plain subscription and one member of each queue group; returns the delivery count. */
