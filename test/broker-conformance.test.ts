@@ -13,7 +13,7 @@ import {
   type SubscriptionOptions,
 } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { RawClient } from "./helpers/raw.js";
+import { connectLine, RawClient } from "./helpers/raw.js";
 import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
 
 const te = new TextEncoder();
@@ -492,6 +492,20 @@ describeEachServer("nats.js conformance", (kind: ServerKind) => {
       // Everyone else is still served.
       await expect(requester.request("svc", te.encode("after"), { timeout: 5000 })).resolves.toBeDefined();
     });
+  });
+
+  it("refuses subscriptions past max_subscriptions with -ERR and keeps the connection", async () => {
+    const limited = await startServer(kind, { maxSubscriptions: 3 });
+    try {
+      const raw = await RawClient.connect(limited.port);
+      const subs = "SUB s.1 1\r\nSUB s.2 2\r\nSUB s.3 3\r\nSUB s.4 4\r\n";
+      expect(await raw.sync(connectLine() + subs)).toBe("-ERR 'maximum subscriptions exceeded'\r\nPONG\r\n");
+      // Still connected; the first three subscriptions work, the refused one does not exist.
+      expect(await raw.sync("PUB s.3 1\r\na\r\nPUB s.4 1\r\nb\r\n")).toBe("MSG s.3 3 1\r\na\r\nPONG\r\n");
+      await raw.close();
+    } finally {
+      await limited.stop();
+    }
   });
 
   it("decodes text payloads as UTF-8", async () => {

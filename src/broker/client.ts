@@ -182,6 +182,10 @@ export class ClientConnection implements ProtocolSink {
       this.queueText("-ERR 'Invalid Subject'\r\n");
       return;
     }
+    if (this.subs.size >= this.server.options.maxSubscriptions) {
+      this.queueText("-ERR 'maximum subscriptions exceeded'\r\n"); // the connection stays, as nats-server's
+      return;
+    }
     if (!this.subs.has(sid)) {
       // A repeated sid is ignored; the first subscription stays (as nats-server).
       const sub: Subscription = { subject, queue, sid, sidBytes: Buffer.from(sid, "latin1"), max: 0, delivered: 0, owner: this };

@@ -30,6 +30,8 @@ export interface BrokerOptions {
    * closed as a slow consumer (nats-server's write_deadline). Default 10 s.
    */
   writeDeadlineMs?: number;
+  /** Subscriptions one connection may hold; past it SUB gets -ERR (nats-server's max_subscriptions). Default 65536. */
+  maxSubscriptions?: number;
   /** Longest control line, in bytes. Default 4096. */
   maxControlLine?: number;
   /** Most client connections at once. Default 65536. */
@@ -68,6 +70,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     maxPayload: options.maxPayload ?? 1024 * 1024,
     maxPending: options.maxPending ?? 64 * 1024 * 1024,
     writeDeadlineMs: options.writeDeadlineMs ?? 10_000,
+    maxSubscriptions: options.maxSubscriptions ?? 64 * 1024,
     maxControlLine: options.maxControlLine ?? 4096,
     maxConnections: options.maxConnections ?? 64 * 1024,
     pingIntervalMs: options.pingIntervalMs ?? 120_000,
@@ -78,7 +81,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     dataDir: options.dataDir,
     jetstream: options.jetstream ?? true,
   };
-  for (const key of ["maxPayload", "maxPending", "writeDeadlineMs", "maxControlLine", "maxConnections", "pingIntervalMs", "authTimeoutMs", "connectTimeoutMs"] as const) {
+  for (const key of ["maxPayload", "maxPending", "writeDeadlineMs", "maxSubscriptions", "maxControlLine", "maxConnections", "pingIntervalMs", "authTimeoutMs", "connectTimeoutMs"] as const) {
     const value = resolved[key];
     if (!Number.isInteger(value) || value <= 0) throw new Error(`broker option ${key} must be a positive integer, got ${value}`);
   }

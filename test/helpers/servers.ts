@@ -24,6 +24,8 @@ export interface ServerOpts {
   auth?: { token?: string; users?: { user: string; password: string }[] };
   /** write_deadline: a connection whose output cannot be written for this long is a slow consumer (default 10 s). */
   writeDeadlineMs?: number;
+  /** Subscriptions one connection may hold (max_subscriptions). */
+  maxSubscriptions?: number;
   /**
    * JetStream on or off. Undefined keeps each kind's default (bundled: on, in a temporary store the
    * broker removes on close; nats-server: off). With `true` both kinds get a data directory:
@@ -149,6 +151,7 @@ function natsConfig(opts: ServerOpts, storeDir: string | undefined): string {
   if (opts.pingIntervalMs !== undefined) lines.push(`ping_interval: "${opts.pingIntervalMs}ms"`);
   if (opts.maxPingsOut !== undefined) lines.push(`ping_max: ${opts.maxPingsOut}`);
   if (opts.writeDeadlineMs !== undefined) lines.push(`write_deadline: "${opts.writeDeadlineMs}ms"`);
+  if (opts.maxSubscriptions !== undefined) lines.push(`max_subscriptions: ${opts.maxSubscriptions}`);
   const auth: string[] = [];
   if (opts.auth?.token !== undefined) auth.push(`  token: ${JSON.stringify(opts.auth.token)}`);
   if (opts.auth?.users?.length) {
@@ -397,6 +400,7 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
           ...(opts.maxPayload !== undefined ? { maxPayload: opts.maxPayload } : {}),
           ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
           ...(opts.writeDeadlineMs !== undefined ? { writeDeadlineMs: opts.writeDeadlineMs } : {}),
+          ...(opts.maxSubscriptions !== undefined ? { maxSubscriptions: opts.maxSubscriptions } : {}),
           ...(opts.maxControlLine !== undefined ? { maxControlLine: opts.maxControlLine } : {}),
           ...(opts.pingIntervalMs !== undefined ? { pingIntervalMs: opts.pingIntervalMs } : {}),
           ...(opts.maxPingsOut !== undefined ? { maxPingsOut: opts.maxPingsOut } : {}),
@@ -445,7 +449,7 @@ function assertDistFresh(): void {
 
 async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
   const unsupported = (
-    ["maxControlLine", "pingIntervalMs", "maxPingsOut", "authTimeoutMs", "connectTimeoutMs", "auth"] as const
+    ["maxControlLine", "pingIntervalMs", "maxPingsOut", "authTimeoutMs", "connectTimeoutMs", "auth", "maxSubscriptions"] as const
   ).filter((k) => opts[k] !== undefined);
   if (unsupported.length) throw new Error(`childProcess: the CLI has no option for ${unsupported.join(", ")}`);
   assertDistFresh();
