@@ -341,6 +341,8 @@ export class Consumer {
         heartbeatNs = typeof request.idle_heartbeat === "number" ? request.idle_heartbeat : 0;
       }
     }
+    // As nats-server: heartbeats need an expiry at least twice as long, so no request heartbeats forever.
+    if (heartbeatNs > 0 && heartbeatNs * 2 > expiresNs) return this.sendStatus(reply, "400 Bad Request - heartbeat value too large");
     this.lastActivity = Date.now();
     if (this.waiting.length >= (this.config.max_waiting ?? 512)) return this.sendStatus(reply, "409 Exceeded MaxWaiting");
     const now = Date.now();
