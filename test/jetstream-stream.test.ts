@@ -615,6 +615,18 @@ describeEachServer("JetStream streams", (kind: ServerKind) => {
       expect((await jsm.consumers.info(name, "dur")).num_waiting).toBe(0);
     });
 
+    it("pull requests nobody listens for any more do not fill max_waiting", async () => {
+      const { c, js: client, name, subj } = await durable("pullgone", 0, { max_waiting: 4 });
+      // Requests that never expire, with reply subjects nobody subscribes to (a client that left).
+      for (let i = 0; i < 4; i++) c.publish(`$JS.API.CONSUMER.MSG.NEXT.${name}.dur`, JSON.stringify({ batch: 1 }), { reply: `gone.${i}` });
+      await c.flush();
+      await client.publish(`${subj}.x`, "for a live requester");
+      const consumer = await client.consumers.get(name, "dur");
+      const m = await consumer.next({ expires: 3000 });
+      expect(m?.string()).toBe("for a live requester");
+      m?.ack();
+    });
+
     it("next() with a short expiry on an empty consumer returns null, not a heartbeat error", async () => {
       // The client asks for heartbeats every expires/2 and gives up after two missed ones, so the
       // server must send them on time while the request waits. Several requests, issued at different

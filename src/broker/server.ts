@@ -164,6 +164,12 @@ export class Broker {
     for (const listener of this.subscribeListeners) listener(sub);
   }
 
+  /** Whether anything would receive a publish on the subject. */
+  hasInterest(subject: string): boolean {
+    const result = this.sublist.match(subject);
+    return result.plain.length > 0 || result.queues.length > 0;
+  }
+
   /**
    * The subscriptions made on exactly this subject (in this queue group, or in none), as nats-server's
    * interest notifications see them: a wildcard subscription that merely covers the subject is not one.

@@ -344,6 +344,7 @@ export class Consumer {
     // As nats-server: heartbeats need an expiry at least twice as long, so no request heartbeats forever.
     if (heartbeatNs > 0 && heartbeatNs * 2 > expiresNs) return this.sendStatus(reply, "400 Bad Request - heartbeat value too large");
     this.lastActivity = Date.now();
+    if (this.waiting.length >= (this.config.max_waiting ?? 512)) this.dropAbandonedRequests();
     if (this.waiting.length >= (this.config.max_waiting ?? 512)) return this.sendStatus(reply, "409 Exceeded MaxWaiting");
     const now = Date.now();
     const request: PullRequest = {
@@ -390,9 +391,23 @@ export class Consumer {
     return true;
   }
 
+  /**
+   * Drops waiting requests nobody listens for any more (the requester left or unsubscribed), as
+   * nats-server does, so requests that never expire cannot fill max_waiting for good.
+   */
+  private dropAbandonedRequests(): void {
+    for (const request of [...this.waiting]) {
+      if (!this.stream.broker.hasInterest(request.reply)) this.dropRequest(request);
+    }
+  }
+
   private servePullRequests(): void {
     while (this.waiting.length > 0) {
       const request = this.waiting[0];
+      if (!this.stream.broker.hasInterest(request.reply)) {
+        this.dropRequest(request); // nothing it is sent would arrive
+        continue;
+      }
       let exhausted = false;
       while (request.remaining > 0) {
         if (!this.canDeliverMore()) {
