@@ -13,7 +13,7 @@ import {
   type SubscriptionOptions,
 } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { RawClient } from "./helpers/raw.js";
+import { connectLine, RawClient } from "./helpers/raw.js";
 import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
 
 const te = new TextEncoder();
@@ -430,6 +430,82 @@ describeEachServer("nats.js conformance", (kind: ServerKind) => {
         await tok.stop();
       }
     });
+  });
+
+  describe("a client that never reads", () => {
+    let guarded: RunningServer;
+    const varz = async (): Promise<Record<string, unknown>> => (await (await fetch(`${guarded.httpUrl}/varz`)).json()) as Record<string, unknown>;
+    const pendingOf = async (cid: unknown): Promise<number> => {
+      const connz = (await (await fetch(`${guarded.httpUrl}/connz?cid=${String(cid)}`)).json()) as { connections?: { pending_bytes: number }[] };
+      return connz.connections?.[0]?.pending_bytes ?? -1;
+    };
+    afterEach(async () => {
+      await guarded?.stop();
+    });
+
+    it("is cut off as a slow consumer, and meanwhile request/reply stays fast", { timeout: 90_000 }, async () => {
+      // Short enough for a test, long enough to measure while the slow client still exists.
+      guarded = await startServer(kind, { monitoring: true, maxPending: 32 * 1024 * 1024, writeDeadlineMs: 6000 });
+      const slow = await RawClient.connect(guarded.port);
+      await slow.sync("CONNECT {}\r\nSUB > 1\r\n");
+      slow.socket.pause(); // never reads again
+
+      // Fill the kernel buffers and then the server's own queue for it, well past where producers stall
+      // (4 MiB on the bundled broker) and well short of max_pending.
+      const filler = await RawClient.connect(guarded.port);
+      const batch = `PUB fill 60000\r\n${"x".repeat(60000)}\r\n`.repeat(16);
+      let pending = 0;
+      for (let i = 0; i < 100 && pending < 8 * 1024 * 1024; i++) {
+        await filler.sync(batch, 1, 30_000);
+        pending = await pendingOf(slow.info.client_id);
+      }
+      expect(pending).toBeGreaterThanOrEqual(8 * 1024 * 1024);
+      await filler.close();
+
+      const responder = await nc({}, guarded.url);
+      responder.subscribe("svc", { callback: (_err, m) => void m.respond(m.data) });
+      const requester = await nc({}, guarded.url);
+      await requester.flush();
+      await responder.flush();
+      const roundTrips: number[] = [];
+      const started = performance.now();
+      for (let i = 0; i < 220 && performance.now() - started < 20_000; i++) {
+        const t0 = performance.now();
+        await requester.request("svc", te.encode("ping"), { timeout: 5000 });
+        if (i >= 20) roundTrips.push(performance.now() - t0); // the first ones warm up
+      }
+      // The measurement ran while the slow client was still there.
+      expect((await varz()).slow_consumers).toBe(0);
+      expect(roundTrips.length, "200 round trips within 20 s").toBe(200);
+      roundTrips.sort((x, y) => x - y);
+      expect(roundTrips[100]).toBeLessThan(10); // p50 in ms
+
+      // The write deadline passes and the server lets go of it.
+      let cut = 0;
+      for (let waited = 0; waited < 30_000 && cut === 0; waited += 250) {
+        await new Promise((r) => setTimeout(r, 250));
+        cut = (await varz()).slow_consumers as number;
+      }
+      expect(cut).toBeGreaterThanOrEqual(1);
+      slow.socket.resume();
+      await slow.waitClose(30_000);
+      // Everyone else is still served.
+      await expect(requester.request("svc", te.encode("after"), { timeout: 5000 })).resolves.toBeDefined();
+    });
+  });
+
+  it("refuses subscriptions past max_subscriptions with -ERR and keeps the connection", async () => {
+    const limited = await startServer(kind, { maxSubscriptions: 3 });
+    try {
+      const raw = await RawClient.connect(limited.port);
+      const subs = "SUB s.1 1\r\nSUB s.2 2\r\nSUB s.3 3\r\nSUB s.4 4\r\n";
+      expect(await raw.sync(connectLine() + subs)).toBe("-ERR 'maximum subscriptions exceeded'\r\nPONG\r\n");
+      // Still connected; the first three subscriptions work, the refused one does not exist.
+      expect(await raw.sync("PUB s.3 1\r\na\r\nPUB s.4 1\r\nb\r\n")).toBe("MSG s.3 3 1\r\na\r\nPONG\r\n");
+      await raw.close();
+    } finally {
+      await limited.stop();
+    }
   });
 
   it("decodes text payloads as UTF-8", async () => {

@@ -106,7 +106,7 @@ describeEachServer("monitoring", (kind: ServerKind) => {
   it("counts a slow consumer in /varz slow_consumers", { timeout: 60_000 }, async () => {
     await server.stop();
     server = await startServer(kind, {
-      monitoring: true, maxPending: 256 * 1024, maxPayload: 64 * 1024, natsWriteDeadlineMs: 500,
+      monitoring: true, maxPending: 256 * 1024, maxPayload: 64 * 1024, writeDeadlineMs: 500,
     });
     expect((await get("/varz")).slow_consumers).toBe(0);
     const slow = await raw();

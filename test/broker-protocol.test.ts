@@ -442,7 +442,7 @@ describeEachServer("protocol", (kind: ServerKind) => {
     });
 
     it("disconnects a subscriber that never reads while others keep receiving", { timeout: 60_000 }, async () => {
-      const s = await extra({ maxPending: 256 * 1024, maxPayload: 64 * 1024, natsWriteDeadlineMs: 500 });
+      const s = await extra({ maxPending: 256 * 1024, maxPayload: 64 * 1024, writeDeadlineMs: 500 });
       const slow = await client(QUIET, s.port);
       await slow.sync("SUB flood 1\r\n");
       slow.socket.pause(); // stop reading: kernel buffers fill, then the server's queue

@@ -605,6 +605,28 @@ describeEachServer("JetStream streams", (kind: ServerKind) => {
       expect(got.slice(0, last).filter((g) => g === "100 Idle Heartbeat").length).toBeGreaterThanOrEqual(1);
     });
 
+    it("refuses a pull request whose heartbeat is more than half its expiry (or has none), so none waits forever", async () => {
+      const { c, jsm, name } = await durable("pullhbbad", 0);
+      const next = `$JS.API.CONSUMER.MSG.NEXT.${name}.dur`;
+      for (const request of [{ batch: 1, idle_heartbeat: SEC_NS }, { batch: 1, expires: SEC_NS, idle_heartbeat: SEC_NS }]) {
+        const m = await c.request(next, JSON.stringify(request), { timeout: 5000 });
+        expect(`${m.headers?.code} ${m.headers?.description}`).toBe("400 Bad Request - heartbeat value too large");
+      }
+      expect((await jsm.consumers.info(name, "dur")).num_waiting).toBe(0);
+    });
+
+    it("pull requests nobody listens for any more do not fill max_waiting", async () => {
+      const { c, js: client, name, subj } = await durable("pullgone", 0, { max_waiting: 4 });
+      // Requests that never expire, with reply subjects nobody subscribes to (a client that left).
+      for (let i = 0; i < 4; i++) c.publish(`$JS.API.CONSUMER.MSG.NEXT.${name}.dur`, JSON.stringify({ batch: 1 }), { reply: `gone.${i}` });
+      await c.flush();
+      await client.publish(`${subj}.x`, "for a live requester");
+      const consumer = await client.consumers.get(name, "dur");
+      const m = await consumer.next({ expires: 3000 });
+      expect(m?.string()).toBe("for a live requester");
+      m?.ack();
+    });
+
     it("next() with a short expiry on an empty consumer returns null, not a heartbeat error", async () => {
       // The client asks for heartbeats every expires/2 and gives up after two missed ones, so the
       // server must send them on time while the request waits. Several requests, issued at different

@@ -8,9 +8,16 @@ import { ParseError, ProtocolParser, type ProtocolSink, type PubFrame } from "./
 import { isValidPublishSubject, isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
 import type { MatchResult, Sublist, Subscription } from "./sublist.js";
 import type { Broker } from "./server.js";
+import { WriteWatch } from "./write-watch.js";
 
 const CRLF = "\r\n";
 const L0_SUBJECT_MAX = 256;
+/**
+ * A producer feeding a receiver with a high backlog pauses for this long, longer the fuller the
+ * receiver is; the receiver draining ends it early (nats-server stalls a producer 2-5 ms at most).
+ */
+const STALL_MIN_MS = 2;
+const STALL_MAX_MS = 5;
 
 export interface ConnectOptions {
   verbose: boolean;
@@ -65,6 +72,9 @@ export class ClientConnection implements ProtocolSink {
   private stalledProducers: ClientConnection[] = [];
   private stalledOn: ClientConnection | null = null;
   private stallTimer: NodeJS.Timeout | null = null;
+  /** Internal producers (push consumers) waiting for this connection's backlog to drain. */
+  private drainWaiters: (() => void)[] = [];
+  private readonly writeWatch: WriteWatch;
 
   // Last-subject cache: a publisher usually repeats its subject, so compare bytes before building a string.
   private l0Bytes = Buffer.allocUnsafe(L0_SUBJECT_MAX);
@@ -83,7 +93,8 @@ export class ClientConnection implements ProtocolSink {
     this.parser = new ProtocolParser(this, o.maxControlLine, o.maxPayload);
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    socket.on("drain", () => this.resumeProducers());
+    this.writeWatch = new WriteWatch(socket, o.writeDeadlineMs, () => this.closeAsSlowConsumer("write deadline exceeded"));
+    socket.on("drain", () => this.onDrain());
     socket.on("error", () => this.close("connection error"));
     socket.on("close", () => this.close("client closed"));
     const timeout = server.authRequired ? o.authTimeoutMs : o.connectTimeoutMs;
@@ -169,6 +180,10 @@ export class ClientConnection implements ProtocolSink {
     if (!this.admit()) return;
     if (!isValidSubscriptionSubject(subject) || (queue !== undefined && !isValidQueueName(queue))) {
       this.queueText("-ERR 'Invalid Subject'\r\n");
+      return;
+    }
+    if (this.subs.size >= this.server.options.maxSubscriptions) {
+      this.queueText("-ERR 'maximum subscriptions exceeded'\r\n"); // the connection stays, as nats-server's
       return;
     }
     if (!this.subs.has(sid)) {
@@ -300,8 +315,9 @@ export class ClientConnection implements ProtocolSink {
 
   /**
    * Hands everything pending to the socket in one write. `producer` is the connection whose input
-   * produced it: when this connection's backlog is high, that producer is paused (backpressure) until
-   * this one drains, for at most the stall limit; past max_pending this connection is a slow consumer.
+   * produced it: when this connection's backlog is high, that producer pauses for a few milliseconds
+   * (backpressure); past max_pending, or when its output stops moving for write_deadline, this
+   * connection is a slow consumer.
    */
   flushOutbound(producer: ClientConnection | null): void {
     if (this.out.pending === 0) return;
@@ -309,24 +325,40 @@ export class ClientConnection implements ProtocolSink {
       this.out.take(); // a closing connection already sent its last bytes
       return;
     }
-    this.socket.write(this.out.take());
+    const data = this.out.take();
+    this.socket.write(data);
     this.lastWrite = Date.now();
     const backlog = this.socket.writableLength;
+    this.writeWatch.wrote(data.length, backlog);
     if (backlog > this.server.options.maxPending) {
-      this.server.slowConsumers++;
-      this.server.log.warn({ cid: this.cid, backlog }, "slow consumer detected, closing connection");
-      this.close("slow consumer", true);
+      this.closeAsSlowConsumer("max_pending exceeded");
     } else if (backlog > this.server.stallBytes && producer !== null && producer !== this) {
-      producer.stallOn(this);
+      producer.stallOn(this, backlog);
     }
   }
 
-  private stallOn(receiver: ClientConnection): void {
+  /** Runs `resume` once this connection's backlog has drained, or it has closed. */
+  whenDrained(resume: () => void): void {
+    if (this.closed) resume();
+    else this.drainWaiters.push(resume);
+  }
+
+  private closeAsSlowConsumer(why: string): void {
+    if (this.closed) return;
+    this.server.slowConsumers++;
+    this.server.log.warn({ cid: this.cid, backlog: this.socket.writableLength, why }, "slow consumer detected, closing connection");
+    this.close("slow consumer", true);
+  }
+
+  /** Pauses this producer's reads for 2-5 ms, scaled by how close the receiver is to max_pending. */
+  private stallOn(receiver: ClientConnection, backlog: number): void {
     if (this.stalledOn !== null || this.closed) return;
     this.stalledOn = receiver;
     receiver.stalledProducers.push(this);
     this.socket.pause();
-    this.stallTimer = setTimeout(() => this.unstall(), this.server.stallMaxMs);
+    const { stallBytes } = this.server;
+    const fullness = Math.min(1, (backlog - stallBytes) / Math.max(1, this.server.options.maxPending - stallBytes));
+    this.stallTimer = setTimeout(() => this.unstall(), STALL_MIN_MS + (STALL_MAX_MS - STALL_MIN_MS) * fullness);
     this.stallTimer.unref();
   }
 
@@ -340,9 +372,20 @@ export class ClientConnection implements ProtocolSink {
     if (!this.closed) this.socket.resume();
   }
 
+  private onDrain(): void {
+    this.writeWatch.stop();
+    this.resumeProducers();
+  }
+
   private resumeProducers(): void {
-    if (this.stalledProducers.length === 0) return;
-    for (const producer of [...this.stalledProducers]) producer.unstall();
+    if (this.stalledProducers.length > 0) {
+      for (const producer of [...this.stalledProducers]) producer.unstall();
+    }
+    if (this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const resume of waiters) resume();
+    }
   }
 
   // ---- keepalive --------------------------------------------------------------------------------------
@@ -392,6 +435,7 @@ export class ClientConnection implements ProtocolSink {
     this.parser.stopped = true;
     this.clearAuthTimer();
     if (this.pingTimer) clearTimeout(this.pingTimer);
+    this.writeWatch.stop();
     for (const sub of this.subs.values()) this.server.sublist.remove(sub);
     this.subs.clear();
     this.unstall();

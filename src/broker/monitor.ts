@@ -123,7 +123,7 @@ export class Monitor {
       max_payload: o.maxPayload,
       max_pending: o.maxPending,
       tls_timeout: 0,
-      write_deadline: 10 * 1000 * NS_PER_MS,
+      write_deadline: o.writeDeadlineMs * NS_PER_MS,
       start: b.started.toISOString(),
       now: now.toISOString(),
       uptime: goDuration(now.getTime() - b.started.getTime()),

@@ -25,6 +25,13 @@ export interface BrokerOptions {
   maxPayload?: number;
   /** Outbound bytes a connection may have pending before it is closed as a slow consumer. Default 64 MiB. */
   maxPending?: number;
+  /**
+   * A connection whose pending output makes no progress for this long (the peer stopped reading) is
+   * closed as a slow consumer (nats-server's write_deadline). Default 10 s.
+   */
+  writeDeadlineMs?: number;
+  /** Subscriptions one connection may hold; past it SUB gets -ERR (nats-server's max_subscriptions). Default 65536. */
+  maxSubscriptions?: number;
   /** Longest control line, in bytes. Default 4096. */
   maxControlLine?: number;
   /** Most client connections at once. Default 65536. */
@@ -62,6 +69,8 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     serverName: options.serverName,
     maxPayload: options.maxPayload ?? 1024 * 1024,
     maxPending: options.maxPending ?? 64 * 1024 * 1024,
+    writeDeadlineMs: options.writeDeadlineMs ?? 10_000,
+    maxSubscriptions: options.maxSubscriptions ?? 64 * 1024,
     maxControlLine: options.maxControlLine ?? 4096,
     maxConnections: options.maxConnections ?? 64 * 1024,
     pingIntervalMs: options.pingIntervalMs ?? 120_000,
@@ -72,7 +81,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     dataDir: options.dataDir,
     jetstream: options.jetstream ?? true,
   };
-  for (const key of ["maxPayload", "maxPending", "maxControlLine", "maxConnections", "pingIntervalMs", "authTimeoutMs", "connectTimeoutMs"] as const) {
+  for (const key of ["maxPayload", "maxPending", "writeDeadlineMs", "maxSubscriptions", "maxControlLine", "maxConnections", "pingIntervalMs", "authTimeoutMs", "connectTimeoutMs"] as const) {
     const value = resolved[key];
     if (!Number.isInteger(value) || value <= 0) throw new Error(`broker option ${key} must be a positive integer, got ${value}`);
   }

@@ -15,7 +15,7 @@ import { type MatchResult, Sublist, type Subscription } from "./sublist.js";
 
 const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
 const EMPTY = Buffer.alloc(0);
-/** Above this backlog a receiver pauses the publishers feeding it (nats-server stalls at max_pending/2). */
+/** Above this backlog a receiver stalls the publishers feeding it (nats-server stalls at max_pending/2). */
 const STALL_BYTES_CAP = 4 * 1024 * 1024;
 
 export class Broker {
@@ -26,7 +26,6 @@ export class Broker {
   readonly serverId: string;
   readonly started = new Date();
   readonly stallBytes: number;
-  readonly stallMaxMs = 1000;
   readonly authRequired: boolean;
   inMsgs = 0;
   outMsgs = 0;
@@ -165,21 +164,20 @@ export class Broker {
     for (const listener of this.subscribeListeners) listener(sub);
   }
 
-  /** Whether any subscription matches the subject. */
+  /** Whether anything would receive a publish on the subject. */
   hasInterest(subject: string): boolean {
     const result = this.sublist.match(subject);
     return result.plain.length > 0 || result.queues.length > 0;
   }
 
-  /** The connection with the largest outbound backlog among the subject's subscribers, for backpressure. */
-  mostBackloggedReceiver(subject: string): ClientConnection | null {
-    let worst: ClientConnection | null = null;
+  /**
+   * The subscriptions made on exactly this subject (in this queue group, or in none), as nats-server's
+   * interest notifications see them: a wildcard subscription that merely covers the subject is not one.
+   */
+  exactSubscriptions(subject: string, queue: string | undefined): Subscription[] {
     const result = this.sublist.match(subject);
-    for (const sub of [...result.plain, ...result.queues.flat()]) {
-      const owner = sub.owner as ClientConnection | null;
-      if (owner && (worst === null || owner.socket.writableLength > worst.socket.writableLength)) worst = owner;
-    }
-    return worst;
+    if (queue === undefined) return result.plain.filter((sub) => sub.subject === subject);
+    return result.queues.flat().filter((sub) => sub.subject === subject && sub.queue === queue);
   }
 
   /** Delivers to every plain subscription and one member of each queue group; returns the delivery count. */

@@ -25,6 +25,7 @@ export function brokerCommand(): Command {
     .option("--no-jetstream", "serve only the core protocol (no streams, KV or object store)")
     .option("--max-payload <bytes>", "largest message a client may publish", positiveInt)
     .option("--max-pending <bytes>", "outbound backlog before a connection is closed as a slow consumer", positiveInt)
+    .option("--write-deadline <ms>", "close a connection as a slow consumer when its output makes no progress this long", positiveInt)
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .action(async (opts) => {
       const log = pino({ level: opts.logLevel }, pino.destination(2));
@@ -39,6 +40,7 @@ export function brokerCommand(): Command {
           jetstream: opts.jetstream,
           maxPayload: opts.maxPayload,
           maxPending: opts.maxPending,
+          writeDeadlineMs: opts.writeDeadline,
         },
         log,
       );

@@ -22,12 +22,10 @@ export interface ServerOpts {
   /** Bundled broker only: closes connections that send nothing at all (nats-server has no such timer). */
   connectTimeoutMs?: number;
   auth?: { token?: string; users?: { user: string; password: string }[] };
-  /**
-   * nats-server only (the bundled broker has no such option). 2.9.10 stalls a
-   * fast producer instead of growing a slow consumer's pending bytes, so in
-   * practice it drops a slow consumer when a write blocks this long (default 10 s).
-   */
-  natsWriteDeadlineMs?: number;
+  /** write_deadline: a connection whose output cannot be written for this long is a slow consumer (default 10 s). */
+  writeDeadlineMs?: number;
+  /** Subscriptions one connection may hold (max_subscriptions). */
+  maxSubscriptions?: number;
   /**
    * JetStream on or off. Undefined keeps each kind's default (bundled: on, in a temporary store the
    * broker removes on close; nats-server: off). With `true` both kinds get a data directory:
@@ -152,7 +150,8 @@ function natsConfig(opts: ServerOpts, storeDir: string | undefined): string {
   if (opts.maxControlLine !== undefined) lines.push(`max_control_line: ${opts.maxControlLine}`);
   if (opts.pingIntervalMs !== undefined) lines.push(`ping_interval: "${opts.pingIntervalMs}ms"`);
   if (opts.maxPingsOut !== undefined) lines.push(`ping_max: ${opts.maxPingsOut}`);
-  if (opts.natsWriteDeadlineMs !== undefined) lines.push(`write_deadline: "${opts.natsWriteDeadlineMs}ms"`);
+  if (opts.writeDeadlineMs !== undefined) lines.push(`write_deadline: "${opts.writeDeadlineMs}ms"`);
+  if (opts.maxSubscriptions !== undefined) lines.push(`max_subscriptions: ${opts.maxSubscriptions}`);
   const auth: string[] = [];
   if (opts.auth?.token !== undefined) auth.push(`  token: ${JSON.stringify(opts.auth.token)}`);
   if (opts.auth?.users?.length) {
@@ -400,6 +399,8 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
           ...(opts.monitoring ? { httpPort: httpPort ?? 0 } : {}),
           ...(opts.maxPayload !== undefined ? { maxPayload: opts.maxPayload } : {}),
           ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
+          ...(opts.writeDeadlineMs !== undefined ? { writeDeadlineMs: opts.writeDeadlineMs } : {}),
+          ...(opts.maxSubscriptions !== undefined ? { maxSubscriptions: opts.maxSubscriptions } : {}),
           ...(opts.maxControlLine !== undefined ? { maxControlLine: opts.maxControlLine } : {}),
           ...(opts.pingIntervalMs !== undefined ? { pingIntervalMs: opts.pingIntervalMs } : {}),
           ...(opts.maxPingsOut !== undefined ? { maxPingsOut: opts.maxPingsOut } : {}),
@@ -448,7 +449,7 @@ function assertDistFresh(): void {
 
 async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
   const unsupported = (
-    ["maxControlLine", "pingIntervalMs", "maxPingsOut", "authTimeoutMs", "connectTimeoutMs", "auth", "natsWriteDeadlineMs"] as const
+    ["maxControlLine", "pingIntervalMs", "maxPingsOut", "authTimeoutMs", "connectTimeoutMs", "auth", "maxSubscriptions"] as const
   ).filter((k) => opts[k] !== undefined);
   if (unsupported.length) throw new Error(`childProcess: the CLI has no option for ${unsupported.join(", ")}`);
   assertDistFresh();
@@ -461,6 +462,7 @@ async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
     if (opts.jetstream === false) args.push("--no-jetstream");
     if (opts.maxPayload !== undefined) args.push("--max-payload", String(opts.maxPayload));
     if (opts.maxPending !== undefined) args.push("--max-pending", String(opts.maxPending));
+    if (opts.writeDeadlineMs !== undefined) args.push("--write-deadline", String(opts.writeDeadlineMs));
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     const { exited, exitP } = track(child);
     let log = "";

@@ -4,6 +4,8 @@
 // MSG.NEXT requests. Explicit/all ack policies track pending acks, redeliver after ack_wait, and honour
 // max_deliver and max_ack_pending.
 
+import type { ClientConnection } from "../client.js";
+import type { Subscription } from "../sublist.js";
 import { type ConsumerConfig, filterMatcher, NS_PER_MS } from "./config.js";
 import { ApiError } from "./errors.js";
 import { appendHeaders } from "./headers.js";
@@ -195,29 +197,46 @@ export class Consumer {
     });
   }
 
-  private hasInterest(): boolean {
-    return this.stream.broker.hasInterest(this.config.deliver_subject as string);
+  /**
+   * The consumer's own delivery subscriptions: on exactly its deliver subject, in its deliver group if
+   * it has one. As in nats-server, only these bind a push consumer (start delivery, keep an ephemeral
+   * alive, report push_bound); a wildcard subscriber such as `>` receives the deliveries but binds nothing.
+   */
+  private deliverySubscriptions(): Subscription[] {
+    return this.stream.broker.exactSubscriptions(this.config.deliver_subject as string, this.config.deliver_group);
+  }
+
+  private isBound(): boolean {
+    return this.deliverySubscriptions().length > 0;
+  }
+
+  /** A bound subscriber whose connection has too much output waiting, if any. */
+  private backloggedReceiver(subs: Subscription[]): ClientConnection | null {
+    for (const sub of subs) {
+      const owner = sub.owner as ClientConnection | null;
+      if (owner !== null && owner.socket.writableLength > RECEIVER_BACKLOG_LIMIT) return owner;
+    }
+    return null;
   }
 
   private deliverTurn(): void {
     if (this.stopped || this.waitingForDrain) return;
     if (this.isPush) {
-      if (!this.hasInterest()) {
+      const subs = this.deliverySubscriptions();
+      if (subs.length === 0) {
         if (this.inactiveSince === 0) this.inactiveSince = Date.now();
         this.stream.awaitInterest(this);
         return;
       }
       this.inactiveSince = 0;
       const subject = this.config.deliver_subject as string;
-      const receiver = this.stream.broker.mostBackloggedReceiver(subject);
-      if (receiver !== null && receiver.socket.writableLength > RECEIVER_BACKLOG_LIMIT) {
+      const receiver = this.backloggedReceiver(subs);
+      if (receiver !== null) {
         this.waitingForDrain = true;
-        const resume = (): void => {
+        receiver.whenDrained(() => {
           this.waitingForDrain = false;
           this.kick();
-        };
-        receiver.socket.once("drain", resume);
-        receiver.socket.once("close", resume);
+        });
         return;
       }
       let bytes = 0;
@@ -322,7 +341,10 @@ export class Consumer {
         heartbeatNs = typeof request.idle_heartbeat === "number" ? request.idle_heartbeat : 0;
       }
     }
+    // As nats-server: heartbeats need an expiry at least twice as long, so no request heartbeats forever.
+    if (heartbeatNs > 0 && heartbeatNs * 2 > expiresNs) return this.sendStatus(reply, "400 Bad Request - heartbeat value too large");
     this.lastActivity = Date.now();
+    if (this.waiting.length >= (this.config.max_waiting ?? 512)) this.dropAbandonedRequests();
     if (this.waiting.length >= (this.config.max_waiting ?? 512)) return this.sendStatus(reply, "409 Exceeded MaxWaiting");
     const now = Date.now();
     const request: PullRequest = {
@@ -369,9 +391,23 @@ export class Consumer {
     return true;
   }
 
+  /**
+   * Drops waiting requests nobody listens for any more (the requester left or unsubscribed), as
+   * nats-server does, so requests that never expire cannot fill max_waiting for good.
+   */
+  private dropAbandonedRequests(): void {
+    for (const request of [...this.waiting]) {
+      if (!this.stream.broker.hasInterest(request.reply)) this.dropRequest(request);
+    }
+  }
+
   private servePullRequests(): void {
     while (this.waiting.length > 0) {
       const request = this.waiting[0];
+      if (!this.stream.broker.hasInterest(request.reply)) {
+        this.dropRequest(request); // nothing it is sent would arrive
+        continue;
+      }
       let exhausted = false;
       while (request.remaining > 0) {
         if (!this.canDeliverMore()) {
@@ -526,7 +562,7 @@ export class Consumer {
     const cfg = this.config;
     if (cfg.ack_policy !== "none") this.checkAckWait(now);
     if (this.isPush) {
-      const active = this.hasInterest();
+      const active = this.isBound();
       if (!active && this.inactiveSince === 0) this.inactiveSince = now;
       if (active) {
         if (this.inactiveSince !== 0) this.kick();
@@ -587,7 +623,7 @@ export class Consumer {
       num_redelivered: [...this.pending.values()].filter((p) => p.deliveries > 1).length,
       num_waiting: this.waiting.length,
       num_pending: Math.max(0, this.numPending),
-      ...(this.isPush && this.hasInterest() ? { push_bound: true } : {}),
+      ...(this.isPush && this.isBound() ? { push_bound: true } : {}),
     };
   }
 }

@@ -9,7 +9,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import type { Broker } from "../server.js";
 import { JetStreamApi } from "./api.js";
-import { type ConsumerConfig, filterMatcher, normalizeStreamConfig, type StreamConfig } from "./config.js";
+import { type ConsumerConfig, normalizeStreamConfig, type StreamConfig } from "./config.js";
 import { Consumer, type ConsumerState } from "./consumer.js";
 import { FileStore } from "./store/file-store.js";
 import { MemoryStore } from "./store/memory-store.js";
@@ -37,7 +37,7 @@ export class JetStream implements StreamHost {
   private readonly dirtyConsumers = new Map<Consumer, Stream>();
   private consumerSaveTimer: NodeJS.Timeout | null = null;
   private readonly api: JetStreamApi;
-  private readonly onSubscribe: (sub: { subject: string }) => void;
+  private readonly onSubscribe: (sub: { subject: string; queue: string | undefined }) => void;
   private readonly flushHook: () => void;
 
   constructor(
@@ -49,12 +49,11 @@ export class JetStream implements StreamHost {
     this.api = new JetStreamApi(this);
     this.flushHook = () => this.flushStores();
     broker.beforeFlushHooks.push(this.flushHook);
-    // A push consumer waits for its deliver subject to have interest; wake it when a matching SUB arrives.
+    // A push consumer waits for a subscription on exactly its deliver subject; wake it when one arrives.
     this.onSubscribe = (sub) => {
       if (this.awaitingInterest.size === 0) return;
-      const matches = filterMatcher(sub.subject);
       for (const consumer of this.awaitingInterest) {
-        if (matches === null || matches(consumer.config.deliver_subject ?? "")) {
+        if (sub.subject === consumer.config.deliver_subject && sub.queue === consumer.config.deliver_group) {
           this.awaitingInterest.delete(consumer);
           consumer.kick();
         }
