@@ -15,7 +15,10 @@ const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 20_000;
 const OUTPUT_KEEP = 64 * 1024;
 const MAX_WARNINGS = 20;
-/** Bench clients sign with keys of their own, so bench nodes accept any issuer (and say so). */
+/**
+ * Bench clients sign with keys of their own and connect anonymously, so bench nodes accept any issuer
+ * (and say so) and run their broker with --no-auth (auth costs a CONNECT, not a message).
+ */
 const EXPECTED_WARNING = /allow_any_issuer is set/;
 
 /** Runtime-host processes forked by nodes we started (killed on exit if still there). */
@@ -116,7 +119,7 @@ export async function startNode(): Promise<RunningNode> {
   liveDataDirs.add(home);
   const env: NodeJS.ProcessEnv = { ...process.env, NEX_HOME: home };
   delete env.NEX_NAMESPACE;
-  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "node", "up", "--port", "0", "--data-dir", dataDir, "--name", "bench", "--allow-any-issuer"];
+  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "node", "up", "--port", "0", "--data-dir", dataDir, "--name", "bench", "--allow-any-issuer", "--no-auth"];
   let proc: ChildProcess;
   try {
     proc = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });

@@ -6,7 +6,7 @@
 
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
@@ -80,7 +80,7 @@ describeEachServer("hostile senders and workloads", (kind) => {
   beforeAll(async () => {
     artifactDir = tempDir("nex-hostile-artifacts-");
     t = await NodeUnderTest.start(kind, "hostile", ["--artifact-dir", artifactDir]);
-    nc = await connect({ servers: t.node.url });
+    nc = await connect(t.connectOptions());
     issuer = fromSeed(new TextEncoder().encode(readFileSync(path.join(t.home, "issuer.nk"), "utf8").trim())); // the node's default allow-list
     const run = await nex("run", ECHO, "--trigger-subject", "bystander", "--name", "bystander");
     expect(run.code, run.stderr).toBe(0);
@@ -218,7 +218,7 @@ describeEachServer("hostile senders and workloads", (kind) => {
   describe("rogue bidders get nothing sealed to them", () => {
     /** Answers every auction first, with `bid(real)` built from the real node's ping. */
     async function rogueAnswering(bid: (real: Record<string, unknown>) => Record<string, unknown>): Promise<{ deploys: string[]; stop(): void }> {
-      const rogue = await connect({ servers: t.node.url });
+      const rogue = await connect(t.connectOptions());
       const real = JSON.parse((await nex("node", "ls", "--json")).stdout)[0] as Record<string, unknown>;
       const deploys: string[] = [];
       rogue.subscribe(ControlSubjects.auction("default"), { callback: (_e, m) => void m.respond(JSON.stringify(bid(real))) });
@@ -369,6 +369,47 @@ describeEachServer("hostile senders and workloads", (kind) => {
     expect(bystander.sent).toBeGreaterThan(50);
     expect(bystander.failed).toEqual([]);
   });
+});
+
+describe("the bundled broker of nex node up", () => {
+  it("refuses anonymous clients and wrong passwords; nex commands and the recorded URL get in", async () => {
+    const t = await NodeUnderTest.start("bundled", "auth");
+    try {
+      const { servers, user, pass } = t.connectOptions();
+      expect(user).toBe("nex");
+      await expect(connect({ servers, reconnect: false })).rejects.toThrow(/Authorization Violation/);
+      await expect(connect({ servers, user, pass: `${pass}x`, reconnect: false })).rejects.toThrow(/Authorization Violation/);
+      const local = JSON.parse(readFileSync(path.join(t.home, "local-broker.json"), "utf8")) as { url_with_credentials: string };
+      for (const file of [path.join(t.home, "local-broker.json"), path.join(t.dataDir, "broker-users.json")]) expect(statSync(file).mode & 0o777).toBe(0o600);
+      const run = await runNex(["run", ECHO, "--trigger-subject", "auth.echo", "-s", t.node.url], t.env);
+      expect(run.code, run.stderr).toBe(0);
+      // From anywhere, with the URL that carries the credentials (as the nats CLI takes them).
+      const elsewhere = tempDir("nex-auth-elsewhere-");
+      try {
+        const req = await runNex(["req", "auth.echo", "via the url", "-s", local.url_with_credentials], { NEX_HOME: elsewhere });
+        expect(req.stdout.trim(), req.stderr).toBe("via the url");
+        const refused = await runNex(["req", "auth.echo", "anonymous", "-s", t.node.url], { NEX_HOME: elsewhere });
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toMatch(/authorization failed/);
+        expect(refused.stderr).not.toContain(pass);
+      } finally {
+        removeDir(elsewhere);
+      }
+    } finally {
+      await t.stop();
+    }
+  }, 60_000);
+
+  it("admits anonymous clients with --no-auth", async () => {
+    const t = await NodeUnderTest.start("bundled", "noauth", ["--no-auth"]);
+    try {
+      const nc = await connect({ servers: t.node.url, reconnect: false });
+      await nc.close();
+      expect(t.node.output()).toMatch(/auth: +off/);
+    } finally {
+      await t.stop();
+    }
+  }, 60_000);
 });
 
 describe("the default data directory", () => {

@@ -35,7 +35,7 @@ describeEachServer("nex node end to end", (kind) => {
     t = await NodeUnderTest.start(kind, "node");
     node = t.node;
     env = t.env;
-    nc = await connect({ servers: node.url });
+    nc = await connect(t.connectOptions());
   }, 60_000);
 
   afterAll(async () => {
@@ -200,7 +200,10 @@ describeEachServer("nex node end to end", (kind) => {
 
   it("stops a workload, and only for its issuer", async () => {
     const otherHome = tempDir("nex-other-");
-    const other = await runNex(["workload", "stop", echoId, "-s", node.url], { NEX_HOME: otherHome });
+    // Another user's issuer key, connecting with this broker's credentials (when it has any).
+    const { user, pass } = t.connectOptions();
+    const credentials = user ? ["--user", user, "--password", pass ?? ""] : [];
+    const other = await runNex(["workload", "stop", echoId, "-s", node.url, ...credentials], { NEX_HOME: otherHome });
     removeDir(otherHome);
     expect(other.code).toBe(4);
     expect(other.stderr).toMatch(/is not allowed on this node/);
@@ -216,7 +219,7 @@ describeEachServer("nex node end to end", (kind) => {
     await nc.close();
     await node.stop();
     node = await t.up();
-    nc = await connect({ servers: node.url });
+    nc = await connect(t.connectOptions());
     expect(await firstAnswer(nc, "count", "")).toBe("1");
     expect(decode((await nc.request("count", "", { timeout: 5000 })).data)).toBe("2");
   }, 60_000);

@@ -47,7 +47,7 @@ describeEachServer("WebAssembly workloads end to end", (kind) => {
     fixtures = tempDir("nex-wasm-fixtures-");
     t = await NodeUnderTest.start(kind, "wasm");
     node = t.node;
-    nc = await connect({ servers: node.url });
+    nc = await connect(t.connectOptions());
   }, 60_000);
 
   afterAll(async () => {

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { localBrokerFor } from "../node-agent/broker-credentials.js";
 import { CliError, ExitCode, configureUsageErrors } from "./output.js";
 
 export const DEFAULT_SERVER = "nats://127.0.0.1:4222";
@@ -119,10 +120,40 @@ function connectFailure(servers: string[], timeoutMs: number, err: unknown): Cli
     return failure(`cannot connect to ${where}: no answer within ${formatDuration(timeoutMs)}`, ExitCode.unreachable);
   }
   if (name === "AuthorizationError" || /authoriz|authentic/i.test(e.message)) {
-    return failure(`cannot connect to ${where}: authorization failed (check --user/--password, --token or --creds)`, ExitCode.error);
+    return failure(`cannot connect to ${where}: authorization failed (check --user/--password, --token or --creds; \`nex node up\` keeps this machine's in $NEX_HOME/local-broker.json)`, ExitCode.error);
   }
   if (name === "InvalidArgumentError") return failure(`invalid server URL ${where}: ${e.message}`, ExitCode.usage);
   return failure(`cannot connect to ${where}: ${e.message}`, ExitCode.unreachable);
+}
+
+/** nats://user:pass@host, as the nats CLI takes it: nats.js does not read credentials from URLs, so they are taken out here. */
+function urlCredentials(server: string): Pick<NodeConnectionOptions, "user" | "pass" | "token"> | undefined {
+  try {
+    const url = new URL(server.includes("://") ? server : `nats://${server}`);
+    if (!url.username) return undefined;
+    const user = decodeURIComponent(url.username);
+    return url.password ? { user, pass: decodeURIComponent(url.password) } : { token: user };
+  } catch {
+    return undefined;
+  }
+}
+
+function withoutCredentials(server: string): string {
+  if (!urlCredentials(server)) return server;
+  const url = new URL(server.includes("://") ? server : `nats://${server}`);
+  url.username = "";
+  url.password = "";
+  return url.toString().replace(/\/$/, "");
+}
+
+/** Credentials the flags did not give: from the server URL, else those of `nex node up` on this machine for that broker. */
+function implicitCredentials(servers: string[]): Pick<NodeConnectionOptions, "user" | "pass" | "token"> {
+  const fromUrl = servers.map(urlCredentials).find((c) => c !== undefined);
+  if (fromUrl) return fromUrl;
+  const local = localBrokerFor(servers.map(withoutCredentials));
+  if (local?.user) return { user: local.user, pass: local.password };
+  if (local?.token) return { token: local.token };
+  return {};
 }
 
 /** Connects with the flags of addConnectionOptions; throws a CliError with exit code 5 if unreachable. */
@@ -132,16 +163,17 @@ export async function connectFromOptions(opts: ConnectionOptions, name = "nex"):
   if (opts.password !== undefined && opts.user === undefined) {
     throw new CliError("--password needs --user", ExitCode.usage);
   }
-  const options: NodeConnectionOptions = { servers, name, timeout };
+  const options: NodeConnectionOptions = { servers: servers.map(withoutCredentials), name, timeout };
   if (opts.user !== undefined) {
     options.user = opts.user;
     options.pass = opts.password;
   }
   if (opts.token !== undefined) options.token = opts.token;
   if (opts.creds !== undefined) options.authenticator = credsAuthenticator(readCreds(opts.creds));
+  if (opts.user === undefined && opts.token === undefined && opts.creds === undefined) Object.assign(options, implicitCredentials(servers));
   try {
     return await connect(options);
   } catch (err) {
-    throw connectFailure(servers, timeout, err);
+    throw connectFailure(servers.map(withoutCredentials), timeout, err); // never print a password
   }
 }

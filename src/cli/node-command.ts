@@ -2,11 +2,13 @@
 
 import { Command, Option } from "commander";
 import pino from "pino";
+import path from "node:path";
+import { LOCAL_BROKER_FILE } from "../node-agent/broker-credentials.js";
 import { loadNodeConfig } from "../node-agent/config.js";
 import { DEFAULT_NAMESPACE } from "../protocol/control.js";
 import { addConnectionOptions, type ConnectionOptions, connectFromOptions } from "./connection.js";
 import { ControlClient } from "./control-client.js";
-import { issuerKey } from "../util/nex-home.js";
+import { issuerKey, nexHome } from "../util/nex-home.js";
 import { configureUsageErrors, printJson, printTable, withErrors } from "./output.js";
 
 function keyValues(value: string, previous: Record<string, string> = {}): Record<string, string> {
@@ -39,9 +41,10 @@ function upCommand(version: string): Command {
     new Command("up")
       .description("start a node: the bundled NATS broker and a node agent (or only the agent, with --server)")
       .option("-s, --server <urls>", "use an existing NATS server/cluster instead of the bundled broker")
-      .option("--user <user>", "NATS username")
+      .option("--user <user>", "NATS username (with the bundled broker: the one user it admits)")
       .option("--password <password>", "NATS password")
       .option("--token <token>", "NATS token")
+      .option("--no-auth", "bundled broker: admit anonymous clients (by default it generates credentials and refuses them)")
       .option("--host <host>", "bundled broker: interface to listen on", "127.0.0.1")
       .option("-p, --port <port>", "bundled broker: client port", (v) => Number(v), 4222)
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
@@ -78,6 +81,7 @@ function upCommand(version: string): Command {
             config,
             server: opts.server,
             auth: opts.user || opts.token ? { user: opts.user, pass: opts.password, token: opts.token } : undefined,
+            noAuth: opts.auth === false,
             host: opts.host,
             port: opts.port,
             httpPort: opts.httpPort,
@@ -94,6 +98,10 @@ function upCommand(version: string): Command {
           console.log(`  tags:     ${JSON.stringify(info.tags)}`);
           console.log(`  broker:   ${running.brokerUrl}${running.broker ? " (bundled)" : ""}`);
           if (running.broker?.httpUrl) console.log(`  monitor:  ${running.broker.httpUrl}`);
+          if (running.local) {
+            console.log(`  clients:  ${running.local.url_with_credentials}`);
+            console.log(`            (nex commands on this machine use it; other clients read ${path.join(nexHome(), LOCAL_BROKER_FILE)})`);
+          } else if (running.broker && opts.auth === false) console.log("  auth:     off (--no-auth): any client may connect");
           let stopping = false;
           const stop = (signal: string): void => {
             if (stopping) return;

@@ -4,7 +4,7 @@
 import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { type RunningBroker, startBroker } from "../broker/index.js";
+import { type BrokerAuth, type RunningBroker, startBroker } from "../broker/index.js";
 import { JsRuntime } from "../runtimes/js/js-runtime.js";
 import { OciRuntime } from "../runtimes/oci/oci-runtime.js";
 import { WasmRuntime } from "../runtimes/wasm/wasm-runtime.js";
@@ -12,6 +12,7 @@ import type { NatsAuth, Runtime, WorkloadType } from "../runtimes/types.js";
 import type { NodeConfig } from "./config.js";
 import { issuerKey, nexHome } from "../util/nex-home.js";
 import { resolveArtifactDir } from "./artifacts.js";
+import { type LocalBrokerConnection, loadOrCreateBrokerUsers, recordLocalBroker } from "./broker-credentials.js";
 import { loadNodeIdentity } from "./identity.js";
 import { NodeAgent } from "./node.js";
 
@@ -19,7 +20,10 @@ export interface NodeUpOptions {
   config: NodeConfig;
   /** Existing NATS servers (comma-separated); when absent the bundled broker starts in-process. */
   server?: string;
+  /** Credentials: for --server, the node's connection; for the bundled broker, the one user it admits (and the node connects as). */
   auth?: NatsAuth;
+  /** Bundled broker: admit anonymous clients (no generated credentials). */
+  noAuth?: boolean;
   /** Bundled broker listen options. */
   host?: string;
   port?: number;
@@ -34,7 +38,25 @@ export interface RunningNode {
   nc: NatsConnection;
   broker?: RunningBroker;
   brokerUrl: string;
+  /** Bundled broker with auth: how the local CLI (and other local clients) connect. */
+  local?: LocalBrokerConnection;
   stop(): Promise<void>;
+}
+
+/**
+ * Who may use a bundled broker, and as whom the node and the local CLI connect: the given
+ * --user/--password or --token; else, unless --no-auth, the users generated on first start.
+ */
+function bundledBrokerAccess(o: NodeUpOptions): { brokerAuth?: BrokerAuth; node?: NatsAuth; local?: NatsAuth } {
+  if (o.auth?.token) return { brokerAuth: { token: o.auth.token }, node: o.auth, local: o.auth };
+  if (o.auth?.user) return { brokerAuth: { users: [{ user: o.auth.user, password: o.auth.pass ?? "" }] }, node: o.auth, local: o.auth };
+  if (o.noAuth) return {};
+  const users = loadOrCreateBrokerUsers(path.resolve(o.config.data_dir));
+  return {
+    brokerAuth: { users: [users.node, users.local] },
+    node: { user: users.node.user, pass: users.node.password },
+    local: { user: users.local.user, pass: users.local.password },
+  };
 }
 
 export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
@@ -47,9 +69,16 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   }
   let broker: RunningBroker | undefined;
   let brokerUrl = o.server;
+  let local: LocalBrokerConnection | undefined;
   if (!brokerUrl) {
-    broker = await startBroker({ host: o.host, port: o.port ?? 4222, httpPort: o.httpPort, dataDir: o.config.data_dir }, o.log.child({ component: "broker" }));
+    const access = bundledBrokerAccess(o);
+    broker = await startBroker(
+      { host: o.host, port: o.port ?? 4222, httpPort: o.httpPort, dataDir: o.config.data_dir, auth: access.brokerAuth },
+      o.log.child({ component: "broker" }),
+    );
     brokerUrl = broker.url;
+    o = { ...o, auth: access.node };
+    local = access.local ? recordLocalBroker(broker.url, access.local) : undefined;
   }
   const servers = brokerUrl.split(",").map((s) => s.trim());
   let nc: NatsConnection;
@@ -96,6 +125,7 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     nc,
     broker,
     brokerUrl,
+    local,
     stop: async () => {
       await running.stop();
       await nc.drain().catch(() => undefined);

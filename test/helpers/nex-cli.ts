@@ -2,7 +2,7 @@
 // its own NEX_HOME (issuer keys) and data directory.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -126,6 +126,17 @@ export class NodeUnderTest {
       throw err;
     }
     return t;
+  }
+
+  /**
+   * How a NATS client reaches the node's broker: with the bundled broker, as the local user `nex node up`
+   * generated (auth is on by default) and recorded in NEX_HOME; with nats-server, anonymously.
+   */
+  connectOptions(): { servers: string; user?: string; pass?: string } {
+    const file = path.join(this.home, "local-broker.json");
+    if (!existsSync(file)) return { servers: this.node.url };
+    const local = JSON.parse(readFileSync(file, "utf8")) as { user?: string; password?: string };
+    return { servers: this.node.url, user: local.user, pass: local.password };
   }
 
   /** Starts the node (again, on the same data after a stop). */
