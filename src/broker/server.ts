@@ -13,6 +13,7 @@ import { ClientConnection } from "./client.js";
 import type { PubFrame } from "./parser.js";
 import { type ResolvedOptions, SERVER_VERSION } from "./options.js";
 import { type MatchResult, Sublist, type Subscription } from "./sublist.js";
+import { TlsUpgrader } from "./tls.js";
 
 const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
 const EMPTY = Buffer.alloc(0);
@@ -28,6 +29,7 @@ export class Broker {
   readonly started = new Date();
   readonly stallBytes: number;
   readonly auth: Authenticator;
+  private readonly tls: TlsUpgrader | null;
   inMsgs = 0;
   outMsgs = 0;
   inBytes = 0;
@@ -54,6 +56,7 @@ export class Broker {
     this.stallBytes = Math.min(options.maxPending / 2, STALL_BYTES_CAP);
     const auth = options.auth;
     this.auth = new Authenticator(auth?.token || undefined, auth?.users ?? [], auth?.defaultPermissions);
+    this.tls = options.tls ? new TlsUpgrader(options.tls) : null;
   }
 
   get authRequired(): boolean {
@@ -135,13 +138,18 @@ export class Broker {
   }
 
   private accept(socket: net.Socket): void {
-    const client = new ClientConnection(this.nextCid++, socket, this);
+    const client = new ClientConnection(this.nextCid++, this.tls ? this.tls.upgrade(socket) : socket, this);
     this.totalConnections++;
     if (this.clients.size >= this.options.maxConnections) {
       client.closeWithError("maximum connections exceeded");
       return;
     }
     this.clients.set(client.cid, client);
+    if (this.tls) {
+      // The server's TLS side speaks only after the client hello, so INFO goes first on the raw socket.
+      socket.write(`INFO ${JSON.stringify(this.info(client))} \r\n`);
+      return;
+    }
     client.sendInfo(this.info(client));
     this.flush(null);
   }
