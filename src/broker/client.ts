@@ -3,7 +3,9 @@
 // calls on the server and frames what the server delivers to it.
 
 import type { Socket } from "node:net";
+import type { AuthenticatedUser } from "./auth.js";
 import { Outbound } from "./outbound.js";
+import { ConnectionPermissions } from "./permissions.js";
 import { ParseError, ProtocolParser, type ProtocolSink, type PubFrame } from "./parser.js";
 import { isValidPublishSubject, isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
 import type { MatchResult, Sublist, Subscription } from "./sublist.js";
@@ -60,6 +62,14 @@ export class ClientConnection implements ProtocolSink {
   outBytes = 0;
   lastActivity = Date.now();
   rttMs = 0;
+  /** The user this connection authenticated as (null: anonymous or the token). */
+  user: AuthenticatedUser | null = null;
+  /** The user's permissions as this connection applies them; null when unrestricted. */
+  perms: ConnectionPermissions | null = null;
+  /** Set only when publishing is restricted, so the unrestricted publish path checks one field. */
+  private pubPerms: ConnectionPermissions | null = null;
+  /** The nonce an NKey user signs, sent in INFO when NKey users exist. */
+  readonly nonce: string | undefined;
 
   private heardFrom = false;
   private pingsOut = 0;
@@ -88,6 +98,7 @@ export class ClientConnection implements ProtocolSink {
     private readonly server: Broker,
   ) {
     const o = server.options;
+    this.nonce = server.auth.nonceRequired ? server.auth.newNonce() : undefined;
     this.ip = socket.remoteAddress ?? "";
     this.port = socket.remotePort ?? 0;
     this.parser = new ProtocolParser(this, o.maxControlLine, o.maxPayload);
@@ -159,7 +170,13 @@ export class ClientConnection implements ProtocolSink {
       user: typeof raw.user === "string" ? raw.user : undefined,
     };
     if (opts.noResponders && !opts.headers) return this.closeWithError("no responders requires headers support");
-    if (this.server.authRequired && !this.server.authenticate(raw)) return this.closeWithError("Authorization Violation");
+    const user = this.server.authenticate(raw, this.nonce);
+    if (user === false) return this.closeWithError("Authorization Violation");
+    this.user = user;
+    if (user !== null && user.permissions !== null) {
+      this.perms = new ConnectionPermissions(user.permissions);
+      if (!user.permissions.publishOpen) this.pubPerms = this.perms;
+    }
     this.opts = opts;
     this.connected = true;
     this.heardFrom = true;
@@ -170,14 +187,27 @@ export class ClientConnection implements ProtocolSink {
   onPub(frame: PubFrame): void {
     if (!this.admit()) return;
     if (this.opts.pedantic && !isValidPublishSubject(frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd))) this.queueText("-ERR 'Invalid Publish Subject'\r\n");
-    if (this.opts.verbose) this.queueText("+OK\r\n"); // nats-server acknowledges before delivering
     this.inMsgs++;
     this.inBytes += frame.size;
+    if (this.pubPerms !== null) {
+      const subject = frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd);
+      if (!this.pubPerms.canPublish(subject)) {
+        this.queueText(`-ERR 'Permissions Violation for Publish to ${goQuote(subject)}'\r\n`); // the connection stays
+        return;
+      }
+    }
+    if (this.opts.verbose) this.queueText("+OK\r\n"); // nats-server acknowledges before delivering
     this.server.publish(this, frame);
   }
 
   onSub(subject: string, queue: string | undefined, sid: string): void {
     if (!this.admit()) return;
+    // nats-server checks permissions first, and the connection stays after a violation.
+    if (this.perms !== null && !this.perms.canSubscribe(subject, queue)) {
+      const using = queue === undefined ? "" : ` using queue ${goQuote(queue)}`;
+      this.queueText(`-ERR 'Permissions Violation for Subscription to ${goQuote(subject)}${using}'\r\n`);
+      return;
+    }
     if (!isValidSubscriptionSubject(subject) || (queue !== undefined && !isValidQueueName(queue))) {
       this.queueText("-ERR 'Invalid Subject'\r\n");
       return;
@@ -268,6 +298,7 @@ export class ClientConnection implements ProtocolSink {
     const size = frame.size - skip;
     const subjectLen = frame.subjectEnd - frame.subjectStart;
     const replyLen = frame.replyEnd - frame.replyStart;
+    if (replyLen > 0 && this.perms !== null && this.perms.tracksReplies) this.perms.grantReply(src.toString("latin1", frame.replyStart, frame.replyEnd));
     out.reserve(subjectLen + replyLen + sub.sidBytes.length + size + 48);
     const b = out.buf;
     let p = out.end;
@@ -455,4 +486,19 @@ export class ClientConnection implements ProtocolSink {
     if (this.authTimer) clearTimeout(this.authTimer);
     this.authTimer = null;
   }
+}
+
+/** A subject in double quotes as Go's %q writes it (the -ERR texts come from nats-server's fmt calls). */
+function goQuote(text: string): string {
+  let out = '"';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 || c === 0x5c) out += "\\" + text[i];
+    else if (c === 0x0a) out += "\\n";
+    else if (c === 0x0d) out += "\\r";
+    else if (c === 0x09) out += "\\t";
+    else if (c < 0x20 || c === 0x7f) out += "\\x" + c.toString(16).padStart(2, "0");
+    else out += text[i];
+  }
+  return out + '"';
 }

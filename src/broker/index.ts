@@ -7,9 +7,12 @@ import pino, { type Logger } from "pino";
 import { JetStream } from "./jetstream/jetstream.js";
 import { Broker } from "./server.js";
 import { Monitor } from "./monitor.js";
+import type { BrokerUserSpec } from "./auth.js";
 import { type BrokerOptions, resolveOptions, SERVER_VERSION } from "./options.js";
 
-export type { BrokerOptions, BrokerAuth, BrokerUser } from "./options.js";
+export type { BrokerOptions, BrokerAuth, BrokerUser, BrokerTls } from "./options.js";
+export type { BrokerUserSpec, NkeyUser, PasswordUser } from "./auth.js";
+export type { ResponsePermission, SubjectPermission, UserPermissions } from "./permissions.js";
 export { SERVER_VERSION };
 
 export interface RunningBroker {
@@ -24,6 +27,22 @@ export interface RunningBroker {
   /** The broker itself, for in-process extensions and monitoring. */
   readonly broker: Broker;
   readonly jetstream?: JetStream;
+  /**
+   * The broker's users, changed while it runs (nats-server's config reload, in process):
+   * - `add({ user, password, permissions? })` or `add({ nkey, permissions? })`: from then on the user
+   *   may connect, confined to its permissions (nats-server's shape; `allow_responses` expiry in ms).
+   *   With any user, auth is required: adding the first one closes connections made without
+   *   credentials. Throws for a duplicate name, a bcrypt password, an invalid nkey, or when a token is
+   *   configured (nats-server allows a token or users, not both).
+   * - `remove(name)` (the user name, or the nkey): its open connections get
+   *   `-ERR 'Authorization Violation'` and are closed; returns whether the user existed.
+   * - `list()`: the users as given.
+   */
+  readonly users: {
+    add(user: BrokerUserSpec): void;
+    remove(name: string): boolean;
+    list(): BrokerUserSpec[];
+  };
   /** Stops accepting, flushes pending writes, closes every connection. */
   close(): Promise<void>;
 }
@@ -78,6 +97,11 @@ export async function startBroker(options: BrokerOptions = {}, log: Logger = pin
     httpUrl: monitor ? `http://${host}:${monitor.httpPort}` : undefined,
     broker,
     jetstream,
+    users: {
+      add: (user) => broker.addUser(user),
+      remove: (name) => broker.removeUser(name),
+      list: () => broker.auth.list(),
+    },
     // Clients go first (their last acks flush), then the stores close.
     close: () => (closing ??= Promise.all([broker.close(), monitor?.close()]).then(shutdownJetStream)),
   };

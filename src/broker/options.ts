@@ -1,15 +1,29 @@
 // Broker options and the nats-server 2.9.10 defaults they mirror.
 
-export interface BrokerUser {
-  user: string;
-  password: string;
-}
+import type { BrokerUserSpec, PasswordUser } from "./auth.js";
+import type { UserPermissions } from "./permissions.js";
+
+export type BrokerUser = PasswordUser;
 
 export interface BrokerAuth {
-  /** A shared token clients send as `auth_token` (nats `--token`). */
+  /** A shared token clients send as `auth_token` (nats `--token`). Cannot be combined with users. */
   token?: string;
-  /** Username/password pairs (nats `--user`/`--password`). */
-  users?: BrokerUser[];
+  /** Users with a password (nats `--user`/`--password`) or an NKey, each with optional permissions. */
+  users?: BrokerUserSpec[];
+  /** Permissions of users that have none of their own (nats-server's `default_permissions`). */
+  defaultPermissions?: UserPermissions;
+}
+
+/** TLS on the client port, as nats-server's `tls {}` block. */
+export interface BrokerTls {
+  certFile: string;
+  keyFile: string;
+  /** CA that client certificates must chain to (with `verify`). */
+  caFile?: string;
+  /** Require a client certificate signed by the CA. */
+  verify?: boolean;
+  /** Time allowed for the TLS handshake. Default 2 s (nats-server's tls timeout). */
+  timeoutMs?: number;
 }
 
 export interface BrokerOptions {
@@ -49,6 +63,9 @@ export interface BrokerOptions {
    */
   connectTimeoutMs?: number;
   auth?: BrokerAuth;
+  tls?: BrokerTls;
+  /** The config file's `websocket {}` block, kept as parsed until the broker serves WebSocket. */
+  websocket?: Record<string, unknown>;
   /** Data directory: JetStream keeps its streams under <dataDir>/jetstream. Without it, a temporary
    *  directory is used and removed on close (nothing survives a restart). */
   dataDir?: string;
@@ -56,8 +73,8 @@ export interface BrokerOptions {
   jetstream?: boolean;
 }
 
-export type ResolvedOptions = Required<Omit<BrokerOptions, "httpPort" | "auth" | "serverName" | "dataDir">> &
-  Pick<BrokerOptions, "httpPort" | "auth" | "serverName" | "dataDir">;
+export type ResolvedOptions = Required<Omit<BrokerOptions, "httpPort" | "auth" | "serverName" | "dataDir" | "tls" | "websocket">> &
+  Pick<BrokerOptions, "httpPort" | "auth" | "serverName" | "dataDir" | "tls" | "websocket">;
 
 export const SERVER_VERSION = "2.9.10"; // nats.js gates client features by this; see README "Compatibility"
 
@@ -78,6 +95,8 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     authTimeoutMs: options.authTimeoutMs ?? 2000,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     auth: options.auth,
+    tls: options.tls,
+    websocket: options.websocket,
     dataDir: options.dataDir,
     jetstream: options.jetstream ?? true,
   };

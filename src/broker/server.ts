@@ -6,12 +6,14 @@
 // touched socket once.
 
 import net from "node:net";
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import pino, { type Logger } from "pino";
+import { type AuthenticatedUser, Authenticator, type BrokerUserSpec } from "./auth.js";
 import { ClientConnection } from "./client.js";
 import type { PubFrame } from "./parser.js";
 import { type ResolvedOptions, SERVER_VERSION } from "./options.js";
 import { type MatchResult, Sublist, type Subscription } from "./sublist.js";
+import { TlsUpgrader } from "./tls.js";
 
 const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
 const EMPTY = Buffer.alloc(0);
@@ -26,7 +28,8 @@ export class Broker {
   readonly serverId: string;
   readonly started = new Date();
   readonly stallBytes: number;
-  readonly authRequired: boolean;
+  readonly auth: Authenticator;
+  private readonly tls: TlsUpgrader | null;
   inMsgs = 0;
   outMsgs = 0;
   inBytes = 0;
@@ -52,7 +55,42 @@ export class Broker {
     this.serverId = "N" + randomBytes(27).toString("base64url").toUpperCase().replace(/[^A-Z0-9]/g, "X").slice(0, 55);
     this.stallBytes = Math.min(options.maxPending / 2, STALL_BYTES_CAP);
     const auth = options.auth;
-    this.authRequired = Boolean(auth && (auth.token || (auth.users && auth.users.length > 0)));
+    this.auth = new Authenticator(auth?.token || undefined, auth?.users ?? [], auth?.defaultPermissions);
+    this.tls = options.tls ? new TlsUpgrader(options.tls) : null;
+  }
+
+  get authRequired(): boolean {
+    return this.auth.required;
+  }
+
+  /**
+   * Adds a user while running. When this turns auth on, connections made without credentials are
+   * closed, as nats-server does when a config reload turns auth on.
+   */
+  addUser(spec: BrokerUserSpec): void {
+    const wasRequired = this.authRequired;
+    this.auth.add(spec);
+    if (!wasRequired) this.closeUnauthorized((client) => client.connected);
+  }
+
+  /** Removes a user and closes its connections with 'Authorization Violation' (nats-server's reload). */
+  removeUser(name: string): boolean {
+    const user = this.auth.remove(name);
+    if (user === undefined) return false;
+    this.closeUnauthorized((client) => client.user === user);
+    return true;
+  }
+
+  private closeUnauthorized(matches: (client: ClientConnection) => boolean): void {
+    for (const client of [...this.clients.values()]) if (matches(client)) client.closeWithError("Authorization Violation");
+    this.flush(null);
+  }
+
+  /** Authenticates a CONNECT: the user (null for the token or when auth is off), or false when refused. */
+  authenticate(connect: Record<string, unknown>, nonce: string | undefined): AuthenticatedUser | null | false {
+    if (!this.authRequired) return null;
+    const result = this.auth.authenticate(connect, nonce);
+    return result === null ? false : result === "token" ? null : result;
   }
 
   get port(): number {
@@ -90,21 +128,28 @@ export class Broker {
       port: this.listenPort,
       headers: true,
       ...(this.authRequired ? { auth_required: true } : {}),
+      ...(o.tls ? { tls_required: true, ...(o.tls.verify ? { tls_verify: true } : {}) } : {}),
       ...(this.jetstreamEnabled ? { jetstream: true } : {}),
       max_payload: o.maxPayload,
       client_id: client.cid,
       client_ip: client.ip,
+      ...(client.nonce !== undefined ? { nonce: client.nonce } : {}),
     };
   }
 
   private accept(socket: net.Socket): void {
-    const client = new ClientConnection(this.nextCid++, socket, this);
+    const client = new ClientConnection(this.nextCid++, this.tls ? this.tls.upgrade(socket) : socket, this);
     this.totalConnections++;
     if (this.clients.size >= this.options.maxConnections) {
       client.closeWithError("maximum connections exceeded");
       return;
     }
     this.clients.set(client.cid, client);
+    if (this.tls) {
+      // The server's TLS side speaks only after the client hello, so INFO goes first on the raw socket.
+      socket.write(`INFO ${JSON.stringify(this.info(client))} \r\n`);
+      return;
+    }
     client.sendInfo(this.info(client));
     this.flush(null);
   }
@@ -117,16 +162,6 @@ export class Broker {
     c.inBytes += client.inBytes;
     c.outBytes += client.outBytes;
     this.log.debug({ cid: client.cid, reason }, "connection closed");
-  }
-
-  authenticate(connect: Record<string, unknown>): boolean {
-    const auth = this.options.auth;
-    if (!auth) return true;
-    if (auth.token && typeof connect.auth_token === "string" && sameSecret(connect.auth_token, auth.token)) return true;
-    const user = connect.user;
-    const pass = connect.pass;
-    if (typeof user !== "string" || typeof pass !== "string") return false;
-    return (auth.users ?? []).some((u) => u.user === user && sameSecret(pass, u.password));
   }
 
   /** Routes one client publish. */
@@ -213,6 +248,8 @@ export class Broker {
     }
     const to = sub.owner as ClientConnection;
     if (to.closed || (to === from && !to.opts.echo)) return false;
+    const perms = to.perms;
+    if (perms !== null && perms.filtersDeliveries && perms.deniesDelivery(frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd))) return false;
     to.deliver(frame, sub);
     sub.delivered++;
     if (sub.max > 0 && sub.delivered >= sub.max) to.removeSubscription(sub);
@@ -296,10 +333,4 @@ function internalFrame(subject: string, reply: string, header: Buffer | null, da
     payloadStart: subject.length + reply.length,
     hasHeaders: header !== null,
   };
-}
-
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
 }

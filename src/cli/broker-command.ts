@@ -2,6 +2,7 @@
 
 import { Command, InvalidArgumentError } from "commander";
 import pino from "pino";
+import type { BrokerOptions } from "../broker/options.js";
 
 function port(value: string): number {
   const n = Number(value);
@@ -26,24 +27,52 @@ export function brokerCommand(): Command {
     .option("--max-payload <bytes>", "largest message a client may publish", positiveInt)
     .option("--max-pending <bytes>", "outbound backlog before a connection is closed as a slow consumer", positiveInt)
     .option("--write-deadline <ms>", "close a connection as a slow consumer when its output makes no progress this long", positiveInt)
+    .option("-c, --config <file>", "nats-server configuration file (flags given too override it)")
+    .option("--user <user>", "require this user (with --password) from clients")
+    .option("--password <password>", "password for --user")
+    .option("--token <token>", "require this token from clients")
+    .option("--tls-cert <file>", "server certificate (PEM): clients must use TLS")
+    .option("--tls-key <file>", "private key of --tls-cert (PEM)")
+    .option("--tls-ca <file>", "CA certificate (PEM) client certificates are checked against")
+    .option("--tls-verify", "require a client certificate signed by --tls-ca")
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
-    .action(async (opts) => {
+    .action(async (opts, command: Command) => {
       const log = pino({ level: opts.logLevel }, pino.destination(2));
       // Loaded here, so client commands (req, run, ...) do not pay for the broker's modules at start-up.
       const { startBroker } = await import("../broker/index.js");
-      const broker = await startBroker(
-        {
-          host: opts.host,
-          port: opts.port,
-          httpPort: opts.httpPort,
-          dataDir: opts.dataDir,
-          jetstream: opts.jetstream,
-          maxPayload: opts.maxPayload,
-          maxPending: opts.maxPending,
-          writeDeadlineMs: opts.writeDeadline,
-        },
-        log,
-      );
+      const { loadConfigFile } = await import("../broker/config.js");
+      const options = opts.config ? loadConfigFile(opts.config) : {};
+      // A flag given overrides the file; a flag's default applies only where the file is silent.
+      const given = (name: string): boolean => command.getOptionValueSource(name) === "cli";
+      const flags: [string, keyof BrokerOptions, unknown][] = [
+        ["host", "host", opts.host],
+        ["port", "port", opts.port],
+        ["httpPort", "httpPort", opts.httpPort],
+        ["dataDir", "dataDir", opts.dataDir],
+        ["jetstream", "jetstream", opts.jetstream],
+        ["maxPayload", "maxPayload", opts.maxPayload],
+        ["maxPending", "maxPending", opts.maxPending],
+        ["writeDeadline", "writeDeadlineMs", opts.writeDeadline],
+      ];
+      for (const [flag, key, value] of flags) if (given(flag) || (options[key] === undefined && value !== undefined)) Object.assign(options, { [key]: value });
+      if (given("dataDir") && !given("jetstream")) options.jetstream = true;
+      if (opts.user !== undefined || opts.password !== undefined) {
+        if (opts.user === undefined || opts.password === undefined) throw new InvalidArgumentError("--user and --password go together");
+        options.auth = { users: [{ user: opts.user, password: opts.password }] };
+      }
+      if (opts.token !== undefined) {
+        if (opts.user !== undefined) throw new InvalidArgumentError("--token cannot be combined with --user (as nats-server)");
+        options.auth = { token: opts.token };
+      }
+      if (opts.tlsCert !== undefined || opts.tlsKey !== undefined) {
+        if (opts.tlsCert === undefined || opts.tlsKey === undefined) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
+        options.tls = { ...options.tls, certFile: opts.tlsCert, keyFile: opts.tlsKey };
+      }
+      if (opts.tlsCa !== undefined || opts.tlsVerify) {
+        if (options.tls === undefined) throw new InvalidArgumentError("--tls-ca and --tls-verify need --tls-cert and --tls-key (or a tls block)");
+        options.tls = { ...options.tls, ...(opts.tlsCa !== undefined ? { caFile: opts.tlsCa } : {}), ...(opts.tlsVerify ? { verify: true } : {}) };
+      }
+      const broker = await startBroker(options, log);
       console.log(`Listening for client connections on ${broker.url}`);
       if (broker.httpUrl) console.log(`Monitoring on ${broker.httpUrl}`);
       let stopping = false;

@@ -41,6 +41,12 @@ export interface ServerOpts {
    * nats-server always runs as a child process.
    */
   childProcess?: boolean;
+  /**
+   * A nats-server config file both kinds start from (`nats-server -c <file>`; the bundled broker
+   * loads it with its own parser, in process). The harness still picks the port and host, as
+   * `nats-server -a 127.0.0.1 -p <port> -c <file>` does; the other options above are ignored.
+   */
+  configFile?: string;
 }
 
 export interface RunningServer {
@@ -316,10 +322,10 @@ async function startNatsServer(opts: ServerOpts): Promise<RunningServer> {
   const conf = path.join(dir, "server.conf");
   // nats-server keeps its streams under <store_dir>/jetstream.
   const storeDir = opts.jetstream ? (opts.dataDir ?? path.join(dir, "data")) : undefined;
-  writeFileSync(conf, natsConfig(opts, storeDir));
+  if (opts.configFile === undefined) writeFileSync(conf, natsConfig(opts, storeDir));
 
   const launchOnce = async (port: number, httpPort: number | undefined): Promise<Instance> => {
-    const args = ["-a", "127.0.0.1", "-p", String(port), "-c", conf];
+    const args = ["-a", "127.0.0.1", "-p", String(port), "-c", opts.configFile ?? conf];
     if (httpPort !== undefined) args.push("-m", String(httpPort));
     const child = spawn("nats-server", args, { stdio: ["ignore", "ignore", "pipe"] });
     const { exited, exitP } = track(child);
@@ -387,6 +393,7 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
   const mod = (await import(/* @vite-ignore */ spec)) as {
     startBroker(o: Record<string, unknown>): Promise<BundledBroker>;
   };
+  if (opts.configFile !== undefined) return startBundledFromConfig(mod, opts.configFile);
   const { dir, removeOwned } = bundledDataDir(opts);
   const launch: Launcher = (port, httpPort) =>
     withPortRetries(
@@ -422,6 +429,27 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
       },
     );
   return launchFirst("bundled", launch, dir, removeOwned);
+}
+
+/** The bundled broker in process, from a config file (the broker's own parser), on a free port. */
+async function startBundledFromConfig(
+  mod: { startBroker(o: Record<string, unknown>): Promise<BundledBroker> },
+  configFile: string,
+): Promise<RunningServer> {
+  const spec = "../../src/broker/config.js";
+  const { loadConfigFile } = (await import(/* @vite-ignore */ spec)) as { loadConfigFile(file: string): Record<string, unknown> };
+  const fromFile = loadConfigFile(configFile);
+  const launch: Launcher = (port, httpPort) =>
+    withPortRetries(
+      port !== undefined,
+      (e) => (e as NodeJS.ErrnoException).code === "EADDRINUSE",
+      async () => {
+        const broker = await mod.startBroker({ ...fromFile, host: "127.0.0.1", port: port ?? 0, ...(httpPort !== undefined ? { httpPort } : {}) });
+        let closed: Promise<void> | undefined;
+        return { port: broker.port, httpPort: broker.httpPort, logs: () => "", stop: () => (closed ??= broker.close()) };
+      },
+    );
+  return launchFirst("bundled", launch, undefined, () => {});
 }
 
 let distChecked: string | undefined;

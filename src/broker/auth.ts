@@ -1,0 +1,148 @@
+// Who may connect, as nats-server 2.9 decides it: a shared token, users with passwords, or NKey users
+// who sign the nonce from INFO. The users can change while the broker runs (the node mints one per
+// workload); removing one closes its connections, as a nats-server config reload does.
+
+import { createPublicKey, randomBytes, timingSafeEqual, verify } from "node:crypto";
+import { Prefix } from "@nats-io/nkeys";
+// The package's root exports no decoder for public keys; its codec module does (checks prefix and CRC).
+import { Codec } from "@nats-io/nkeys/lib/codec.js";
+import { CompiledPermissions, type UserPermissions } from "./permissions.js";
+
+export interface PasswordUser {
+  user: string;
+  password: string;
+  permissions?: UserPermissions;
+}
+
+export interface NkeyUser {
+  /** The user's public NKey (starts with U). */
+  nkey: string;
+  permissions?: UserPermissions;
+}
+
+export type BrokerUserSpec = PasswordUser | NkeyUser;
+
+/** A user the broker knows, with permissions compiled (null: everything allowed). */
+export interface AuthenticatedUser {
+  /** The user name, or the public NKey. */
+  readonly name: string;
+  readonly permissions: CompiledPermissions | null;
+  readonly spec: BrokerUserSpec;
+}
+
+/** ED25519's SubjectPublicKeyInfo header; the 32 raw key bytes follow it. */
+const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+
+export function isNkeyUser(spec: BrokerUserSpec): spec is NkeyUser {
+  return (spec as NkeyUser).nkey !== undefined;
+}
+
+export function userName(spec: BrokerUserSpec): string {
+  return isNkeyUser(spec) ? spec.nkey : spec.user;
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function nkeyPublicKey(nkey: string): Buffer {
+  try {
+    return Buffer.from(Codec.decode(Prefix.User, new TextEncoder().encode(nkey)));
+  } catch {
+    throw new Error(`not a valid public nkey for a user: ${JSON.stringify(nkey)}`);
+  }
+}
+
+/** nats-server accepts the signature in base64url without padding, or in standard base64. */
+function verifyNonce(nkey: string, nonce: string, sig: string): boolean {
+  const signature = Buffer.from(sig, /[+/=]/.test(sig) ? "base64" : "base64url");
+  if (signature.length !== 64) return false;
+  const key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, nkeyPublicKey(nkey)]), format: "der", type: "spki" });
+  return verify(null, Buffer.from(nonce, "latin1"), key, signature);
+}
+
+export class Authenticator {
+  private readonly byName = new Map<string, AuthenticatedUser>();
+  private readonly byNkey = new Map<string, AuthenticatedUser>();
+
+  constructor(
+    readonly token: string | undefined,
+    users: BrokerUserSpec[],
+    private readonly defaultPermissions: UserPermissions | undefined,
+  ) {
+    for (const u of users) this.add(u);
+  }
+
+  /** Anyone connecting must authenticate. */
+  get required(): boolean {
+    return this.token !== undefined || this.byName.size > 0 || this.byNkey.size > 0;
+  }
+
+  /** INFO carries a nonce to sign only when NKey users exist (nats-server's nonceRequired). */
+  get nonceRequired(): boolean {
+    return this.byNkey.size > 0;
+  }
+
+  newNonce(): string {
+    return randomBytes(11).toString("base64url");
+  }
+
+  add(spec: BrokerUserSpec): AuthenticatedUser {
+    const nkey = isNkeyUser(spec);
+    if (nkey) nkeyPublicKey(spec.nkey);
+    else if (typeof spec.user !== "string" || spec.user === "" || typeof spec.password !== "string") throw new Error("a user needs a name and a password");
+    if (!nkey && spec.password.startsWith("$2")) throw new Error(`user ${JSON.stringify(spec.user)}: bcrypt passwords are not supported by the bundled broker`);
+    if (this.token !== undefined) throw new Error("a token and users cannot be combined (as in nats-server)");
+    const name = userName(spec);
+    const index = nkey ? this.byNkey : this.byName;
+    if (index.has(name)) throw new Error(`user ${JSON.stringify(name)} already exists`);
+    const perms = spec.permissions ?? this.defaultPermissions;
+    const user: AuthenticatedUser = { name, permissions: perms ? new CompiledPermissions(perms) : null, spec };
+    index.set(name, user);
+    return user;
+  }
+
+  remove(name: string): AuthenticatedUser | undefined {
+    const user = this.byName.get(name) ?? this.byNkey.get(name);
+    if (user !== undefined) (isNkeyUser(user.spec) ? this.byNkey : this.byName).delete(name);
+    return user;
+  }
+
+  list(): BrokerUserSpec[] {
+    return [...this.byName.values(), ...this.byNkey.values()].map((u) => u.spec);
+  }
+
+  /** Whether a connection authenticated as `user` may still stay connected. */
+  current(user: AuthenticatedUser): boolean {
+    return (isNkeyUser(user.spec) ? this.byNkey : this.byName).get(user.name) === user;
+  }
+
+  /**
+   * The user a CONNECT authenticates as, "token" for the token, or null (refused). The order is
+   * nats-server's: an NKey when NKey users exist, then a user name, then the token.
+   */
+  authenticate(connect: Record<string, unknown>, nonce: string | undefined): AuthenticatedUser | "token" | null {
+    const nkey = connect.nkey;
+    if (this.byNkey.size > 0 && typeof nkey === "string" && nkey !== "") {
+      const user = this.byNkey.get(nkey);
+      const sig = connect.sig;
+      if (user === undefined || nonce === undefined || typeof sig !== "string" || sig === "") return null;
+      try {
+        return verifyNonce(nkey, nonce, sig) ? user : null;
+      } catch {
+        return null;
+      }
+    }
+    const name = connect.user;
+    if (this.byName.size > 0 && typeof name === "string" && name !== "") {
+      const user = this.byName.get(name);
+      if (user === undefined) return null;
+      const pass = connect.pass;
+      return typeof pass === "string" && sameSecret(pass, (user.spec as PasswordUser).password) ? user : null;
+    }
+    if (this.token !== undefined && typeof connect.auth_token === "string" && sameSecret(connect.auth_token, this.token)) return "token";
+    return null;
+  }
+}
