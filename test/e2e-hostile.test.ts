@@ -17,6 +17,7 @@ import { ARTIFACT_BUCKET, ControlSubjects, PROTOCOL_VERSION } from "../src/proto
 import { containersLabelled, docker, ociSkipReason, testImage } from "./helpers/docker.js";
 import { describeEachServer } from "./helpers/servers.js";
 import { waitFor } from "./helpers/wait.js";
+import { RawClient } from "./helpers/raw.js";
 import { NodeUnderTest, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
 
 const ECHO = path.join(ROOT, "examples/echo/echo.js");
@@ -64,6 +65,18 @@ describeEachServer("hostile senders and workloads", (kind) => {
     requested_at: new Date().toISOString(),
     ...extra,
   });
+
+  /** Counts a workload's log lines, and keeps the node's dropped-lines notice apart. */
+  function watchLogs(workloadId: string): { lines: number; notice: string; stop(): void } {
+    const seen = { lines: 0, notice: "", stop: () => sub.unsubscribe() };
+    const sub = nc.subscribe(`$NEX.FEED.default.logs.${workloadId}.*`, {
+      callback: (_e, m) => {
+        if (/^\[nex\] \d+ log lines of this workload were dropped/.test(m.string())) seen.notice = m.string();
+        else seen.lines++;
+      },
+    });
+    return seen;
+  }
 
   async function workloadIds(namespace = "default"): Promise<string[]> {
     const res = await nex("workload", "ls", "--json", "-n", namespace);
@@ -301,25 +314,18 @@ describeEachServer("hostile senders and workloads", (kind) => {
     const deployed = await sendDeploy(deployBody(flood.url, flood.hash, { name: "flood", trigger_subjects: ["flood.x"] }));
     expect(deployed.error).toBeUndefined();
     const id = deployed.workload_id as string;
-    let lines = 0;
-    let notice = "";
-    const logs = nc.subscribe(`$NEX.FEED.default.logs.${id}.*`, {
-      callback: (_e, m) => {
-        if (/^\[nex\] \d+ log lines of this workload were dropped/.test(m.string())) notice = m.string();
-        else lines++;
-      },
-    });
+    const logs = watchLogs(id);
     const dropped = nc.subscribe("$NEX.FEED.default.events.feed_dropped");
     await nc.flush();
     const started = Date.now();
     for (let i = 0; i < 20; i++) expect(decode((await nc.request("flood.x", "", { timeout: 10_000 })).data)).toBe("flooded");
     const seconds = (Date.now() - started) / 1000 + 1;
-    await waitFor("the dropped-lines notice", () => notice !== "", 5_000);
-    logs.unsubscribe();
+    await waitFor("the dropped-lines notice", () => logs.notice !== "", 5_000);
+    logs.stop();
     // 20,000 lines were written; the feed carries the burst and the rate, no more.
-    expect(lines).toBeLessThanOrEqual(1_000 + Math.ceil(200 * seconds));
-    expect(lines).toBeGreaterThan(0);
-    expect(notice).toMatch(/\d+ log lines of this workload were dropped/);
+    expect(logs.lines).toBeLessThanOrEqual(1_000 + Math.ceil(200 * seconds));
+    expect(logs.lines).toBeGreaterThan(0);
+    expect(logs.notice).toMatch(/\d+ log lines of this workload were dropped/);
     for await (const e of dropped) {
       expect((e.json() as { data: { workload_id: string; dropped: number } }).data).toMatchObject({ workload_id: id });
       break;
@@ -332,22 +338,49 @@ describeEachServer("hostile senders and workloads", (kind) => {
       const run = await nex("run", image, "--type", "oci", "--name", "loud", "--cpus", "0.5", "--", "sh", "-c", "while :; do echo flooding-the-feed-with-one-more-line; done");
       expect(run.code, run.stderr).toBe(0);
       const id = run.stdout.trim();
-      let lines = 0;
-      let notice = "";
-      const logs = nc.subscribe(`$NEX.FEED.default.logs.${id}.*`, {
-        callback: (_e, m) => {
-          if (/^\[nex\] \d+ log lines of this workload were dropped/.test(m.string())) notice = m.string();
-          else lines++;
-        },
-      });
+      const logs = watchLogs(id);
       const started = Date.now();
-      await waitFor("the dropped-lines notice", () => notice !== "", 15_000);
+      await waitFor("the dropped-lines notice", () => logs.notice !== "", 15_000);
       await new Promise((r) => setTimeout(r, 2000));
-      logs.unsubscribe();
-      expect(lines).toBeGreaterThan(0);
-      expect(lines).toBeLessThanOrEqual(1_000 + Math.ceil(200 * ((Date.now() - started) / 1000 + 1)));
+      logs.stop();
+      expect(logs.lines).toBeGreaterThan(0);
+      expect(logs.lines).toBeLessThanOrEqual(1_000 + Math.ceil(200 * ((Date.now() - started) / 1000 + 1)));
       expect((await nex("workload", "stop", id, "--timeout", "30s")).code).toBe(0); // sh as PID 1 ignores SIGTERM: the grace period passes
     }, 60_000);
+
+    it("a container connects as a user of its own, confined to its grant, and loses it at undeploy", async () => {
+      const image = await testImage();
+      const run = await nex("run", image, "--type", "oci", "--name", "greeter", "-t", "greet.me", "-e", "GREETING=hi");
+      expect(run.code, run.stderr).toBe(0);
+      const id = run.stdout.trim();
+      await waitFor("the greeter to answer", async () => {
+        try {
+          return decode((await nc.request("greet.me", "you", { timeout: 1000 })).data) === "hi, you";
+        } catch {
+          return false;
+        }
+      }, 30_000, 200);
+      const [container] = await containersLabelled(`io.nex.workload=${id}`);
+      const env = (await docker.getContainer(container.Id).inspect()).Config.Env;
+      const url = new URL(env.find((e) => e.startsWith("NEX_NATS_URL="))!.slice("NEX_NATS_URL=".length));
+      expect(decodeURIComponent(url.username)).toBe(`wl-${id}`);
+      expect(env).toContain(`NEX_INBOX_PREFIX=_INBOX.${id}`);
+      // Acting as the container, with its credentials, on raw sockets.
+      const raw = await RawClient.connect(Number(url.port));
+      raw.send(`CONNECT ${JSON.stringify({ user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password), verbose: false, pedantic: false })}\r\n`);
+      await raw.sync();
+      for (const [op, subject] of [["SUB", ">"], ["SUB", "bystander"], ["SUB", "$NEX.FEED.default.logs.>"], ["PUB", "bystander"], ["PUB", "$NEX.SVC.default.control.WORKLOADS"], ["PUB", `$NEX.HOST.default.someone-else.kv.get`], ["PUB", "$JS.API.STREAM.INFO.KV_hs_default_create"]]) {
+        raw.send(op === "SUB" ? `SUB ${subject} 9\r\n` : `PUB ${subject} 0\r\n\r\n`);
+        await raw.waitFor(new RegExp(`-ERR 'Permissions Violation for ${op === "SUB" ? "Subscription" : "Publish"} to "${subject.replace(/[.*+?^$()|[\]\\>]/g, "\\$&")}"'`));
+      }
+      // Its own host services answer (kv.keys on its own bucket), through its own inbox.
+      raw.send(`SUB _INBOX.${id}.r 7\r\nPUB $NEX.HOST.default.${id}.kv.keys _INBOX.${id}.r 0\r\n\r\n`);
+      await raw.waitFor(/MSG _INBOX\.\S+ 7 /);
+      expect(raw.closed).toBe(false);
+      expect((await nex("workload", "stop", id, "--timeout", "30s")).code).toBe(0);
+      await raw.waitClose(10_000);
+      expect(raw.text()).toMatch(/Authorization Violation/);
+    }, 90_000);
 
     it("a fork bomb stops at the container's pids limit", async () => {
       const image = await testImage();

@@ -144,7 +144,7 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
   });
 
   it("applies memory, CPU and pids limits, labels, and drops privileges", async () => {
-    const s = spec("limited", { argv: ["sh", "-c", "touch /written || echo read-only; touch /tmp/ok && echo tmp-writable; sleep 60"] }, { limits: { memoryMb: 48, timeoutMs: 1000, cpuMs: 1000, cpus: 0.5, pids: 32 } });
+    const s = spec("limited", { argv: ["sh", "-c", "touch /data/written || echo read-only; touch /tmp/ok && echo tmp-writable; sleep 60"] }, { limits: { memoryMb: 48, timeoutMs: 1000, cpuMs: 1000, cpus: 0.5, pids: 32 } });
     await runtime.deploy(s);
     const [info] = await containersOf(s.id);
     const { HostConfig: host, Config: config } = await docker.getContainer(info.Id).inspect();
@@ -157,12 +157,13 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
       ReadonlyRootfs: true,
       NetworkMode: "host",
     });
+    expect(config.User).toBe("65534:65534"); // not root inside the container
     expect(config.Labels).toMatchObject({ "io.nex.node": nodeId, "io.nex.workload": s.id, "io.nex.namespace": "default", "io.nex.name": "limited" });
     await waitFor("the filesystem checks", () => seen.linesOf(s.id).length >= 2);
     expect(seen.linesOf(s.id)).toEqual(["read-only", "tmp-writable"]);
     await runtime.undeploy(s.id);
 
-    const writable = spec("writable", { argv: ["sh", "-c", "touch /written && echo root-writable"], readOnlyRootfs: false });
+    const writable = spec("writable", { argv: ["sh", "-c", "touch /data/written && echo root-writable"], readOnlyRootfs: false });
     await runtime.deploy(writable);
     await waitFor("the write", () => seen.linesOf(writable.id).includes("root-writable"));
     await runtime.undeploy(writable.id);

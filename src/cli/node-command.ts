@@ -50,7 +50,7 @@ function upCommand(version: string): Command {
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
       .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default $NEX_HOME/node (~/.nex/node)")
       .option("--artifact-dir <dir>", "a directory of artifacts that deploys may name as file:///<path> (none by default: object store only)")
-      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host, runtime_host_per_namespace)")
+      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host, container_user, runtime_host_per_namespace)")
       .option("--name <name>", "node name")
       .option("--tag <key=value>", "node tag (repeatable)", keyValues)
       .option("--allow-issuer <nkey>", "issuer public key allowed to deploy, undeploy and lame-duck (repeatable; default: the local issuer in $NEX_HOME/issuer.nk)", collect)
@@ -58,6 +58,7 @@ function upCommand(version: string): Command {
       .option("--allow-shared-triggers", "let namespaces serve overlapping trigger subjects (refused by default)")
       .option("--workload-types <types>", "comma-separated workload types to run (javascript, wasm, oci)", collect)
       .option("--docker-host <url>", "oci: the Docker engine, unix:///path/docker.sock or tcp://host:port (default $DOCKER_HOST or /var/run/docker.sock)")
+      .option("--container-user <uid[:gid]>", "oci: the user containers run as (default 65534:65534, nobody)")
       .option("--runtime-host-per-namespace", "run each namespace's JavaScript and wasm workloads in runtime hosts of their own")
       .option("--log-level <level>", "trace, debug, info, warn, error", "info")
       .action(
@@ -73,6 +74,7 @@ function upCommand(version: string): Command {
             artifact_dir: opts.artifactDir,
             allow_shared_triggers: opts.allowSharedTriggers,
             docker_host: opts.dockerHost,
+            container_user: opts.containerUser,
             runtime_host_per_namespace: opts.runtimeHostPerNamespace,
           });
           // Loaded here, so client commands do not load the broker, runtimes and isolated-vm at start-up.

@@ -15,10 +15,11 @@ export interface BrokerUserCredentials {
   password: string;
 }
 
-/** What `nex node up` keeps in its data dir: the node's own user and the local CLI's. */
+/** What `nex node up` keeps in its data dir: the node's own user, the local CLI's, and the secret workload users' passwords derive from. */
 export interface BundledBrokerUsers {
   node: BrokerUserCredentials;
   local: BrokerUserCredentials;
+  workload_secret: string;
 }
 
 /** A local broker's connection, as NEX_HOME/local-broker.json holds it. */
@@ -43,10 +44,10 @@ export function loadOrCreateBrokerUsers(dataDir: string): BundledBrokerUsers {
   const file = path.join(dataDir, USERS_FILE);
   if (fs.existsSync(file)) {
     const users = JSON.parse(fs.readFileSync(file, "utf8")) as BundledBrokerUsers;
-    if (!users?.node?.password || !users?.local?.password) throw new Error(`${file} does not hold the node's and the local user's credentials`);
+    if (!users?.node?.password || !users?.local?.password || !users.workload_secret) throw new Error(`${file} does not hold the node's and the local user's credentials`);
     return users;
   }
-  const users: BundledBrokerUsers = { node: { user: "nex-node", password: secret() }, local: { user: "nex", password: secret() } };
+  const users: BundledBrokerUsers = { node: { user: "nex-node", password: secret() }, local: { user: "nex", password: secret() }, workload_secret: secret() };
   writePrivate(file, users);
   return users;
 }

@@ -36,6 +36,8 @@ export const NodeConfigSchema = z
     artifact_dir: z.string().min(1).optional(),
     /** The Docker-API engine for oci workloads: unix:///path/docker.sock or tcp://host:port (default: $DOCKER_HOST, else the local socket). */
     docker_host: z.string().min(1).optional(),
+    /** uid[:gid] OCI containers run as; nobody (65534:65534) by default. */
+    container_user: z.string().regex(/^\d+(:\d+)?$/, "must be uid or uid:gid").optional(),
     /** One JavaScript and one wasm runtime host per namespace, so tenants do not share a crash domain. */
     runtime_host_per_namespace: z.boolean().default(false),
   })

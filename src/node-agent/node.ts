@@ -35,6 +35,7 @@ import { ControlError } from "./errors.js";
 import { EventPublisher } from "./events.js";
 import { ReplayGuard } from "./replay-guard.js";
 import { TriggerClaims } from "./trigger-claims.js";
+import type { WorkloadCredentials } from "./workload-credentials.js";
 import type { NodeIdentity } from "./identity.js";
 import type { z } from "zod";
 import { settleWithin } from "../util/settle-within.js";
@@ -63,6 +64,8 @@ export interface NodeAgentOptions {
   config: NodeConfig;
   runtimes: Map<WorkloadType, Runtime>;
   brokerUrl: string;
+  /** Mints a broker user per container workload (bundled broker with users); without it containers get the node's credentials. */
+  credentials?: WorkloadCredentials;
   version: string;
   log: Logger;
   /** Called when lame duck mode has stopped every workload: the process should exit. */
@@ -281,6 +284,8 @@ export class NodeAgent implements RuntimeObserver {
     const workloadLog = log.child({ workload_id: id, namespace, workload: request.name });
     // Claimed before its triggers subscribe, so a deploy elsewhere in another namespace sees it at once.
     await this.triggerClaims?.claim(id, namespace, request.trigger_subjects);
+    // A container connects itself, as a user of its own (functions run in runtime hosts, on the node's connection).
+    const natsAuth = request.type === "oci" ? this.o.credentials?.grant({ id, namespace, name: request.name, triggerSubjects: request.trigger_subjects }) : undefined;
     // Host services answer before the first trigger can call them.
     this.hostServices.attach({ id, name: request.name, namespace });
     await this.o.nc.flush();
@@ -306,11 +311,13 @@ export class NodeAgent implements RuntimeObserver {
           pids: request.limits.pids,
         },
         env,
+        natsAuth,
         freshContextPerTrigger: request.fresh_context,
         concurrency: request.concurrency,
       });
     } catch (err) {
       this.hostServices.detach(id);
+      this.o.credentials?.revoke(id);
       await this.triggerClaims?.release(id);
       const message = err instanceof Error ? err.message : String(err);
       workloadLog.warn({ err: message }, "deploy refused by the runtime");
@@ -414,6 +421,7 @@ export class NodeAgent implements RuntimeObserver {
       await this.o.runtimes.get(workload.request.type)?.undeploy(workload.id);
     } finally {
       this.hostServices.detach(workload.id);
+      this.o.credentials?.revoke(workload.id);
       this.workloads.delete(workload.id);
       if (forget) {
         await this.desired?.delete(workload.id);

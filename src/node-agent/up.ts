@@ -14,6 +14,7 @@ import { issuerKey, nexHome } from "../util/nex-home.js";
 import { resolveArtifactDir } from "./artifacts.js";
 import { type LocalBrokerConnection, loadOrCreateBrokerUsers, recordLocalBroker } from "./broker-credentials.js";
 import { loadNodeIdentity } from "./identity.js";
+import { BrokerWorkloadUsers, type WorkloadCredentials } from "./workload-credentials.js";
 import { NodeAgent } from "./node.js";
 
 export interface NodeUpOptions {
@@ -47,15 +48,19 @@ export interface RunningNode {
  * Who may use a bundled broker, and as whom the node and the local CLI connect: the given
  * --user/--password or --token; else, unless --no-auth, the users generated on first start.
  */
-function bundledBrokerAccess(o: NodeUpOptions): { brokerAuth?: BrokerAuth; node?: NatsAuth; local?: NatsAuth } {
+function bundledBrokerAccess(o: NodeUpOptions): { brokerAuth?: BrokerAuth; node?: NatsAuth; local?: NatsAuth; workloadSecret?: string } {
   if (o.auth?.token) return { brokerAuth: { token: o.auth.token }, node: o.auth, local: o.auth };
-  if (o.auth?.user) return { brokerAuth: { users: [{ user: o.auth.user, password: o.auth.pass ?? "" }] }, node: o.auth, local: o.auth };
-  if (o.noAuth) return {};
+  if (o.noAuth && !o.auth?.user) return {};
   const users = loadOrCreateBrokerUsers(path.resolve(o.config.data_dir));
+  if (o.auth?.user) {
+    const given = { user: o.auth.user, password: o.auth.pass ?? "" };
+    return { brokerAuth: { users: [given] }, node: o.auth, local: o.auth, workloadSecret: users.workload_secret };
+  }
   return {
     brokerAuth: { users: [users.node, users.local] },
     node: { user: users.node.user, pass: users.node.password },
     local: { user: users.local.user, pass: users.local.password },
+    workloadSecret: users.workload_secret,
   };
 }
 
@@ -70,6 +75,7 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   let broker: RunningBroker | undefined;
   let brokerUrl = o.server;
   let local: LocalBrokerConnection | undefined;
+  let credentials: WorkloadCredentials | undefined;
   if (!brokerUrl) {
     const access = bundledBrokerAccess(o);
     broker = await startBroker(
@@ -79,6 +85,8 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     brokerUrl = broker.url;
     o = { ...o, auth: access.node };
     local = access.local ? recordLocalBroker(broker.url, access.local) : undefined;
+    // Containers connect with users of their own; a broker with a token or without auth has no users to mint.
+    if (access.workloadSecret) credentials = new BrokerWorkloadUsers(broker.users, access.workloadSecret);
   }
   const servers = brokerUrl.split(",").map((s) => s.trim());
   let nc: NatsConnection;
@@ -107,10 +115,10 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     }
     // A node whose Docker engine does not answer still starts; its oci deploys fail saying why.
     else if (type === "oci") {
-      runtimes.set(type, new OciRuntime({ nodeId: identity.id, natsUrl: brokerUrl, natsAuth: o.auth, dockerHost: o.config.docker_host, observer, log: o.log }));
+      runtimes.set(type, new OciRuntime({ nodeId: identity.id, natsUrl: brokerUrl, natsAuth: o.auth, dockerHost: o.config.docker_host, containerUser: o.config.container_user, observer, log: o.log }));
     } else o.log.warn({ type }, "workload type not available in this build; skipping");
   }
-  node = new NodeAgent({ nc, identity, config: o.config, runtimes, brokerUrl, version: o.version, log: o.log, onLameDuckDone: o.onLameDuckDone });
+  node = new NodeAgent({ nc, identity, config: o.config, runtimes, brokerUrl, credentials, version: o.version, log: o.log, onLameDuckDone: o.onLameDuckDone });
   try {
     await node.start();
   } catch (err) {

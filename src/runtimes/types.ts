@@ -55,6 +55,8 @@ export interface WorkloadSpec {
   limits: WorkloadLimits;
   /** Environment values, already unsealed. */
   env: Record<string, string>;
+  /** OCI: the workload's own NATS credentials (a user the node minted); the node's when absent. */
+  natsAuth?: NatsAuth;
   /** JS only: a fresh context for every trigger (original Nex) instead of one warm context. */
   freshContextPerTrigger: boolean;
   /** Isolates (or instances) serving triggers in parallel. */

@@ -8,7 +8,7 @@
 
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, mkdirSync, readFileSync, symlinkSync } from "node:fs";
+import { chmodSync, createReadStream, mkdirSync, readFileSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import Docker from "dockerode";
 import { removeDir, ROOT, tempDir } from "./nex-cli.js";
@@ -17,7 +17,7 @@ const BUSYBOX = "/bin/busybox";
 const GREETER_C = path.join(ROOT, "examples/oci/greeter.c");
 const APPLETS = ["sh", "echo", "cat", "sleep", "seq", "dd", "touch", "true", "false", "yes", "head"];
 /** Bumped when the image layout below changes. */
-const RECIPE = "2";
+const RECIPE = "3";
 
 export const docker = new Docker();
 const isCI = process.env.CI === "true";
@@ -61,6 +61,10 @@ async function buildTestImage(): Promise<string> {
   try {
     const rootfs = path.join(work, "rootfs");
     mkdirSync(path.join(rootfs, "bin"), { recursive: true });
+    // A world-writable directory in the image: containers run as nobody, so only here does a writable
+    // root filesystem show (the rest of the image is root's).
+    mkdirSync(path.join(rootfs, "data"), { mode: 0o1777 });
+    chmodSync(path.join(rootfs, "data"), 0o1777);
     execFileSync("gcc", ["-static", "-O2", "-s", "-o", path.join(rootfs, "greeter"), GREETER_C]);
     execFileSync("cp", [BUSYBOX, path.join(rootfs, "bin/busybox")]);
     for (const applet of APPLETS) symlinkSync("busybox", path.join(rootfs, "bin", applet));

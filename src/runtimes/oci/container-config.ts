@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import type { ContainerCreateOptions } from "dockerode";
 import { triggerQueueGroup } from "../../protocol/control.js";
+import { workloadInboxPrefix } from "../../protocol/workload-permissions.js";
 import type { ContainerSpec, NatsAuth, WorkloadSpec } from "../types.js";
 
 export const Labels = {
@@ -25,7 +26,12 @@ export interface ContainerContext {
   natsAuth?: NatsAuth;
   /** The local image id the reference resolved to (part of the spec hash). */
   imageId: string;
+  /** uid[:gid] the container's command runs as. */
+  user: string;
 }
+
+/** Containers run as nobody unless the operator says otherwise: root in a container is one kernel bug from root on the node. */
+export const DEFAULT_CONTAINER_USER = "65534:65534";
 
 /** The node's broker URL(s) with its credentials in them, as NATS clients take them: nats://user:pass@host:port. */
 export function natsUrlWithAuth(natsUrl: string, auth: NatsAuth | undefined): string {
@@ -50,7 +56,9 @@ export function natsUrlWithAuth(natsUrl: string, auth: NatsAuth | undefined): st
 function containerEnv(spec: WorkloadSpec, ctx: ContainerContext): string[] {
   const env: Record<string, string> = {
     ...spec.env,
-    NEX_NATS_URL: natsUrlWithAuth(ctx.natsUrl, ctx.natsAuth),
+    NEX_NATS_URL: natsUrlWithAuth(ctx.natsUrl, spec.natsAuth ?? ctx.natsAuth),
+    // A workload user may subscribe only under its own inbox prefix (nats.js: the inboxPrefix option).
+    ...(spec.natsAuth ? { NEX_INBOX_PREFIX: workloadInboxPrefix(spec.id) } : {}),
     NEX_WORKLOAD_ID: spec.id,
     NEX_WORKLOAD_NAME: spec.name,
     NEX_NAMESPACE: spec.namespace,
@@ -75,6 +83,7 @@ export function createOptions(spec: ContainerSpec, ctx: ContainerContext): Conta
   const config: ContainerCreateOptions = {
     name: containerName(spec.id),
     Image: spec.image,
+    User: ctx.user,
     Env: containerEnv(spec, ctx),
     ...(options.argv ? { Cmd: options.argv } : {}),
     Tty: false,

@@ -11,7 +11,7 @@
 import type Docker from "dockerode";
 import pino, { type Logger } from "pino";
 import type { ContainerSpec, ContainerStats, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec } from "../types.js";
-import { type ContainerContext, createOptions, Labels } from "./container-config.js";
+import { type ContainerContext, createOptions, DEFAULT_CONTAINER_USER, Labels } from "./container-config.js";
 import { ContainerWorkload } from "./container-workload.js";
 import { settleWithin } from "../../util/settle-within.js";
 import { checkEngine, type Engine, engineMessage, openEngine, resolveImage, statusCode } from "./engine.js";
@@ -26,6 +26,8 @@ export interface OciRuntimeOptions {
   dockerHost?: string;
   observer: RuntimeObserver;
   log?: Logger;
+  /** uid[:gid] containers run as (default 65534:65534, nobody). */
+  containerUser?: string;
   /** Seconds between SIGTERM and SIGKILL on undeploy (default 10, as `docker stop`). */
   stopGraceS?: number;
   /** How long a missing image may take to pull (default 5 min). */
@@ -72,7 +74,13 @@ export class OciRuntime implements Runtime {
     const problem = await this.unavailable();
     if (problem) throw new Error(problem);
     const imageId = await resolveImage(this.engine, image, this.o.pullTimeoutMs ?? 300_000);
-    const context: ContainerContext = { nodeId: this.o.nodeId, natsUrl: this.o.natsUrl, natsAuth: this.o.natsAuth, imageId };
+    const context: ContainerContext = {
+      nodeId: this.o.nodeId,
+      natsUrl: this.o.natsUrl,
+      natsAuth: this.o.natsAuth,
+      imageId,
+      user: this.o.containerUser ?? DEFAULT_CONTAINER_USER,
+    };
     const options = createOptions(oci, context);
     const log = this.log.child({ workload_id: spec.id, namespace: spec.namespace, workload: spec.name });
     const workloadOptions = { docker: this.engine.docker, observer: this.o.observer, log, stopGraceS: this.o.stopGraceS ?? 10 };
