@@ -1,33 +1,20 @@
 // TLS on the client port: the same config files through `nats-server -c` and the bundled broker.
 // Certificates are made here with openssl (a CA, a server certificate, a client certificate).
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { connectLine, RawClient } from "./helpers/raw.js";
+import { makeTestCertificates } from "./helpers/certs.js";
 import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
 
-function openssl(...args: string[]): void {
-  execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-}
-
-/** A certificate for `cn` signed by the test CA, with the given extensions. */
-function signed(name: string, cn: string, ext: string): void {
-  openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`);
-  writeFileSync(file(`${name}.ext`), ext + "\n");
-  openssl("x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`);
-}
-
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), "nex-tls-"));
-  openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=nex test CA");
-  signed("server", "localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost");
-  signed("client", "client", "extendedKeyUsage=clientAuth");
+  makeTestCertificates(dir);
   const tls = (extra: string) => `tls {\n  cert_file: "${file("server.pem")}"\n  key_file: "${file("server.key")}"\n${extra}}\n`;
   writeFileSync(file("tls.conf"), tls(""));
   writeFileSync(file("verify.conf"), tls(`  ca_file: "${file("ca.pem")}"\n  verify: true\n`));

@@ -18,6 +18,7 @@ import { containersLabelled, docker, ociSkipReason, testImage } from "./helpers/
 import { describeEachServer } from "./helpers/servers.js";
 import { waitFor } from "./helpers/wait.js";
 import { RawClient } from "./helpers/raw.js";
+import { makeTestCertificates } from "./helpers/certs.js";
 import { NodeUnderTest, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
 
 const ECHO = path.join(ROOT, "examples/echo/echo.js");
@@ -430,6 +431,30 @@ describe("the bundled broker of nex node up", () => {
       }
     } finally {
       await t.stop();
+    }
+  }, 60_000);
+
+  it("serves TLS with --tls-cert/--tls-key: plain clients are refused, the runtimes and the CLI connect over TLS", async () => {
+    const certDir = tempDir("nex-node-tls-");
+    const certs = makeTestCertificates(certDir);
+    const t = await NodeUnderTest.start("bundled", "tls", ["--tls-cert", certs.serverCert, "--tls-key", certs.serverKey, "--tls-ca", certs.ca]);
+    try {
+      const { servers, user, pass } = t.connectOptions();
+      await expect(connect({ servers, user, pass, reconnect: false, timeout: 3000 })).rejects.toThrow();
+      const nc = await connect({ servers, user, pass, tls: { caFile: certs.ca } });
+      try {
+        // The node's runtime host connects over TLS too: the function answers.
+        const run = await runNex(["run", ECHO, "--trigger-subject", "tls.echo", "-s", t.node.url], t.env);
+        expect(run.code, run.stderr).toBe(0);
+        expect(decode((await nc.request("tls.echo", "over tls", { timeout: 5000 })).data)).toBe("over tls");
+        const req = await runNex(["req", "tls.echo", "from the cli", "-s", t.node.url], t.env);
+        expect(req.stdout.trim(), req.stderr).toBe("from the cli");
+      } finally {
+        await nc.close();
+      }
+    } finally {
+      await t.stop();
+      removeDir(certDir);
     }
   }, 60_000);
 

@@ -2,7 +2,7 @@
 
 import { Command, InvalidArgumentError } from "commander";
 import pino from "pino";
-import type { BrokerOptions } from "../broker/options.js";
+import type { BrokerOptions, BrokerTls } from "../broker/options.js";
 
 function port(value: string): number {
   const n = Number(value);
@@ -16,8 +16,38 @@ function positiveInt(value: string): number {
   return n;
 }
 
+/** The broker's TLS flags, for `nex broker` and `nex node up`. */
+export function addTlsOptions(cmd: Command): Command {
+  return cmd
+    .option("--tls-cert <file>", "server certificate (PEM): clients must use TLS")
+    .option("--tls-key <file>", "private key of --tls-cert (PEM)")
+    .option("--tls-ca <file>", "CA certificate (PEM) client certificates are checked against (and the node's own connection trusts)")
+    .option("--tls-verify", "require a client certificate signed by --tls-ca");
+}
+
+export interface TlsFlags {
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  tlsVerify?: boolean;
+}
+
+/** The tls block the flags describe, over one from a config file. */
+export function tlsFromFlags(opts: TlsFlags, base?: BrokerTls): BrokerTls | undefined {
+  let tls = base;
+  if (opts.tlsCert !== undefined || opts.tlsKey !== undefined) {
+    if (opts.tlsCert === undefined || opts.tlsKey === undefined) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
+    tls = { ...tls, certFile: opts.tlsCert, keyFile: opts.tlsKey };
+  }
+  if (opts.tlsCa !== undefined || opts.tlsVerify) {
+    if (tls === undefined) throw new InvalidArgumentError("--tls-ca and --tls-verify need --tls-cert and --tls-key (or a tls block)");
+    tls = { ...tls, ...(opts.tlsCa !== undefined ? { caFile: opts.tlsCa } : {}), ...(opts.tlsVerify ? { verify: true } : {}) };
+  }
+  return tls;
+}
+
 export function brokerCommand(): Command {
-  return new Command("broker")
+  return addTlsOptions(new Command("broker"))
     .description("run the bundled NATS broker (nats-server compatible core protocol)")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("-p, --port <port>", "client port (0 = any free port)", port, 4222)
@@ -31,10 +61,6 @@ export function brokerCommand(): Command {
     .option("--user <user>", "require this user (with --password) from clients")
     .option("--password <password>", "password for --user")
     .option("--token <token>", "require this token from clients")
-    .option("--tls-cert <file>", "server certificate (PEM): clients must use TLS")
-    .option("--tls-key <file>", "private key of --tls-cert (PEM)")
-    .option("--tls-ca <file>", "CA certificate (PEM) client certificates are checked against")
-    .option("--tls-verify", "require a client certificate signed by --tls-ca")
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .action(async (opts, command: Command) => {
       const log = pino({ level: opts.logLevel }, pino.destination(2));
@@ -64,14 +90,7 @@ export function brokerCommand(): Command {
         if (opts.user !== undefined) throw new InvalidArgumentError("--token cannot be combined with --user (as nats-server)");
         options.auth = { token: opts.token };
       }
-      if (opts.tlsCert !== undefined || opts.tlsKey !== undefined) {
-        if (opts.tlsCert === undefined || opts.tlsKey === undefined) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
-        options.tls = { ...options.tls, certFile: opts.tlsCert, keyFile: opts.tlsKey };
-      }
-      if (opts.tlsCa !== undefined || opts.tlsVerify) {
-        if (options.tls === undefined) throw new InvalidArgumentError("--tls-ca and --tls-verify need --tls-cert and --tls-key (or a tls block)");
-        options.tls = { ...options.tls, ...(opts.tlsCa !== undefined ? { caFile: opts.tlsCa } : {}), ...(opts.tlsVerify ? { verify: true } : {}) };
-      }
+      options.tls = tlsFromFlags(opts, options.tls);
       const broker = await startBroker(options, log);
       console.log(`Listening for client connections on ${broker.url}`);
       if (broker.httpUrl) console.log(`Monitoring on ${broker.httpUrl}`);

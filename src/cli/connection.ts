@@ -18,6 +18,9 @@ export interface ConnectionOptions {
   password?: string;
   token?: string;
   creds?: string;
+  tlsca?: string;
+  tlscert?: string;
+  tlskey?: string;
   /** Milliseconds (already parsed by parseDuration). */
   timeout?: number;
   json?: boolean;
@@ -75,6 +78,9 @@ export function addConnectionOptions(cmd: Command): Command {
     .addOption(new Option("--password <password>", "password").env("NATS_PASSWORD"))
     .addOption(new Option("--token <token>", "authentication token").env("NATS_TOKEN"))
     .addOption(new Option("--creds <file>", "NATS user credentials file (JWT and nkey seed)").env("NATS_CREDS"))
+    .addOption(new Option("--tlsca <file>", "CA certificate (PEM) to trust for a TLS server").env("NATS_CA"))
+    .addOption(new Option("--tlscert <file>", "client certificate (PEM), for a server that requires one").env("NATS_CERT"))
+    .addOption(new Option("--tlskey <file>", "private key of --tlscert (PEM)").env("NATS_KEY"))
     .addOption(
       new Option("--timeout <duration>", "connect and request timeout, e.g. 500ms, 2s")
         .env("NATS_TIMEOUT")
@@ -147,13 +153,15 @@ function withoutCredentials(server: string): string {
 }
 
 /** Credentials the flags did not give: from the server URL, else those of `nex node up` on this machine for that broker. */
-function implicitCredentials(servers: string[]): Pick<NodeConnectionOptions, "user" | "pass" | "token"> {
+function implicitCredentials(servers: string[]): Pick<NodeConnectionOptions, "user" | "pass" | "token" | "tls"> {
   const fromUrl = servers.map(urlCredentials).find((c) => c !== undefined);
   if (fromUrl) return fromUrl;
   const local = localBrokerFor(servers.map(withoutCredentials));
-  if (local?.user) return { user: local.user, pass: local.password };
-  if (local?.token) return { token: local.token };
-  return {};
+  if (!local) return {};
+  const tls = local.tls ? { tls: local.tls } : {};
+  if (local.user) return { user: local.user, pass: local.password, ...tls };
+  if (local.token) return { token: local.token, ...tls };
+  return tls;
 }
 
 /** Connects with the flags of addConnectionOptions; throws a CliError with exit code 5 if unreachable. */
@@ -171,6 +179,9 @@ export async function connectFromOptions(opts: ConnectionOptions, name = "nex"):
   if (opts.token !== undefined) options.token = opts.token;
   if (opts.creds !== undefined) options.authenticator = credsAuthenticator(readCreds(opts.creds));
   if (opts.user === undefined && opts.token === undefined && opts.creds === undefined) Object.assign(options, implicitCredentials(servers));
+  if (opts.tlsca !== undefined || opts.tlscert !== undefined) {
+    options.tls = { ...options.tls, ...(opts.tlsca ? { caFile: opts.tlsca } : {}), ...(opts.tlscert ? { certFile: opts.tlscert, keyFile: opts.tlskey } : {}) };
+  }
   try {
     return await connect(options);
   } catch (err) {

@@ -10,6 +10,8 @@ import { addConnectionOptions, type ConnectionOptions, connectFromOptions } from
 import { ControlClient } from "./control-client.js";
 import { issuerKey, nexHome } from "../util/nex-home.js";
 import { configureUsageErrors, printJson, printTable, withErrors } from "./output.js";
+import { addTlsOptions, type TlsFlags, tlsFromFlags } from "./broker-command.js";
+import type { BrokerOptions } from "../broker/options.js";
 
 function keyValues(value: string, previous: Record<string, string> = {}): Record<string, string> {
   const at = value.indexOf("=");
@@ -36,15 +38,24 @@ async function withControl<T>(opts: ClientOpts, fn: (client: ControlClient) => P
   }
 }
 
+/** The bundled broker's options from --broker-config and the TLS flags (loaded only for `node up`). */
+async function brokerOptionsFrom(opts: TlsFlags & { brokerConfig?: string; server?: string }): Promise<BrokerOptions | undefined> {
+  if (opts.server) return undefined;
+  const fromFile: BrokerOptions = opts.brokerConfig ? (await import("../broker/config.js")).loadConfigFile(opts.brokerConfig) : {};
+  const tls = tlsFromFlags(opts, fromFile.tls);
+  return { ...fromFile, ...(tls ? { tls } : {}) };
+}
+
 function upCommand(version: string): Command {
   return configureUsageErrors(
-    new Command("up")
+    addTlsOptions(new Command("up"))
       .description("start a node: the bundled NATS broker and a node agent (or only the agent, with --server)")
       .option("-s, --server <urls>", "use an existing NATS server/cluster instead of the bundled broker")
       .option("--user <user>", "NATS username (with the bundled broker: the one user it admits)")
       .option("--password <password>", "NATS password")
       .option("--token <token>", "NATS token")
       .option("--no-auth", "bundled broker: admit anonymous clients (by default it generates credentials and refuses them)")
+      .option("--broker-config <file>", "bundled broker: a nats-server configuration file (listen, limits, authorization, tls); flags override it")
       .option("--host <host>", "bundled broker: interface to listen on", "127.0.0.1")
       .option("-p, --port <port>", "bundled broker: client port", (v) => Number(v), 4222)
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
@@ -62,7 +73,7 @@ function upCommand(version: string): Command {
       .option("--runtime-host-per-namespace", "run each namespace's JavaScript and wasm workloads in runtime hosts of their own")
       .option("--log-level <level>", "trace, debug, info, warn, error", "info")
       .action(
-        withErrors(async (opts) => {
+        withErrors(async (opts, command: Command) => {
           const log = pino({ level: opts.logLevel }, pino.destination(2));
           const config = loadNodeConfig(opts.config, {
             name: opts.name,
@@ -84,9 +95,11 @@ function upCommand(version: string): Command {
             server: opts.server,
             auth: opts.user || opts.token ? { user: opts.user, pass: opts.password, token: opts.token } : undefined,
             noAuth: opts.auth === false,
-            host: opts.host,
-            port: opts.port,
+            // With a broker config file, its listen address counts unless the flags say otherwise.
+            host: !opts.brokerConfig || command.getOptionValueSource("host") === "cli" ? opts.host : undefined,
+            port: !opts.brokerConfig || command.getOptionValueSource("port") === "cli" ? opts.port : undefined,
             httpPort: opts.httpPort,
+            brokerOptions: await brokerOptionsFrom(opts),
             version,
             log,
             onLameDuckDone: () => void running.stop().then(() => process.exit(0)),

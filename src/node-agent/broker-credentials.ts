@@ -30,6 +30,8 @@ export interface LocalBrokerConnection {
   token?: string;
   /** The same, as one URL (nats://user:password@host:port) for clients that read credentials from URLs, such as the nats CLI. */
   url_with_credentials: string;
+  /** A TLS broker: what a client trusts (and shows, where a client certificate is required), as nats.js takes it. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
 
 const USERS_FILE = "broker-users.json";
@@ -64,6 +66,7 @@ export function recordLocalBroker(url: string, auth: NatsAuth): LocalBrokerConne
     ...(auth.user ? { user: auth.user, password: auth.pass ?? "" } : {}),
     ...(auth.token ? { token: auth.token } : {}),
     url_with_credentials: withCredentials.toString().replace(/\/$/, ""),
+    ...(auth.tls ? { tls: auth.tls } : {}),
   };
   writePrivate(path.join(nexHome(), LOCAL_BROKER_FILE), connection);
   return connection;

@@ -4,7 +4,7 @@
 import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { type BrokerAuth, type RunningBroker, startBroker } from "../broker/index.js";
+import { type BrokerAuth, type BrokerOptions, type RunningBroker, startBroker } from "../broker/index.js";
 import { JsRuntime } from "../runtimes/js/js-runtime.js";
 import { OciRuntime } from "../runtimes/oci/oci-runtime.js";
 import { WasmRuntime } from "../runtimes/wasm/wasm-runtime.js";
@@ -25,6 +25,8 @@ export interface NodeUpOptions {
   auth?: NatsAuth;
   /** Bundled broker: admit anonymous clients (no generated credentials). */
   noAuth?: boolean;
+  /** Bundled broker: options from a nats-server config file (listen address, limits, authorization, tls...), under the flags. */
+  brokerOptions?: BrokerOptions;
   /** Bundled broker listen options. */
   host?: string;
   port?: number;
@@ -49,6 +51,12 @@ export interface RunningNode {
  * --user/--password or --token; else, unless --no-auth, the users generated on first start.
  */
 function bundledBrokerAccess(o: NodeUpOptions): { brokerAuth?: BrokerAuth; node?: NatsAuth; local?: NatsAuth; workloadSecret?: string } {
+  const configured = o.brokerOptions?.auth;
+  if (configured) {
+    // The config file's users or token: the node connects as the --user/--token given, which must be one of them.
+    const workloadSecret = configured.users?.length ? loadOrCreateBrokerUsers(path.resolve(o.config.data_dir)).workload_secret : undefined;
+    return { brokerAuth: configured, node: o.auth, local: o.auth, workloadSecret };
+  }
   if (o.auth?.token) return { brokerAuth: { token: o.auth.token }, node: o.auth, local: o.auth };
   if (o.noAuth && !o.auth?.user) return {};
   const users = loadOrCreateBrokerUsers(path.resolve(o.config.data_dir));
@@ -62,6 +70,10 @@ function bundledBrokerAccess(o: NodeUpOptions): { brokerAuth?: BrokerAuth; node?
     local: { user: users.local.user, pass: users.local.password },
     workloadSecret: users.workload_secret,
   };
+}
+
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
@@ -78,13 +90,14 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   let credentials: WorkloadCredentials | undefined;
   if (!brokerUrl) {
     const access = bundledBrokerAccess(o);
-    broker = await startBroker(
-      { host: o.host, port: o.port ?? 4222, httpPort: o.httpPort, dataDir: o.config.data_dir, auth: access.brokerAuth },
-      o.log.child({ component: "broker" }),
-    );
+    const given = { host: o.host, port: o.port, httpPort: o.httpPort };
+    const options: BrokerOptions = { port: 4222, ...o.brokerOptions, ...withoutUndefined(given), dataDir: o.config.data_dir, jetstream: true, auth: access.brokerAuth };
+    broker = await startBroker(options, o.log.child({ component: "broker" }));
     brokerUrl = broker.url;
-    o = { ...o, auth: access.node };
-    local = access.local ? recordLocalBroker(broker.url, access.local) : undefined;
+    // Over TLS the node (and its runtime hosts) trust the broker's CA, and show their certificate where one is required.
+    const tls = options.tls ? { caFile: options.tls.caFile, ...(options.tls.verify ? { certFile: options.tls.certFile, keyFile: options.tls.keyFile } : {}) } : undefined;
+    o = { ...o, auth: access.node || tls ? { ...access.node, ...(tls ? { tls } : {}) } : undefined };
+    local = access.local ? recordLocalBroker(broker.url, { ...access.local, ...(tls ? { tls } : {}) }) : undefined;
     // Containers connect with users of their own; a broker with a token or without auth has no users to mint.
     if (access.workloadSecret) credentials = new BrokerWorkloadUsers(broker.users, access.workloadSecret);
   }

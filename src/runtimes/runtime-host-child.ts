@@ -231,6 +231,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
         user: m.natsAuth?.user,
         pass: m.natsAuth?.pass,
         token: m.natsAuth?.token,
+        ...(m.natsAuth?.tls ? { tls: m.natsAuth.tls } : {}),
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
         // Host-service calls are requests; a stack trace captured for each costs more than the call.

@@ -11,6 +11,8 @@ export interface NatsAuth {
   user?: string;
   pass?: string;
   token?: string;
+  /** TLS to the server (nats.js `tls` options): the CA to trust, and a client certificate where one is required. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
 
 export interface WorkloadLimits {
