@@ -2,7 +2,8 @@
 // its own NEX_HOME (issuer keys) and data directory.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -111,14 +112,35 @@ export class NodeUnderTest {
     readonly dataDir: string,
     readonly home: string,
     private readonly extraArgs: string[],
+    env: Record<string, string>,
   ) {
-    this.env = { NEX_HOME: home };
+    this.env = { NEX_HOME: home, ...env };
   }
 
-  /** `extraArgs` go to every `nex node up` of this node (after the broker and data-dir flags). */
+  /**
+   * `extraArgs` go to every `nex node up` of this node (after the broker and data-dir flags). On
+   * nats-server, auth is on as the README documents it: a config file with a user for the node and one
+   * for the CLI (NATS_USER/NATS_PASSWORD in `env`), and JetStream.
+   */
   static async start(kind: ServerKind, name: string, extraArgs: string[] = []): Promise<NodeUnderTest> {
-    const server = kind === "nats-server" ? await startServer("nats-server", { jetstream: true }) : undefined;
-    const t = new NodeUnderTest(server, tempDir(`nex-${name}-data-`), tempDir(`nex-${name}-home-`), extraArgs);
+    const home = tempDir(`nex-${name}-home-`);
+    let server: RunningServer | undefined;
+    let serverAuth: string[] = [];
+    const env: Record<string, string> = {};
+    if (kind === "nats-server") {
+      const node = { user: "nex-node", password: randomBytes(12).toString("hex") };
+      const cli = { user: "nex", password: randomBytes(12).toString("hex") };
+      const conf = path.join(home, "nats-server.conf");
+      writeFileSync(
+        conf,
+        `jetstream { store_dir: "${path.join(home, "js")}" }\n` +
+          `authorization { users: [\n  { user: ${node.user}, password: "${node.password}" }\n  { user: ${cli.user}, password: "${cli.password}" }\n] }\n`,
+      );
+      server = await startServer("nats-server", { configFile: conf });
+      serverAuth = ["--user", node.user, "--password", node.password];
+      Object.assign(env, { NATS_USER: cli.user, NATS_PASSWORD: cli.password });
+    }
+    const t = new NodeUnderTest(server, tempDir(`nex-${name}-data-`), home, [...serverAuth, ...extraArgs], env);
     try {
       await t.up();
     } catch (err) {
@@ -130,9 +152,10 @@ export class NodeUnderTest {
 
   /**
    * How a NATS client reaches the node's broker: with the bundled broker, as the local user `nex node up`
-   * generated (auth is on by default) and recorded in NEX_HOME; with nats-server, anonymously.
+   * generated (auth is on by default) and recorded in NEX_HOME; with nats-server, as the CLI user of its config.
    */
   connectOptions(): { servers: string; user?: string; pass?: string } {
+    if (this.env.NATS_USER) return { servers: this.node.url, user: this.env.NATS_USER, pass: this.env.NATS_PASSWORD };
     const file = path.join(this.home, "local-broker.json");
     if (!existsSync(file)) return { servers: this.node.url };
     const local = JSON.parse(readFileSync(file, "utf8")) as { user?: string; password?: string };
