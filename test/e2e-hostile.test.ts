@@ -458,6 +458,44 @@ describe("the bundled broker of nex node up", () => {
     }
   }, 60_000);
 
+  it("with a broker config of tenant users, a tenant reads its own namespace and not another's", async () => {
+    const dir = tempDir("nex-tenants-");
+    const conf = path.join(dir, "broker.conf");
+    writeFileSync(
+      conf,
+      `authorization { users: [
+  { user: nex-node, password: node-secret }
+  { user: alice, password: alice-secret, permissions: {
+      publish: { allow: ["$NEX.SVC.a.>"] }
+      subscribe: { allow: ["_INBOX_alice.>", "$NEX.FEED.a.>"] } } }
+] }
+`,
+    );
+    const t = await NodeUnderTest.start("bundled", "tenants", ["--broker-config", conf, "--user", "nex-node", "--password", "node-secret"]);
+    const aliceHome = tempDir("nex-alice-");
+    try {
+      // The operator (the node's user, recorded for this NEX_HOME) deploys one workload in a and one in b.
+      for (const ns of ["a", "b"]) {
+        const run = await runNex(["run", ECHO, "--trigger-subject", `${ns}.echo`, "--name", `echo-${ns}`, "-n", ns, "-s", t.node.url], t.env);
+        expect(run.code, run.stderr).toBe(0);
+      }
+      const alice = (ns: string) =>
+        runNex(["workload", "ls", "--json", "-n", ns, "-s", t.node.url, "--user", "alice", "--password", "alice-secret", "--inbox-prefix", "_INBOX_alice"], { NEX_HOME: aliceHome });
+      const own = await alice("a");
+      expect(own.code, own.stderr).toBe(0);
+      expect((JSON.parse(own.stdout) as { name: string }[]).map((w) => w.name)).toEqual(["echo-a"]);
+      const other = await alice("b");
+      expect(other.stdout).not.toContain("echo-b");
+      // Without the inbox prefix, alice cannot even hear answers.
+      const noPrefix = await runNex(["workload", "ls", "--json", "-n", "a", "-s", t.node.url, "--user", "alice", "--password", "alice-secret"], { NEX_HOME: aliceHome });
+      expect(noPrefix.stdout).not.toContain("echo-a");
+    } finally {
+      await t.stop();
+      removeDir(aliceHome);
+      removeDir(dir);
+    }
+  }, 60_000);
+
   it("admits anonymous clients with --no-auth", async () => {
     const t = await NodeUnderTest.start("bundled", "noauth", ["--no-auth"]);
     try {

@@ -18,6 +18,7 @@ export interface ConnectionOptions {
   password?: string;
   token?: string;
   creds?: string;
+  inboxPrefix?: string;
   tlsca?: string;
   tlscert?: string;
   tlskey?: string;
@@ -78,6 +79,7 @@ export function addConnectionOptions(cmd: Command): Command {
     .addOption(new Option("--password <password>", "password").env("NATS_PASSWORD"))
     .addOption(new Option("--token <token>", "authentication token").env("NATS_TOKEN"))
     .addOption(new Option("--creds <file>", "NATS user credentials file (JWT and nkey seed)").env("NATS_CREDS"))
+    .addOption(new Option("--inbox-prefix <prefix>", "prefix of reply inboxes, for a user allowed to subscribe only there").env("NATS_INBOX_PREFIX"))
     .addOption(new Option("--tlsca <file>", "CA certificate (PEM) to trust for a TLS server").env("NATS_CA"))
     .addOption(new Option("--tlscert <file>", "client certificate (PEM), for a server that requires one").env("NATS_CERT"))
     .addOption(new Option("--tlskey <file>", "private key of --tlscert (PEM)").env("NATS_KEY"))
@@ -171,7 +173,7 @@ export async function connectFromOptions(opts: ConnectionOptions, name = "nex"):
   if (opts.password !== undefined && opts.user === undefined) {
     throw new CliError("--password needs --user", ExitCode.usage);
   }
-  const options: NodeConnectionOptions = { servers: servers.map(withoutCredentials), name, timeout };
+  const options: NodeConnectionOptions = { servers: servers.map(withoutCredentials), name, timeout, ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}) };
   if (opts.user !== undefined) {
     options.user = opts.user;
     options.pass = opts.password;
