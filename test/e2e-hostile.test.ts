@@ -333,7 +333,8 @@ describeEachServer("hostile senders and workloads", (kind) => {
     }
   }, 60_000);
 
-  describe.skipIf(ociSkip !== undefined || kind !== "bundled")(`containers${ociSkip ? ` (skipped: ${ociSkip})` : ""}`, () => {
+  // Containers reach the broker as users the node mints, which only the bundled broker can: they run there.
+  if (kind === "bundled") describe.skipIf(ociSkip !== undefined)(`containers${ociSkip ? ` (skipped: ${ociSkip})` : ""}`, () => {
     it("a container flooding its output reaches the feed only at its rate", async () => {
       const image = await testImage();
       const run = await nex("run", image, "--type", "oci", "--name", "loud", "--cpus", "0.5", "--", "sh", "-c", "while :; do echo flooding-the-feed-with-one-more-line; done");

@@ -8,8 +8,9 @@ import pino, { type Logger } from "pino";
 import { builtScript } from "../../util/built-script.js";
 import { toFunctionSpec } from "../runtime-host-ipc.js";
 import { DEPLOY_TIMEOUT_MS, type HostProcess } from "../runtime-host-supervisor.js";
+import { HostedFunctionRuntime } from "../hosted-function-runtime.js";
 import { RuntimeHosts } from "../runtime-hosts.js";
-import type { FunctionStats, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec } from "../types.js";
+import type { NatsAuth, RuntimeObserver, WorkloadSpec } from "../types.js";
 import type { CompiledCode, DeployResult, JsDeployExtra } from "./ipc.js";
 
 export interface JsRuntimeOptions {
@@ -43,12 +44,13 @@ export function defaultHostScript(): string {
   return builtScript(import.meta.url, "runtime-host.js");
 }
 
-export class JsRuntime implements Runtime {
+export class JsRuntime extends HostedFunctionRuntime<JsDeployExtra> {
   readonly type = "javascript" as const;
-  private readonly host: RuntimeHosts<JsDeployExtra>;
+  protected readonly host: RuntimeHosts<JsDeployExtra>;
   private readonly codes = new Map<string, CompiledCode>();
 
   constructor(opts: JsRuntimeOptions) {
+    super();
     const log = (opts.log ?? pino({ level: "silent" })).child({ runtime: "javascript" });
     this.host = new RuntimeHosts<JsDeployExtra>(
       {
@@ -70,21 +72,6 @@ export class JsRuntime implements Runtime {
     );
   }
 
-  /** The shared runtime host's process id, while one runs (tests kill it to exercise supervision). */
-  get childPid(): number | undefined {
-    return this.host.childPidFor("");
-  }
-
-  /** The process id of the runtime host serving `namespace`, while one runs. */
-  childPidFor(namespace: string): number | undefined {
-    return this.host.childPidFor(namespace);
-  }
-
-  /** Starts the runtime host now instead of on the first deploy; resolves once it is connected to NATS. */
-  start(): Promise<void> {
-    return this.host.start();
-  }
-
   private async deployOn(hp: HostProcess<JsDeployExtra>, spec: WorkloadSpec): Promise<void> {
     const given = this.codes.get(spec.sha256?.toLowerCase?.() ?? "");
     const result = await hp.request<DeployResult>({ type: "deploy", spec: toFunctionSpec(spec), code: given }, DEPLOY_TIMEOUT_MS);
@@ -102,23 +89,5 @@ export class JsRuntime implements Runtime {
       bytes -= this.codes.get(oldest)?.cachedData?.byteLength ?? 0;
       this.codes.delete(oldest);
     }
-  }
-
-  async deploy(spec: WorkloadSpec): Promise<void> {
-    if (spec.type !== "javascript") throw new Error(`the JavaScript runtime cannot run a ${spec.type} workload`);
-    await this.host.deploy(spec);
-  }
-
-  undeploy(workloadId: string): Promise<void> {
-    return this.host.undeploy(workloadId);
-  }
-
-  stats(workloadId: string): Promise<FunctionStats | undefined> {
-    return this.host.stats(workloadId);
-  }
-
-  /** Drains every workload's triggers and stops the runtime host (SIGKILL after closeTimeoutMs). */
-  close(): Promise<void> {
-    return this.host.close();
   }
 }

@@ -9,8 +9,9 @@ import pino, { type Logger } from "pino";
 import { builtScript } from "../../util/built-script.js";
 import { toFunctionSpec } from "../runtime-host-ipc.js";
 import { DEPLOY_TIMEOUT_MS } from "../runtime-host-supervisor.js";
+import { HostedFunctionRuntime } from "../hosted-function-runtime.js";
 import { RuntimeHosts } from "../runtime-hosts.js";
-import type { FunctionStats, NatsAuth, Runtime, RuntimeObserver, WorkloadSpec } from "../types.js";
+import type { NatsAuth, RuntimeObserver } from "../types.js";
 import { MAX_TABLE_ELEMENTS } from "./binary.js";
 import type { WasmDeployResult } from "./ipc.js";
 
@@ -35,13 +36,14 @@ export function defaultHostScript(): string {
   return builtScript(import.meta.url, "runtime-host.js");
 }
 
-export class WasmRuntime implements Runtime {
+export class WasmRuntime extends HostedFunctionRuntime<object> {
   readonly type = "wasm" as const;
-  private readonly host: RuntimeHosts;
+  protected readonly host: RuntimeHosts;
   /** Components transpiled for this runtime (cache misses); the rest came from the cache. */
   transpileCount = 0;
 
   constructor(opts: WasmRuntimeOptions) {
+    super();
     this.host = new RuntimeHosts(
       {
         label: "wasm",
@@ -64,37 +66,5 @@ export class WasmRuntime implements Runtime {
       },
       opts.hostPerNamespace === true,
     );
-  }
-
-  /** The shared runtime host's process id, while one runs (tests kill it to exercise supervision). */
-  get childPid(): number | undefined {
-    return this.host.childPidFor("");
-  }
-
-  /** The process id of the runtime host serving `namespace`, while one runs. */
-  childPidFor(namespace: string): number | undefined {
-    return this.host.childPidFor(namespace);
-  }
-
-  /** Starts the runtime host now instead of on the first deploy; resolves once it is connected to NATS. */
-  start(): Promise<void> {
-    return this.host.start();
-  }
-
-  async deploy(spec: WorkloadSpec): Promise<void> {
-    if (spec.type !== "wasm") throw new Error(`the wasm runtime cannot run a ${spec.type} workload`);
-    await this.host.deploy(spec);
-  }
-
-  undeploy(workloadId: string): Promise<void> {
-    return this.host.undeploy(workloadId);
-  }
-
-  stats(workloadId: string): Promise<FunctionStats | undefined> {
-    return this.host.stats(workloadId);
-  }
-
-  close(): Promise<void> {
-    return this.host.close();
   }
 }
