@@ -296,6 +296,15 @@ describeEachServer("hostile senders and workloads", (kind) => {
       expect(copy.error).toBeUndefined();
     });
 
+    it("lets only one of two namespaces racing for the same subject on one node have it", async () => {
+      const e = await uploadArtifact("(s, p) => 'served by e'");
+      const [first, second] = await Promise.all(
+        ["e", "f"].map((ns) => sendDeploy(deployBody(e.url, e.hash, { name: "racer", trigger_subjects: ["race.x"] }), ns)),
+      );
+      const codes = [first.error?.code, second.error?.code].sort();
+      expect(codes).toEqual([409, undefined]);
+    });
+
     it("frees a namespace's subjects when its workload stops", async () => {
       const c = await uploadArtifact("(s, p) => 'served by c'");
       const first = await sendDeploy(deployBody(c.url, c.hash, { name: "lease", trigger_subjects: ["lease.x"] }), "c");
@@ -472,6 +481,8 @@ describe("the bundled broker of nex node up", () => {
 ] }
 `,
     );
+    // The node must be told which of the file's users it is.
+    await expect(NodeUnderTest.start("bundled", "tenants-nouser", ["--broker-config", conf])).rejects.toThrow(/give the node one of its users/);
     const t = await NodeUnderTest.start("bundled", "tenants", ["--broker-config", conf, "--user", "nex-node", "--password", "node-secret"]);
     const aliceHome = tempDir("nex-alice-");
     try {

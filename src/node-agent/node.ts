@@ -114,7 +114,6 @@ export class NodeAgent implements RuntimeObserver {
     this.replayGuard = await ReplayGuard.open(this.o.nc, this.id);
     this.triggerClaims = await TriggerClaims.open(this.o.nc, this.id);
     await this.replayDesired();
-    await this.triggerClaims.keepOnly(new Set(this.workloads.keys()));
     await Promise.all([...this.o.runtimes.values()].map((r) => r.removeUnclaimed?.()));
     const api = this.api;
     const id = this.id;
@@ -273,7 +272,6 @@ export class NodeAgent implements RuntimeObserver {
     const memoryMb = request.limits.memory_mb ?? config.limits.memory_mb;
     if (memoryMb > config.limits.max_memory_mb) throw new ControlError(400, `memory_mb ${memoryMb} is over this node's ceiling of ${config.limits.max_memory_mb}`);
     const env = this.unsealEnv(request);
-    this.checkTriggerSubjects(namespace, request.trigger_subjects);
     const artifact =
       request.type === "oci"
         ? new Uint8Array()
@@ -283,7 +281,7 @@ export class NodeAgent implements RuntimeObserver {
           });
     const workloadLog = log.child({ workload_id: id, namespace, workload: request.name });
     // Claimed before its triggers subscribe, so a deploy elsewhere in another namespace sees it at once.
-    await this.triggerClaims?.claim(id, namespace, request.trigger_subjects);
+    await this.claimTriggerSubjects(id, namespace, request.trigger_subjects);
     // A container connects itself, as a user of its own (functions run in runtime hosts, on the node's connection).
     const natsAuth = request.type === "oci" ? this.o.credentials?.grant({ id, namespace, name: request.name, triggerSubjects: request.trigger_subjects }) : undefined;
     // Host services answer before the first trigger can call them.
@@ -347,10 +345,9 @@ export class NodeAgent implements RuntimeObserver {
     return workload;
   }
 
-  /** Refuses trigger subjects that overlap what another namespace serves, unless the operator allows sharing. */
-  private checkTriggerSubjects(namespace: string, subjects: string[]): void {
-    if (this.o.config.allow_shared_triggers) return;
-    const conflict = this.triggerClaims?.conflict(namespace, subjects);
+  /** Claims the trigger subjects, refusing those that overlap what another namespace serves unless the operator allows sharing. */
+  private async claimTriggerSubjects(id: string, namespace: string, subjects: string[]): Promise<void> {
+    const conflict = await this.triggerClaims?.claim(id, namespace, subjects, !this.o.config.allow_shared_triggers);
     if (!conflict) return;
     throw new ControlError(
       409,
@@ -397,6 +394,7 @@ export class NodeAgent implements RuntimeObserver {
       } catch (err) {
         this.o.log.error({ workload_id: key, err: err instanceof Error ? err.message : err }, "could not restore workload; forgetting it");
         await kv.delete(key);
+        await this.triggerClaims?.release(key);
       }
     }
   }

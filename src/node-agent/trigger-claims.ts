@@ -34,7 +34,7 @@ export class TriggerClaims {
   }
 
   /** The first of `subjects` that overlaps a subject another namespace serves, with that namespace. */
-  conflict(namespace: string, subjects: string[]): { subject: string; other: string; namespace: string } | undefined {
+  private conflict(namespace: string, subjects: string[]): { subject: string; other: string; namespace: string } | undefined {
     for (const { claim } of this.claims.values()) {
       if (claim.namespace === namespace) continue;
       for (const subject of subjects) {
@@ -45,10 +45,26 @@ export class TriggerClaims {
     return undefined;
   }
 
-  async claim(workloadId: string, namespace: string, subjects: string[]): Promise<void> {
+  /**
+   * Claims the subjects; with `refuseOverlap`, returns the conflict instead when another namespace serves
+   * an overlapping subject. The check and the local record happen in one turn, so two deploys on this
+   * node cannot both pass; the bucket write then tells the other nodes.
+   */
+  async claim(workloadId: string, namespace: string, subjects: string[], refuseOverlap: boolean): Promise<ReturnType<TriggerClaims["conflict"]>> {
+    const conflict = refuseOverlap ? this.conflict(namespace, subjects) : undefined;
+    if (conflict) return conflict;
+    const key = this.key(workloadId);
     const claim: Claim = { namespace, subjects };
-    const revision = await this.kv.put(this.key(workloadId), JSON.stringify(claim));
-    this.apply(this.key(workloadId), revision, claim);
+    this.claims.set(key, { revision: this.claims.get(key)?.revision ?? 0, claim });
+    let revision: number;
+    try {
+      revision = await this.kv.put(key, JSON.stringify(claim));
+    } catch (err) {
+      this.claims.delete(key);
+      throw err;
+    }
+    this.apply(key, revision, claim);
+    return undefined;
   }
 
   async release(workloadId: string): Promise<void> {
