@@ -54,6 +54,9 @@ function bundledBrokerAccess(o: NodeUpOptions): { brokerAuth?: BrokerAuth; node?
   const configured = o.brokerOptions?.auth;
   if (configured) {
     // The config file's users or token: the node connects as the --user/--token given, which must be one of them.
+    if (!o.auth?.user && !o.auth?.token) {
+      throw new Error("the broker config has an authorization block: give the node one of its users with --user/--password (or its --token)");
+    }
     const workloadSecret = configured.users?.length ? loadOrCreateBrokerUsers(path.resolve(o.config.data_dir)).workload_secret : undefined;
     return { brokerAuth: configured, node: o.auth, local: o.auth, workloadSecret };
   }
