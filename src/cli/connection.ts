@@ -135,20 +135,24 @@ function connectFailure(servers: string[], timeoutMs: number, err: unknown): Cli
 }
 
 /** nats://user:pass@host, as the nats CLI takes it: nats.js does not read credentials from URLs, so they are taken out here. */
-function urlCredentials(server: string): Pick<NodeConnectionOptions, "user" | "pass" | "token"> | undefined {
+function serverUrl(server: string): URL | undefined {
   try {
-    const url = new URL(server.includes("://") ? server : `nats://${server}`);
-    if (!url.username) return undefined;
-    const user = decodeURIComponent(url.username);
-    return url.password ? { user, pass: decodeURIComponent(url.password) } : { token: user };
+    return new URL(server.includes("://") ? server : `nats://${server}`);
   } catch {
     return undefined;
   }
 }
 
+function urlCredentials(server: string): Pick<NodeConnectionOptions, "user" | "pass" | "token"> | undefined {
+  const url = serverUrl(server);
+  if (!url?.username) return undefined;
+  const user = decodeURIComponent(url.username);
+  return url.password ? { user, pass: decodeURIComponent(url.password) } : { token: user };
+}
+
 function withoutCredentials(server: string): string {
-  if (!urlCredentials(server)) return server;
-  const url = new URL(server.includes("://") ? server : `nats://${server}`);
+  const url = serverUrl(server);
+  if (!url?.username) return server;
   url.username = "";
   url.password = "";
   return url.toString().replace(/\/$/, "");
