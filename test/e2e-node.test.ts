@@ -148,6 +148,9 @@ describeEachServer("nex node end to end", (kind) => {
       ["forbidden $JS trigger", { ...valid(), trigger_subjects: ["$JS.API.>"] }, 400, /\$JS/],
       ["forbidden $NEX trigger", { ...valid(), trigger_subjects: ["$NEX.>"] }, 400, /\$NEX/],
       ["stale request", { ...valid(), requested_at: "2020-01-01T00:00:00Z" }, 401, /window/],
+      ["a wildcard idempotency key", { ...valid(), idempotency_key: "orders.*" }, 400, /idempotency_key/],
+      ["an oversized idempotency key", { ...valid(), idempotency_key: "k".repeat(65) }, 400, /idempotency_key/],
+      ["an idempotency key of the wrong type", { ...valid(), idempotency_key: 42 }, 400, /idempotency_key/],
       ["missing artifact", valid(), 404, /not found/],
     ])("%s", async (_name, body, code, message) => {
       const before = await workloadCount();

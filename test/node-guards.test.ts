@@ -4,6 +4,10 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { localBrokerFor, recordLocalBroker } from "../src/node-agent/broker-credentials.js";
 import { ReplayGuard } from "../src/node-agent/replay-guard.js";
 import { FeedLimiter } from "../src/node-agent/feed-limiter.js";
 import { subjectsOverlap } from "../src/protocol/subjects.js";
@@ -43,6 +47,27 @@ describeEachServer("replay guard", (kind) => {
     expect(await guard.deployOnce("ISSUER1", "other", "k1", "w4")).toEqual({ workloadId: "w4", fresh: true });
     await guard.release("ISSUER1", "ns", "k1");
     expect(await guard.deployOnce("ISSUER1", "ns", "k1", "w5")).toEqual({ workloadId: "w5", fresh: true });
+  });
+});
+
+describe("the local broker's credentials", () => {
+  it("are handed out for that broker only, and kept owner-only", () => {
+    const home = mkdtempSync(path.join(tmpdir(), "nex-local-broker-"));
+    const before = process.env.NEX_HOME;
+    process.env.NEX_HOME = home;
+    try {
+      recordLocalBroker("nats://127.0.0.1:4222", { user: "nex", pass: "s3cret" });
+      expect(statSync(path.join(home, "local-broker.json")).mode & 0o777).toBe(0o600);
+      expect(localBrokerFor(["nats://127.0.0.1:4222"])).toMatchObject({ user: "nex", password: "s3cret" });
+      expect(localBrokerFor(["127.0.0.1:4222"])).toMatchObject({ user: "nex" });
+      for (const elsewhere of [["nats://127.0.0.1:4223"], ["nats://evil.example:4222"], ["nats://127.0.0.1:4222", "nats://evil.example:4222"], ["not a url"], []]) {
+        expect(localBrokerFor(elsewhere), elsewhere.join(",")).toBeUndefined();
+      }
+    } finally {
+      if (before === undefined) delete process.env.NEX_HOME;
+      else process.env.NEX_HOME = before;
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
 
