@@ -15,7 +15,6 @@ import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js"
 import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
 
-
 interface RunOpts extends ClientOpts {
   type?: DeployRequest["type"];
   name?: string;
@@ -193,6 +192,9 @@ async function chooseNodes(control: ControlClient, opts: RunOpts, type: DeployRe
   }
   const bidders = await control.auction(type, opts.tag ?? {}, opts.memory);
   const all = trusted.length > 0 ? bidders.filter((b) => trusted.includes(b.node_id)) : bidders;
+  if (all.length === 0 && bidders.length > 0) {
+    throw new CliError(`none of the ${bidders.length} node(s) that bid is one of the trusted nodes (--trusted-node / NEX_TRUSTED_NODES)`, ExitCode.notFound);
+  }
   if (all.length === 0) {
     throw new CliError(`no node bid for a ${type} workload${opts.tag ? ` with tags ${JSON.stringify(opts.tag)}` : ""} (is \`nex node up\` running?)`, ExitCode.notFound);
   }
