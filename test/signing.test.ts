@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { createAccount, createUser, fromPublic } from "@nats-io/nkeys";
-import { signRequest, SIGNATURE_HEADER, verifyRequest } from "../src/protocol/signing.js";
+import { createAccount, createCurve, createServer, createUser, fromPublic } from "@nats-io/nkeys";
+import { nodeXkeyIsSigned, requestAgeProblem, signNodeXkey, signRequest, SIGNATURE_HEADER, verifyRequest } from "../src/protocol/signing.js";
 
 describe("request signing", () => {
   const issuer = createAccount();
@@ -23,5 +23,41 @@ describe("request signing", () => {
     expect(verifyRequest("a.b", body, "not-a-key", sig)).toHaveProperty("problem");
     expect(verifyRequest("a.b", body, issuer.getPublicKey(), "AAAA")).toHaveProperty("problem");
     expect(verifyRequest("a.b", body, undefined, undefined)).toEqual({ problem: expect.stringMatching(/not signed/) });
+  });
+});
+
+describe("request age", () => {
+  const now = Date.parse("2026-12-06T12:00:00Z");
+  it.each([
+    ["now", "2026-12-06T12:00:00Z", undefined],
+    ["4 minutes old", "2026-12-06T11:56:00Z", undefined],
+    ["10 s ahead (clock skew)", "2026-12-06T12:00:10Z", undefined],
+    ["6 minutes old", "2026-12-06T11:54:00Z", /older/],
+    ["4.5 minutes ahead", "2026-12-06T12:04:30Z", /future/],
+    ["not a date", "yesterday", /not a date/],
+  ])("%s", (_name, at, problem) => {
+    const found = requestAgeProblem(at, now);
+    if (problem === undefined) expect(found).toBeUndefined();
+    else expect(found).toMatch(problem);
+  });
+});
+
+describe("a node's signed xkey", () => {
+  const node = createServer();
+  const xkey = createCurve().getPublicKey();
+  const sig = signNodeXkey(node, xkey);
+
+  it("verifies for that node and that xkey only", () => {
+    expect(nodeXkeyIsSigned(node.getPublicKey(), xkey, sig)).toBe(true);
+    expect(nodeXkeyIsSigned(node.getPublicKey(), createCurve().getPublicKey(), sig)).toBe(false);
+    expect(nodeXkeyIsSigned(createServer().getPublicKey(), xkey, sig)).toBe(false);
+  });
+
+  it("refuses garbage, a missing signature and ids that are not node keys", () => {
+    expect(nodeXkeyIsSigned(node.getPublicKey(), xkey, undefined)).toBe(false);
+    expect(nodeXkeyIsSigned(node.getPublicKey(), xkey, "AAAA")).toBe(false);
+    expect(nodeXkeyIsSigned(node.getPublicKey(), xkey, "x".repeat(100_000))).toBe(false);
+    expect(nodeXkeyIsSigned(createAccount().getPublicKey(), xkey, sig)).toBe(false);
+    expect(nodeXkeyIsSigned("N" + "A".repeat(55), xkey, sig)).toBe(false); // right shape, bad checksum
   });
 });

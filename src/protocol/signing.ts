@@ -1,6 +1,7 @@
 // Signed control requests. The issuer (an nkey the CLI creates on first use) signs the subject and the
 // body together, so a captured request cannot be replayed to another node, namespace or workload; the
-// body's requested_at bounds replay in time, and the node refuses a signature it has seen (replay-guard.ts). Signatures travel in headers, the body stays plain JSON.
+// body's requested_at bounds replay in time, and the node refuses a signature it has seen
+// (node-agent/replay-guard.ts). Signatures travel in headers, the body stays plain JSON.
 
 import { createPrivateKey, createPublicKey, type KeyObject, sign as edSign, verify as edVerify } from "node:crypto";
 import { fromPublic, type KeyPair } from "@nats-io/nkeys";
