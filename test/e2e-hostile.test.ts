@@ -6,7 +6,7 @@
 
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
@@ -183,9 +183,13 @@ describeEachServer("hostile senders and workloads", (kind) => {
       expect(wrong.error?.message).not.toContain(hash);
     });
 
-    it("will not start with an artifact directory that holds its keys", async () => {
+    it("will not start with an artifact directory that holds its keys or lies inside its data", async () => {
       const parent = path.dirname(t.dataDir);
       await expect(startNodeUp(["--port", "0", "--data-dir", t.dataDir, "--artifact-dir", parent], t.env, 15_000)).rejects.toThrow(/holds keys/);
+      // Under the data dir lie the node's keys and the broker's streams (every tenant's KV values).
+      const inside = path.join(t.dataDir, "uploads");
+      mkdirSync(inside);
+      await expect(startNodeUp(["--port", "0", "--data-dir", t.dataDir, "--artifact-dir", inside], t.env, 15_000)).rejects.toThrow(/holds keys/);
     });
   });
 

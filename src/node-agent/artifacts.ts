@@ -94,8 +94,8 @@ function isInside(dir: string, file: string): boolean {
 }
 
 /**
- * Checks an operator's --artifact-dir at start-up and returns it resolved. It may not hold the node's own
- * data (keys, broker store) or the issuer keys, since every file under it can be deployed.
+ * Checks an operator's --artifact-dir at start-up and returns it resolved. It may neither hold nor lie
+ * inside the node's own data (keys, broker store) or the issuer keys, since every file under it can be deployed.
  */
 export async function resolveArtifactDir(dir: string, secretDirs: string[]): Promise<string> {
   let real: string;
@@ -107,8 +107,8 @@ export async function resolveArtifactDir(dir: string, secretDirs: string[]): Pro
   }
   for (const secret of secretDirs) {
     const realSecret = await fs.realpath(secret).catch(() => path.resolve(secret));
-    if (realSecret === real || isInside(real, realSecret)) {
-      throw new Error(`artifact directory ${dir} contains ${secret}, which holds keys: choose a directory of artifacts only`);
+    if (realSecret === real || isInside(real, realSecret) || isInside(realSecret, real)) {
+      throw new Error(`artifact directory ${dir} overlaps ${secret}, which holds keys and stored data: choose a directory of artifacts only`);
     }
   }
   return real;
