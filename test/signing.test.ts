@@ -24,6 +24,18 @@ describe("request signing", () => {
     expect(verifyRequest("a.b", body, issuer.getPublicKey(), "AAAA")).toHaveProperty("problem");
     expect(verifyRequest("a.b", body, undefined, undefined)).toEqual({ problem: expect.stringMatching(/not signed/) });
   });
+
+  it("refuses another spelling of a valid signature (a replay must not pass as new)", () => {
+    const sig = signRequest(issuer, "a.b", body)[SIGNATURE_HEADER];
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = alphabet.indexOf(sig.at(-1) as string);
+    const spareBits = sig.slice(0, -1) + alphabet[(last & ~3) | ((last + 1) & 3)];
+    const base64 = sig.replace(/-/g, "+").replace(/_/g, "/");
+    for (const spelling of [spareBits, base64 === sig ? `${sig}=` : base64, `${sig}==`]) {
+      expect(Buffer.from(spelling, "base64url").equals(Buffer.from(sig, "base64url"))).toBe(true);
+      expect(verifyRequest("a.b", body, issuer.getPublicKey(), spelling)).toEqual({ problem: expect.stringMatching(/canonical/) });
+    }
+  });
 });
 
 describe("request age", () => {

@@ -89,9 +89,13 @@ export function verifyRequest(
   } catch {
     return { problem: `issuer ${issuer} is not a valid public nkey` };
   }
+  // One signature, one spelling: base64url decoding ignores a last character's spare bits and takes
+  // base64's '+' and '/' too, so a replay could otherwise pass as a request never seen (replay-guard.ts).
+  const bytes = Buffer.from(signature, "base64url");
+  if (bytes.toString("base64url") !== signature) return { problem: "signature is not in canonical base64url" };
   let ok = false;
   try {
-    ok = edVerify(null, signedBytes(subject, body), key, Buffer.from(signature, "base64url"));
+    ok = edVerify(null, signedBytes(subject, body), key, bytes);
   } catch {
     ok = false;
   }
