@@ -22,6 +22,7 @@ import {
   GROW_LOOP,
   GROW_UNTIL_REFUSED,
   handleModule,
+  oneBigWrite,
   TABLE_BOMB,
   TABLE_BOMB_THEN_TRAP,
   wat,
@@ -266,6 +267,17 @@ describe("WebAssembly runtime", () => {
       // The limit is per trigger: the next one logs again.
       expect(errorOf(await ask(many))).toBeUndefined();
       await expect.poll(() => observer.linesOf(many.id, "stderr").length).toBe(2 * (TRIGGER_LOG_LIMITS.maxLogLines + 1));
+    });
+
+    it("keeps one huge stderr write within the log limit without running the worker out of memory", async () => {
+      // 6 MiB of "a\n" in a single fd_write from a 16 MiB workload: splitting all of it into lines
+      // before the limit applied took more than the worker's heap.
+      const bytes = 6 * 1024 * 1024;
+      const s = await deploy(await oneBigWrite(2, bytes), { limits: { memoryMb: 16, timeoutMs: 10_000, cpuMs: 10_000 } });
+      expect(errorOf(await ask(s))).toBeUndefined();
+      const dropped = bytes / 2 - TRIGGER_LOG_LIMITS.maxLogLines;
+      await expect.poll(() => observer.linesOf(s.id, "stderr").at(-1)).toBe(`[nex] log limit of this trigger reached: ${dropped} more lines (${dropped * 2} bytes) were dropped`);
+      expect(observer.linesOf(s.id, "stderr").slice(0, -1)).toEqual(Array(TRIGGER_LOG_LIMITS.maxLogLines).fill("a"));
     });
 
     it("bounds the reply (stdout) by the server's max_payload", async () => {
