@@ -10,6 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import type { WorkloadSpec } from "../src/runtimes/types.js";
 import { defaultHostScript, WasmRuntime } from "../src/runtimes/wasm/wasm-runtime.js";
+import { RuntimeHostSupervisor } from "../src/runtimes/runtime-host-supervisor.js";
+import pino from "pino";
+import path from "node:path";
 import { removeDir, tempDir } from "./helpers/nex-cli.js";
 import { TRIGGER_LOG_LIMITS } from "../src/runtimes/trigger-log-limits.js";
 import { tableElementsFor } from "../src/runtimes/wasm/binary.js";
@@ -402,6 +405,43 @@ describe("WebAssembly runtime", () => {
 });
 
 describe("WebAssembly runtime supervision", () => {
+  it("shrugs off malformed IPC messages from a runtime host (a guest that took over its process), and keeps relaying", async () => {
+    // The child runs guest code, so what it sends is input to the node: a bad message must cost nothing more.
+    const dir = tempDir("nex-forged-host-");
+    const script = path.join(dir, "forged-host.cjs");
+    fs.writeFileSync(
+      script,
+      `process.on("message", (m) => {
+        if (m.type === "init") process.send({ type: "ready", pid: process.pid });
+        else if (m.type === "deploy") {
+          process.send({ type: "events" });
+          process.send({ type: "events", logs: 7, failures: "x" });
+          process.send({ type: "events", logs: [null, { workloadId: m.spec.id, stream: "stdout", line: "first" }], failures: [null] });
+          process.send({ type: "result", reqId: { forged: true } });
+          process.send({ type: "log", line: { not: "a string" } });
+          process.send({ type: "events", logs: [{ workloadId: m.spec.id, stream: "stdout", line: "still relayed" }], failures: [] });
+          process.send({ type: "result", reqId: m.reqId, ok: true, value: {} });
+        } else if (m.type === "shutdown") process.send({ type: "result", reqId: m.reqId, ok: true, value: {} }, () => process.exit(0));
+      });
+      process.on("disconnect", () => process.exit(0));`,
+    );
+    const observer = new RuntimeRecorder();
+    const supervisor = new RuntimeHostSupervisor(
+      { label: "forged", script, execArgv: [], natsUrl: "nats://127.0.0.1:1", connectionName: "forged", hostServicesOnBus: false, settings: {}, observer, log: pino({ level: "silent" }) },
+      (hp, s) => hp.request({ type: "deploy", spec: { ...s, artifact: new Uint8Array(0) } as never }, 10_000),
+    );
+    try {
+      const s = spec(new Uint8Array(0));
+      await supervisor.deploy(s);
+      await expect.poll(() => observer.linesOf(s.id)).toContain("still relayed");
+      expect(observer.restarts).toEqual([]);
+      expect(supervisor.childPid).toBeGreaterThan(0);
+    } finally {
+      await supervisor.close();
+      removeDir(dir);
+    }
+  }, 30_000);
+
   it("restarts a killed wasm runtime host, redeploys its workloads and tells the observer", async () => {
     buildWasmExamples();
     const broker = await startBroker({ port: 0 });
