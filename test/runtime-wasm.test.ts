@@ -15,7 +15,7 @@ import pino from "pino";
 import path from "node:path";
 import { removeDir, tempDir } from "./helpers/nex-cli.js";
 import { TRIGGER_LOG_LIMITS } from "../src/runtimes/trigger-log-limits.js";
-import { tableElementsFor } from "../src/runtimes/wasm/binary.js";
+import { capGrowth, tableElementsFor, WasmFormatError } from "../src/runtimes/wasm/binary.js";
 import { Bystander } from "./helpers/bystander.js";
 import {
   buildWasmExamples,
@@ -228,6 +228,29 @@ describe("WebAssembly runtime", () => {
       expect(watcher.answered).toBeGreaterThan(0);
       expect(runtime.childPid).toBe(pid);
       expect(observer.restarts).toEqual([]);
+    });
+
+    it("caps imported tables and memories too, and refuses every truncation of a module with a WasmFormatError", async () => {
+      const caps = { memoryPages: 4, tableElements: 100 };
+      const bytes = await wat(`(module (import "env" "t" (table 1 funcref)) (import "env" "m" (memory 1)) (table 2 externref) (func (export "f")))`);
+      const module = new WebAssembly.Module(capGrowth(bytes, caps));
+      // An imported table or memory must declare a maximum within what the module now says.
+      const link = (t: WebAssembly.Table, m: WebAssembly.Memory) => () => new WebAssembly.Instance(module, { env: { t, m } });
+      const memory = new WebAssembly.Memory({ initial: 1, maximum: 4 });
+      expect(link(new WebAssembly.Table({ initial: 1, maximum: 100, element: "anyfunc" }), memory)).not.toThrow();
+      expect(link(new WebAssembly.Table({ initial: 1, element: "anyfunc" }), memory)).toThrow(WebAssembly.LinkError);
+      expect(link(new WebAssembly.Table({ initial: 1, maximum: 100, element: "anyfunc" }), new WebAssembly.Memory({ initial: 1 }))).toThrow(WebAssembly.LinkError);
+      const above = await wat(`(module (import "env" "t" (table 101 funcref)))`);
+      expect(() => capGrowth(above, caps)).toThrow(/a table of 101 elements, over the workload's limit of 100/);
+      for (let end = 9; end < bytes.byteLength; end++) {
+        let outcome: unknown;
+        try {
+          WebAssembly.validate(capGrowth(bytes.subarray(0, end), caps));
+        } catch (err) {
+          outcome = err;
+        }
+        if (outcome !== undefined) expect(outcome, `cut at ${end}`).toBeInstanceOf(WasmFormatError);
+      }
     });
 
     it("refuses a module whose table starts above the cap", async () => {
