@@ -10,9 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import type { WorkloadSpec } from "../src/runtimes/types.js";
 import { defaultHostScript, WasmRuntime } from "../src/runtimes/wasm/wasm-runtime.js";
+import { RuntimeHostSupervisor } from "../src/runtimes/runtime-host-supervisor.js";
+import pino from "pino";
+import path from "node:path";
 import { removeDir, tempDir } from "./helpers/nex-cli.js";
 import { TRIGGER_LOG_LIMITS } from "../src/runtimes/trigger-log-limits.js";
-import { tableElementsFor } from "../src/runtimes/wasm/binary.js";
+import { capGrowth, tableElementsFor, WasmFormatError } from "../src/runtimes/wasm/binary.js";
 import { Bystander } from "./helpers/bystander.js";
 import {
   buildWasmExamples,
@@ -22,6 +25,7 @@ import {
   GROW_LOOP,
   GROW_UNTIL_REFUSED,
   handleModule,
+  oneBigWrite,
   TABLE_BOMB,
   TABLE_BOMB_THEN_TRAP,
   wat,
@@ -226,6 +230,29 @@ describe("WebAssembly runtime", () => {
       expect(observer.restarts).toEqual([]);
     });
 
+    it("caps imported tables and memories too, and refuses every truncation of a module with a WasmFormatError", async () => {
+      const caps = { memoryPages: 4, tableElements: 100 };
+      const bytes = await wat(`(module (import "env" "t" (table 1 funcref)) (import "env" "m" (memory 1)) (table 2 externref) (func (export "f")))`);
+      const module = new WebAssembly.Module(capGrowth(bytes, caps));
+      // An imported table or memory must declare a maximum within what the module now says.
+      const link = (t: WebAssembly.Table, m: WebAssembly.Memory) => () => new WebAssembly.Instance(module, { env: { t, m } });
+      const memory = new WebAssembly.Memory({ initial: 1, maximum: 4 });
+      expect(link(new WebAssembly.Table({ initial: 1, maximum: 100, element: "anyfunc" }), memory)).not.toThrow();
+      expect(link(new WebAssembly.Table({ initial: 1, element: "anyfunc" }), memory)).toThrow(WebAssembly.LinkError);
+      expect(link(new WebAssembly.Table({ initial: 1, maximum: 100, element: "anyfunc" }), new WebAssembly.Memory({ initial: 1 }))).toThrow(WebAssembly.LinkError);
+      const above = await wat(`(module (import "env" "t" (table 101 funcref)))`);
+      expect(() => capGrowth(above, caps)).toThrow(/a table of 101 elements, over the workload's limit of 100/);
+      for (let end = 9; end < bytes.byteLength; end++) {
+        let outcome: unknown;
+        try {
+          WebAssembly.validate(capGrowth(bytes.subarray(0, end), caps));
+        } catch (err) {
+          outcome = err;
+        }
+        if (outcome !== undefined) expect(outcome, `cut at ${end}`).toBeInstanceOf(WasmFormatError);
+      }
+    });
+
     it("refuses a module whose table starts above the cap", async () => {
       const elements = tableElementsFor(16) + 1;
       const big = await wat(`(module (memory (export "memory") 1) (table ${elements} funcref) (func (export "_start")))`);
@@ -266,6 +293,17 @@ describe("WebAssembly runtime", () => {
       // The limit is per trigger: the next one logs again.
       expect(errorOf(await ask(many))).toBeUndefined();
       await expect.poll(() => observer.linesOf(many.id, "stderr").length).toBe(2 * (TRIGGER_LOG_LIMITS.maxLogLines + 1));
+    });
+
+    it("keeps one huge stderr write within the log limit without running the worker out of memory", async () => {
+      // 6 MiB of "a\n" in a single fd_write from a 16 MiB workload: splitting all of it into lines
+      // before the limit applied took more than the worker's heap.
+      const bytes = 6 * 1024 * 1024;
+      const s = await deploy(await oneBigWrite(2, bytes), { limits: { memoryMb: 16, timeoutMs: 10_000, cpuMs: 10_000 } });
+      expect(errorOf(await ask(s))).toBeUndefined();
+      const dropped = bytes / 2 - TRIGGER_LOG_LIMITS.maxLogLines;
+      await expect.poll(() => observer.linesOf(s.id, "stderr").at(-1)).toBe(`[nex] log limit of this trigger reached: ${dropped} more lines (${dropped * 2} bytes) were dropped`);
+      expect(observer.linesOf(s.id, "stderr").slice(0, -1)).toEqual(Array(TRIGGER_LOG_LIMITS.maxLogLines).fill("a"));
     });
 
     it("bounds the reply (stdout) by the server's max_payload", async () => {
@@ -390,6 +428,43 @@ describe("WebAssembly runtime", () => {
 });
 
 describe("WebAssembly runtime supervision", () => {
+  it("shrugs off malformed IPC messages from a runtime host (a guest that took over its process), and keeps relaying", async () => {
+    // The child runs guest code, so what it sends is input to the node: a bad message must cost nothing more.
+    const dir = tempDir("nex-forged-host-");
+    const script = path.join(dir, "forged-host.cjs");
+    fs.writeFileSync(
+      script,
+      `process.on("message", (m) => {
+        if (m.type === "init") process.send({ type: "ready", pid: process.pid });
+        else if (m.type === "deploy") {
+          process.send({ type: "events" });
+          process.send({ type: "events", logs: 7, failures: "x" });
+          process.send({ type: "events", logs: [null, { workloadId: m.spec.id, stream: "stdout", line: "first" }], failures: [null] });
+          process.send({ type: "result", reqId: { forged: true } });
+          process.send({ type: "log", line: { not: "a string" } });
+          process.send({ type: "events", logs: [{ workloadId: m.spec.id, stream: "stdout", line: "still relayed" }], failures: [] });
+          process.send({ type: "result", reqId: m.reqId, ok: true, value: {} });
+        } else if (m.type === "shutdown") process.send({ type: "result", reqId: m.reqId, ok: true, value: {} }, () => process.exit(0));
+      });
+      process.on("disconnect", () => process.exit(0));`,
+    );
+    const observer = new RuntimeRecorder();
+    const supervisor = new RuntimeHostSupervisor(
+      { label: "forged", script, execArgv: [], natsUrl: "nats://127.0.0.1:1", connectionName: "forged", hostServicesOnBus: false, settings: {}, observer, log: pino({ level: "silent" }) },
+      (hp, s) => hp.request({ type: "deploy", spec: { ...s, artifact: new Uint8Array(0) } as never }, 10_000),
+    );
+    try {
+      const s = spec(new Uint8Array(0));
+      await supervisor.deploy(s);
+      await expect.poll(() => observer.linesOf(s.id)).toContain("still relayed");
+      expect(observer.restarts).toEqual([]);
+      expect(supervisor.childPid).toBeGreaterThan(0);
+    } finally {
+      await supervisor.close();
+      removeDir(dir);
+    }
+  }, 30_000);
+
   it("restarts a killed wasm runtime host, redeploys its workloads and tells the observer", async () => {
     buildWasmExamples();
     const broker = await startBroker({ port: 0 });

@@ -137,30 +137,15 @@ export class HostProcess<Extra = object> {
     this.child.on("error", (err) => this.log.error({ err: err.message }, "runtime host process error"));
 
     this.child.on("message", (raw: unknown) => {
-      const m = raw as FromHost;
-      switch (m?.type) {
-        case "ready":
+      // The child runs guest code, so its messages are input: a malformed one is logged and dropped,
+      // never thrown here (that would be an uncaught exception in the node).
+      try {
+        this.onMessage(raw as FromHost, opts, () => {
           clearTimeout(startTimer);
           onReady();
-          break;
-        case "result": {
-          const p = this.pending.get(m.reqId);
-          if (!p) break;
-          this.pending.delete(m.reqId);
-          if (m.ok) p.resolve(m.value);
-          else p.reject(new Error(m.error));
-          break;
-        }
-        case "events":
-          for (const l of m.logs) this.safely(() => opts.observer.log(l.workloadId, l.stream, l.line));
-          for (const f of m.failures) this.safely(() => opts.observer.triggerFailed(f.workloadId, f.subject, f.error));
-          break;
-        case "log":
-          this.relayLog(m.line);
-          break;
-        case "fatal":
-          this.fatalReason = m.error;
-          break;
+        });
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, "malformed message from the runtime host dropped");
       }
     });
 
@@ -172,6 +157,32 @@ export class HostProcess<Extra = object> {
       hostServicesOnBus: opts.hostServicesOnBus,
       settings: opts.settings,
     });
+  }
+
+  private onMessage(m: FromHost, opts: RuntimeHostOptions, ready: () => void): void {
+    switch (m?.type) {
+      case "ready":
+        ready();
+        break;
+      case "result": {
+        const p = this.pending.get(m.reqId);
+        if (!p) break;
+        this.pending.delete(m.reqId);
+        if (m.ok) p.resolve(m.value);
+        else p.reject(new Error(m.error));
+        break;
+      }
+      case "events":
+        for (const l of m.logs) this.safely(() => opts.observer.log(l.workloadId, l.stream, l.line));
+        for (const f of m.failures) this.safely(() => opts.observer.triggerFailed(f.workloadId, f.subject, f.error));
+        break;
+      case "log":
+        this.relayLog(m.line);
+        break;
+      case "fatal":
+        this.fatalReason = m.error;
+        break;
+    }
   }
 
   get pid(): number | undefined {

@@ -104,3 +104,19 @@ export function writeLoop(fd: 1 | 2, line: string, times?: number): Promise<Uint
 function writeU32Hex(n: number): string {
   return [0, 8, 16, 24].map((s) => `\\${((n >>> s) & 0xff).toString(16).padStart(2, "0")}`).join("");
 }
+
+/** A WASI command that writes `bytes` bytes of "a\n" lines to `fd` in one fd_write (the buffer is filled in a loop, not a data segment). */
+export function oneBigWrite(fd: 1 | 2, bytes: number): Promise<Uint8Array> {
+  const pages = Math.ceil((16 + bytes) / 65536);
+  return wat(`(module
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") ${pages})
+    (func (export "_start") (local $i i32)
+      (loop $fill
+        (i32.store16 (i32.add (i32.const 16) (local.get $i)) (i32.const 0x0a61))
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br_if $fill (i32.lt_u (local.get $i) (i32.const ${bytes}))))
+      (i32.store (i32.const 0) (i32.const 16))
+      (i32.store (i32.const 4) (i32.const ${bytes}))
+      (drop (call $write (i32.const ${fd}) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
+}

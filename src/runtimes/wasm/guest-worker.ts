@@ -53,8 +53,9 @@ class LogBudget {
     Atomics.store(this.dropped, 1, 0);
   }
 
-  get exhausted(): boolean {
-    return this.linesLeft <= 0;
+  /** Lines the current trigger may still log. */
+  get left(): number {
+    return Math.max(0, this.linesLeft);
   }
 
   /** Posts the lines the budget allows (each cut at maxLogChars) as one message; counts the rest. */
@@ -69,6 +70,17 @@ class LogBudget {
     this.drop(lines.length - kept.length, bytes);
   }
 
+  /** A log import's text: split only as far as the budget goes, the rest counted. */
+  text(stream: LogStream, text: string): void {
+    const kept = text.split("\n", this.left);
+    this.lines(stream, kept);
+    const rest = kept.reduce((at, line) => at + line.length + 1, 0);
+    if (rest > text.length) return;
+    let lines = 1;
+    for (let i = text.indexOf("\n", rest); i >= 0; i = text.indexOf("\n", i + 1)) lines++;
+    this.drop(lines, Buffer.byteLength(text.slice(rest)) + 1);
+  }
+
   drop(lines: number, bytes: number): void {
     if (lines === 0 && bytes === 0) return;
     Atomics.store(this.dropped, 0, Math.min(INT32_MAX, Atomics.load(this.dropped, 0) + lines));
@@ -78,7 +90,12 @@ class LogBudget {
 
 const budget = new LogBudget(setup.dropped);
 
-/** Collects a stream's bytes and forwards whole lines to the log feed as they complete, within the budget. */
+/**
+ * Collects a stream's bytes and forwards whole lines to the log feed as they complete, within the
+ * budget. Only what can be kept is decoded: at most maxLogChars of a line, and nothing once the
+ * trigger's lines are used up (the rest of a write is only counted), so a flood costs the worker no
+ * more memory than the lines it may keep.
+ */
 class LineLog {
   private pending = "";
   /** The pending line was cut at maxLogChars: the rest of it, up to its newline, is skipped. */
@@ -88,30 +105,41 @@ class LineLog {
   constructor(private readonly stream: LogStream) {}
 
   write(bytes: Uint8Array): void {
-    if (budget.exhausted) {
-      // Not even decoded: a flood past the limit costs the worker a count.
-      budget.drop(newlines(bytes), bytes.byteLength);
-      return;
-    }
-    const text = this.pending + this.decoder.decode(bytes, { stream: true });
     const lines: string[] = [];
     let from = 0;
-    for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", from)) {
+    while (from < bytes.byteLength && lines.length < budget.left) {
+      const nl = bytes.indexOf(NEWLINE, from);
+      const end = nl < 0 ? bytes.byteLength : nl;
+      const cut = this.append(bytes.subarray(from, end));
+      if (cut !== undefined) lines.push(cut);
+      from = end;
+      if (nl < 0) break;
       if (this.skipping) this.skipping = false;
-      else lines.push(text.slice(from, nl));
+      else lines.push(this.pending + this.decoder.decode());
+      this.pending = "";
       from = nl + 1;
     }
-    this.pending = this.skipping ? "" : text.slice(from);
-    if (this.pending.length > TRIGGER_LOG_LIMITS.maxLogChars) {
-      lines.push(this.pending);
-      this.pending = "";
-      this.skipping = true;
-    }
     budget.lines(this.stream, lines);
+    // Past the budget: not even decoded, only counted.
+    if (from < bytes.byteLength) budget.drop(newlines(bytes.subarray(from)), bytes.byteLength - from);
+  }
+
+  /** Adds part of the current line (no newline in it); returns the line once it is longer than maxLogChars. */
+  private append(part: Uint8Array): string | undefined {
+    if (this.skipping || part.byteLength === 0) return undefined;
+    // A character takes at most 4 bytes: this many decode to more than the room left, if the line has them.
+    const take = Math.min(part.byteLength, 4 * (TRIGGER_LOG_LIMITS.maxLogChars - this.pending.length + 1));
+    this.pending += this.decoder.decode(part.subarray(0, take), { stream: true });
+    if (this.pending.length <= TRIGGER_LOG_LIMITS.maxLogChars && take === part.byteLength) return undefined;
+    const line = this.pending;
+    this.pending = "";
+    this.skipping = true;
+    this.decoder.decode();
+    return line;
   }
 
   flush(): void {
-    if (this.pending !== "") budget.lines(this.stream, [this.pending]);
+    if (this.pending !== "") budget.lines(this.stream, [this.pending + this.decoder.decode()]);
     this.pending = "";
     this.skipping = false;
   }
@@ -269,7 +297,7 @@ function optional(r: HostCallResult): Tagged<Uint8Array | undefined> {
 function hostImports(c: ComponentSetup): Record<string, unknown> {
   const decoder = new TextDecoder();
   const json = (body: Uint8Array): unknown => (body.byteLength === 0 ? [] : JSON.parse(decoder.decode(body)));
-  const log = (stream: LogStream) => (line: string) => budget.lines(stream, String(line).split("\n"));
+  const log = (stream: LogStream) => (line: string) => budget.text(stream, String(line));
   return {
     "nex:host/kv": {
       get: (key: string): Tagged<Uint8Array | undefined> => optional(hostCall(c, "kv", "get", { "Nex-Key": key })),
