@@ -238,6 +238,22 @@ describe("runtime user API (bundled)", () => {
     }
   });
 
+  it("refuses permission subjects that could never match, so a deny entry cannot silently deny nothing", async () => {
+    const bad: unknown[] = [
+      { publish: { deny: ["foo..bar"] } },
+      { publish: { deny: [">.foo"] } },
+      { subscribe: { deny: ["a b c"] } },
+      { subscribe: { allow: [""] } },
+      { subscribe: { deny: [42] } },
+      { publish: { deny: "secret" } }, // a string, not a list: would be read as ["s", "e", ...]
+    ];
+    for (const permissions of bad) {
+      expect(() => broker.users.add({ user: "bad", password: "p", permissions } as never), JSON.stringify(permissions)).toThrow(/permission subject/);
+      expect(broker.users.list().some((u) => "user" in u && u.user === "bad")).toBe(false);
+    }
+    await expect(startBroker({ port: 0, jetstream: false, auth: { defaultPermissions: { publish: { deny: ["a..b"] } } } })).rejects.toThrow(/permission subject/);
+  });
+
   it("refuses a duplicate user, a bcrypt password and a token with users", async () => {
     expect(() => broker.users.add({ user: "admin", password: "x" })).toThrow(/already exists/);
     expect(() => broker.users.add({ user: "b", password: "$2a$11$abc" })).toThrow(/bcrypt/);

@@ -66,12 +66,15 @@ function verifyNonce(nkey: string, nonce: string, sig: string): boolean {
 export class Authenticator {
   private readonly byName = new Map<string, AuthenticatedUser>();
   private readonly byNkey = new Map<string, AuthenticatedUser>();
+  /** `default_permissions`, compiled once (so checked at start) and shared by the users without their own. */
+  private readonly defaultPermissions: CompiledPermissions | null;
 
   constructor(
     readonly token: string | undefined,
     users: BrokerUserSpec[],
-    private readonly defaultPermissions: UserPermissions | undefined,
+    defaultPermissions: UserPermissions | undefined,
   ) {
+    this.defaultPermissions = defaultPermissions ? new CompiledPermissions(defaultPermissions) : null;
     for (const u of users) this.add(u);
   }
 
@@ -98,8 +101,8 @@ export class Authenticator {
     const name = userName(spec);
     const index = nkey ? this.byNkey : this.byName;
     if (index.has(name)) throw new Error(`user ${JSON.stringify(name)} already exists`);
-    const perms = spec.permissions ?? this.defaultPermissions;
-    const user: AuthenticatedUser = { name, permissions: perms ? new CompiledPermissions(perms) : null, spec };
+    const permissions = spec.permissions ? new CompiledPermissions(spec.permissions) : this.defaultPermissions;
+    const user: AuthenticatedUser = { name, permissions, spec };
     index.set(name, user);
     return user;
   }

@@ -8,6 +8,7 @@
 // - allow_responses: a user may publish to the reply subject of a message it received, at most
 //   `max` times within `expires`.
 
+import { isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
 import { Sublist, type Subscription } from "./sublist.js";
 
 /** Subjects allowed and denied; a bare list (or a string) in the config file means `allow`. */
@@ -37,16 +38,25 @@ const PUB_CACHE_MAX = 128;
 /** Reply rights kept before expired and used ones are swept (nats-server's replyPermLimit). */
 const REPLY_PRUNE_AT = 4096;
 
-/** A permission pattern as a sublist entry: `"foo.* q1"` is subject `foo.*` with queue `q1`. */
-function patternEntry(pattern: string): Subscription {
-  const fields = pattern.trim().split(/\s+/);
-  if (fields.length === 0 || fields[0] === "" || fields.length > 2) throw new Error(`invalid permission subject ${JSON.stringify(pattern)}`);
+/**
+ * A permission pattern as a sublist entry: `"foo.* q1"` is subject `foo.*` with queue `q1`. An invalid
+ * subject is refused (as nats-server refuses it at load): the sublist would keep it but never match it,
+ * so a deny entry such as `"foo..bar"` or `"> x y"` would silently deny nothing.
+ */
+function patternEntry(pattern: unknown): Subscription {
+  const fields = typeof pattern === "string" ? pattern.trim().split(/\s+/) : [];
   const [subject, queue] = fields;
+  if (fields.length === 0 || fields.length > 2 || !isValidSubscriptionSubject(subject) || (queue !== undefined && !isValidQueueName(queue))) {
+    throw new Error(`invalid permission subject ${JSON.stringify(pattern)}`);
+  }
   return { subject, queue, sid: "", sidBytes: Buffer.alloc(0), max: 0, delivered: 0, owner: null };
 }
 
 function patternList(patterns: string[] | undefined, keepEmpty: boolean): Sublist | null {
-  if (patterns === undefined || (patterns.length === 0 && !keepEmpty)) return null;
+  if (patterns === undefined) return null;
+  // A string here would be iterated as characters ("foo" as allow ["f", "o", "o"]).
+  if (!Array.isArray(patterns)) throw new Error(`permission subjects must be a list, got ${JSON.stringify(patterns)}`);
+  if (patterns.length === 0 && !keepEmpty) return null;
   const list = new Sublist();
   for (const p of patterns) list.insert(patternEntry(p));
   return list;
