@@ -144,6 +144,12 @@ jetstream { store_dir: "/data" }
     );
   });
 
+  it("refuses an nkey with a bad checksum, naming the line", () => {
+    expect(() => loadConfigFile(write("badnkey.conf", `authorization {\n  users: [\n    { nkey: U${"A".repeat(55)} }\n  ]\n}\n`))).toThrow(
+      /badnkey\.conf:3: not a valid public nkey/,
+    );
+  });
+
   it("refuses bcrypt passwords, naming the line", () => {
     expect(() => loadConfigFile(write("bcrypt.conf", "authorization {\n  user: a\n  password: \"$2a$11$xyz\"\n}\n"))).toThrow(/bcrypt\.conf:3: bcrypt passwords are not supported/);
   });
