@@ -76,7 +76,7 @@ function hasWildcard(subject: string): boolean {
 }
 
 /** Whether every subject matching `subject` also matches `test` (nats-server's subjectIsSubsetMatch). */
-export function isSubsetMatch(subject: string, test: string): boolean {
+function isSubsetMatch(subject: string, test: string): boolean {
   const tokens = subject.split(".");
   const testTokens = test.split(".");
   for (let i = 0; i < testTokens.length; i++) {
