@@ -132,6 +132,12 @@ export class CompiledPermissions {
 export class ConnectionPermissions {
   private readonly pubCache = new Map<string, boolean>();
   private readonly replies = new Map<string, { at: number; sent: number }>();
+  /**
+   * The size at which grantReply next sweeps. After a sweep that freed little (many live rights) it
+   * moves to twice what is left, so a flood of unanswered requests costs amortized O(1) per delivery
+   * instead of a full sweep on every one.
+   */
+  private pruneAt = REPLY_PRUNE_AT;
   /** Deny patterns checked on delivery, switched on by a wildcard SUB that covers one of them. */
   private deliveryDeny: Sublist | null = null;
   private readonly deliveryDenyCache = new Map<string, boolean>();
@@ -194,7 +200,10 @@ export class ConnectionPermissions {
   /** A message with this reply subject was delivered: the user may now answer it. */
   grantReply(reply: string): void {
     this.replies.set(reply, { at: Date.now(), sent: 0 });
-    if (this.replies.size > REPLY_PRUNE_AT) this.pruneReplies();
+    if (this.replies.size > this.pruneAt) {
+      this.pruneReplies();
+      this.pruneAt = Math.max(REPLY_PRUNE_AT, 2 * this.replies.size);
+    }
   }
 
   private useReplyRight(subject: string, limits: { max: number; expiresMs: number }): boolean {
