@@ -238,6 +238,57 @@ describe("runtime user API (bundled)", () => {
     }
   });
 
+  it("refuses permission subjects that could never match, so a deny entry cannot silently deny nothing", async () => {
+    const bad: unknown[] = [
+      { publish: { deny: ["foo..bar"] } },
+      { publish: { deny: [">.foo"] } },
+      { subscribe: { deny: ["a b c"] } },
+      { subscribe: { allow: [""] } },
+      { subscribe: { deny: [42] } },
+      { publish: { deny: "secret" } }, // a string, not a list: would be read as ["s", "e", ...]
+    ];
+    for (const permissions of bad) {
+      expect(() => broker.users.add({ user: "bad", password: "p", permissions } as never), JSON.stringify(permissions)).toThrow(/permission subject/);
+      expect(broker.users.list().some((u) => "user" in u && u.user === "bad")).toBe(false);
+    }
+    await expect(startBroker({ port: 0, jetstream: false, auth: { defaultPermissions: { publish: { deny: ["a..b"] } } } })).rejects.toThrow(/permission subject/);
+  });
+
+  it("refuses a password user named like an NKey user, so remove() cannot take the wrong one", () => {
+    const key = createUser().getPublicKey();
+    broker.users.add({ nkey: key });
+    try {
+      expect(() => broker.users.add({ user: key, password: "p" })).toThrow(/already exists/);
+      expect(() => broker.users.add({ user: "admin", password: "p" })).toThrow(/already exists/);
+    } finally {
+      expect(broker.users.remove(key)).toBe(true);
+    }
+    expect(broker.users.list().some((u) => "nkey" in u && u.nkey === key)).toBe(false);
+  });
+
+  it("nkey: a signature replayed from another connection, a huge sig and wrong types are refused; a bystander is undisturbed", async () => {
+    const key = createUser();
+    broker.users.add({ nkey: key.getPublicKey() });
+    const bystander = await login(broker.port, { user: "admin", pass: "a" });
+    try {
+      const first = await RawClient.connect(broker.port);
+      const sig = Buffer.from(key.sign(Buffer.from(first.info.nonce as string))).toString("base64url");
+      expect(await first.sync(connectLine({ nkey: key.getPublicKey(), sig }))).toBe("PONG\r\n");
+      // The same signature on a second connection signs the wrong nonce.
+      expect(await refused(broker.port, { nkey: key.getPublicKey(), sig })).toBe(VIOLATION);
+      expect(await refused(broker.port, { nkey: key.getPublicKey(), sig: "A".repeat(512 * 1024) })).toBe(VIOLATION);
+      expect(await refused(broker.port, { nkey: key.getPublicKey(), sig: { sig } })).toBe(VIOLATION);
+      expect(await refused(broker.port, { nkey: [key.getPublicKey()], sig })).toBe(VIOLATION);
+      expect(await refused(broker.port, { nkey: "U" + "A".repeat(55), sig })).toBe(VIOLATION);
+      expect(await bystander.sync("SUB b 1\r\nPUB b 2\r\nok\r\n")).toBe("MSG b 1 2\r\nok\r\nPONG\r\n");
+      expect(await first.sync()).toBe("PONG\r\n");
+      await first.close();
+    } finally {
+      broker.users.remove(key.getPublicKey());
+      await bystander.close();
+    }
+  });
+
   it("refuses a duplicate user, a bcrypt password and a token with users", async () => {
     expect(() => broker.users.add({ user: "admin", password: "x" })).toThrow(/already exists/);
     expect(() => broker.users.add({ user: "b", password: "$2a$11$abc" })).toThrow(/bcrypt/);

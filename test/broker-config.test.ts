@@ -51,6 +51,36 @@ describe("config syntax", () => {
     expect(m.get("host")?.value).toBe("0.0.0.0");
   });
 
+  it("refuses an include loop, naming the file and line, instead of recursing until the stack overflows", () => {
+    const self = write("self.conf", "port: 1\ninclude ./self.conf\n");
+    expect(() => parseConfigFile(self)).toThrow(/self\.conf:2: include loop/);
+    write("ping.conf", "a: 1\ninclude pong.conf\n");
+    const pong = write("pong.conf", "b: 2\ninclude 'ping.conf'\n");
+    expect(() => parseConfigFile(pong)).toThrow(/ping\.conf:2: include loop/);
+    // The same file twice, one after the other, is not a loop.
+    write("twice-inc.conf", "c: 3\n");
+    expect(parseConfigFile(write("twice.conf", "include twice-inc.conf\ninclude twice-inc.conf\n")).get("c")?.value).toBe(3);
+  });
+
+  it("refuses blocks and lists nested past the limit with a ConfigError, not a stack overflow", () => {
+    const deep = 100_000;
+    expect(() => parseConfig("a: " + "{b: ".repeat(deep) + "1" + "}".repeat(deep))).toThrow(/nested deeper than/);
+    expect(() => parseConfig("a: " + "[".repeat(deep) + "]".repeat(deep))).toThrow(/nested deeper than/);
+    expect(() => parseConfig("a: " + "[{b: ".repeat(deep))).toThrow(/nested deeper than/);
+    // A chain of includes counts too.
+    for (let i = 0; i < 80; i++) write(`chain${i}.conf`, i === 79 ? "end: 1\n" : `x${i} { include chain${i + 1}.conf }\n`);
+    expect(() => parseConfigFile(path.join(dir, "chain0.conf"))).toThrow(/nested deeper than/);
+    // Ordinary nesting is fine.
+    expect(parseConfig("a { b { c { d: [1, [2, { e: 3 }]] } } }\n").get("a")?.kind).toBe("map");
+  });
+
+  it("a $variable cannot refer to itself or to a later key; an environment value is not expanded again", () => {
+    expect(() => parseConfig("a: $a\n", "t.conf", {})).toThrow(/variable reference for "a"/);
+    expect(() => parseConfig("a: $b\nb: $a\n", "t.conf", {})).toThrow(/variable reference for "b"/);
+    expect(() => parseConfig("b { a: $b }\n", "t.conf", {})).toThrow(/variable reference for "b"/);
+    expect(plain("a: $X\n", { X: "$X" })).toEqual({ a: "$X" });
+  });
+
   it("reports bad syntax with its line", () => {
     expect(() => parseConfig('a: 1\nb: "open\n')).toThrow(/:2: unterminated string/);
     expect(() => parseConfig("a {\n b: 1\n")).toThrow(/expected '}'/);
@@ -111,6 +141,12 @@ jetstream { store_dir: "/data" }
     expect(() => loadConfigFile(write("bad1.conf", "port: 1\ncluster { port: 2 }\n"))).toThrow(/bad1\.conf:2: unsupported key "cluster"/);
     expect(() => loadConfigFile(write("bad2.conf", "authorization {\n  users: [\n    { user: a, password: b, account: X }\n  ]\n}\n"))).toThrow(
       /bad2\.conf:3: unsupported key "account" in users entry/,
+    );
+  });
+
+  it("refuses an nkey with a bad checksum, naming the line", () => {
+    expect(() => loadConfigFile(write("badnkey.conf", `authorization {\n  users: [\n    { nkey: U${"A".repeat(55)} }\n  ]\n}\n`))).toThrow(
+      /badnkey\.conf:3: not a valid public nkey/,
     );
   });
 

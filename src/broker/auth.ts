@@ -33,11 +33,11 @@ export interface AuthenticatedUser {
 /** ED25519's SubjectPublicKeyInfo header; the 32 raw key bytes follow it. */
 const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
-export function isNkeyUser(spec: BrokerUserSpec): spec is NkeyUser {
+function isNkeyUser(spec: BrokerUserSpec): spec is NkeyUser {
   return (spec as NkeyUser).nkey !== undefined;
 }
 
-export function userName(spec: BrokerUserSpec): string {
+function userName(spec: BrokerUserSpec): string {
   return isNkeyUser(spec) ? spec.nkey : spec.user;
 }
 
@@ -45,6 +45,16 @@ function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Whether `nkey` is a user's public NKey (prefix U, valid base32 and checksum). */
+export function isUserNkey(nkey: string): boolean {
+  try {
+    nkeyPublicKey(nkey);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function nkeyPublicKey(nkey: string): Buffer {
@@ -55,8 +65,12 @@ function nkeyPublicKey(nkey: string): Buffer {
   }
 }
 
+/** The longest text a 64-byte signature encodes to (standard base64 with padding). */
+const MAX_SIG_TEXT = 88;
+
 /** nats-server accepts the signature in base64url without padding, or in standard base64. */
 function verifyNonce(nkey: string, nonce: string, sig: string): boolean {
+  if (sig.length > MAX_SIG_TEXT) return false; // CONNECT may be 1 MiB: do not decode what cannot be a signature
   const signature = Buffer.from(sig, /[+/=]/.test(sig) ? "base64" : "base64url");
   if (signature.length !== 64) return false;
   const key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, nkeyPublicKey(nkey)]), format: "der", type: "spki" });
@@ -66,12 +80,15 @@ function verifyNonce(nkey: string, nonce: string, sig: string): boolean {
 export class Authenticator {
   private readonly byName = new Map<string, AuthenticatedUser>();
   private readonly byNkey = new Map<string, AuthenticatedUser>();
+  /** `default_permissions`, compiled once (so checked at start) and shared by the users without their own. */
+  private readonly defaultPermissions: CompiledPermissions | null;
 
   constructor(
     readonly token: string | undefined,
     users: BrokerUserSpec[],
-    private readonly defaultPermissions: UserPermissions | undefined,
+    defaultPermissions: UserPermissions | undefined,
   ) {
+    this.defaultPermissions = defaultPermissions ? new CompiledPermissions(defaultPermissions) : null;
     for (const u of users) this.add(u);
   }
 
@@ -96,10 +113,11 @@ export class Authenticator {
     if (!nkey && spec.password.startsWith("$2")) throw new Error(`user ${JSON.stringify(spec.user)}: bcrypt passwords are not supported by the bundled broker`);
     if (this.token !== undefined) throw new Error("a token and users cannot be combined (as in nats-server)");
     const name = userName(spec);
+    // One namespace for both kinds: remove(name) must not find a password user named like an NKey user.
+    if (this.byName.has(name) || this.byNkey.has(name)) throw new Error(`user ${JSON.stringify(name)} already exists`);
     const index = nkey ? this.byNkey : this.byName;
-    if (index.has(name)) throw new Error(`user ${JSON.stringify(name)} already exists`);
-    const perms = spec.permissions ?? this.defaultPermissions;
-    const user: AuthenticatedUser = { name, permissions: perms ? new CompiledPermissions(perms) : null, spec };
+    const permissions = spec.permissions ? new CompiledPermissions(spec.permissions) : this.defaultPermissions;
+    const user: AuthenticatedUser = { name, permissions, spec };
     index.set(name, user);
     return user;
   }
@@ -112,11 +130,6 @@ export class Authenticator {
 
   list(): BrokerUserSpec[] {
     return [...this.byName.values(), ...this.byNkey.values()].map((u) => u.spec);
-  }
-
-  /** Whether a connection authenticated as `user` may still stay connected. */
-  current(user: AuthenticatedUser): boolean {
-    return (isNkeyUser(user.spec) ? this.byNkey : this.byName).get(user.name) === user;
   }
 
   /**

@@ -29,6 +29,8 @@ const BOOLEANS: Record<string, boolean> = { true: true, yes: true, on: true, fal
 /** Characters that end an unquoted key or value. */
 const KEY_END = /[\s:=,;{}[\]#"']/;
 const VALUE_END = /[\r\n,;}\]#]/;
+/** Blocks, lists and includes nested deeper than this are refused (instead of overflowing the stack). */
+const MAX_DEPTH = 64;
 
 /** Parses a config file; includes are read relative to its directory. */
 export function parseConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): ConfMap {
@@ -36,7 +38,7 @@ export function parseConfigFile(file: string, env: NodeJS.ProcessEnv = process.e
 }
 
 export function parseConfig(text: string, file = "<config>", env: NodeJS.ProcessEnv = process.env): ConfMap {
-  return new ConfigParser(text, file, env, []).parseDocument();
+  return new ConfigParser(text, file, env, [], [path.resolve(file)]).parseDocument();
 }
 
 function readText(file: string, from: string): string {
@@ -57,7 +59,16 @@ class ConfigParser {
     private readonly env: NodeJS.ProcessEnv,
     /** Enclosing maps, innermost last, where `$VAR` looks first. */
     private readonly scopes: ConfMap[],
+    /** The files being read, the including ones first: an include of one of them is a loop. */
+    private readonly includes: string[],
   ) {}
+
+  /** Blocks and lists open around the current position, counted across includes. */
+  private get depth(): number {
+    return this.scopes.length + this.openLists;
+  }
+
+  private openLists = 0;
 
   parseDocument(): ConfMap {
     const map: ConfMap = new Map();
@@ -90,6 +101,7 @@ class ConfigParser {
   }
 
   private parseEntries(map: ConfMap, close: "}" | null): void {
+    if (this.depth >= MAX_DEPTH) this.fail(`blocks nested deeper than ${MAX_DEPTH}`);
     this.scopes.push(map);
     for (;;) {
       this.skip(true);
@@ -144,8 +156,10 @@ class ConfigParser {
     const target = c === '"' || c === "'" ? this.parseQuoted() : this.parseUnquoted();
     const file = path.resolve(path.dirname(this.file), target);
     if (!fs.existsSync(file)) this.fail(`include file ${JSON.stringify(target)} not found`, line);
-    const included = new ConfigParser(readText(file, `${this.file}:${line}`), file, this.env, [...this.scopes]).parseDocument();
-    for (const [k, v] of included) map.set(k, v);
+    if (this.includes.includes(file)) this.fail(`include loop: ${JSON.stringify(target)} is already being read`, line);
+    const included = new ConfigParser(readText(file, `${this.file}:${line}`), file, this.env, [...this.scopes], [...this.includes, file]);
+    included.openLists = this.openLists;
+    for (const [k, v] of included.parseDocument()) map.set(k, v);
   }
 
   private parseValue(): ConfValue {
@@ -168,12 +182,15 @@ class ConfigParser {
   }
 
   private parseList(): ConfValue[] {
+    if (this.depth >= MAX_DEPTH) this.fail(`blocks nested deeper than ${MAX_DEPTH}`);
+    this.openLists++;
     const items: ConfValue[] = [];
     for (;;) {
       this.skip(true);
       if (this.pos >= this.text.length) this.fail("unexpected end of file, expected ']'");
       if (this.peek() === "]") {
         this.advance();
+        this.openLists--;
         return items;
       }
       items.push(this.parseValue());

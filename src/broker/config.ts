@@ -2,7 +2,7 @@
 // Anything else is refused with its name and line, so a setting is never silently ignored.
 // As nats-server, JetStream is on only when the file enables it.
 
-import type { BrokerUserSpec } from "./auth.js";
+import { type BrokerUserSpec, isUserNkey } from "./auth.js";
 import { ConfigError, type ConfMap, type ConfValue, parseConfigFile } from "./config-file.js";
 import type { BrokerAuth, BrokerOptions, BrokerTls } from "./options.js";
 import type { ResponsePermission, SubjectPermission, UserPermissions } from "./permissions.js";
@@ -218,7 +218,7 @@ class OptionsReader {
           break;
         case "nkey":
           nkey = this.string(item, key);
-          if (!/^U[A-Z2-7]{55}$/.test(nkey)) this.fail(item, `not a valid public nkey for a user: "${nkey}"`);
+          if (!isUserNkey(nkey)) this.fail(item, `not a valid public nkey for a user: "${nkey}"`);
           break;
         case "permissions":
         case "permission":

@@ -8,6 +8,7 @@
 // - allow_responses: a user may publish to the reply subject of a message it received, at most
 //   `max` times within `expires`.
 
+import { isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
 import { Sublist, type Subscription } from "./sublist.js";
 
 /** Subjects allowed and denied; a bare list (or a string) in the config file means `allow`. */
@@ -37,16 +38,25 @@ const PUB_CACHE_MAX = 128;
 /** Reply rights kept before expired and used ones are swept (nats-server's replyPermLimit). */
 const REPLY_PRUNE_AT = 4096;
 
-/** A permission pattern as a sublist entry: `"foo.* q1"` is subject `foo.*` with queue `q1`. */
-function patternEntry(pattern: string): Subscription {
-  const fields = pattern.trim().split(/\s+/);
-  if (fields.length === 0 || fields[0] === "" || fields.length > 2) throw new Error(`invalid permission subject ${JSON.stringify(pattern)}`);
+/**
+ * A permission pattern as a sublist entry: `"foo.* q1"` is subject `foo.*` with queue `q1`. An invalid
+ * subject is refused (as nats-server refuses it at load): the sublist would keep it but never match it,
+ * so a deny entry such as `"foo..bar"` or `"> x y"` would silently deny nothing.
+ */
+function patternEntry(pattern: unknown): Subscription {
+  const fields = typeof pattern === "string" ? pattern.trim().split(/\s+/) : [];
   const [subject, queue] = fields;
+  if (fields.length === 0 || fields.length > 2 || !isValidSubscriptionSubject(subject) || (queue !== undefined && !isValidQueueName(queue))) {
+    throw new Error(`invalid permission subject ${JSON.stringify(pattern)}`);
+  }
   return { subject, queue, sid: "", sidBytes: Buffer.alloc(0), max: 0, delivered: 0, owner: null };
 }
 
 function patternList(patterns: string[] | undefined, keepEmpty: boolean): Sublist | null {
-  if (patterns === undefined || (patterns.length === 0 && !keepEmpty)) return null;
+  if (patterns === undefined) return null;
+  // A string here would be iterated as characters ("foo" as allow ["f", "o", "o"]).
+  if (!Array.isArray(patterns)) throw new Error(`permission subjects must be a list, got ${JSON.stringify(patterns)}`);
+  if (patterns.length === 0 && !keepEmpty) return null;
   const list = new Sublist();
   for (const p of patterns) list.insert(patternEntry(p));
   return list;
@@ -66,7 +76,7 @@ function hasWildcard(subject: string): boolean {
 }
 
 /** Whether every subject matching `subject` also matches `test` (nats-server's subjectIsSubsetMatch). */
-export function isSubsetMatch(subject: string, test: string): boolean {
+function isSubsetMatch(subject: string, test: string): boolean {
   const tokens = subject.split(".");
   const testTokens = test.split(".");
   for (let i = 0; i < testTokens.length; i++) {
@@ -122,6 +132,12 @@ export class CompiledPermissions {
 export class ConnectionPermissions {
   private readonly pubCache = new Map<string, boolean>();
   private readonly replies = new Map<string, { at: number; sent: number }>();
+  /**
+   * The size at which grantReply next sweeps. After a sweep that freed little (many live rights) it
+   * moves to twice what is left, so a flood of unanswered requests costs amortized O(1) per delivery
+   * instead of a full sweep on every one.
+   */
+  private pruneAt = REPLY_PRUNE_AT;
   /** Deny patterns checked on delivery, switched on by a wildcard SUB that covers one of them. */
   private deliveryDeny: Sublist | null = null;
   private readonly deliveryDenyCache = new Map<string, boolean>();
@@ -184,7 +200,10 @@ export class ConnectionPermissions {
   /** A message with this reply subject was delivered: the user may now answer it. */
   grantReply(reply: string): void {
     this.replies.set(reply, { at: Date.now(), sent: 0 });
-    if (this.replies.size > REPLY_PRUNE_AT) this.pruneReplies();
+    if (this.replies.size > this.pruneAt) {
+      this.pruneReplies();
+      this.pruneAt = Math.max(REPLY_PRUNE_AT, 2 * this.replies.size);
+    }
   }
 
   private useReplyRight(subject: string, limits: { max: number; expiresMs: number }): boolean {
