@@ -223,6 +223,14 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     expect(text(await request(s, "small"))).toBe("ok");
   });
 
+  it("answers a JSON reply within max_payload in full, however many elements it has", async () => {
+    // 300,000 zeros: about 600 KB of JSON, though their indices alone are about 1.7 million characters.
+    const s = await deploy(`() => new Array(300000).fill(0)`);
+    const r = await request(s, "");
+    expect(errorCode(r)).toBeUndefined();
+    expect((JSON.parse(text(r)) as number[]).length).toBe(300000);
+  });
+
   it("bounds a huge thrown value or error message before it leaves the isolate", async () => {
     const s = await deploy(`(subject, payload) => {
       const mode = new TextDecoder().decode(payload);
