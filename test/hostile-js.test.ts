@@ -231,6 +231,21 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     expect((JSON.parse(text(r)) as number[]).length).toBe(300000);
   });
 
+  it("refuses a boxed string over max_payload inside the isolate (413), even one whose toString makes it huge", async () => {
+    const s = await deploy(`(subject, payload) => {
+      const mode = new TextDecoder().decode(payload);
+      if (mode === "boxed") return { big: new String("x".repeat(${HUGE})) };
+      const small = new String("s");
+      small.toString = () => "x".repeat(${HUGE});
+      return [small];
+    }`);
+    for (const mode of ["boxed", "toString"]) {
+      const r = await request(s, mode);
+      expect(errorCode(r), mode).toBe("413");
+      expect(r.headers?.get("Nex-Error"), mode).toMatch(/reply too large/);
+    }
+  });
+
   it("bounds a huge thrown value or error message before it leaves the isolate", async () => {
     const s = await deploy(`(subject, payload) => {
       const mode = new TextDecoder().decode(payload);

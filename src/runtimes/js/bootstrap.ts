@@ -206,11 +206,13 @@ function isTooLarge(e) {
 // maxChars: counted while it is built, so the text of a huge string or structure is never built.
 // Each value is counted at most as long as its text (so a text that fits is never refused): a string
 // by its length and quotes, anything else as one character, an object member also by its quoted key,
-// colon and comma (a member JSON leaves out, not at all), an array element also by its comma.
+// colon and comma (a member JSON leaves out, not at all), an array element also by its comma. A boxed
+// string is turned into its string here (as JSON would, through its own toString) and counted so.
 function boundedJSON(v, maxChars, what) {
   let left = maxChars;
   let root = true;
   function count(key, value) {
+    if (value !== null && typeof value === "object" && isStringObject(value)) value = StringCtor(value);
     const type = typeof value;
     if (root) root = false;
     else if (ArrayIsArray(this)) left -= 1;
