@@ -308,6 +308,12 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
         Object.defineProperty(u, "byteOffset", { value: 0x7fff0000 });
         return u;
       }
+      if (mode === "long-bytes") {
+        // A byteLength longer than the bytes: recorded by it, the reply would carry whatever lay beyond.
+        const u = new Uint8Array(64);
+        Object.defineProperty(u, "byteLength", { value: 4096 });
+        return u;
+      }
       if (mode === "instanceof") {
         Object.defineProperty(Uint8Array, Symbol.hasInstance, { value: () => true });
         return { byteLength: -5, byteOffset: 1e9, buffer: 7, length: 3 };
@@ -324,6 +330,7 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
       expect(r.headers?.get("Nex-Error"), mode).toMatch(expected);
     }
     expect((await request(s, "fake-bytes")).data.length).toBe(64);
+    expect((await request(s, "long-bytes")).data.length).toBe(64);
     expect(errorCode(await request(s, "instanceof"))).toBeUndefined();
     expect(text(await request(s, "again"))).toBe("fine");
   });
