@@ -344,6 +344,29 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     expect(text(await request(s, "again"))).toBe("fine");
   });
 
+  it("blames the trigger whose toJSON runs away, not an older one awaiting beside it", async () => {
+    // CPU is the limit here (the deadline would find both overdue): the isolate is stopped for the trigger
+    // whose code runs, and a result's toJSON is that trigger's code.
+    const s = await deploy(
+      `async (subject, payload) => {
+        const mode = new TextDecoder().decode(payload);
+        if (mode === "busy") { const end = Date.now() + 150; while (Date.now() < end); return "done busy"; }
+        if (mode === "wait") return new Promise(() => {});
+        if (mode === "loop") return { toJSON() { for (;;) {} } };
+        return "fine";
+      }`,
+      { limits: { memoryMb: 64, timeoutMs: 20_000, cpuMs: 400 } },
+    );
+    // The busy trigger holds the isolate, so "wait" and "loop" go in as one batch, "wait" first.
+    const busy = request(s, "busy");
+    await nc.flush();
+    const [wait, loop] = await Promise.all([request(s, "wait"), request(s, "loop")]);
+    expect(text(await busy)).toBe("done busy");
+    expect(loop.headers?.get("Nex-Error")).toMatch(/^timeout: the trigger used more than 400 ms of CPU time/);
+    expect(wait.headers?.get("Nex-Error")).toMatch(/^stopped with its isolate, because a trigger running beside it ended so: timeout/);
+    expect(text(await request(s, "again"))).toBe("fine");
+  });
+
   it("keeps answering correctly after the workload tampers with Promise, JSON, Object and Array built-ins", async () => {
     const s = await deploy(`
       let tampered = false;
