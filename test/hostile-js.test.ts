@@ -8,7 +8,9 @@ import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
-import { DATA_BYTES, DATA_OFFSET, ENTRY, MAX_RESULTS, RESULT_KIND, ResultChannel, TABLE_OFFSET } from "../src/runtimes/js/result-channel.js";
+import { DATA_BYTES, DATA_OFFSET, ENTRY, HEAD, MAX_RESULTS, RESULT_KIND, ResultChannel, TABLE_OFFSET } from "../src/runtimes/js/result-channel.js";
+import { RunningBatch } from "../src/runtimes/js/running-batch.js";
+import type { Outcome } from "../src/runtimes/outcome.js";
 import type { WorkloadSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
 import { waitFor } from "./helpers/wait.js";
@@ -424,5 +426,56 @@ describe("ResultChannel.read", () => {
       const outcome = channel.read(k, 1000);
       expect(outcome, `entry ${k}`).toMatchObject({ ok: false, code: 500 });
     }
+  });
+});
+
+describe("RunningBatch.onResult", () => {
+  it("answers only this batch's triggers, once each, with what the isolate may send, whatever else it sends", () => {
+    const channel = new ResultChannel();
+    const answers: (Outcome | undefined)[] = [undefined, undefined, undefined, undefined];
+    const resolved = answers.map(() => 0);
+    const jobs = answers.map((_, k) => ({
+      subject: `s${k}`,
+      payload: new Uint8Array(0),
+      enqueuedAt: Date.now(),
+      resolve: (o: Outcome) => {
+        answers[k] = o;
+        resolved[k]++;
+      },
+    }));
+    const batch = new RunningBatch(7, jobs, channel, 1000, () => {});
+    // Another trigger's slot, or none: indices outside the batch, or not indices at all.
+    for (const index of [4, 63, 64, -2, 1.5, Number.NaN, Infinity, "0", null, undefined, { valueOf: () => 0 }]) {
+      batch.onResult(index, RESULT_KIND.ok, "forged");
+    }
+    expect(resolved).toEqual([0, 0, 0, 0]);
+    // Wrong types and kinds: an error for that trigger, never a reply made of them.
+    batch.onResult(0, RESULT_KIND.ok, { forged: true });
+    batch.onResult(1, 99, "kind 99");
+    batch.onResult(2, RESULT_KIND.tooLarge, 12345);
+    batch.onResult(3, RESULT_KIND.ok, new Uint8Array([1, 2]));
+    expect(answers[0]).toMatchObject({ ok: false, code: 500, message: "the function failed" });
+    expect(answers[1]).toMatchObject({ ok: false, code: 500, message: "kind 99" });
+    expect(answers[2]).toMatchObject({ ok: false, code: 413, message: "reply too large" });
+    expect(answers[3]).toEqual({ ok: true, data: new Uint8Array([1, 2]) });
+    // A replay, by callback or through the shared area, changes no answer.
+    for (let k = 0; k < 4; k++) batch.onResult(k, RESULT_KIND.ok, "replayed");
+    const table = new Int32Array(channel.shared, TABLE_OFFSET, MAX_RESULTS * ENTRY.size);
+    Atomics.store(new Int32Array(channel.shared, 0, 4), HEAD.batch, 7);
+    for (let k = 0; k < 4; k++) Atomics.store(table, k * ENTRY.size + ENTRY.kind, RESULT_KIND.ok);
+    batch.onResult(-1, RESULT_KIND.none, undefined);
+    expect(resolved).toEqual([1, 1, 1, 1]);
+    expect(answers[3]).toEqual({ ok: true, data: new Uint8Array([1, 2]) });
+  });
+
+  it("answers a too-large refusal written to the shared area with 413", () => {
+    const channel = new ResultChannel();
+    const message = new TextEncoder().encode("reply too large: 2000000 bytes");
+    new Uint8Array(channel.shared, DATA_OFFSET, DATA_BYTES).set(message);
+    const table = new Int32Array(channel.shared, TABLE_OFFSET, MAX_RESULTS * ENTRY.size);
+    table[ENTRY.offset] = 0;
+    table[ENTRY.length] = message.length;
+    Atomics.store(table, ENTRY.kind, RESULT_KIND.tooLarge);
+    expect(channel.read(0, 1000)).toEqual({ ok: false, code: 413, message: "reply too large: 2000000 bytes" });
   });
 });
