@@ -8,7 +8,9 @@ import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
-import { DATA_BYTES, DATA_OFFSET, ENTRY, MAX_RESULTS, RESULT_KIND, ResultChannel, TABLE_OFFSET } from "../src/runtimes/js/result-channel.js";
+import { DATA_BYTES, DATA_OFFSET, ENTRY, HEAD, MAX_RESULTS, RESULT_KIND, ResultChannel, TABLE_OFFSET } from "../src/runtimes/js/result-channel.js";
+import { RunningBatch } from "../src/runtimes/js/running-batch.js";
+import type { Outcome } from "../src/runtimes/outcome.js";
 import type { WorkloadSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
 import { waitFor } from "./helpers/wait.js";
@@ -223,6 +225,29 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     expect(text(await request(s, "small"))).toBe("ok");
   });
 
+  it("answers a JSON reply within max_payload in full, however many elements it has", async () => {
+    // 300,000 zeros: about 600 KB of JSON, though their indices alone are about 1.7 million characters.
+    const s = await deploy(`() => new Array(300000).fill(0)`);
+    const r = await request(s, "");
+    expect(errorCode(r)).toBeUndefined();
+    expect((JSON.parse(text(r)) as number[]).length).toBe(300000);
+  });
+
+  it("refuses a boxed string over max_payload inside the isolate (413), even one whose toString makes it huge", async () => {
+    const s = await deploy(`(subject, payload) => {
+      const mode = new TextDecoder().decode(payload);
+      if (mode === "boxed") return { big: new String("x".repeat(${HUGE})) };
+      const small = new String("s");
+      small.toString = () => "x".repeat(${HUGE});
+      return [small];
+    }`);
+    for (const mode of ["boxed", "toString"]) {
+      const r = await request(s, mode);
+      expect(errorCode(r), mode).toBe("413");
+      expect(r.headers?.get("Nex-Error"), mode).toMatch(/reply too large/);
+    }
+  });
+
   it("bounds a huge thrown value or error message before it leaves the isolate", async () => {
     const s = await deploy(`(subject, payload) => {
       const mode = new TextDecoder().decode(payload);
@@ -285,6 +310,12 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
         Object.defineProperty(u, "byteOffset", { value: 0x7fff0000 });
         return u;
       }
+      if (mode === "long-bytes") {
+        // A byteLength longer than the bytes: recorded by it, the reply would carry whatever lay beyond.
+        const u = new Uint8Array(64);
+        Object.defineProperty(u, "byteLength", { value: 4096 });
+        return u;
+      }
       if (mode === "instanceof") {
         Object.defineProperty(Uint8Array, Symbol.hasInstance, { value: () => true });
         return { byteLength: -5, byteOffset: 1e9, buffer: 7, length: 3 };
@@ -301,6 +332,7 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
       expect(r.headers?.get("Nex-Error"), mode).toMatch(expected);
     }
     expect((await request(s, "fake-bytes")).data.length).toBe(64);
+    expect((await request(s, "long-bytes")).data.length).toBe(64);
     expect(errorCode(await request(s, "instanceof"))).toBeUndefined();
     expect(text(await request(s, "again"))).toBe("fine");
   });
@@ -311,6 +343,29 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     });
     const r = await request(s, "loop");
     expect(errorCode(r)).toBe("504");
+    expect(text(await request(s, "again"))).toBe("fine");
+  });
+
+  it("blames the trigger whose toJSON runs away, not an older one awaiting beside it", async () => {
+    // CPU is the limit here (the deadline would find both overdue): the isolate is stopped for the trigger
+    // whose code runs, and a result's toJSON is that trigger's code.
+    const s = await deploy(
+      `async (subject, payload) => {
+        const mode = new TextDecoder().decode(payload);
+        if (mode === "busy") { const end = Date.now() + 150; while (Date.now() < end); return "done busy"; }
+        if (mode === "wait") return new Promise(() => {});
+        if (mode === "loop") return { toJSON() { for (;;) {} } };
+        return "fine";
+      }`,
+      { limits: { memoryMb: 64, timeoutMs: 20_000, cpuMs: 400 } },
+    );
+    // The busy trigger holds the isolate, so "wait" and "loop" go in as one batch, "wait" first.
+    const busy = request(s, "busy");
+    await nc.flush();
+    const [wait, loop] = await Promise.all([request(s, "wait"), request(s, "loop")]);
+    expect(text(await busy)).toBe("done busy");
+    expect(loop.headers?.get("Nex-Error")).toMatch(/^timeout: the trigger used more than 400 ms of CPU time/);
+    expect(wait.headers?.get("Nex-Error")).toMatch(/^stopped with its isolate, because a trigger running beside it ended so: timeout/);
     expect(text(await request(s, "again"))).toBe("fine");
   });
 
@@ -371,5 +426,56 @@ describe("ResultChannel.read", () => {
       const outcome = channel.read(k, 1000);
       expect(outcome, `entry ${k}`).toMatchObject({ ok: false, code: 500 });
     }
+  });
+});
+
+describe("RunningBatch.onResult", () => {
+  it("answers only this batch's triggers, once each, with what the isolate may send, whatever else it sends", () => {
+    const channel = new ResultChannel();
+    const answers: (Outcome | undefined)[] = [undefined, undefined, undefined, undefined];
+    const resolved = answers.map(() => 0);
+    const jobs = answers.map((_, k) => ({
+      subject: `s${k}`,
+      payload: new Uint8Array(0),
+      enqueuedAt: Date.now(),
+      resolve: (o: Outcome) => {
+        answers[k] = o;
+        resolved[k]++;
+      },
+    }));
+    const batch = new RunningBatch(7, jobs, channel, 1000, () => {});
+    // Another trigger's slot, or none: indices outside the batch, or not indices at all.
+    for (const index of [4, 63, 64, -2, 1.5, Number.NaN, Infinity, "0", null, undefined, { valueOf: () => 0 }]) {
+      batch.onResult(index, RESULT_KIND.ok, "forged");
+    }
+    expect(resolved).toEqual([0, 0, 0, 0]);
+    // Wrong types and kinds: an error for that trigger, never a reply made of them.
+    batch.onResult(0, RESULT_KIND.ok, { forged: true });
+    batch.onResult(1, 99, "kind 99");
+    batch.onResult(2, RESULT_KIND.tooLarge, 12345);
+    batch.onResult(3, RESULT_KIND.ok, new Uint8Array([1, 2]));
+    expect(answers[0]).toMatchObject({ ok: false, code: 500, message: "the function failed" });
+    expect(answers[1]).toMatchObject({ ok: false, code: 500, message: "kind 99" });
+    expect(answers[2]).toMatchObject({ ok: false, code: 413, message: "reply too large" });
+    expect(answers[3]).toEqual({ ok: true, data: new Uint8Array([1, 2]) });
+    // A replay, by callback or through the shared area, changes no answer.
+    for (let k = 0; k < 4; k++) batch.onResult(k, RESULT_KIND.ok, "replayed");
+    const table = new Int32Array(channel.shared, TABLE_OFFSET, MAX_RESULTS * ENTRY.size);
+    Atomics.store(new Int32Array(channel.shared, 0, 4), HEAD.batch, 7);
+    for (let k = 0; k < 4; k++) Atomics.store(table, k * ENTRY.size + ENTRY.kind, RESULT_KIND.ok);
+    batch.onResult(-1, RESULT_KIND.none, undefined);
+    expect(resolved).toEqual([1, 1, 1, 1]);
+    expect(answers[3]).toEqual({ ok: true, data: new Uint8Array([1, 2]) });
+  });
+
+  it("answers a too-large refusal written to the shared area with 413", () => {
+    const channel = new ResultChannel();
+    const message = new TextEncoder().encode("reply too large: 2000000 bytes");
+    new Uint8Array(channel.shared, DATA_OFFSET, DATA_BYTES).set(message);
+    const table = new Int32Array(channel.shared, TABLE_OFFSET, MAX_RESULTS * ENTRY.size);
+    table[ENTRY.offset] = 0;
+    table[ENTRY.length] = message.length;
+    Atomics.store(table, ENTRY.kind, RESULT_KIND.tooLarge);
+    expect(channel.read(0, 1000)).toEqual({ ok: false, code: 413, message: "reply too large: 2000000 bytes" });
   });
 });

@@ -204,10 +204,21 @@ function isTooLarge(e) {
 
 // JSON text of v, or undefined (as JSON.stringify), thrown as tooLarge as soon as the text would pass
 // maxChars: counted while it is built, so the text of a huge string or structure is never built.
+// Each value is counted at most as long as its text (so a text that fits is never refused): a string
+// by its length and quotes, anything else as one character, an object member also by its quoted key,
+// colon and comma (a member JSON leaves out, not at all), an array element also by its comma. A boxed
+// string is turned into its string here (as JSON would, through its own toString) and counted so.
 function boundedJSON(v, maxChars, what) {
   let left = maxChars;
+  let root = true;
   function count(key, value) {
-    left -= key.length + (typeof value === "string" ? value.length + 4 : 4);
+    if (value !== null && typeof value === "object" && isStringObject(value)) value = StringCtor(value);
+    const type = typeof value;
+    if (root) root = false;
+    else if (ArrayIsArray(this)) left -= 1;
+    else if (value === undefined || type === "function" || type === "symbol") return value;
+    else left -= key.length + 4;
+    left -= type === "string" ? value.length + 2 : 1;
     if (left < 0) throw tooLarge(what, maxChars + 1, maxChars);
     return value;
   }

@@ -36,6 +36,8 @@ const StringSlice = uncurryThis(String.prototype.slice);
 const StringIndexOf = uncurryThis(String.prototype.indexOf);
 const StringTrim = uncurryThis(String.prototype.trim);
 const StringToLowerCase = uncurryThis(String.prototype.toLowerCase);
+const StringValueOf = uncurryThis(String.prototype.valueOf);
+const ObjectHasOwn = Object.hasOwn;
 const NumberCtor = Number;
 const ParseInt = parseInt;
 const ParseFloat = parseFloat;
@@ -83,6 +85,19 @@ function ownPromise(p) {
 // Whether v is a typed array (by its internal slot: neither instanceof nor Symbol.toStringTag of v).
 function isTypedArray(v) {
   return ArrayBufferIsView(v) && TypedArrayTag(v) !== undefined;
+}
+
+// Whether the object v is a boxed string (new String(...)), which JSON writes as the string it turns
+// into. By its internal slot; only an object with an own "length" is asked, as every boxed string has
+// one, so that the throw of a plain object's answer is rare.
+function isStringObject(v) {
+  if (!ObjectHasOwn(v, "length") || ArrayIsArray(v)) return false;
+  try {
+    StringValueOf(v);
+    return true;
+  } catch (e) {
+    return false;
+  }
 }
 
 // The bytes v holds as a Uint8Array over them (no copy), or undefined when v is not bytes: a typed

@@ -100,13 +100,8 @@ export class RunningBatch {
     if (!this.begun) return;
     for (let k = 0; k < this.jobs.length; k++) {
       if (this.answered[k] || this.byCallback[k] || this.channel.kind(k) === RESULT_KIND.none) continue;
-      let outcome: Outcome | "callback";
-      try {
-        outcome = this.channel.read(k, this.timeoutMs);
-      } catch (err) {
-        // The isolate wrote the entry: whatever is wrong with it is this trigger's failure alone.
-        outcome = failure(ErrorCodes.failed, `the isolate wrote an unreadable result: ${(err as Error)?.message ?? String(err)}`);
-      }
+      // read() checks the entry: whatever the isolate wrote there is this trigger's answer alone.
+      const outcome = this.channel.read(k, this.timeoutMs);
       if (outcome === "callback") this.byCallback[k] = true;
       else this.answer(k, outcome);
     }
