@@ -14,7 +14,7 @@ const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;
 /** Isolates or workers serving one workload at most. */
 const MAX_CONCURRENCY = 64;
 const MAX_ERROR_HEADER_CHARS = 1024;
-const MAX_ERROR_BODY_CHARS = 16 * 1024;
+export const MAX_ERROR_BODY_CHARS = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 

@@ -28,6 +28,7 @@
 
 import { MAX_HEADER_VALUE_CHARS, hostValueLimit } from "../host-bridge.js";
 import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
+import { MAX_ERROR_BODY_CHARS } from "../hosted-workload.js";
 import { PRIMORDIALS_SOURCE } from "./primordials.js";
 import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, TABLE_OFFSET } from "./result-channel.js";
 
@@ -49,7 +50,8 @@ export interface GuestLimits {
 export function guestLimits(maxPayload: number): GuestLimits {
   return {
     ...TRIGGER_LOG_LIMITS,
-    maxErrorChars: 16 * 1024,
+    // What an error reply carries at most anyway: a longer message would only be cut after its copy out.
+    maxErrorChars: MAX_ERROR_BODY_CHARS,
     maxReplyBytes: maxPayload,
     maxHostValueBytes: hostValueLimit(maxPayload),
     maxHostNameChars: MAX_HEADER_VALUE_CHARS,
