@@ -37,6 +37,7 @@ import {
   failure,
   memoryOutcome,
   timeoutOutcome,
+  UNAVAILABLE,
   type Outcome,
 } from "../outcome.js";
 
@@ -483,6 +484,12 @@ export class IsolateSlot {
       // disposed meanwhile
     }
     return this.lastHeapBytes;
+  }
+
+  /** Ends a batch in flight as unavailable, and disposes the isolate. */
+  close(): void {
+    if (this.busy) this.kill(UNAVAILABLE, "all");
+    else this.dispose();
   }
 
   dispose(): void {

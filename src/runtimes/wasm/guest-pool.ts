@@ -1,13 +1,14 @@
-// Runs in the wasm runtime-host child process. The warm worker threads of one wasm workload (`concurrency` of them) and the queue in front of them.
-// A trigger goes to an idle worker or waits (at most MAX_QUEUED_TRIGGERS, and never longer than its
-// deadline). Each trigger has a wall-clock deadline: when it passes, the worker is terminated, the
-// trigger gets a timeout reply, and a fresh worker replaces it in the background. A worker that runs
-// out of its JS heap (resourceLimits) or dies is replaced the same way.
+// Runs in the wasm runtime-host child process. The warm worker threads of one wasm workload
+// (`concurrency` of them), in the shared SlotPool (../slot-pool.ts): one trigger per worker at a time.
+// Each trigger has a wall-clock deadline: when it passes, the worker is terminated, the trigger gets a
+// timeout reply, and a fresh worker replaces it in the background. A worker that runs out of its JS heap
+// (resourceLimits) or dies is replaced the same way.
 
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Logger } from "pino";
-import { MAX_QUEUED_TRIGGERS, type Job, type TriggerPool } from "../hosted-workload.js";
-import { ErrorCodes, failure, queueTimeoutOutcome, timeoutOutcome, UNAVAILABLE, type Outcome } from "../outcome.js";
+import type { Job, TriggerPool } from "../hosted-workload.js";
+import { ErrorCodes, failure, timeoutOutcome, UNAVAILABLE, type Outcome } from "../outcome.js";
+import { type PoolSlot, SlotPool } from "../slot-pool.js";
 import type { LogStream, WorkloadLimits } from "../types.js";
 import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, WasiSetup } from "./guest-messages.js";
 
@@ -30,11 +31,11 @@ export interface GuestPoolConfig {
 }
 
 /** One worker thread; runs one trigger at a time. */
-class GuestWorker {
+class GuestWorker implements PoolSlot {
   private job?: { resolve(outcome: Outcome): void; timer: NodeJS.Timeout; deadlineAt: number };
   dead = false;
   /** Memory the worker reported after its last trigger (0 before the first). */
-  heapBytes = 0;
+  private lastHeapBytes = 0;
   /** Called once when the worker stops for good (deadline, memory, crash), not on close(). */
   onDeath?: () => void;
 
@@ -48,7 +49,7 @@ class GuestWorker {
     worker.on("message", (m: FromGuest) => {
       if (m.type === "log") cfg.log(m.stream, m.text);
       else if (m.type === "done") {
-        if (typeof m.heapBytes === "number") this.heapBytes = m.heapBytes;
+        if (typeof m.heapBytes === "number") this.lastHeapBytes = m.heapBytes;
         this.finish(m.ok ? { ok: true, data: m.data } : failure(ErrorCodes.failed, m.message));
       }
     });
@@ -116,7 +117,17 @@ class GuestWorker {
     });
   }
 
-  run(subject: string, payload: Uint8Array, resolve: (outcome: Outcome) => void): void {
+  /** Runs the first job (the pool hands one at a time); the rest go back to the queue. */
+  runBatch([job, ...rest]: Job[]): Promise<Job[]> {
+    return new Promise((done) =>
+      this.run(job.subject, job.payload, (outcome) => {
+        job.resolve(outcome);
+        done(rest);
+      }),
+    );
+  }
+
+  private run(subject: string, payload: Uint8Array, resolve: (outcome: Outcome) => void): void {
     const { timeoutMs } = this.cfg.limits;
     const timer = setTimeout(() => this.kill(timeoutOutcome(timeoutMs)), timeoutMs);
     this.job = { resolve, timer, deadlineAt: Date.now() + timeoutMs };
@@ -160,6 +171,10 @@ class GuestWorker {
   close(): void {
     this.kill(UNAVAILABLE);
   }
+
+  async heapBytes(): Promise<number> {
+    return this.lastHeapBytes;
+  }
 }
 
 function workerErrorMessage(err: Error, memoryMb: number): string {
@@ -167,138 +182,18 @@ function workerErrorMessage(err: Error, memoryMb: number): string {
   return `the wasm worker failed: ${err.message}`;
 }
 
-export class GuestPool implements TriggerPool {
-  private readonly workers = new Set<GuestWorker>();
-  private readonly idle: GuestWorker[] = [];
-  private readonly queue: Job[] = [];
-  private running = 0;
-  private closed = false;
-  private drainWaiters: (() => void)[] = [];
-  /** Set while triggers wait: answers them when their deadline passes even if no worker frees up. */
-  private expiryTimer?: NodeJS.Timeout;
-
-  private constructor(private readonly cfg: GuestPoolConfig) {}
-
-  /** Starts every worker; rejects (and stops the ones that started) if the guest cannot load. */
-  static async start(cfg: GuestPoolConfig): Promise<GuestPool> {
-    const pool = new GuestPool(cfg);
-    const started = await Promise.allSettled(Array.from({ length: Math.max(1, cfg.concurrency) }, () => GuestWorker.start(cfg)));
-    for (const s of started) if (s.status === "fulfilled") pool.adopt(s.value);
-    const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
-    if (failed) {
-      pool.close();
-      throw failed.reason;
-    }
-    return pool;
-  }
-
-  private adopt(worker: GuestWorker): void {
-    if (this.closed) {
-      worker.close();
-      return;
-    }
-    worker.onDeath = () => {
-      this.workers.delete(worker);
-      const i = this.idle.indexOf(worker);
-      if (i >= 0) this.idle.splice(i, 1);
-      this.replace();
-    };
-    this.workers.add(worker);
-    this.idle.push(worker);
-  }
-
-  submit(subject: string, payload: Uint8Array): Promise<Outcome> {
-    if (this.closed) return Promise.resolve(UNAVAILABLE);
-    if (this.queue.length >= MAX_QUEUED_TRIGGERS) {
-      return Promise.resolve(failure(ErrorCodes.overloaded, `overloaded: ${this.queue.length} triggers are already waiting`));
-    }
-    return new Promise<Outcome>((resolve) => {
-      this.queue.push({ subject, payload, enqueuedAt: Date.now(), resolve });
-      this.pump();
-    });
-  }
-
-  private pump(): void {
-    this.expireQueued();
-    while (this.queue.length > 0 && this.idle.length > 0) {
-      const job = this.queue.shift()!;
-      const worker = this.idle.pop()!;
-      this.running++;
-      worker.run(job.subject, job.payload, (outcome) => {
-        this.running--;
-        job.resolve(outcome);
-        if (!worker.dead && !this.closed) this.idle.push(worker);
-        this.pump();
-        this.checkDrained();
-      });
-    }
-  }
-
-  /**
-   * Answers the triggers that waited their whole deadline; while others wait, looks again when the
-   * oldest one's deadline passes (no worker may free up before: replacements can keep failing).
-   */
-  private expireQueued(): void {
-    const { timeoutMs } = this.cfg.limits;
-    const now = Date.now();
-    while (this.queue.length > 0 && now - this.queue[0].enqueuedAt >= timeoutMs) this.queue.shift()!.resolve(queueTimeoutOutcome(timeoutMs));
-    if (this.queue.length === 0 || this.expiryTimer || this.closed) return;
-    this.expiryTimer = setTimeout(() => {
-      this.expiryTimer = undefined;
-      this.expireQueued();
-      this.checkDrained();
-    }, Math.max(1, this.queue[0].enqueuedAt + timeoutMs - now));
-    this.expiryTimer.unref();
-  }
-
-  private replace(delayMs = 0): void {
-    const attempt = (): void => {
-      if (this.closed) return;
-      GuestWorker.start(this.cfg).then(
-        (worker) => {
-          this.adopt(worker);
-          this.pump();
-        },
-        (err: Error) => {
-          this.cfg.logger.error({ err: err.message }, "replacing a wasm worker failed; retrying");
-          this.replace(Math.min(Math.max(delayMs * 2, 100), 5000));
-        },
-      );
-    };
-    if (delayMs > 0) setTimeout(attempt, delayMs).unref();
-    else attempt();
-  }
-
-  private checkDrained(): void {
-    if (this.running === 0 && this.queue.length === 0) for (const w of this.drainWaiters.splice(0)) w();
-  }
-
-  drained(): Promise<void> {
-    if (this.running === 0 && this.queue.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
-  }
-
-  /**
-   * What the workers reported after their last trigger: V8 heap plus external memory, which holds the
-   * linear memories (a command's last instance until it is collected, a component's for good).
-   */
-  async heapBytes(): Promise<number> {
-    let sum = 0;
-    for (const w of this.workers) sum += w.heapBytes;
-    return sum;
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    clearTimeout(this.expiryTimer);
-    for (const job of this.queue.splice(0)) job.resolve(UNAVAILABLE);
-    for (const worker of this.workers) {
-      worker.onDeath = undefined;
-      worker.close();
-    }
-    this.workers.clear();
-    this.idle.length = 0;
-    this.checkDrained();
-  }
+/**
+ * Starts every worker; rejects (and stops the ones that started) if the guest cannot load. The pool
+ * reports, as memory, what the workers reported after their last trigger: V8 heap plus external memory,
+ * which holds the linear memories (a command's last instance until it is collected, a component's for good).
+ */
+export function startGuestPool(cfg: GuestPoolConfig): Promise<TriggerPool> {
+  return SlotPool.start({
+    create: () => GuestWorker.start(cfg),
+    size: Math.max(1, cfg.concurrency),
+    timeoutMs: cfg.limits.timeoutMs,
+    maxBatch: 1,
+    what: "wasm worker",
+    log: cfg.logger,
+  });
 }

@@ -10,7 +10,7 @@ import { builtScript } from "../../util/built-script.js";
 import { poolSize } from "../hosted-workload.js";
 import { serveRuntimeHost } from "../runtime-host-child.js";
 import { ComponentCache } from "./component-cache.js";
-import { GuestPool } from "./guest-pool.js";
+import { startGuestPool } from "./guest-pool.js";
 import type { WasmDeployResult } from "./ipc.js";
 import { prepareProgram } from "./prepare.js";
 
@@ -27,7 +27,7 @@ serveRuntimeHost<object, WasmDeployResult>({
     components ??= new ComponentCache(ctx.settings.cacheDir);
     // The wall-clock deadline is enforced per trigger; CPU time is not measured separately for wasm.
     const { program, transpiled } = await prepareProgram({ ...spec, sha256: ctx.sha256 }, ctx.limits, components);
-    const pool = await GuestPool.start({
+    const pool = await startGuestPool({
       workerScript,
       program,
       limits: ctx.limits,

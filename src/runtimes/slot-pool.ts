@@ -1,0 +1,232 @@
+// The triggers of one function workload and the slots that run them: isolates for JavaScript, worker
+// threads for wasm. One queue for both kinds: a trigger goes to an idle slot or waits (at most
+// MAX_QUEUED_TRIGGERS; beyond it "overloaded"; waiting past its whole deadline "timeout"). Under load a
+// freed slot takes several queued triggers at once (up to `maxBatch`, spread over the slots). A dead slot
+// (deadline, CPU, memory, crash) is replaced in the background, with a backoff while replacing fails.
+
+import type { Logger } from "pino";
+import { MAX_QUEUED_TRIGGERS, type Job, type TriggerPool } from "./hosted-workload.js";
+import { ErrorCodes, errorText, failure, queueTimeoutOutcome, UNAVAILABLE, type Outcome } from "./outcome.js";
+
+/** One unit that runs triggers. */
+export interface PoolSlot {
+  /** Set once the slot cannot run again; the pool replaces it. */
+  readonly dead: boolean;
+  /** Runs the jobs (each gets its outcome); resolves with the ones it did not start, to run elsewhere. */
+  runBatch(jobs: Job[]): Promise<Job[]>;
+  /** Ends what runs with UNAVAILABLE and frees the slot. */
+  close(): void;
+  heapBytes(): Promise<number>;
+  /** Set by the pool for a slot that can die while idle (a worker thread that exits). */
+  onDeath?: () => void;
+}
+
+export interface SlotPoolConfig<S extends PoolSlot> {
+  /** A new slot with the workload loaded; rejects with the load error. */
+  create(): Promise<S>;
+  /** Slots serving at once. */
+  size: number;
+  /** A trigger's whole deadline, queueing included. */
+  timeoutMs: number;
+  /** Most triggers handed to one slot at a time (1: one at a time). */
+  maxBatch: number;
+  /** What a slot is, for logs ("isolate", "wasm worker"). */
+  what: string;
+  log: Logger;
+}
+
+export class SlotPool<S extends PoolSlot> implements TriggerPool {
+  private readonly live = new Set<S>();
+  private readonly idle: S[] = [];
+  private queue: Job[] = [];
+  private queueHead = 0;
+  /** Batches running. */
+  private running = 0;
+  private closed = false;
+  private drainWaiters: (() => void)[] = [];
+  /** Set while triggers wait: answers them when their deadline passes even if no slot frees up. */
+  private expiryTimer?: NodeJS.Timeout;
+
+  private constructor(private readonly cfg: SlotPoolConfig<S>) {}
+
+  /**
+   * Starts every slot; rejects (closing the ones that started) if the workload cannot load. The first
+   * slot starts alone: it may produce what the others start from (a JS code cache).
+   */
+  static async start<S extends PoolSlot>(cfg: SlotPoolConfig<S>): Promise<SlotPool<S>> {
+    const pool = new SlotPool(cfg);
+    pool.adopt(await cfg.create());
+    const rest = await Promise.allSettled(Array.from({ length: Math.max(0, cfg.size - 1) }, () => cfg.create()));
+    for (const r of rest) if (r.status === "fulfilled") pool.adopt(r.value);
+    const failed = rest.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) {
+      pool.close();
+      throw failed.reason;
+    }
+    return pool;
+  }
+
+  /** The slots alive now (the JS pool's CPU watch reads them). */
+  get slots(): Iterable<S> {
+    return this.live;
+  }
+
+  get queued(): number {
+    return this.queue.length - this.queueHead;
+  }
+
+  private adopt(slot: S): void {
+    if (this.closed) {
+      slot.close();
+      return;
+    }
+    slot.onDeath = () => this.retire(slot);
+    this.live.add(slot);
+    this.idle.push(slot);
+  }
+
+  /** Runs a trigger on an idle slot, or queues it. Always resolves, never rejects. */
+  submit(subject: string, payload: Uint8Array): Promise<Outcome> {
+    if (this.closed) return Promise.resolve(UNAVAILABLE);
+    if (this.queued >= MAX_QUEUED_TRIGGERS) {
+      return Promise.resolve(failure(ErrorCodes.overloaded, `overloaded: ${this.queued} triggers are already waiting`));
+    }
+    return new Promise<Outcome>((resolve) => {
+      const job: Job = { subject, payload, enqueuedAt: Date.now(), resolve };
+      const slot = this.queued === 0 ? this.idle.pop() : undefined;
+      if (slot) this.dispatch(slot, [job]);
+      else {
+        this.queue.push(job);
+        this.pump();
+      }
+    });
+  }
+
+  private dispatch(slot: S, jobs: Job[]): void {
+    this.running++;
+    slot.runBatch(jobs).then((notStarted) => {
+      this.running--;
+      if (notStarted.length > 0) this.requeueFront(notStarted);
+      this.release(slot);
+    });
+  }
+
+  private release(slot: S): void {
+    if (slot.dead) this.retire(slot);
+    else if (this.closed) slot.close();
+    else this.idle.push(slot);
+    this.pump();
+    this.checkDrained();
+  }
+
+  /** A dead slot leaves (once) and a replacement starts. */
+  private retire(slot: S): void {
+    if (!this.live.delete(slot)) return;
+    slot.onDeath = undefined;
+    const i = this.idle.indexOf(slot);
+    if (i >= 0) this.idle.splice(i, 1);
+    slot.close();
+    this.replace();
+  }
+
+  /** Hands queued triggers to idle slots, spreading them when several slots serve. */
+  private pump(): void {
+    this.expireQueued();
+    while (!this.closed && this.idle.length > 0 && this.queued > 0) {
+      const size = Math.min(this.cfg.maxBatch, Math.ceil(this.queued / Math.max(1, this.live.size)));
+      const jobs = this.queue.slice(this.queueHead, this.queueHead + size);
+      this.queueHead += jobs.length;
+      this.compactQueue();
+      this.dispatch(this.idle.pop()!, jobs);
+    }
+  }
+
+  private compactQueue(): void {
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  private requeueFront(jobs: Job[]): void {
+    if (this.closed) {
+      for (const j of jobs) j.resolve(UNAVAILABLE);
+      return;
+    }
+    this.queue = jobs.concat(this.queue.slice(this.queueHead));
+    this.queueHead = 0;
+  }
+
+  /**
+   * Answers the triggers that waited their whole deadline; while others wait, looks again when the
+   * oldest one's deadline passes (no slot may free up before: replacements can keep failing).
+   */
+  private expireQueued(): void {
+    const { timeoutMs } = this.cfg;
+    const now = Date.now();
+    while (this.queueHead < this.queue.length && now - this.queue[this.queueHead].enqueuedAt >= timeoutMs) {
+      this.queue[this.queueHead++].resolve(queueTimeoutOutcome(timeoutMs));
+    }
+    this.compactQueue();
+    if (this.queued === 0 || this.expiryTimer || this.closed) return;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.expireQueued();
+      this.checkDrained();
+    }, Math.max(1, this.queue[this.queueHead].enqueuedAt + timeoutMs - now));
+    this.expiryTimer.unref();
+  }
+
+  private replace(delayMs = 0): void {
+    const attempt = (): void => {
+      if (this.closed) return;
+      this.cfg.create().then(
+        (slot) => {
+          this.adopt(slot);
+          this.pump();
+        },
+        (err) => {
+          this.cfg.log.error({ err: errorText(err) }, `replacing a ${this.cfg.what} failed; retrying`);
+          this.replace(Math.min(Math.max(delayMs * 2, 100), 5000));
+        },
+      );
+    };
+    if (delayMs > 0) setTimeout(attempt, delayMs).unref();
+    else attempt();
+  }
+
+  private checkDrained(): void {
+    if (this.running === 0 && this.queued === 0) for (const w of this.drainWaiters.splice(0)) w();
+  }
+
+  /** Resolves when nothing runs and nothing waits (each trigger is bounded by its deadline). */
+  drained(): Promise<void> {
+    if (this.running === 0 && this.queued === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  async heapBytes(): Promise<number> {
+    const sizes = await Promise.all([...this.live].map((s) => s.heapBytes()));
+    return sizes.reduce((a, b) => a + b, 0);
+  }
+
+  /** Closes every slot; queued triggers are answered "unavailable", running ones end with their slot. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.expiryTimer);
+    for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i].resolve(UNAVAILABLE);
+    this.queue = [];
+    this.queueHead = 0;
+    for (const slot of this.live) {
+      slot.onDeath = undefined;
+      slot.close();
+    }
+    this.live.clear();
+    this.idle.length = 0;
+    this.checkDrained();
+  }
+}
