@@ -15,7 +15,8 @@ import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node"
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
 import { ControlClient } from "../src/cli/control-client.js";
-import { ARTIFACT_BUCKET, DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest, type DeployResponse } from "../src/protocol/control.js";
+import { ARTIFACT_BUCKET, DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployResponse } from "../src/protocol/control.js";
+import { type DeployRequestInput } from "../src/protocol/deploy-request.js";
 import { sha256Hex } from "../src/util/sha256.js";
 import { REPO_ROOT, withTimeout } from "./servers.js";
 import type { RunningNode } from "./node.js";
@@ -124,15 +125,14 @@ export class NodeClient {
   }
 
   /** A signed DEPLOY request to this node; throws with the node's reason on an error reply. */
-  async deploy(a: Artifact, type: DeployRequest["type"] = "javascript"): Promise<DeployResponse> {
-    const request: DeployRequest = {
+  async deploy(a: Artifact, type: "javascript" | "wasm" = "javascript"): Promise<DeployResponse> {
+    const request: DeployRequestInput = {
       version: PROTOCOL_VERSION,
       name: a.name,
       type,
       artifact: { url: `nats://${ARTIFACT_BUCKET}/${a.sha256}`, sha256: a.sha256 },
       trigger_subjects: [a.subject],
       limits: {},
-      fresh_context: false,
       concurrency: 1,
       tags: {},
       requested_at: new Date().toISOString(),

@@ -9,7 +9,8 @@ import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { createAccount, type KeyPair } from "@nats-io/nkeys";
 import { ControlClient } from "../src/cli/control-client.js";
-import { DEFAULT_NAMESPACE, PROTOCOL_VERSION, type DeployRequest } from "../src/protocol/control.js";
+import { DEFAULT_NAMESPACE, PROTOCOL_VERSION } from "../src/protocol/control.js";
+import { type DeployRequestInput } from "../src/protocol/deploy-request.js";
 import { msSince, now, percentileOf } from "./nexload.js";
 import { startNode, type RunningNode } from "./node.js";
 import { REPO_ROOT } from "./servers.js";
@@ -41,15 +42,13 @@ async function firstAnswer(nc: NatsConnection, subject: string): Promise<void> {
 /** nex: deploy request sent → first answer (the undeploy afterwards is not timed). */
 async function nexRun(node: RunningNode, nc: NatsConnection, issuer: KeyPair, i: number): Promise<number> {
   const subject = `bench.oci.nex.${i}`;
-  const request: DeployRequest = {
+  const request: DeployRequestInput = {
     version: PROTOCOL_VERSION,
     name: `oci-bench-${i}`,
     type: "oci",
     artifact: { url: IMAGE },
     trigger_subjects: [subject],
     limits: {},
-    fresh_context: false,
-    concurrency: 1,
     tags: {},
     requested_at: new Date().toISOString(),
   };

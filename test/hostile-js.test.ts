@@ -11,7 +11,7 @@ import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
 import { DATA_BYTES, DATA_OFFSET, ENTRY, HEAD, MAX_RESULTS, RESULT_KIND, ResultChannel, TABLE_OFFSET } from "../src/runtimes/js/result-channel.js";
 import { RunningBatch } from "../src/runtimes/js/running-batch.js";
 import type { Outcome } from "../src/runtimes/outcome.js";
-import type { WorkloadSpec } from "../src/runtimes/types.js";
+import type { JavaScriptSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
 import { waitFor } from "./helpers/wait.js";
 
@@ -24,7 +24,7 @@ const HUGE = "2**29-64";
 const RSS_LIMIT_BYTES = 1.5 * 1024 * 1024 * 1024;
 
 let seq = 0;
-function spec(source: string, over: Partial<WorkloadSpec> = {}): WorkloadSpec {
+function spec(source: string, over: Partial<JavaScriptSpec> = {}): JavaScriptSpec {
   const n = ++seq;
   const name = `hostile-${n}`;
   return {
@@ -136,14 +136,14 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     await broker?.close();
   });
 
-  async function deploy(source: string, over: Partial<WorkloadSpec> = {}): Promise<WorkloadSpec> {
+  async function deploy(source: string, over: Partial<JavaScriptSpec> = {}): Promise<JavaScriptSpec> {
     const s = spec(source, over);
     await runtime.deploy(s);
     deployed.push(s.id);
     return s;
   }
 
-  function request(s: WorkloadSpec, payload: string, timeout = 30_000): Promise<Msg> {
+  function request(s: JavaScriptSpec, payload: string, timeout = 30_000): Promise<Msg> {
     return nc.request(s.triggerSubjects[0], payload, { timeout });
   }
 

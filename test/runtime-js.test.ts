@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
 import { MAX_HOST_BYTES_WAITING, MAX_HOST_CALLS_IN_FLIGHT, MAX_HOST_CALLS_WAITING } from "../src/runtimes/js/isolate-slot.js";
-import type { WorkloadSpec } from "../src/runtimes/types.js";
+import type { JavaScriptSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
 import { waitFor } from "./helpers/wait.js";
 
@@ -19,7 +19,7 @@ const FIXTURES = path.join(HERE, "fixtures", "js");
 const dec = new TextDecoder();
 
 let seq = 0;
-function spec(fixture: string, over: Partial<WorkloadSpec> = {}): WorkloadSpec {
+function spec(fixture: string, over: Partial<JavaScriptSpec> = {}): JavaScriptSpec {
   const n = ++seq;
   const name = over.name ?? `${fixture.replace(/\.js$/, "")}-${n}`;
   const artifact = over.artifact ?? new Uint8Array(fs.readFileSync(path.join(FIXTURES, fixture)));
@@ -77,13 +77,13 @@ describe("JavaScript runtime", () => {
     await broker?.close();
   });
 
-  async function deploy(s: WorkloadSpec): Promise<WorkloadSpec> {
+  async function deploy(s: JavaScriptSpec): Promise<JavaScriptSpec> {
     await runtime.deploy(s);
     deployed.push(s.id);
     return s;
   }
 
-  function request(s: WorkloadSpec, payload: string | Uint8Array = "", timeout = 10_000): Promise<Msg> {
+  function request(s: JavaScriptSpec, payload: string | Uint8Array = "", timeout = 10_000): Promise<Msg> {
     return nc.request(s.triggerSubjects[0], payload, { timeout });
   }
 
@@ -253,7 +253,7 @@ describe("JavaScript runtime", () => {
   describe("limits", () => {
     const limits = { memoryMb: 32, timeoutMs: 300, cpuMs: 300 };
 
-    async function survives(fixture: string, bad: string, expected: RegExp, over: Partial<WorkloadSpec> = {}): Promise<void> {
+    async function survives(fixture: string, bad: string, expected: RegExp, over: Partial<JavaScriptSpec> = {}): Promise<void> {
       const other = await deploy(spec("echo.js"));
       const s = await deploy(spec(fixture, { limits, ...over }));
       const pending = request(s, bad);

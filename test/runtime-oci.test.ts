@@ -6,11 +6,12 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { describeZodError, DeployRequestSchema } from "../src/protocol/control.js";
+import { describeZodError } from "../src/protocol/control.js";
+import { DeployRequestSchema } from "../src/protocol/deploy-request.js";
 import { natsUrlWithAuth } from "../src/runtimes/oci/container-config.js";
 import { lineWriter } from "../src/runtimes/oci/log-lines.js";
 import { OciRuntime } from "../src/runtimes/oci/oci-runtime.js";
-import type { ContainerOptions, RuntimeObserver, WorkloadSpec } from "../src/runtimes/types.js";
+import type { ContainerOptions, RuntimeObserver, ContainerSpec } from "../src/runtimes/types.js";
 import { containersLabelled, docker, killSignals, ociSkipReason, removeLabelled, testImage } from "./helpers/docker.js";
 import { runNex } from "./helpers/nex-cli.js";
 import { type RunningServer, startServer } from "./helpers/servers.js";
@@ -82,20 +83,16 @@ describe.skipIf(skip !== undefined)(`oci runtime on the Docker engine${skip ? ` 
   const newRuntime = (observer: RuntimeObserver = seen, dockerHost?: string) =>
     new OciRuntime({ nodeId, natsUrl: server.url, observer, stopGraceS: 1, dockerHost });
 
-  function spec(name: string, container: Partial<ContainerOptions> = {}, over: Partial<WorkloadSpec> = {}): WorkloadSpec {
+  function spec(name: string, container: Partial<ContainerOptions> = {}, over: Partial<ContainerSpec> = {}): ContainerSpec {
     return {
       id: `${name}-${randomBytes(4).toString("hex")}`,
       name,
       namespace: "default",
       type: "oci",
-      artifact: new Uint8Array(),
-      sha256: "",
       image,
       triggerSubjects: [],
       limits: { memoryMb: 64, timeoutMs: 1000, cpuMs: 1000 },
       env: {},
-      freshContextPerTrigger: false,
-      concurrency: 1,
       ...over,
       container: { restart: { policy: "never" }, readOnlyRootfs: true, ...container },
     };

@@ -8,7 +8,7 @@ import { Objm } from "@nats-io/obj";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
-import type { WorkloadSpec } from "../src/runtimes/types.js";
+import type { WasmSpec } from "../src/runtimes/types.js";
 import { defaultHostScript, WasmRuntime } from "../src/runtimes/wasm/wasm-runtime.js";
 import { RuntimeHostSupervisor } from "../src/runtimes/runtime-host-supervisor.js";
 import pino from "pino";
@@ -37,7 +37,7 @@ import { waitFor } from "./helpers/wait.js";
 const dec = new TextDecoder();
 
 let seq = 0;
-function spec(artifact: Uint8Array, over: Partial<WorkloadSpec> = {}): WorkloadSpec {
+function spec(artifact: Uint8Array, over: Partial<WasmSpec> = {}): WasmSpec {
   const n = ++seq;
   const name = over.name ?? `wasm-${n}`;
   return {
@@ -50,7 +50,6 @@ function spec(artifact: Uint8Array, over: Partial<WorkloadSpec> = {}): WorkloadS
     triggerSubjects: [`wasm.${name}`],
     limits: { memoryMb: 16, timeoutMs: 2000, cpuMs: 2000 },
     env: {},
-    freshContextPerTrigger: false,
     concurrency: 1,
     ...over,
   };
@@ -67,13 +66,13 @@ describe("WebAssembly runtime", () => {
   let runtime: WasmRuntime;
   let cacheDir: string;
 
-  async function deploy(artifact: Uint8Array, over: Partial<WorkloadSpec> = {}): Promise<WorkloadSpec> {
+  async function deploy(artifact: Uint8Array, over: Partial<WasmSpec> = {}): Promise<WasmSpec> {
     const s = spec(artifact, over);
     await runtime.deploy(s);
     return s;
   }
 
-  const ask = (s: WorkloadSpec, payload: string | Uint8Array = "", timeout = 10_000) => nc.request(s.triggerSubjects[0], payload, { timeout });
+  const ask = (s: WasmSpec, payload: string | Uint8Array = "", timeout = 10_000) => nc.request(s.triggerSubjects[0], payload, { timeout });
 
   beforeAll(async () => {
     if (!fs.existsSync(defaultHostScript())) throw new Error(`${defaultHostScript()} is missing: build first (npx tsc -p .)`);
@@ -93,7 +92,7 @@ describe("WebAssembly runtime", () => {
   });
 
   describe("WASI commands", () => {
-    let echo: WorkloadSpec;
+    let echo: WasmSpec;
 
     it("echoes stdin to stdout, with a fresh instance per trigger", async () => {
       echo = await deploy(example("echo-wasi.wasm"));
@@ -204,7 +203,7 @@ describe("WebAssembly runtime", () => {
   });
 
   describe("hostile guests", () => {
-    let bystander: WorkloadSpec;
+    let bystander: WasmSpec;
 
     beforeAll(async () => {
       bystander = await deploy(example("echo-wasi.wasm"));
@@ -313,7 +312,7 @@ describe("WebAssembly runtime", () => {
   });
 
   describe("components", () => {
-    let echo: WorkloadSpec;
+    let echo: WasmSpec;
 
     it("transpiles a component with jco and answers with handle's ok bytes", async () => {
       const before = runtime.transpileCount;

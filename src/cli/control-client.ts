@@ -3,16 +3,8 @@
 
 import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import type { KeyPair } from "@nats-io/nkeys";
-import {
-  type AuctionBid,
-  ControlSubjects,
-  type DeployRequest,
-  type DeployResponse,
-  type InfoResponse,
-  type PingResponse,
-  PROTOCOL_VERSION,
-  type WorkloadSummary,
-} from "../protocol/control.js";
+import { type AuctionBid, ControlSubjects, type DeployResponse, type InfoResponse, type PingResponse, PROTOCOL_VERSION, type WorkloadSummary } from "../protocol/control.js";
+import { type DeployRequestInput } from "../protocol/deploy-request.js";
 import { nodeXkeyIsSigned, signRequest } from "../protocol/signing.js";
 import { CliError, ExitCode } from "./output.js";
 
@@ -91,12 +83,12 @@ export class ControlClient {
    * Nodes able to take the workload; the caller picks. Bids whose xkey is not signed by their node id are
    * dropped: a client answering in a node's name cannot get environment values sealed to its own key.
    */
-  async auction(type: DeployRequest["type"], tags: Record<string, string>, memoryMb?: number): Promise<AuctionBid[]> {
+  async auction(type: DeployRequestInput["type"], tags: Record<string, string>, memoryMb?: number): Promise<AuctionBid[]> {
     const bids = await this.gather<AuctionBid>(ControlSubjects.auction(this.namespace), { version: PROTOCOL_VERSION, type, tags, memory_mb: memoryMb });
     return bids.filter((b) => nodeXkeyIsSigned(b.node_id, b.xkey, b.xkey_sig));
   }
 
-  async deploy(issuer: KeyPair, nodeId: string, request: DeployRequest): Promise<DeployResponse> {
+  async deploy(issuer: KeyPair, nodeId: string, request: DeployRequestInput): Promise<DeployResponse> {
     const subject = ControlSubjects.deploy(this.namespace, nodeId);
     return controlReply<DeployResponse>(await this.signed(issuer, subject, request, `no node ${nodeId} answers`));
   }

@@ -6,7 +6,8 @@ import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
-import { ARTIFACT_BUCKET, type DeployRequest, PROTOCOL_VERSION, type RestartPolicy, triggerSubjectProblem } from "../protocol/control.js";
+import { ARTIFACT_BUCKET, PROTOCOL_VERSION, triggerSubjectProblem } from "../protocol/control.js";
+import { type DeployCommonInput, type DeployRequestInput, type RestartPolicy } from "../protocol/deploy-request.js";
 import { addConnectionOptions, durationArg } from "./connection.js";
 import { ControlClient } from "./control-client.js";
 import { issuerKey, publisherXkey } from "../util/nex-home.js";
@@ -16,7 +17,7 @@ import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
 
 interface RunOpts extends ClientOpts {
-  type?: DeployRequest["type"];
+  type?: DeployRequestInput["type"];
   name?: string;
   triggerSubject?: string[];
   env?: Record<string, string>;
@@ -36,7 +37,7 @@ interface RunOpts extends ClientOpts {
   trustedNode?: string[];
 }
 
-function typeFor(file: string, explicit?: DeployRequest["type"]): DeployRequest["type"] {
+function typeFor(file: string, explicit?: DeployRequestInput["type"]): DeployRequestInput["type"] {
   if (explicit) return explicit;
   const ext = path.extname(file).toLowerCase();
   if (ext === ".js" || ext === ".mjs" || ext === ".cjs") return "javascript";
@@ -45,7 +46,7 @@ function typeFor(file: string, explicit?: DeployRequest["type"]): DeployRequest[
 }
 
 /** A workload name from a file (echo.js → echo) or an image (registry/team/greeter:1.2 → greeter). */
-function defaultName(file: string, type: DeployRequest["type"]): string {
+function defaultName(file: string, type: DeployRequestInput["type"]): string {
   const last = type === "oci" ? (file.split("/").pop() ?? file).replace(/[@:].*$/, "") : path.basename(file);
   const base = last.replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64);
   return base || "workload";
@@ -130,29 +131,15 @@ export function runCommand(): Command {
         const targets = await chooseNodes(control, opts, type);
         const results = [];
         for (const [i, target] of targets.entries()) {
-          const request: DeployRequest = {
+          const request = deployRequest(type, {
             version: PROTOCOL_VERSION,
             name,
-            type,
-            artifact: { url, ...(sha256 ? { sha256 } : {}) },
             trigger_subjects: triggers,
-            limits: {
-              ...(opts.memory !== undefined ? { memory_mb: opts.memory } : {}),
-              ...(opts.triggerTimeout !== undefined ? { timeout_ms: opts.triggerTimeout } : {}),
-              ...(opts.cpu !== undefined ? { cpu_ms: opts.cpu } : {}),
-              ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
-              ...(opts.pids !== undefined ? { pids: opts.pids } : {}),
-            },
-            ...(command.length > 0 ? { argv: command } : {}),
-            ...(opts.restart ? { restart: opts.restart } : {}),
-            ...(opts.writableRootfs ? { read_only_rootfs: false } : {}),
-            fresh_context: Boolean(opts.freshContext),
-            concurrency: opts.concurrency ?? 1,
             tags: {},
             ...(opts.idempotencyKey ? { idempotency_key: i === 0 ? opts.idempotencyKey : `${opts.idempotencyKey}-${i}` } : {}),
             requested_at: new Date().toISOString(),
             ...sealEnv(opts.env, target.xkey),
-          };
+          }, { url, sha256, command, opts });
           const s = spinner(`deploying ${name} to ${target.node_id}`, { json: opts.json });
           try {
             const reply = await deployWithRetry(control, target.node_id, request);
@@ -172,8 +159,35 @@ export function runCommand(): Command {
   );
 }
 
+/** The request's kind-specific part: a function's code and concurrency, a container's image, command and restart policy. */
+function deployRequest(
+  type: DeployRequestInput["type"],
+  common: DeployCommonInput,
+  given: { url: string; sha256?: string; command: string[]; opts: RunOpts },
+): DeployRequestInput {
+  const { opts } = given;
+  const limits = {
+    ...(opts.memory !== undefined ? { memory_mb: opts.memory } : {}),
+    ...(opts.triggerTimeout !== undefined ? { timeout_ms: opts.triggerTimeout } : {}),
+    ...(opts.cpu !== undefined ? { cpu_ms: opts.cpu } : {}),
+  };
+  if (type === "oci") {
+    return {
+      ...common,
+      type,
+      artifact: { url: given.url },
+      limits: { ...limits, ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}), ...(opts.pids !== undefined ? { pids: opts.pids } : {}) },
+      ...(given.command.length > 0 ? { argv: given.command } : {}),
+      ...(opts.restart ? { restart: opts.restart } : {}),
+      ...(opts.writableRootfs ? { read_only_rootfs: false } : {}),
+    };
+  }
+  const fn = { ...common, artifact: { url: given.url, sha256: given.sha256 ?? "" }, limits, concurrency: opts.concurrency ?? 1 };
+  return type === "javascript" ? { ...fn, type, fresh_context: Boolean(opts.freshContext) } : { ...fn, type };
+}
+
 /** With an idempotency key, a deploy that timed out is sent once more (signed anew): the node answers with the same workload. */
-async function deployWithRetry(control: ControlClient, nodeId: string, request: DeployRequest) {
+async function deployWithRetry(control: ControlClient, nodeId: string, request: DeployRequestInput) {
   try {
     return await control.deploy(issuerKey(), nodeId, request);
   } catch (err) {
@@ -182,7 +196,7 @@ async function deployWithRetry(control: ControlClient, nodeId: string, request: 
   }
 }
 
-async function chooseNodes(control: ControlClient, opts: RunOpts, type: DeployRequest["type"]): Promise<{ node_id: string; xkey: string }[]> {
+async function chooseNodes(control: ControlClient, opts: RunOpts, type: DeployRequestInput["type"]): Promise<{ node_id: string; xkey: string }[]> {
   const replicas = Math.max(1, opts.replicas);
   const trusted = opts.trustedNode ?? [];
   if (opts.node) {
@@ -217,7 +231,7 @@ function restartArg(value: string): RestartPolicy {
   return { policy: policy as RestartPolicy["policy"], ...(retries !== undefined ? { max_retries: Number(retries) } : {}) };
 }
 
-function sealEnv(env: Record<string, string> | undefined, nodeXkey: string): Pick<DeployRequest, "env_sealed" | "sender_xkey"> {
+function sealEnv(env: Record<string, string> | undefined, nodeXkey: string): Pick<DeployRequestInput, "env_sealed" | "sender_xkey"> {
   if (!env || Object.keys(env).length === 0) return {};
   const sender = publisherXkey();
   const sealed = sender.seal(new TextEncoder().encode(JSON.stringify(env)), nodeXkey);

@@ -5,6 +5,7 @@ import os from "node:os";
 import { z } from "zod";
 import { defaultNodeDataDir } from "../util/nex-home.js";
 import { describeZodError, WorkloadTypeSchema } from "../protocol/control.js";
+import { DEFAULT_WORKLOAD_LIMITS } from "../runtimes/types.js";
 
 export const NodeConfigSchema = z
   .object({
@@ -19,15 +20,19 @@ export const NodeConfigSchema = z
     /** Defaults for workloads that do not set their own, and ceilings they may not exceed. */
     limits: z
       .object({
-        memory_mb: z.number().int().min(8).default(128),
-        timeout_ms: z.number().int().min(1).default(10_000),
-        cpu_ms: z.number().int().min(1).default(5_000),
+        memory_mb: z.number().int().min(8).default(DEFAULT_WORKLOAD_LIMITS.memoryMb),
+        timeout_ms: z.number().int().min(1).default(DEFAULT_WORKLOAD_LIMITS.timeoutMs),
+        cpu_ms: z.number().int().min(1).default(DEFAULT_WORKLOAD_LIMITS.cpuMs),
         max_memory_mb: z.number().int().min(8).default(1024),
         max_workloads: z.number().int().min(1).default(10_000),
         max_artifact_bytes: z.number().int().min(1).default(64 * 1024 * 1024),
       })
       .strict()
-      .default({ memory_mb: 128, timeout_ms: 10_000, cpu_ms: 5_000, max_memory_mb: 1024, max_workloads: 10_000, max_artifact_bytes: 64 * 1024 * 1024 }),
+      .default({
+        memory_mb: DEFAULT_WORKLOAD_LIMITS.memoryMb,
+        timeout_ms: DEFAULT_WORKLOAD_LIMITS.timeoutMs,
+        cpu_ms: DEFAULT_WORKLOAD_LIMITS.cpuMs,
+        max_memory_mb: 1024, max_workloads: 10_000, max_artifact_bytes: 64 * 1024 * 1024 }),
     /** Node identity, state and (bundled broker) JetStream data; NEX_HOME/node by default, apart from the issuer's keys. */
     data_dir: z.string().min(1).default(defaultNodeDataDir),
     /** Lets a namespace serve trigger subjects that overlap another namespace's (refused by default: it would take their requests). */

@@ -10,31 +10,18 @@ import os from "node:os";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "pino";
-import {
-  type AuctionBid,
-  AuctionRequestSchema,
-  ControlSubjects,
-  type DeployRequest,
-  DeployRequestSchema,
-  type DeployResponse,
-  describeZodError,
-  type InfoResponse,
-  LameDuckRequestSchema,
-  NAMESPACE_PATTERN,
-  type PingResponse,
-  UndeployRequestSchema,
-  type WorkloadSummary,
-} from "../protocol/control.js";
+import { type AuctionBid, AuctionRequestSchema, ControlSubjects, type DeployResponse, describeZodError, type InfoResponse, LameDuckRequestSchema, NAMESPACE_PATTERN, type PingResponse, UndeployRequestSchema, type WorkloadSummary } from "../protocol/control.js";
+import { type DeployRequest, DeployRequestSchema } from "../protocol/deploy-request.js";
 import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, signNodeXkey, verifyRequest } from "../protocol/signing.js";
 import type { Runtime, RuntimeObserver, WorkloadEvent, WorkloadType } from "../runtimes/types.js";
 import { HostServices } from "../host-services/server.js";
-import { fetchArtifact } from "./artifacts.js";
 import type { NodeConfig } from "./config.js";
 import { ControlApi, NO_REPLY } from "./control-api.js";
 import { ControlError } from "./errors.js";
 import { EventPublisher } from "./events.js";
 import { ReplayGuard } from "./replay-guard.js";
 import { TriggerClaims } from "./trigger-claims.js";
+import { workloadLimits, workloadSpec } from "./workload-spec.js";
 import type { WorkloadCredentials } from "./workload-credentials.js";
 import type { NodeIdentity } from "./identity.js";
 import type { z } from "zod";
@@ -269,50 +256,20 @@ export class NodeAgent implements RuntimeObserver {
     const runtime = this.o.runtimes.get(request.type);
     if (!runtime) throw new ControlError(400, `workload type ${request.type} is not supported by this node (it runs: ${[...this.o.runtimes.keys()].join(", ")})`);
     if (this.workloads.size >= config.limits.max_workloads) throw new ControlError(503, `node is at its limit of ${config.limits.max_workloads} workloads`);
-    const memoryMb = request.limits.memory_mb ?? config.limits.memory_mb;
+    const memoryMb = workloadLimits(request, config.limits).memoryMb;
     if (memoryMb > config.limits.max_memory_mb) throw new ControlError(400, `memory_mb ${memoryMb} is over this node's ceiling of ${config.limits.max_memory_mb}`);
     const env = this.unsealEnv(request);
-    const artifact =
-      request.type === "oci"
-        ? new Uint8Array()
-        : await fetchArtifact(this.o.nc, request.artifact.url, request.artifact.sha256 as string, {
-            artifactDir: config.artifact_dir,
-            maxBytes: config.limits.max_artifact_bytes,
-          });
     const workloadLog = log.child({ workload_id: id, namespace, workload: request.name });
+    const spec = await workloadSpec({ id, namespace }, request, { nc: this.o.nc, config, env });
     // Claimed before its triggers subscribe, so a deploy elsewhere in another namespace sees it at once.
     await this.claimTriggerSubjects(id, namespace, request.trigger_subjects);
     // A container connects itself, as a user of its own (functions run in runtime hosts, on the node's connection).
-    const natsAuth = request.type === "oci" ? this.o.credentials?.grant({ id, namespace, name: request.name, triggerSubjects: request.trigger_subjects }) : undefined;
+    if (spec.type === "oci") spec.natsAuth = this.o.credentials?.grant({ id, namespace, name: request.name, triggerSubjects: request.trigger_subjects });
     // Host services answer before the first trigger can call them.
     this.hostServices.attach({ id, name: request.name, namespace });
     await this.o.nc.flush();
     try {
-      await runtime.deploy({
-        id,
-        name: request.name,
-        namespace,
-        type: request.type,
-        artifact,
-        sha256: request.artifact.sha256 ?? "",
-        image: request.type === "oci" ? request.artifact.url : undefined,
-        container:
-          request.type === "oci"
-            ? { argv: request.argv, restart: request.restart ?? { policy: "never" }, readOnlyRootfs: request.read_only_rootfs ?? true }
-            : undefined,
-        triggerSubjects: request.trigger_subjects,
-        limits: {
-          memoryMb,
-          timeoutMs: request.limits.timeout_ms ?? config.limits.timeout_ms,
-          cpuMs: request.limits.cpu_ms ?? config.limits.cpu_ms,
-          cpus: request.limits.cpus,
-          pids: request.limits.pids,
-        },
-        env,
-        natsAuth,
-        freshContextPerTrigger: request.fresh_context,
-        concurrency: request.concurrency,
-      });
+      await runtime.deploy(spec);
     } catch (err) {
       this.hostServices.detach(id);
       this.o.credentials?.revoke(id);

@@ -32,7 +32,7 @@ export function triggerQueueGroup(namespace: string, workloadName: string): stri
 }
 
 /** Names are single subject tokens. */
-const token = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '_' or '-'");
+export const token = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '_' or '-'");
 /** Namespaces are single tokens without '_', so host-service bucket names stay unambiguous. */
 export const NAMESPACE_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
 const subjectToken = /^[^\s.*>]+$/;
@@ -54,90 +54,13 @@ export function triggerSubjectProblem(subject: string): string | undefined {
   return undefined;
 }
 
-const triggerSubject = z.string().superRefine((subject, ctx) => {
+export const triggerSubject = z.string().superRefine((subject, ctx) => {
   const problem = triggerSubjectProblem(subject);
   if (problem) ctx.addIssue({ code: "custom", message: `trigger subject ${JSON.stringify(subject)} ${problem}` });
 });
 
 export const WorkloadTypeSchema = z.enum(["javascript", "wasm", "oci"]);
 
-export const LimitsSchema = z
-  .object({
-    memory_mb: z.number().int().min(8).max(16384).optional(),
-    timeout_ms: z.number().int().min(1).max(600_000).optional(),
-    cpu_ms: z.number().int().min(1).max(600_000).optional(),
-    /** OCI: CPUs the container may use, e.g. 0.5. */
-    cpus: z.number().min(0.01).max(1024).optional(),
-    /** OCI: most processes and threads in the container. */
-    pids: z.number().int().min(1).max(4_194_304).optional(),
-  })
-  .strict();
-
-export const RestartPolicySchema = z
-  .object({
-    /** never: stays down; on-failure: back after a non-zero exit or OOM kill; always: back after any exit. */
-    policy: z.enum(["never", "on-failure", "always"]),
-    /** Restarts in a row before it stays down; unlimited when absent. */
-    max_retries: z.number().int().min(0).max(1_000_000).optional(),
-  })
-  .strict();
-export type RestartPolicy = z.infer<typeof RestartPolicySchema>;
-
-export const DeployRequestSchema = z
-  .object({
-    version: z.literal(PROTOCOL_VERSION),
-    name: token,
-    description: z.string().max(1024).optional(),
-    type: WorkloadTypeSchema,
-    artifact: z
-      .object({
-        /** nats://NEX_ARTIFACTS/<key> (object store), file:///abs/path (under the node's artifact directory), or an image reference (oci). */
-        url: z.string().min(1).max(2048),
-        /** SHA-256 of the artifact bytes, hex; required for nats:// and file:// artifacts. */
-        sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits").optional(),
-      })
-      .strict(),
-    trigger_subjects: z.array(triggerSubject).max(64).default([]),
-    limits: LimitsSchema.default({}),
-    /** Environment sealed to the node's xkey: base64 of curve25519 box of a JSON object of strings. */
-    env_sealed: z.string().max(256 * 1024).optional(),
-    /** The sender's xkey, needed to open env_sealed. */
-    sender_xkey: z.string().regex(/^X[A-Z2-7]{55}$/).optional(),
-    fresh_context: z.boolean().default(false),
-    concurrency: z.number().int().min(1).max(64).default(1),
-    /** OCI: command and arguments instead of the image's CMD. */
-    argv: z.array(z.string().max(4096)).min(1).max(256).optional(),
-    /** OCI: what happens when the container exits on its own (default: it stays down). */
-    restart: RestartPolicySchema.optional(),
-    /** OCI: false gives the container a writable root filesystem (read-only by default). */
-    read_only_rootfs: z.boolean().optional(),
-    tags: z.record(z.string(), z.string()).default({}),
-    /** A client's retry after a timeout with the same key (same issuer and namespace, within 10 minutes) gets the same workload. */
-    idempotency_key: token.optional(),
-    /** When the issuer signed it (ISO 8601); requests older than the replay window are refused. */
-    requested_at: z.string().datetime(),
-  })
-  .strict()
-  .superRefine((req, ctx) => {
-    if (req.type !== "oci" && !req.artifact.sha256) ctx.addIssue({ code: "custom", path: ["artifact", "sha256"], message: "is required" });
-    if (req.type !== "oci" && !/^(nats|file):\/\//.test(req.artifact.url)) {
-      ctx.addIssue({ code: "custom", path: ["artifact", "url"], message: `must be nats://${ARTIFACT_BUCKET}/<key> or file:///<path>` });
-    }
-    if (req.type === "oci" && !/^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/.test(req.artifact.url)) {
-      ctx.addIssue({ code: "custom", path: ["artifact", "url"], message: "must be an image reference such as nex-examples/greeter:latest" });
-    }
-    if (req.type !== "oci" && req.trigger_subjects.length === 0) {
-      ctx.addIssue({ code: "custom", path: ["trigger_subjects"], message: "a function needs at least one trigger subject" });
-    }
-    for (const key of ["argv", "restart", "read_only_rootfs"] as const) {
-      if (req.type !== "oci" && req[key] !== undefined) ctx.addIssue({ code: "custom", path: [key], message: "is for oci workloads only" });
-    }
-    for (const key of ["cpus", "pids"] as const) {
-      if (req.type !== "oci" && req.limits[key] !== undefined) ctx.addIssue({ code: "custom", path: ["limits", key], message: "is for oci workloads only" });
-    }
-    if (req.env_sealed && !req.sender_xkey) ctx.addIssue({ code: "custom", path: ["sender_xkey"], message: "is required with env_sealed" });
-  });
-export type DeployRequest = z.infer<typeof DeployRequestSchema>;
 
 export const UndeployRequestSchema = z
   .object({ version: z.literal(PROTOCOL_VERSION), workload_id: z.string().min(1).max(64), requested_at: z.string().datetime() })

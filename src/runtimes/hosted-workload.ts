@@ -6,7 +6,7 @@
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { triggerQueueGroup } from "../protocol/control.js";
-import type { FunctionStats, WorkloadLimits } from "./types.js";
+import { DEFAULT_WORKLOAD_LIMITS, type FunctionStats, type WorkloadLimits } from "./types.js";
 import { ErrorCodes, type Outcome } from "./outcome.js";
 
 /** Largest trigger payload handed to a guest (also at most a quarter of its memory limit). */
@@ -56,10 +56,11 @@ function positive(n: unknown, fallback: number): number {
   return typeof n === "number" && Number.isFinite(n) && n > 0 ? n : fallback;
 }
 
-/** A deploy's limits with defaults filled in (128 MiB, 5 s) and the CPU budget inside the deadline. */
+/** A deploy's limits with the defaults filled in and the CPU budget inside the deadline. */
 export function normalizeLimits(l: Partial<WorkloadLimits> | undefined): WorkloadLimits {
-  const timeoutMs = positive(l?.timeoutMs, 5000);
-  return { memoryMb: Math.max(8, positive(l?.memoryMb, 128)), timeoutMs, cpuMs: Math.min(positive(l?.cpuMs, timeoutMs), timeoutMs) };
+  const d = DEFAULT_WORKLOAD_LIMITS;
+  const timeoutMs = positive(l?.timeoutMs, d.timeoutMs);
+  return { memoryMb: Math.max(8, positive(l?.memoryMb, d.memoryMb)), timeoutMs, cpuMs: Math.min(positive(l?.cpuMs, d.cpuMs), timeoutMs) };
 }
 
 /** How many isolates or workers serve a workload: its concurrency, 1 to MAX_CONCURRENCY. */

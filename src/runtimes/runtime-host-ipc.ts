@@ -5,9 +5,9 @@
 // triggers flow the other way in batches ("events"), off the trigger's hot path. The JavaScript and
 // the wasm runtime hosts speak the same protocol; only a deploy's extra fields and result differ.
 
-import type { LogStream, NatsAuth, WorkloadLimits, WorkloadSpec } from "./types.js";
+import type { FunctionWorkloadSpec, LogStream, NatsAuth, WorkloadLimits } from "./types.js";
 
-/** What a runtime host needs to run one function workload (a WorkloadSpec without the OCI bits). */
+/** What a runtime host needs to run one function workload, as plain data for the IPC channel. */
 export interface FunctionSpec {
   id: string;
   name: string;
@@ -21,7 +21,7 @@ export interface FunctionSpec {
   concurrency: number;
 }
 
-export function toFunctionSpec(spec: WorkloadSpec): FunctionSpec {
+export function toFunctionSpec(spec: FunctionWorkloadSpec): FunctionSpec {
   const a = spec.artifact;
   return {
     id: spec.id,
@@ -33,7 +33,7 @@ export function toFunctionSpec(spec: WorkloadSpec): FunctionSpec {
     triggerSubjects: [...spec.triggerSubjects],
     limits: { ...spec.limits },
     env: { ...spec.env },
-    freshContextPerTrigger: spec.freshContextPerTrigger,
+    freshContextPerTrigger: spec.type === "javascript" && spec.freshContextPerTrigger,
     concurrency: spec.concurrency,
   };
 }

@@ -16,7 +16,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
 import type { FromHost, HostRequest } from "./runtime-host-ipc.js";
-import type { FunctionStats, NatsAuth, RuntimeObserver, WorkloadSpec } from "./types.js";
+import { DEFAULT_WORKLOAD_LIMITS, type FunctionStats, type FunctionWorkloadSpec, type NatsAuth, type RuntimeObserver } from "./types.js";
 
 export interface RuntimeHostOptions {
   /** Names the runtime in logs and errors ("JavaScript", "wasm"). */
@@ -40,7 +40,7 @@ export interface RuntimeHostOptions {
 }
 
 /** Sends one workload to a child: the runtime's own deploy request (and what it keeps of the answer). */
-export type DeployOn<Extra> = (host: HostProcess<Extra>, spec: WorkloadSpec) => Promise<void>;
+export type DeployOn<Extra> = (host: HostProcess<Extra>, spec: FunctionWorkloadSpec) => Promise<void>;
 
 const RESTART_BASE_MS = 100;
 const RESTART_MAX_MS = 5000;
@@ -52,8 +52,8 @@ const STATS_TIMEOUT_MS = 5_000;
 export const DEPLOY_TIMEOUT_MS = 60_000;
 
 /** Undeploy waits for triggers in flight, each bounded by its deadline (queued ones too). */
-function undeployTimeout(spec: WorkloadSpec): number {
-  return (spec.limits?.timeoutMs ?? 5000) * 2 + 10_000;
+function undeployTimeout(spec: FunctionWorkloadSpec): number {
+  return (spec.limits?.timeoutMs ?? DEFAULT_WORKLOAD_LIMITS.timeoutMs) * 2 + 10_000;
 }
 
 const PINO_LEVELS: Record<number, "trace" | "debug" | "info" | "warn" | "error" | "fatal"> = {
@@ -259,7 +259,7 @@ export class RuntimeHostSupervisor<Extra = object> {
   private host?: HostProcess<Extra>;
   /** A start or a recovery in progress; resolves with a ready child. */
   private starting?: Promise<HostProcess<Extra>>;
-  private readonly specs = new Map<string, WorkloadSpec>();
+  private readonly specs = new Map<string, FunctionWorkloadSpec>();
   private readonly deploying = new Map<string, Promise<unknown>>();
   private restartAttempt = 0;
   private closed = false;
@@ -383,7 +383,7 @@ export class RuntimeHostSupervisor<Extra = object> {
     );
   }
 
-  async deploy(spec: WorkloadSpec): Promise<void> {
+  async deploy(spec: FunctionWorkloadSpec): Promise<void> {
     if (this.closed) throw this.closedError;
     if (this.specs.has(spec.id) || this.deploying.has(spec.id)) throw new Error(`workload ${spec.id} is already deployed`);
     const work = (async () => {

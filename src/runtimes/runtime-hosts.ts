@@ -5,7 +5,7 @@
 
 import type { DeployOn, RuntimeHostOptions } from "./runtime-host-supervisor.js";
 import { RuntimeHostSupervisor } from "./runtime-host-supervisor.js";
-import type { FunctionStats, WorkloadSpec } from "./types.js";
+import type { FunctionStats, FunctionWorkloadSpec } from "./types.js";
 
 /** The key of the child every workload shares when there is not one per namespace. */
 const SHARED = "";
@@ -45,7 +45,7 @@ export class RuntimeHosts<Extra = object> {
     if (!this.perNamespace) await this.hostFor(SHARED).start();
   }
 
-  async deploy(spec: WorkloadSpec): Promise<void> {
+  async deploy(spec: FunctionWorkloadSpec): Promise<void> {
     // A closed runtime starts no new child for a namespace it has not seen.
     if (this.closed) throw new Error(`the ${this.opts.label} runtime is closed`);
     if (this.hostOf.has(spec.id)) throw new Error(`workload ${spec.id} is already deployed`);

@@ -2,7 +2,8 @@
 // lifecycles, records and events; a runtime prepares an artifact, starts it serving its trigger subjects,
 // stops it, and reports what happens inside (logs, failed triggers, crashes).
 
-import type { ContainerInfo, RestartPolicy } from "../protocol/control.js";
+import type { ContainerInfo } from "../protocol/control.js";
+import type { RestartPolicy } from "../protocol/deploy-request.js";
 
 export type WorkloadType = "javascript" | "wasm" | "oci";
 
@@ -37,33 +38,53 @@ export interface ContainerOptions {
   readOnlyRootfs: boolean;
 }
 
-/** An OCI workload's spec as the oci runtime takes it: with its image and container options. */
-export type ContainerSpec = WorkloadSpec & { image: string; container: ContainerOptions };
-
-/** Everything a runtime needs to run one workload; the node has verified and unsealed it. */
-export interface WorkloadSpec {
+/** What every workload has; the node has verified the request and unsealed its environment. */
+interface WorkloadBase {
   id: string;
   name: string;
   namespace: string;
-  type: WorkloadType;
-  /** The artifact bytes (JS source, wasm bytes), or empty for OCI (see `image`). */
-  artifact: Uint8Array;
-  /** SHA-256 of the artifact, hex; runtimes cache compiled code by it. */
-  sha256: string;
-  image?: string;
-  /** OCI only. */
-  container?: ContainerOptions;
   triggerSubjects: string[];
   limits: WorkloadLimits;
   /** Environment values, already unsealed. */
   env: Record<string, string>;
-  /** OCI: the workload's own NATS credentials (a user the node minted); the node's when absent. */
-  natsAuth?: NatsAuth;
-  /** JS only: a fresh context for every trigger (original Nex) instead of one warm context. */
-  freshContextPerTrigger: boolean;
-  /** Isolates (or instances) serving triggers in parallel. */
+}
+
+/** A function (JavaScript or wasm): code run in isolates or worker threads of a runtime host. */
+interface FunctionBase extends WorkloadBase {
+  /** The artifact bytes (JS source, wasm bytes). */
+  artifact: Uint8Array;
+  /** SHA-256 of the artifact, hex; runtimes cache compiled code by it. */
+  sha256: string;
+  /** Isolates (or worker threads) serving triggers in parallel. */
   concurrency: number;
 }
+
+export interface JavaScriptSpec extends FunctionBase {
+  type: "javascript";
+  /** A fresh context for every trigger (original Nex) instead of one warm context. */
+  freshContextPerTrigger: boolean;
+}
+
+export interface WasmSpec extends FunctionBase {
+  type: "wasm";
+}
+
+/** An OCI workload: a container from an image, with its own NATS credentials where the node mints them. */
+export interface ContainerSpec extends WorkloadBase {
+  type: "oci";
+  image: string;
+  container: ContainerOptions;
+  /** The workload's own NATS credentials (a user the node minted); the node's when absent. */
+  natsAuth?: NatsAuth;
+}
+
+export type FunctionWorkloadSpec = JavaScriptSpec | WasmSpec;
+
+/** Everything a runtime needs to run one workload, one variant per kind. */
+export type WorkloadSpec = FunctionWorkloadSpec | ContainerSpec;
+
+/** The defaults of a workload that sets no limits of its own (the node's config may change them). */
+export const DEFAULT_WORKLOAD_LIMITS: WorkloadLimits = { memoryMb: 128, timeoutMs: 10_000, cpuMs: 5_000 };
 
 /** What a function runtime (JS, wasm) reports of a workload. */
 export interface FunctionStats {

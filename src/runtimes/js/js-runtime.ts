@@ -10,7 +10,7 @@ import { toFunctionSpec } from "../runtime-host-ipc.js";
 import { DEPLOY_TIMEOUT_MS, type HostProcess } from "../runtime-host-supervisor.js";
 import { HostedFunctionRuntime } from "../hosted-function-runtime.js";
 import { RuntimeHosts } from "../runtime-hosts.js";
-import type { NatsAuth, RuntimeObserver, WorkloadSpec } from "../types.js";
+import type { NatsAuth, RuntimeObserver, FunctionWorkloadSpec } from "../types.js";
 import type { CompiledCode, DeployResult, JsDeployExtra } from "./ipc.js";
 
 export interface JsRuntimeOptions {
@@ -72,7 +72,7 @@ export class JsRuntime extends HostedFunctionRuntime<JsDeployExtra> {
     );
   }
 
-  private async deployOn(hp: HostProcess<JsDeployExtra>, spec: WorkloadSpec): Promise<void> {
+  private async deployOn(hp: HostProcess<JsDeployExtra>, spec: FunctionWorkloadSpec): Promise<void> {
     const given = this.codes.get(spec.sha256?.toLowerCase?.() ?? "");
     const result = await hp.request<DeployResult>({ type: "deploy", spec: toFunctionSpec(spec), code: given }, DEPLOY_TIMEOUT_MS);
     if (result?.code) this.keepCode(result.code);

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import type { ContainerCreateOptions } from "dockerode";
 import { triggerQueueGroup } from "../../protocol/control.js";
 import { workloadInboxPrefix } from "../../protocol/workload-permissions.js";
-import type { ContainerSpec, NatsAuth, WorkloadSpec } from "../types.js";
+import type { ContainerSpec, NatsAuth } from "../types.js";
 
 export const Labels = {
   node: "io.nex.node",
@@ -53,7 +53,7 @@ export function natsUrlWithAuth(natsUrl: string, auth: NatsAuth | undefined): st
 }
 
 /** Deploy env first, then the NEX_* values, which a workload cannot override. */
-function containerEnv(spec: WorkloadSpec, ctx: ContainerContext): string[] {
+function containerEnv(spec: ContainerSpec, ctx: ContainerContext): string[] {
   const env: Record<string, string> = {
     ...spec.env,
     NEX_NATS_URL: natsUrlWithAuth(ctx.natsUrl, spec.natsAuth ?? ctx.natsAuth),

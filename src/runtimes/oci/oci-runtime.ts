@@ -65,10 +65,9 @@ export class OciRuntime implements Runtime {
 
   async deploy(spec: WorkloadSpec): Promise<void> {
     if (this.closed) throw new Error("the oci runtime is shut down");
-    const { image, container: containerOptions } = spec;
-    if (!image) throw new Error("an oci workload needs an image reference");
-    if (!containerOptions) throw new Error("an oci workload needs its container options (restart policy, read-only root)");
-    const oci: ContainerSpec = { ...spec, image, container: containerOptions };
+    if (spec.type !== "oci") throw new Error(`the oci runtime cannot run a ${spec.type} workload`);
+    const oci: ContainerSpec = spec;
+    const image = spec.image;
     if (this.workloads.has(spec.id)) throw new Error(`workload ${spec.id} is already running`);
     // The auction before a deploy has usually asked already: that answer serves.
     const problem = await this.unavailable();
