@@ -213,6 +213,7 @@ export class WsRawClient {
   closedAt = 0;
   error?: Error;
   info: Record<string, unknown> = {};
+  infoLine = "";
   /** Offset into data() where the next waitFor() starts. */
   cursor = 0;
   private pending = Buffer.alloc(0);
@@ -266,6 +267,7 @@ export class WsRawClient {
     if (answer.rest.length) c.onBytes(answer.rest);
     if (opts.readInfo ?? true) {
       const line = await c.waitFor(/^INFO[ \t]+([^\r\n]+)\r\n/, timeoutMs);
+      c.infoLine = line;
       c.info = JSON.parse(/^INFO[ \t]+([^\r\n]+)\r\n/.exec(line)![1]!) as Record<string, unknown>;
     }
     return c;
@@ -334,10 +336,13 @@ export class WsRawClient {
     return hit.m[0];
   }
 
-  /** Sends `proto` + PING in one frame; resolves with everything up to the PONG. */
-  async sync(proto = "", timeoutMs = 5000): Promise<string> {
+  /**
+   * Sends `proto` + PING in one frame; resolves with everything up to the `pongs`-th PONG (count
+   * PINGs inside `proto` in `pongs`), as helpers/raw.ts' sync does.
+   */
+  async sync(proto = "", pongs = 1, timeoutMs = 5000): Promise<string> {
     this.send(proto + "PING\r\n");
-    return this.waitFor(/^[\s\S]*?PONG\r\n/, timeoutMs);
+    return this.waitFor(new RegExp(`^(?:[\\s\\S]*?PONG\\r\\n){${pongs}}`), timeoutMs);
   }
 
   /** The first frame (from the start of the connection) matching `pred`. */
