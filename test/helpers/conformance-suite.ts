@@ -59,7 +59,8 @@ async function rawConn(transport: Transport, server: RunningServer): Promise<Raw
       resume: () => r.socket.resume(),
     };
   }
-  const w = await WsRawClient.open(server.wsPort!);
+  // Like any WebSocket client, it answers the server's close frame.
+  const w = await WsRawClient.open(server.wsPort!, { answerClose: true });
   return {
     info: w.info,
     send: (p) => w.send(p),

@@ -216,6 +216,9 @@ export class WsRawClient {
   infoLine = "";
   /** Offset into data() where the next waitFor() starts. */
   cursor = 0;
+  /** Answer the server's close frame with ours (echoing its code), as a well-behaved client does. */
+  answerClose = false;
+  private sentClose = false;
   private pending = Buffer.alloc(0);
   private dataText = "";
   private waiters = new Set<() => void>();
@@ -234,10 +237,14 @@ export class WsRawClient {
   }
 
   /** Connects and upgrades; with `readInfo` (default) waits for the INFO line too. */
-  static async open(port: number, opts: HandshakeOpts & { readInfo?: boolean; timeoutMs?: number } = {}): Promise<WsRawClient> {
+  static async open(
+    port: number,
+    opts: HandshakeOpts & { readInfo?: boolean; timeoutMs?: number; answerClose?: boolean } = {},
+  ): Promise<WsRawClient> {
     const timeoutMs = opts.timeoutMs ?? 5000;
     const socket = await connectSocket(port, timeoutMs);
     const c = new WsRawClient(socket);
+    c.answerClose = opts.answerClose ?? false;
     const { text, key } = upgradeRequest(port, opts);
     let head = Buffer.alloc(0);
     const answer = await new Promise<HttpAnswer>((resolve, reject) => {
@@ -280,6 +287,10 @@ export class WsRawClient {
     for (const f of frames) {
       this.frames.push(f);
       if (f.opcode === OP.binary || f.opcode === OP.text || f.opcode === OP.cont) this.dataText += f.payload.toString("latin1");
+      if (f.opcode === OP.close && this.answerClose && !this.sentClose) {
+        this.sentClose = true;
+        this.write(buildFrame({ opcode: OP.close, payload: f.payload.subarray(0, 2) }));
+      }
     }
     this.wake();
   }
@@ -319,6 +330,7 @@ export class WsRawClient {
   }
 
   sendFrame(spec: FrameSpec): void {
+    if (spec.opcode === OP.close) this.sentClose = true;
     this.write(buildFrame(spec));
   }
 
