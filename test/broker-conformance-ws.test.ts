@@ -123,3 +123,32 @@ describeEachServer("TCP and WebSocket clients on one broker", (kind: ServerKind)
     expect(after.connections.some((c) => c.cid === raw.info.client_id)).toBe(false);
   });
 });
+
+// The harness's child-process mode: `nex broker --ws-port 0 --ws-host 127.0.0.1` (from dist/) prints
+// "Listening for websocket clients on ws://..." and serves nats.js over it; a restart keeps the port.
+describeEachServer(
+  "nex broker --ws-port (child process)",
+  () => {
+    it("serves WebSocket clients on the printed URL, and again on the same port after a restart", async () => {
+      const server = await startServer("bundled", { childProcess: true, jetstream: false, websocket: {} });
+      try {
+        expect(server.wsUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+        for (const round of ["first", "after restart"]) {
+          const ws = await wsConnect({ servers: server.wsUrl!, reconnect: false });
+          const tcp = await connect({ servers: server.url, reconnect: false });
+          try {
+            tcp.subscribe("child.svc", { callback: (_e, m) => void m.respond(`${round}:${m.string()}`) });
+            await tcp.flush();
+            expect((await ws.request("child.svc", "x", { timeout: 5000 })).string()).toBe(`${round}:x`);
+          } finally {
+            await Promise.all([ws.close(), tcp.close()]);
+          }
+          if (round === "first") await server.restart();
+        }
+      } finally {
+        await server.stop();
+      }
+    });
+  },
+  ["bundled"],
+);
