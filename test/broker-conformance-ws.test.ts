@@ -31,13 +31,19 @@ interface ConnInfo {
 // One broker, clients on both listeners: a WebSocket client is a full client of the same broker, and
 // the monitoring endpoints count and list it as nats-server 2.9.10 does. What nats-server reports for a
 // WebSocket client in /connz: kind "Client", type "websocket" (a TCP client: type "nats"), ip/port of
-// the client's socket, name/lang/version from its CONNECT, and the same message/byte counters (NATS
-// payload bytes, not frame bytes) as a TCP client.
+// the client's socket, name/lang/version from its CONNECT (nats.js' wsconnect says lang "nats.ws"), and
+// the same message/byte counters (NATS payload bytes, not frame bytes) as a TCP client. Its fields, as
+// nats-server 2.9.10 lists them: WS_CONNZ_FIELDS. /varz has a `websocket` block with the listener's config.
+const WS_CONNZ_FIELDS = [
+  "cid", "kind", "type", "ip", "port", "start", "last_activity", "rtt", "uptime", "idle", "pending_bytes",
+  "in_msgs", "out_msgs", "in_bytes", "out_bytes", "subscriptions", "name", "lang", "version", "subscriptions_list",
+].sort();
+const ORIGINS = ["http://app.example"];
 describeEachServer("TCP and WebSocket clients on one broker", (kind: ServerKind) => {
   let server: RunningServer;
   const open: NatsConnection[] = [];
   beforeAll(async () => {
-    server = await startServer(kind, { monitoring: true, websocket: {} });
+    server = await startServer(kind, { monitoring: true, websocket: { compression: true, allowedOrigins: ORIGINS } });
   });
   afterAll(async () => {
     await Promise.all(open.map((c) => c.close().catch(() => undefined)));
@@ -86,7 +92,7 @@ describeEachServer("TCP and WebSocket clients on one broker", (kind: ServerKind)
     const varz = await json<{ connections: number; total_connections: number; websocket?: Record<string, unknown> }>("/varz");
     expect(varz.connections).toBe(before.connections + 2);
     expect(varz.total_connections).toBe(before.total_connections + 2);
-    expect(varz.websocket).toMatchObject({ host: "127.0.0.1", port: server.wsPort, no_tls: true });
+    expect(varz.websocket).toEqual({ host: "127.0.0.1", port: server.wsPort, no_tls: true, compression: true, allowed_origins: ORIGINS });
 
     const connz = await json<{ num_connections: number; connections: ConnInfo[] }>("/connz?subs=1");
     expect(connz.num_connections).toBe(varz.connections);
@@ -110,7 +116,15 @@ describeEachServer("TCP and WebSocket clients on one broker", (kind: ServerKind)
       pending_bytes: 0,
     });
     expect(wsInfo!.subscriptions_list?.sort()).toEqual(["mon.in", "mon.x"]);
+    expect(Object.keys(wsInfo!).sort()).toEqual(WS_CONNZ_FIELDS);
     expect(tcpInfo).toMatchObject({ kind: "Client", type: "nats", ip: "127.0.0.1", name: "tcp-mon" });
+    // A nats.js wsconnect client, as nats-server lists it.
+    const viaJs = await wsConnect({ servers: server.wsUrl!, reconnect: false, name: "ws-js" });
+    open.push(viaJs);
+    await viaJs.flush();
+    const js = (await json<{ connections: ConnInfo[] }>("/connz")).connections.find((c) => c.name === "ws-js");
+    expect(js).toMatchObject({ cid: viaJs.info!.client_id, kind: "Client", type: "websocket", ip: "127.0.0.1", lang: "nats.ws" });
+    expect(js!.version).toMatch(/^\d+\.\d+\.\d+/);
     // Looked up by cid, and gone from the list once it disconnects.
     const one = await json<{ connections: ConnInfo[] }>(`/connz?cid=${String(raw.info.client_id)}`);
     expect(one.connections.map((c) => [c.cid, c.type])).toEqual([[raw.info.client_id, "websocket"]]);

@@ -93,6 +93,13 @@ describeEachServer("WebSocket listener", (kind: ServerKind) => {
       await bystandersServed();
     });
 
+    it("no Host header -> HTTP 400", async () => {
+      // nats-server refuses this in Go's HTTP server, before its own checks (so no Sec-WebSocket-Version).
+      const a = await rawHttp(server.wsPort!, upgradeRequest(server.wsPort!, { headers: { Host: null } }).text);
+      expect(a.status).toBe(400);
+      await bystandersServed();
+    });
+
     it("oversized request headers (1.1 MiB) -> HTTP 431 and the connection closes", async () => {
       // Past nats-server's 1 MiB header limit (Go's http.DefaultMaxHeaderBytes) and any smaller one.
       const a = await rawHttp(server.wsPort!, upgradeRequest(server.wsPort!, { headers: { "X-Big": "a".repeat(1100 * 1024) } }).text);
