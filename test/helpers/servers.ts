@@ -47,6 +47,14 @@ export interface ServerOpts {
    * `nats-server -a 127.0.0.1 -p <port> -c <file>` does; the other options above are ignored.
    */
   configFile?: string;
+  /**
+   * A WebSocket listener beside the TCP one, on its own free loopback port (plain ws, no TLS).
+   * nats-server: a `websocket { listen: "127.0.0.1:P", no_tls: true }` block in its config file;
+   * bundled: `websocket: { port: 0 }` (in process) or `--ws-port 0` (child process).
+   * `compression` is nats-server's `compression: true` (permessage-deflate); `allowedOrigins` its
+   * `allowed_origins` (other Origins get 403). Ignored with `configFile`.
+   */
+  websocket?: { compression?: boolean; allowedOrigins?: string[] };
 }
 
 export interface RunningServer {
@@ -54,6 +62,10 @@ export interface RunningServer {
   url: string;
   port: number;
   httpUrl?: string;
+  /** "ws://127.0.0.1:P" when started with the `websocket` option. */
+  wsUrl?: string;
+  /** The WebSocket listener's port, with wsUrl. */
+  wsPort?: number;
   /** The JetStream data directory in use, when the harness knows it (see ServerOpts.jetstream). */
   dataDir?: string;
   stop(): Promise<void>;
@@ -77,6 +89,8 @@ interface BundledBroker {
   port: number;
   httpPort?: number;
   httpUrl?: string;
+  wsUrl?: string;
+  wsPort?: number;
   close(): Promise<void>;
 }
 
@@ -149,7 +163,7 @@ async function waitForInfo(port: number, deadline: number, alive: () => boolean)
 }
 
 // nats-server config syntax: durations as strings, auth timeout in seconds.
-function natsConfig(opts: ServerOpts, storeDir: string | undefined): string {
+function natsConfig(opts: ServerOpts, storeDir: string | undefined, wsPort?: number): string {
   const lines: string[] = [];
   if (opts.maxPayload !== undefined) lines.push(`max_payload: ${opts.maxPayload}`);
   if (opts.maxPending !== undefined) lines.push(`max_pending: ${opts.maxPending}`);
@@ -169,6 +183,12 @@ function natsConfig(opts: ServerOpts, storeDir: string | undefined): string {
   if (opts.authTimeoutMs !== undefined && auth.length) auth.push(`  timeout: ${opts.authTimeoutMs / 1000}`);
   if (auth.length) lines.push(`authorization {\n${auth.join("\n")}\n}`);
   if (storeDir !== undefined) lines.push(`jetstream {\n  store_dir: ${JSON.stringify(storeDir)}\n}`);
+  if (opts.websocket && wsPort !== undefined) {
+    const ws = [`  listen: "127.0.0.1:${wsPort}"`, "  no_tls: true"];
+    if (opts.websocket.compression) ws.push("  compression: true");
+    if (opts.websocket.allowedOrigins?.length) ws.push(`  allowed_origins: [${opts.websocket.allowedOrigins.map((o) => JSON.stringify(o)).join(", ")}]`);
+    lines.push(`websocket {\n${ws.join("\n")}\n}`);
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -182,6 +202,7 @@ process.once("exit", () => {
 interface Instance {
   port: number;
   httpPort?: number;
+  wsPort?: number;
   /** Graceful stop; a no-op once the instance is gone. */
   stop(): Promise<void>;
   /** SIGKILL (processes only). */
@@ -190,7 +211,7 @@ interface Instance {
 }
 
 /** Starts an instance: on any free ports (port undefined) or on exactly the given ones (restart). */
-type Launcher = (port: number | undefined, httpPort: number | undefined) => Promise<Instance>;
+type Launcher = (port: number | undefined, httpPort: number | undefined, wsPort?: number) => Promise<Instance>;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -243,7 +264,7 @@ function wrap(
   cleanup: () => void,
 ): RunningServer {
   let inst: Instance | undefined = first;
-  const { port, httpPort } = first;
+  const { port, httpPort, wsPort } = first;
   let history = "";
   let stopped = false;
   return {
@@ -251,6 +272,7 @@ function wrap(
     url: `nats://127.0.0.1:${port}`,
     port,
     httpUrl: httpPort !== undefined ? `http://127.0.0.1:${httpPort}` : undefined,
+    ...(wsPort !== undefined ? { wsUrl: `ws://127.0.0.1:${wsPort}`, wsPort } : {}),
     dataDir,
     logs: () => (history + (inst?.logs() ?? "")).slice(-16384),
     stop: async () => {
@@ -273,7 +295,7 @@ function wrap(
         await i.stop();
         history = (history + i.logs() + "\n--- restart ---\n").slice(-16384);
       }
-      inst = await launch(port, httpPort);
+      inst = await launch(port, httpPort, wsPort);
     },
     kill: async () => {
       if (!inst) throw new Error("kill(): server is not running");
@@ -302,7 +324,7 @@ async function launchFirst(
 function processInstance(
   child: ChildProcess,
   exitP: Promise<void>,
-  ports: { port: number; httpPort?: number },
+  ports: { port: number; httpPort?: number; wsPort?: number },
   logs: () => string,
 ): Instance {
   return {
@@ -322,9 +344,12 @@ async function startNatsServer(opts: ServerOpts): Promise<RunningServer> {
   const conf = path.join(dir, "server.conf");
   // nats-server keeps its streams under <store_dir>/jetstream.
   const storeDir = opts.jetstream ? (opts.dataDir ?? path.join(dir, "data")) : undefined;
-  if (opts.configFile === undefined) writeFileSync(conf, natsConfig(opts, storeDir));
+  // The websocket listen address lives in the config file, so it is written per launch.
+  const wantWs = opts.websocket !== undefined && opts.configFile === undefined;
+  if (opts.configFile === undefined && !wantWs) writeFileSync(conf, natsConfig(opts, storeDir));
 
-  const launchOnce = async (port: number, httpPort: number | undefined): Promise<Instance> => {
+  const launchOnce = async (port: number, httpPort: number | undefined, wsPort: number | undefined): Promise<Instance> => {
+    if (wantWs) writeFileSync(conf, natsConfig(opts, storeDir, wsPort));
     const args = ["-a", "127.0.0.1", "-p", String(port), "-c", opts.configFile ?? conf];
     if (httpPort !== undefined) args.push("-m", String(httpPort));
     const child = spawn("nats-server", args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -336,17 +361,37 @@ async function startNatsServer(opts: ServerOpts): Promise<RunningServer> {
     try {
       await waitForInfo(port, Date.now() + 10_000, () => !exited());
       if (httpPort !== undefined) await waitForHttp(httpPort, Date.now() + 10_000);
+      if (wsPort !== undefined) await waitForListen(wsPort, Date.now() + 10_000, () => !exited());
     } catch (e) {
       await killAndWait(child, exitP);
       throw Object.assign(new Error(`${(e as Error).message}\n${log}`), { inUse: /address already in use/i.test(log) });
     }
-    return processInstance(child, exitP, { port, httpPort }, () => log);
+    return processInstance(child, exitP, { port, httpPort, wsPort }, () => log);
   };
-  const launch: Launcher = (port, httpPort) =>
+  const launch: Launcher = (port, httpPort, wsPort) =>
     withPortRetries(port !== undefined, flaggedInUse, async () =>
-      launchOnce(port ?? (await freePort()), httpPort ?? (opts.monitoring ? await freePort() : undefined)),
+      launchOnce(
+        port ?? (await freePort()),
+        httpPort ?? (opts.monitoring ? await freePort() : undefined),
+        wsPort ?? (wantWs ? await freePort() : undefined),
+      ),
     );
   return launchFirst("nats-server", launch, storeDir, () => rmSync(dir, { recursive: true, force: true }));
+}
+
+/** Resolves once a TCP connection to the port succeeds (the WebSocket listener is up). */
+async function waitForListen(port: number, deadline: number, alive: () => boolean): Promise<void> {
+  for (;;) {
+    if (!alive()) throw new Error("server process exited during startup");
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, "127.0.0.1");
+      s.once("connect", () => (s.destroy(), resolve(true)));
+      s.once("error", () => (s.destroy(), resolve(false)));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`websocket port ${port} never became ready`);
+    await sleep(50);
+  }
 }
 
 async function waitForHttp(port: number, deadline: number): Promise<void> {
@@ -395,13 +440,23 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
   };
   if (opts.configFile !== undefined) return startBundledFromConfig(mod, opts.configFile);
   const { dir, removeOwned } = bundledDataDir(opts);
-  const launch: Launcher = (port, httpPort) =>
+  const launch: Launcher = (port, httpPort, wsPort) =>
     withPortRetries(
       port !== undefined,
       (e) => (e as NodeJS.ErrnoException).code === "EADDRINUSE",
       async () => {
         const broker = await mod.startBroker({
           host: "127.0.0.1",
+          ...(opts.websocket
+            ? {
+                websocket: {
+                  port: wsPort ?? 0,
+                  host: "127.0.0.1",
+                  ...(opts.websocket.compression ? { compression: true } : {}),
+                  ...(opts.websocket.allowedOrigins ? { allowedOrigins: opts.websocket.allowedOrigins } : {}),
+                },
+              }
+            : {}),
           port: port ?? 0,
           ...(opts.monitoring ? { httpPort: httpPort ?? 0 } : {}),
           ...(opts.maxPayload !== undefined ? { maxPayload: opts.maxPayload } : {}),
@@ -423,12 +478,20 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
           httpPort: opts.monitoring
             ? (broker.httpPort ?? Number(new URL(broker.httpUrl ?? "http://x:0").port))
             : undefined,
+          ...(opts.websocket ? { wsPort: bundledWsPort(broker) } : {}),
           logs: () => "",
           stop: () => (closed ??= broker.close()),
         };
       },
     );
   return launchFirst("bundled", launch, dir, removeOwned);
+}
+
+/** The WebSocket port an in-process bundled broker reports (wsPort, else parsed from wsUrl). */
+function bundledWsPort(broker: BundledBroker): number {
+  const p = broker.wsPort ?? (broker.wsUrl ? Number(new URL(broker.wsUrl).port) : undefined);
+  if (!p) throw new Error("the bundled broker was started with websocket but reports no wsPort/wsUrl");
+  return p;
 }
 
 /** The bundled broker in process, from a config file (the broker's own parser), on a free port. */
@@ -483,9 +546,14 @@ async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
   assertDistFresh();
   const { dir, removeOwned } = bundledDataDir(opts);
 
-  const launchOnce = async (port: number, httpPort: number | undefined): Promise<Instance> => {
+  const launchOnce = async (port: number, httpPort: number | undefined, wsPort: number | undefined): Promise<Instance> => {
     const args = [NEX_BIN, "broker", "--host", "127.0.0.1", "--port", String(port)];
     if (opts.monitoring) args.push("--http-port", String(httpPort ?? 0));
+    if (opts.websocket) {
+      args.push("--ws-port", String(wsPort ?? 0), "--ws-host", "127.0.0.1");
+      if (opts.websocket.compression) args.push("--ws-compression");
+      for (const o of opts.websocket.allowedOrigins ?? []) args.push("--ws-allowed-origin", o);
+    }
     if (dir !== undefined) args.push("--data-dir", dir);
     if (opts.jetstream === false) args.push("--no-jetstream");
     if (opts.maxPayload !== undefined) args.push("--max-payload", String(opts.maxPayload));
@@ -498,11 +566,14 @@ async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
     child.stderr!.on("data", (d: Buffer) => {
       log = (log + d.toString()).slice(-16384);
     });
-    const ready = new Promise<{ port: number; httpPort?: number }>((resolve, reject) => {
+    const ready = new Promise<{ port: number; httpPort?: number; wsPort?: number }>((resolve, reject) => {
       const check = () => {
         const m = /Listening for client connections on nats:\/\/[^\s:]+:(\d+)/.exec(out);
         const h = /Monitoring on http:\/\/[^\s:]+:(\d+)/.exec(out);
-        if (m && (!opts.monitoring || h)) resolve({ port: Number(m[1]), httpPort: h ? Number(h[1]) : undefined });
+        const w = /Listening for websocket clients on ws:\/\/[^\s:]+:(\d+)/.exec(out);
+        if (m && (!opts.monitoring || h) && (!opts.websocket || w)) {
+          resolve({ port: Number(m[1]), httpPort: h ? Number(h[1]) : undefined, wsPort: w ? Number(w[1]) : undefined });
+        }
       };
       child.stdout!.on("data", (d: Buffer) => {
         out = (out + d.toString()).slice(-16384);
@@ -511,7 +582,7 @@ async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
       void exitP.then(() => reject(new Error(`broker process exited during startup\n${out}\n${log}`)));
       setTimeout(() => reject(new Error(`broker process not ready after 15 s\n${out}\n${log}`)), 15_000).unref();
     });
-    let ports: { port: number; httpPort?: number };
+    let ports: { port: number; httpPort?: number; wsPort?: number };
     try {
       ports = await ready;
       await waitForInfo(ports.port, Date.now() + 10_000, () => !exited());
@@ -521,8 +592,8 @@ async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
     }
     return processInstance(child, exitP, ports, () => log);
   };
-  const launch: Launcher = (port, httpPort) =>
-    withPortRetries(port !== undefined, flaggedInUse, () => launchOnce(port ?? 0, httpPort));
+  const launch: Launcher = (port, httpPort, wsPort) =>
+    withPortRetries(port !== undefined, flaggedInUse, () => launchOnce(port ?? 0, httpPort, wsPort));
   return launchFirst("bundled", launch, dir, removeOwned);
 }
 
