@@ -81,6 +81,7 @@ describeEachServer("a browser on the broker's WebSocket listener", (kind) => {
     t = await NodeUnderTest.start(kind, "browser", [], { websocket: true });
     const ws = t.wsConnectOptions();
     Object.assign(config, { ws_url: ws.servers, user: ws.user ?? "", password: ws.pass ?? "" });
+    expect(config.ws_url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
 
     const run = await runNex(["run", path.join(FIXTURES, "greet.js"), "--trigger-subject", config.function_subject, "-s", t.node.url], t.env);
     expect(run.code, run.stderr).toBe(0);
@@ -117,6 +118,10 @@ describeEachServer("a browser on the broker's WebSocket listener", (kind) => {
     await t?.stop();
     if (keep) console.error(`browser test [${kind}]: kept ${dir} (screenshot.png, the bundle)`);
     else if (dir) removeDir(dir);
+  });
+
+  it.runIf(kind === "bundled")("names the WebSocket listener in the banner of nex node up", () => {
+    expect(t!.node.output()).toMatch(new RegExp(`websocket:\\s+${config.ws_url.replace(/\./g, "\\.")}\\s`));
   });
 
   it("connects with wsconnect(), echoes its own message, asks a nex function and reads KV", async () => {
