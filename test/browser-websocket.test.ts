@@ -8,7 +8,8 @@
 //
 // Needs Chromium at /usr/bin/chromium (`apt-get install chromium`; .ci/run installs it): without it the
 // suite fails, it does not skip (NEX_CHROMIUM=<path> runs another Chromium build). A screenshot of the page goes to the suite's temp dir (kept, and named,
-// when a test fails); set NEX_BROWSER_SCREENSHOT=<file.png> to get a copy somewhere else as well.
+// when a test fails); NEX_BROWSER_SCREENSHOT=<dir/x.png> copies the bundled broker's to dir/x.png and
+// nats-server's to dir/x-nats-server.png.
 
 import { copyFileSync, existsSync, readFileSync } from "node:fs";
 import http from "node:http";
@@ -98,6 +99,7 @@ describeEachServer("a browser on the broker's WebSocket listener", (kind) => {
       if (req.url === "/") send("text/html; charset=utf-8", html);
       else if (req.url === "/page.js") send("text/javascript; charset=utf-8", bundle);
       else if (req.url === "/config.json") send("application/json", JSON.stringify(config));
+      else if (req.url === "/favicon.ico") res.writeHead(204).end();
       else res.writeHead(404).end();
     });
     await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
@@ -142,7 +144,8 @@ describeEachServer("a browser on the broker's WebSocket listener", (kind) => {
     await page.waitForSelector('#status[data-state="done"], #status[data-state="failed"]', { timeout: 30_000 });
     const screenshot = path.join(dir, "screenshot.png");
     await page.screenshot({ path: screenshot, fullPage: true });
-    if (process.env.NEX_BROWSER_SCREENSHOT) copyFileSync(screenshot, process.env.NEX_BROWSER_SCREENSHOT);
+    const copy = process.env.NEX_BROWSER_SCREENSHOT;
+    if (copy) copyFileSync(screenshot, kind === "bundled" ? copy : copy.replace(/(\.png)?$/, `-${kind}$1`));
 
     const text = async (selector: string): Promise<string> => ((await page.locator(selector).textContent()) ?? "").trim();
     const status = await text("#status");
