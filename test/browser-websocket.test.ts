@@ -45,6 +45,7 @@ describeEachServer("a browser on the broker's WebSocket listener", (kind) => {
   let nc: NatsConnection | undefined;
   let server: http.Server | undefined;
   let context: BrowserContext | undefined;
+  let closing = async (): Promise<void> => undefined;
   let pageUrl = "";
 
   const nonce = randomBytes(4).toString("hex");
@@ -79,12 +80,21 @@ describeEachServer("a browser on the broker's WebSocket listener", (kind) => {
       logLevel: "silent",
     });
 
+    // Chromium starts while the node comes up and takes the function.
+    const launching = chromium.launchPersistentContext(path.join(dir, "profile"), {
+      executablePath: CHROMIUM,
+      args: CHROMIUM_ARGS,
+      headless: true,
+      viewport: { width: 1000, height: 560 },
+    });
+    // afterAll closes it whatever fails before it is awaited below.
+    closing = () => launching.then((c) => c.close(), () => undefined);
     t = await NodeUnderTest.start(kind, "browser", [], { websocket: true });
     const ws = t.wsConnectOptions();
     Object.assign(config, { ws_url: ws.servers, user: ws.user ?? "", password: ws.pass ?? "" });
     expect(config.ws_url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
 
-    const run = await runNex(["run", path.join(FIXTURES, "greet.js"), "--trigger-subject", config.function_subject, "-s", t.node.url], t.env);
+    const run = await runNex(["run", path.join(FIXTURES, "greet.js"), "--trigger-subject", config.function_subject, "--node", t.node.nodeId, "-s", t.node.url], t.env);
     expect(run.code, run.stderr).toBe(0);
 
     nc = await connect(t.connectOptions());
@@ -105,16 +115,11 @@ describeEachServer("a browser on the broker's WebSocket listener", (kind) => {
     await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
     pageUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
 
-    context = await chromium.launchPersistentContext(path.join(dir, "profile"), {
-      executablePath: CHROMIUM,
-      args: CHROMIUM_ARGS,
-      headless: true,
-      viewport: { width: 1000, height: 560 },
-    });
+    context = await launching;
   }, 90_000);
 
   afterAll(async () => {
-    await context?.close();
+    await closing();
     await new Promise((r) => (server ? server.close(r) : r(undefined)));
     await nc?.close();
     await t?.stop();
