@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type RunningServer, type ServerKind, startServer } from "./servers.js";
+import { freePort, type RunningServer, type ServerKind, startServer } from "./servers.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const NEX_BIN = path.join(ROOT, "bin/nex.js");
@@ -113,6 +113,8 @@ export class NodeUnderTest {
     readonly home: string,
     private readonly extraArgs: string[],
     env: Record<string, string>,
+    /** nats-server's WebSocket URL, when its config has a websocket block (the bundled one is in local-broker.json). */
+    private readonly serverWsUrl?: string,
   ) {
     this.env = { NEX_HOME: home, ...env };
   }
@@ -120,27 +122,38 @@ export class NodeUnderTest {
   /**
    * `extraArgs` go to every `nex node up` of this node (after the broker and data-dir flags). On
    * nats-server, auth is on as the README documents it: a config file with a user for the node and one
-   * for the CLI (NATS_USER/NATS_PASSWORD in `env`), and JetStream.
+   * for the CLI (NATS_USER/NATS_PASSWORD in `env`), and JetStream. `websocket: true` opens a WebSocket
+   * listener on a free loopback port: `--ws-port 0` for the bundled broker, a `websocket {}` block
+   * (no TLS) in nats-server's config; wsConnectOptions() says where and as whom.
    */
-  static async start(kind: ServerKind, name: string, extraArgs: string[] = []): Promise<NodeUnderTest> {
+  static async start(kind: ServerKind, name: string, extraArgs: string[] = [], opts: { websocket?: boolean } = {}): Promise<NodeUnderTest> {
     const home = tempDir(`nex-${name}-home-`);
     let server: RunningServer | undefined;
     let serverAuth: string[] = [];
+    let serverWsUrl: string | undefined;
     const env: Record<string, string> = {};
     if (kind === "nats-server") {
       const node = { user: "nex-node", password: randomBytes(12).toString("hex") };
       const cli = { user: "nex", password: randomBytes(12).toString("hex") };
       const conf = path.join(home, "nats-server.conf");
+      let websocket = "";
+      if (opts.websocket) {
+        const wsPort = await freePort();
+        websocket = `websocket { listen: "127.0.0.1:${wsPort}", no_tls: true }\n`;
+        serverWsUrl = `ws://127.0.0.1:${wsPort}`;
+      }
       writeFileSync(
         conf,
         `jetstream { store_dir: "${path.join(home, "js")}" }\n` +
-          `authorization { users: [\n  { user: ${node.user}, password: "${node.password}" }\n  { user: ${cli.user}, password: "${cli.password}" }\n] }\n`,
+          `authorization { users: [\n  { user: ${node.user}, password: "${node.password}" }\n  { user: ${cli.user}, password: "${cli.password}" }\n] }\n` +
+          websocket,
       );
       server = await startServer("nats-server", { configFile: conf });
       serverAuth = ["--user", node.user, "--password", node.password];
       Object.assign(env, { NATS_USER: cli.user, NATS_PASSWORD: cli.password });
     }
-    const t = new NodeUnderTest(server, tempDir(`nex-${name}-data-`), home, [...serverAuth, ...extraArgs], env);
+    const wsArgs = kind === "bundled" && opts.websocket ? ["--ws-port", "0"] : [];
+    const t = new NodeUnderTest(server, tempDir(`nex-${name}-data-`), home, [...serverAuth, ...wsArgs, ...extraArgs], env, serverWsUrl);
     try {
       await t.up();
     } catch (err) {
@@ -156,10 +169,30 @@ export class NodeUnderTest {
    */
   connectOptions(): { servers: string; user?: string; pass?: string } {
     if (this.env.NATS_USER) return { servers: this.node.url, user: this.env.NATS_USER, pass: this.env.NATS_PASSWORD };
-    const file = path.join(this.home, "local-broker.json");
-    if (!existsSync(file)) return { servers: this.node.url };
-    const local = JSON.parse(readFileSync(file, "utf8")) as { user?: string; password?: string };
+    const local = this.localBroker();
+    if (!local) return { servers: this.node.url };
     return { servers: this.node.url, user: local.user, pass: local.password };
+  }
+
+  /**
+   * The same over WebSocket (a node started with `websocket: true`): the bundled broker's `ws_url` from
+   * local-broker.json with the credentials the node generated, or nats-server's websocket listener.
+   */
+  wsConnectOptions(): { servers: string; user?: string; pass?: string } {
+    if (this.serverWsUrl) return { servers: this.serverWsUrl, user: this.env.NATS_USER, pass: this.env.NATS_PASSWORD };
+    const local = this.localBroker();
+    if (!local?.ws_url) {
+      const file = path.join(this.home, "local-broker.json");
+      throw new Error(`no ws_url in ${file} (was the node started with --ws-port?): ${local ? JSON.stringify({ ...local, password: "..." }) : "no such file"}`);
+    }
+    return { servers: local.ws_url, user: local.user, pass: local.password };
+  }
+
+  /** $NEX_HOME/local-broker.json of a node on its bundled broker, if there is one. */
+  private localBroker(): { user?: string; password?: string; ws_url?: string } | undefined {
+    const file = path.join(this.home, "local-broker.json");
+    if (!existsSync(file)) return undefined;
+    return JSON.parse(readFileSync(file, "utf8")) as { user?: string; password?: string; ws_url?: string };
   }
 
   /** Starts the node (again, on the same data after a stop). */
