@@ -1,7 +1,7 @@
 // Benchmark entry point: the bundled broker vs nats-server, same load generator; then the node rows
 // (JavaScript functions on `nex node up`, beside a bare NATS responder where there is a peer).
 //
-//   npm run bench                 # full run (~6.5 min; the node rows ~2.5 min of it, density included)
+//   npm run bench                 # full run (~7 min; the node rows ~2.5 min of it, density included)
 //   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
 //   npm run bench -- --only 1,5   # only some rows (1-19, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
 //                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,

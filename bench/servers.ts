@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
-import { liveProcesses } from "./children.js";
+import { liveProcesses, nodeArgsFromEnv } from "./children.js";
 
 export type ServerKind = "bundled" | "nats";
 
@@ -287,7 +287,18 @@ export async function startNatsServer(bin: string, dataDir: string | null = null
 export async function startBundled(dataDir: string | null = null, websocket = false): Promise<RunningServer> {
   const reason = bundledUnavailableReason();
   if (reason) throw new Error(reason);
-  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "broker", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"];
+  // BENCH_BROKER_NODE_ARGS (profiling experiments only), e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const args = [
+    ...nodeArgsFromEnv("BENCH_BROKER_NODE_ARGS"),
+    path.join(REPO_ROOT, "bin", "nex.js"),
+    "broker",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--http-port",
+    "0",
+  ];
   if (dataDir) args.push("--data-dir", dataDir);
   if (websocket) args.push("--ws-port", "0");
   const proc = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
