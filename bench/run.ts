@@ -299,7 +299,7 @@ const WS_ROWS: Row[] = [
   { kind: "lat", id: 19, name: "WebSocket: request/reply round trip, 16 B (nats.js wsconnect)", transport: "ws", payload: 16 },
 ];
 const WS_WARMUP_MS = 300;
-const WS_MEASURE_MS = 1500;
+const WS_MEASURE_MS = 1000;
 
 // Load-generator policy, identical for both servers.
 // (The BENCH_* environment variables exist only for tuning experiments.)
