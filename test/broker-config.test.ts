@@ -106,7 +106,7 @@ authorization {
   ]
 }
 tls { cert_file: "c.pem", key_file: "k.pem", ca_file: "ca.pem", verify: true, timeout: 3 }
-websocket { port: 8080, no_tls: true }
+websocket { listen: "127.0.0.1:8080", no_tls: true, compression: true, allowed_origins: ["https://app.example.com"], handshake_timeout: "3s" }
 jetstream { store_dir: "/data" }
 `,
     );
@@ -126,10 +126,20 @@ jetstream { store_dir: "/data" }
         ],
       },
       tls: { certFile: "c.pem", keyFile: "k.pem", caFile: "ca.pem", verify: true, timeoutMs: 3000 },
-      websocket: { port: 8080, no_tls: true },
+      websocket: { host: "127.0.0.1", port: 8080, compression: true, allowedOrigins: ["https://app.example.com"], handshakeTimeoutMs: 3000 },
       jetstream: true,
       dataDir: "/data",
     });
+  });
+
+  it("reads a websocket block as nats-server does: TLS or no_tls required, a port required", () => {
+    expect(loadConfigFile(write("wstls.conf", 'websocket { port: -1, tls { cert_file: "c.pem", key_file: "k.pem" } }\n')).websocket).toEqual({
+      port: 0,
+      tls: { certFile: "c.pem", keyFile: "k.pem" },
+    });
+    expect(() => loadConfigFile(write("wsplain.conf", "websocket { port: 8080 }\n"))).toThrow(/websocket requires TLS configuration/);
+    expect(() => loadConfigFile(write("wsnoport.conf", "websocket { no_tls: true }\n"))).toThrow(/websocket needs a port/);
+    expect(() => loadConfigFile(write("wsjwt.conf", "websocket { port: 1, no_tls: true, jwt_cookie: x }\n"))).toThrow(/unsupported key "jwt_cookie" in websocket/);
   });
 
   it("keeps JetStream off unless the file enables it, as nats-server", () => {

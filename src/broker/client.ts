@@ -2,7 +2,6 @@
 // Routing of publishes is the server's job (server.ts); this class turns protocol operations into
 // calls on the server and frames what the server delivers to it.
 
-import type { Socket } from "node:net";
 import type { AuthenticatedUser } from "./auth.js";
 import { Outbound } from "./outbound.js";
 import { ConnectionPermissions } from "./permissions.js";
@@ -10,6 +9,7 @@ import { ParseError, ProtocolParser, type ProtocolSink, type PubFrame } from "./
 import { isValidPublishSubject, isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
 import type { MatchResult, Sublist, Subscription } from "./sublist.js";
 import type { Broker } from "./server.js";
+import type { ClientTransport } from "./transport.js";
 import { WriteWatch } from "./write-watch.js";
 
 const CRLF = "\r\n";
@@ -94,20 +94,20 @@ export class ClientConnection implements ProtocolSink {
 
   constructor(
     readonly cid: number,
-    readonly socket: Socket,
+    readonly transport: ClientTransport,
     private readonly server: Broker,
   ) {
     const o = server.options;
     this.nonce = server.auth.nonceRequired ? server.auth.newNonce() : undefined;
-    this.ip = socket.remoteAddress ?? "";
-    this.port = socket.remotePort ?? 0;
+    this.ip = transport.remoteAddress;
+    this.port = transport.remotePort;
     this.parser = new ProtocolParser(this, o.maxControlLine, o.maxPayload);
-    socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    this.writeWatch = new WriteWatch(socket, o.writeDeadlineMs, () => this.closeAsSlowConsumer("write deadline exceeded"));
-    socket.on("drain", () => this.onDrain());
-    socket.on("error", () => this.close("connection error"));
-    socket.on("close", () => this.close("client closed"));
+    this.writeWatch = new WriteWatch(transport, o.writeDeadlineMs, () => this.closeAsSlowConsumer("write deadline exceeded"));
+    transport.start({
+      data: (chunk) => this.onData(chunk),
+      drain: () => this.onDrain(),
+      close: (error) => this.close(error ? "connection error" : "client closed"),
+    });
     const timeout = server.authRequired ? o.authTimeoutMs : o.connectTimeoutMs;
     this.authTimer = setTimeout(() => this.closeWithError("Authentication Timeout"), timeout);
     this.authTimer.unref();
@@ -357,9 +357,9 @@ export class ClientConnection implements ProtocolSink {
       return;
     }
     const data = this.out.take();
-    this.socket.write(data);
+    this.transport.write(data);
     this.lastWrite = Date.now();
-    const backlog = this.socket.writableLength;
+    const backlog = this.transport.backlog;
     this.writeWatch.wrote(data.length, backlog);
     if (backlog > this.server.options.maxPending) {
       this.closeAsSlowConsumer("max_pending exceeded");
@@ -377,7 +377,7 @@ export class ClientConnection implements ProtocolSink {
   private closeAsSlowConsumer(why: string): void {
     if (this.closed) return;
     this.server.slowConsumers++;
-    this.server.log.warn({ cid: this.cid, backlog: this.socket.writableLength, why }, "slow consumer detected, closing connection");
+    this.server.log.warn({ cid: this.cid, backlog: this.transport.backlog, why }, "slow consumer detected, closing connection");
     this.close("slow consumer", true);
   }
 
@@ -386,7 +386,7 @@ export class ClientConnection implements ProtocolSink {
     if (this.stalledOn !== null || this.closed) return;
     this.stalledOn = receiver;
     receiver.stalledProducers.push(this);
-    this.socket.pause();
+    this.transport.pause();
     const { stallBytes } = this.server;
     const fullness = Math.min(1, (backlog - stallBytes) / Math.max(1, this.server.options.maxPending - stallBytes));
     this.stallTimer = setTimeout(() => this.unstall(), STALL_MIN_MS + (STALL_MAX_MS - STALL_MIN_MS) * fullness);
@@ -400,7 +400,7 @@ export class ClientConnection implements ProtocolSink {
     receiver.stalledProducers = receiver.stalledProducers.filter((p) => p !== this);
     if (this.stallTimer) clearTimeout(this.stallTimer);
     this.stallTimer = null;
-    if (!this.closed) this.socket.resume();
+    if (!this.closed) this.transport.resume();
   }
 
   private onDrain(): void {
@@ -473,13 +473,10 @@ export class ClientConnection implements ProtocolSink {
     this.resumeProducers();
     this.server.removeClient(this, reason);
     if (abrupt) {
-      this.socket.destroy();
+      this.transport.destroy();
       return;
     }
-    if (this.out.pending > 0 && !this.socket.destroyed) this.socket.write(this.out.take());
-    this.socket.end();
-    // A peer that never reads would keep the socket half-open; do not wait for it forever.
-    setTimeout(() => this.socket.destroy(), 2000).unref();
+    this.transport.end(this.out.pending > 0 ? this.out.take() : null, reason);
   }
 
   private clearAuthTimer(): void {

@@ -4,7 +4,7 @@
 
 import { type BrokerUserSpec, isUserNkey } from "./auth.js";
 import { ConfigError, type ConfMap, type ConfValue, parseConfigFile } from "./config-file.js";
-import type { BrokerAuth, BrokerOptions, BrokerTls } from "./options.js";
+import type { BrokerAuth, BrokerOptions, BrokerTls, BrokerWebSocket } from "./options.js";
 import type { ResponsePermission, SubjectPermission, UserPermissions } from "./permissions.js";
 
 const DURATION_UNITS_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -92,7 +92,7 @@ class OptionsReader {
           break;
         case "websocket":
         case "ws":
-          o.websocket = plain(this.map(v, key)) as Record<string, unknown>;
+          o.websocket = this.websocket(this.map(v, key));
           break;
         case "jetstream":
           this.jetstream(v, o);
@@ -326,6 +326,58 @@ class OptionsReader {
     return { ...tls, certFile, keyFile };
   }
 
+  /** nats-server's websocket block; as there, it needs a tls block or `no_tls: true`. */
+  private websocket(m: ConfMap): BrokerWebSocket {
+    const ws: Partial<BrokerWebSocket> = {};
+    let noTls = false;
+    for (const [key, v] of m) {
+      switch (key.toLowerCase()) {
+        case "listen": {
+          const { host, port } = this.hostPort(v);
+          if (host !== undefined) ws.host = host;
+          ws.port = port;
+          break;
+        }
+        case "port":
+          ws.port = this.integer(v, key);
+          break;
+        case "host":
+        case "net":
+          ws.host = this.string(v, key);
+          break;
+        case "no_tls":
+          noTls = this.bool(v, key);
+          break;
+        case "tls":
+          ws.tls = this.tls(this.map(v, key));
+          break;
+        case "compression":
+          ws.compression = this.bool(v, key);
+          break;
+        case "allowed_origins":
+        case "allowed_origin":
+        case "allow_origins":
+        case "allow_origin":
+        case "origins":
+        case "origin":
+          ws.allowedOrigins = this.subjects(v, key);
+          break;
+        case "same_origin":
+          ws.sameOrigin = this.bool(v, key);
+          break;
+        case "handshake_timeout":
+          ws.handshakeTimeoutMs = this.duration(v, key);
+          break;
+        default:
+          this.unsupported(key, v, "websocket");
+      }
+    }
+    if (ws.port === undefined) throw new ConfigError(`${this.file}: websocket needs a port (or listen)`);
+    if (ws.port === -1) ws.port = 0;
+    if (ws.tls === undefined && !noTls) throw new ConfigError(`${this.file}: websocket requires TLS configuration (a tls block, or no_tls: true)`);
+    return { ...ws, port: ws.port };
+  }
+
   private jetstream(v: ConfValue, o: BrokerOptions): void {
     if (v.kind === "bool") {
       o.jetstream = v.value;
@@ -350,11 +402,4 @@ class OptionsReader {
       }
     }
   }
-}
-
-/** A parsed block as plain data (for blocks kept for later, such as websocket). */
-function plain(m: ConfMap): Record<string, unknown> | unknown {
-  const toPlain = (v: ConfValue): unknown =>
-    v.kind === "map" ? plain(v.value) : v.kind === "list" ? v.value.map(toPlain) : v.value;
-  return Object.fromEntries([...m].map(([k, v]) => [k, toPlain(v)]));
 }

@@ -10,7 +10,7 @@ import { Monitor } from "./monitor.js";
 import type { BrokerUserSpec } from "./auth.js";
 import { type BrokerOptions, resolveOptions, SERVER_VERSION } from "./options.js";
 
-export type { BrokerOptions, BrokerAuth, BrokerUser, BrokerTls } from "./options.js";
+export type { BrokerOptions, BrokerAuth, BrokerUser, BrokerTls, BrokerWebSocket } from "./options.js";
 export type { BrokerUserSpec, NkeyUser, PasswordUser } from "./auth.js";
 export type { ResponsePermission, SubjectPermission, UserPermissions } from "./permissions.js";
 export { SERVER_VERSION };
@@ -21,6 +21,9 @@ export interface RunningBroker {
   readonly host: string;
   readonly port: number;
   readonly serverId: string;
+  /** WebSocket URL (ws:// or wss://) and port, when the WebSocket listener is on. */
+  readonly wsUrl?: string;
+  readonly wsPort?: number;
   /** Monitoring port and URL, when monitoring is on. */
   readonly httpPort?: number;
   readonly httpUrl?: string;
@@ -93,6 +96,8 @@ export async function startBroker(options: BrokerOptions = {}, log: Logger = pin
     host: resolved.host,
     port: broker.port,
     serverId: broker.serverId,
+    wsUrl: broker.wsUrl,
+    wsPort: broker.wsPort,
     httpPort: monitor?.httpPort,
     httpUrl: monitor ? `http://${host}:${monitor.httpPort}` : undefined,
     broker,

@@ -122,6 +122,7 @@ export class Monitor {
       max_control_line: o.maxControlLine,
       max_payload: o.maxPayload,
       max_pending: o.maxPending,
+      websocket: this.websocketVarz(),
       tls_timeout: 0,
       write_deadline: o.writeDeadlineMs * NS_PER_MS,
       start: b.started.toISOString(),
@@ -144,6 +145,21 @@ export class Monitor {
       subscriptions: b.sublist.count,
       http_req_stats: { ...this.requests },
       config_load_time: b.started.toISOString(),
+    };
+  }
+
+  /** nats-server's varz.websocket: empty when off, the listener's settings (zero values left out) when on. */
+  private websocketVarz(): object {
+    const ws = this.broker.options.websocket;
+    if (ws === undefined) return {};
+    return {
+      host: ws.host ?? this.broker.options.host,
+      port: this.broker.wsPort,
+      ...(ws.handshakeTimeoutMs !== undefined ? { handshake_timeout: ws.handshakeTimeoutMs * NS_PER_MS } : {}),
+      ...(ws.tls === undefined ? { no_tls: true } : {}),
+      ...(ws.allowedOrigins?.length ? { allowed_origins: ws.allowedOrigins } : {}),
+      ...(ws.sameOrigin ? { same_origin: true } : {}),
+      ...(ws.compression ? { compression: true } : {}),
     };
   }
 
@@ -174,7 +190,7 @@ export class Monitor {
       const info: Record<string, unknown> = {
         cid: c.cid,
         kind: "Client",
-        type: "nats",
+        type: c.transport.kind === "websocket" ? "websocket" : "nats",
         ip: c.ip,
         port: c.port,
         start: c.start.toISOString(),
@@ -182,7 +198,7 @@ export class Monitor {
         rtt: `${c.rttMs}ms`,
         uptime: goDuration(now - c.start.getTime()),
         idle: goDuration(now - c.lastActivity),
-        pending_bytes: c.socket.writableLength + c.out.pending,
+        pending_bytes: c.transport.backlog + c.out.pending,
         in_msgs: c.inMsgs,
         out_msgs: c.outMsgs,
         in_bytes: c.inBytes,

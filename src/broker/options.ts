@@ -26,6 +26,24 @@ export interface BrokerTls {
   timeoutMs?: number;
 }
 
+/** NATS over WebSocket beside the TCP port, as nats-server's `websocket {}` block. */
+export interface BrokerWebSocket {
+  /** Port; 0 picks a free one (read it back from `wsPort`). */
+  port: number;
+  /** Interface; default the broker's host. */
+  host?: string;
+  /** TLS for wss://. Without it the listener is plain ws:// (nats-server's `no_tls: true`). */
+  tls?: BrokerTls;
+  /** Offer permessage-deflate to clients that ask for it. */
+  compression?: boolean;
+  /** Origins (scheme://host[:port]) a browser may connect from; others get 403. Empty: any. */
+  allowedOrigins?: string[];
+  /** Refuse a browser whose Origin is not the listener's own host and port. */
+  sameOrigin?: boolean;
+  /** Time allowed for the HTTP upgrade. Default 2 s. */
+  handshakeTimeoutMs?: number;
+}
+
 export interface BrokerOptions {
   /** Interface to listen on. Default 127.0.0.1 (use 0.0.0.0 to serve other machines). */
   host?: string;
@@ -64,8 +82,8 @@ export interface BrokerOptions {
   connectTimeoutMs?: number;
   auth?: BrokerAuth;
   tls?: BrokerTls;
-  /** The config file's `websocket {}` block, kept as parsed until the broker serves WebSocket. */
-  websocket?: Record<string, unknown>;
+  /** A WebSocket listener for browsers and nats.ws clients; off when absent. */
+  websocket?: BrokerWebSocket;
   /** Data directory: JetStream keeps its streams under <dataDir>/jetstream. Without it, a temporary
    *  directory is used and removed on close (nothing survives a restart). */
   dataDir?: string;
@@ -104,8 +122,8 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     const value = resolved[key];
     if (!Number.isInteger(value) || value <= 0) throw new Error(`broker option ${key} must be a positive integer, got ${value}`);
   }
-  if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
-    throw new Error(`broker option port must be 0-65535, got ${resolved.port}`);
+  for (const [name, port] of [["port", resolved.port], ["websocket.port", resolved.websocket?.port ?? 0]] as const) {
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`broker option ${name} must be 0-65535, got ${port}`);
   }
   return resolved;
 }

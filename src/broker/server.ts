@@ -14,6 +14,8 @@ import type { PubFrame } from "./parser.js";
 import { type ResolvedOptions, SERVER_VERSION } from "./options.js";
 import { type MatchResult, Sublist, type Subscription } from "./sublist.js";
 import { TlsUpgrader } from "./tls.js";
+import { type ClientTransport, SocketTransport } from "./transport.js";
+import { WebSocketListener } from "./websocket.js";
 
 const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
 const EMPTY = Buffer.alloc(0);
@@ -45,6 +47,7 @@ export class Broker {
   private nextCid = 1;
   private listener: net.Server | null = null;
   private listenPort = 0;
+  private ws: WebSocketListener | null = null;
   /** Stats of closed connections, so totals stay monotonic. */
   private closedStats = { inMsgs: 0, outMsgs: 0, inBytes: 0, outBytes: 0 };
 
@@ -114,8 +117,32 @@ export class Broker {
     server.on("error", (err) => this.log.error({ err }, "listener error"));
     this.listener = server;
     this.listenPort = (server.address() as net.AddressInfo).port;
+    const wsConfig = this.options.websocket;
+    if (wsConfig !== undefined) {
+      const ws = new WebSocketListener(wsConfig, this.options.maxPayload + this.options.maxControlLine, this);
+      try {
+        await ws.listen(this.options.host);
+      } catch (err) {
+        await new Promise((resolve) => server.close(resolve));
+        throw err;
+      }
+      this.ws = ws;
+    }
   }
 
+  /** The WebSocket listener's URL (ws:// or wss://), when there is one. */
+  get wsUrl(): string | undefined {
+    const ws = this.ws;
+    if (ws === null) return undefined;
+    const host = this.options.websocket?.host ?? this.options.host;
+    return `${ws.scheme}://${host.includes(":") ? `[${host}]` : host}:${ws.port}`;
+  }
+
+  get wsPort(): number | undefined {
+    return this.ws?.port;
+  }
+
+  /** INFO for a client. TLS over WebSocket is the HTTP listener's (wss), so those clients are not told to upgrade. */
   info(client: ClientConnection): object {
     const o = this.options;
     return {
@@ -128,7 +155,7 @@ export class Broker {
       port: this.listenPort,
       headers: true,
       ...(this.authRequired ? { auth_required: true } : {}),
-      ...(o.tls ? { tls_required: true, ...(o.tls.verify ? { tls_verify: true } : {}) } : {}),
+      ...(o.tls && client.transport.kind === "tcp" ? { tls_required: true, ...(o.tls.verify ? { tls_verify: true } : {}) } : {}),
       ...(this.jetstreamEnabled ? { jetstream: true } : {}),
       max_payload: o.maxPayload,
       client_id: client.cid,
@@ -138,20 +165,33 @@ export class Broker {
   }
 
   private accept(socket: net.Socket): void {
-    const client = new ClientConnection(this.nextCid++, this.tls ? this.tls.upgrade(socket) : socket, this);
+    if (this.tls) {
+      // The server's TLS side speaks only after the client hello, so INFO goes first on the raw socket.
+      const client = this.admit(new SocketTransport(this.tls.upgrade(socket)));
+      if (client !== null) socket.write(`INFO ${JSON.stringify(this.info(client))} \r\n`);
+      return;
+    }
+    this.acceptTransport(new SocketTransport(socket));
+  }
+
+  /** A new client on an open transport (a TCP socket, or a WebSocket after its upgrade): INFO goes out. */
+  acceptTransport(transport: ClientTransport): void {
+    const client = this.admit(transport);
+    if (client === null) return;
+    client.sendInfo(this.info(client));
+    this.flush(null);
+  }
+
+  /** The connection over a transport, or null when the connection limit refuses it. */
+  private admit(transport: ClientTransport): ClientConnection | null {
+    const client = new ClientConnection(this.nextCid++, transport, this);
     this.totalConnections++;
     if (this.clients.size >= this.options.maxConnections) {
       client.closeWithError("maximum connections exceeded");
-      return;
+      return null;
     }
     this.clients.set(client.cid, client);
-    if (this.tls) {
-      // The server's TLS side speaks only after the client hello, so INFO goes first on the raw socket.
-      socket.write(`INFO ${JSON.stringify(this.info(client))} \r\n`);
-      return;
-    }
-    client.sendInfo(this.info(client));
-    this.flush(null);
+    return client;
   }
 
   removeClient(client: ClientConnection, reason: string): void {
@@ -303,14 +343,13 @@ export class Broker {
     this.listener = null;
     const closedListener = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : Promise.resolve();
     const clients = [...this.clients.values()];
-    const sockets = clients.map(
-      (c) => new Promise<void>((resolve) => (c.socket.closed ? resolve() : c.socket.once("close", () => resolve()))),
-    );
+    const transports = clients.map((c) => c.transport.closed());
     this.flush(null);
     for (const client of clients) client.close("server shutdown");
-    await Promise.race([Promise.all(sockets), new Promise((r) => setTimeout(r, 3000).unref())]);
-    for (const client of clients) client.socket.destroy();
-    await closedListener;
+    await Promise.race([Promise.all(transports), new Promise((r) => setTimeout(r, 3000).unref())]);
+    for (const client of clients) client.transport.destroy();
+    await Promise.all([closedListener, this.ws?.close()]);
+    this.ws = null;
   }
 }
 

@@ -15,20 +15,7 @@ export class TlsUpgrader {
   private readonly timeoutMs: number;
 
   constructor(private readonly config: BrokerTls) {
-    const read = (file: string, what: string): Buffer => {
-      try {
-        return fs.readFileSync(file);
-      } catch (err) {
-        throw new Error(`tls: cannot read ${what} ${file}: ${(err as Error).message}`);
-      }
-    };
-    if (config.verify && config.caFile === undefined) throw new Error("tls: verify needs a ca_file to check client certificates against");
-    this.context = tls.createSecureContext({
-      cert: read(config.certFile, "cert_file"),
-      key: read(config.keyFile, "key_file"),
-      ...(config.caFile !== undefined ? { ca: read(config.caFile, "ca_file") } : {}),
-      minVersion: "TLSv1.2",
-    });
+    this.context = tls.createSecureContext(tlsServerOptions(config));
     this.timeoutMs = config.timeoutMs ?? DEFAULT_TLS_TIMEOUT_MS;
   }
 
@@ -42,4 +29,25 @@ export class TlsUpgrader {
     secure.once("close", () => clearTimeout(timer));
     return secure;
   }
+}
+
+/** Certificate, key and CA of a tls block, read and checked, as options for a TLS server. */
+export function tlsServerOptions(config: BrokerTls): tls.TlsOptions {
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new Error(`tls: cannot read ${what} ${file}: ${(err as Error).message}`);
+    }
+  };
+  if (config.verify && config.caFile === undefined) throw new Error("tls: verify needs a ca_file to check client certificates against");
+  const verify = config.verify === true;
+  return {
+    cert: read(config.certFile, "cert_file"),
+    key: read(config.keyFile, "key_file"),
+    ...(config.caFile !== undefined ? { ca: read(config.caFile, "ca_file") } : {}),
+    minVersion: "TLSv1.2",
+    requestCert: verify,
+    rejectUnauthorized: verify,
+  };
 }

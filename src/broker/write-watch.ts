@@ -4,10 +4,10 @@
 // whose output makes no progress for write_deadline is stuck. The publish path pays one addition per
 // write; the timer runs only while something waits.
 
-import type { Socket } from "node:net";
+import type { ClientTransport } from "./transport.js";
 
 export class WriteWatch {
-  /** Bytes handed to socket.write() over the connection's life. */
+  /** Bytes handed to write() over the connection's life. */
   private handed = 0;
   /** Bytes the socket had finished writing at the last check that saw progress. */
   private doneAtProgress = 0;
@@ -15,7 +15,7 @@ export class WriteWatch {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly socket: Socket,
+    private readonly transport: ClientTransport,
     private readonly deadlineMs: number,
     private readonly onStuck: () => void,
   ) {}
@@ -40,11 +40,11 @@ export class WriteWatch {
   }
 
   private done(): number {
-    return this.handed - this.socket.writableLength;
+    return this.handed - this.transport.backlog;
   }
 
   private check(): void {
-    if (this.socket.writableLength === 0) return this.stop();
+    if (this.transport.backlog === 0) return this.stop();
     const done = this.done();
     const now = Date.now();
     if (done !== this.doneAtProgress) {

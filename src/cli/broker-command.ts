@@ -2,7 +2,7 @@
 
 import { Command, InvalidArgumentError } from "commander";
 import pino from "pino";
-import type { BrokerOptions, BrokerTls } from "../broker/options.js";
+import type { BrokerOptions, BrokerTls, BrokerWebSocket } from "../broker/options.js";
 
 function port(value: string): number {
   const n = Number(value);
@@ -46,8 +46,47 @@ export function tlsFromFlags(opts: TlsFlags, base?: BrokerTls): BrokerTls | unde
   return tls;
 }
 
+/** The broker's WebSocket flags, for `nex broker` and `nex node up`. */
+export function addWebSocketOptions(cmd: Command): Command {
+  return cmd
+    .option("--ws-port <port>", "also serve NATS over WebSocket on this port, for browsers (0 = any free port; off unless given)", port)
+    .option("--ws-host <host>", "interface of the WebSocket listener (default: the broker's --host)")
+    .option("--ws-compression", "offer permessage-deflate to WebSocket clients")
+    .option("--ws-allowed-origin <origin>", "a browser Origin allowed to connect, e.g. https://app.example.com (repeatable; default: any)", (v: string, prev: string[] = []) => [...prev, v]);
+}
+
+export interface WebSocketFlags {
+  wsPort?: number;
+  wsHost?: string;
+  wsCompression?: boolean;
+  wsAllowedOrigin?: string[];
+}
+
+/**
+ * The websocket block the flags describe, over one from a config file. A listener from the flags uses
+ * the broker's TLS (wss://) when it has one, else plain ws:// (nats-server would need `no_tls: true`).
+ */
+export function websocketFromFlags(opts: WebSocketFlags, base: BrokerWebSocket | undefined, tls: BrokerTls | undefined): BrokerWebSocket | undefined {
+  const others = opts.wsHost !== undefined || opts.wsCompression || opts.wsAllowedOrigin !== undefined;
+  if (opts.wsPort === undefined && base === undefined) {
+    if (others) throw new InvalidArgumentError("--ws-host, --ws-compression and --ws-allowed-origin need --ws-port");
+    return undefined;
+  }
+  const ws: BrokerWebSocket = { ...(base ?? { port: 0, ...(tls ? { tls } : {}) }) };
+  if (opts.wsPort !== undefined) ws.port = opts.wsPort;
+  if (opts.wsHost !== undefined) ws.host = opts.wsHost;
+  if (opts.wsCompression) ws.compression = true;
+  if (opts.wsAllowedOrigin !== undefined) {
+    for (const origin of opts.wsAllowedOrigin) {
+      if (!/^https?:\/\/[^/]+$/.test(origin)) throw new InvalidArgumentError(`--ws-allowed-origin: expected scheme://host[:port], got ${JSON.stringify(origin)}`);
+    }
+    ws.allowedOrigins = opts.wsAllowedOrigin;
+  }
+  return ws;
+}
+
 export function brokerCommand(): Command {
-  return addTlsOptions(new Command("broker"))
+  return addWebSocketOptions(addTlsOptions(new Command("broker")))
     .description("run the bundled NATS broker (nats-server compatible core protocol)")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("-p, --port <port>", "client port (0 = any free port)", port, 4222)
@@ -91,8 +130,10 @@ export function brokerCommand(): Command {
         options.auth = { token: opts.token };
       }
       options.tls = tlsFromFlags(opts, options.tls);
+      options.websocket = websocketFromFlags(opts, options.websocket, options.tls);
       const broker = await startBroker(options, log);
       console.log(`Listening for client connections on ${broker.url}`);
+      if (broker.wsUrl) console.log(`Listening for websocket clients on ${broker.wsUrl}`);
       if (broker.httpUrl) console.log(`Monitoring on ${broker.httpUrl}`);
       let stopping = false;
       const stop = async (signal: string): Promise<void> => {

@@ -10,7 +10,7 @@ import { addConnectionOptions, type ConnectionOptions, connectFromOptions } from
 import { ControlClient } from "./control-client.js";
 import { issuerKey, nexHome } from "../util/nex-home.js";
 import { configureUsageErrors, printJson, printTable, withErrors } from "./output.js";
-import { addTlsOptions, type TlsFlags, tlsFromFlags } from "./broker-command.js";
+import { addTlsOptions, addWebSocketOptions, type TlsFlags, tlsFromFlags, type WebSocketFlags, websocketFromFlags } from "./broker-command.js";
 import type { BrokerOptions } from "../broker/options.js";
 
 function keyValues(value: string, previous: Record<string, string> = {}): Record<string, string> {
@@ -38,17 +38,21 @@ async function withControl<T>(opts: ClientOpts, fn: (client: ControlClient) => P
   }
 }
 
-/** The bundled broker's options from --broker-config and the TLS flags (loaded only for `node up`). */
-async function brokerOptionsFrom(opts: TlsFlags & { brokerConfig?: string; server?: string }): Promise<BrokerOptions | undefined> {
-  if (opts.server) return undefined;
+/** The bundled broker's options from --broker-config and the TLS and WebSocket flags (loaded only for `node up`). */
+async function brokerOptionsFrom(opts: TlsFlags & WebSocketFlags & { brokerConfig?: string; server?: string }): Promise<BrokerOptions | undefined> {
+  if (opts.server) {
+    if (opts.wsPort !== undefined) throw new Error("--ws-port is a bundled broker setting: it cannot be combined with --server");
+    return undefined;
+  }
   const fromFile: BrokerOptions = opts.brokerConfig ? (await import("../broker/config.js")).loadConfigFile(opts.brokerConfig) : {};
   const tls = tlsFromFlags(opts, fromFile.tls);
-  return { ...fromFile, ...(tls ? { tls } : {}) };
+  const websocket = websocketFromFlags(opts, fromFile.websocket, tls);
+  return { ...fromFile, ...(tls ? { tls } : {}), ...(websocket ? { websocket } : {}) };
 }
 
 function upCommand(version: string): Command {
   return configureUsageErrors(
-    addTlsOptions(new Command("up"))
+    addWebSocketOptions(addTlsOptions(new Command("up")))
       .description("start a node: the bundled NATS broker and a node agent (or only the agent, with --server)")
       .option("-s, --server <urls>", "use an existing NATS server/cluster instead of the bundled broker")
       .option("--user <user>", "NATS username (with the bundled broker: the one user it admits)")
@@ -112,6 +116,7 @@ function upCommand(version: string): Command {
           console.log(`  types:    ${info.workload_types.join(", ")}`);
           console.log(`  tags:     ${JSON.stringify(info.tags)}`);
           console.log(`  broker:   ${running.brokerUrl}${running.broker ? " (bundled)" : ""}`);
+          if (running.broker?.wsUrl) console.log(`  websocket: ${running.broker.wsUrl}`);
           if (running.broker?.httpUrl) console.log(`  monitor:  ${running.broker.httpUrl}`);
           if (running.local) {
             console.log(`  clients:  ${running.local.url_with_credentials}`);

@@ -30,6 +30,8 @@ export interface LocalBrokerConnection {
   token?: string;
   /** The same, as one URL (nats://user:password@host:port) for clients that read credentials from URLs, such as the nats CLI. */
   url_with_credentials: string;
+  /** The broker's WebSocket listener (ws:// or wss://), for browsers; the same credentials apply. */
+  ws_url?: string;
   /** A TLS broker: what a client trusts (and shows, where a client certificate is required), as nats.js takes it. */
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
@@ -55,7 +57,7 @@ export function loadOrCreateBrokerUsers(dataDir: string): BundledBrokerUsers {
 }
 
 /** Records how the local CLI reaches this broker (NEX_HOME/local-broker.json). */
-export function recordLocalBroker(url: string, auth: NatsAuth): LocalBrokerConnection {
+export function recordLocalBroker(url: string, auth: NatsAuth, wsUrl?: string): LocalBrokerConnection {
   const withCredentials = new URL(url);
   if (auth.user) {
     withCredentials.username = encodeURIComponent(auth.user);
@@ -66,6 +68,7 @@ export function recordLocalBroker(url: string, auth: NatsAuth): LocalBrokerConne
     ...(auth.user ? { user: auth.user, password: auth.pass ?? "" } : {}),
     ...(auth.token ? { token: auth.token } : {}),
     url_with_credentials: withCredentials.toString().replace(/\/$/, ""),
+    ...(wsUrl ? { ws_url: wsUrl } : {}),
     ...(auth.tls ? { tls: auth.tls } : {}),
   };
   writePrivate(path.join(nexHome(), LOCAL_BROKER_FILE), connection);

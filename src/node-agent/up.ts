@@ -100,7 +100,7 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     // Over TLS the node (and its runtime hosts) trust the broker's CA, and show their certificate where one is required.
     const tls = options.tls ? { caFile: options.tls.caFile, ...(options.tls.verify ? { certFile: options.tls.certFile, keyFile: options.tls.keyFile } : {}) } : undefined;
     o = { ...o, auth: access.node || tls ? { ...access.node, ...(tls ? { tls } : {}) } : undefined };
-    local = access.local ? recordLocalBroker(broker.url, { ...access.local, ...(tls ? { tls } : {}) }) : undefined;
+    local = access.local ? recordLocalBroker(broker.url, { ...access.local, ...(tls ? { tls } : {}) }, broker.wsUrl) : undefined;
     // Containers connect with users of their own; a broker with a token or without auth has no users to mint.
     if (access.workloadSecret) credentials = new BrokerWorkloadUsers(broker.users, access.workloadSecret);
   }

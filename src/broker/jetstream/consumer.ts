@@ -214,7 +214,7 @@ export class Consumer {
   private backloggedReceiver(subs: Subscription[]): ClientConnection | null {
     for (const sub of subs) {
       const owner = sub.owner as ClientConnection | null;
-      if (owner !== null && owner.socket.writableLength > RECEIVER_BACKLOG_LIMIT) return owner;
+      if (owner !== null && owner.transport.backlog > RECEIVER_BACKLOG_LIMIT) return owner;
     }
     return null;
   }
