@@ -6,6 +6,11 @@ import type { ChildConfig, FromChild, ReqReport, ToChild } from "./messages.js";
 
 const LOADGEN = fileURLToPath(new URL("./loadgen.js", import.meta.url));
 
+/** Extra node options from an environment variable (space-separated; NODE_OPTIONS refuses --cpu-prof). */
+export function nodeArgsFromEnv(name: string): string[] {
+  return (process.env[name] ?? "").split(/\s+/).filter(Boolean);
+}
+
 /** Every child process we started and have not reaped yet (for cleanup on exit). */
 export const liveProcesses = new Set<ChildProcess>();
 
@@ -35,7 +40,8 @@ export class LoadChild {
     this.failed.catch(() => {}); // observed via race(); avoid unhandled rejections
     this.proc = fork(LOADGEN, [JSON.stringify(config)], {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
-      execArgv: [],
+      // BENCH_CHILD_NODE_ARGS (profiling experiments only), e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+      execArgv: nodeArgsFromEnv("BENCH_CHILD_NODE_ARGS"),
     });
     liveProcesses.add(this.proc);
     this.proc.on("message", (m: FromChild) => {

@@ -3,14 +3,16 @@
 //
 //   node dist/bench/loadgen.js '<json ChildConfig>'
 //
-// pub/sub use raw sockets (no client library); req/rep/reqc use @nats-io/transport-node, kvrep
-// also @nats-io/kv; the JetStream workloads (role "js") live in jsload.ts and use the nats.js v3
+// pub/sub use raw sockets (no client library), over TCP or over a WebSocket (the `ws` package: the same
+// protocol bytes in binary frames); req/rep/reqc use @nats-io/transport-node (or, for a ws:// url,
+// @nats-io/nats-core's wsconnect over `ws`), kvrep also @nats-io/kv; the JetStream workloads (role "js") live in jsload.ts and use the nats.js v3
 // JetStream, KV and object store clients.
 // The parent drives each child over the fork() IPC channel (see messages.ts).
 
 import net from "node:net";
 import { hrtime } from "node:process";
 import type { Msg } from "@nats-io/transport-node";
+import WebSocket from "ws";
 import type {
   ChildConfig,
   FromChild,
@@ -21,6 +23,7 @@ import type {
   ReqcConfig,
   SubConfig,
   ToChild,
+  Transport,
 } from "./messages.js";
 import { InboundCounter, buildPubBatch, connectCommand, msgFrameShape, pubCommandLen } from "./wire.js";
 
@@ -116,6 +119,72 @@ function sleepUntil(at: bigint): Promise<void> {
   return ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
 }
 
+// ------------------------------------------------------------- raw links
+
+/** A raw NATS protocol byte stream to the server, over TCP or a WebSocket. */
+interface RawLink {
+  /** Sends bytes; false: the transport has buffered enough, wait for onDrain before sending more. */
+  write(data: Buffer | string): boolean;
+}
+
+interface LinkEvents {
+  /** Bytes from the server, exactly as received (a TCP read, or one WebSocket message). */
+  onData(d: Buffer): void;
+  onDrain(): void;
+  onError(e: Error): void;
+  onClose(): void;
+}
+
+/** Socket write buffer above which write() asks to wait (net.Socket's default highWaterMark). */
+const WRITE_HWM = 16 * 1024;
+
+/**
+ * Opens a link and resolves once it is connected. TCP reads go straight into `readBuf` (no per-read
+ * allocation); a WebSocket delivers one Buffer per message. Over a WebSocket, write() sends one binary
+ * frame per call (masked with a random key, as every client must) and reports "wait" while the
+ * underlying socket holds more than WRITE_HWM unsent bytes, as net.Socket.write does.
+ */
+async function openLink(transport: Transport, port: number, readBuf: Buffer, ev: LinkEvents): Promise<RawLink> {
+  if (transport === "tcp") {
+    const sock = net.connect({
+      host: HOST,
+      port,
+      onread: {
+        buffer: readBuf,
+        callback: (n: number): boolean => {
+          ev.onData(readBuf.subarray(0, n));
+          return true;
+        },
+      },
+    });
+    sock.setNoDelay(true);
+    sock.on("drain", () => ev.onDrain());
+    sock.on("error", (e) => ev.onError(e));
+    sock.on("close", () => ev.onClose());
+    await new Promise<void>((resolve) => sock.once("connect", () => resolve()));
+    return { write: (d) => sock.write(d) };
+  }
+  const ws = new WebSocket(`ws://${HOST}:${port}`, { perMessageDeflate: false, skipUTF8Validation: true });
+  ws.binaryType = "nodebuffer";
+  ws.on("message", (d: Buffer) => ev.onData(d));
+  ws.on("error", (e) => ev.onError(e));
+  ws.on("close", () => ev.onClose());
+  await new Promise<void>((resolve, reject) => {
+    ws.once("open", () => resolve());
+    ws.once("error", reject);
+  });
+  const sent = (err?: Error): void => {
+    if (err) ev.onError(err);
+    else if (ws.bufferedAmount < WRITE_HWM) ev.onDrain();
+  };
+  return {
+    write: (d) => {
+      ws.send(typeof d === "string" ? Buffer.from(d, "latin1") : d, { binary: true }, sent);
+      return ws.bufferedAmount < WRITE_HWM;
+    },
+  };
+}
+
 // ---------------------------------------------------------------- publisher
 
 async function runPub(cfg: PubConfig): Promise<void> {
@@ -138,30 +207,29 @@ async function runPub(cfg: PubConfig): Promise<void> {
     }
   };
 
-  const sock = net.connect({ host: HOST, port: cfg.port });
-  sock.setNoDelay(true);
+  let link: RawLink;
   const counter = new InboundCounter(null, {
-    onPing: () => sock.write("PONG\r\n"),
+    onPing: () => link.write("PONG\r\n"),
     onPong: () => {
       pongs++;
       sig.notify();
     },
     onError: (t) => report(`publisher got ${t}`),
   });
-  sock.on("data", (d: Buffer) => counter.feed(d));
-  sock.on("drain", () => {
-    drained = true;
-    sig.notify();
+  link = await openLink(cfg.transport, cfg.port, Buffer.allocUnsafe(64 * 1024), {
+    onData: (d) => counter.feed(d),
+    onDrain: () => {
+      drained = true;
+      sig.notify();
+    },
+    onError: (e) => report(`publisher ${cfg.transport} error: ${e.message}`),
+    onClose: () => {
+      closed = true;
+      if (!finished) report("publisher connection closed by the server");
+      sig.notify();
+    },
   });
-  sock.on("error", (e) => report(`publisher socket error: ${e.message}`));
-  sock.on("close", () => {
-    closed = true;
-    if (!finished) report("publisher connection closed by the server");
-    sig.notify();
-  });
-
-  await new Promise<void>((resolve) => sock.once("connect", () => resolve()));
-  sock.write(connectCommand() + "PING\r\n");
+  link.write(connectCommand() + "PING\r\n");
   pings++;
   await sig.until(() => pongs >= pings, CONNECT_TIMEOUT_MS, "PONG after CONNECT");
   send({ type: "ready" });
@@ -185,7 +253,7 @@ async function runPub(cfg: PubConfig): Promise<void> {
       await sig.until(() => sent - delivered <= cfg.maxLagMsgs, STALL_TIMEOUT_MS, "deliveries (lag window)");
     }
     if (closed) break;
-    drained = sock.write(batch);
+    drained = link.write(batch);
     pings++;
     sent += perBatch;
     if (!drained) await sig.until(() => drained, STALL_TIMEOUT_MS, "socket drain");
@@ -213,50 +281,41 @@ async function runSub(cfg: SubConfig): Promise<void> {
   let snapTime: bigint | null = null;
   let lastTime: bigint | null = null;
 
-  // Reads go straight into one reusable buffer: no per-read allocation.
-  const readBuf = Buffer.allocUnsafe(256 * 1024);
-  let sock: net.Socket;
+  let link: RawLink;
   const counter = new InboundCounter(msgFrameShape(cfg.subject, sid, cfg.payloadSize), {
-    onPing: () => sock.write("PONG\r\n"),
+    onPing: () => link.write("PONG\r\n"),
     onPong: () => {
       pongs++;
       sig.notify();
     },
     onError: (t) => report(`subscriber got ${t}`),
   });
-  sock = net.connect({
-    host: HOST,
-    port: cfg.port,
-    onread: {
-      buffer: readBuf,
-      callback: (n: number): boolean => {
-        const before = counter.msgs;
-        try {
-          counter.feed(readBuf.subarray(0, n));
-        } catch (e) {
-          report(`subscriber parse error: ${(e as Error).message}`);
+  // TCP reads go straight into one reusable buffer: no per-read allocation.
+  link = await openLink(cfg.transport, cfg.port, Buffer.allocUnsafe(256 * 1024), {
+    onData: (d) => {
+      const before = counter.msgs;
+      try {
+        counter.feed(d);
+      } catch (e) {
+        report(`subscriber parse error: ${(e as Error).message}`);
+      }
+      if (counter.msgs !== before) {
+        const now = hrtime.bigint();
+        if (snapTime === null && warmAt !== null && now >= warmAt) {
+          snapCount = before;
+          snapTime = now;
         }
-        if (counter.msgs !== before) {
-          const now = hrtime.bigint();
-          if (snapTime === null && warmAt !== null && now >= warmAt) {
-            snapCount = before;
-            snapTime = now;
-          }
-          lastTime = now;
-        }
-        return true;
-      },
+        lastTime = now;
+      }
+    },
+    onDrain: () => {},
+    onError: (e) => report(`subscriber ${cfg.transport} error: ${e.message}`),
+    onClose: () => {
+      if (!finished) report("subscriber connection closed by the server (slow consumer?)");
     },
   });
-  sock.setNoDelay(true);
-  sock.on("error", (e) => report(`subscriber socket error: ${e.message}`));
-  sock.on("close", () => {
-    if (!finished) report("subscriber connection closed by the server (slow consumer?)");
-  });
-
-  await new Promise<void>((resolve) => sock.once("connect", () => resolve()));
   const q = cfg.queue ? ` ${cfg.queue}` : "";
-  sock.write(`${connectCommand()}SUB ${cfg.subject}${q} ${sid}\r\nPING\r\n`);
+  link.write(`${connectCommand()}SUB ${cfg.subject}${q} ${sid}\r\nPING\r\n`);
   await sig.until(() => pongs >= 1, CONNECT_TIMEOUT_MS, "PONG after SUB");
   onParentMessage = (m) => {
     if (m.type === "arm") warmAt = BigInt(m.warmAt);
@@ -275,7 +334,7 @@ async function runSub(cfg: SubConfig): Promise<void> {
   clearInterval(progress);
   // The server answers our PING after everything it queued for us before it.
   const want = pongs + 1;
-  sock.write("PING\r\n");
+  link.write("PING\r\n");
   await sig.until(() => pongs >= want, FINISH_TIMEOUT_MS, "PONG after drain");
   finished = true;
   send({
@@ -295,9 +354,22 @@ async function loadClient() {
   return await import("@nats-io/transport-node");
 }
 
-async function runRep(cfg: RepConfig): Promise<void> {
+/**
+ * A nats.js connection to `url`: nats://... through @nats-io/transport-node, ws://... through
+ * @nats-io/nats-core's wsconnect, which needs a global WebSocket (Node 20 has none: the `ws` package's).
+ */
+async function connectTo(url: string) {
+  if (url.startsWith("ws://") || url.startsWith("wss://")) {
+    (globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket;
+    const { wsconnect } = await import("@nats-io/nats-core");
+    return await wsconnect({ servers: url, timeout: CONNECT_TIMEOUT_MS, reconnect: false });
+  }
   const { connect } = await loadClient();
-  const nc = await connect({ servers: cfg.url, timeout: CONNECT_TIMEOUT_MS, reconnect: false });
+  return await connect({ servers: url, timeout: CONNECT_TIMEOUT_MS, reconnect: false });
+}
+
+async function runRep(cfg: RepConfig): Promise<void> {
+  const nc = await connectTo(cfg.url);
   nc.subscribe(cfg.subject, {
     callback: (err, msg) => {
       if (!err) msg.respond(msg.data);
@@ -359,8 +431,7 @@ function percentile(sorted: Float64Array, p: number): number {
 }
 
 async function runReq(cfg: ReqConfig): Promise<void> {
-  const { connect } = await loadClient();
-  const nc = await connect({ servers: cfg.url, timeout: CONNECT_TIMEOUT_MS, reconnect: false });
+  const nc = await connectTo(cfg.url);
   const payload = new Uint8Array(cfg.payloadSize).fill(0x61);
   // One request to make sure the responder is reachable (and create the mux inbox).
   await nc.request(cfg.subject, payload, { timeout: 5000 });
@@ -408,8 +479,7 @@ const REQC_TIMEOUT_MS = 5000;
  * in [warmAt, endAt) are counted. Error replies (Nex-Error header) count as errors.
  */
 async function runReqc(cfg: ReqcConfig): Promise<void> {
-  const { connect } = await loadClient();
-  const nc = await connect({ servers: cfg.url, timeout: CONNECT_TIMEOUT_MS, reconnect: false });
+  const nc = await connectTo(cfg.url);
   const payload = new Uint8Array(cfg.payloadSize).fill(0x61);
   await nc.request(cfg.subject, payload, { timeout: 5000 });
   send({ type: "ready" });

@@ -2,8 +2,16 @@
 // Times are process.hrtime.bigint() values (CLOCK_MONOTONIC, shared by all
 // processes on the machine) sent as decimal strings.
 
+/**
+ * How a raw-protocol load generator reaches the server: a TCP socket, or a WebSocket (the `ws` package;
+ * the same NATS protocol bytes carried in binary frames, masked as every client must). `port` is the
+ * server's TCP port or its websocket port accordingly.
+ */
+export type Transport = "tcp" | "ws";
+
 export interface PubConfig {
   role: "pub";
+  transport: Transport;
   port: number;
   subject: string;
   payloadSize: number;
@@ -17,6 +25,7 @@ export interface PubConfig {
 
 export interface SubConfig {
   role: "sub";
+  transport: Transport;
   port: number;
   subject: string;
   queue: string | null;
@@ -27,6 +36,7 @@ export interface SubConfig {
 
 export interface ReqConfig {
   role: "req";
+  /** nats://... (nats.js over TCP) or ws://... (nats.js `wsconnect` over the `ws` package's WebSocket). */
   url: string;
   subject: string;
   payloadSize: number;
@@ -43,6 +53,7 @@ export interface ReqcConfig {
 
 export interface RepConfig {
   role: "rep";
+  /** nats://... or ws://..., as ReqConfig.url. */
   url: string;
   subject: string;
 }

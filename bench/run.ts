@@ -1,17 +1,22 @@
 // Benchmark entry point: the bundled broker vs nats-server, same load generator; then the node rows
 // (JavaScript functions on `nex node up`, beside a bare NATS responder where there is a peer).
 //
-//   npm run bench                 # full run (~6.5 min; the node rows ~2.5 min of it, density included)
+//   npm run bench                 # full run (~7.5 min; the node rows ~2.5 min of it, density included)
 //   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
-//   npm run bench -- --only 1,5   # only some rows (1-16, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
+//   npm run bench -- --only 1,5   # only some rows (1-19, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
 //                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,
-//                                 #   kvfn, oci)
+//                                 #   kvfn, oci, wspubsub16, wsreqrep)
 //   npm run bench -- --only node  # the five node rows (trigger, trigger50, cold, density, kvfn)
+//   npm run bench -- --only ws    # the two WebSocket rows (wspubsub16, wsreqrep)
 //   npm run bench -- --only wasm,wasmcold   # WebAssembly rows (bench/wasm.ts), also part of a full run
 //
 // Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
 // consumer, object store), run against `nats-server -js` and the bundled
 // broker's JetStream, each with a fresh temporary data directory.
+// Rows 18-19 are rows 1 and 5 over WebSocket: the same clients reach each server's
+// websocket listener (nats-server: `websocket { listen: "127.0.0.1:P", no_tls: true }`
+// in a config file; bundled: --ws-port 0), plain ws, no compression. They run
+// with shorter windows (WS_WARMUP_MS + WS_MEASURE_MS) unless --warmup / --measure is given.
 // Rows 12-16 run a fresh `nex node up` each (see noderows.ts): warm trigger
 // round trip and throughput vs a bare responder, cold start, density, and a
 // function using the KV host service vs a bare responder using @nats-io/kv. The
@@ -25,7 +30,7 @@ import { writeFileSync } from "node:fs";
 import os from "node:os";
 import { hrtime } from "node:process";
 import { LoadChild, guarded, liveProcesses, sequentialRequests } from "./children.js";
-import type { JsReport, JsWorkload, PubReport, ReqReport, SubReport } from "./messages.js";
+import type { JsReport, JsWorkload, PubReport, ReqReport, SubReport, Transport } from "./messages.js";
 import {
   SERVER_LABEL,
   bundledUnavailableReason,
@@ -56,6 +61,9 @@ interface Options {
   jsMeasureMs: number;
   /** Messages pre-filled for the replay row. */
   replayMsgs: number;
+  /** Warm-up and timed window of the WebSocket rows (18, 19). */
+  wsWarmupMs: number;
+  wsMeasureMs: number;
   /** Warm-up and timed window of each of the kvfn row's trials (6 per run). */
   kvfnWarmupMs: number;
   kvfnMeasureMs: number;
@@ -84,14 +92,17 @@ const ROW_NAMES: Record<string, number> = {
   density: 15,
   kvfn: 16,
   oci: OCI_ROW_ID,
+  wspubsub16: 18,
+  wsreqrep: 19,
 };
-const ROW_COUNT = 17;
+const ROW_COUNT = 19;
 const DENSITY_ROW = 15;
 /** --only aliases for groups of rows. */
 const ROW_GROUPS: Record<string, number[]> = {
   core: [1, 2, 3, 4, 5],
   jetstream: [6, 7, 8, 9, 10, 11],
   node: [12, 13, 14, 15, 16],
+  ws: [18, 19],
 };
 
 function usage(msg?: string): never {
@@ -99,7 +110,8 @@ function usage(msg?: string): never {
   console.error(
     "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
       "                                                kvput,kvget,jspub,replay,objput,objget,\n" +
-      "                                                trigger,trigger50,cold,density,kvfn,oci|core,jetstream,node]\n" +
+      "                                                trigger,trigger50,cold,density,kvfn,oci,\n" +
+      "                                                wspubsub16,wsreqrep|core,jetstream,node,ws]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );
@@ -116,6 +128,8 @@ function parseArgs(argv: string[]): Options {
     jsWarmupMs: 0,
     jsMeasureMs: 0,
     replayMsgs: 0,
+    wsWarmupMs: 0,
+    wsMeasureMs: 0,
     kvfnWarmupMs: 0,
     kvfnMeasureMs: 0,
     servers: ["bundled", "nats"],
@@ -197,6 +211,10 @@ function parseArgs(argv: string[]): Options {
   o.jsMeasureMs = o.measureMs || (o.quick ? 700 : 1500);
   // The kvfn row makes 6 trials per run (latency and throughput; sync function, async function, peer): shorter windows keep
   // it near 30 s with 3 runs; an explicit --warmup / --measure applies to it too.
+  // The WebSocket rows repeat rows 1 and 5 over another transport: a shorter timed window keeps them
+  // near 50 s together with 3 runs; an explicit --warmup / --measure applies to them too.
+  o.wsWarmupMs = o.warmupMs || (o.quick ? 200 : WS_WARMUP_MS);
+  o.wsMeasureMs = o.measureMs || (o.quick ? 700 : WS_MEASURE_MS);
   o.kvfnWarmupMs = o.warmupMs || 300;
   o.kvfnMeasureMs = o.measureMs || (o.quick ? 1000 : 1200);
   if (!o.warmupMs) o.warmupMs = o.quick ? 300 : 500;
@@ -211,6 +229,8 @@ interface TputRow {
   kind: "tput";
   id: number;
   name: string;
+  /** How the raw-protocol publisher and subscribers reach the server. */
+  transport: Transport;
   unit: string;
   payload: number;
   subs: number;
@@ -223,6 +243,8 @@ interface LatRow {
   kind: "lat";
   id: number;
   name: string;
+  /** nats.js over TCP (connect) or WebSocket (wsconnect), requester and responder alike. */
+  transport: Transport;
   payload: number;
 }
 
@@ -258,17 +280,32 @@ function rowsFor(o: Options): Row[] {
     js(9, "replay", `JetStream ordered-consumer replay of ${formatNumber(o.replayMsgs)} × ${JS_PAYLOAD} B`, "msgs/s"),
     js(10, "objput", `JetStream object store put, ${OBJECT_BYTES / 1024 / 1024} MiB object`, "MB/s"),
     js(11, "objget", `JetStream object store get, ${OBJECT_BYTES / 1024 / 1024} MiB object`, "MB/s"),
+    ...WS_ROWS,
     ...nodeRows(),
   ];
 }
 
 const ROWS: Row[] = [
-  { kind: "tput", id: 1, name: "1 pub → 1 sub, 16 B", unit: "msgs/s", payload: 16, subs: 1, queue: null, fanout: false },
-  { kind: "tput", id: 2, name: "1 pub → 1 sub, 1 KiB", unit: "msgs/s", payload: 1024, subs: 1, queue: null, fanout: false },
-  { kind: "tput", id: 3, name: "1 pub → 4 subs fan-out, 16 B", unit: "deliveries/s", payload: 16, subs: 4, queue: null, fanout: true },
-  { kind: "tput", id: 4, name: "1 pub → queue group of 4 subs, 16 B", unit: "msgs/s", payload: 16, subs: 4, queue: "benchq", fanout: false },
-  { kind: "lat", id: 5, name: "request/reply round trip, 16 B (nats.js)", payload: 16 },
+  { kind: "tput", id: 1, name: "1 pub → 1 sub, 16 B", transport: "tcp", unit: "msgs/s", payload: 16, subs: 1, queue: null, fanout: false },
+  { kind: "tput", id: 2, name: "1 pub → 1 sub, 1 KiB", transport: "tcp", unit: "msgs/s", payload: 1024, subs: 1, queue: null, fanout: false },
+  { kind: "tput", id: 3, name: "1 pub → 4 subs fan-out, 16 B", transport: "tcp", unit: "deliveries/s", payload: 16, subs: 4, queue: null, fanout: true },
+  { kind: "tput", id: 4, name: "1 pub → queue group of 4 subs, 16 B", transport: "tcp", unit: "msgs/s", payload: 16, subs: 4, queue: "benchq", fanout: false },
+  { kind: "lat", id: 5, name: "request/reply round trip, 16 B (nats.js)", transport: "tcp", payload: 16 },
 ];
+
+/** Rows 1 and 5 over WebSocket (each server's websocket listener, plain ws, no compression). */
+const WS_ROWS: Row[] = [
+  { kind: "tput", id: 18, name: "WebSocket: 1 pub → 1 sub, 16 B", transport: "ws", unit: "msgs/s", payload: 16, subs: 1, queue: null, fanout: false },
+  { kind: "lat", id: 19, name: "WebSocket: request/reply round trip, 16 B (nats.js wsconnect)", transport: "ws", payload: 16 },
+];
+/**
+ * The WebSocket rows warm up longer than they measure: a freshly started bundled broker (a new Node
+ * process per run) serves WebSocket requests 1.5-2x slower than in steady state for its first 1-3 s
+ * (request/reply p50 ~0.7-1.4 ms after 0.3-1 s, ~0.2-0.3 ms after 3 s, on a busy 2-core VM), while
+ * nats-server is at speed at once. The rows compare steady states, as rows 1-5 do.
+ */
+const WS_WARMUP_MS = 2000;
+const WS_MEASURE_MS = 1000;
 
 // Load-generator policy, identical for both servers.
 // (The BENCH_* environment variables exist only for tuning experiments.)
@@ -314,8 +351,29 @@ interface JsResult extends JsReport {
 
 type TrialResult = TputResult | LatResult | JsResult;
 
+/** Warm-up and timed window of a core row: the WebSocket rows have their own. */
+function windowsOf(row: TputRow | LatRow, o: Options): { warmupMs: number; measureMs: number } {
+  return row.transport === "ws"
+    ? { warmupMs: o.wsWarmupMs, measureMs: o.wsMeasureMs }
+    : { warmupMs: o.warmupMs, measureMs: o.measureMs };
+}
+
+/** The port (TCP or websocket) or nats:// / ws:// url a row's clients connect to. */
+function portOf(server: RunningServer, transport: Transport): number {
+  if (transport === "tcp") return server.port;
+  if (server.wsPort === null) throw new Error("the server was started without a websocket listener");
+  return server.wsPort;
+}
+function urlOf(server: RunningServer, transport: Transport): string {
+  if (transport === "tcp") return server.url;
+  if (server.wsUrl === null) throw new Error("the server was started without a websocket listener");
+  return server.wsUrl;
+}
+
 async function runTputTrial(server: RunningServer, row: TputRow, o: Options): Promise<TputResult> {
   const subject = `bench.r${row.id}`;
+  const { warmupMs, measureMs } = windowsOf(row, o);
+  const port = portOf(server, row.transport);
   const frameLen = msgFrameShape(subject, "1", row.payload).frameLen;
   const children: LoadChild[] = [];
   let credit: NodeJS.Timeout | undefined;
@@ -324,7 +382,8 @@ async function runTputTrial(server: RunningServer, row: TputRow, o: Options): Pr
     for (let i = 0; i < row.subs; i++) {
       const c = new LoadChild(`sub${i + 1}`, {
         role: "sub",
-        port: server.port,
+        transport: row.transport,
+        port,
         subject,
         queue: row.queue,
         payloadSize: row.payload,
@@ -336,7 +395,8 @@ async function runTputTrial(server: RunningServer, row: TputRow, o: Options): Pr
     await guarded(children, Promise.all(subs.map((s) => s.next("ready", READY_TIMEOUT_MS))));
     const pub = new LoadChild("pub", {
       role: "pub",
-      port: server.port,
+      transport: row.transport,
+      port,
       subject,
       payloadSize: row.payload,
       batchBytes: BATCH_BYTES,
@@ -359,14 +419,14 @@ async function runTputTrial(server: RunningServer, row: TputRow, o: Options): Pr
     }, PROGRESS_MS);
 
     const startAt = hrtime.bigint() + 50_000_000n;
-    const warmAt = startAt + BigInt(o.warmupMs) * 1_000_000n;
-    const endAt = warmAt + BigInt(o.measureMs) * 1_000_000n;
+    const warmAt = startAt + BigInt(warmupMs) * 1_000_000n;
+    const endAt = warmAt + BigInt(measureMs) * 1_000_000n;
     for (const s of subs) s.send({ type: "arm", warmAt: warmAt.toString() });
     pub.send({ type: "start", startAt: startAt.toString(), endAt: endAt.toString() });
     const cpu0 = server.cpuSeconds();
     const wall0 = hrtime.bigint();
     const pubDone: PubReport = (
-      await guarded(children, pub.next("pubDone", o.warmupMs + o.measureMs + DRAIN_TIMEOUT_MS))
+      await guarded(children, pub.next("pubDone", warmupMs + measureMs + DRAIN_TIMEOUT_MS))
     ).report;
     const cpu1 = server.cpuSeconds();
     const serverCores =
@@ -416,13 +476,15 @@ async function runTputTrial(server: RunningServer, row: TputRow, o: Options): Pr
 
 async function runLatTrial(server: RunningServer, row: LatRow, o: Options): Promise<LatResult> {
   const subject = `bench.r${row.id}`;
+  const { warmupMs, measureMs } = windowsOf(row, o);
+  const url = urlOf(server, row.transport);
   const children: LoadChild[] = [];
   try {
-    const rep = new LoadChild("responder", { role: "rep", url: server.url, subject });
+    const rep = new LoadChild("responder", { role: "rep", url, subject });
     children.push(rep);
     await guarded(children, rep.next("ready", READY_TIMEOUT_MS));
     const r = await sequentialRequests(
-      { url: server.url, subject, payloadSize: row.payload, warmupMs: o.warmupMs, measureMs: o.measureMs, maxRequests: MAX_REQUESTS, readyTimeoutMs: READY_TIMEOUT_MS, drainTimeoutMs: DRAIN_TIMEOUT_MS },
+      { url, subject, payloadSize: row.payload, warmupMs, measureMs, maxRequests: MAX_REQUESTS, readyTimeoutMs: READY_TIMEOUT_MS, drainTimeoutMs: DRAIN_TIMEOUT_MS },
       children,
     );
     return { kind: "lat", ...r };
@@ -582,7 +644,10 @@ async function main(): Promise<void> {
         const trial: Trial = { row: row.id, server: kind, rep: rep + 1, result: null, error: null };
         let server: RunningServer | null = null;
         try {
-          server = await startServer(kind, o.natsBin, { jetstream: row.kind === "js" });
+          server = await startServer(kind, o.natsBin, {
+            jetstream: row.kind === "js",
+            websocket: row.kind !== "js" && row.transport === "ws",
+          });
           trial.result =
             row.kind === "tput"
               ? await runTputTrial(server, row, o)
@@ -679,6 +744,7 @@ async function main(): Promise<void> {
   }
   const hasCore = rows.some((r) => r.kind !== "js");
   const hasJs = rows.some((r) => r.kind === "js");
+  const hasWs = rows.some((r) => r.kind !== "js" && r.transport === "ws");
   if (hasCore) {
     out.push(
       "Throughput rows: messages received per second, summed over subscribers (higher is better; ratio > 1 means the bundled broker is faster). " +
@@ -688,6 +754,15 @@ async function main(): Promise<void> {
       `Method: raw-socket publisher and subscribers, each in its own process; rate = messages received from ${o.warmupMs} ms after the start ` +
         `until the last one arrived (publishing stops after ${o.measureMs} ms more, then the backlog drains), best of ${o.reps} run(s) per cell, ` +
         "servers alternated, a fresh server process per run. Request/reply: one nats.js responder, one nats.js requester doing sequential requests.",
+    );
+  }
+  if (hasWs) {
+    out.push(
+      "WebSocket rows: the same method and clients over each server's websocket listener on 127.0.0.1 (plain ws, no compression; " +
+        "nats-server from a config file with `websocket { listen, no_tls: true }`, bundled with --ws-port 0): the raw publisher and " +
+        "subscriber use the `ws` package, one masked binary frame per ~64 KiB batch out, each received message fed to the same counter; " +
+        `request/reply uses nats.js wsconnect (@nats-io/nats-core) over \`ws\` for both requester and responder. ` +
+        `Windows: ${o.wsWarmupMs} ms warm-up + ${o.wsMeasureMs} ms measured per run.`,
     );
   }
   if (hasJs) {

@@ -1,15 +1,19 @@
 // Start and stop the two servers under test: the bundled broker (its own
 // process, via the nex CLI) and Debian's nats-server. With `jetstream: true`
 // each gets a fresh temporary data directory (nats-server: -js -sd DIR;
-// bundled: --data-dir DIR), removed once the server has stopped.
+// bundled: --data-dir DIR), removed once the server has stopped. With
+// `websocket: true` each also opens a plain-ws listener on 127.0.0.1 (nats-server:
+// a config file with `websocket { listen: "127.0.0.1:P", no_tls: true }`;
+// bundled: --ws-port 0).
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { liveProcesses } from "./children.js";
+import WebSocket from "ws";
+import { liveProcesses, nodeArgsFromEnv } from "./children.js";
 
 export type ServerKind = "bundled" | "nats";
 
@@ -28,6 +32,8 @@ const OUTPUT_KEEP = 32 * 1024;
 export interface StartOptions {
   /** Enable JetStream with a fresh temporary data directory. */
   jetstream?: boolean;
+  /** Also listen for WebSocket clients (plain ws on 127.0.0.1, no compression). */
+  websocket?: boolean;
 }
 
 /** Data directories of servers that may still be running (removed on exit). */
@@ -46,6 +52,9 @@ export interface RunningServer {
   kind: ServerKind;
   port: number;
   url: string;
+  /** The websocket listener's port and ws:// url, or null when not started with `websocket`. */
+  wsPort: number | null;
+  wsUrl: string | null;
   /** JetStream data directory (removed by stop()), or null without JetStream. */
   dataDir: string | null;
   /** Last bytes of the server's stdout+stderr. */
@@ -145,6 +154,36 @@ async function waitForInfo(port: number, proc: ChildProcess, output: () => strin
   throw new Error(`server on port ${port} did not send INFO within ${START_TIMEOUT_MS} ms:\n${output().slice(-2000)}`);
 }
 
+/** Opens WebSocket connections until the server sends its INFO in a message (the ws listener is up). */
+async function waitForWsInfo(port: number, proc: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let last = "";
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`server exited during startup (code ${proc.exitCode}):\n${output().slice(-2000)}`);
+    }
+    const ok = await new Promise<boolean>((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+      const done = (v: boolean) => {
+        clearTimeout(t);
+        ws.terminate();
+        resolve(v);
+      };
+      const t = setTimeout(() => done(false), 1000);
+      ws.on("message", (d: Buffer) => done(d.toString("latin1").toUpperCase().startsWith("INFO")));
+      ws.on("error", (e) => {
+        last = e.message;
+        done(false);
+      });
+      ws.on("close", () => done(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`server's websocket port ${port} sent no INFO within ${START_TIMEOUT_MS} ms (${last}):\n${output().slice(-2000)}`);
+}
+
 function exitStatus(proc: ChildProcess): () => string | null {
   return () =>
     proc.exitCode !== null
@@ -195,23 +234,48 @@ function track(proc: ChildProcess): void {
   proc.once("exit", () => liveProcesses.delete(proc));
 }
 
-export async function startNatsServer(bin: string, dataDir: string | null = null): Promise<RunningServer> {
+export async function startNatsServer(bin: string, dataDir: string | null = null, websocket = false): Promise<RunningServer> {
   let lastErr: unknown;
   // A port from the OS can in principle be taken again before nats-server binds it; retry.
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const args = ["-a", "127.0.0.1", "-p", String(port)];
+    let wsPort: number | null = null;
+    let confDir: string | null = null;
+    if (websocket) {
+      wsPort = await freePort();
+      confDir = mkdtempSync(path.join(os.tmpdir(), "nex-bench-natsws-"));
+      const conf = path.join(confDir, "nats-server.conf");
+      writeFileSync(conf, `websocket {\n  listen: "127.0.0.1:${wsPort}"\n  no_tls: true\n}\n`);
+      args.unshift("-c", conf);
+    }
     if (dataDir) args.push("-js", "-sd", dataDir);
     const proc = spawn(bin, args, {
       stdio: ["ignore", "pipe", "pipe"],
     });
     track(proc);
     const output = capture(proc);
-    const stop = stopper(proc);
+    const stopProc = stopper(proc);
+    const stop = async () => {
+      await stopProc();
+      if (confDir) rmSync(confDir, { recursive: true, force: true });
+    };
     proc.on("error", () => {});
     try {
       await waitForInfo(port, proc, output);
-      return { kind: "nats", port, url: `nats://127.0.0.1:${port}`, dataDir, output, exitStatus: exitStatus(proc), cpuSeconds: cpuSeconds(proc), stop };
+      if (wsPort !== null) await waitForWsInfo(wsPort, proc, output);
+      return {
+        kind: "nats",
+        port,
+        url: `nats://127.0.0.1:${port}`,
+        wsPort,
+        wsUrl: wsPort === null ? null : `ws://127.0.0.1:${wsPort}`,
+        dataDir,
+        output,
+        exitStatus: exitStatus(proc),
+        cpuSeconds: cpuSeconds(proc),
+        stop,
+      };
     } catch (e) {
       lastErr = e;
       await stop();
@@ -220,30 +284,54 @@ export async function startNatsServer(bin: string, dataDir: string | null = null
   throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
 }
 
-export async function startBundled(dataDir: string | null = null): Promise<RunningServer> {
+export async function startBundled(dataDir: string | null = null, websocket = false): Promise<RunningServer> {
   const reason = bundledUnavailableReason();
   if (reason) throw new Error(reason);
-  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "broker", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"];
+  // BENCH_BROKER_NODE_ARGS (profiling experiments only), e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const args = [
+    ...nodeArgsFromEnv("BENCH_BROKER_NODE_ARGS"),
+    path.join(REPO_ROOT, "bin", "nex.js"),
+    "broker",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--http-port",
+    "0",
+  ];
   if (dataDir) args.push("--data-dir", dataDir);
+  if (websocket) args.push("--ws-port", "0");
   const proc = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   track(proc);
   const output = capture(proc);
   const stop = stopper(proc);
   proc.on("error", () => {});
   try {
-    const port = await new Promise<number>((resolve, reject) => {
+    // The `Listening for client connections on nats://...` line, and with `websocket` also
+    // `Listening for websocket clients on ws://...`.
+    const [port, wsPort] = await new Promise<[number, number | null]>((resolve, reject) => {
       const re = /nats:\/\/127\.0\.0\.1:(\d+)/;
+      const wsRe = /ws:\/\/127\.0\.0\.1:(\d+)/;
       let seen = "";
+      let found: number | null = null;
+      let wsFound: number | null = null;
       const t = setTimeout(() => {
         cleanup();
-        reject(new Error(`bundled broker printed no nats://127.0.0.1:PORT line within ${START_TIMEOUT_MS} ms:\n${output().slice(-2000)}`));
+        reject(
+          new Error(
+            `bundled broker printed no nats://127.0.0.1:PORT${websocket ? " and ws://127.0.0.1:PORT lines" : " line"} within ${START_TIMEOUT_MS} ms:\n${output().slice(-2000)}`,
+          ),
+        );
       }, START_TIMEOUT_MS);
       const onData = (d: Buffer) => {
         seen += d.toString("utf8");
         const m = re.exec(seen);
-        if (m && Number(m[1]) > 0) {
+        if (m && Number(m[1]) > 0) found = Number(m[1]);
+        const w = wsRe.exec(seen);
+        if (w && Number(w[1]) > 0) wsFound = Number(w[1]);
+        if (found !== null && (!websocket || wsFound !== null)) {
           cleanup();
-          resolve(Number(m[1]));
+          resolve([found, wsFound]);
         } else if (seen.length > OUTPUT_KEEP) {
           seen = seen.slice(-1024);
         }
@@ -261,7 +349,19 @@ export async function startBundled(dataDir: string | null = null): Promise<Runni
       proc.on("exit", onExit);
     });
     await waitForInfo(port, proc, output);
-    return { kind: "bundled", port, url: `nats://127.0.0.1:${port}`, dataDir, output, exitStatus: exitStatus(proc), cpuSeconds: cpuSeconds(proc), stop };
+    if (wsPort !== null) await waitForWsInfo(wsPort, proc, output);
+    return {
+      kind: "bundled",
+      port,
+      url: `nats://127.0.0.1:${port}`,
+      wsPort,
+      wsUrl: wsPort === null ? null : `ws://127.0.0.1:${wsPort}`,
+      dataDir,
+      output,
+      exitStatus: exitStatus(proc),
+      cpuSeconds: cpuSeconds(proc),
+      stop,
+    };
   } catch (e) {
     await stop();
     throw e;
@@ -269,12 +369,13 @@ export async function startBundled(dataDir: string | null = null): Promise<Runni
 }
 
 export async function startServer(kind: ServerKind, natsBin: string, opts: StartOptions = {}): Promise<RunningServer> {
-  if (!opts.jetstream) return kind === "nats" ? startNatsServer(natsBin) : startBundled();
+  const ws = opts.websocket === true;
+  if (!opts.jetstream) return kind === "nats" ? startNatsServer(natsBin, null, ws) : startBundled(null, ws);
   const dir = mkdtempSync(path.join(os.tmpdir(), `nex-bench-${kind === "nats" ? "nats" : "bundled"}-`));
   liveDataDirs.add(dir);
   let server: RunningServer;
   try {
-    server = kind === "nats" ? await startNatsServer(natsBin, dir) : await startBundled(dir);
+    server = kind === "nats" ? await startNatsServer(natsBin, dir, ws) : await startBundled(dir, ws);
   } catch (e) {
     removeDataDir(dir);
     throw e;
