@@ -357,10 +357,10 @@ export class ClientConnection implements ProtocolSink {
       return;
     }
     const data = this.out.take();
-    this.transport.write(data);
+    const handed = this.transport.write(data);
     this.lastWrite = Date.now();
     const backlog = this.transport.backlog;
-    this.writeWatch.wrote(data.length, backlog);
+    this.writeWatch.wrote(handed, backlog);
     if (backlog > this.server.options.maxPending) {
       this.closeAsSlowConsumer("max_pending exceeded");
     } else if (backlog > this.server.stallBytes && producer !== null && producer !== this) {

@@ -23,8 +23,11 @@ export interface ClientTransport {
   readonly backlog: number;
   /** Starts delivering events (once, after the connection is set up). */
   start(events: TransportEvents): void;
-  /** Sends protocol bytes. The buffer must not change afterwards (the kernel may still read it). */
-  write(data: Buffer): void;
+  /**
+   * Sends protocol bytes; returns the bytes handed to the socket for them (framing included), which is
+   * what `backlog` counts. The buffer must not change afterwards (the kernel may still read it).
+   */
+  write(data: Buffer): number;
   /** Stops reading (backpressure on a producer), and starts again. */
   pause(): void;
   resume(): void;
@@ -60,8 +63,9 @@ export class SocketTransport implements ClientTransport {
     socket.on("close", () => events.close(false));
   }
 
-  write(data: Buffer): void {
+  write(data: Buffer): number {
     this.socket.write(data);
+    return data.length;
   }
 
   pause(): void {

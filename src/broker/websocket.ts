@@ -170,6 +170,8 @@ export class WebSocketTransport implements ClientTransport {
   readonly kind = "websocket";
   readonly remoteAddress: string;
   readonly remotePort: number;
+  /** permessage-deflate was negotiated: frames go through ws, which compresses them. */
+  private readonly compressed: boolean;
 
   constructor(
     private readonly ws: WebSocket,
@@ -177,6 +179,7 @@ export class WebSocketTransport implements ClientTransport {
   ) {
     this.remoteAddress = socket.remoteAddress ?? "";
     this.remotePort = socket.remotePort ?? 0;
+    this.compressed = ws.extensions !== "";
   }
 
   get backlog(): number {
@@ -192,8 +195,18 @@ export class WebSocketTransport implements ClientTransport {
     this.ws.on("close", () => events.close(false));
   }
 
-  write(data: Buffer): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(data, { binary: true });
+  write(data: Buffer): number {
+    if (this.ws.readyState !== WebSocket.OPEN) return 0;
+    if (this.compressed) {
+      this.ws.send(data, { binary: true });
+      return data.length;
+    }
+    // One binary frame in one socket write: ws.send would cork, write header and data apart, and
+    // uncork into a writev, which costs twice the copy. ws writes its own frames (pong, close) whole and
+    // at once when nothing is compressed, so frames never interleave.
+    const frame = binaryFrame(data);
+    this.socket.write(frame);
+    return frame.length;
   }
 
   pause(): void {
@@ -247,6 +260,25 @@ function closeCode(reason: string): number {
     default:
       return 1011;
   }
+}
+
+/** An unmasked, final binary frame (RFC 6455 section 5.2) around the data. */
+function binaryFrame(data: Buffer): Buffer {
+  const n = data.length;
+  const header = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(header + n);
+  frame[0] = 0x82; // FIN + binary
+  if (n < 126) frame[1] = n;
+  else if (n < 65536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(n, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(Math.floor(n / 0x100000000), 2);
+    frame.writeUInt32BE(n >>> 0, 6);
+  }
+  data.copy(frame, header);
+  return frame;
 }
 
 function truncateReason(reason: string): string {
