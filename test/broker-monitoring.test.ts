@@ -157,6 +157,19 @@ describeEachServer("monitoring", (kind: ServerKind) => {
       expect(ca.subscriptions_list).toBeUndefined();
     });
 
+    it("reports the round trip measured by the server's PING as a Go duration", async () => {
+      const nc = await connect({ servers: server.url, name: "rtt", reconnect: false });
+      ncs.push(nc);
+      // The first keepalive PING goes out within 2 s of the connection (nats.js answers it).
+      let rtt = "";
+      await waitFor("a measured rtt in /connz", async () => {
+        const conns = (await get("/connz")).connections as Json[];
+        rtt = String(conns.find((c) => c.name === "rtt")?.rtt);
+        return /^\d+(\.\d+)?(ns|µs|ms)$/.test(rtt);
+      }, 5000);
+      expect(rtt).not.toBe("0s");
+    });
+
     it("includes subscriptions_list with ?subs=1", async () => {
       const a = await raw({ name: "lister" });
       await a.sync("SUB one.x 1\r\nSUB two.* q 2\r\nSUB three.> 3\r\n");

@@ -246,7 +246,8 @@ export class ClientConnection implements ProtocolSink {
     if (!this.admit()) return;
     this.pingsOut = 0;
     if (this.pingSentAt > 0) {
-      this.rttMs = Date.now() - this.pingSentAt;
+      // Sub-millisecond on loopback: a whole-millisecond clock would report 0 (and "rtt unknown").
+      this.rttMs = Math.max(0.001, performance.now() - this.pingSentAt);
       this.pingSentAt = 0;
     }
   }
@@ -439,7 +440,7 @@ export class ClientConnection implements ProtocolSink {
         return;
       }
       this.pingsOut++;
-      this.pingSentAt = now;
+      this.pingSentAt = performance.now();
       this.queueText("PING\r\n");
       this.server.flush(null);
     }

@@ -26,6 +26,17 @@ function goDuration(ms: number): string {
   return `${d ? `${d}d` : ""}${d || h ? `${h}h` : ""}${d || h || m ? `${m}m` : ""}${s}s`;
 }
 
+/** A short duration as Go prints it: "250.123µs", "1.5ms", "0s" (nats-server's connz rtt). */
+function goDurationFine(ms: number): string {
+  const ns = Math.round(ms * 1e6);
+  if (ns === 0) return "0s";
+  const trim = (v: number): string => String(Number(v.toFixed(6)));
+  if (ns < 1000) return `${ns}ns`;
+  if (ns < 1e6) return `${trim(ns / 1e3)}µs`;
+  if (ns < 1e9) return `${trim(ns / 1e6)}ms`;
+  return `${trim(ns / 1e9)}s`;
+}
+
 export class Monitor {
   private server: http.Server | null = null;
   private port = 0;
@@ -195,7 +206,7 @@ export class Monitor {
         port: c.port,
         start: c.start.toISOString(),
         last_activity: new Date(c.lastActivity).toISOString(),
-        rtt: `${c.rttMs}ms`,
+        rtt: goDurationFine(c.rttMs),
         uptime: goDuration(now - c.start.getTime()),
         idle: goDuration(now - c.lastActivity),
         pending_bytes: c.transport.backlog + c.out.pending,
