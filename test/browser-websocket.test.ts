@@ -127,14 +127,12 @@ describeEachServer("a browser on the broker's WebSocket listener", (kind) => {
     else if (dir) removeDir(dir);
   });
 
-  it.runIf(kind === "bundled")("names the WebSocket listener in the banner of nex node up", () => {
-    expect(t!.node.output()).toMatch(new RegExp(`websocket:\\s+${config.ws_url.replace(/\./g, "\\.")}\\s`));
-  });
-
   it("connects with wsconnect(), echoes its own message, asks a nex function and reads KV", async () => {
     onTestFailed(() => {
       keep = true;
     });
+    // The URL the page uses is the one `nex node up` announces (nats-server's comes from its config file).
+    if (kind === "bundled") expect(t!.node.output()).toMatch(new RegExp(`websocket:\\s+${config.ws_url.replace(/\./g, "\\.")}\\s`));
     // A TCP client sees what the browser publishes.
     const tcpSeen = nc!.subscribe(config.echo_subject, { max: 1 });
     await nc!.flush();

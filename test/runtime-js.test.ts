@@ -453,14 +453,15 @@ describe("JavaScript runtime", () => {
 
     it("refuses host calls past the waiting limits, at once and with a code, and survives the flood", async () => {
       const pid = runtime.childPid;
-      const s = await deploy(spec("kv-promises.js", { namespace: "hs" }));
+      // A long deadline: what is asserted is the refusal, which must not turn into a timeout on a busy machine.
+      const s = await deploy(spec("kv-promises.js", { namespace: "hs", limits: { memoryMb: 32, timeoutMs: 10_000, cpuMs: 10_000 } }));
       const extra = 20;
       const queued = MAX_HOST_CALLS_IN_FLIGHT + MAX_HOST_CALLS_WAITING;
       expect(json(await request(s, `flood:${queued + extra}:${queued}`))).toEqual(Array.from({ length: extra }, () => "overloaded"));
       // By bytes: values of 1 MiB, of which only MAX_HOST_BYTES_WAITING may wait.
       const mib = 1024 * 1024;
       const fits = MAX_HOST_CALLS_IN_FLIGHT + MAX_HOST_BYTES_WAITING / mib;
-      const big = await deploy(spec("kv-promises.js", { namespace: "hs", limits: { memoryMb: 256, timeoutMs: 2000, cpuMs: 2000 } }));
+      const big = await deploy(spec("kv-promises.js", { namespace: "hs", limits: { memoryMb: 256, timeoutMs: 10_000, cpuMs: 10_000 } }));
       expect(json(await request(big, `flood:${fits + 3}:${fits}:${mib}`))).toEqual(["overloaded", "overloaded", "overloaded"]);
       expect(runtime.childPid).toBe(pid);
     });

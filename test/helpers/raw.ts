@@ -1,6 +1,7 @@
 // A raw TCP client for byte-exact protocol tests. It records every byte the
 // server sends; tests wait for regexes over that record, or for the close.
 import net from "node:net";
+import { untilSignalled } from "./wait.js";
 
 export const DEFAULT_WAIT_MS = 5000;
 
@@ -95,24 +96,7 @@ export class RawClient {
 
   /** Wait until `cond` is true, re-checking on every data/close event. */
   private until(cond: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-    if (cond()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (cond()) {
-          cleanup();
-          resolve();
-        }
-      };
-      const t = setTimeout(() => {
-        cleanup();
-        reject(new Error(`timed out after ${timeoutMs}ms waiting for ${what()}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(t);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-    });
+    return untilSignalled(this.waiters, cond, timeoutMs, what);
   }
 
   /**

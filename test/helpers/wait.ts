@@ -40,3 +40,28 @@ export async function errorOf(p: Promise<unknown>): Promise<Error> {
   }
   throw new Error("expected the operation to fail, but it succeeded");
 }
+
+/**
+ * Resolves once `cond` holds, checked now and each time the owner calls the registered waiter (on
+ * every data or close event); fails after timeoutMs naming `what()`.
+ */
+export function untilSignalled(waiters: Set<() => void>, cond: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
+  if (cond()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (cond()) {
+        cleanup();
+        resolve();
+      }
+    };
+    const t = setTimeout(() => {
+      cleanup();
+      reject(new Error(`timed out after ${timeoutMs}ms waiting for ${what()}`));
+    }, timeoutMs);
+    const cleanup = () => {
+      clearTimeout(t);
+      waiters.delete(check);
+    };
+    waiters.add(check);
+  });
+}

@@ -3,6 +3,7 @@
 // frames back from a plain net.Socket. No WebSocket library is involved, so nothing is "fixed up".
 import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
+import { untilSignalled } from "./wait.js";
 
 export const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -300,24 +301,7 @@ export class WsRawClient {
   }
 
   private until(cond: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-    if (cond()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (cond()) {
-          cleanup();
-          resolve();
-        }
-      };
-      const t = setTimeout(() => {
-        cleanup();
-        reject(new Error(`timed out after ${timeoutMs}ms waiting for ${what()}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(t);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-    });
+    return untilSignalled(this.waiters, cond, timeoutMs, what);
   }
 
   /** The NATS protocol text received so far (data frame payloads, latin1). */
