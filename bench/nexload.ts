@@ -43,6 +43,16 @@ export function functionSource(tag: string): string {
 /** The trivial function of the trigger rows: returns its payload. */
 export const ECHO_SOURCE = "// nex bench: returns its payload\n(subject, payload) => payload;\n";
 
+/** A service (nex run --service) that answers `subject` through ctx.subscribe with its payload. */
+export function serviceEchoSource(subject: string): string {
+  return `// nex bench: a service answering its payload\nexport default { start(ctx) { ctx.subscribe(${JSON.stringify(subject)}, (subject, payload) => payload); } };\n`;
+}
+
+/** A service answering `<tag> <subject>` on `subject` (the cold-start rows' contract). */
+export function serviceColdSource(tag: string, subject: string): string {
+  return `export default { start(ctx) { ctx.subscribe(${JSON.stringify(subject)}, (s) => ${JSON.stringify(tag)} + " " + s); } };\n`;
+}
+
 /** Keys the kvfn function (and its bare peer) roll over: one per trigger, so a key is rewritten every KVFN_KEYS triggers. */
 export const KVFN_KEYS = 1024;
 
@@ -125,18 +135,20 @@ export class NodeClient {
   }
 
   /** A signed DEPLOY request to this node; throws with the node's reason on an error reply. */
-  async deploy(a: Artifact, type: "javascript" | "wasm" = "javascript"): Promise<DeployResponse> {
+  async deploy(a: Artifact, type: "javascript" | "wasm" = "javascript", service = false): Promise<DeployResponse> {
     const request: DeployRequestInput = {
       version: PROTOCOL_VERSION,
       name: a.name,
       type,
       artifact: { url: `nats://${ARTIFACT_BUCKET}/${a.sha256}`, sha256: a.sha256 },
-      trigger_subjects: [a.subject],
+      trigger_subjects: service ? [] : [a.subject],
+
       limits: {},
       concurrency: 1,
       tags: {},
       requested_at: new Date().toISOString(),
-    };
+      ...(service ? { service: true } : {}),
+    } as DeployRequestInput;
     try {
       return await this.control.deploy(this.issuer, this.node.nodeId, request);
     } catch (e) {
@@ -181,10 +193,12 @@ export async function deployWithCli(
   subject: string,
   timeoutMs = 60_000,
   fn: { fileName: string; source: string } = { fileName: "bench-echo", source: ECHO_SOURCE },
+  service = false,
 ): Promise<string> {
   const file = path.join(node.home, `${fn.fileName}.js`);
   writeFileSync(file, fn.source);
-  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "run", file, "--trigger-subject", subject, "-s", node.url, "--node", node.nodeId];
+  const what = service ? ["--service"] : ["--trigger-subject", subject];
+  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "run", file, ...what, "-s", node.url, "--node", node.nodeId];
   return await new Promise<string>((resolve, reject) => {
     const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: node.env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
@@ -225,20 +239,22 @@ export interface ColdReport {
 }
 
 /** `count` distinct functions, each with its own trigger subject, deployed and triggered one after another. */
-export async function runCold(node: RunningNode, count: number, timeLimitMs: number): Promise<ColdReport> {
+export async function runCold(node: RunningNode, count: number, timeLimitMs: number, service = false): Promise<ColdReport> {
   const deadline = now() + BigInt(timeLimitMs) * 1_000_000n;
   const client = await NodeClient.open(node);
   try {
     const stamp = Date.now().toString(36);
-    const warm = artifactFor(`cold-warm-${stamp}`, "bench.cold.warm", "bench-cold-warm");
-    const arts = Array.from({ length: count }, (_, i) => artifactFor(`cold-${i}-${stamp}`, `bench.cold.${i}`, `bench-cold-${i}`));
+    // A service (--service) answers through ctx.subscribe after its start(ctx) ran; a function on its trigger subject.
+    const art = (tag: string, subject: string, name: string) => artifactFor(tag, subject, name, service ? serviceColdSource(tag, subject) : undefined);
+    const warm = art(`cold-warm-${stamp}`, "bench.cold.warm", "bench-cold-warm");
+    const arts = Array.from({ length: count }, (_, i) => art(`cold-${i}-${stamp}`, `bench.cold.${i}`, `bench-cold-${i}`));
     const u0 = now();
     await client.upload([warm, ...arts], deadline);
     const uploadSeconds = msSince(u0) / 1000;
 
     let retries = 0;
     const t0 = now();
-    await client.deploy(warm);
+    await client.deploy(warm, "javascript", service);
     retries += await client.triggerArtifact(warm, FIRST_TRIGGER_RETRIES);
     const firstDeployMs = msSince(t0);
 
@@ -248,7 +264,7 @@ export async function runCold(node: RunningNode, count: number, timeLimitMs: num
     for (const a of arts) {
       if (now() > deadline) throw new Error(`cold start ran out of time after ${totalMs.length} of ${count} deploys`);
       const s = now();
-      await client.deploy(a);
+      await client.deploy(a, "javascript", service);
       const d = now();
       retries += await client.triggerArtifact(a, FIRST_TRIGGER_RETRIES);
       const e = now();

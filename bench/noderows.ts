@@ -30,6 +30,7 @@ import {
   mib,
   percentileOf,
   runCold,
+  serviceEchoSource,
   runDensity,
   type ColdReport,
   type DensityReport,
@@ -38,7 +39,7 @@ import { rssKiB, startNode, type RunningNode } from "./node.js";
 import { cpuSecondsOf } from "./servers.js";
 import { formatNumber, formatRatio, renderTable } from "./table.js";
 
-export type NodeWorkload = "trigger" | "trigger50" | "cold" | "density" | "kvfn";
+export type NodeWorkload = "trigger" | "trigger50" | "cold" | "density" | "kvfn" | "svc50" | "svccold";
 
 export interface NodeRow {
   kind: "node";
@@ -121,6 +122,15 @@ export function nodeRows(): NodeRow[] {
       workload: "kvfn",
       name: `KV function: kv.set + kv.get of the ${TRIGGER_PAYLOAD} B payload per trigger; peer: bare responder doing kv.put + kv.get`,
     },
+    {
+      kind: "node",
+      id: 20,
+      workload: "svc50",
+      name:
+        `service (nex run --service) answering through ctx.subscribe, ${TRIGGER_PAYLOAD} B, ${TRIGGER50_INFLIGHT} in flight ` +
+        `(${TRIGGER50_CLIENTS} clients × ${TRIGGER50_INFLIGHT / TRIGGER50_CLIENTS}); peer: bare responder`,
+    },
+    { kind: "node", id: 21, workload: "svccold", name: `service cold start: deploy sent → first answer through ctx.subscribe, p50 of ${COLD_DEPLOYS} distinct services` },
   ];
 }
 
@@ -293,8 +303,11 @@ function describeTrial(r: LatResultN | ReqcResult): string {
 
 async function triggerRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: NodeRowResult, log: Log): Promise<void> {
   const t0 = Date.now();
-  const id = await deployWithCli(node, FN_SUBJECT);
-  log(`[row ${row.id}] deployed the echo function with nex run (workload ${id}) in ${Date.now() - t0} ms`);
+  const service = row.workload === "svc50";
+  const id = service
+    ? await deployWithCli(node, FN_SUBJECT, 60_000, { fileName: "bench-svc-echo", source: serviceEchoSource(FN_SUBJECT) }, true)
+    : await deployWithCli(node, FN_SUBJECT);
+  log(`[row ${row.id}] deployed the echo ${service ? "service" : "function"} with nex run (workload ${id}) in ${Date.now() - t0} ms`);
   const bare = new LoadChild("bare responder", { role: "rep", url: node.url, subject: BARE_SUBJECT });
   try {
     await guarded([bare], bare.next("ready", READY_TIMEOUT_MS));
@@ -432,13 +445,15 @@ export async function runNodeRow(row: NodeRow, o: NodeOptions, log: Log): Promis
     switch (row.workload) {
       case "trigger":
       case "trigger50":
+      case "svc50":
         await triggerRow(row, n, o, res, log);
         break;
       case "kvfn":
         await kvfnRow(row, n, o, res, log);
         break;
-      case "cold": {
-        const r = await runCold(n, COLD_DEPLOYS, COLD_TIME_LIMIT_MS);
+      case "cold":
+      case "svccold": {
+        const r = await runCold(n, COLD_DEPLOYS, COLD_TIME_LIMIT_MS, row.workload === "svccold");
         res.cold = r;
         const p = (v: number[], q: number) => formatNumber(percentileOf(v, q));
         log(
@@ -528,7 +543,7 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
     if (row.workload === "trigger") {
       const [p50] = latencyRows(res, ["a", "b"], `${row.name}: `, " (µs)", () => "");
       warmP50 = p50;
-    } else if (row.workload === "trigger50") {
+    } else if (row.workload === "trigger50" || row.workload === "svc50") {
       const pick = (r: LatResultN | ReqcResult) => (r.kind === "reqc" ? r.rate : NaN);
       const f = best(res, "function", pick, false);
       const b = best(res, "bare", pick, false);
@@ -568,6 +583,20 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
       const r = res.trials.filter((t) => t.result?.kind === "reqc").map((t) => t.result as ReqcResult);
       if (r.length) notes.push(loadNote(row.id, r));
       for (const x of r) if (x.errors) problems.push(`row ${row.id}: ${x.errors} failed requests (${x.firstError})`);
+    } else if (row.workload === "svccold") {
+      const c = res.cold;
+      const p50 = c ? percentileOf(c.totalMs, 0.5) : null;
+      const verdict = p50 === null ? "target < 50 ms" : p50 < 50 ? "meets target < 50 ms" : "misses target < 50 ms";
+      peerRows.push([String(row.id), `${row.name} (ms); no peer`, p50 === null ? errorCell(res) : formatNumber(p50), "—", `— (${verdict})`]);
+      if (c) {
+        const p = (v: number[], q: number) => formatNumber(percentileOf(v, q));
+        notes.push(
+          `Row ${row.id}: as row 14, with services (\`export default { start(ctx) { ctx.subscribe(subject, ...) } }\`, deployed with service: true and no trigger subject): ` +
+            `timed from sending the deploy request to the first answer through ctx.subscribe (the deploy reply comes once start(ctx) has run). ` +
+            `Split (p50): deploy reply ${p(c.deployMs, 0.5)} ms + first answer ${p(c.firstReplyMs, 0.5)} ms; max ${formatNumber(Math.max(...c.totalMs))} ms.`,
+        );
+        if (c.retries) problems.push(`row ${row.id}: ${c.retries} first request(s) found no responders after the deploy reply (retried)`);
+      }
     } else if (row.workload === "cold") {
       const c = res.cold;
       const p50 = c ? percentileOf(c.totalMs, 0.5) : null;

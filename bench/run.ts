@@ -5,9 +5,10 @@
 //   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
 //   npm run bench -- --only 1,5   # only some rows (1-19, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
 //                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,
-//                                 #   kvfn, oci, wspubsub16, wsreqrep)
+//                                 #   kvfn, oci, wspubsub16, wsreqrep, svc50, svccold)
 //   npm run bench -- --only node  # the five node rows (trigger, trigger50, cold, density, kvfn)
 //   npm run bench -- --only ws    # the two WebSocket rows (wspubsub16, wsreqrep)
+//   npm run bench -- --only services   # the JavaScript service rows (svc50, svccold)
 //   npm run bench -- --only wasm,wasmcold   # WebAssembly rows (bench/wasm.ts), also part of a full run
 //
 // Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
@@ -94,8 +95,10 @@ const ROW_NAMES: Record<string, number> = {
   oci: OCI_ROW_ID,
   wspubsub16: 18,
   wsreqrep: 19,
+  svc50: 20,
+  svccold: 21,
 };
-const ROW_COUNT = 19;
+const ROW_COUNT = 21;
 const DENSITY_ROW = 15;
 /** --only aliases for groups of rows. */
 const ROW_GROUPS: Record<string, number[]> = {
@@ -103,6 +106,7 @@ const ROW_GROUPS: Record<string, number[]> = {
   jetstream: [6, 7, 8, 9, 10, 11],
   node: [12, 13, 14, 15, 16],
   ws: [18, 19],
+  services: [20, 21],
 };
 
 function usage(msg?: string): never {
@@ -111,7 +115,7 @@ function usage(msg?: string): never {
     "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
       "                                                kvput,kvget,jspub,replay,objput,objget,\n" +
       "                                                trigger,trigger50,cold,density,kvfn,oci,\n" +
-      "                                                wspubsub16,wsreqrep|core,jetstream,node,ws]\n" +
+      "                                                wspubsub16,wsreqrep,svc50,svccold|core,jetstream,node,ws,services]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );

@@ -116,6 +116,40 @@ describeEachServer("nex node end to end", (kind) => {
     expect(again.headers?.get("Nex-Error")).toMatch(/time/i);
   });
 
+  let tableId = "";
+
+  it("runs a JavaScript service (nex run --service): subscriptions, timers, state, workload info, restart with events", async () => {
+    const run = await nex("run", fixture("table-service.js"), "--service", "--restart", "on-failure:3", "--env", "TABLE=e2e", "--trigger-timeout", "500ms");
+    expect(run.code, run.stderr).toBe(0);
+    tableId = run.stdout.trim();
+    expect(JSON.parse(await firstAnswer(nc, "table.e2e.join", "ann"))).toEqual({ seats: ["ann"] });
+    const again = await nc.request("table.e2e.join", "ann", { timeout: 5000 });
+    expect(again.headers?.get("Nex-Error")).toBe("ann is seated already");
+    const state = JSON.parse(decode((await nc.request("table.e2e.state", "", { timeout: 5000 })).data)) as { turn: number; seats: string[]; node: string };
+    expect(state).toMatchObject({ seats: ["ann"], node: node.nodeId });
+    const info = JSON.parse((await nex("workload", "info", tableId, "--json")).stdout) as { state: string; memory_bytes: number; service: Record<string, unknown> };
+    expect(info.state).toBe("running");
+    expect(info.memory_bytes).toBeGreaterThan(0);
+    expect(info.service).toMatchObject({ state: "running", restarts: 0, subscriptions: ["table.e2e.join", "table.e2e.state", "table.e2e.hang"], timers: 1 });
+    const text = await nex("workload", "info", tableId);
+    expect(text.stdout).toMatch(/service\.subscriptions\s+table\.e2e\.join, table\.e2e\.state, table\.e2e\.hang/);
+    // A handler that loops ends the run; the node restarts it and says so on the event feed.
+    const exited = nc.subscribe("$NEX.FEED.default.events.workload_exited", { max: 1 });
+    const restarted = nc.subscribe("$NEX.FEED.default.events.workload_restarted", { max: 1 });
+    await nc.flush();
+    const hung = await nc.request("table.e2e.hang", "", { timeout: 10_000 });
+    expect(hung.headers?.get("Nex-Error")).toMatch(/time|run ended/);
+    for await (const e of exited) expect((e.json() as { data: unknown }).data).toMatchObject({ workload_id: tableId, reason: "timeout", restarts: 0, restart_in_ms: 100 });
+    for await (const e of restarted) expect((e.json() as { data: unknown }).data).toMatchObject({ workload_id: tableId, restarts: 1 });
+    // Memory state starts over with the run (state that must survive goes to KV).
+    expect(JSON.parse(await firstAnswer(nc, "table.e2e.join", "bob"))).toEqual({ seats: ["bob"] });
+    expect(JSON.parse((await nex("workload", "info", tableId, "--json")).stdout).service).toMatchObject({ restarts: 1, last_exit: expect.stringMatching(/^timeout: /) });
+    // Bad input gets a clear error.
+    const bad = await nex("run", fixture("table-service.js"), "--service", "--concurrency", "2");
+    expect(bad.code).toBe(4);
+    expect(bad.stderr).toMatch(/concurrency: is for javascript functions only/);
+  });
+
   describe("refuses bad deploy requests and changes nothing", () => {
     // The node accepts the local issuer by default: the key `nex run` signs with in this NEX_HOME.
     const localIssuer = () => fromSeed(new TextEncoder().encode(readFileSync(path.join(t.home, "issuer.nk"), "utf8").trim()));
@@ -199,6 +233,15 @@ describeEachServer("nex node end to end", (kind) => {
     process.kill(children[0], "SIGKILL");
     for await (const e of restarted) expect((e.json() as { data: { workload_id: string } }).data.workload_id).toBeTruthy();
     expect(await firstAnswer(nc, "echo", "back")).toBe("back");
+    // The service was redeployed on the new runtime host and its start ran again.
+    expect(JSON.parse(await firstAnswer(nc, "table.e2e.join", "cy"))).toEqual({ seats: ["cy"] });
+  });
+
+  it("calls a service's stop(ctx) on nex workload stop", async () => {
+    const closed = nc.subscribe("table.e2e.closed", { max: 1 });
+    await nc.flush();
+    expect((await nex("workload", "stop", tableId)).code).toBe(0);
+    for await (const m of closed) expect(JSON.parse(m.string())).toEqual({ seats: ["cy"] });
   });
 
   it("stops a workload, and only for its issuer", async () => {

@@ -5,6 +5,7 @@
 
 import fs from "node:fs";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
@@ -402,6 +403,72 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
       const want = ['{"n":1}', "\u0001\u0002\u0003", "still here"][i % 3];
       expect(text(r)).toBe(want);
     }
+  });
+
+  // ---- services (nex run --service): the same bystander must fail nothing --------------------------
+
+  describe("services", () => {
+    let serviceSeq = 0;
+    async function deployService(source: string, namespace = "hostile"): Promise<JavaScriptSpec> {
+      const s = spec(source, { namespace, triggerSubjects: [], service: { restart: { policy: "never" } }, name: `hostile-svc-${++serviceSeq}` });
+      await runtime.deploy(s);
+      deployed.push(s.id);
+      return s;
+    }
+
+    it("bounds a flood into a slow subscription: a capped queue, 503 replies past it, drops counted", async () => {
+      const s = await deployService(`export default { start(ctx) {
+        ctx.subscribe("flood." + ctx.workload.name, () => { const end = Date.now() + 2; while (Date.now() < end) {} return "ok"; });
+      } }`);
+      const subject = `flood.${s.name}`;
+      await waitFor("the subscription", async () => ((await runtime.stats(s.id))?.service?.subscriptions.length ?? 0) === 1);
+      // From a connection of its own, as an attacker would: 20,000 messages of 1 KiB at once.
+      const attacker = await connect({ servers: broker.url });
+      const payload = new Uint8Array(1024);
+      for (let i = 0; i < 20_000; i++) attacker.publish(subject, payload);
+      const replies = await Promise.all(Array.from({ length: 200 }, () => attacker.request(subject, "", { timeout: 60_000 })));
+      await attacker.close();
+      const codes = replies.map((r) => errorCode(r) ?? "ok");
+      expect(codes.every((c) => c === "ok" || c === "503" || c === "504")).toBe(true);
+      const stats = await runtime.stats(s.id);
+      expect(stats?.service?.dropped).toBeGreaterThan(0);
+      expect(stats?.service?.state).toBe("running");
+    });
+
+    it("cannot subscribe to subjects another namespace serves, nor to system subjects", async () => {
+      // The claim a node records for the bystander's trigger subject (node-agent/trigger-claims.ts).
+      const kv = await new Kvm(nc).create("NEX_TRIGGERS", { history: 1 });
+      await kv.put("NTEST.bystander", JSON.stringify({ namespace: "hostile", subjects: ["hostile.bystander"] }));
+      const s = await deployService(`export default { start(ctx) {
+        ctx.subscribe("evil." + ctx.workload.name, (subject, payload) => {
+          try { ctx.subscribe(new TextDecoder().decode(payload), () => "stolen", { queue: "q" }); return "subscribed"; }
+          catch (e) { return e.code + ": " + e.message; }
+        });
+      } }`, "evil");
+      const probe = async (subject: string): Promise<string> => text(await nc.request(`evil.${s.name}`, subject, { timeout: 10_000 }));
+      for (const subject of ["hostile.bystander", "hostile.*", "hostile.>"]) {
+        await waitFor("the claims to be seen", async () => (await probe(subject)) !== "subscribed", 10_000);
+        expect(await probe(subject)).toMatch(/^forbidden: subject .* overlaps hostile.bystander, which namespace hostile serves$/);
+      }
+      for (const subject of [">", "*.bystander", "$NEX.HOST.>", "_INBOX.>", "$JS.API.>"]) expect(await probe(subject)).toMatch(/^forbidden: /);
+      expect(await probe("evil.own.subject")).toBe("subscribed");
+      await kv.delete("NTEST.bystander");
+    });
+
+    it("a storm of 1 ms intervals that burn CPU and tamper with Array, Promise and timers keeps to its own isolate", async () => {
+      const s = await deployService(`
+        Object.defineProperty(Array.prototype, "0", { set() { throw new Error("gotcha"); }, configurable: true });
+        Promise.prototype.then = function () { throw new Error("no then"); };
+        export default { start(ctx) {
+          for (let i = 0; i < 900; i++) setInterval(() => { const end = Date.now() + 1; while (Date.now() < end) {} }, 1);
+          ctx.subscribe("storm." + ctx.workload.name, () => "still answering");
+          globalThis.setTimeout = () => { throw new Error("replaced"); };
+        } }`);
+      await waitFor("the storm to run", async () => ((await runtime.stats(s.id))?.service?.timers ?? 0) === 900);
+      await bystander.answersAgain(20);
+      const reply = await nc.request(`storm.${s.name}`, "", { timeout: 30_000 });
+      expect(errorCode(reply) === undefined ? text(reply) : errorCode(reply)).toMatch(/still answering|503/);
+    });
   });
 });
 

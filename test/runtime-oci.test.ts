@@ -30,7 +30,7 @@ describe("container options in deploy requests and on the command line", () => {
   it("accepts restart, argv, cpus, pids and read_only_rootfs for oci, and only there", () => {
     expect(problem({ ...base, argv: ["sh", "-c", "true"], restart: { policy: "on-failure", max_retries: 3 }, limits: { cpus: 0.5, pids: 64 }, read_only_rootfs: false })).toBeUndefined();
     const js = { ...base, type: "javascript", artifact: { url: "nats://NEX_ARTIFACTS/x", sha256: "0".repeat(64) }, trigger_subjects: ["a"] };
-    expect(problem({ ...js, restart: { policy: "always" } })).toBe("restart: is for oci workloads only");
+    expect(problem({ ...js, restart: { policy: "always" } })).toBe("restart: is for oci workloads and javascript services only");
     expect(problem({ ...js, limits: { pids: 5 } })).toBe("limits.pids: is for oci workloads only");
     expect(problem({ ...base, restart: { policy: "sometimes" } })).toMatch(/^restart\.policy: /);
     expect(problem({ ...base, artifact: { url: "oci://not an image" } })).toBe("artifact.url: must be an image reference such as nex-examples/greeter:latest");

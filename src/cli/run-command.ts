@@ -35,6 +35,7 @@ interface RunOpts extends ClientOpts {
   writableRootfs?: boolean;
   idempotencyKey?: string;
   trustedNode?: string[];
+  service?: boolean;
 }
 
 function typeFor(file: string, explicit?: DeployRequestInput["type"]): DeployRequestInput["type"] {
@@ -86,7 +87,8 @@ export function runCommand(): Command {
       .option("--fresh-context", "a fresh JS context for every trigger (default: one warm context)")
       .option("--concurrency <n>", "isolates serving in parallel", (v) => Number(v))
       .option("--replicas <n>", "deploy this many copies (spread over the nodes that bid)", (v) => Number(v), 1)
-      .option("--restart <policy>", "oci: never, on-failure[:max-retries] or always[:max-retries] (default never)", restartArg)
+      .option("--service", "javascript: a long-running service (default-exports { start(ctx), stop?(ctx), handle?(subject, payload) })")
+      .option("--restart <policy>", "oci and --service: never, on-failure[:max-retries] or always[:max-retries] (default never)", restartArg)
       .option("--cpus <n>", "oci: CPUs the container may use, e.g. 0.5", (v) => Number(v))
       .option("--pids <n>", "oci: most processes in the container (default 256)", (v) => Number(v))
       .option("--writable-rootfs", "oci: a writable root filesystem (read-only by default)")
@@ -102,7 +104,8 @@ export function runCommand(): Command {
   return cmd.action(
     withErrors(async (artifact: string, command: string[], opts: RunOpts) => {
       const type = typeFor(artifact, opts.type);
-      const containerOnly = { command: command.length > 0, "--restart": opts.restart, "--cpus": opts.cpus, "--pids": opts.pids, "--writable-rootfs": opts.writableRootfs };
+      if (opts.service && type !== "javascript") throw new CliError("--service is for javascript workloads only", ExitCode.usage);
+      const containerOnly = { command: command.length > 0, "--restart": opts.service ? undefined : opts.restart, "--cpus": opts.cpus, "--pids": opts.pids, "--writable-rootfs": opts.writableRootfs };
       for (const [what, value] of Object.entries(containerOnly)) {
         if (type !== "oci" && value !== undefined && value !== false) throw new CliError(`${what === "command" ? "a command" : what} is for --type oci only`, ExitCode.usage);
       }
@@ -111,7 +114,7 @@ export function runCommand(): Command {
         const problem = triggerSubjectProblem(subject);
         if (problem) throw new CliError(`trigger subject ${subject} ${problem}`, ExitCode.usage);
       }
-      if (type !== "oci" && triggers.length === 0) throw new CliError("a function needs at least one --trigger-subject", ExitCode.usage);
+      if (type !== "oci" && !opts.service && triggers.length === 0) throw new CliError("a function needs at least one --trigger-subject (a --service does not)", ExitCode.usage);
       const name = opts.name ?? defaultName(artifact, type);
       const nc = await connectFromOptions(opts, "nex run");
       try {
@@ -183,6 +186,7 @@ function deployRequest(
     };
   }
   const fn = { ...common, artifact: { url: given.url, sha256: given.sha256 ?? "" }, limits, concurrency: opts.concurrency ?? 1 };
+  if (type === "javascript" && opts.service) return { ...fn, type, service: true, ...(opts.restart ? { restart: opts.restart } : {}), ...(opts.freshContext ? { fresh_context: true } : {}) };
   return type === "javascript" ? { ...fn, type, fresh_context: Boolean(opts.freshContext) } : { ...fn, type };
 }
 

@@ -66,6 +66,8 @@ export class NodeAgent implements RuntimeObserver {
   private readonly workloads = new Map<string, Workload>();
   /** Namespaces of workloads being deployed: a container may log before its deploy returns. */
   private readonly deploying = new Map<string, string>();
+  /** Events a workload reported before its deploy returned (a service whose first start failed): told once it is recorded. */
+  private readonly earlyEvents = new Map<string, WorkloadEvent[]>();
   private readonly events: EventPublisher;
   private readonly api: ControlApi;
   private readonly hostServices: HostServices;
@@ -161,6 +163,7 @@ export class NodeAgent implements RuntimeObserver {
           mean_ms: ms(stats.meanMs),
           last_ms: ms(stats.lastMs),
           memory_bytes: stats.memoryBytes,
+          ...(stats.service ? { service: stats.service } : {}),
         };
       }),
     );
@@ -247,6 +250,9 @@ export class NodeAgent implements RuntimeObserver {
       return await this.startWorkload(id, namespace, issuer, request);
     } finally {
       this.deploying.delete(id);
+      const early = this.earlyEvents.get(id) ?? [];
+      this.earlyEvents.delete(id);
+      for (const event of early) this.workloadEvent(id, event);
     }
   }
 
@@ -429,16 +435,24 @@ export class NodeAgent implements RuntimeObserver {
   /** A container exited (state and event; it may come back) or came back after a restart. */
   workloadEvent(workloadId: string, event: WorkloadEvent): void {
     const w = this.workloads.get(workloadId);
+    if (!w && this.deploying.has(workloadId)) {
+      const early = this.earlyEvents.get(workloadId) ?? [];
+      if (early.length < 16) early.push(event);
+      this.earlyEvents.set(workloadId, early);
+      return;
+    }
     if (!w || w.state === "stopping") return;
-    const base = { workload_id: workloadId, name: w.request.name, container_id: event.containerId, restarts: event.restarts };
+    // A container names itself and its exit code; a JavaScript service says what ended its run.
+    const base = { workload_id: workloadId, name: w.request.name, ...(event.containerId ? { container_id: event.containerId } : {}), restarts: event.restarts };
     if (event.type === "restarted") {
       w.state = "running";
       this.events.emit(w.namespace, "workload_restarted", base);
       return;
     }
     w.state = event.restartInMs !== null ? "restarting" : event.reason === "exited" ? "exited" : "failed";
-    this.o.log.warn({ workload_id: workloadId, reason: event.reason, exit_code: event.exitCode, restart_in_ms: event.restartInMs }, "workload container exited");
-    this.events.emit(w.namespace, "workload_exited", { ...base, reason: event.reason, exit_code: event.exitCode, restart_in_ms: event.restartInMs });
+    const exit = { reason: event.reason, ...(event.exitCode !== undefined ? { exit_code: event.exitCode } : {}), ...(event.message !== undefined ? { message: event.message } : {}), restart_in_ms: event.restartInMs };
+    this.o.log.warn({ workload_id: workloadId, ...exit }, "workload exited");
+    this.events.emit(w.namespace, "workload_exited", { ...base, ...exit });
   }
 
   /** Stops serving; workloads stay in desired state so the next start brings them back. */

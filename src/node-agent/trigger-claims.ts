@@ -33,8 +33,8 @@ export class TriggerClaims {
     return claims;
   }
 
-  /** The first of `subjects` that overlaps a subject another namespace serves, with that namespace. */
-  private conflict(namespace: string, subjects: string[]): { subject: string; other: string; namespace: string } | undefined {
+  /** The first of `subjects` that overlaps a subject another namespace serves, with that namespace (also read by JavaScript services' subscriptions). */
+  conflict(namespace: string, subjects: string[]): { subject: string; other: string; namespace: string } | undefined {
     for (const { claim } of this.claims.values()) {
       if (claim.namespace === namespace) continue;
       for (const subject of subjects) {

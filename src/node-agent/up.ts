@@ -124,7 +124,7 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   };
   const hostPerNamespace = o.config.runtime_host_per_namespace;
   for (const type of o.config.workload_types) {
-    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log, hostPerNamespace }));
+    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log, hostPerNamespace, nodeId: identity.id }));
     else if (type === "wasm") {
       const cacheDir = path.join(path.resolve(o.config.data_dir), "wasm-cache");
       runtimes.set(type, new WasmRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, cacheDir, log: o.log, hostPerNamespace }));

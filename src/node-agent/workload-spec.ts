@@ -64,7 +64,9 @@ export async function workloadSpec(who: WorkloadIdentity, request: DeployRequest
         maxBytes: config.limits.max_artifact_bytes,
       });
       const fn = { ...base, artifact, sha256: request.artifact.sha256, concurrency: request.concurrency };
-      return request.type === "javascript" ? { ...fn, type: "javascript", freshContextPerTrigger: request.fresh_context } : { ...fn, type: "wasm" };
+      if (request.type === "wasm") return { ...fn, type: "wasm" };
+      const js = { ...fn, type: "javascript" as const, freshContextPerTrigger: request.fresh_context };
+      return request.service ? { ...js, service: { restart: request.restart ?? { policy: "never" } } } : js;
     }
   }
 }

@@ -102,6 +102,24 @@ export interface WorkloadSummary {
   memory_bytes?: number;
   /** OCI workloads: the container and what it uses. */
   container?: ContainerInfo;
+  /** JavaScript services: what the service holds now and how often it came back. */
+  service?: ServiceInfo;
+}
+
+export interface ServiceInfo {
+  /** running; restarting (a run ended, it comes back after restart_in_ms); failed (it stays down); stopping. */
+  state: "starting" | "running" | "restarting" | "failed" | "stopping";
+  restarts: number;
+  /** Subjects it subscribed with ctx.subscribe (queue groups after a space). */
+  subscriptions: string[];
+  /** Timers pending (setTimeout, setInterval). */
+  timers: number;
+  /** CPU time its isolate used in this run, in ms. */
+  cpu_ms: number;
+  /** Messages to its subscriptions dropped or refused (overloaded) because its queue was full. */
+  dropped: number;
+  /** Why the last run ended, when one did. */
+  last_exit?: string;
 }
 
 export interface ContainerInfo {

@@ -71,17 +71,41 @@ const functionFields = {
   read_only_rootfs: onlyFor("oci"),
 };
 
+// ---- JavaScript services (long-running: start(ctx) once, subscriptions and timers of their own) ----
+
+const javaScriptServiceFields = {
+  /** A long-running service (default-exports { start, stop?, handle? }) instead of a function. */
+  service: z.boolean().default(false),
+  /** Services: trigger subjects are optional (handle() answers them). Functions: at least one. */
+  trigger_subjects: z.array(triggerSubject).max(64).default([]),
+  /** Services: what happens when a run of the service ends (a throw from start, a loop, memory); default never. */
+  restart: RestartPolicySchema.optional(),
+};
+
+/** A function needs a trigger subject; restart is for services (and containers). */
+function checkJavaScriptService(req: { service: boolean; trigger_subjects: string[]; restart?: unknown; fresh_context?: boolean; concurrency?: number }, ctx: z.RefinementCtx): void {
+  if (!req.service) {
+    if (req.trigger_subjects.length === 0) ctx.addIssue({ code: "custom", path: ["trigger_subjects"], message: "a function needs at least one trigger subject" });
+    if (req.restart !== undefined) ctx.addIssue({ code: "custom", path: ["restart"], message: "is for oci workloads and javascript services only" });
+    return;
+  }
+  if (req.fresh_context) ctx.addIssue({ code: "custom", path: ["fresh_context"], message: "is for javascript functions only (a service has one isolate)" });
+  if (req.concurrency !== undefined && req.concurrency !== 1) ctx.addIssue({ code: "custom", path: ["concurrency"], message: "is for javascript functions only (a service has one isolate)" });
+}
+
 const JavaScriptDeploySchema = z.strictObject({
   ...functionFields,
   type: z.literal("javascript"),
   /** A fresh context for every trigger (original Nex) instead of one warm context. */
   fresh_context: z.boolean().default(false),
+  ...javaScriptServiceFields,
 });
 
 const WasmDeploySchema = z.strictObject({
   ...functionFields,
   type: z.literal("wasm"),
   fresh_context: onlyFor("javascript"),
+  service: onlyFor("javascript"),
 });
 
 const OciDeploySchema = z.strictObject({
@@ -107,6 +131,7 @@ const OciDeploySchema = z.strictObject({
   read_only_rootfs: z.boolean().optional(),
   concurrency: onlyFor("javascript and wasm"),
   fresh_context: onlyFor("javascript"),
+  service: onlyFor("javascript"),
 });
 
 /** The fields every kind has, checked first, so a bad request hears about all of them at once. */
@@ -119,6 +144,7 @@ export const DeployRequestSchema = DeployEnvelopeSchema
   .pipe(DeployVariantsSchema as unknown as z.ZodType<z.output<typeof DeployVariantsSchema>, z.output<typeof DeployEnvelopeSchema>>)
   .superRefine((req, ctx) => {
     if (req.env_sealed && !req.sender_xkey) ctx.addIssue({ code: "custom", path: ["sender_xkey"], message: "is required with env_sealed" });
+    if (req.type === "javascript") checkJavaScriptService(req, ctx);
   });
 
 /** A deploy request as the node has it, defaults filled in. */

@@ -73,6 +73,21 @@ function oneLine(s: string, max: number): string {
   return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
 }
 
+/** An error reply, as every workload's failures are answered (also a JavaScript service's). */
+export function respondError(msg: Msg, code: number, message: string, log: Logger): void {
+  const line = oneLine(message, MAX_ERROR_HEADER_CHARS) || "error";
+  try {
+    const h = natsHeaders();
+    h.set("Nats-Service-Error-Code", String(code));
+    h.set("Nats-Service-Error", line);
+    h.set("Nex-Error", line);
+    const body = JSON.stringify({ error: { code, message: message.slice(0, MAX_ERROR_BODY_CHARS) } });
+    msg.respond(encoder.encode(body), { headers: h });
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "could not send an error reply");
+  }
+}
+
 export class HostedWorkload {
   private readonly subs: Subscription[] = [];
   private readonly maxPayload: number;
@@ -170,17 +185,7 @@ export class HostedWorkload {
   }
 
   private replyError(msg: Msg, code: number, message: string): void {
-    const line = oneLine(message, MAX_ERROR_HEADER_CHARS) || "error";
-    try {
-      const h = natsHeaders();
-      h.set("Nats-Service-Error-Code", String(code));
-      h.set("Nats-Service-Error", line);
-      h.set("Nex-Error", line);
-      const body = JSON.stringify({ error: { code, message: message.slice(0, MAX_ERROR_BODY_CHARS) } });
-      msg.respond(encoder.encode(body), { headers: h });
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, "could not send an error reply");
-    }
+    respondError(msg, code, message, this.log);
   }
 
   async stats(): Promise<FunctionStats> {

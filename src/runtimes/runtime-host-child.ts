@@ -12,7 +12,7 @@ import { sha256Hex } from "../util/sha256.js";
 import { HostBridge } from "./host-bridge.js";
 import { HostedWorkload, normalizeLimits, type TriggerPool } from "./hosted-workload.js";
 import type { DeployRequest, FromHost, FunctionSpec, HostInit, LogEntry, ToHost, TriggerFailure } from "./runtime-host-ipc.js";
-import type { LogStream, WorkloadLimits } from "./types.js";
+import type { FunctionStats, LogStream, WorkloadEvent, WorkloadLimits } from "./types.js";
 
 /** Log lines kept for the parent when it does not keep up; beyond this lines are counted and dropped. */
 const MAX_PENDING_LOG_LINES = 20_000;
@@ -94,7 +94,46 @@ export interface LoadContext {
   bridge: HostBridge;
   /** Stops this process: something in it can no longer be trusted (a catastrophic isolate error). */
   fatal(reason: string): void;
+  /** Tells the node a long-running workload (a service) ended a run or came back. */
+  report(event: WorkloadEvent): void;
   log: Logger;
+}
+
+/** What the runtime host keeps of one deployed workload: a function's trigger path, or a service. */
+export interface Served {
+  /** Stops it (a service: stop(ctx) within its deadline), waiting for what is in flight. */
+  stop(): Promise<void>;
+  stats(): Promise<FunctionStats>;
+}
+
+/** A loaded service: running (start(ctx) called) and, when it has trigger subjects, their pool (handle()). */
+export interface LoadedService<Result> {
+  service: Served;
+  /** Runs the service's handle(subject, payload) for its trigger subjects. */
+  triggers: TriggerPool;
+  result: Result;
+  details: Record<string, unknown>;
+}
+
+/** A service with trigger subjects: the trigger path stops first, then the service; their counts add up. */
+function serviceWithTriggers(triggers: HostedWorkload, service: Served): Served {
+  return {
+    async stop() {
+      await triggers.stop();
+      await service.stop();
+    },
+    async stats() {
+      const [t, s] = await Promise.all([triggers.stats(), service.stats()]);
+      const n = t.triggers + s.triggers;
+      return {
+        ...s,
+        triggers: n,
+        failures: t.failures + s.failures,
+        meanMs: n === 0 ? 0 : (t.meanMs * t.triggers + s.meanMs * s.triggers) / n,
+        lastMs: t.lastMs || s.lastMs,
+      };
+    },
+  };
 }
 
 export interface Loaded<Result> {
@@ -110,6 +149,8 @@ export interface RuntimeHostDefinition<Extra, Result> {
   name: string;
   /** Loads a workload into a pool that runs its triggers; rejects with a reason the deployer reads. */
   load(request: DeployRequest<Extra>, ctx: LoadContext): Promise<Loaded<Result>>;
+  /** Loads and starts a long-running service (spec.service); runtimes without services leave it out. */
+  loadService?(request: DeployRequest<Extra>, ctx: LoadContext): Promise<LoadedService<Result>>;
   /** Releases what the runtime host keeps besides its workloads, on shutdown. */
   close?(): Promise<void>;
 }
@@ -135,7 +176,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
     { write: (line: string) => send({ type: "log", line }) },
   );
   const events = new EventBatcher(log);
-  const workloads = new Map<string, HostedWorkload>();
+  const workloads = new Map<string, Served>();
   const deploying = new Map<string, Promise<unknown>>();
   let nc: NatsConnection | undefined;
   let init: HostInit | undefined;
@@ -177,7 +218,12 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
         wlog.warn({ given: spec.sha256, computed: sha256 }, "artifact sha256 differs from the spec; caching by the computed one");
       }
       const limits = normalizeLimits(spec.limits);
-      const ctx: LoadContext = { nc: conn, limits, sha256, settings, events, bridge: bridgeFor(conn, spec), fatal: (r) => fatal(r, 70), log: wlog };
+      const report = (event: WorkloadEvent): void => {
+        events.flush();
+        send({ type: "workload-event", workloadId: spec.id, event });
+      };
+      const ctx: LoadContext = { nc: conn, limits, sha256, settings, events, bridge: bridgeFor(conn, spec), fatal: (r) => fatal(r, 70), report, log: wlog };
+      if (spec.service) return deployService(request, ctx, wlog);
       const { pool, result, details } = await def.load(request, ctx);
       const workload = new HostedWorkload({ ...spec, limits }, conn, pool, events, wlog);
       await workload.listen();
@@ -195,6 +241,31 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
     } finally {
       deploying.delete(spec.id);
     }
+  }
+
+  /** A service: loaded and started, then its trigger subjects (if any) answered by its handle(). */
+  async function deployService(request: DeployRequest<Extra>, ctx: LoadContext, wlog: Logger): Promise<Result> {
+    const spec = request.spec;
+    if (!def.loadService) throw new Error(`the ${def.name} cannot run services`);
+    const { service, triggers, result, details } = await def.loadService(request, ctx);
+    let served = service;
+    if (spec.triggerSubjects.length > 0) {
+      const hosted = new HostedWorkload({ ...spec, limits: ctx.limits }, ctx.nc, triggers, events, wlog);
+      try {
+        await hosted.listen();
+      } catch (err) {
+        await service.stop();
+        throw err;
+      }
+      served = serviceWithTriggers(hosted, service);
+    }
+    if (shuttingDown) {
+      await served.stop();
+      throw new Error("the runtime host is shutting down");
+    }
+    workloads.set(spec.id, served);
+    wlog.info({ subjects: spec.triggerSubjects, service: true, ...details }, "workload deployed");
+    return result;
   }
 
   async function undeploy(workloadId: string): Promise<{ stopped: boolean }> {

@@ -5,7 +5,7 @@
 // triggers flow the other way in batches ("events"), off the trigger's hot path. The JavaScript and
 // the wasm runtime hosts speak the same protocol; only a deploy's extra fields and result differ.
 
-import type { FunctionWorkloadSpec, LogStream, NatsAuth, WorkloadLimits } from "./types.js";
+import type { FunctionWorkloadSpec, LogStream, NatsAuth, ServiceOptions, WorkloadEvent, WorkloadLimits } from "./types.js";
 
 /** What a runtime host needs to run one function workload, as plain data for the IPC channel. */
 export interface FunctionSpec {
@@ -19,6 +19,8 @@ export interface FunctionSpec {
   env: Record<string, string>;
   freshContextPerTrigger: boolean;
   concurrency: number;
+  /** A JavaScript service instead of a function. */
+  service?: ServiceOptions;
 }
 
 export function toFunctionSpec(spec: FunctionWorkloadSpec): FunctionSpec {
@@ -35,6 +37,7 @@ export function toFunctionSpec(spec: FunctionWorkloadSpec): FunctionSpec {
     env: { ...spec.env },
     freshContextPerTrigger: spec.type === "javascript" && spec.freshContextPerTrigger,
     concurrency: spec.concurrency,
+    ...(spec.type === "javascript" && spec.service ? { service: { restart: { ...spec.service.restart } } } : {}),
   };
 }
 
@@ -77,6 +80,8 @@ export type FromHost =
   | { type: "result"; reqId: number; ok: true; value: unknown }
   | { type: "result"; reqId: number; ok: false; error: string }
   | { type: "events"; logs: LogEntry[]; failures: TriggerFailure[] }
+  /** A long-running workload (a JavaScript service) ended a run or came back. */
+  | { type: "workload-event"; workloadId: string; event: WorkloadEvent }
   /** One pino JSON line of the child's own log; the parent re-logs it with its logger. */
   | { type: "log"; line: string }
   /** The child cannot go on (NATS connect failed, catastrophic isolate error); it exits right after. */

@@ -176,6 +176,9 @@ export class HostProcess<Extra = object> {
         for (const l of m.logs) this.safely(() => opts.observer.log(l.workloadId, l.stream, l.line));
         for (const f of m.failures) this.safely(() => opts.observer.triggerFailed(f.workloadId, f.subject, f.error));
         break;
+      case "workload-event":
+        this.safely(() => opts.observer.workloadEvent(m.workloadId, m.event));
+        break;
       case "log":
         this.relayLog(m.line);
         break;

@@ -2,7 +2,7 @@
 // lifecycles, records and events; a runtime prepares an artifact, starts it serving its trigger subjects,
 // stops it, and reports what happens inside (logs, failed triggers, crashes).
 
-import type { ContainerInfo } from "../protocol/control.js";
+import type { ContainerInfo, ServiceInfo } from "../protocol/control.js";
 import type { RestartPolicy } from "../protocol/deploy-request.js";
 
 export type WorkloadType = "javascript" | "wasm" | "oci";
@@ -63,6 +63,14 @@ export interface JavaScriptSpec extends FunctionBase {
   type: "javascript";
   /** A fresh context for every trigger (original Nex) instead of one warm context. */
   freshContextPerTrigger: boolean;
+  /** Set for a long-running service (start(ctx) once, its own subscriptions and timers) instead of a function. */
+  service?: ServiceOptions;
+}
+
+/** How a JavaScript service runs, beyond what a function has. */
+export interface ServiceOptions {
+  /** What happens when a run of the service ends (a throw from start, a loop, its memory limit). */
+  restart: RestartPolicy;
 }
 
 export interface WasmSpec extends FunctionBase {
@@ -94,6 +102,8 @@ export interface FunctionStats {
   meanMs: number;
   lastMs: number;
   memoryBytes: number;
+  /** A JavaScript service: its subscriptions, timers, restarts and CPU. */
+  service?: ServiceInfo;
 }
 
 /** What the oci runtime reports of a workload: the container behind it. */
@@ -116,19 +126,25 @@ export interface RuntimeObserver {
   workloadEvent(workloadId: string, event: WorkloadEvent): void;
 }
 
-export type ExitReason = "exited" | "crashed" | "oom_killed";
+/** Why a long-running workload's run ended: a container's exit, or a JavaScript service's throw (crashed), loop (timeout) or memory (oom_killed). */
+export type ExitReason = "exited" | "crashed" | "oom_killed" | "timeout";
 
+/** A long-running workload (a container, a JavaScript service) ended a run or came back. */
 export type WorkloadEvent =
   | {
       type: "exited";
-      containerId: string;
+      /** Containers: which one. */
+      containerId?: string;
       reason: ExitReason;
-      exitCode: number;
+      /** Containers: the exit code. */
+      exitCode?: number;
+      /** Services: what ended the run (the error's message). */
+      message?: string;
       restarts: number;
       /** When it starts again, or null: it stays down (no restart policy, or retries used up). */
       restartInMs: number | null;
     }
-  | { type: "restarted"; containerId: string; restarts: number };
+  | { type: "restarted"; containerId?: string; restarts: number };
 
 export interface Runtime {
   readonly type: WorkloadType;

@@ -30,6 +30,7 @@ import { MAX_HEADER_VALUE_CHARS, hostValueLimit } from "../host-bridge.js";
 import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
 import { MAX_ERROR_BODY_CHARS } from "../hosted-workload.js";
 import { PRIMORDIALS_SOURCE } from "./primordials.js";
+import { SERVICE_RUNNER_SOURCE } from "./service-bootstrap.js";
 import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, TABLE_OFFSET } from "./result-channel.js";
 
 /** What the bootstrap bounds inside the isolate, per trigger or per value. */
@@ -604,7 +605,11 @@ function encodeResult(r) {
   }
 }
 
-return function makeRunner(handler) {
+// ---- services (service-bootstrap.ts): makeRunner(module, info, control, emitReply) ----
+${SERVICE_RUNNER_SOURCE}
+
+return function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
+  if (serviceControl !== undefined) return makeServiceRunner(handler, serviceInfo, serviceControl, serviceReply);
   // Starts the triggers of a batch one after the other. A synchronous trigger runs to its end before the
   // next starts; an async one runs until it first awaits, and the next starts while it waits, so async
   // triggers overlap their host calls. Each result goes into the shared area (or, if too large, by

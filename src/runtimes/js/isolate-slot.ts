@@ -98,7 +98,7 @@ function releasePrepared(p: Prepared): void {
 /** V8 code cache of BOOTSTRAP_SOURCE, shared by every isolate of this process. */
 let bootstrapCache: Uint8Array | undefined;
 
-async function compileBootstrap(isolate: ivm.Isolate): Promise<ivm.Script> {
+export async function compileBootstrap(isolate: ivm.Isolate): Promise<ivm.Script> {
   const cached = bootstrapCache;
   const script = (await isolate.compileScript(BOOTSTRAP_SOURCE, {
     filename: "nex:bootstrap",

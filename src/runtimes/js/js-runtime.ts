@@ -34,6 +34,8 @@ export interface JsRuntimeOptions {
   hostScript?: string;
   /** Extra Node flags for the runtime host (after --no-node-snapshot), e.g. ["--cpu-prof"] when profiling. */
   hostExecArgv?: string[];
+  /** The node's id, which a service reads as ctx.workload.node. */
+  nodeId?: string;
 }
 
 const MAX_CACHED_CODES = 64;
@@ -61,7 +63,7 @@ export class JsRuntime extends HostedFunctionRuntime<JsDeployExtra> {
         natsAuth: opts.natsAuth,
         connectionName: "nex-js-runtime-host",
         hostServicesOnBus: opts.hostServicesOnBus === true,
-        settings: {},
+        settings: opts.nodeId ? { nodeId: opts.nodeId } : {},
         observer: opts.observer,
         log,
         startTimeoutMs: opts.startTimeoutMs,

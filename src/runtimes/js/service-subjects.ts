@@ -1,0 +1,71 @@
+// Which subjects a JavaScript service may subscribe with ctx.subscribe, and in which queue group. A
+// service runs on the runtime host's connection (the node's credentials), so the checks are ours:
+// - the messaging rules: no system subjects ($NEX, $JS, $SYS, $SRV, $KV, $O, _INBOX), no leading wildcard
+//   (triggerSubjectProblem, the same rule as for trigger subjects);
+// - a namespace owns its trigger subjects: a subject that overlaps a trigger subject another namespace
+//   serves (the NEX_TRIGGERS claims every node keeps, see node-agent/trigger-claims.ts) is refused, so a
+//   service cannot read or take another tenant's requests;
+// - a queue group is the service's own: `nex.<ns>.<name>.<queue>`, so it never joins another workload's
+//   group, while replicas of one service share it;
+// - at most MAX_SERVICE_SUBSCRIPTIONS at once.
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { token, triggerQueueGroup, triggerSubjectProblem } from "../../protocol/control.js";
+import { TriggerClaims } from "../../node-agent/trigger-claims.js";
+import { settleWithin } from "../../util/settle-within.js";
+
+/** Subscriptions one service may hold at once. */
+export const MAX_SERVICE_SUBSCRIPTIONS = 64;
+/** Timers (setTimeout, setInterval) one service may have pending. */
+export const MAX_SERVICE_TIMERS = 1000;
+const CLAIMS_OPEN_TIMEOUT_MS = 5000;
+
+/** A refusal: the code the guest's Error gets, and why. */
+export interface SubjectRefusal {
+  code: "forbidden" | "bad_request";
+  message: string;
+}
+
+/** The trigger claims of every namespace, as one live view per runtime host (opened on the first service). */
+let claims: Promise<TriggerClaims | undefined> | undefined;
+
+export function openClaims(nc: NatsConnection, log: Logger): Promise<TriggerClaims | undefined> {
+  claims ??= settleWithin(TriggerClaims.open(nc, "runtime-host"), CLAIMS_OPEN_TIMEOUT_MS).then(
+    (c) => {
+      if (!c) log.warn("the trigger claims did not load in time; service subscriptions are checked against the system prefixes only");
+      return c;
+    },
+    (err: Error) => {
+      log.warn({ err: err.message }, "cannot read the trigger claims; service subscriptions are checked against the system prefixes only");
+      return undefined;
+    },
+  );
+  return claims;
+}
+
+export class ServiceSubjects {
+  constructor(
+    private readonly namespace: string,
+    private readonly name: string,
+    private readonly claims: TriggerClaims | undefined,
+  ) {}
+
+  /** Why `subject` may not be subscribed by this service, or undefined when it may. */
+  problem(subject: string): SubjectRefusal | undefined {
+    const p = triggerSubjectProblem(subject);
+    if (p) return { code: /may not/.test(p) ? "forbidden" : "bad_request", message: `subject ${JSON.stringify(subject)} ${p}` };
+    const conflict = this.claims?.conflict(this.namespace, [subject]);
+    if (conflict) {
+      return { code: "forbidden", message: `subject ${JSON.stringify(subject)} overlaps ${conflict.other}, which namespace ${conflict.namespace} serves` };
+    }
+    return undefined;
+  }
+
+  /** The queue group for a service's `queue` option ("" for none), or a refusal. */
+  queueGroup(queue: string): string | SubjectRefusal | undefined {
+    if (queue === "") return undefined;
+    if (!token.safeParse(queue).success) return { code: "bad_request", message: `queue ${JSON.stringify(queue)} must be 1-64 letters, digits, '_' or '-'` };
+    return `${triggerQueueGroup(this.namespace, this.name)}.${queue}`;
+  }
+}
