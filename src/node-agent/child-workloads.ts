@@ -14,11 +14,11 @@
 // is restored after a node restart only while its parent's binding and its slot stand.
 
 import { randomBytes } from "node:crypto";
-import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "pino";
-import { type AuctionBid, ARTIFACT_BUCKET, ControlSubjects, describeZodError, type DeployResponse, PROTOCOL_VERSION } from "../protocol/control.js";
+import { type AuctionBid, ARTIFACT_BUCKET, ControlSubjects, describeZodError, type DeployResponse, PROTOCOL_VERSION, SYSTEM_NAMESPACE } from "../protocol/control.js";
 import { type DeployRequest, DeployRequestSchema } from "../protocol/deploy-request.js";
 import {
   ChildDeployRequestSchema,
@@ -45,6 +45,12 @@ const BUCKET = "NEX_GRANTS";
 /** How long the parent's node gathers auction bids after the last one came in, and at most. */
 const AUCTION_STALL_MS = 15;
 const AUCTION_MAX_MS = 1000;
+/**
+ * How long the number of bidders of a full auction is remembered: within it an auction ends as soon as
+ * that many nodes have bid instead of waiting out the stall (a node starting, stopping or entering lame
+ * duck forgets it at once, through the node events).
+ */
+const AUCTION_MEMORY_MS = 10_000;
 /** Time for a child deploy or undeploy request to another node. */
 const CHILD_REQUEST_TIMEOUT_MS = 4500;
 
@@ -99,13 +105,29 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 export class ChildWorkloads {
+  /** Bidders seen in the last full auction, per kind of request. */
+  private readonly bidders = new Map<string, { count: number; at: number }>();
+  /** Where the next free slot of a grant probably is (only the parent's node claims its slots). */
+  private readonly cursors = new Map<string, number>();
+  private readonly nodeEvents: Subscription;
+
   private constructor(
     private readonly kv: KV,
     private readonly host: LineageHost,
-  ) {}
+  ) {
+    this.nodeEvents = host.nc.subscribe(ControlSubjects.events(SYSTEM_NAMESPACE, "*"), {
+      callback: (_err, msg) => {
+        if (/\.node_(started|stopped|lame_duck)$/.test(msg.subject)) this.bidders.clear();
+      },
+    });
+  }
 
   static async open(host: LineageHost): Promise<ChildWorkloads> {
     return new ChildWorkloads(await new Kvm(host.nc).create(BUCKET, { history: 1 }), host);
+  }
+
+  close(): void {
+    this.nodeEvents.unsubscribe();
   }
 
   private get nodeId(): string {
@@ -265,20 +287,27 @@ export class ChildWorkloads {
   /** Nodes that can take the child bid; the least loaded of those whose xkey is signed by their id wins. */
   private async auction(namespace: string, type: string, tags: Record<string, string>, memoryMb: number | undefined): Promise<AuctionBid> {
     const bids: AuctionBid[] = [];
+    const body = JSON.stringify({ version: PROTOCOL_VERSION, type, tags, memory_mb: memoryMb });
+    const key = `${namespace}\n${body}`;
+    const known = this.bidders.get(key);
+    const expected = known && Date.now() - known.at < AUCTION_MEMORY_MS ? known.count : Infinity;
+    let answered = 0;
     try {
-      const replies = await this.host.nc.requestMany(ControlSubjects.auction(namespace), JSON.stringify({ version: PROTOCOL_VERSION, type, tags, memory_mb: memoryMb }), {
-        strategy: "stall",
-        stall: AUCTION_STALL_MS,
-        maxWait: AUCTION_MAX_MS,
-      });
+      const replies = await this.host.nc.requestMany(ControlSubjects.auction(namespace), body, { strategy: "stall", stall: AUCTION_STALL_MS, maxWait: AUCTION_MAX_MS });
       for await (const m of replies) {
         if (m.data.length === 0) continue;
+        answered++;
         const bid = parseJson<AuctionBid>(m.string());
         if (bid && !bid.unavailable && nodeXkeyIsSigned(bid.node_id, bid.xkey, bid.xkey_sig)) bids.push(bid);
+        if (answered >= expected) {
+          (replies as { stop?: () => void }).stop?.();
+          break;
+        }
       }
     } catch {
       // no responders or a timeout: no bids
     }
+    if (expected === Infinity || answered < expected) this.bidders.set(key, { count: answered, at: Date.now() });
     if (bids.length === 0) throw new HostError("no_responders", `no node bid for a ${type} child${Object.keys(tags).length ? ` with tags ${JSON.stringify(tags)}` : ""}`);
     const least = Math.min(...bids.map((b) => b.workload_count));
     const best = bids.filter((b) => b.workload_count === least);
@@ -287,10 +316,21 @@ export class ChildWorkloads {
 
   /** The first free slot below max_children, taken with a KV create (two callers never get one slot). */
   private async claimSlot(grant: GrantBody, value: Slot): Promise<number> {
-    const taken = new Set((await this.slots(grant.grant_id)).map((s) => s.slot));
-    for (let k = 0; k < grant.max_children; k++) {
+    const max = grant.max_children;
+    const id = grant.grant_id;
+    // First the slot after the last one taken (usually free: one KV create), then a look at all of them.
+    const hint = (this.cursors.get(id) ?? 0) % max;
+    if (await this.create(`s.${id}.${hint}`, JSON.stringify(value))) {
+      this.cursors.set(id, hint + 1);
+      return hint;
+    }
+    const taken = new Set((await this.slots(id)).map((s) => s.slot));
+    for (let k = 0; k < max; k++) {
       if (taken.has(k)) continue;
-      if (await this.create(`s.${grant.grant_id}.${k}`, JSON.stringify(value))) return k;
+      if (await this.create(`s.${id}.${k}`, JSON.stringify(value))) {
+        this.cursors.set(id, k + 1);
+        return k;
+      }
     }
     throw new HostError("forbidden", `this workload already has the ${grant.max_children} children its grant allows at once (nex run --max-children)`);
   }

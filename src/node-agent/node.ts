@@ -510,6 +510,7 @@ export class NodeAgent implements RuntimeObserver {
     for (const w of this.workloads.values()) w.unsubscribeUndeploy();
     this.hostServices.close();
     this.triggerClaims?.close();
+    this.children?.close();
     await Promise.allSettled([...this.o.runtimes.values()].map((r) => r.close()));
     this.events.emit("system", "node_stopped", { node_id: this.id, graceful: true });
     this.events.close();
