@@ -14,6 +14,9 @@
 //                 p50 / p99 µs of sequential requests; peer: a bare nats.js responder doing kv.put +
 //                 kv.get with @nats-io/kv on a bucket of its own, on the same broker.
 //
+//   20 childdeploy a child deploy from inside a workload (this.hostServices.workloads.deploy) to the
+//                 child's first answer, p50 over 20 children; no peer (bench/childdeploy.ts).
+//
 // Each row gets its own node process, temporary data directory and NEX_HOME, removed afterwards.
 
 import { hrtime } from "node:process";
@@ -36,10 +39,11 @@ import {
   type DensityReport,
 } from "./nexload.js";
 import { rssKiB, startNode, type RunningNode } from "./node.js";
+import { CHILD_DEPLOYS, CHILD_TARGET_MS, type ChildDeployReport, runChildDeploys } from "./childdeploy.js";
 import { cpuSecondsOf } from "./servers.js";
 import { formatNumber, formatRatio, renderTable } from "./table.js";
 
-export type NodeWorkload = "trigger" | "trigger50" | "cold" | "density" | "kvfn" | "svc50" | "svccold";
+export type NodeWorkload = "trigger" | "trigger50" | "cold" | "density" | "kvfn" | "svc50" | "svccold" | "child";
 
 export interface NodeRow {
   kind: "node";
@@ -131,6 +135,7 @@ export function nodeRows(): NodeRow[] {
         `(${TRIGGER50_CLIENTS} clients × ${TRIGGER50_INFLIGHT / TRIGGER50_CLIENTS}); peer: bare responder`,
     },
     { kind: "node", id: 21, workload: "svccold", name: `service cold start: deploy sent → first answer through ctx.subscribe, p50 of ${COLD_DEPLOYS} distinct services` },
+    { kind: "node", id: 22, workload: "child", name: `child deploy from inside a workload → the child's first answer, p50 of ${CHILD_DEPLOYS} children` },
   ];
 }
 
@@ -170,6 +175,7 @@ export interface NodeRowResult {
   trials: NodeTrial[];
   cold: ColdReport | null;
   density: DensityReport | null;
+  child?: ChildDeployReport | null;
   /** A failure of the whole row (node did not start, deploy failed, time limit). */
   error: string | null;
   /** Warn/error lines the node logged during the row. */
@@ -463,6 +469,16 @@ export async function runNodeRow(row: NodeRow, o: NodeOptions, log: Log): Promis
         );
         break;
       }
+      case "child": {
+        const r = await runChildDeploys(n, CHILD_DEPLOYS);
+        res.child = r;
+        const p = (v: number[], q: number) => formatNumber(percentileOf(v, q));
+        log(
+          `[row ${row.id}] child deploy → first answer over ${r.totalMs.length} children: p50 ${p(r.totalMs, 0.5)} ms, p90 ${p(r.totalMs, 0.9)} ms, ` +
+            `max ${formatNumber(Math.max(...r.totalMs))} ms (inside the lobby p50 ${p(r.innerMs, 0.5)} ms); first child ${formatNumber(r.firstMs)} ms`,
+        );
+        break;
+      }
       case "density": {
         const r = await runDensity(n, DENSITY_FUNCTIONS, DENSITY_SAMPLE, DENSITY_TIME_LIMIT_MS, rss, (m) => log(`[row ${row.id}] ${m}`));
         res.density = r;
@@ -596,6 +612,25 @@ export function renderNodeResults(results: NodeRowResult[], o: NodeOptions): str
             `Split (p50): deploy reply ${p(c.deployMs, 0.5)} ms + first answer ${p(c.firstReplyMs, 0.5)} ms; max ${formatNumber(Math.max(...c.totalMs))} ms.`,
         );
         if (c.retries) problems.push(`row ${row.id}: ${c.retries} first request(s) found no responders after the deploy reply (retried)`);
+      }
+    } else if (row.workload === "child") {
+      const c = res.child;
+      const p50 = c ? percentileOf(c.totalMs, 0.5) : null;
+      peerRows.push([
+        String(row.id),
+        `child deploy: workloads.deploy inside a function → the child's first answer (ms), p50 of ${CHILD_DEPLOYS} children; no peer`,
+        p50 === null ? errorCell(res) : formatNumber(p50),
+        "—",
+        p50 === null ? `target < ${CHILD_TARGET_MS} ms` : `${p50 < CHILD_TARGET_MS ? "meets" : "misses"} target < ${CHILD_TARGET_MS} ms`,
+      ]);
+      if (c) {
+        const p = (v: number[], q: number) => formatNumber(percentileOf(v, q));
+        notes.push(
+          `Row ${row.id}: a lobby function deployed with a grant for one table artifact calls this.hostServices.workloads.deploy and then messaging.request on the child's subject, ` +
+            `once per child (the same table artifact each time, each on its own subject; the auction, the grant checks and the node-signed DEPLOY_CHILD are all in the path). ` +
+            `Timed from the client's request to the lobby to the lobby's answer carrying the child's first reply: p50 ${p(c.totalMs, 0.5)} ms, p90 ${p(c.totalMs, 0.9)} ms, ` +
+            `max ${formatNumber(Math.max(...c.totalMs))} ms; the lobby's own span p50 ${p(c.innerMs, 0.5)} ms. Not counted: the first child (artifact fetched and compiled): ${formatNumber(c.firstMs)} ms.`,
+        );
       }
     } else if (row.workload === "cold") {
       const c = res.cold;

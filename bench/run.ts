@@ -3,10 +3,10 @@
 //
 //   npm run bench                 # full run (~7.5 min; the node rows ~2.5 min of it, density included)
 //   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
-//   npm run bench -- --only 1,5   # only some rows (1-19, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
+//   npm run bench -- --only 1,5   # only some rows (1-22, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
 //                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,
-//                                 #   kvfn, oci, wspubsub16, wsreqrep, svc50, svccold)
-//   npm run bench -- --only node  # the five node rows (trigger, trigger50, cold, density, kvfn)
+//                                 #   kvfn, oci, wspubsub16, wsreqrep, svc50, svccold, childdeploy)
+//   npm run bench -- --only node  # the six node rows (trigger, trigger50, cold, density, kvfn, childdeploy)
 //   npm run bench -- --only ws    # the two WebSocket rows (wspubsub16, wsreqrep)
 //   npm run bench -- --only services   # the JavaScript service rows (svc50, svccold)
 //   npm run bench -- --only wasm,wasmcold   # WebAssembly rows (bench/wasm.ts), also part of a full run
@@ -97,14 +97,15 @@ const ROW_NAMES: Record<string, number> = {
   wsreqrep: 19,
   svc50: 20,
   svccold: 21,
+  childdeploy: 22,
 };
-const ROW_COUNT = 21;
+const ROW_COUNT = 22;
 const DENSITY_ROW = 15;
 /** --only aliases for groups of rows. */
 const ROW_GROUPS: Record<string, number[]> = {
   core: [1, 2, 3, 4, 5],
   jetstream: [6, 7, 8, 9, 10, 11],
-  node: [12, 13, 14, 15, 16],
+  node: [12, 13, 14, 15, 16, 22],
   ws: [18, 19],
   services: [20, 21],
 };
@@ -115,7 +116,7 @@ function usage(msg?: string): never {
     "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
       "                                                kvput,kvget,jspub,replay,objput,objget,\n" +
       "                                                trigger,trigger50,cold,density,kvfn,oci,\n" +
-      "                                                wspubsub16,wsreqrep,svc50,svccold|core,jetstream,node,ws,services]\n" +
+      "                                                wspubsub16,wsreqrep,svc50,svccold,childdeploy|core,jetstream,node,ws,services]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );

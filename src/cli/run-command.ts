@@ -15,6 +15,7 @@ import { type ClientOpts, collect, keyValues, namespaceOption } from "./node-com
 import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js";
 import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
+import { grantArtifacts, maxChildrenArg, newGrant } from "./deploy-grant.js";
 
 interface RunOpts extends ClientOpts {
   type?: DeployRequestInput["type"];
@@ -36,6 +37,8 @@ interface RunOpts extends ClientOpts {
   idempotencyKey?: string;
   trustedNode?: string[];
   service?: boolean;
+  allowDeploy?: string[];
+  maxChildren?: number;
 }
 
 function typeFor(file: string, explicit?: DeployRequestInput["type"]): DeployRequestInput["type"] {
@@ -97,6 +100,8 @@ export function runCommand(): Command {
           .env("NEX_TRUSTED_NODES")
           .argParser(collect),
       )
+      .option("--allow-deploy <file>", "this workload may deploy this file as a child workload (repeatable; this.hostServices.workloads)", collect)
+      .option("--max-children <n>", "with --allow-deploy: most children at once (default 10)", maxChildrenArg)
       .option("--idempotency-key <key>", "deploy once: a retry with the same key (within 10 minutes) gets the same workload; nex run retries once itself after a timeout")
       .addOption(namespaceOption()),
   );
@@ -116,6 +121,7 @@ export function runCommand(): Command {
       }
       if (type !== "oci" && !opts.service && triggers.length === 0) throw new CliError("a function needs at least one --trigger-subject (a --service does not)", ExitCode.usage);
       const name = opts.name ?? defaultName(artifact, type);
+      if (opts.maxChildren !== undefined && !opts.allowDeploy) throw new CliError("--max-children goes with --allow-deploy", ExitCode.usage);
       const nc = await connectFromOptions(opts, "nex run");
       try {
         const control = new ControlClient(nc, opts.namespace, opts.timeout ?? 5000);
@@ -131,6 +137,9 @@ export function runCommand(): Command {
           sha256 = sha256Hex(bytes);
           url = await uploadArtifact(nc, bytes, sha256, name, Boolean(opts.json));
         }
+        const children = opts.allowDeploy
+          ? await grantArtifacts(opts.allowDeploy, (bytes, sha, file) => uploadArtifact(nc, bytes, sha, file, Boolean(opts.json)))
+          : undefined;
         const targets = await chooseNodes(control, opts, type);
         const results = [];
         for (const [i, target] of targets.entries()) {
@@ -142,6 +151,8 @@ export function runCommand(): Command {
             ...(opts.idempotencyKey ? { idempotency_key: i === 0 ? opts.idempotencyKey : `${opts.idempotencyKey}-${i}` } : {}),
             requested_at: new Date().toISOString(),
             ...sealEnv(opts.env, target.xkey),
+            // Each copy its own grant: a grant is bound to one workload.
+            ...(children ? { grant: newGrant(issuerKey(), opts.namespace, children, opts.maxChildren) } : {}),
           }, { url, sha256, command, opts });
           const s = spinner(`deploying ${name} to ${target.node_id}`, { json: opts.json });
           try {

@@ -77,6 +77,8 @@ export class HostServices {
     private readonly nc: NatsConnection,
     private readonly log: Logger,
     private readonly options: HostServicesOptions = DEFAULT_HOST_SERVICES_OPTIONS,
+    /** Services only this server has (the node's `workloads`, which needs its key and its records). */
+    private readonly extra: Record<string, Record<string, HostMethod>> = {},
   ) {}
 
   /** Serves the workload's host-service subject until detach(). */
@@ -110,7 +112,8 @@ export class HostServices {
    */
   async invoke(workload: WorkloadRef, service: string, method: string, header: (name: string) => string | undefined, body: Uint8Array): Promise<HostAnswer> {
     try {
-      const handler = SERVICES[service]?.[method];
+      const table = Object.prototype.hasOwnProperty.call(SERVICES, service) ? SERVICES[service] : Object.prototype.hasOwnProperty.call(this.extra, service) ? this.extra[service] : undefined;
+      const handler = table && Object.prototype.hasOwnProperty.call(table, method) ? table[method] : undefined;
       if (!handler) throw new HostError("bad_request", `unknown host service method ${service}.${method}`);
       if (body.length > this.options.maxValueBytes) {
         throw new HostError("too_large", `value of ${body.length} bytes is over the ${this.options.maxValueBytes}-byte limit`);

@@ -21,6 +21,8 @@ import { ControlError } from "./errors.js";
 import { EventPublisher } from "./events.js";
 import { ReplayGuard } from "./replay-guard.js";
 import { TriggerClaims } from "./trigger-claims.js";
+import { type ChildLink, ChildWorkloads, type LineageHost, workloadsHostMethods } from "./child-workloads.js";
+import { ChildSubjects, type GrantBody } from "../protocol/grants.js";
 import { workloadLimits, workloadSpec } from "./workload-spec.js";
 import type { WorkloadCredentials } from "./workload-credentials.js";
 import type { NodeIdentity } from "./identity.js";
@@ -35,6 +37,10 @@ interface Workload {
   state: WorkloadSummary["state"];
   startedAt: string;
   unsubscribeUndeploy: () => void;
+  /** The deploy grant it was deployed with: it may deploy children (child-workloads.ts). */
+  grant?: GrantBody;
+  /** It is a child: its parent, grant and slot. */
+  parent?: ChildLink;
 }
 
 /** What the node keeps in its desired-state bucket to bring a workload back after a restart. */
@@ -43,6 +49,7 @@ interface DesiredWorkload {
   namespace: string;
   issuer: string;
   request: DeployRequest;
+  parent?: ChildLink;
 }
 
 export interface NodeAgentOptions {
@@ -76,6 +83,7 @@ export class NodeAgent implements RuntimeObserver {
   private desired: KV | null = null;
   private replayGuard: ReplayGuard | null = null;
   private triggerClaims: TriggerClaims | null = null;
+  private children: ChildWorkloads | null = null;
   private lameDuck = false;
   private stopped = false;
 
@@ -83,7 +91,7 @@ export class NodeAgent implements RuntimeObserver {
     this.id = o.identity.id;
     this.events = new EventPublisher(o.nc, this.id);
     this.xkeySignature = signNodeXkey(o.identity.signer, o.identity.xkey);
-    this.hostServices = new HostServices(o.nc, o.log.child({ component: "host-services" }));
+    this.hostServices = new HostServices(o.nc, o.log.child({ component: "host-services" }), undefined, { workloads: workloadsHostMethods(() => this.children) });
     this.api = new ControlApi(
       o.nc,
       { name: "nex-node", id: this.id, version: o.version, description: "Nex node control API", metadata: { node_name: o.config.name } },
@@ -102,6 +110,7 @@ export class NodeAgent implements RuntimeObserver {
     }
     this.replayGuard = await ReplayGuard.open(this.o.nc, this.id);
     this.triggerClaims = await TriggerClaims.open(this.o.nc, this.id);
+    this.children = await ChildWorkloads.open(this.lineageHost());
     await this.replayDesired();
     await Promise.all([...this.o.runtimes.values()].map((r) => r.removeUnclaimed?.()));
     const api = this.api;
@@ -112,6 +121,8 @@ export class NodeAgent implements RuntimeObserver {
     api.endpoint("DEPLOY", `$NEX.SVC.*.control.DEPLOY.${id}`, async (m, t) => this.deployRequest(m, t[2]));
     api.endpoint("WORKLOADS", "$NEX.SVC.*.control.WORKLOADS", async (_m, t) => ({ node_id: id, workloads: await this.summaries(t[2]) }));
     api.endpoint("LAMEDUCK", ControlSubjects.lameDuck(id), async (m) => this.lameDuckRequest(m));
+    api.endpoint("DEPLOY_CHILD", ChildSubjects.deploy("*", id), async (m, t) => this.lineage().childDeployRequest(m, t[2]));
+    api.endpoint("UNDEPLOY_CHILD", ChildSubjects.undeploy("*", id), async (m, t) => this.lineage().childUndeployRequest(m, t[2]));
     await this.o.nc.flush();
     this.events.emit("system", "node_started", { node_id: id, name: config.name, version: this.o.version, xkey: this.o.identity.xkey, tags: config.tags });
     log.info({ node_id: id, xkey: this.o.identity.xkey, workloads: this.workloads.size }, "node started");
@@ -181,6 +192,7 @@ export class NodeAgent implements RuntimeObserver {
       issuer: w.issuer,
       started_at: w.startedAt,
       sha256: w.request.artifact.sha256,
+      ...(w.parent ? { parent_id: w.parent.parent_id } : {}),
     };
   }
 
@@ -244,10 +256,10 @@ export class NodeAgent implements RuntimeObserver {
   }
 
   /** Starts a workload; while it starts, its id is known (for its logs, and for a retried idempotent deploy). */
-  private async deploy(id: string, namespace: string, issuer: string, request: DeployRequest): Promise<Workload> {
+  private async deploy(id: string, namespace: string, issuer: string, request: DeployRequest, parent?: ChildLink): Promise<Workload> {
     this.deploying.set(id, namespace);
     try {
-      return await this.startWorkload(id, namespace, issuer, request);
+      return await this.startWorkload(id, namespace, issuer, request, parent);
     } finally {
       this.deploying.delete(id);
       const early = this.earlyEvents.get(id) ?? [];
@@ -256,7 +268,7 @@ export class NodeAgent implements RuntimeObserver {
     }
   }
 
-  private async startWorkload(id: string, namespace: string, issuer: string, request: DeployRequest): Promise<Workload> {
+  private async startWorkload(id: string, namespace: string, issuer: string, request: DeployRequest, parent?: ChildLink): Promise<Workload> {
     const { config, log } = this.o;
     if (!NAMESPACE_PATTERN.test(namespace)) throw new ControlError(400, `invalid namespace ${namespace}: 1-64 letters, digits or '-'`);
     const runtime = this.o.runtimes.get(request.type);
@@ -267,6 +279,8 @@ export class NodeAgent implements RuntimeObserver {
     const env = this.unsealEnv(request);
     const workloadLog = log.child({ workload_id: id, namespace, workload: request.name });
     const spec = await workloadSpec({ id, namespace }, request, { nc: this.o.nc, config, env });
+    // A grant is bound to this workload before it runs (refused when bound to another: a captured grant).
+    const grant = await this.lineage().bindGrant(id, namespace, issuer, request);
     // Claimed before its triggers subscribe, so a deploy elsewhere in another namespace sees it at once.
     await this.claimTriggerSubjects(id, namespace, request.trigger_subjects);
     // A container connects itself, as a user of its own (functions run in runtime hosts, on the node's connection).
@@ -280,6 +294,7 @@ export class NodeAgent implements RuntimeObserver {
       this.hostServices.detach(id);
       this.o.credentials?.revoke(id);
       await this.triggerClaims?.release(id);
+      if (grant) await this.lineage().forgotten({ id, namespace, issuer, request, grant }).catch(() => undefined);
       const message = err instanceof Error ? err.message : String(err);
       workloadLog.warn({ err: message }, "deploy refused by the runtime");
       // A runtime's message may quote the artifact (a ReferenceError names an identifier in it). An
@@ -298,9 +313,11 @@ export class NodeAgent implements RuntimeObserver {
       state: "running",
       startedAt: new Date().toISOString(),
       unsubscribeUndeploy: () => sub.unsubscribe(),
+      ...(grant ? { grant } : {}),
+      ...(parent ? { parent } : {}),
     };
     this.workloads.set(id, workload);
-    const desired: DesiredWorkload = { id, namespace, issuer, request };
+    const desired: DesiredWorkload = { id, namespace, issuer, request, ...(parent ? { parent } : {}) };
     await this.desired?.put(id, JSON.stringify(desired));
     workloadLog.info({ triggers: request.trigger_subjects }, "workload started");
     this.events.emit(namespace, "workload_deployed", { workload_id: id, name: request.name, type: request.type, node_id: this.id });
@@ -352,13 +369,55 @@ export class NodeAgent implements RuntimeObserver {
       let desired: DesiredWorkload;
       try {
         desired = JSON.parse(entry.string()) as DesiredWorkload;
-        await this.deploy(desired.id, desired.namespace, desired.issuer, desired.request);
+        // A child comes back only under its parent (its grant still bound, its slot still held).
+        if (desired.parent) await this.lineage().checkRestore(desired.id, desired.parent);
+        await this.deploy(desired.id, desired.namespace, desired.issuer, desired.request, desired.parent);
         this.o.log.info({ workload_id: desired.id }, "workload restored after restart");
       } catch (err) {
         this.o.log.error({ workload_id: key, err: err instanceof Error ? err.message : err }, "could not restore workload; forgetting it");
         await kv.delete(key);
         await this.triggerClaims?.release(key);
+        await this.forgetLineage(entry.string());
       }
+    }
+  }
+
+  // ---- workloads that deploy workloads (child-workloads.ts) ------------------------------------------
+
+  private lineage(): ChildWorkloads {
+    if (!this.children) throw new ControlError(503, "node is starting");
+    return this.children;
+  }
+
+  private lineageHost(): LineageHost {
+    const { config } = this.o;
+    return {
+      nc: this.o.nc,
+      identity: this.o.identity,
+      log: this.o.log.child({ component: "children" }),
+      issuerAllowed: (issuer) => config.allow_any_issuer || config.allowed_issuers.includes(issuer),
+      replays: () => this.replays(),
+      workload: (id) => this.workloads.get(id),
+      deployChild: async (id, namespace, issuer, request, link) => {
+        if (this.lameDuck) throw new ControlError(503, "node is in lame duck mode and takes no new workloads");
+        await this.deploy(id, namespace, issuer, request, link);
+      },
+      undeployHere: async (id, reason) => {
+        const w = this.workloads.get(id);
+        if (!w) return false;
+        await this.undeploy(w, reason, true);
+        return true;
+      },
+    };
+  }
+
+  /** A recorded workload that could not be restored: its children, grant and slot go too. */
+  private async forgetLineage(recorded: string): Promise<void> {
+    try {
+      const d = JSON.parse(recorded) as DesiredWorkload;
+      if (d.parent || d.request?.grant) await this.children?.forgotten({ id: d.id, namespace: d.namespace, issuer: d.issuer, request: d.request, parent: d.parent });
+    } catch {
+      // an unreadable record has nothing to release
     }
   }
 
@@ -387,6 +446,8 @@ export class NodeAgent implements RuntimeObserver {
       if (forget) {
         await this.desired?.delete(workload.id);
         await this.triggerClaims?.release(workload.id);
+        // Its children stop (on any node), its grant and its slot under a parent are released.
+        await this.children?.forgotten(workload).catch((err: Error) => this.o.log.warn({ workload_id: workload.id, err: err.message }, "releasing its children and grant failed"));
       }
       this.events.forget(workload.namespace, workload.id);
       this.events.emit(workload.namespace, "workload_stopped", { workload_id: workload.id, name: workload.request.name, reason });
@@ -463,6 +524,7 @@ export class NodeAgent implements RuntimeObserver {
     for (const w of this.workloads.values()) w.unsubscribeUndeploy();
     this.hostServices.close();
     this.triggerClaims?.close();
+    this.children?.close();
     await Promise.allSettled([...this.o.runtimes.values()].map((r) => r.close()));
     this.events.emit("system", "node_stopped", { node_id: this.id, graceful: true });
     this.events.close();

@@ -93,6 +93,8 @@ export interface WorkloadSummary {
   issuer: string;
   started_at: string;
   sha256?: string;
+  /** A child workload: the workload that deployed it (workloads.deploy). */
+  parent_id?: string;
   /** Functions: triggers answered and failed, their mean and last duration (ms, trigger received → reply sent). */
   triggers?: number;
   failures?: number;

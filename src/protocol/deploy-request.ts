@@ -4,6 +4,7 @@
 
 import { z } from "zod";
 import { ARTIFACT_BUCKET, PROTOCOL_VERSION, token, triggerSubject, WorkloadTypeSchema } from "./control.js";
+import { SignedGrantSchema } from "./grants.js";
 
 /** A field that belongs to other kinds: absent, or refused with the kinds that take it. */
 const onlyFor = (kinds: string) => z.undefined({ error: `is for ${kinds} workloads only` }).optional();
@@ -46,6 +47,8 @@ const common = {
   idempotency_key: token.optional(),
   /** When the issuer signed it (ISO 8601); requests older than the replay window are refused. */
   requested_at: z.string().datetime(),
+  /** An issuer-signed deploy grant: this workload may deploy the grant's artifacts as its children (protocol/grants.ts). */
+  grant: SignedGrantSchema.optional(),
 };
 
 /** A function's code: from the object store (nats://NEX_ARTIFACTS/<key>) or the node's artifact directory (file:///<path>). */

@@ -8,12 +8,14 @@
 
 export const HOST_PREFIX = "$NEX.HOST";
 
-export type HostService = "kv" | "objectStore" | "messaging";
+export type HostService = "kv" | "objectStore" | "messaging" | "workloads";
 
 export const HOST_METHODS: Record<HostService, readonly string[]> = {
   kv: ["get", "set", "create", "update", "delete", "purge", "keys", "history"],
   objectStore: ["get", "put", "info", "delete", "list"],
   messaging: ["publish", "request", "requestMany"],
+  /** Children of a workload deployed with a grant (nex run --allow-deploy); served by the node only. */
+  workloads: ["deploy", "undeploy", "list"],
 };
 
 export const HostHeaders = {

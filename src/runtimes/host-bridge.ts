@@ -106,7 +106,8 @@ export class HostBridge {
 
   /** In-process when possible (two broker hops fewer), else a NATS request to the node. */
   private async ask(service: HostService, method: string, fields: Record<string, string>, body: Uint8Array, timeout: number): Promise<Answer> {
-    if (this.local) {
+    // workloads.* needs the node (its key, its records): always a request to the node that runs the workload.
+    if (this.local && service !== "workloads") {
       const workload = { id: this.workloadId, name: this.local.workloadName, namespace: this.namespace };
       let timer: NodeJS.Timeout | undefined;
       const expired = new Promise<never>((_, reject) => {

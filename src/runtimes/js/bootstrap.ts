@@ -537,18 +537,30 @@ function makeObjectStore(face, bucket) {
   }, bucket === undefined ? { bucket: (name) => makeObjectStore(face, str("bucket", name)) } : undefined);
 }
 
+// Children of a workload deployed with a grant (nex run --allow-deploy): the node checks the grant.
+function makeWorkloads(face) {
+  const c = face.call;
+  return faced(face, {
+    deploy: (spec) => c("workloads", "deploy", headers({}), hostValue(spec), jsonOf),
+    undeploy: (id) => c("workloads", "undeploy", headers({ "Nex-Key": str("id", id) }), EMPTY, nothing),
+    list: () => c("workloads", "list", headers({}), EMPTY, listOf),
+  });
+}
+
 const env = ObjectFreeze(ObjectAssign({}, envIn));
 
 const hostServices = ObjectFreeze({
   kv: makeKv(syncFace, undefined),
   messaging: makeMessaging(syncFace),
   objectStore: makeObjectStore(syncFace, undefined),
+  workloads: makeWorkloads(syncFace),
   // The same services, each method returning a promise: for async functions, whose triggers then
   // overlap their host calls instead of taking turns.
   async: ObjectFreeze({
     kv: makeKv(asyncFace, undefined),
     messaging: makeMessaging(asyncFace),
     objectStore: makeObjectStore(asyncFace, undefined),
+    workloads: makeWorkloads(asyncFace),
   }),
   env,
   encode: (v) => toBytes(v, Infinity),
