@@ -37,7 +37,7 @@ import { nodeXkeyIsSigned, requestAgeProblem, SIGNATURE_HEADER } from "../protoc
 import { HostError } from "../host-services/errors.js";
 import type { HostMethod } from "../host-services/server.js";
 import { HostHeaders } from "../protocol/host-services.js";
-import { ControlError } from "./errors.js";
+import { ControlError, parseRequestBody } from "./errors.js";
 import type { NodeIdentity } from "./identity.js";
 import type { ReplayGuard } from "./replay-guard.js";
 
@@ -360,7 +360,7 @@ export class ChildWorkloads {
 
   /** DEPLOY_CHILD.<this node>: everything is checked before anything is started. */
   async childDeployRequest(msg: Msg, namespace: string): Promise<DeployResponse> {
-    const message = parseBody(ChildDeployRequestSchema, msg.data);
+    const message = parseRequestBody(ChildDeployRequestSchema, msg.data);
     const signer = await this.authorizeNode(msg, message.requested_at);
     const grant = this.checkGrant(message.grant, namespace);
     const binding = await this.binding(grant.grant_id);
@@ -390,7 +390,7 @@ export class ChildWorkloads {
 
   /** UNDEPLOY_CHILD.<this node>: only the node its parent runs on may stop a child, for that parent. */
   async childUndeployRequest(msg: Msg, namespace: string): Promise<unknown> {
-    const message = parseBody(ChildUndeployRequestSchema, msg.data);
+    const message = parseRequestBody(ChildUndeployRequestSchema, msg.data);
     const signer = await this.authorizeNode(msg, message.requested_at);
     const child = this.host.workload(message.child_id);
     if (!child || child.namespace !== namespace) throw new ControlError(404, `no workload ${message.child_id} on this node`);
@@ -521,14 +521,3 @@ function parseJson<T>(text: string): T | null {
   }
 }
 
-function parseBody<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").z.ZodError } }, data: Uint8Array): T {
-  let json: unknown;
-  try {
-    json = JSON.parse(decoder.decode(data));
-  } catch {
-    throw new ControlError(400, "request body is not valid JSON");
-  }
-  const result = schema.safeParse(json);
-  if (!result.success) throw new ControlError(400, `invalid request: ${describeZodError(result.error)}`);
-  return result.data;
-}

@@ -10,14 +10,14 @@ import os from "node:os";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "pino";
-import { type AuctionBid, AuctionRequestSchema, ControlSubjects, type DeployResponse, describeZodError, type InfoResponse, LameDuckRequestSchema, NAMESPACE_PATTERN, type PingResponse, UndeployRequestSchema, type WorkloadSummary } from "../protocol/control.js";
+import { type AuctionBid, AuctionRequestSchema, ControlSubjects, type DeployResponse, type InfoResponse, LameDuckRequestSchema, NAMESPACE_PATTERN, type PingResponse, UndeployRequestSchema, type WorkloadSummary } from "../protocol/control.js";
 import { type DeployRequest, DeployRequestSchema } from "../protocol/deploy-request.js";
 import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, signNodeXkey, verifyRequest } from "../protocol/signing.js";
 import type { Runtime, RuntimeObserver, WorkloadEvent, WorkloadType } from "../runtimes/types.js";
 import { HostServices } from "../host-services/server.js";
 import type { NodeConfig } from "./config.js";
 import { ControlApi, NO_REPLY } from "./control-api.js";
-import { ControlError } from "./errors.js";
+import { ControlError, parseRequestBody } from "./errors.js";
 import { EventPublisher } from "./events.js";
 import { ReplayGuard } from "./replay-guard.js";
 import { TriggerClaims } from "./trigger-claims.js";
@@ -26,7 +26,6 @@ import { ChildSubjects, type GrantBody } from "../protocol/grants.js";
 import { workloadLimits, workloadSpec } from "./workload-spec.js";
 import type { WorkloadCredentials } from "./workload-credentials.js";
 import type { NodeIdentity } from "./identity.js";
-import type { z } from "zod";
 import { settleWithin } from "../util/settle-within.js";
 
 interface Workload {
@@ -199,7 +198,7 @@ export class NodeAgent implements RuntimeObserver {
   /** Bids (answers) only when this node can take the workload. */
   private async auction(msg: Msg): Promise<unknown> {
     if (this.lameDuck) return NO_REPLY;
-    const request = parse(AuctionRequestSchema, msg.data);
+    const request = parseRequestBody(AuctionRequestSchema, msg.data);
     if (!this.o.runtimes.has(request.type)) return NO_REPLY;
     const tags = this.o.config.tags;
     for (const [k, v] of Object.entries(request.tags)) if (tags[k] !== v) return NO_REPLY;
@@ -214,7 +213,7 @@ export class NodeAgent implements RuntimeObserver {
   // ---- deploy ----------------------------------------------------------------------------------------
 
   private async deployRequest(msg: Msg, namespace: string): Promise<DeployResponse> {
-    const request = parse(DeployRequestSchema, msg.data);
+    const request = parseRequestBody(DeployRequestSchema, msg.data);
     const issuer = await this.authorize(msg, request.requested_at);
     if (this.lameDuck) throw new ControlError(503, "node is in lame duck mode and takes no new workloads");
     const key = request.idempotency_key;
@@ -424,7 +423,7 @@ export class NodeAgent implements RuntimeObserver {
   // ---- undeploy and lame duck ------------------------------------------------------------------------
 
   private async undeployRequest(msg: Msg, id: string): Promise<unknown> {
-    const request = parse(UndeployRequestSchema, msg.data);
+    const request = parseRequestBody(UndeployRequestSchema, msg.data);
     const issuer = await this.authorize(msg, request.requested_at);
     if (request.workload_id !== id) throw new ControlError(400, "workload_id does not match the subject");
     const workload = this.workloads.get(id);
@@ -456,7 +455,7 @@ export class NodeAgent implements RuntimeObserver {
   }
 
   private async lameDuckRequest(msg: Msg): Promise<unknown> {
-    const request = parse(LameDuckRequestSchema, msg.data);
+    const request = parseRequestBody(LameDuckRequestSchema, msg.data);
     await this.authorize(msg, request.requested_at);
     if (!this.lameDuck) setTimeout(() => void this.enterLameDuck(), request.delay_ms ?? 0);
     return { node_id: this.id, lame_duck: true };
@@ -539,15 +538,3 @@ function generateId(): string {
   return randomBytes(10).toString("hex");
 }
 
-/** Parses and validates a JSON request body; a bad one is a 400 with a readable reason. */
-function parse<T extends z.ZodTypeAny>(schema: T, data: Uint8Array): z.infer<T> {
-  let json: unknown;
-  try {
-    json = JSON.parse(decoder.decode(data));
-  } catch {
-    throw new ControlError(400, "request body is not valid JSON");
-  }
-  const result = schema.safeParse(json);
-  if (!result.success) throw new ControlError(400, `invalid request: ${describeZodError(result.error)}`);
-  return result.data;
-}

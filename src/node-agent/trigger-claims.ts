@@ -12,6 +12,8 @@ import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import { subjectsOverlap } from "../protocol/subjects.js";
 
 const BUCKET = "NEX_TRIGGERS";
+/** The key part under which a service's own subscriptions are claimed: <node>.<workload>.subscriptions. */
+const SUBSCRIPTIONS_SUFFIX = ".subscriptions";
 
 interface Claim {
   namespace: string;
@@ -67,15 +69,35 @@ export class TriggerClaims {
     return undefined;
   }
 
+  /**
+   * What a JavaScript service subscribes, claimed under its own key beside the workload's trigger
+   * subjects (by the runtime host, which has already checked them against the other namespaces').
+   */
+  async claimSubscriptions(workloadId: string, namespace: string, subjects: string[]): Promise<void> {
+    await this.claim(`${workloadId}${SUBSCRIPTIONS_SUFFIX}`, namespace, subjects, false);
+  }
+
+  async releaseSubscriptions(workloadId: string): Promise<void> {
+    await this.drop(this.key(`${workloadId}${SUBSCRIPTIONS_SUFFIX}`));
+  }
+
+  /** Releases the workload's trigger subjects, and what it subscribed if it is a service. */
   async release(workloadId: string): Promise<void> {
-    await this.kv.delete(this.key(workloadId)).catch(() => undefined);
-    this.claims.delete(this.key(workloadId));
+    await this.drop(this.key(workloadId));
+    const subscriptions = this.key(`${workloadId}${SUBSCRIPTIONS_SUFFIX}`);
+    if (this.claims.has(subscriptions)) await this.drop(subscriptions);
+  }
+
+  private async drop(key: string): Promise<void> {
+    await this.kv.delete(key).catch(() => undefined);
+    this.claims.delete(key);
   }
 
   /** After a restart: drops this node's claims for workloads it no longer runs. */
   async keepOnly(workloadIds: Set<string>): Promise<void> {
     const prefix = `${this.nodeId}.`;
-    const stale = [...this.claims.keys()].filter((k) => k.startsWith(prefix) && !workloadIds.has(k.slice(prefix.length)));
+    const workloadOf = (key: string): string => key.slice(prefix.length).split(".")[0];
+    const stale = [...this.claims.keys()].filter((k) => k.startsWith(prefix) && !workloadIds.has(workloadOf(k)));
     for (const key of stale) {
       await this.kv.delete(key).catch(() => undefined);
       this.claims.delete(key);

@@ -27,6 +27,7 @@ import { BOOTSTRAP_SOURCE, guestLimits } from "./bootstrap.js";
 import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../host-bridge.js";
 import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
+import { HostCallTurns } from "./host-call-turns.js";
 import { settleWithin } from "../../util/settle-within.js";
 import { RunningBatch, type Blamed } from "./running-batch.js";
 import type { Job } from "../hosted-workload.js";
@@ -45,16 +46,6 @@ import {
 export const LOAD_TIMEOUT_MS = 5000;
 /** Pre-warmed contexts kept per isolate in fresh-context mode. */
 export const SPARE_CONTEXTS = 2;
-/**
- * Host calls one isolate may have out at once (only the awaitable ones can overlap; a batch holds 16
- * triggers, so this leaves each several). Calls beyond it wait for a turn, at most
- * MAX_HOST_CALLS_WAITING of them holding at most MAX_HOST_BYTES_WAITING of values; past that a call
- * fails at once with code "overloaded". So a fan-out (Promise.all over many keys) works, throttled, and
- * a workload cannot pile up requests, or answers of up to 8 MiB each, in the runtime host.
- */
-export const MAX_HOST_CALLS_IN_FLIGHT = 64;
-export const MAX_HOST_CALLS_WAITING = 1024;
-export const MAX_HOST_BYTES_WAITING = 16 * 1024 * 1024;
 
 const SYNC_TIMEOUT_MESSAGE = "Script execution timed out.";
 
@@ -139,10 +130,7 @@ export class IsolateSlot {
   private cpuKey = "";
   private startCpu = 0n;
   private lastHeapBytes = 0;
-  private hostCallsInFlight = 0;
-  /** Host calls waiting for one of the MAX_HOST_CALLS_IN_FLIGHT turns, and the bytes of their values. */
-  private readonly hostCallsWaiting: (() => void)[] = [];
-  private hostBytesWaiting = 0;
+  private readonly hostCalls = new HostCallTurns("this isolate");
   dead = false;
 
   private constructor(private readonly cfg: PoolConfig) {
@@ -175,29 +163,9 @@ export class IsolateSlot {
     this.syncTimeoutMs = Math.max(1, Math.min(cfg.limits.timeoutMs, cfg.limits.cpuMs));
   }
 
-  /** One host call, when a turn is free (see MAX_HOST_CALLS_IN_FLIGHT). */
-  private async hostCall(service: unknown, method: unknown, headers: unknown, body: unknown, deadline: number): Promise<HostCallResult> {
-    if (this.hostCallsInFlight >= MAX_HOST_CALLS_IN_FLIGHT) {
-      const bytes = body instanceof Uint8Array ? body.byteLength : 0;
-      if (this.hostCallsWaiting.length >= MAX_HOST_CALLS_WAITING || this.hostBytesWaiting + bytes > MAX_HOST_BYTES_WAITING) {
-        return {
-          ok: false,
-          code: "overloaded",
-          message: `too many host calls from this isolate: ${MAX_HOST_CALLS_IN_FLIGHT} out and ${this.hostCallsWaiting.length} waiting (${this.hostBytesWaiting} bytes)`,
-        };
-      }
-      this.hostBytesWaiting += bytes;
-      await new Promise<void>((turn) => this.hostCallsWaiting.push(turn));
-      this.hostBytesWaiting -= bytes;
-      if (this.dead) return { ok: false, code: "internal", message: "the isolate was stopped" };
-    }
-    this.hostCallsInFlight++;
-    try {
-      return await this.cfg.hooks.hostCall(service, method, headers, body, deadline);
-    } finally {
-      this.hostCallsInFlight--;
-      this.hostCallsWaiting.shift()?.();
-    }
+  /** One host call, when a turn is free (host-call-turns.ts). */
+  private hostCall(service: unknown, method: unknown, headers: unknown, body: unknown, deadline: number): Promise<HostCallResult> {
+    return this.hostCalls.run(body, () => this.cfg.hooks.hostCall(service, method, headers, body, deadline));
   }
 
   get busy(): boolean {
@@ -497,7 +465,7 @@ export class IsolateSlot {
     // Background preparations waiting for a turn go on and fail fast on the disposed isolate; host calls
     // waiting for a turn end without being made.
     for (const w of this.idleWaiters.splice(0)) w();
-    for (const w of this.hostCallsWaiting.splice(0)) w();
+    this.hostCalls.close();
     for (const p of this.spares.splice(0)) releasePrepared(p);
     if (!this.isolate.isDisposed) {
       try {

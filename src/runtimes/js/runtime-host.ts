@@ -75,7 +75,7 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
   async loadService({ spec, code: given }, ctx) {
     const { sha256, bridge } = ctx;
     const code = workloadCode(spec, sha256, given);
-    const claims = await openClaims(ctx.nc, ctx.log);
+    const claims = await openClaims(ctx.nc, ctx.settings.nodeId ?? "runtime-host", ctx.log);
     const service = await JsService.start({
       code,
       limits: ctx.limits,
@@ -83,7 +83,7 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
       maxPayload: ctx.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
       workload: { id: spec.id, name: spec.name, namespace: spec.namespace, node: ctx.settings.nodeId ?? "" },
       nc: ctx.nc,
-      subjects: new ServiceSubjects(spec.namespace, spec.name, claims),
+      subjects: new ServiceSubjects(spec.id, spec.namespace, spec.name, claims),
       hooks: {
         log: (stream, line) => ctx.events.log(spec.id, stream, line),
         hostCall: (service, method, headers, body, deadlineAt) => hostCallTurn.run(() => bridge.call(service, method, headers, body, deadlineAt)),

@@ -26,7 +26,8 @@ import { ErrorCodes, errorText, failure, type Outcome } from "../outcome.js";
 import type { ExitReason, LogStream, WorkloadLimits } from "../types.js";
 import { guestLimits } from "./bootstrap.js";
 import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
-import { compileBootstrap, LOAD_TIMEOUT_MS, MAX_HOST_BYTES_WAITING, MAX_HOST_CALLS_IN_FLIGHT, MAX_HOST_CALLS_WAITING, type PoolHooks } from "./isolate-slot.js";
+import { compileBootstrap, LOAD_TIMEOUT_MS, type PoolHooks } from "./isolate-slot.js";
+import { HostCallTurns } from "./host-call-turns.js";
 import { ResultChannel } from "./result-channel.js";
 import { settleWithin } from "../../util/settle-within.js";
 import { SERVICE_EVENT, SERVICE_RESULT } from "./service-bootstrap.js";
@@ -115,9 +116,7 @@ export class ServiceRun {
   private ticker?: NodeJS.Timeout;
   private readonly callbackMs: number;
   private readonly maxMessage: number;
-  private hostCallsInFlight = 0;
-  private readonly hostCallsWaiting: (() => void)[] = [];
-  private hostBytesWaiting = 0;
+  private readonly hostCalls = new HostCallTurns("this service");
   private readonly refs: { release(): void }[] = [];
   private stopping = false;
   ended = false;
@@ -224,26 +223,10 @@ export class ServiceRun {
 
   // ---- what the service asks of the host --------------------------------------------------------
 
-  /** One host call, when a turn is free (as for functions: MAX_HOST_CALLS_IN_FLIGHT, then a bounded wait). */
-  private async hostCall(service: unknown, method: unknown, headers: unknown, body: unknown, deadline: number): Promise<HostCallResult> {
-    if (this.ended) return { ok: false, code: "internal", message: "the service's run ended" };
-    if (this.hostCallsInFlight >= MAX_HOST_CALLS_IN_FLIGHT) {
-      const bytes = body instanceof Uint8Array ? body.byteLength : 0;
-      if (this.hostCallsWaiting.length >= MAX_HOST_CALLS_WAITING || this.hostBytesWaiting + bytes > MAX_HOST_BYTES_WAITING) {
-        return { ok: false, code: "overloaded", message: `too many host calls from this service: ${MAX_HOST_CALLS_IN_FLIGHT} out and ${this.hostCallsWaiting.length} waiting` };
-      }
-      this.hostBytesWaiting += bytes;
-      await new Promise<void>((turn) => this.hostCallsWaiting.push(turn));
-      this.hostBytesWaiting -= bytes;
-      if (this.ended) return { ok: false, code: "internal", message: "the service's run ended" };
-    }
-    this.hostCallsInFlight++;
-    try {
-      return await this.cfg.hooks.hostCall(service, method, headers, body, deadline);
-    } finally {
-      this.hostCallsInFlight--;
-      this.hostCallsWaiting.shift()?.();
-    }
+  /** One host call, when a turn is free (host-call-turns.ts, as for functions). */
+  private hostCall(service: unknown, method: unknown, headers: unknown, body: unknown, deadline: number): Promise<HostCallResult> {
+    if (this.ended) return Promise.resolve({ ok: false, code: "internal", message: "the service's run ended" });
+    return this.hostCalls.run(body, () => this.cfg.hooks.hostCall(service, method, headers, body, deadline));
   }
 
   /** subscribe/unsubscribe/timer/untimer from the isolate (synchronous): "" or an id, or "code\0message". */
@@ -256,6 +239,7 @@ export class ServiceRun {
         const s = this.subs.get(Number(a));
         this.subs.delete(Number(a));
         if (s) s.sub.unsubscribe();
+        this.cfg.subjects.claim([...this.subs.values()].map((x) => x.subject));
         return "";
       }
       case "timer": {
@@ -300,6 +284,7 @@ export class ServiceRun {
       return `bad_request\u0000cannot subscribe to ${JSON.stringify(subject)}: ${(err as Error).message}`;
     }
     this.subs.set(id, { subject, ...(queue ? { queue } : {}), sub });
+    this.cfg.subjects.claim([...this.subs.values()].map((x) => x.subject));
     return id;
   }
 
@@ -499,6 +484,17 @@ export class ServiceRun {
   private shutdown(waitingHear: Outcome): void {
     this.ended = true;
     clearInterval(this.ticker);
+    this.dropSubscriptionsAndTimers();
+    for (const w of this.waiting.values()) w.resolve(waitingHear);
+    this.waiting.clear();
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.hostCalls.close();
+    this.release();
+  }
+
+  /** No more messages or timers reach the isolate. */
+  private dropSubscriptionsAndTimers(): void {
     for (const s of this.subs.values()) {
       try {
         s.sub.unsubscribe();
@@ -507,14 +503,9 @@ export class ServiceRun {
       }
     }
     this.subs.clear();
+    this.cfg.subjects.claim([]);
     for (const t of this.timers.values()) clearTimeout(t.handle);
     this.timers.clear();
-    for (const w of this.waiting.values()) w.resolve(waitingHear);
-    this.waiting.clear();
-    this.queue.length = 0;
-    this.queuedBytes = 0;
-    for (const w of this.hostCallsWaiting.splice(0)) w();
-    this.release();
   }
 
   /**
@@ -524,16 +515,7 @@ export class ServiceRun {
   async stop(deadlineMs: number): Promise<void> {
     if (this.ended || this.stopping) return;
     this.stopping = true;
-    for (const s of this.subs.values()) {
-      try {
-        s.sub.unsubscribe();
-      } catch {
-        // connection closing
-      }
-    }
-    this.subs.clear();
-    for (const t of this.timers.values()) clearTimeout(t.handle);
-    this.timers.clear();
+    this.dropSubscriptionsAndTimers();
     const outcome = await new Promise<Outcome>((resolve) => {
       const reqId = this.nextReq++;
       this.waiting.set(reqId, { resolve, deadline: Date.now() + deadlineMs });

@@ -4,7 +4,8 @@
 //   (triggerSubjectProblem, the same rule as for trigger subjects);
 // - a namespace owns its trigger subjects: a subject that overlaps a trigger subject another namespace
 //   serves (the NEX_TRIGGERS claims every node keeps, see node-agent/trigger-claims.ts) is refused, so a
-//   service cannot read or take another tenant's requests;
+//   service cannot read or take another tenant's requests; and what a service subscribes is claimed for
+//   its namespace the same way, so a later deploy of another namespace cannot take the service's;
 // - a queue group is the service's own: `nex.<ns>.<name>.<queue>`, so it never joins another workload's
 //   group, while replicas of one service share it;
 // - at most MAX_SERVICE_SUBSCRIPTIONS at once.
@@ -30,8 +31,8 @@ export interface SubjectRefusal {
 /** The trigger claims of every namespace, as one live view per runtime host (opened on the first service). */
 let claims: Promise<TriggerClaims | undefined> | undefined;
 
-export function openClaims(nc: NatsConnection, log: Logger): Promise<TriggerClaims | undefined> {
-  claims ??= settleWithin(TriggerClaims.open(nc, "runtime-host"), CLAIMS_OPEN_TIMEOUT_MS).then(
+export function openClaims(nc: NatsConnection, nodeId: string, log: Logger): Promise<TriggerClaims | undefined> {
+  claims ??= settleWithin(TriggerClaims.open(nc, nodeId), CLAIMS_OPEN_TIMEOUT_MS).then(
     (c) => {
       if (!c) log.warn("the trigger claims did not load in time; service subscriptions are checked against the system prefixes only");
       return c;
@@ -45,11 +46,28 @@ export function openClaims(nc: NatsConnection, log: Logger): Promise<TriggerClai
 }
 
 export class ServiceSubjects {
+  /** Claim writes, one after the other, so the bucket ends with the latest set. */
+  private claiming: Promise<unknown> = Promise.resolve();
+
   constructor(
+    private readonly workloadId: string,
     private readonly namespace: string,
     private readonly name: string,
     private readonly claims: TriggerClaims | undefined,
   ) {}
+
+  /**
+   * Records the subjects the service holds now as its namespace's (an empty list releases them). The
+   * local view changes at once (claim() records before it writes), so the next check here sees it.
+   */
+  claim(subjects: string[]): void {
+    const claims = this.claims;
+    if (!claims) return;
+    const unique = [...new Set(subjects)];
+    this.claiming = this.claiming
+      .then(() => (unique.length > 0 ? claims.claimSubscriptions(this.workloadId, this.namespace, unique) : claims.releaseSubscriptions(this.workloadId)))
+      .catch(() => undefined);
+  }
 
   /** Why `subject` may not be subscribed by this service, or undefined when it may. */
   problem(subject: string): SubjectRefusal | undefined {
