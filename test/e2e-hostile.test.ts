@@ -84,6 +84,13 @@ describeEachServer("hostile senders and workloads", (kind) => {
     return (JSON.parse(res.stdout) as { id: string }[]).map((w) => w.id);
   }
 
+  async function undeployIn(namespace: string, workloadId: string): Promise<void> {
+    const subject = ControlSubjects.undeploy(namespace, workloadId);
+    const data = new TextEncoder().encode(JSON.stringify({ version: PROTOCOL_VERSION, workload_id: workloadId, requested_at: new Date().toISOString() }));
+    const reply = await sendSigned(subject, data, signRequest(issuer, subject, data));
+    expect(reply.error).toBeUndefined();
+  }
+
   async function uploadArtifact(source: string): Promise<{ url: string; hash: string }> {
     const hash = sha256(source);
     const store = await new Objm(nc).create(ARTIFACT_BUCKET);
@@ -298,6 +305,29 @@ describeEachServer("hostile senders and workloads", (kind) => {
       // The same namespace may add copies (they share the load in its queue group).
       const copy = await sendDeploy(deployBody(a.url, a.hash, { name: "svc", trigger_subjects: ["orders.new"] }), "a");
       expect(copy.error).toBeUndefined();
+    });
+
+    it("claims what a JavaScript service subscribes, so another namespace cannot deploy over it", async () => {
+      const svc = await uploadArtifact(`export default { start(ctx) { ctx.subscribe("tables.1", () => "served by g's service"); } };`);
+      const other = await uploadArtifact("(s, p) => 'served by h'");
+      const service = await sendDeploy(deployBody(svc.url, svc.hash, { name: "lobby", service: true, trigger_subjects: [] }), "g");
+      expect(service.error).toBeUndefined();
+      expect(decode((await nc.request("tables.1", "hi", { timeout: 5000 })).data)).toBe("served by g's service");
+      // The claim reaches this node's view through the bucket's watch: poll until the refusal comes.
+      let theirs = await sendDeploy(deployBody(other.url, other.hash, { name: "grab", trigger_subjects: ["tables.>"] }), "h");
+      for (let i = 0; i < 50 && theirs.error === undefined; i++) {
+        await undeployIn("h", theirs.workload_id as string);
+        await new Promise((r) => setTimeout(r, 100));
+        theirs = await sendDeploy(deployBody(other.url, other.hash, { name: "grab", trigger_subjects: ["tables.>"] }), "h");
+      }
+      expect(theirs.error?.code).toBe(409);
+      expect(theirs.error?.message).toMatch(/namespace g/);
+      for (let i = 0; i < 20; i++) expect(decode((await nc.request("tables.1", `${i}`, { timeout: 5000 })).data)).toBe("served by g's service");
+      // Undeployed, the service's subjects are free again.
+      await undeployIn("g", service.workload_id as string);
+      const after = await sendDeploy(deployBody(other.url, other.hash, { name: "grab", trigger_subjects: ["tables.>"] }), "h");
+      expect(after.error).toBeUndefined();
+      await undeployIn("h", after.workload_id as string);
     });
 
     it("lets only one of two namespaces racing for the same subject on one node have it", async () => {
