@@ -9,6 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { createAccount, createServer, fromSeed, type KeyPair } from "@nats-io/nkeys";
+import { Kvm } from "@nats-io/kv";
 import { signRequest } from "../src/protocol/signing.js";
 import { ControlSubjects } from "../src/protocol/control.js";
 import { ChildSubjects, signAsNode } from "../src/protocol/grants.js";
@@ -243,17 +244,20 @@ describeEachServer("workloads that deploy workloads", (kind) => {
     let second: NodeProcess | undefined;
     let secondDir = "";
 
+    beforeAll(async () => {
+      secondDir = tempDir("nex-children-second-");
+      const auth = t.connectOptions();
+      second = await startNodeUp(["--server", t.node.url, ...(auth.user ? ["--user", auth.user, "--password", auth.pass ?? ""] : []), "--data-dir", secondDir], t.env);
+      await waitFor("both nodes to answer", async () => JSON.parse((await nex("node", "ls", "--json")).stdout).length === 2);
+    }, 60_000);
+
     afterAll(async () => {
       await second?.stop();
       if (secondDir) removeDir(secondDir);
     });
 
     it("children go by auction to the other node, and undeploying the parent reaches them there", async () => {
-      secondDir = tempDir("nex-children-second-");
-      const auth = t.connectOptions();
-      second = await startNodeUp(["--server", t.node.url, ...(auth.user ? ["--user", auth.user, "--password", auth.pass ?? ""] : []), "--data-dir", secondDir], t.env);
-      const secondId = second.nodeId;
-      await waitFor("both nodes to answer", async () => JSON.parse((await nex("node", "ls", "--json")).stdout).length === 2);
+      const secondId = second?.nodeId;
       const parent = await run(F("lobby.js"), "-t", "lobby.h", "--allow-deploy", F("table.js"), "--max-children", "4", "--node", t.node.nodeId);
       const kids: Child[] = [];
       for (const i of [1, 2, 3, 4]) {
@@ -275,6 +279,27 @@ describeEachServer("workloads that deploy workloads", (kind) => {
       await waitFor("the children on both nodes to stop", async () => !(await workloads()).some((w) => ids.has(w.id)));
       for (const i of [1, 2, 3, 4]) expect(await noAnswer(`table.h${i}`)).toBe(true);
     }, 90_000);
+
+    it("a child whose slot is released stops on its node, even when no stop message reaches it", async () => {
+      const parent = await run(F("lobby.js"), "-t", "lobby.i", "--allow-deploy", F("table.js"), "--node", t.node.nodeId);
+      const kid = await lobby("lobby.i", { op: "deploy", spec: { name: "i1", artifact: "table.js", trigger_subjects: ["table.i1"] } });
+      // The second node runs nothing else, so the auction sends the child there, away from its parent.
+      expect(kid.node_id).toBe(second?.nodeId);
+      expect(decode((await nc.request("table.i1", "x", { timeout: 5000 })).data)).toBe("table ?: x");
+      // The parent's node releases a slot after its stop message to the child's node failed (a timeout,
+      // a partition): here the release alone, with no UNDEPLOY_CHILD sent at all.
+      const registry = await new Kvm(nc).open("NEX_GRANTS");
+      let slotKey = "";
+      for await (const key of await registry.keys("s.>")) {
+        const entry = await registry.get(key);
+        if (entry && (JSON.parse(entry.string()) as { child: string }).child === kid.workload_id) slotKey = key;
+      }
+      expect(slotKey).toMatch(/^s\./);
+      await registry.delete(slotKey);
+      await waitFor("the released child to stop on the other node", async () => !(await workloads()).some((w) => w.id === kid.workload_id));
+      expect(await noAnswer("table.i1")).toBe(true);
+      expect((await nex("workload", "stop", parent)).code).toBe(0);
+    }, 60_000);
   });
 
   /** Sends a deploy body signed by `key`; the reply's error, if any. */

@@ -112,7 +112,10 @@ export function runCommand(): Command {
       if (opts.service && type !== "javascript") throw new CliError("--service is for javascript workloads only", ExitCode.usage);
       const containerOnly = { command: command.length > 0, "--restart": opts.service ? undefined : opts.restart, "--cpus": opts.cpus, "--pids": opts.pids, "--writable-rootfs": opts.writableRootfs };
       for (const [what, value] of Object.entries(containerOnly)) {
-        if (type !== "oci" && value !== undefined && value !== false) throw new CliError(`${what === "command" ? "a command" : what} is for --type oci only`, ExitCode.usage);
+        if (type !== "oci" && value !== undefined && value !== false) {
+          const also = what === "--restart" && type === "javascript" ? " and --service" : "";
+          throw new CliError(`${what === "command" ? "a command" : what} is for --type oci${also} only`, ExitCode.usage);
+        }
       }
       const triggers = opts.triggerSubject ?? [];
       for (const subject of triggers) {

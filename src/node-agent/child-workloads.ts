@@ -11,7 +11,9 @@
 // The parent's node picks a node by auction and sends DEPLOY_CHILD.<node>, signed with its node key and
 // carrying the issuer's signed grant; the receiving node checks all of it (childDeployRequest) before
 // the child is deployed as any workload is. A child is recorded with its link (grant, parent, slot), so it
-// is restored after a node restart only while its parent's binding and its slot stand.
+// is restored after a node restart only while its parent's binding and its slot stand. Every node watches
+// the slots of the children it runs: when a slot goes (the parent's node released it after a stop message
+// that did not arrive, say), the child stops here too.
 
 import { randomBytes } from "node:crypto";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
@@ -110,6 +112,9 @@ export class ChildWorkloads {
   /** Where the next free slot of a grant probably is (only the parent's node claims its slots). */
   private readonly cursors = new Map<string, number>();
   private readonly nodeEvents: Subscription;
+  /** The children running here, by their slot key (s.<grant_id>.<slot>). */
+  private readonly childrenHere = new Map<string, string>();
+  private stopWatching?: () => void;
 
   private constructor(
     private readonly kv: KV,
@@ -123,11 +128,35 @@ export class ChildWorkloads {
   }
 
   static async open(host: LineageHost): Promise<ChildWorkloads> {
-    return new ChildWorkloads(await new Kvm(host.nc).create(BUCKET, { history: 1 }), host);
+    const children = new ChildWorkloads(await new Kvm(host.nc).create(BUCKET, { history: 1 }), host);
+    await children.watchSlots();
+    return children;
   }
 
   close(): void {
     this.nodeEvents.unsubscribe();
+    this.stopWatching?.();
+  }
+
+  /** A released slot whose child runs here stops that child (its parent is gone, or let it go). */
+  private async watchSlots(): Promise<void> {
+    const watch = await this.kv.watch({ key: "s.>", include: "updates" });
+    this.stopWatching = () => watch.stop();
+    void (async () => {
+      for await (const entry of watch) {
+        if (entry.operation === "PUT") continue;
+        const child = this.childrenHere.get(entry.key);
+        if (child === undefined) continue;
+        this.childrenHere.delete(entry.key);
+        this.host.log.info({ child, slot: entry.key }, "the child's slot was released: stopping it");
+        await this.host.undeployHere(child, "parent undeployed").catch((err: Error) => this.host.log.warn({ child, err: err.message }, "stopping a released child failed"));
+      }
+    })().catch(() => undefined);
+  }
+
+  /** A child runs here under this link (deployed, or restored after a restart). */
+  private runsHere(id: string, link: ChildLink): void {
+    this.childrenHere.set(`s.${link.grant_id}.${link.slot}`, id);
   }
 
   private get nodeId(): string {
@@ -194,6 +223,7 @@ export class ChildWorkloads {
     const link = child.parent;
     if (!link) return;
     const key = `s.${link.grant_id}.${link.slot}`;
+    if (this.childrenHere.get(key) === child.id) this.childrenHere.delete(key);
     const entry = await this.kv.get(key).catch(() => null);
     if (!entry || entry.operation !== "PUT") return;
     const slot = parseJson<Slot>(entry.string());
@@ -206,6 +236,7 @@ export class ChildWorkloads {
     if (!binding || binding.parent !== link.parent_id) throw new Error(`its parent ${link.parent_id} is gone`);
     const slot = await this.slot(link.grant_id, link.slot);
     if (!slot || slot.child !== id) throw new Error("its slot under the parent was released");
+    this.runsHere(id, link);
   }
 
   // ---- host services: what a parent calls -----------------------------------------------------------
@@ -385,6 +416,7 @@ export class ChildWorkloads {
     if (this.host.workload(message.child_id)) throw new ControlError(409, `workload ${message.child_id} already runs here`);
     const link: ChildLink = { grant: message.grant, grant_id: grant.grant_id, parent_id: message.parent_id, parent_node: signer, slot: message.slot };
     await this.host.deployChild(message.child_id, namespace, message.grant.issuer, request, link);
+    this.runsHere(message.child_id, link);
     return { workload_id: message.child_id, node_id: this.nodeId, started: true };
   }
 
