@@ -39,7 +39,7 @@ describe("container options in deploy requests and on the command line", () => {
   it("refuses container flags for other workload types and a bad --restart before connecting", async () => {
     const js = await runNex(["run", "examples/echo/echo.js", "-t", "echo", "--restart", "always", "-s", "nats://127.0.0.1:1"]);
     expect(js.code).toBe(2);
-    expect(js.stderr).toMatch(/--restart is for --type oci only/);
+    expect(js.stderr).toMatch(/--restart is for --type oci and --service only/);
     const bad = await runNex(["run", "--type", "oci", "img", "--restart", "sometimes", "-s", "nats://127.0.0.1:1"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/expected never, on-failure\[:max-retries\] or always\[:max-retries\]/);
