@@ -3,6 +3,7 @@
 //   echo-component.wasm     a component exporting handle (component/echo.ts)
 //   counter-component.wasm  a component counting triggers per subject in KV (component/counter.ts)
 //   notes-component.wasm    a component keeping a note per subject in the object store (component/notes.ts)
+//   lobby-component.wasm    a component deploying and stopping child workloads (component/lobby.ts)
 // Components are a core module from asc, given wit/nex.wit's `function` world with jco's wasm-tools
 // (componentEmbed + componentNew). An output newer than every input is kept, so running this again
 // costs nothing. Usage: npm run build:wasm [-- --force]
@@ -25,6 +26,7 @@ const targets = [
   { output: "echo-component.wasm", source: "component/echo.ts", form: "component" },
   { output: "counter-component.wasm", source: "component/counter.ts", form: "component" },
   { output: "notes-component.wasm", source: "component/notes.ts", form: "component" },
+  { output: "lobby-component.wasm", source: "component/lobby.ts", form: "component" },
 ];
 
 function newerThanInputs(output, inputs) {

@@ -1,7 +1,8 @@
 // The guest side of wit/nex.wit for AssemblyScript, written by hand against the component model's
 // canonical ABI (there is no AssemblyScript bindings generator): `cabi_realloc` for the host to place
 // arguments in our memory, the `handle` export that lifts them and lowers the handler's result, and
-// wrappers for the imports the examples use (kv get/set, object-store get/put, log). Compile with `--use abort=` so the
+// wrappers for the imports the examples use (kv get/set, object-store get/put, log, workloads). An
+// import the module does not call is left out by asc, so a component imports only what it uses. Compile with `--use abort=` so the
 // module has no `env` imports: a failed assertion traps instead.
 
 /** What a handler returns: reply bytes, or an error message for an error reply. */
@@ -46,6 +47,12 @@ function takeString(ptr: usize, len: usize): string {
   return s;
 }
 
+/** A string the host placed with cabi_realloc; jco passes an empty one as (1, 0), allocating nothing. */
+function takeHostString(ptr: usize, len: usize): string {
+  if (len == 0) return "";
+  return takeString(ptr, len);
+}
+
 function rawCopy(data: Uint8Array): usize {
   const ptr = heap.alloc(max<usize>(data.byteLength, 1));
   memory.copy(ptr, data.dataStart, data.byteLength);
@@ -81,8 +88,8 @@ export function postReturn(area: usize): void {
 }
 
 function liftHostError(at: usize): HostError {
-  const code = takeString(<usize>load<u32>(at, 0), <usize>load<u32>(at, 4));
-  const message = takeString(<usize>load<u32>(at, 8), <usize>load<u32>(at, 12));
+  const code = takeHostString(<usize>load<u32>(at, 0), <usize>load<u32>(at, 4));
+  const message = takeHostString(<usize>load<u32>(at, 8), <usize>load<u32>(at, 12));
   return new HostError(code, message);
 }
 
@@ -98,6 +105,15 @@ declare function objectGetImport(namePtr: usize, nameLen: usize, ret: usize): vo
 // @ts-ignore: decorator
 @external("nex:host/object-store@0.1.0", "put")
 declare function objectPutImport(namePtr: usize, nameLen: usize, dataPtr: usize, dataLen: usize, ret: usize): void;
+// @ts-ignore: decorator
+@external("nex:host/workloads@0.1.0", "deploy")
+declare function workloadsDeployImport(specPtr: usize, specLen: usize, ret: usize): void;
+// @ts-ignore: decorator
+@external("nex:host/workloads@0.1.0", "undeploy")
+declare function workloadsUndeployImport(idPtr: usize, idLen: usize, ret: usize): void;
+// @ts-ignore: decorator
+@external("nex:host/workloads@0.1.0", "children")
+declare function workloadsChildrenImport(ret: usize): void;
 // @ts-ignore: decorator
 @external("nex:host/log@0.1.0", "info")
 declare function logInfoImport(ptr: usize, len: usize): void;
@@ -157,5 +173,72 @@ export namespace log {
   export function error(line: string): void {
     const s = String.UTF8.encode(line);
     logErrorImport(changetype<usize>(s), s.byteLength);
+  }
+}
+
+/** wit `workloads.deployed`: the child `deploy` started and the node it runs on. */
+export class Deployed {
+  constructor(public readonly workloadId: string, public readonly nodeId: string) {}
+}
+
+/** wit `workloads.child`: one of this workload's children. */
+export class Child {
+  constructor(public readonly workloadId: string, public readonly nodeId: string, public readonly name: string) {}
+}
+
+/** Outcome of workloads.deploy: the child, or a host error. */
+export class Deployment {
+  constructor(public readonly child: Deployed | null, public readonly error: HostError | null) {}
+}
+
+/** Outcome of workloads.children: the children (empty on error), or a host error. */
+export class Children {
+  constructor(public readonly children: Child[], public readonly error: HostError | null) {}
+}
+
+/** wit `record child { workload-id, node-id, name }` in a list: three strings, 24 bytes, align 4. */
+const CHILD_SIZE: usize = 24;
+
+export namespace workloads {
+  /**
+   * Deploys a child from a spec in JSON ({"name", "artifact", "trigger_subjects", "env", ...}; see
+   * wit/nex.wit). Lowered as (spec ptr, spec len, result area); the result<deployed, host-error> is a
+   * tag at 0 and two strings (pointer, length) from offset 4.
+   */
+  export function deploy(specJson: string): Deployment {
+    const spec = String.UTF8.encode(specJson);
+    workloadsDeployImport(changetype<usize>(spec), spec.byteLength, IMPORT_AREA);
+    if (load<u8>(IMPORT_AREA) != 0) return new Deployment(null, liftHostError(IMPORT_AREA + 4));
+    const workloadId = takeHostString(<usize>load<u32>(IMPORT_AREA, 4), <usize>load<u32>(IMPORT_AREA, 8));
+    const nodeId = takeHostString(<usize>load<u32>(IMPORT_AREA, 12), <usize>load<u32>(IMPORT_AREA, 16));
+    return new Deployment(new Deployed(workloadId, nodeId), null);
+  }
+
+  /** Stops one of this workload's children; returns the host error, or null when it worked. */
+  export function undeploy(workloadId: string): HostError | null {
+    const id = String.UTF8.encode(workloadId);
+    workloadsUndeployImport(changetype<usize>(id), id.byteLength, IMPORT_AREA);
+    if (load<u8>(IMPORT_AREA) != 0) return liftHostError(IMPORT_AREA + 4);
+    return null;
+  }
+
+  /** This workload's live children. result<list<child>, host-error>: a tag, then the list's (pointer, count). */
+  export function children(): Children {
+    workloadsChildrenImport(IMPORT_AREA);
+    if (load<u8>(IMPORT_AREA) != 0) return new Children([], liftHostError(IMPORT_AREA + 4));
+    const list = <usize>load<u32>(IMPORT_AREA, 4);
+    const count = <i32>load<u32>(IMPORT_AREA, 8);
+    const out = new Array<Child>(count);
+    for (let i = 0; i < count; i++) {
+      const at = list + <usize>i * CHILD_SIZE;
+      out[i] = new Child(
+        takeHostString(<usize>load<u32>(at, 0), <usize>load<u32>(at, 4)),
+        takeHostString(<usize>load<u32>(at, 8), <usize>load<u32>(at, 12)),
+        takeHostString(<usize>load<u32>(at, 16), <usize>load<u32>(at, 20)),
+      );
+    }
+    // The canonical ABI allocates a list's room even when it is empty.
+    heap.free(list);
+    return new Children(out, null);
   }
 }

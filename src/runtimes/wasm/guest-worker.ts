@@ -293,10 +293,39 @@ function optional(r: HostCallResult): Tagged<Uint8Array | undefined> {
   return tagged(r, (ok) => ok.body);
 }
 
-/** The host side of wit/nex.wit, as jco's generated bindings call it. */
+/** A child as wit `workloads.child` (jco's bindings name record fields in lowerCamelCase). */
+interface WitChild {
+  workloadId: string;
+  nodeId: string;
+  name: string;
+}
+
+/**
+ * The host side of wit/nex.wit, as jco's generated bindings call it. An import table has every
+ * interface; a component built against an earlier text of nex.wit simply uses fewer of them.
+ */
 function hostImports(c: ComponentSetup): Record<string, unknown> {
   const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
   const json = (body: Uint8Array): unknown => (body.byteLength === 0 ? [] : JSON.parse(decoder.decode(body)));
+  /** The node's JSON answer turned into a WIT value; an answer of another shape is an `internal` error, never a trap. */
+  const shaped = <T>(r: HostCallResult, shape: (body: unknown) => T | undefined): Tagged<T> => {
+    if (!r.ok) return { tag: "err", val: { code: r.code, message: r.message } };
+    let value: T | undefined;
+    try {
+      value = shape(json(r.body));
+    } catch {
+      value = undefined;
+    }
+    if (value === undefined) return { tag: "err", val: { code: "internal", message: "the node's workloads answer does not have the shape nex.wit gives it" } };
+    return { tag: "ok", val: value };
+  };
+  const text = (v: unknown): v is string => typeof v === "string";
+  const child = (v: unknown): WitChild | undefined => {
+    const o = v as { workload_id?: unknown; node_id?: unknown; name?: unknown } | null;
+    if (!o || !text(o.workload_id) || !text(o.node_id)) return undefined;
+    return { workloadId: o.workload_id, nodeId: o.node_id, name: text(o.name) ? o.name : "" };
+  };
   const log = (stream: LogStream) => (line: string) => budget.text(stream, String(line));
   return {
     "nex:host/kv": {
@@ -320,6 +349,22 @@ function hostImports(c: ComponentSetup): Record<string, unknown> {
         tagged(hostCall(c, "messaging", "request", { "Nex-Subject": subject, "Nex-Timeout-Ms": String(Math.max(1, timeoutMs)) }, payload), (ok) => ok.body),
     },
     "nex:host/log": { info: log("stdout"), error: log("stderr") },
+    // Always a request to the node that runs this workload (host-bridge.ts): it holds the grant.
+    "nex:host/workloads": {
+      deploy: (specJson: string): Tagged<{ workloadId: string; nodeId: string }> =>
+        shaped(hostCall(c, "workloads", "deploy", {}, encoder.encode(String(specJson))), (body) => {
+          const d = child(body);
+          return d && { workloadId: d.workloadId, nodeId: d.nodeId };
+        }),
+      undeploy: (workloadId: string): Tagged<undefined> =>
+        tagged(hostCall(c, "workloads", "undeploy", { "Nex-Key": String(workloadId) }), () => undefined),
+      children: (): Tagged<WitChild[]> =>
+        shaped(hostCall(c, "workloads", "list", {}), (body) => {
+          if (!Array.isArray(body)) return undefined;
+          const out = body.map(child);
+          return out.every((x) => x !== undefined) ? (out as WitChild[]) : undefined;
+        }),
+    },
     "nex:host/types": {},
   };
 }

@@ -8,7 +8,7 @@ import { builtScript } from "../../util/built-script.js";
 import { WasmFormatError } from "./binary.js";
 
 /** Interfaces a component may import; the guest worker supplies each (see guest-worker.ts). */
-export const PROVIDED_IMPORTS = ["nex:host/kv", "nex:host/object-store", "nex:host/messaging", "nex:host/log", "nex:host/types"];
+export const PROVIDED_IMPORTS = ["nex:host/kv", "nex:host/object-store", "nex:host/messaging", "nex:host/log", "nex:host/workloads", "nex:host/types"];
 /** The ES module jco writes for the component; its core modules sit beside it. */
 export const ENTRY = "component.js";
 
