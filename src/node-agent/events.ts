@@ -71,6 +71,11 @@ export class EventPublisher {
     if (this.failureLimiter.admit(`${namespace} ${data.workload_id}`, 256)) this.emit(namespace, "trigger_failed", data);
   }
 
+  /** One HTTP request the gateway answered (or refused), on $NEX.FEED.<ns>.http: the access log. */
+  httpAccess(namespace: string, entry: object): void {
+    if (!this.nc.isClosed()) this.nc.publish(`$NEX.FEED.${namespace}.http`, JSON.stringify(entry));
+  }
+
   /** A workload is gone: reports what it dropped last and frees its budgets. */
   forget(namespace: string, workloadId: string): void {
     this.logLimiter.forget(`${namespace} ${workloadId}`);
