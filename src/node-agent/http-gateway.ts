@@ -121,7 +121,7 @@ export class HttpGateway {
       const length = typeof body === "string" ? Buffer.byteLength(body) : body.byteLength;
       try {
         if (close) headers.connection = "close";
-        res.writeHead(status, { ...headers, "content-length": length });
+        res.writeHead(status, status === 204 || status === 304 ? headers : { ...headers, "content-length": length });
         res.end(body);
       } catch (err) {
         // A workload's header that Node refuses (a bad name or value).
