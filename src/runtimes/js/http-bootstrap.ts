@@ -349,9 +349,12 @@ function normMethod(m) {
 }
 
 let makeRequest;
+// Only the runner holds it: new Request(MAKE) is an empty request makeRequest fills in.
+const MAKE = ObjectFreeze(ObjectCreate(null));
 class Request {
   #method; #url; #headers; #body; #used = false;
   constructor(input, init) {
+    if (input === MAKE) return;
     const o = init === undefined || init === null ? frozenRecord({}) : init;
     if (typeof input === "object" && input !== null && #url in input) {
       this.#method = input.#method; this.#url = input.#url; this.#headers = new Headers(input.#headers); this.#body = input.#body;
@@ -367,14 +370,12 @@ class Request {
   }
   static {
     // The runner's request for an HTTP trigger, as the gateway received it (a GET may carry a body there).
+    // The frame is the runtime host's own (names lowercase, values as Node's parser took them), so it is taken as it is.
     makeRequest = (method, url, body, pairs) => {
-      const r = new Request(url);
-      r.#method = normMethod(method);
-      r.#body = TypedArrayLength(body) > 0 ? body : null;
+      const r = new Request(MAKE);
+      r.#method = method; r.#url = url; r.#headers = new Headers(); r.#body = TypedArrayLength(body) > 0 ? body : null; r.#used = false;
       const h = headerList(r.#headers);
-      for (let i = 0; i < pairs.length && i < MAX_HEADERS; i++) {
-        try { ArrayPush(h, frozenRecord({ 0: headerName(pairs[i][0]), 1: headerValue(pairs[i][1]) })); } catch (e) { /* a header the classes would refuse is left out */ }
-      }
+      for (let i = 0; i < pairs.length && i < MAX_HEADERS; i++) ArrayPush(h, pairs[i]);
       return r;
     };
   }
