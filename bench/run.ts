@@ -3,12 +3,13 @@
 //
 //   npm run bench                 # full run (~7.5 min; the node rows ~2.5 min of it, density included)
 //   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
-//   npm run bench -- --only 1,5   # only some rows (1-22, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
+//   npm run bench -- --only 1,5   # only some rows (1-24, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
 //                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,
 //                                 #   kvfn, oci, wspubsub16, wsreqrep, svc50, svccold, childdeploy)
 //   npm run bench -- --only node  # the six node rows (trigger, trigger50, cold, density, kvfn, childdeploy)
 //   npm run bench -- --only ws    # the two WebSocket rows (wspubsub16, wsreqrep)
 //   npm run bench -- --only services   # the JavaScript service rows (svc50, svccold)
+//   npm run bench -- --only web   # the HTTP trigger rows (http, httplatency: bench/http.ts; needs autocannon)
 //   npm run bench -- --only wasm,wasmcold   # WebAssembly rows (bench/wasm.ts), also part of a full run
 //
 // Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
@@ -45,6 +46,7 @@ import {
 import { killHosts } from "./node.js";
 import { nodeRows, renderNodeResults, runNodeRow, type NodeOptions, type NodeRow, type NodeRowResult } from "./noderows.js";
 import { OCI_ROW_ID, runOciRow } from "./oci.js";
+import { HTTP_ROW_IDS, runHttpRows } from "./http.js";
 import { formatNumber, markdownTable, type TableRow } from "./table.js";
 import { runWasmBench, takeWasmRows } from "./wasm.js";
 import { msgFrameShape } from "./wire.js";
@@ -98,8 +100,10 @@ const ROW_NAMES: Record<string, number> = {
   svc50: 20,
   svccold: 21,
   childdeploy: 22,
+  http: HTTP_ROW_IDS[0],
+  httplatency: HTTP_ROW_IDS[1],
 };
-const ROW_COUNT = 22;
+const ROW_COUNT = 24;
 const DENSITY_ROW = 15;
 /** --only aliases for groups of rows. */
 const ROW_GROUPS: Record<string, number[]> = {
@@ -108,6 +112,7 @@ const ROW_GROUPS: Record<string, number[]> = {
   node: [12, 13, 14, 15, 16, 22],
   ws: [18, 19],
   services: [20, 21],
+  web: [...HTTP_ROW_IDS],
 };
 
 function usage(msg?: string): never {
@@ -116,7 +121,7 @@ function usage(msg?: string): never {
     "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
       "                                                kvput,kvget,jspub,replay,objput,objget,\n" +
       "                                                trigger,trigger50,cold,density,kvfn,oci,\n" +
-      "                                                wspubsub16,wsreqrep,svc50,svccold,childdeploy|core,jetstream,node,ws,services]\n" +
+      "                                                wspubsub16,wsreqrep,svc50,svccold,childdeploy,http,httplatency|core,jetstream,node,ws,services,web]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );
@@ -827,6 +832,7 @@ async function main(): Promise<void> {
     out.push(...renderNodeResults(nodeResults, nodeOptions(o)));
   }
   if (!o.only || o.only.has(OCI_ROW_ID)) out.push("", ...(await runOciRow(log)));
+  if (!o.only || HTTP_ROW_IDS.some((id) => o.only?.has(id))) out.push("", ...(await runHttpRows(log)));
   const load = os.loadavg();
   out.push("");
   out.push(

@@ -12,6 +12,8 @@ import { issuerKey, nexHome } from "../util/nex-home.js";
 import { configureUsageErrors, printJson, printTable, withErrors } from "./output.js";
 import { addTlsOptions, addWebSocketOptions, type TlsFlags, tlsFromFlags, type WebSocketFlags, websocketFromFlags } from "./broker-command.js";
 import type { BrokerOptions } from "../broker/options.js";
+import { DEFAULT_GATEWAY } from "../node-agent/http-gateway.js";
+import { durationArg } from "./connection.js";
 
 function keyValues(value: string, previous: Record<string, string> = {}): Record<string, string> {
   const at = value.indexOf("=");
@@ -50,6 +52,24 @@ async function brokerOptionsFrom(opts: TlsFlags & WebSocketFlags & { brokerConfi
   return { ...fromFile, ...(tls ? { tls } : {}), ...(websocket ? { websocket } : {}) };
 }
 
+/** The HTTP gateway's settings from the --web-* flags. */
+function webOptions(opts: { webPort: number; webHost: string; webMaxInFlight: number; webHeaderTimeout: number; webTimeout: number; webMaxHeaderSize: number }) {
+  const whole = (v: number, what: string, min: number): number => {
+    if (!Number.isInteger(v) || v < min) throw new Error(`${what} must be a whole number of at least ${min}`);
+    return v;
+  };
+  if (!Number.isInteger(opts.webPort) || opts.webPort < 0 || opts.webPort > 65535) throw new Error("--web-port must be 0-65535");
+  return {
+    port: opts.webPort,
+    host: opts.webHost,
+    maxInFlight: whole(opts.webMaxInFlight, "--web-max-in-flight", 1),
+    headersTimeoutMs: whole(opts.webHeaderTimeout, "--web-header-timeout", 1),
+    requestTimeoutMs: Math.max(DEFAULT_GATEWAY.requestTimeoutMs, opts.webHeaderTimeout),
+    replyTimeoutMs: whole(opts.webTimeout, "--web-timeout", 1),
+    maxHeaderBytes: whole(opts.webMaxHeaderSize, "--web-max-header-size", 1024),
+  };
+}
+
 function upCommand(version: string): Command {
   return configureUsageErrors(
     addWebSocketOptions(addTlsOptions(new Command("up")))
@@ -75,6 +95,12 @@ function upCommand(version: string): Command {
       .option("--docker-host <url>", "oci: the Docker engine, unix:///path/docker.sock or tcp://host:port (default $DOCKER_HOST or /var/run/docker.sock)")
       .option("--container-user <uid[:gid]>", "oci: the user containers run as (default 65534:65534, nobody)")
       .option("--runtime-host-per-namespace", "run each namespace's JavaScript and wasm workloads in runtime hosts of their own")
+      .option("--web-port <port>", "start the HTTP gateway on this port (0: any free port): routes of `nex run --http-path`", (v) => Number(v))
+      .option("--web-host <host>", "HTTP gateway: interface to listen on", "127.0.0.1")
+      .option("--web-max-in-flight <n>", "HTTP gateway: requests in flight at most (503 past it)", (v) => Number(v), DEFAULT_GATEWAY.maxInFlight)
+      .addOption(new Option("--web-header-timeout <duration>", "HTTP gateway: time to receive a request's headers (408 past it)").argParser(durationArg).default(DEFAULT_GATEWAY.headersTimeoutMs, "10s"))
+      .addOption(new Option("--web-timeout <duration>", "HTTP gateway: time to wait for a workload's reply (504 past it)").argParser(durationArg).default(DEFAULT_GATEWAY.replyTimeoutMs, "30s"))
+      .option("--web-max-header-size <bytes>", "HTTP gateway: bytes of request headers at most (431 past it)", (v) => Number(v), DEFAULT_GATEWAY.maxHeaderBytes)
       .option("--log-level <level>", "trace, debug, info, warn, error", "info")
       .action(
         withErrors(async (opts, command: Command) => {
@@ -104,6 +130,7 @@ function upCommand(version: string): Command {
             port: !opts.brokerConfig || command.getOptionValueSource("port") === "cli" ? opts.port : undefined,
             httpPort: opts.httpPort,
             brokerOptions: await brokerOptionsFrom(opts),
+            ...(opts.webPort !== undefined ? { web: webOptions(opts) } : {}),
             version,
             log,
             onLameDuckDone: () => void running.stop().then(() => process.exit(0)),
@@ -118,6 +145,7 @@ function upCommand(version: string): Command {
           console.log(`  broker:   ${running.brokerUrl}${running.broker ? " (bundled)" : ""}`);
           if (running.broker?.wsUrl) console.log(`  websocket: ${running.broker.wsUrl}`);
           if (running.broker?.httpUrl) console.log(`  monitor:  ${running.broker.httpUrl}`);
+          if (running.gateway) console.log(`  web:      ${running.gateway.url}`);
           if (running.local) {
             console.log(`  clients:  ${running.local.url_with_credentials}`);
             console.log(`            (nex commands on this machine use it; other clients read ${path.join(nexHome(), LOCAL_BROKER_FILE)})`);

@@ -15,6 +15,7 @@ import { type ClientOpts, collect, keyValues, namespaceOption } from "./node-com
 import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js";
 import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
+import { HTTP_METHODS, type HttpRoute, routeHostProblem, routePathProblem } from "../protocol/http.js";
 import { grantArtifacts, maxChildrenArg, newGrant } from "./deploy-grant.js";
 
 interface RunOpts extends ClientOpts {
@@ -39,6 +40,9 @@ interface RunOpts extends ClientOpts {
   service?: boolean;
   allowDeploy?: string[];
   maxChildren?: number;
+  httpPath?: string;
+  httpHost?: string;
+  httpMethod?: string[];
 }
 
 function typeFor(file: string, explicit?: DeployRequestInput["type"]): DeployRequestInput["type"] {
@@ -102,6 +106,9 @@ export function runCommand(): Command {
       )
       .option("--allow-deploy <file>", "this workload may deploy this file as a child workload (repeatable; this.hostServices.workloads)", collect)
       .option("--max-children <n>", "with --allow-deploy: most children at once (default 10)", maxChildrenArg)
+      .option("--http-path <prefix>", "serve HTTP requests under this path prefix through the nodes' gateways (nex node up --web-port)")
+      .option("--http-host <host>", "with --http-path: only requests for this Host")
+      .option("--http-method <method>", "with --http-path: only these methods (repeatable or comma-separated; HEAD goes with GET)", collect)
       .option("--idempotency-key <key>", "deploy once: a retry with the same key (within 10 minutes) gets the same workload; nex run retries once itself after a timeout")
       .addOption(namespaceOption()),
   );
@@ -122,7 +129,8 @@ export function runCommand(): Command {
         const problem = triggerSubjectProblem(subject);
         if (problem) throw new CliError(`trigger subject ${subject} ${problem}`, ExitCode.usage);
       }
-      if (type !== "oci" && !opts.service && triggers.length === 0) throw new CliError("a function needs at least one --trigger-subject (a --service does not)", ExitCode.usage);
+      const http = httpRoute(opts);
+      if (type !== "oci" && !opts.service && triggers.length === 0 && !http) throw new CliError("a function needs at least one --trigger-subject or an --http-path (a --service does not)", ExitCode.usage);
       const name = opts.name ?? defaultName(artifact, type);
       if (opts.maxChildren !== undefined && !opts.allowDeploy) throw new CliError("--max-children goes with --allow-deploy", ExitCode.usage);
       const nc = await connectFromOptions(opts, "nex run");
@@ -153,6 +161,7 @@ export function runCommand(): Command {
             tags: {},
             ...(opts.idempotencyKey ? { idempotency_key: i === 0 ? opts.idempotencyKey : `${opts.idempotencyKey}-${i}` } : {}),
             requested_at: new Date().toISOString(),
+            ...(http ? { http } : {}),
             ...sealEnv(opts.env, target.xkey),
             // Each copy its own grant: a grant is bound to one workload.
             ...(children ? { grant: newGrant(issuerKey(), opts.namespace, children, opts.maxChildren) } : {}),
@@ -238,6 +247,24 @@ async function chooseNodes(control: ControlClient, opts: RunOpts, type: DeployRe
   // Least-loaded first; replicas go round the bidders.
   bids.sort((a, b) => a.workload_count - b.workload_count);
   return Array.from({ length: replicas }, (_, i) => bids[i % bids.length]);
+}
+
+/** --http-path, --http-host and --http-method as a deploy's route, checked as the node checks it. */
+function httpRoute(opts: RunOpts): HttpRoute | undefined {
+  if (opts.httpPath === undefined) {
+    if (opts.httpHost !== undefined || opts.httpMethod !== undefined) throw new CliError("--http-host and --http-method go with --http-path", ExitCode.usage);
+    return undefined;
+  }
+  const problem = routePathProblem(opts.httpPath);
+  if (problem) throw new CliError(`--http-path ${opts.httpPath} ${problem}`, ExitCode.usage);
+  const host = opts.httpHost?.toLowerCase();
+  const hostProblem = host === undefined ? undefined : routeHostProblem(host);
+  if (hostProblem) throw new CliError(`--http-host ${opts.httpHost} ${hostProblem}`, ExitCode.usage);
+  const methods = opts.httpMethod?.map((m) => m.toUpperCase());
+  for (const m of methods ?? []) {
+    if (!(HTTP_METHODS as readonly string[]).includes(m)) throw new CliError(`--http-method ${m}: expected one of ${HTTP_METHODS.join(", ")}`, ExitCode.usage);
+  }
+  return { path: opts.httpPath, ...(host ? { host } : {}), ...(methods ? { methods: [...new Set(methods)] as HttpRoute["methods"] } : {}) };
 }
 
 /** `on-failure:5` → { policy: "on-failure", max_retries: 5 }, as `docker run --restart` takes it. */

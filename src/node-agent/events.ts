@@ -32,6 +32,10 @@ export interface CloudEvent<T> {
   data: T;
 }
 
+/** Access-log lines go out at least this often, and at most this many in one message. */
+const ACCESS_FLUSH_MS = 100;
+const ACCESS_BATCH = 256;
+
 export class EventPublisher {
   private readonly logLimiter = new FeedLimiter(LOG_RATE, (key, dropped) => {
     const [namespace, workloadId] = key.split(" ");
@@ -42,6 +46,10 @@ export class EventPublisher {
     const [namespace, workloadId] = key.split(" ");
     this.emit(namespace, "feed_dropped", { workload_id: workloadId, feed: "trigger_failed", dropped });
   });
+
+  private readonly access = new Map<string, string[]>();
+  private accessLines = 0;
+  private accessTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -71,6 +79,30 @@ export class EventPublisher {
     if (this.failureLimiter.admit(`${namespace} ${data.workload_id}`, 256)) this.emit(namespace, "trigger_failed", data);
   }
 
+  /**
+   * One HTTP request the gateway answered (or refused), on $NEX.FEED.<ns>.http: the access log. Lines are
+   * sent together, one JSON object a line, every ACCESS_FLUSH_MS or ACCESS_BATCH lines, whichever is first,
+   * so a busy gateway publishes a message per batch, not per request.
+   */
+  httpAccess(namespace: string, entry: object): void {
+    const line = JSON.stringify(entry);
+    const pending = this.access.get(namespace);
+    if (pending) pending.push(line);
+    else this.access.set(namespace, [line]);
+    if (++this.accessLines >= ACCESS_BATCH) this.flushAccess();
+    else this.accessTimer ??= setTimeout(() => this.flushAccess(), ACCESS_FLUSH_MS);
+  }
+
+  private flushAccess(): void {
+    if (this.accessTimer) clearTimeout(this.accessTimer);
+    this.accessTimer = undefined;
+    this.accessLines = 0;
+    const batches = [...this.access];
+    this.access.clear();
+    if (this.nc.isClosed()) return;
+    for (const [namespace, lines] of batches) this.nc.publish(`$NEX.FEED.${namespace}.http`, lines.join("\n"));
+  }
+
   /** A workload is gone: reports what it dropped last and frees its budgets. */
   forget(namespace: string, workloadId: string): void {
     this.logLimiter.forget(`${namespace} ${workloadId}`);
@@ -78,6 +110,7 @@ export class EventPublisher {
   }
 
   close(): void {
+    this.flushAccess();
     this.logLimiter.close();
     this.failureLimiter.close();
   }

@@ -11,7 +11,7 @@ import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "pino";
 import { type AuctionBid, AuctionRequestSchema, ControlSubjects, type DeployResponse, type InfoResponse, LameDuckRequestSchema, NAMESPACE_PATTERN, type PingResponse, UndeployRequestSchema, type WorkloadSummary } from "../protocol/control.js";
-import { type DeployRequest, DeployRequestSchema } from "../protocol/deploy-request.js";
+import { type DeployRequest, DeployRequestSchema, servedSubjects } from "../protocol/deploy-request.js";
 import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, signNodeXkey, verifyRequest } from "../protocol/signing.js";
 import type { Runtime, RuntimeObserver, WorkloadEvent, WorkloadType } from "../runtimes/types.js";
 import { HostServices } from "../host-services/server.js";
@@ -21,6 +21,7 @@ import { ControlError, parseRequestBody } from "./errors.js";
 import { EventPublisher } from "./events.js";
 import { ReplayGuard } from "./replay-guard.js";
 import { TriggerClaims } from "./trigger-claims.js";
+import { HttpRoutes } from "./http-routes.js";
 import { type ChildLink, ChildWorkloads, type LineageHost, workloadsHostMethods } from "./child-workloads.js";
 import { ChildSubjects, type GrantBody } from "../protocol/grants.js";
 import { workloadLimits, workloadSpec } from "./workload-spec.js";
@@ -82,6 +83,7 @@ export class NodeAgent implements RuntimeObserver {
   private desired: KV | null = null;
   private replayGuard: ReplayGuard | null = null;
   private triggerClaims: TriggerClaims | null = null;
+  private routes: HttpRoutes | null = null;
   private children: ChildWorkloads | null = null;
   private lameDuck = false;
   private stopped = false;
@@ -109,6 +111,7 @@ export class NodeAgent implements RuntimeObserver {
     }
     this.replayGuard = await ReplayGuard.open(this.o.nc, this.id);
     this.triggerClaims = await TriggerClaims.open(this.o.nc, this.id);
+    this.routes = await HttpRoutes.open(this.o.nc, this.id);
     this.children = await ChildWorkloads.open(this.lineageHost());
     await this.replayDesired();
     await Promise.all([...this.o.runtimes.values()].map((r) => r.removeUnclaimed?.()));
@@ -125,6 +128,16 @@ export class NodeAgent implements RuntimeObserver {
     await this.o.nc.flush();
     this.events.emit("system", "node_started", { node_id: id, name: config.name, version: this.o.version, xkey: this.o.identity.xkey, tags: config.tags });
     log.info({ node_id: id, xkey: this.o.identity.xkey, workloads: this.workloads.size }, "node started");
+  }
+
+  /** Every HTTP route of the bus (for the gateway); null before start. */
+  get httpRoutes(): HttpRoutes | null {
+    return this.routes;
+  }
+
+  /** Publishes one line of the HTTP access feed ($NEX.FEED.<ns>.http). */
+  httpAccess(namespace: string, entry: object): void {
+    this.events.httpAccess(namespace, entry);
   }
 
   // ---- queries ---------------------------------------------------------------------------------------
@@ -282,8 +295,22 @@ export class NodeAgent implements RuntimeObserver {
     const grant = await this.lineage().bindGrant(id, namespace, issuer, request);
     // Claimed before its triggers subscribe, so a deploy elsewhere in another namespace sees it at once.
     await this.claimTriggerSubjects(id, namespace, request.trigger_subjects);
+    if (request.http) {
+      let conflict: string | undefined;
+      try {
+        conflict = await this.routes?.claim(id, { namespace, name: request.name, route: request.http });
+      } catch (err) {
+        await this.triggerClaims?.release(id);
+        throw err;
+      }
+      if (conflict) {
+        await this.triggerClaims?.release(id);
+        if (grant) await this.lineage().forgotten({ id, namespace, issuer, request, grant }).catch(() => undefined);
+        throw new ControlError(409, conflict);
+      }
+    }
     // A container connects itself, as a user of its own (functions run in runtime hosts, on the node's connection).
-    if (spec.type === "oci") spec.natsAuth = this.o.credentials?.grant({ id, namespace, name: request.name, triggerSubjects: request.trigger_subjects });
+    if (spec.type === "oci") spec.natsAuth = this.o.credentials?.grant({ id, namespace, name: request.name, triggerSubjects: servedSubjects(request, namespace) });
     // Host services answer before the first trigger can call them.
     this.hostServices.attach({ id, name: request.name, namespace });
     await this.o.nc.flush();
@@ -293,6 +320,7 @@ export class NodeAgent implements RuntimeObserver {
       this.hostServices.detach(id);
       this.o.credentials?.revoke(id);
       await this.triggerClaims?.release(id);
+      await this.routes?.release(id);
       if (grant) await this.lineage().forgotten({ id, namespace, issuer, request, grant }).catch(() => undefined);
       const message = err instanceof Error ? err.message : String(err);
       workloadLog.warn({ err: message }, "deploy refused by the runtime");
@@ -320,7 +348,7 @@ export class NodeAgent implements RuntimeObserver {
     await this.desired?.put(id, JSON.stringify(desired));
     workloadLog.info({ triggers: request.trigger_subjects }, "workload started");
     this.events.emit(namespace, "workload_deployed", { workload_id: id, name: request.name, type: request.type, node_id: this.id });
-    this.events.emit(namespace, "workload_started", { workload_id: id, name: request.name, trigger_subjects: request.trigger_subjects });
+    this.events.emit(namespace, "workload_started", { workload_id: id, name: request.name, trigger_subjects: request.trigger_subjects, ...(request.http ? { http: request.http } : {}) });
     return workload;
   }
 
@@ -362,6 +390,7 @@ export class NodeAgent implements RuntimeObserver {
     for await (const key of await kv.keys()) ids.push(key);
     // Trigger claims this node left for workloads it no longer wants would block other namespaces.
     await this.triggerClaims?.keepOnly(new Set(ids));
+    await this.routes?.keepOnly(new Set(ids));
     for (const key of ids) {
       const entry = await kv.get(key);
       if (!entry || entry.operation !== "PUT") continue;
@@ -376,6 +405,7 @@ export class NodeAgent implements RuntimeObserver {
         this.o.log.error({ workload_id: key, err: err instanceof Error ? err.message : err }, "could not restore workload; forgetting it");
         await kv.delete(key);
         await this.triggerClaims?.release(key);
+        await this.routes?.release(key);
         await this.forgetLineage(entry.string());
       }
     }
@@ -445,6 +475,7 @@ export class NodeAgent implements RuntimeObserver {
       if (forget) {
         await this.desired?.delete(workload.id);
         await this.triggerClaims?.release(workload.id);
+        await this.routes?.release(workload.id);
         // Its children stop (on any node), its grant and its slot under a parent are released.
         await this.children?.forgotten(workload).catch((err: Error) => this.o.log.warn({ workload_id: workload.id, err: err.message }, "releasing its children and grant failed"));
       }
@@ -523,6 +554,7 @@ export class NodeAgent implements RuntimeObserver {
     for (const w of this.workloads.values()) w.unsubscribeUndeploy();
     this.hostServices.close();
     this.triggerClaims?.close();
+    this.routes?.close();
     this.children?.close();
     await Promise.allSettled([...this.o.runtimes.values()].map((r) => r.close()));
     this.events.emit("system", "node_stopped", { node_id: this.id, graceful: true });

@@ -16,6 +16,7 @@ import { type LocalBrokerConnection, loadOrCreateBrokerUsers, recordLocalBroker 
 import { loadNodeIdentity } from "./identity.js";
 import { BrokerWorkloadUsers, type WorkloadCredentials } from "./workload-credentials.js";
 import { NodeAgent } from "./node.js";
+import { DEFAULT_GATEWAY, type GatewayOptions, HttpGateway } from "./http-gateway.js";
 
 export interface NodeUpOptions {
   config: NodeConfig;
@@ -31,6 +32,8 @@ export interface NodeUpOptions {
   host?: string;
   port?: number;
   httpPort?: number;
+  /** The HTTP gateway (--web-port): off when absent. */
+  web?: Partial<GatewayOptions> & { port: number };
   version: string;
   log: Logger;
   onLameDuckDone?: () => void;
@@ -43,6 +46,8 @@ export interface RunningNode {
   brokerUrl: string;
   /** Bundled broker with auth: how the local CLI (and other local clients) connect. */
   local?: LocalBrokerConnection;
+  /** The HTTP gateway, when --web-port asked for one. */
+  gateway?: HttpGateway;
   stop(): Promise<void>;
 }
 
@@ -144,13 +149,31 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     throw err;
   }
   const running = node;
+  let gateway: HttpGateway | undefined;
+  if (o.web) {
+    gateway = new HttpGateway(
+      { ...DEFAULT_GATEWAY, host: "127.0.0.1", ...o.web },
+      { nc, nodeId: identity.id, routes: () => running.httpRoutes, access: (ns, entry) => running.httpAccess(ns, entry), log: o.log.child({ component: "http-gateway" }) },
+    );
+    try {
+      await gateway.start();
+    } catch (err) {
+      await running.stop();
+      await nc.close();
+      await broker?.close();
+      throw new Error(`cannot start the HTTP gateway on ${o.web.host ?? "127.0.0.1"}:${o.web.port}: ${err instanceof Error ? err.message : err}`);
+    }
+  }
+  const web = gateway;
   return {
     node: running,
     nc,
     broker,
     brokerUrl,
     local,
+    gateway,
     stop: async () => {
+      await web?.close();
       await running.stop();
       await nc.drain().catch(() => undefined);
       await broker?.close();

@@ -2,7 +2,7 @@
 // where its artifact comes from, and how the node's default limits fill in what the request leaves out.
 
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { DeployRequest } from "../protocol/deploy-request.js";
+import { type DeployRequest, servedSubjects } from "../protocol/deploy-request.js";
 import type { WorkloadLimits, WorkloadSpec } from "../runtimes/types.js";
 import { fetchArtifact } from "./artifacts.js";
 import type { NodeConfig } from "./config.js";
@@ -45,7 +45,8 @@ export async function workloadSpec(who: WorkloadIdentity, request: DeployRequest
     id: who.id,
     name: request.name,
     namespace: who.namespace,
-    triggerSubjects: request.trigger_subjects,
+    // With an HTTP route, also $NEX.HTTP.<ns>.<name>: the gateway's requests take the trigger path.
+    triggerSubjects: servedSubjects(request, who.namespace),
     limits: workloadLimits(request, config.limits),
     env: inputs.env,
   };

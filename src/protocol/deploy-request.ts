@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { ARTIFACT_BUCKET, PROTOCOL_VERSION, token, triggerSubject, WorkloadTypeSchema } from "./control.js";
 import { SignedGrantSchema } from "./grants.js";
+import { httpSubject, HttpRouteSchema } from "./http.js";
 
 /** A field that belongs to other kinds: absent, or refused with the kinds that take it. */
 const onlyFor = (kinds: string) => z.undefined({ error: `is for ${kinds} workloads only` }).optional();
@@ -49,6 +50,8 @@ const common = {
   requested_at: z.string().datetime(),
   /** An issuer-signed deploy grant: this workload may deploy the grant's artifacts as its children (protocol/grants.ts). */
   grant: SignedGrantSchema.optional(),
+  /** An HTTP route: the node gateways send requests under this path prefix to the workload (protocol/http.ts). Any kind may take one. */
+  http: HttpRouteSchema.optional(),
 };
 
 /** A function's code: from the object store (nats://NEX_ARTIFACTS/<key>) or the node's artifact directory (file:///<path>). */
@@ -66,7 +69,8 @@ const FunctionArtifactSchema = z.strictObject({
 const functionFields = {
   ...common,
   artifact: FunctionArtifactSchema,
-  trigger_subjects: z.array(triggerSubject).min(1, "a function needs at least one trigger subject").max(64),
+  /** At least one, unless the function has an HTTP route (checked below). */
+  trigger_subjects: z.array(triggerSubject).max(64).default([]),
   limits: FunctionLimitsSchema.default({}),
   concurrency: z.number().int().min(1).max(64).default(1),
   argv: onlyFor("oci"),
@@ -86,9 +90,9 @@ const javaScriptServiceFields = {
 };
 
 /** A function needs a trigger subject; restart is for services (and containers). */
-function checkJavaScriptService(req: { service: boolean; trigger_subjects: string[]; restart?: unknown; fresh_context?: boolean; concurrency?: number }, ctx: z.RefinementCtx): void {
+function checkJavaScriptService(req: { service: boolean; trigger_subjects: string[]; restart?: unknown; fresh_context?: boolean; concurrency?: number; http?: unknown }, ctx: z.RefinementCtx): void {
   if (!req.service) {
-    if (req.trigger_subjects.length === 0) ctx.addIssue({ code: "custom", path: ["trigger_subjects"], message: "a function needs at least one trigger subject" });
+    if (req.trigger_subjects.length === 0 && req.http === undefined) ctx.addIssue({ code: "custom", path: ["trigger_subjects"], message: "a function needs at least one trigger subject or an http route" });
     if (req.restart !== undefined) ctx.addIssue({ code: "custom", path: ["restart"], message: "is for oci workloads and javascript services only" });
     return;
   }
@@ -148,12 +152,19 @@ export const DeployRequestSchema = DeployEnvelopeSchema
   .superRefine((req, ctx) => {
     if (req.env_sealed && !req.sender_xkey) ctx.addIssue({ code: "custom", path: ["sender_xkey"], message: "is required with env_sealed" });
     if (req.type === "javascript") checkJavaScriptService(req, ctx);
+    if (req.type === "wasm" && req.trigger_subjects.length === 0 && req.http === undefined) {
+      ctx.addIssue({ code: "custom", path: ["trigger_subjects"], message: "a function needs at least one trigger subject or an http route" });
+    }
   });
 
 /** A deploy request as the node has it, defaults filled in. */
 export type DeployRequest = z.infer<typeof DeployRequestSchema>;
 /** The fields every kind of request has, as a client sends them. */
 export type DeployCommonInput = z.input<z.ZodObject<typeof common>> & { trigger_subjects: string[] };
+/** Every subject the workload's queue group serves: its trigger subjects, and its HTTP subject when it has a route. */
+export function servedSubjects(request: DeployRequest, namespace: string): string[] {
+  return request.http ? [...request.trigger_subjects, httpSubject(namespace, request.name)] : request.trigger_subjects;
+}
 /** A deploy request as a client sends it (fields with defaults may be left out). */
 export type DeployRequestInput = z.input<typeof DeployVariantsSchema>;
 export type JavaScriptDeployRequest = z.infer<typeof JavaScriptDeploySchema>;

@@ -8,6 +8,8 @@ import type { Logger } from "pino";
 import { triggerQueueGroup } from "../protocol/control.js";
 import { DEFAULT_WORKLOAD_LIMITS, type FunctionStats, type WorkloadLimits } from "./types.js";
 import { ErrorCodes, type Outcome } from "./outcome.js";
+import { HTTP_SUBJECT_PREFIX } from "../protocol/http.js";
+import { replyFromFrame, requestFrame } from "./http-frames.js";
 
 /** Largest trigger payload handed to a guest (also at most a quarter of its memory limit). */
 const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;
@@ -37,6 +39,8 @@ export interface TriggerPool {
   drained(): Promise<void>;
   close(): void;
   heapBytes(): Promise<number>;
+  /** HTTP triggers go in as request frames and come back as reply frames (JavaScript functions: http-frames.ts). */
+  readonly httpFrames?: boolean;
 }
 
 /** The parts of a workload's spec its trigger path reads. */
@@ -154,7 +158,8 @@ export class HostedWorkload {
     }
     // The message is a view into the connection's read buffer (a Buffer, whose slice() is a view too):
     // copy its own bytes, or the guest would see the whole buffer.
-    const payload = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : new Uint8Array(data);
+    let payload = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : new Uint8Array(data);
+    if (this.pool.httpFrames && msg.subject.startsWith(HTTP_SUBJECT_PREFIX)) payload = requestFrame(msg, data);
     this.pool.submit(msg.subject, payload).then((outcome) => this.finish(msg, started, outcome));
   }
 
@@ -170,6 +175,17 @@ export class HostedWorkload {
       const size = typeof data === "string" ? (data.length * 3 > max ? Buffer.byteLength(data) : 0) : data.byteLength;
       if (size > max) {
         outcome = { ok: false, code: ErrorCodes.tooLarge, message: `reply too large: ${size} bytes, the server allows ${max}` };
+      } else if (this.pool.httpFrames && msg.subject.startsWith(HTTP_SUBJECT_PREFIX)) {
+        const reply = replyFromFrame(data);
+        if (typeof reply !== "string") {
+          try {
+            msg.respond(reply.body, { headers: reply.headers });
+          } catch (err) {
+            this.log.warn({ err: (err as Error).message }, "could not send a trigger reply");
+          }
+          return;
+        }
+        outcome = { ok: false, code: ErrorCodes.failed, message: reply };
       } else {
         try {
           msg.respond(data);

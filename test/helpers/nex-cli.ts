@@ -53,6 +53,16 @@ export interface NodeProcess {
   exited: Promise<number | null>;
 }
 
+/** The HTTP gateway URL a `nex node up --web-port` printed. */
+export async function webUrlOf(node: NodeProcess): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const url = /web:\s+(http:\/\/\S+)/.exec(node.output())?.[1];
+    if (url) return url;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`the node printed no web: URL:\n${node.output()}`);
+}
+
 /** Starts `nex node up` and waits until it prints its node id and broker URL. */
 export function startNodeUp(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<NodeProcess> {
   return new Promise((resolve, reject) => {
@@ -106,6 +116,9 @@ export function removeDir(dir: string): void {
 export class NodeUnderTest {
   node!: NodeProcess;
   readonly env: Record<string, string>;
+  /** nats-server: the node's user flags (for peer()). */
+  private serverAuth: string[] = [];
+  private readonly peers: { node: NodeProcess; dataDir: string }[] = [];
 
   private constructor(
     private readonly server: RunningServer | undefined,
@@ -154,6 +167,7 @@ export class NodeUnderTest {
     }
     const wsArgs = kind === "bundled" && opts.websocket ? ["--ws-port", "0"] : [];
     const t = new NodeUnderTest(server, tempDir(`nex-${name}-data-`), home, [...serverAuth, ...wsArgs, ...extraArgs], env, serverWsUrl);
+    t.serverAuth = serverAuth;
     try {
       await t.up();
     } catch (err) {
@@ -202,8 +216,24 @@ export class NodeUnderTest {
     return this.node;
   }
 
+  /**
+   * Another `nex node up` on the same nats-server (nats-server suites only), with the same NEX_HOME (so it
+   * accepts the same local issuer) and a data directory, so an identity, of its own. stop() stops it too.
+   */
+  async peer(extraArgs: string[] = []): Promise<NodeProcess> {
+    if (!this.server) throw new Error("peer() needs a nats-server suite");
+    const dataDir = tempDir("nex-peer-data-");
+    const node = await startNodeUp(["--server", this.server.url, ...this.serverAuth, "--data-dir", dataDir, ...extraArgs], this.env);
+    this.peers.push({ node, dataDir });
+    return node;
+  }
+
   /** Stops the node and the server, and removes their directories. */
   async stop(): Promise<void> {
+    for (const p of this.peers) {
+      await p.node.stop();
+      removeDir(p.dataDir);
+    }
     await this.node?.stop();
     await this.server?.stop();
     removeDir(this.dataDir);

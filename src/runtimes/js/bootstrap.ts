@@ -30,6 +30,8 @@ import { MAX_HEADER_VALUE_CHARS, hostValueLimit } from "../host-bridge.js";
 import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
 import { MAX_ERROR_BODY_CHARS } from "../hosted-workload.js";
 import { PRIMORDIALS_SOURCE } from "./primordials.js";
+import { HTTP_GUEST_SOURCE } from "./http-bootstrap.js";
+import { HTTP_SUBJECT_PREFIX } from "../../protocol/http.js";
 import { SERVICE_RUNNER_SOURCE } from "./service-bootstrap.js";
 import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, TABLE_OFFSET } from "./result-channel.js";
 
@@ -189,6 +191,8 @@ class TextDecoder {
     return s;
   }
 }
+
+${HTTP_GUEST_SOURCE}
 
 // ---- bytes in and out --------------------------------------------------------------------------
 
@@ -576,6 +580,11 @@ define("TextEncoder", TextEncoder);
 define("TextDecoder", TextDecoder);
 define("hostServices", hostServices);
 define("env", env);
+define("Headers", Headers);
+define("URL", URL);
+define("URLSearchParams", URLSearchParams);
+define("Request", Request);
+define("Response", Response);
 
 // ---- the batch runner --------------------------------------------------------------------------
 
@@ -622,6 +631,13 @@ ${SERVICE_RUNNER_SOURCE}
 
 return function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
   if (serviceControl !== undefined) return makeServiceRunner(handler, serviceInfo, serviceControl, serviceReply);
+  // A Workers-style module (export default { fetch(request, env, ctx) }), or a function (subject, payload).
+  let fetchFn;
+  if (typeof handler !== "function") {
+    fetchFn = handler !== null && typeof handler === "object" ? handler.fetch : undefined;
+    if (typeof fetchFn !== "function") throw new TypeErrorCtor("a workload must be a function (subject, payload) => result, or export default { fetch(request, env, ctx) }");
+  }
+
   // Starts the triggers of a batch one after the other. A synchronous trigger runs to its end before the
   // next starts; an async one runs until it first awaits, and the next starts while it waits, so async
   // triggers overlap their host calls. Each result goes into the shared area (or, if too large, by
@@ -634,6 +650,8 @@ return function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
     const expiries = triggers[2];
     const base = triggers[3];
     const n = subjects.length;
+    // Which triggers of this batch came over HTTP: their results go back as reply frames.
+    const httpTrigger = nullArray();
     let used = 0;
     let flushedAt = DateNow();
     let starting = true;
@@ -687,7 +705,7 @@ return function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
     function ok(k, r) {
       let enc;
       try {
-        enc = encodeResult(r);
+        enc = httpTrigger[k] ? httpReplyFrame(r) : encodeResult(fetchFn !== undefined ? natsReplyOf(r) : r);
       } catch (e) {
         record(k, isTooLarge(e) ? ${RESULT_KIND.tooLarge} : ${RESULT_KIND.error}, errorMessage(e));
         return;
@@ -716,7 +734,17 @@ return function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
       let r;
       let thenable;
       try {
-        r = ReflectApply(handler, G, [subjects[k], payloads[k]]);
+        const subject = subjects[k];
+        const http = StringSlice(subject, 0, ${HTTP_SUBJECT_PREFIX.length}) === "${HTTP_SUBJECT_PREFIX}";
+        httpTrigger[k] = http;
+        if (http) {
+          const h = httpRequestFrom(payloads[k]);
+          r = fetchFn !== undefined
+            ? ReflectApply(fetchFn, handler, [h.request, env, FETCH_CTX])
+            : ReflectApply(handler, ObjectCreate(G, { request: { value: h.request, enumerable: true } }), [subject, h.body]);
+        } else {
+          r = fetchFn !== undefined ? ReflectApply(fetchFn, handler, [natsRequest(subject, payloads[k]), env, FETCH_CTX]) : ReflectApply(handler, G, [subject, payloads[k]]);
+        }
         thenable = r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function";
       } catch (e) {
         fail(k, e);

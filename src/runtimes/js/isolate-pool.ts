@@ -17,6 +17,7 @@ export type { PoolConfig, PoolHooks } from "./isolate-slot.js";
 export const MAX_BATCH = 16;
 
 export class WorkloadPool implements TriggerPool {
+  readonly httpFrames = true;
   private readonly cpuWatch?: NodeJS.Timeout;
 
   private constructor(

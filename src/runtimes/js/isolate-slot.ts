@@ -236,10 +236,10 @@ export class IsolateSlot {
       await yieldToTriggers();
       const handler = await this.evaluateWorkload(context);
       refs.push(handler);
-      if (handler.typeof !== "function") {
+      if (handler.typeof !== "function" && handler.typeof !== "object") {
         throw new WorkloadLoadError(
           `JavaScript workload '${this.cfg.code.name}' must evaluate to a function (subject, payload) => result, ` +
-            `or export one as default; it evaluated to ${handler.typeof === "undefined" ? "undefined" : `a value of type ${handler.typeof}`}`,
+            `or export one (or { fetch(request, env, ctx) }) as default; it evaluated to ${handler.typeof === "undefined" ? "undefined" : `a value of type ${handler.typeof}`}`,
         );
       }
       await yieldToTriggers();

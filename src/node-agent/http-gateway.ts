@@ -1,0 +1,270 @@
+// The node's HTTP gateway (`nex node up --web-port`): turns each web request into one NATS request to the
+// workload whose route matches (longest prefix; routes of every node, http-routes.ts) and the reply into
+// the response. The mapping is in protocol/http.ts and the README ("HTTP triggers").
+//
+// What it bounds: requests in flight (503 past the cap), header size (431, Node's parser), the time to
+// receive the headers (408: slowloris) and the whole request, the body (413 over what fits in one NATS
+// message), the wait for the reply (504). Errors from the workload become a short status body, never
+// its message (which may carry a stack). Every request goes to the access feed with status and duration.
+
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { errors, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { HttpHeaders, methodAllowed, reservedHeader } from "../protocol/http.js";
+import type { HttpRoutes, ServedRoute } from "./http-routes.js";
+
+export interface GatewayOptions {
+  host: string;
+  /** 0: any free port. */
+  port: number;
+  /** Requests in flight at most; past it 503. */
+  maxInFlight: number;
+  /** Time to receive a request's headers (slowloris), ms. */
+  headersTimeoutMs: number;
+  /** Time to receive a whole request, ms. */
+  requestTimeoutMs: number;
+  /** Time to wait for the workload's reply, ms. */
+  replyTimeoutMs: number;
+  /** Bytes of a request's headers at most (Node answers 431 past it). */
+  maxHeaderBytes: number;
+}
+
+export const DEFAULT_GATEWAY: Omit<GatewayOptions, "host" | "port"> = {
+  maxInFlight: 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  replyTimeoutMs: 30_000,
+  maxHeaderBytes: 16 * 1024,
+};
+
+export interface GatewayHost {
+  nc: NatsConnection;
+  routes: () => HttpRoutes | null;
+  access: (namespace: string, entry: object) => void;
+  nodeId: string;
+  log: Logger;
+}
+
+const STATUS_TEXT = http.STATUS_CODES;
+const EMPTY = new Uint8Array(0);
+
+export class HttpGateway {
+  private server?: http.Server;
+  private inFlight = 0;
+  url = "";
+
+  constructor(
+    private readonly o: GatewayOptions,
+    private readonly host: GatewayHost,
+  ) {}
+
+  async start(): Promise<string> {
+    const o = this.o;
+    const server = http.createServer(
+      {
+        maxHeaderSize: o.maxHeaderBytes,
+        headersTimeout: o.headersTimeoutMs,
+        requestTimeout: o.requestTimeoutMs,
+        // Node checks the two timeouts on this interval: often enough for the header timeout to hold.
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(o.headersTimeoutMs / 4))),
+        keepAliveTimeout: 5_000,
+      },
+      (req, res) => this.handle(req, res),
+    );
+    server.on("clientError", (err: NodeJS.ErrnoException, socket) => this.clientError(err, socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(o.port, o.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const address = server.address() as AddressInfo;
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    this.url = `http://${host}:${address.port}`;
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+      setTimeout(() => server.closeAllConnections(), 2_000).unref();
+    });
+  }
+
+  /** What Node's parser refused (bad request line, headers too large, a header timeout): logged, answered as Node would. */
+  private clientError(err: NodeJS.ErrnoException, socket: import("node:stream").Duplex): void {
+    const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+    this.host.access("system", { node_id: this.host.nodeId, status, error: err.code ?? "bad request", ms: 0 });
+    if (socket.writable && !(socket as { _httpMessage?: unknown })._httpMessage) {
+      socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    } else socket.destroy();
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const started = performance.now();
+    let route: ServedRoute | undefined;
+    let done = false;
+    const method = req.method ?? "GET";
+    const rawUrl = req.url ?? "/";
+    const q = rawUrl.indexOf("?");
+    const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+    const finish = (status: number, headers: http.OutgoingHttpHeaders, body: Uint8Array | string, close = false): void => {
+      if (done) return;
+      done = true;
+      this.inFlight--;
+      const length = typeof body === "string" ? Buffer.byteLength(body) : body.byteLength;
+      try {
+        if (close) headers.connection = "close";
+        res.writeHead(status, status === 204 || status === 304 ? headers : { ...headers, "content-length": length });
+        res.end(body);
+      } catch (err) {
+        // A workload's header that Node refuses (a bad name or value).
+        this.host.log.debug({ err: (err as Error).message }, "http response refused");
+        if (!res.headersSent) {
+          res.removeHeader("content-length");
+          status = 502;
+          res.writeHead(502, { "content-type": "text/plain; charset=utf-8", "content-length": 16 }).end("502 Bad Gateway\n");
+        } else res.destroy();
+      }
+      const entry = {
+        node_id: this.host.nodeId,
+        method,
+        host: req.headers.host,
+        path,
+        status,
+        ms: Math.round((performance.now() - started) * 1000) / 1000,
+        ...(route ? { route: route.route.path, workload: route.name } : {}),
+      };
+      this.host.access(route?.namespace ?? "system", entry);
+    };
+    const plain = (status: number, extra: http.OutgoingHttpHeaders = {}, close = false): void =>
+      finish(status, { "content-type": "text/plain; charset=utf-8", ...extra }, `${status} ${STATUS_TEXT[status] ?? ""}\n`, close);
+
+    this.inFlight++;
+    res.on("close", () => {
+      if (!done) {
+        done = true;
+        this.inFlight--;
+      }
+    });
+    if (this.inFlight > this.o.maxInFlight) return plain(503, { "retry-after": "1" });
+    if (!path.startsWith("/")) return plain(400);
+    if (path.split("/").some((s) => s === "." || s === ".." || /^%2e(%2e|\.)?$|^\.%2e$/i.test(s))) return plain(400);
+    const host = hostName(req.headers.host);
+    route = this.host.routes()?.match(host, path);
+    if (!route) return plain(404);
+    if (!methodAllowed(route.route.methods, method)) {
+      const allow = route.route.methods?.includes("GET") && !route.route.methods.includes("HEAD") ? [...route.route.methods, "HEAD"] : (route.route.methods ?? []);
+      return plain(405, { allow: allow.join(", ") });
+    }
+    const h = natsHeaders();
+    h.set(HttpHeaders.method, method);
+    h.set(HttpHeaders.path, path);
+    if (q !== -1) h.set(HttpHeaders.query, rawUrl.slice(q + 1));
+    h.set(HttpHeaders.url, `http://${req.headers.host ?? "localhost"}${rawUrl}`);
+    h.set(HttpHeaders.route, route.route.path);
+    h.set(HttpHeaders.remote, req.socket.remoteAddress ?? "");
+    const raw = req.rawHeaders;
+    try {
+      for (let i = 0; i + 1 < raw.length; i += 2) {
+        if (!reservedHeader(raw[i].toLowerCase())) h.append(raw[i], raw[i + 1]);
+      }
+    } catch {
+      // a header NATS cannot carry (a name it refuses)
+      return plain(400);
+    }
+    const maxPayload = (this.host.nc.info?.max_payload ?? 1024 * 1024) - headerBytes(h);
+    const declared = req.headers["content-length"];
+    if (declared !== undefined && Number(declared) > maxPayload) return plain(413, {}, true);
+    const target = route;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on("data", (chunk: Buffer) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > maxPayload) {
+        refused = true;
+        chunks.length = 0;
+        plain(413, {}, true);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("error", () => undefined);
+    req.on("end", () => {
+      if (refused || done) return;
+      const body = chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      this.host.nc.request(target.subject, body, { timeout: this.o.replyTimeoutMs, headers: h }).then(
+        (reply) => {
+          const mapped = mapReply(reply.headers, reply.data);
+          finish(mapped.status, mapped.headers, mapped.body);
+        },
+        (err: unknown) => plain(requestErrorStatus(err)),
+      );
+    });
+  }
+
+  get port(): number {
+    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+}
+
+/** The Host header's host name, lowercase, without a port. */
+function hostName(header: string | undefined): string {
+  if (!header) return "";
+  const h = header.toLowerCase();
+  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1);
+  const colon = h.indexOf(":");
+  return colon === -1 ? h : h.slice(0, colon);
+}
+
+function headerBytes(h: MsgHdrs): number {
+  return (h as unknown as { encode(): Uint8Array }).encode().byteLength;
+}
+
+/** No responders 503, a deadline 504, anything else 502. */
+function requestErrorStatus(err: unknown): number {
+  const e = err as Error & { cause?: unknown };
+  if (err instanceof errors.NoRespondersError || e?.cause instanceof errors.NoRespondersError) return 503;
+  if (err instanceof errors.RequestError && err.isNoResponders()) return 503;
+  if (err instanceof errors.TimeoutError || e?.cause instanceof errors.TimeoutError) return 504;
+  return 502;
+}
+
+/** Error codes of a workload's error reply that keep their meaning over HTTP; the rest are 500. */
+const KEPT_ERROR_CODES = new Set([413, 503, 504]);
+
+/** A reply as an HTTP response: Nex-Status and the other headers, or an error reply as a short status body. */
+export function mapReply(h: MsgHdrs | undefined, data: Uint8Array): { status: number; headers: http.OutgoingHttpHeaders; body: Uint8Array | string } {
+  const errorCode = h?.get("Nats-Service-Error-Code");
+  if (errorCode) {
+    const code = Number(errorCode);
+    const status = KEPT_ERROR_CODES.has(code) ? code : 500;
+    return { status, headers: { "content-type": "text/plain; charset=utf-8" }, body: `${status} ${STATUS_TEXT[status]}\n` };
+  }
+  const headers: http.OutgoingHttpHeaders = {};
+  let status = 200;
+  if (h) {
+    const given = h.get(HttpHeaders.status);
+    if (given) {
+      const n = Number(given);
+      if (!Number.isInteger(n) || n < 200 || n > 599) return { status: 502, headers: { "content-type": "text/plain; charset=utf-8" }, body: "502 Bad Gateway\n" };
+      status = n;
+    }
+    for (const key of h.keys()) {
+      if (reservedHeader(key.toLowerCase())) continue;
+      const values = h.values(key);
+      headers[key] = values.length === 1 ? values[0] : values;
+    }
+  }
+  // No body for these statuses (RFC 9110).
+  if (status === 204 || status === 304) return { status, headers, body: EMPTY };
+  return { status, headers, body: data };
+}

@@ -1,0 +1,266 @@
+// HTTP triggers end to end (issue #16): `nex node up --web-port 0` and `nex run --http-path`, requests with
+// Node's fetch (and raw sockets for what fetch will not send) against the real gateway, on the bundled
+// broker and on nats-server -js (where a second node's gateway serves the route of a workload that runs on
+// the first). Every status the README lists, bad input with the node still serving, route claims across
+// namespaces, and the access feed.
+
+import http from "node:http";
+import net from "node:net";
+import path from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { describeEachServer } from "./helpers/servers.js";
+import { eventually } from "./helpers/wait.js";
+import { type NodeProcess, NodeUnderTest, ROOT, runNex, webUrlOf } from "./helpers/nex-cli.js";
+
+const fixture = (name: string): string => path.join(ROOT, "test/fixtures/http", name);
+
+/** One request over a fresh socket, with whatever path and headers (fetch normalizes `..` and refuses some). */
+function raw(base: string, method: string, p: string, headers: Record<string, string | number> = {}, body?: Uint8Array | string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: Number(u.port), method, path: p, headers, agent: false }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (text += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    if (body !== undefined) req.write(body, () => undefined);
+    req.end();
+  });
+}
+
+describeEachServer("HTTP triggers through the node's gateway", (kind) => {
+  let t: NodeUnderTest;
+  let node: NodeProcess;
+  let nc: NatsConnection;
+  let web = "";
+  let env: Record<string, string>;
+  const ids: Record<string, string> = {};
+
+  const nex = (...args: string[]) => runNex([...args, "-s", node.url], env);
+  const run = async (name: string, ...args: string[]): Promise<string> => {
+    const r = await nex("run", ...args);
+    expect(r.stderr, r.stderr).not.toMatch(/nex: /);
+    expect(r.code).toBe(0);
+    ids[name] = r.stdout.trim();
+    return ids[name];
+  };
+
+  beforeAll(async () => {
+    t = await NodeUnderTest.start(kind, "http", [
+      "--web-port", "0", "--web-max-in-flight", "8", "--web-header-timeout", "1s", "--web-timeout", "2s", "--web-max-header-size", "4096",
+    ]);
+    node = t.node;
+    env = t.env;
+    web = await webUrlOf(node);
+    nc = await connect(t.connectOptions());
+    await run("api", fixture("fetch.js"), "--name", "api", "--http-path", "/api", "-e", "GREETING=hi", "--trigger-timeout", "1s");
+    await run("deep", fixture("fetch.js"), "--name", "deep", "--http-path", "/api/deep", "-e", "GREETING=deep");
+    await run("slow", fixture("fetch.js"), "--name", "slow", "--http-path", "/slow", "--trigger-timeout", "20s");
+    await run("plain", fixture("plain.js"), "--http-path", "/plain", "--http-method", "GET,PUT");
+  }, 90_000);
+
+  afterAll(async () => {
+    await nc?.close();
+    await t?.stop();
+  });
+
+  it("prints the gateway's URL and answers a fetch handler with its Request, env and Response.json", async () => {
+    expect(web).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const res = await fetch(`${web}/api/x?q=1`, { headers: { "x-test": "yes" } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(await res.json()).toEqual({ method: "GET", path: "/api/x", q: "1", search: "?q=1", host: "127.0.0.1", ua: "yes", ct: null, body: "", env: "hi", hasHeaders: true });
+    const post = await fetch(`${web}/api/p`, { method: "POST", headers: { "content-type": "text/plain" }, body: "hello" });
+    expect(await post.json()).toMatchObject({ method: "POST", ct: "text/plain", body: "hello" });
+  });
+
+  it("maps a Response's status, headers and body (text, bytes, none, a plain object as JSON)", async () => {
+    const made = await fetch(`${web}/api/status`);
+    expect(made.status).toBe(201);
+    expect(made.headers.get("x-made-by")).toBe("nex");
+    expect(made.headers.get("set-cookie")).toBe("a=1");
+    expect(await made.text()).toBe("made");
+    const bytes = await fetch(`${web}/api/bytes`);
+    expect(bytes.headers.get("content-type")).toBe("application/octet-stream");
+    expect([...new Uint8Array(await bytes.arrayBuffer())]).toEqual([1, 2, 3]);
+    const none = await fetch(`${web}/api/nobody`);
+    expect(none.status).toBe(204);
+    expect(await none.text()).toBe("");
+    expect(await (await fetch(`${web}/api/plain`)).json()).toEqual({ plain: true });
+  });
+
+  it("gives a (subject, payload) function the request in this.request, and the body as payload", async () => {
+    const res = await fetch(`${web}/plain/a?b=1`, { method: "PUT", body: "hi" });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("PUT /plain/a hi on $NEX.HTTP.default.plain");
+  });
+
+  it("routes the longest prefix, on segment boundaries, and answers 404 where no route is", async () => {
+    expect(await (await fetch(`${web}/api/deep/x`)).json()).toMatchObject({ env: "deep", path: "/api/deep/x" });
+    expect(await (await fetch(`${web}/api/deeper`)).json()).toMatchObject({ env: "hi" });
+    const miss = await fetch(`${web}/apix`);
+    expect(miss.status).toBe(404);
+    expect(await miss.text()).toBe("404 Not Found\n");
+    expect((await fetch(`${web}/`)).status).toBe(404);
+  });
+
+  it("refuses methods the route does not take (405 with Allow) and answers HEAD where GET is allowed", async () => {
+    const post = await fetch(`${web}/plain/a`, { method: "POST", body: "x" });
+    expect(post.status).toBe(405);
+    expect(post.headers.get("allow")).toBe("GET, PUT, HEAD");
+    const head = await fetch(`${web}/plain/a`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe("");
+    expect(Number(head.headers.get("content-length"))).toBeGreaterThan(0);
+  });
+
+  it("answers an error reply with 500 and a short body without the workload's message", async () => {
+    const res = await fetch(`${web}/api/throw`);
+    expect(res.status).toBe(500);
+    const body = await res.text();
+    expect(body).toBe("500 Internal Server Error\n");
+    expect(body).not.toMatch(/secret/);
+  });
+
+  it("answers 504 when the workload's deadline passes and when the gateway's does", async () => {
+    const workload = await fetch(`${web}/api/hang`);
+    expect(workload.status).toBe(504);
+    const started = Date.now();
+    const gateway = await fetch(`${web}/slow/hang`);
+    expect(gateway.status).toBe(504);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+  });
+
+  it("answers 503 when a route has no responders (a node gone without releasing it)", async () => {
+    const kv = await new Kvm(nc).open("NEX_HTTP_ROUTES");
+    await kv.put("NGONE.0123456789abcdef0123", JSON.stringify({ namespace: "default", name: "gone", route: { path: "/gone" } }));
+    try {
+      const res = await eventually("the route on the gateway", async () => {
+        const r = await fetch(`${web}/gone/x`);
+        if (r.status === 404) throw new Error("not routed yet");
+        return r;
+      }, 5000);
+      expect(res.status).toBe(503);
+    } finally {
+      await kv.delete("NGONE.0123456789abcdef0123");
+    }
+  });
+
+  it("answers 413 for a body over max_payload (declared or streamed) and keeps serving", async () => {
+    const big = new Uint8Array(2 * 1024 * 1024).fill(97);
+    const declared = await raw(web, "POST", "/api/p", { "content-length": big.byteLength }, big);
+    expect(declared.status).toBe(413);
+    const chunked = await raw(web, "POST", "/api/p", { "transfer-encoding": "chunked" }, big);
+    expect(chunked.status).toBe(413);
+    expect((await fetch(`${web}/api/x`)).status).toBe(200);
+  });
+
+  it("answers 431 for oversized headers, 400 for .. and encoded dot segments, and keeps serving", async () => {
+    expect((await raw(web, "GET", "/api/x", { "x-big": "a".repeat(8000) })).status).toBe(431);
+    expect((await raw(web, "GET", "/api/../plain/a")).status).toBe(400);
+    expect((await raw(web, "GET", "/api/%2e%2e/plain/a")).status).toBe(400);
+    expect((await raw(web, "GET", "/api/./x")).status).toBe(400);
+    expect((await raw(web, "GET", "*")).status).toBe(400);
+    expect((await fetch(`${web}/api/x`)).status).toBe(200);
+  });
+
+  it("drops a slowloris client after the header timeout (408) while serving others", async () => {
+    const u = new URL(web);
+    const socket = net.connect(Number(u.port), u.hostname);
+    let received = "";
+    socket.on("data", (d) => (received += d));
+    const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    socket.write("GET /api/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+    const started = Date.now();
+    const drip = setInterval(() => socket.writable && socket.write("a"), 200);
+    expect((await fetch(`${web}/api/x`)).status).toBe(200);
+    await closed;
+    clearInterval(drip);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(received).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it("keeps connections alive and answers 503 past its requests in flight", async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const u = new URL(web);
+    const get = (): Promise<boolean> =>
+      new Promise((resolve, reject) => {
+        const req = http.get({ host: u.hostname, port: Number(u.port), path: "/api/x", agent }, (res) => {
+          res.resume();
+          res.on("end", () => resolve(req.reusedSocket));
+        });
+        req.on("error", reject);
+      });
+    expect(await get()).toBe(false);
+    expect(await get()).toBe(true);
+    agent.destroy();
+    // 8 in flight at most: the slow route holds them for the gateway's 2 s.
+    const statuses = await Promise.all(Array.from({ length: 12 }, () => fetch(`${web}/slow/hang`).then((r) => r.status)));
+    expect(statuses.filter((s) => s === 503).length).toBeGreaterThanOrEqual(4);
+    expect(statuses.filter((s) => s === 504).length).toBeGreaterThanOrEqual(1);
+    expect((await fetch(`${web}/api/x`)).status).toBe(200);
+  });
+
+  it("logs every request to the access feed with status and duration", async () => {
+    const sub = nc.subscribe("$NEX.FEED.default.http", { max: 50 });
+    await nc.flush();
+    await fetch(`${web}/api/x?feed=1`);
+    await fetch(`${web}/plain/a`, { method: "DELETE" });
+    const seen: { status: number; ms: number; path: string; workload?: string; method: string }[] = [];
+    // One JSON object a line; lines of up to 100 ms go together in one message.
+    for await (const m of sub) {
+      for (const line of m.string().split("\n")) seen.push(JSON.parse(line));
+      if (seen.some((e) => e.method === "DELETE")) break;
+    }
+    // (Lines of requests just before the subscription may come in the same message.)
+    const get = seen.find((e) => e.method === "GET" && e.path === "/api/x");
+    expect(get).toMatchObject({ status: 200, workload: "api", route: "/api" });
+    expect(get?.ms).toBeGreaterThan(0);
+    expect(seen.find((e) => e.method === "DELETE")).toMatchObject({ status: 405, workload: "plain", path: "/plain/a" });
+  });
+
+  it("refuses a route that overlaps another namespace's, and a second workload on the same route", async () => {
+    const other = await nex("run", fixture("fetch.js"), "--name", "thief", "--http-path", "/api/deep/more", "-n", "other");
+    expect(other.code).toBe(4);
+    expect(other.stderr).toMatch(/overlaps \/api\/deep, which namespace default serves|overlaps \/api/);
+    const above = await nex("run", fixture("fetch.js"), "--name", "thief", "--http-path", "/", "-n", "other");
+    expect(above.code).toBe(4);
+    const hosted = await nex("run", fixture("fetch.js"), "--name", "hosted", "--http-path", "/api", "--http-host", "example.com", "-n", "other");
+    expect(hosted.code).toBe(4);
+    const same = await nex("run", fixture("fetch.js"), "--name", "twin", "--http-path", "/api");
+    expect(same.code).toBe(4);
+    expect(same.stderr).toMatch(/served by workload api/);
+    const bad = await nex("run", fixture("fetch.js"), "--http-path", "/a/../b");
+    expect(bad.code).toBe(2);
+    // Another namespace may take what nobody serves, with a host of its own.
+    const own = await nex("run", fixture("fetch.js"), "--name", "site", "--http-path", "/site", "--http-host", "shop.example", "-n", "other");
+    expect(own.code).toBe(0);
+    const viaHost = await raw(web, "GET", "/site/x", { host: "shop.example:8080" });
+    expect(viaHost.status).toBe(200);
+    expect((await raw(web, "GET", "/site/x")).status).toBe(404);
+  });
+
+  it.runIf(kind === "nats-server")("serves a route through another node's gateway", async () => {
+    const peer = await t.peer(["--web-port", "0"]);
+    const peerWeb = await webUrlOf(peer);
+    expect(peerWeb).not.toBe(web);
+    const res = await fetch(`${peerWeb}/api/x?q=2`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ q: "2", env: "hi" });
+  });
+
+  it("drops a route when its workload goes", async () => {
+    const stop = await nex("workload", "stop", ids.plain);
+    expect(stop.code).toBe(0);
+    await eventually("the route gone", async () => {
+      const r = await fetch(`${web}/plain/a`);
+      if (r.status !== 404) throw new Error(`still ${r.status}`);
+    }, 5000);
+    expect((await fetch(`${web}/api/x`)).status).toBe(200);
+  });
+});
