@@ -245,7 +245,7 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     expect((await raw(web, "GET", "/site/x")).status).toBe(404);
   });
 
-  it.runIf(kind === "nats-server")("serves a route through another node's gateway", async () => {
+  it("serves a route through another node's gateway", async () => {
     const peer = await t.peer(["--web-port", "0"]);
     const peerWeb = await webUrlOf(peer);
     expect(peerWeb).not.toBe(web);

@@ -221,9 +221,13 @@ export class NodeUnderTest {
    * accepts the same local issuer) and a data directory, so an identity, of its own. stop() stops it too.
    */
   async peer(extraArgs: string[] = []): Promise<NodeProcess> {
-    if (!this.server) throw new Error("peer() needs a nats-server suite");
     const dataDir = tempDir("nex-peer-data-");
-    const node = await startNodeUp(["--server", this.server.url, ...this.serverAuth, "--data-dir", dataDir, ...extraArgs], this.env);
+    // On the bundled broker the peer joins this node's broker as the local user, as a second machine would.
+    const auth = this.connectOptions();
+    const server = this.server
+      ? ["--server", this.server.url, ...this.serverAuth]
+      : ["--server", this.node.url, ...(auth.user ? ["--user", auth.user, "--password", auth.pass ?? ""] : [])];
+    const node = await startNodeUp([...server, "--data-dir", dataDir, ...extraArgs], this.env);
     this.peers.push({ node, dataDir });
     return node;
   }
