@@ -217,8 +217,9 @@ export class NodeUnderTest {
   }
 
   /**
-   * Another `nex node up` on the same nats-server (nats-server suites only), with the same NEX_HOME (so it
-   * accepts the same local issuer) and a data directory, so an identity, of its own. stop() stops it too.
+   * Another `nex node up` on the same broker (nats-server, or this node's bundled one), with the same
+   * NEX_HOME (so it accepts the same local issuer) and a data directory, so an identity, of its own.
+   * stop() stops it too.
    */
   async peer(extraArgs: string[] = []): Promise<NodeProcess> {
     const dataDir = tempDir("nex-peer-data-");
