@@ -138,3 +138,21 @@ export async function compileModule(isolate: ivm.Isolate, code: WorkloadCode): P
   }
   return mod;
 }
+
+/**
+ * Runs the workload's code in a context and returns its default export (a script's completion value,
+ * or a module's `default`), within `timeoutMs`. Modules may not import anything.
+ */
+export async function evaluateWorkload(isolate: ivm.Isolate, context: ivm.Context, code: WorkloadCode, script: ivm.Script | undefined, timeoutMs: number): Promise<ivm.Reference<unknown>> {
+  if (script) return (await script.run(context, { reference: true, timeout: timeoutMs })) as ivm.Reference<unknown>;
+  const mod = await compileModule(isolate, code);
+  try {
+    await mod.instantiate(context, (specifier: string) => {
+      throw new Error(`cannot import '${specifier}'`);
+    });
+    await mod.evaluate({ timeout: timeoutMs });
+    return (await mod.namespace.get("default", { reference: true })) as ivm.Reference<unknown>;
+  } finally {
+    mod.release();
+  }
+}

@@ -24,7 +24,7 @@ import ivm from "isolated-vm";
 import type { Logger } from "pino";
 import type { LogStream, WorkloadLimits } from "../types.js";
 import { BOOTSTRAP_SOURCE, guestLimits } from "./bootstrap.js";
-import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
+import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../host-bridge.js";
 import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
 import { HostCallTurns } from "./host-call-turns.js";
@@ -234,7 +234,7 @@ export class IsolateSlot {
       )) as ivm.Reference<unknown>;
       refs.push(makeRunner);
       await yieldToTriggers();
-      const handler = await this.evaluateWorkload(context);
+      const handler = await evaluateWorkload(this.isolate, context, this.cfg.code, this.script, LOAD_TIMEOUT_MS);
       refs.push(handler);
       if (handler.typeof !== "function" && handler.typeof !== "object") {
         throw new WorkloadLoadError(
@@ -263,22 +263,6 @@ export class IsolateSlot {
           // isolate disposed
         }
       }
-    }
-  }
-
-  private async evaluateWorkload(context: ivm.Context): Promise<ivm.Reference<unknown>> {
-    if (this.script) {
-      return (await this.script.run(context, { reference: true, timeout: LOAD_TIMEOUT_MS })) as ivm.Reference<unknown>;
-    }
-    const mod = await compileModule(this.isolate, this.cfg.code);
-    try {
-      await mod.instantiate(context, (specifier: string) => {
-        throw new Error(`cannot import '${specifier}'`);
-      });
-      await mod.evaluate({ timeout: LOAD_TIMEOUT_MS });
-      return (await mod.namespace.get("default", { reference: true })) as ivm.Reference<unknown>;
-    } finally {
-      mod.release();
     }
   }
 

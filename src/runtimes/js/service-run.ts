@@ -25,7 +25,7 @@ import { respondError } from "../hosted-workload.js";
 import { ErrorCodes, errorText, failure, type Outcome } from "../outcome.js";
 import type { ExitReason, LogStream, WorkloadLimits } from "../types.js";
 import { guestLimits } from "./bootstrap.js";
-import { compileModule, compileScript, WorkloadLoadError, type WorkloadCode } from "./compile.js";
+import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import { compileBootstrap, LOAD_TIMEOUT_MS, type PoolHooks } from "./isolate-slot.js";
 import { HostCallTurns } from "./host-call-turns.js";
 import { ResultChannel } from "./result-channel.js";
@@ -197,7 +197,7 @@ export class ServiceRun {
       { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
     )) as ivm.Reference<unknown>;
     this.refs.push(makeRunner);
-    const mod = await this.evaluate(context, script);
+    const mod = await evaluateWorkload(this.isolate, context, this.cfg.code, script, LOAD_TIMEOUT_MS);
     this.refs.push(mod);
     const info = { workload: { ...cfg.workload }, maxTimers: MAX_SERVICE_TIMERS, maxSubscriptions: MAX_SERVICE_SUBSCRIPTIONS };
     this.dispatch = (await makeRunner.apply(undefined, [mod.derefInto(), new ivm.ExternalCopy(info).copyInto({ release: true }), control, reply], {
@@ -205,20 +205,6 @@ export class ServiceRun {
       timeout: LOAD_TIMEOUT_MS,
     })) as ivm.Reference<(events: unknown) => unknown>;
     this.refs.push(this.dispatch);
-  }
-
-  private async evaluate(context: ivm.Context, script: ivm.Script | undefined): Promise<ivm.Reference<unknown>> {
-    if (script) return (await script.run(context, { reference: true, timeout: LOAD_TIMEOUT_MS })) as ivm.Reference<unknown>;
-    const mod = await compileModule(this.isolate, this.cfg.code);
-    try {
-      await mod.instantiate(context, (specifier: string) => {
-        throw new Error(`cannot import '${specifier}'`);
-      });
-      await mod.evaluate({ timeout: LOAD_TIMEOUT_MS });
-      return (await mod.namespace.get("default", { reference: true })) as ivm.Reference<unknown>;
-    } finally {
-      mod.release();
-    }
   }
 
   // ---- what the service asks of the host --------------------------------------------------------
