@@ -15,6 +15,7 @@ import { type ClientOpts, collect, keyValues, namespaceOption } from "./node-com
 import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js";
 import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
+import { contentTypeFor, STATIC_MAX_FILE_BYTES, STATIC_MAX_FILES, STATIC_MAX_TOTAL_BYTES, type StaticManifest, staticPathProblem } from "../protocol/static.js";
 import { HTTP_METHODS, type HttpRoute, routeHostProblem, routePathProblem } from "../protocol/http.js";
 import { grantArtifacts, maxChildrenArg, newGrant } from "./deploy-grant.js";
 
@@ -76,13 +77,61 @@ async function uploadArtifact(nc: NatsConnection, bytes: Uint8Array, sha256: str
   return `nats://${ARTIFACT_BUCKET}/${sha256}`;
 }
 
+/**
+ * `--type static <dir>`: every regular file under the folder (names starting with "." and symlinks left
+ * out), each uploaded under its SHA-256 (unchanged files are not uploaded again), then the manifest (path →
+ * sha256, size, type), also content-addressed; bounded as the node bounds it (protocol/static.ts).
+ */
+async function uploadStatic(nc: NatsConnection, dir: string, json: boolean): Promise<{ url: string; sha256: string }> {
+  let stat;
+  try {
+    stat = await fs.stat(dir);
+  } catch {
+    throw new CliError(`cannot read ${dir}`, ExitCode.notFound);
+  }
+  if (!stat.isDirectory()) throw new CliError(`--type static takes a folder; ${dir} is not one`, ExitCode.usage);
+  const found: { rel: string; abs: string; size: number }[] = [];
+  let total = 0;
+  const walk = async (abs: string, rel: string): Promise<void> => {
+    const entries = await fs.readdir(abs, { withFileTypes: true });
+    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (e.name.startsWith(".")) continue;
+      const childAbs = path.join(abs, e.name);
+      const childRel = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(childAbs, childRel);
+      else if (e.isFile()) {
+        const problem = staticPathProblem(childRel);
+        if (problem) throw new CliError(`${childRel}: a static file's path ${problem}`, ExitCode.usage);
+        const size = (await fs.stat(childAbs)).size;
+        if (size > STATIC_MAX_FILE_BYTES) throw new CliError(`${childRel} is ${size} bytes; a static file may be at most ${STATIC_MAX_FILE_BYTES}`, ExitCode.usage);
+        total += size;
+        found.push({ rel: childRel, abs: childAbs, size });
+        if (found.length > STATIC_MAX_FILES) throw new CliError(`${dir} has more than ${STATIC_MAX_FILES} files; a static deploy takes at most ${STATIC_MAX_FILES}`, ExitCode.usage);
+        if (total > STATIC_MAX_TOTAL_BYTES) throw new CliError(`${dir} holds more than ${STATIC_MAX_TOTAL_BYTES} bytes; a static deploy takes at most ${STATIC_MAX_TOTAL_BYTES}`, ExitCode.usage);
+      }
+    }
+  };
+  await walk(dir, "");
+  if (found.length === 0) throw new CliError(`${dir} has no files to serve`, ExitCode.usage);
+  const files: StaticManifest["files"] = {};
+  for (const f of found) {
+    const bytes = await fs.readFile(f.abs);
+    const sha = sha256Hex(bytes);
+    await uploadArtifact(nc, bytes, sha, f.rel, json);
+    files[f.rel] = { sha256: sha, size: bytes.length, type: contentTypeFor(f.rel) };
+  }
+  const manifest = new TextEncoder().encode(JSON.stringify({ files }));
+  const sha256 = sha256Hex(manifest);
+  return { url: await uploadArtifact(nc, manifest, sha256, "manifest", json), sha256 };
+}
+
 export function runCommand(): Command {
   const cmd = addConnectionOptions(
     new Command("run")
-      .description("deploy a workload: a JavaScript file, a .wasm module, or (with --type oci) an image")
+      .description("deploy a workload: a JavaScript file, a .wasm module, (with --type oci) an image, or (with --type static) a folder of web assets")
       .argument("<artifact>", "file to run, or image reference for --type oci")
       .argument("[command...]", "oci: command and arguments instead of the image's CMD (after --)")
-      .addOption(new Option("--type <type>", "workload type (default: from the file extension)").choices(["javascript", "wasm", "oci"]))
+      .addOption(new Option("--type <type>", "workload type (default: from the file extension)").choices(["javascript", "wasm", "oci", "static"]))
       .option("--name <name>", "workload name (default: the file name)")
       .option("-t, --trigger-subject <subject>", "subject that triggers the function (repeatable)", collect)
       .option("-e, --env <key=value>", "environment value, sealed to the node (repeatable)", keyValues)
@@ -130,6 +179,7 @@ export function runCommand(): Command {
         if (problem) throw new CliError(`trigger subject ${subject} ${problem}`, ExitCode.usage);
       }
       const http = httpRoute(opts);
+      if (type === "static" && !http) throw new CliError("--type static needs an --http-path (the files are served there)", ExitCode.usage);
       if (type !== "oci" && !opts.service && triggers.length === 0 && !http) throw new CliError("a function needs at least one --trigger-subject or an --http-path (a --service does not)", ExitCode.usage);
       const name = opts.name ?? defaultName(artifact, type);
       if (opts.maxChildren !== undefined && !opts.allowDeploy) throw new CliError("--max-children goes with --allow-deploy", ExitCode.usage);
@@ -138,7 +188,9 @@ export function runCommand(): Command {
         const control = new ControlClient(nc, opts.namespace, opts.timeout ?? 5000);
         let url = artifact;
         let sha256: string | undefined;
-        if (type !== "oci") {
+        if (type === "static") {
+          ({ url, sha256 } = await uploadStatic(nc, artifact, Boolean(opts.json)));
+        } else if (type !== "oci") {
           let bytes: Uint8Array;
           try {
             bytes = await fs.readFile(artifact);
@@ -207,6 +259,17 @@ function deployRequest(
       ...(opts.restart ? { restart: opts.restart } : {}),
       ...(opts.writableRootfs ? { read_only_rootfs: false } : {}),
     };
+  }
+  if (type === "static") {
+    const http = common.http;
+    if (!http) throw new CliError("--type static needs an --http-path", ExitCode.usage);
+    if (http.methods) throw new CliError("a static route takes GET and HEAD only (no --http-method)", ExitCode.usage);
+    if (common.trigger_subjects.length > 0) throw new CliError("a static workload has no --trigger-subject", ExitCode.usage);
+    if (common.env_sealed) throw new CliError("a static workload takes no --env", ExitCode.usage);
+    if (Object.keys(limits).length > 0 || opts.concurrency !== undefined) throw new CliError("a static workload takes no limits or --concurrency", ExitCode.usage);
+    const { trigger_subjects: _t, env_sealed: _e, sender_xkey: _x, grant: _g, ...rest } = common;
+    if (_g) throw new CliError("a static workload takes no --allow-deploy", ExitCode.usage);
+    return { ...rest, http, type, artifact: { url: given.url, sha256: given.sha256 ?? "" } };
   }
   const fn = { ...common, artifact: { url: given.url, sha256: given.sha256 ?? "" }, limits, concurrency: opts.concurrency ?? 1 };
   if (type === "javascript" && opts.service) return { ...fn, type, service: true, ...(opts.restart ? { restart: opts.restart } : {}), ...(opts.freshContext ? { fresh_context: true } : {}) };

@@ -12,7 +12,7 @@ export const NodeConfigSchema = z
     name: z.string().min(1).max(64).default(os.hostname()),
     tags: z.record(z.string(), z.string()).default({}),
     /** oci is on by default: without a reachable Docker engine the node still starts, and oci deploys say why they fail. */
-    workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript", "wasm", "oci"]),
+    workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript", "wasm", "oci", "static"]),
     /** Issuer public nkeys allowed to deploy, undeploy and lame-duck; empty = the local issuer (NEX_HOME/issuer.nk). */
     allowed_issuers: z.array(z.string().regex(/^[A-Z][A-Z2-7]{55}$/)).default([]),
     /** Accept any validly signed request (a lab setting; a warning is logged). */

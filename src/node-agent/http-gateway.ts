@@ -13,6 +13,7 @@ import { errors, headers as natsHeaders, type MsgHdrs, type NatsConnection } fro
 import type { Logger } from "pino";
 import { HttpHeaders, methodAllowed, reservedHeader } from "../protocol/http.js";
 import type { HttpRoutes, ServedRoute } from "./http-routes.js";
+import { StaticFiles } from "./static-files.js";
 
 export interface GatewayOptions {
   host: string;
@@ -52,12 +53,15 @@ const EMPTY = new Uint8Array(0);
 export class HttpGateway {
   private server?: http.Server;
   private inFlight = 0;
+  private readonly staticFiles: StaticFiles;
   url = "";
 
   constructor(
     private readonly o: GatewayOptions,
     private readonly host: GatewayHost,
-  ) {}
+  ) {
+    this.staticFiles = new StaticFiles(host.nc);
+  }
 
   async start(): Promise<string> {
     const o = this.o;
@@ -159,6 +163,22 @@ export class HttpGateway {
     const host = hostName(req.headers.host);
     route = this.host.routes()?.match(host, path);
     if (!route) return plain(404);
+    if (route.static) {
+      // Static assets: served from the object store by this gateway, no workload in the path.
+      if (method !== "GET" && method !== "HEAD") return plain(405, { allow: "GET, HEAD" });
+      const rest = route.route.path === "/" ? path : path.slice(route.route.path.length);
+      const files = route.static.files;
+      const prefix = route.route.path === "/" ? "" : route.route.path;
+      req.resume();
+      this.staticFiles.serve(files, prefix, rest, q === -1 ? "" : rawUrl.slice(q), req).then(
+        (a) => finish(a.status, a.headers, a.body),
+        (err: unknown) => {
+          this.host.log.warn({ err: (err as Error)?.message }, "static file not served");
+          plain(503);
+        },
+      );
+      return;
+    }
     if (!methodAllowed(route.route.methods, method)) {
       const allow = route.route.methods?.includes("GET") && !route.route.methods.includes("HEAD") ? [...route.route.methods, "HEAD"] : (route.route.methods ?? []);
       return plain(405, { allow: allow.join(", ") });

@@ -10,6 +10,7 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import type { StaticManifest } from "../protocol/static.js";
 import { type HttpRoute, httpSubject, prefixCovers, routesOverlap } from "../protocol/http.js";
 
 const BUCKET = "NEX_HTTP_ROUTES";
@@ -19,6 +20,8 @@ export interface RouteClaim {
   /** The workload name: its HTTP subject is $NEX.HTTP.<namespace>.<name>. */
   name: string;
   route: HttpRoute;
+  /** A static workload's files (path → sha256, size, type) and its manifest's hash: the gateways serve them from the object store. */
+  static?: { manifest: string; files: StaticManifest["files"] };
 }
 
 /** A route as the gateway matches it. */
@@ -154,7 +157,9 @@ export class HttpRoutes {
   private rebuild(): void {
     const seen = new Set<string>();
     const table: ServedRoute[] = [];
-    for (const { claim } of this.claims.values()) {
+    // Newest first: of replicas of one workload name (a static redeploy), the latest claim is served.
+    const newest = [...this.claims.values()].sort((a, b) => b.revision - a.revision);
+    for (const { claim } of newest) {
       const id = `${claim.namespace} ${claim.name} ${claim.route.host ?? ""} ${claim.route.path}`;
       if (seen.has(id)) continue;
       seen.add(id);

@@ -298,7 +298,7 @@ export class NodeAgent implements RuntimeObserver {
     if (request.http) {
       let conflict: string | undefined;
       try {
-        conflict = await this.routes?.claim(id, { namespace, name: request.name, route: request.http });
+        conflict = await this.routes?.claim(id, { namespace, name: request.name, route: request.http, ...(spec.type === "static" && request.type === "static" ? { static: { manifest: request.artifact.sha256, files: spec.manifest.files } } : {}) });
       } catch (err) {
         await this.triggerClaims?.release(id);
         throw err;

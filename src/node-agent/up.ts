@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import { type BrokerAuth, type BrokerOptions, type RunningBroker, startBroker } from "../broker/index.js";
 import { JsRuntime } from "../runtimes/js/js-runtime.js";
 import { OciRuntime } from "../runtimes/oci/oci-runtime.js";
+import { StaticRuntime } from "../runtimes/static/static-runtime.js";
 import { WasmRuntime } from "../runtimes/wasm/wasm-runtime.js";
 import type { NatsAuth, Runtime, WorkloadType } from "../runtimes/types.js";
 import type { NodeConfig } from "./config.js";
@@ -137,7 +138,8 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     // A node whose Docker engine does not answer still starts; its oci deploys fail saying why.
     else if (type === "oci") {
       runtimes.set(type, new OciRuntime({ nodeId: identity.id, natsUrl: brokerUrl, natsAuth: o.auth, dockerHost: o.config.docker_host, containerUser: o.config.container_user, observer, log: o.log }));
-    } else o.log.warn({ type }, "workload type not available in this build; skipping");
+    } else if (type === "static") runtimes.set(type, new StaticRuntime(nc));
+    else o.log.warn({ type }, "workload type not available in this build; skipping");
   }
   node = new NodeAgent({ nc, identity, config: o.config, runtimes, brokerUrl, credentials, version: o.version, log: o.log, onLameDuckDone: o.onLameDuckDone });
   try {

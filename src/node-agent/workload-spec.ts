@@ -6,6 +6,9 @@ import { type DeployRequest, servedSubjects } from "../protocol/deploy-request.j
 import type { WorkloadLimits, WorkloadSpec } from "../runtimes/types.js";
 import { fetchArtifact } from "./artifacts.js";
 import type { NodeConfig } from "./config.js";
+import { ControlError } from "./errors.js";
+import { StaticManifestSchema } from "../protocol/static.js";
+import { describeZodError } from "../protocol/control.js";
 
 /** Who the workload is, as the node assigned it. */
 export interface WorkloadIdentity {
@@ -15,6 +18,8 @@ export interface WorkloadIdentity {
 
 /** The request's limits over the node's defaults. */
 export function workloadLimits(request: DeployRequest, defaults: NodeConfig["limits"]): WorkloadLimits {
+  // A static workload runs nothing; its limits are only what the summary shows.
+  if (request.type === "static") return { memoryMb: 0, timeoutMs: defaults.timeout_ms, cpuMs: defaults.cpu_ms };
   const l = request.limits;
   const limits: WorkloadLimits = {
     memoryMb: l.memory_mb ?? defaults.memory_mb,
@@ -58,6 +63,19 @@ export async function workloadSpec(who: WorkloadIdentity, request: DeployRequest
         image: request.artifact.url,
         container: { argv: request.argv, restart: request.restart ?? { policy: "never" }, readOnlyRootfs: request.read_only_rootfs ?? true },
       };
+    case "static": {
+      // The manifest, hash-checked, then checked as the protocol bounds it (its files are checked by the static runtime).
+      const bytes = await fetchArtifact(inputs.nc, request.artifact.url, request.artifact.sha256, { maxBytes: 1024 * 1024 });
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(new TextDecoder().decode(bytes));
+      } catch {
+        throw new ControlError(400, "the static manifest is not JSON");
+      }
+      const manifest = StaticManifestSchema.safeParse(parsed);
+      if (!manifest.success) throw new ControlError(400, `static manifest: ${describeZodError(manifest.error)}`);
+      return { ...base, type: "static", manifest: manifest.data };
+    }
     case "javascript":
     case "wasm": {
       const artifact = await fetchArtifact(inputs.nc, request.artifact.url, request.artifact.sha256, {

@@ -59,7 +59,7 @@ export const triggerSubject = z.string().superRefine((subject, ctx) => {
   if (problem) ctx.addIssue({ code: "custom", message: `trigger subject ${JSON.stringify(subject)} ${problem}` });
 });
 
-export const WorkloadTypeSchema = z.enum(["javascript", "wasm", "oci"]);
+export const WorkloadTypeSchema = z.enum(["javascript", "wasm", "oci", "static"]);
 
 
 export const UndeployRequestSchema = z

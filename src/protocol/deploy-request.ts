@@ -141,10 +141,31 @@ const OciDeploySchema = z.strictObject({
   service: onlyFor("javascript"),
 });
 
+// ---- static assets (no process: the node's gateways serve the files from the object store) ----
+
+const StaticDeploySchema = z.strictObject({
+  ...common,
+  type: z.literal("static"),
+  /** The manifest (protocol/static.ts), uploaded to the object store: nats://NEX_ARTIFACTS/<sha256>. */
+  artifact: FunctionArtifactSchema.extend({ url: z.string().min(1).max(2048).regex(/^nats:\/\//, `must be nats://${ARTIFACT_BUCKET}/<key>`) }),
+  /** Required: the files are served under this route, GET and HEAD only. */
+  http: HttpRouteSchema.refine((r) => r.methods === undefined, { message: "methods: a static route takes GET and HEAD only (leave methods out)" }),
+  trigger_subjects: z.array(triggerSubject).max(0, "a static workload has no trigger subjects").default([]),
+  limits: onlyFor("javascript, wasm and oci"),
+  concurrency: onlyFor("javascript and wasm"),
+  argv: onlyFor("oci"),
+  restart: onlyFor("oci"),
+  read_only_rootfs: onlyFor("oci"),
+  fresh_context: onlyFor("javascript"),
+  service: onlyFor("javascript"),
+  env_sealed: onlyFor("javascript, wasm and oci"),
+  grant: onlyFor("javascript, wasm and oci"),
+});
+
 /** The fields every kind has, checked first, so a bad request hears about all of them at once. */
 const DeployEnvelopeSchema = z.looseObject({ ...common, type: WorkloadTypeSchema });
 
-const DeployVariantsSchema = z.discriminatedUnion("type", [JavaScriptDeploySchema, WasmDeploySchema, OciDeploySchema]);
+const DeployVariantsSchema = z.discriminatedUnion("type", [JavaScriptDeploySchema, WasmDeploySchema, OciDeploySchema, StaticDeploySchema]);
 
 export const DeployRequestSchema = DeployEnvelopeSchema
   // The envelope passes every key on; the variant then takes its own and refuses the rest.
@@ -163,6 +184,7 @@ export type DeployRequest = z.infer<typeof DeployRequestSchema>;
 export type DeployCommonInput = z.input<z.ZodObject<typeof common>> & { trigger_subjects: string[] };
 /** Every subject the workload's queue group serves: its trigger subjects, and its HTTP subject when it has a route. */
 export function servedSubjects(request: DeployRequest, namespace: string): string[] {
+  if (request.type === "static") return [];
   return request.http ? [...request.trigger_subjects, httpSubject(namespace, request.name)] : request.trigger_subjects;
 }
 /** A deploy request as a client sends it (fields with defaults may be left out). */
@@ -170,3 +192,4 @@ export type DeployRequestInput = z.input<typeof DeployVariantsSchema>;
 export type JavaScriptDeployRequest = z.infer<typeof JavaScriptDeploySchema>;
 export type WasmDeployRequest = z.infer<typeof WasmDeploySchema>;
 export type OciDeployRequest = z.infer<typeof OciDeploySchema>;
+export type StaticDeployRequest = z.infer<typeof StaticDeploySchema>;

@@ -26,7 +26,7 @@ export abstract class HostedFunctionRuntime<Extra = object> implements Runtime {
   }
 
   async deploy(spec: WorkloadSpec): Promise<void> {
-    if (spec.type === "oci" || spec.type !== this.type) throw new Error(`the ${this.type} runtime cannot run a ${spec.type} workload`);
+    if (spec.type === "oci" || spec.type === "static" || spec.type !== this.type) throw new Error(`the ${this.type} runtime cannot run a ${spec.type} workload`);
     await this.host.deploy(spec);
   }
 

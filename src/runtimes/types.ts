@@ -5,7 +5,9 @@
 import type { ContainerInfo, ServiceInfo } from "../protocol/control.js";
 import type { RestartPolicy } from "../protocol/deploy-request.js";
 
-export type WorkloadType = "javascript" | "wasm" | "oci";
+import type { StaticManifest } from "../protocol/static.js";
+
+export type WorkloadType = "javascript" | "wasm" | "oci" | "static";
 
 /** Credentials for the NATS server, as the node has them; runtimes connect (or hand them on) with the same. */
 export interface NatsAuth {
@@ -86,10 +88,16 @@ export interface ContainerSpec extends WorkloadBase {
   natsAuth?: NatsAuth;
 }
 
+/** Static assets: no process; the manifest is recorded with the route, and the gateways serve the files. */
+export interface StaticSpec extends WorkloadBase {
+  type: "static";
+  manifest: StaticManifest;
+}
+
 export type FunctionWorkloadSpec = JavaScriptSpec | WasmSpec;
 
 /** Everything a runtime needs to run one workload, one variant per kind. */
-export type WorkloadSpec = FunctionWorkloadSpec | ContainerSpec;
+export type WorkloadSpec = FunctionWorkloadSpec | ContainerSpec | StaticSpec;
 
 /** The defaults of a workload that sets no limits of its own (the node's config may change them). */
 export const DEFAULT_WORKLOAD_LIMITS: WorkloadLimits = { memoryMb: 128, timeoutMs: 10_000, cpuMs: 5_000 };
