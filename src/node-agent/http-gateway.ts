@@ -201,7 +201,10 @@ export class HttpGateway {
     }
     const maxPayload = (this.host.nc.info?.max_payload ?? 1024 * 1024) - headerBytes(h);
     const declared = req.headers["content-length"];
-    if (declared !== undefined && Number(declared) > maxPayload) return plain(413, {}, true);
+    if (declared !== undefined && Number(declared) > maxPayload) {
+      plain(413);
+      return discardBody(req);
+    }
     const target = route;
     const chunks: Buffer[] = [];
     let size = 0;
@@ -212,7 +215,8 @@ export class HttpGateway {
       if (size > maxPayload) {
         refused = true;
         chunks.length = 0;
-        plain(413, {}, true);
+        plain(413);
+        discardBody(req);
         return;
       }
       chunks.push(chunk);
@@ -259,6 +263,31 @@ function requestErrorStatus(err: unknown): number {
 }
 
 /** Error codes of a workload's error reply that keep their meaning over HTTP; the rest are 500. */
+/** A refused body is read on (and dropped) up to this much, so the client reads our 413 instead of a reset. */
+const DISCARD_MAX_BYTES = 8 * 1024 * 1024;
+const DISCARD_MAX_MS = 2000;
+
+/**
+ * After a 413 the client is usually still sending: closing at once would reset the connection before it
+ * reads the answer (EPIPE on its side). The rest of the body is read and dropped, within a bound of bytes
+ * and time, past which the connection is cut; a body that ends in time leaves the connection reusable.
+ */
+function discardBody(req: http.IncomingMessage): void {
+  let dropped = 0;
+  const cut = (): void => {
+    req.socket.destroy();
+  };
+  const timer = setTimeout(cut, DISCARD_MAX_MS);
+  timer.unref();
+  req.on("data", (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > DISCARD_MAX_BYTES) cut();
+  });
+  req.on("end", () => clearTimeout(timer));
+  req.on("close", () => clearTimeout(timer));
+  req.resume();
+}
+
 const KEPT_ERROR_CODES = new Set([413, 503, 504]);
 
 /** A reply as an HTTP response: Nex-Status and the other headers, or an error reply as a short status body. */
