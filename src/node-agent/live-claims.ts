@@ -1,0 +1,129 @@
+// A KV bucket of per-workload claims that every node keeps a live copy of: one entry per workload, key
+// <node>.<workload>[.<part>], so a check against every namespace's claims costs no request. What is
+// claimed (trigger subjects, HTTP routes) and what conflicts is the owner's (trigger-claims.ts,
+// http-routes.ts); the bucket, the watch, the revisions and the clean-up after a restart are here.
+// Two claims racing on two nodes within a watch delay may both pass; the window is milliseconds.
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+
+export class LiveClaims<T> {
+  private readonly entries = new Map<string, { revision: number; claim: T }>();
+  private stopWatching?: () => void;
+
+  private constructor(
+    private readonly kv: KV,
+    private readonly nodeId: string,
+    /** A stored value as a claim, or null when it is not one (a malformed entry is ignored). */
+    private readonly read: (json: unknown) => T | null,
+    /** Called after the claims changed (the owner rebuilds what it derives from them). */
+    private readonly changed: () => void,
+  ) {}
+
+  static async open<T>(nc: NatsConnection, bucket: string, nodeId: string, read: (json: unknown) => T | null, changed: () => void = () => undefined): Promise<LiveClaims<T>> {
+    const claims = new LiveClaims<T>(await new Kvm(nc).create(bucket, { history: 1 }), nodeId, read, changed);
+    await claims.load();
+    return claims;
+  }
+
+  /** Every claim of every node. */
+  *values(): IterableIterator<T> {
+    for (const { claim } of this.entries.values()) yield claim;
+  }
+
+  /** Every claim with its revision in the bucket (later writes have higher ones). */
+  withRevisions(): { revision: number; claim: T }[] {
+    return [...this.entries.values()];
+  }
+
+  /** Whether this node holds a claim under `id` (a workload id, with an optional .part). */
+  has(id: string): boolean {
+    return this.entries.has(this.key(id));
+  }
+
+  /**
+   * Records the claim here at once (so a check in the same turn sees it), then in the bucket for the
+   * other nodes; the local record goes again when the write fails.
+   */
+  async put(id: string, claim: T): Promise<void> {
+    const key = this.key(id);
+    this.set(key, this.entries.get(key)?.revision ?? 0, claim);
+    let revision: number;
+    try {
+      revision = await this.kv.put(key, JSON.stringify(claim));
+    } catch (err) {
+      this.remove(key);
+      throw err;
+    }
+    this.apply(key, revision, claim);
+  }
+
+  async drop(id: string): Promise<void> {
+    const key = this.key(id);
+    await this.kv.delete(key).catch(() => undefined);
+    this.remove(key);
+  }
+
+  /** After a restart: drops this node's claims (every part) of workloads it no longer runs. */
+  async keepOnly(workloadIds: Set<string>): Promise<void> {
+    const prefix = `${this.nodeId}.`;
+    const workloadOf = (key: string): string => key.slice(prefix.length).split(".")[0];
+    for (const key of [...this.entries.keys()]) {
+      if (!key.startsWith(prefix) || workloadIds.has(workloadOf(key))) continue;
+      await this.kv.delete(key).catch(() => undefined);
+      this.remove(key);
+    }
+  }
+
+  close(): void {
+    this.stopWatching?.();
+  }
+
+  private key(id: string): string {
+    return `${this.nodeId}.${id}`;
+  }
+
+  /** Watches updates first, then reads what is there, so nothing that changes in between is missed. */
+  private async load(): Promise<void> {
+    const watch = await this.kv.watch({ include: "updates" });
+    this.stopWatching = () => watch.stop();
+    void (async () => {
+      for await (const entry of watch) this.applyEntry(entry);
+    })().catch(() => undefined);
+    const keys: string[] = [];
+    for await (const key of await this.kv.keys()) keys.push(key);
+    for (const key of keys) {
+      const entry = await this.kv.get(key);
+      if (entry) this.applyEntry(entry);
+    }
+  }
+
+  private applyEntry(entry: KvEntry): void {
+    let claim: T | null = null;
+    if (entry.operation === "PUT") {
+      try {
+        claim = this.read(JSON.parse(entry.string()));
+      } catch {
+        claim = null;
+      }
+    }
+    this.apply(entry.key, entry.revision, claim);
+  }
+
+  /** A newer revision wins; an older one (a watch event behind our own write) changes nothing. */
+  private apply(key: string, revision: number, claim: T | null): void {
+    const known = this.entries.get(key);
+    if (known && known.revision >= revision) return;
+    if (claim) this.set(key, revision, claim);
+    else this.remove(key);
+  }
+
+  private set(key: string, revision: number, claim: T): void {
+    this.entries.set(key, { revision, claim });
+    this.changed();
+  }
+
+  private remove(key: string): void {
+    if (this.entries.delete(key)) this.changed();
+  }
+}
