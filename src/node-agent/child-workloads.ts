@@ -40,6 +40,7 @@ import { HostError } from "../host-services/errors.js";
 import type { HostMethod } from "../host-services/server.js";
 import { HostHeaders } from "../protocol/host-services.js";
 import { ControlError, parseRequestBody } from "./errors.js";
+import { createIfAbsent } from "../util/kv-create.js";
 import type { NodeIdentity } from "./identity.js";
 import type { ReplayGuard } from "./replay-guard.js";
 
@@ -476,15 +477,8 @@ export class ChildWorkloads {
     return out.sort((a, b) => a.slot - b.slot);
   }
 
-  private async create(key: string, value: string): Promise<boolean> {
-    try {
-      await this.kv.create(key, value);
-      return true;
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (/wrong last sequence|key exists/i.test(message)) return false;
-      throw err;
-    }
+  private create(key: string, value: string): Promise<boolean> {
+    return createIfAbsent(this.kv, key, value);
   }
 }
 

@@ -9,6 +9,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
 import { REPLAY_WINDOW_MS } from "../protocol/signing.js";
 import { ControlError } from "./errors.js";
+import { createIfAbsent } from "../util/kv-create.js";
 
 /** How long signatures and idempotency keys are remembered: past the replay window, with margin for skew. */
 export const REMEMBER_MS = 2 * REPLAY_WINDOW_MS;
@@ -49,12 +50,9 @@ export class ReplayGuard {
   /** True when this call created the key; false when it existed. */
   private async claim(key: string, value: string): Promise<boolean> {
     try {
-      await this.kv.create(key, value);
-      return true;
+      return await createIfAbsent(this.kv, key, value);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (/wrong last sequence|key exists/i.test(message)) return false;
-      throw new ControlError(503, `cannot check for replayed requests right now: ${message}`);
+      throw new ControlError(503, `cannot check for replayed requests right now: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
 }
