@@ -202,8 +202,10 @@ export class HttpGateway {
     const maxPayload = (this.host.nc.info?.max_payload ?? 1024 * 1024) - headerBytes(h);
     const declared = req.headers["content-length"];
     if (declared !== undefined && Number(declared) > maxPayload) {
-      plain(413);
-      return discardBody(req);
+      // Too much to read at all: answer and close. Otherwise read and drop it first, so the client has sent
+      // its body when the 413 comes (answering mid-body races the client's writes into a reset).
+      if (Number(declared) > DISCARD_MAX_BYTES) return plain(413, {}, true);
+      return discardBody(req, (cut) => plain(413, {}, cut));
     }
     const target = route;
     const chunks: Buffer[] = [];
@@ -215,8 +217,7 @@ export class HttpGateway {
       if (size > maxPayload) {
         refused = true;
         chunks.length = 0;
-        plain(413);
-        discardBody(req);
+        discardBody(req, (cut) => plain(413, {}, cut));
         return;
       }
       chunks.push(chunk);
@@ -268,22 +269,27 @@ const DISCARD_MAX_BYTES = 8 * 1024 * 1024;
 const DISCARD_MAX_MS = 2000;
 
 /**
- * After a 413 the client is usually still sending: closing at once would reset the connection before it
- * reads the answer (EPIPE on its side). The rest of the body is read and dropped, within a bound of bytes
- * and time, past which the connection is cut; a body that ends in time leaves the connection reusable.
+ * A body too large to pass on is read and dropped before the 413 goes out: answering while the client is
+ * still sending would race its writes into a connection reset (EPIPE on its side, the answer unread).
+ * Within a bound of bytes and time; past it the 413 goes out at once with `Connection: close` (`cut`).
+ * A body that ends in time leaves the connection reusable.
  */
-function discardBody(req: http.IncomingMessage): void {
+function discardBody(req: http.IncomingMessage, answer: (cut: boolean) => void): void {
   let dropped = 0;
-  const cut = (): void => {
-    req.socket.destroy();
+  let answered = false;
+  const reply = (cut: boolean): void => {
+    if (answered) return;
+    answered = true;
+    clearTimeout(timer);
+    answer(cut);
   };
-  const timer = setTimeout(cut, DISCARD_MAX_MS);
+  const timer = setTimeout(() => reply(true), DISCARD_MAX_MS);
   timer.unref();
   req.on("data", (chunk: Buffer) => {
     dropped += chunk.length;
-    if (dropped > DISCARD_MAX_BYTES) cut();
+    if (dropped > DISCARD_MAX_BYTES) reply(true);
   });
-  req.on("end", () => clearTimeout(timer));
+  req.on("end", () => reply(false));
   req.on("close", () => clearTimeout(timer));
   req.resume();
 }
