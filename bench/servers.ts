@@ -262,20 +262,7 @@ export async function startNatsServer(bin: string, dataDir: string | null = null
     };
     proc.on("error", () => {});
     try {
-      await waitForInfo(port, proc, output);
-      if (wsPort !== null) await waitForWsInfo(wsPort, proc, output);
-      return {
-        kind: "nats",
-        port,
-        url: `nats://127.0.0.1:${port}`,
-        wsPort,
-        wsUrl: wsPort === null ? null : `ws://127.0.0.1:${wsPort}`,
-        dataDir,
-        output,
-        exitStatus: exitStatus(proc),
-        cpuSeconds: cpuSeconds(proc),
-        stop,
-      };
+      return await whenReady("nats", proc, port, wsPort, dataDir, output, stop);
     } catch (e) {
       lastErr = e;
       await stop();
@@ -348,24 +335,37 @@ export async function startBundled(dataDir: string | null = null, websocket = fa
       proc.stdout?.on("data", onData);
       proc.on("exit", onExit);
     });
-    await waitForInfo(port, proc, output);
-    if (wsPort !== null) await waitForWsInfo(wsPort, proc, output);
-    return {
-      kind: "bundled",
-      port,
-      url: `nats://127.0.0.1:${port}`,
-      wsPort,
-      wsUrl: wsPort === null ? null : `ws://127.0.0.1:${wsPort}`,
-      dataDir,
-      output,
-      exitStatus: exitStatus(proc),
-      cpuSeconds: cpuSeconds(proc),
-      stop,
-    };
+    return await whenReady("bundled", proc, port, wsPort, dataDir, output, stop);
   } catch (e) {
     await stop();
     throw e;
   }
+}
+
+/** Once the server speaks INFO on its client port (and its WebSocket port): the running server. */
+async function whenReady(
+  kind: ServerKind,
+  proc: ChildProcess,
+  port: number,
+  wsPort: number | null,
+  dataDir: string | null,
+  output: () => string,
+  stop: () => Promise<void>,
+): Promise<RunningServer> {
+  await waitForInfo(port, proc, output);
+  if (wsPort !== null) await waitForWsInfo(wsPort, proc, output);
+  return {
+    kind,
+    port,
+    url: `nats://127.0.0.1:${port}`,
+    wsPort,
+    wsUrl: wsPort === null ? null : `ws://127.0.0.1:${wsPort}`,
+    dataDir,
+    output,
+    exitStatus: exitStatus(proc),
+    cpuSeconds: cpuSeconds(proc),
+    stop,
+  };
 }
 
 export async function startServer(kind: ServerKind, natsBin: string, opts: StartOptions = {}): Promise<RunningServer> {
