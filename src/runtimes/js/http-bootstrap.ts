@@ -348,40 +348,12 @@ function normMethod(m) {
   return up === "DELETE" || up === "GET" || up === "HEAD" || up === "OPTIONS" || up === "POST" || up === "PUT" ? up : s;
 }
 
-let makeRequest;
-// Only the runner holds it: new Request(MAKE) is an empty request makeRequest fills in.
-const MAKE = ObjectFreeze(ObjectCreate(null));
-class Request {
-  #method; #url; #headers; #body; #used = false;
-  constructor(input, init) {
-    if (input === MAKE) return;
-    const o = init === undefined || init === null ? frozenRecord({}) : init;
-    if (typeof input === "object" && input !== null && #url in input) {
-      this.#method = input.#method; this.#url = input.#url; this.#headers = new Headers(input.#headers); this.#body = input.#body;
-    } else {
-      this.#method = "GET"; this.#url = new URL(input).href; this.#headers = new Headers(); this.#body = null;
-    }
-    if (o.method !== undefined) this.#method = normMethod(o.method);
-    if (o.headers !== undefined) this.#headers = new Headers(o.headers);
-    if (o.body !== undefined && o.body !== null) {
-      if (this.#method === "GET" || this.#method === "HEAD") throw new TypeErrorCtor("Request with GET/HEAD method cannot have body");
-      this.#body = bodyInit(o.body, this.#headers);
-    }
-  }
-  static {
-    // The runner's request for an HTTP trigger, as the gateway received it (a GET may carry a body there).
-    // The frame is the runtime host's own (names lowercase, values as Node's parser took them), so it is taken as it is.
-    makeRequest = (method, url, body, pairs) => {
-      const r = new Request(MAKE);
-      r.#method = method; r.#url = url; r.#headers = new Headers(); r.#body = TypedArrayLength(body) > 0 ? body : null; r.#used = false;
-      const h = headerList(r.#headers);
-      for (let i = 0; i < pairs.length && i < MAX_HEADERS; i++) ArrayPush(h, pairs[i]);
-      return r;
-    };
-  }
-  get method() { return this.#method; }
-  get url() { return this.#url; }
-  get headers() { return this.#headers; }
+// What Request and Response share: a body that is read once (text, json, arrayBuffer, bytes). Its
+// fields are private to this class; bodyFieldOf, setBodyField and bodyUsedOf are how the two classes (and the
+// runner) reach them, never through a property a workload could replace.
+let bodyFieldOf, setBodyField, bodyUsedOf;
+class Body {
+  #body = null; #used = false;
   get bodyUsed() { return this.#used; }
   #take() {
     if (this.#used) throw new TypeErrorCtor("body already used");
@@ -392,21 +364,64 @@ class Request {
   json() { try { return resolved(JSONParse(bodyText(this.#take()))); } catch (e) { return PromiseReject(e); } }
   arrayBuffer() { try { return resolved(copyBuffer(this.#take())); } catch (e) { return PromiseReject(e); } }
   bytes() { try { return resolved(bodyBytes(this.#take())); } catch (e) { return PromiseReject(e); } }
-  clone() { if (this.#used) throw new TypeErrorCtor("body already used"); return new Request(this); }
+  static {
+    bodyFieldOf = (o) => o.#body;
+    setBodyField = (o, b) => { o.#body = b; o.#used = false; };
+    bodyUsedOf = (o) => o.#used;
+  }
+}
+
+let makeRequest;
+// Only the runner holds it: new Request(MAKE) is an empty request makeRequest fills in.
+const MAKE = ObjectFreeze(ObjectCreate(null));
+class Request extends Body {
+  #method; #url; #headers;
+  constructor(input, init) {
+    super();
+    if (input === MAKE) return;
+    const o = init === undefined || init === null ? frozenRecord({}) : init;
+    if (typeof input === "object" && input !== null && #url in input) {
+      this.#method = input.#method; this.#url = input.#url; this.#headers = new Headers(input.#headers); setBodyField(this, bodyFieldOf(input));
+    } else {
+      this.#method = "GET"; this.#url = new URL(input).href; this.#headers = new Headers();
+    }
+    if (o.method !== undefined) this.#method = normMethod(o.method);
+    if (o.headers !== undefined) this.#headers = new Headers(o.headers);
+    if (o.body !== undefined && o.body !== null) {
+      if (this.#method === "GET" || this.#method === "HEAD") throw new TypeErrorCtor("Request with GET/HEAD method cannot have body");
+      setBodyField(this, bodyInit(o.body, this.#headers));
+    }
+  }
+  static {
+    // The runner's request for an HTTP trigger, as the gateway received it (a GET may carry a body there).
+    // The frame is the runtime host's own (names lowercase, values as Node's parser took them), so it is taken as it is.
+    makeRequest = (method, url, body, pairs) => {
+      const r = new Request(MAKE);
+      r.#method = method; r.#url = url; r.#headers = new Headers(); setBodyField(r, TypedArrayLength(body) > 0 ? body : null);
+      const h = headerList(r.#headers);
+      for (let i = 0; i < pairs.length && i < MAX_HEADERS; i++) ArrayPush(h, pairs[i]);
+      return r;
+    };
+  }
+  get method() { return this.#method; }
+  get url() { return this.#url; }
+  get headers() { return this.#headers; }
+  clone() { if (bodyUsedOf(this)) throw new TypeErrorCtor("body already used"); return new Request(this); }
 }
 
 let responseParts;
-class Response {
-  #status; #statusText; #headers; #body; #used = false;
+class Response extends Body {
+  #status; #statusText; #headers;
   constructor(body, init) {
+    super();
     const o = init === undefined || init === null ? frozenRecord({}) : init;
     const status = o.status === undefined ? 200 : NumberCtor(o.status);
     if (!(status >= 200 && status <= 599 && status === (status | 0))) throw new RangeErrorCtor("Response status must be 200-599, got " + StringCtor(o.status));
     this.#status = status;
     this.#statusText = o.statusText === undefined ? "" : headerValue(o.statusText);
     this.#headers = new Headers(o.headers);
-    this.#body = bodyInit(body, this.#headers);
-    if ((status === 204 || status === 304) && this.#body !== null) throw new TypeErrorCtor("Response with status " + status + " cannot have a body");
+    setBodyField(this, bodyInit(body, this.#headers));
+    if ((status === 204 || status === 304) && bodyFieldOf(this) !== null) throw new TypeErrorCtor("Response with status " + status + " cannot have a body");
   }
   static json(data, init) {
     const text = boundedJSON(data, MAX_REPLY_BYTES, "reply");
@@ -426,25 +441,15 @@ class Response {
   get redirected() { return false; }
   get type() { return "default"; }
   get url() { return ""; }
-  get bodyUsed() { return this.#used; }
-  #take() {
-    if (this.#used) throw new TypeErrorCtor("body already used");
-    this.#used = true;
-    return this.#body;
-  }
-  text() { try { return resolved(bodyText(this.#take())); } catch (e) { return PromiseReject(e); } }
-  json() { try { return resolved(JSONParse(bodyText(this.#take()))); } catch (e) { return PromiseReject(e); } }
-  arrayBuffer() { try { return resolved(copyBuffer(this.#take())); } catch (e) { return PromiseReject(e); } }
-  bytes() { try { return resolved(bodyBytes(this.#take())); } catch (e) { return PromiseReject(e); } }
   clone() {
-    if (this.#used) throw new TypeErrorCtor("body already used");
+    if (bodyUsedOf(this)) throw new TypeErrorCtor("body already used");
     const r = new Response(null, { status: this.#status === 204 || this.#status === 304 ? this.#status : 200 });
-    r.#status = this.#status; r.#statusText = this.#statusText; r.#headers = new Headers(this.#headers); r.#body = this.#body;
+    r.#status = this.#status; r.#statusText = this.#statusText; r.#headers = new Headers(this.#headers); setBodyField(r, bodyFieldOf(this));
     return r;
   }
   static {
     // What the runner sends back: read from the private fields only (a Proxy or a look-alike has none).
-    responseParts = (r) => (r !== null && typeof r === "object" && #status in r) ? frozenRecord({ status: r.#status, headers: headerList(r.#headers), body: r.#body }) : undefined;
+    responseParts = (r) => (r !== null && typeof r === "object" && #status in r) ? frozenRecord({ status: r.#status, headers: headerList(r.#headers), body: bodyFieldOf(r) }) : undefined;
   }
 }
 
