@@ -95,6 +95,23 @@ describeEachServer("workloads that deploy workloads", (kind) => {
     expect(await lobby("lobby.async", { op: "list" })).toEqual([]);
   }, 60_000);
 
+  it("a parent's deploy that fails after its grant is bound (a trigger subject another namespace serves) leaves no binding", async () => {
+    const registry = await new Kvm(nc).open("NEX_GRANTS");
+    const bindings = async (): Promise<number> => {
+      let n = 0;
+      for await (const key of await registry.keys("g.>")) if ((await registry.get(key))?.operation === "PUT") n++;
+      return n;
+    };
+    const before = await bindings();
+    const owner = await nex("run", F("table.js"), "-t", "taken.by.other", "-n", "other");
+    expect(owner.code).toBe(0);
+    const refused = await nex("run", F("lobby.js"), "-t", "taken.by.other", "--allow-deploy", F("table.js"));
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/namespace other/);
+    expect(await bindings()).toBe(before);
+    expect((await nex("workload", "stop", owner.stdout.trim(), "-n", "other")).code).toBe(0);
+  }, 60_000);
+
   it("refuses what the grant does not give: other artifacts, more children, another workload's child, no grant at all", async () => {
     await run(F("lobby.js"), "-t", "lobby.b", "--allow-deploy", F("table.js"), "--max-children", "2");
     const before = (await workloads()).length;

@@ -13,7 +13,7 @@ import type { Logger } from "pino";
 import { type AuctionBid, AuctionRequestSchema, ControlSubjects, type DeployResponse, type InfoResponse, LameDuckRequestSchema, NAMESPACE_PATTERN, type PingResponse, UndeployRequestSchema, type WorkloadSummary } from "../protocol/control.js";
 import { type DeployRequest, DeployRequestSchema, servedSubjects } from "../protocol/deploy-request.js";
 import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, signNodeXkey, verifyRequest } from "../protocol/signing.js";
-import type { Runtime, RuntimeObserver, WorkloadEvent, WorkloadType } from "../runtimes/types.js";
+import type { Runtime, RuntimeObserver, WorkloadEvent, WorkloadSpec, WorkloadType } from "../runtimes/types.js";
 import { HostServices } from "../host-services/server.js";
 import type { NodeConfig } from "./config.js";
 import { ControlApi, NO_REPLY } from "./control-api.js";
@@ -267,6 +267,22 @@ export class NodeAgent implements RuntimeObserver {
     return verified.issuer;
   }
 
+  /** Hands the spec to its runtime; a refusal is told as a 422 and a workload_failed event. */
+  private async runWith(runtime: Runtime, spec: WorkloadSpec, request: DeployRequest, workloadLog: Logger): Promise<void> {
+    try {
+      await runtime.deploy(spec);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      workloadLog.warn({ err: message }, "deploy refused by the runtime");
+      // A runtime's message may quote the artifact (a ReferenceError names an identifier in it). An
+      // object-store artifact is the sender's own upload; a file under the artifact directory may not be
+      // theirs to read, so its failure is told without the runtime's words (the node's log has them).
+      const told = request.artifact.url.startsWith("file://") ? "the artifact file did not load (the node's log says why)" : message;
+      this.events.emit(spec.namespace, "workload_failed", { workload_id: spec.id, name: request.name, error: told });
+      throw new ControlError(422, `deploy failed: ${told}`);
+    }
+  }
+
   /** Starts a workload; while it starts, its id is known (for its logs, and for a retried idempotent deploy). */
   private async deploy(id: string, namespace: string, issuer: string, request: DeployRequest, parent?: ChildLink): Promise<Workload> {
     this.deploying.set(id, namespace);
@@ -293,43 +309,28 @@ export class NodeAgent implements RuntimeObserver {
     const spec = await workloadSpec({ id, namespace }, request, { nc: this.o.nc, config, env });
     // A grant is bound to this workload before it runs (refused when bound to another: a captured grant).
     const grant = await this.lineage().bindGrant(id, namespace, issuer, request);
-    // Claimed before its triggers subscribe, so a deploy elsewhere in another namespace sees it at once.
-    await this.claimTriggerSubjects(id, namespace, request.trigger_subjects);
-    if (request.http) {
-      let conflict: string | undefined;
-      try {
-        conflict = await this.routes?.claim(id, { namespace, name: request.name, route: request.http, ...(spec.type === "static" && request.type === "static" ? { static: { manifest: request.artifact.sha256, files: spec.manifest.files } } : {}) });
-      } catch (err) {
-        await this.triggerClaims?.release(id);
-        throw err;
-      }
-      if (conflict) {
-        await this.triggerClaims?.release(id);
-        if (grant) await this.lineage().forgotten({ id, namespace, issuer, request, grant }).catch(() => undefined);
-        throw new ControlError(409, conflict);
-      }
-    }
-    // A container connects itself, as a user of its own (functions run in runtime hosts, on the node's connection).
-    if (spec.type === "oci") spec.natsAuth = this.o.credentials?.grant({ id, namespace, name: request.name, triggerSubjects: servedSubjects(request, namespace) });
-    // Host services answer before the first trigger can call them.
-    this.hostServices.attach({ id, name: request.name, namespace });
-    await this.o.nc.flush();
     try {
-      await runtime.deploy(spec);
+      // Claimed before its triggers subscribe, so a deploy elsewhere in another namespace sees it at once.
+      await this.claimTriggerSubjects(id, namespace, request.trigger_subjects);
+      if (request.http) {
+        const staticFiles = spec.type === "static" && request.type === "static" ? { static: { manifest: request.artifact.sha256, files: spec.manifest.files } } : {};
+        const conflict = await this.routes?.claim(id, { namespace, name: request.name, route: request.http, ...staticFiles });
+        if (conflict) throw new ControlError(409, conflict);
+      }
+      // A container connects itself, as a user of its own (functions run in runtime hosts, on the node's connection).
+      if (spec.type === "oci") spec.natsAuth = this.o.credentials?.grant({ id, namespace, name: request.name, triggerSubjects: servedSubjects(request, namespace) });
+      // Host services answer before the first trigger can call them.
+      this.hostServices.attach({ id, name: request.name, namespace });
+      await this.o.nc.flush();
+      await this.runWith(runtime, spec, request, workloadLog);
     } catch (err) {
+      // Whatever step failed, nothing of the workload stays: its claims, route, user, host services and grant.
       this.hostServices.detach(id);
       this.o.credentials?.revoke(id);
       await this.triggerClaims?.release(id);
       await this.routes?.release(id);
       if (grant) await this.lineage().forgotten({ id, namespace, issuer, request, grant }).catch(() => undefined);
-      const message = err instanceof Error ? err.message : String(err);
-      workloadLog.warn({ err: message }, "deploy refused by the runtime");
-      // A runtime's message may quote the artifact (a ReferenceError names an identifier in it). An
-      // object-store artifact is the sender's own upload; a file under the artifact directory may not be
-      // theirs to read, so its failure is told without the runtime's words (the node's log has them).
-      const told = request.artifact.url.startsWith("file://") ? "the artifact file did not load (the node's log says why)" : message;
-      this.events.emit(namespace, "workload_failed", { workload_id: id, name: request.name, error: told });
-      throw new ControlError(422, `deploy failed: ${told}`);
+      throw err;
     }
     const sub = this.api.endpoint("UNDEPLOY", ControlSubjects.undeploy(namespace, id), async (m) => this.undeployRequest(m, id));
     const workload: Workload = {
