@@ -54,6 +54,8 @@ const AUCTION_MAX_MS = 1000;
  * duck forgets it at once, through the node events).
  */
 const AUCTION_MEMORY_MS = 10_000;
+/** Kinds of child auction remembered at once (namespace, type, tags, memory). */
+const MAX_REMEMBERED_AUCTIONS = 256;
 /** Time for a child deploy or undeploy request to another node. */
 const CHILD_REQUEST_TIMEOUT_MS = 4500;
 
@@ -206,6 +208,7 @@ export class ChildWorkloads {
       }),
     );
     await this.kv.delete(`g.${grantId}`).catch(() => undefined);
+    this.cursors.delete(grantId);
   }
 
   /** A workload stopped for good (or not restored): its children stop, its grant and its slot are released. */
@@ -339,11 +342,23 @@ export class ChildWorkloads {
     } catch {
       // no responders or a timeout: no bids
     }
-    if (expected === Infinity || answered < expected) this.bidders.set(key, { count: answered, at: Date.now() });
+    if (answered > 0 && (expected === Infinity || answered < expected)) this.rememberBidders(key, answered);
     if (bids.length === 0) throw new HostError("no_responders", `no node bid for a ${type} child${Object.keys(tags).length ? ` with tags ${JSON.stringify(tags)}` : ""}`);
     const least = Math.min(...bids.map((b) => b.workload_count));
     const best = bids.filter((b) => b.workload_count === least);
     return best[Math.floor(Math.random() * best.length)];
+  }
+
+  /**
+   * Remembers how many nodes bid for this kind of child. The key holds the parent's tags, so it is
+   * bounded: entries past the memory time go, and past MAX_REMEMBERED auctions the oldest go.
+   */
+  private rememberBidders(key: string, count: number): void {
+    const now = Date.now();
+    for (const [k, v] of this.bidders) if (now - v.at >= AUCTION_MEMORY_MS) this.bidders.delete(k);
+    while (this.bidders.size >= MAX_REMEMBERED_AUCTIONS) this.bidders.delete(this.bidders.keys().next().value as string);
+    this.bidders.delete(key);
+    this.bidders.set(key, { count, at: now });
   }
 
   /** The first free slot below max_children, taken with a KV create (two callers never get one slot). */
