@@ -157,9 +157,9 @@ export class HostedWorkload {
       return;
     }
     // The message is a view into the connection's read buffer (a Buffer, whose slice() is a view too):
-    // copy its own bytes, or the guest would see the whole buffer.
-    let payload = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : new Uint8Array(data);
-    if (this.pool.httpFrames && msg.subject.startsWith(HTTP_SUBJECT_PREFIX)) payload = requestFrame(msg, data);
+    // the guest gets bytes of its own, a copy or the HTTP request frame (which copies the body into it).
+    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+    const payload = this.pool.httpFrames && msg.subject.startsWith(HTTP_SUBJECT_PREFIX) ? requestFrame(msg, data) : own ? data : new Uint8Array(data);
     this.pool.submit(msg.subject, payload).then((outcome) => this.finish(msg, started, outcome));
   }
 
