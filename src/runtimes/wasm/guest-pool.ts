@@ -120,18 +120,20 @@ class GuestWorker implements PoolSlot {
   /** Runs the first job (the pool hands one at a time); the rest go back to the queue. */
   runBatch([job, ...rest]: Job[]): Promise<Job[]> {
     return new Promise((done) =>
-      this.run(job.subject, job.payload, (outcome) => {
+      this.run(job, (outcome) => {
         job.resolve(outcome);
         done(rest);
       }),
     );
   }
 
-  private run(subject: string, payload: Uint8Array, resolve: (outcome: Outcome) => void): void {
+  /** A trigger's deadline counts from when it arrived, its wait in the queue included (as for JavaScript). */
+  private run(job: Job, resolve: (outcome: Outcome) => void): void {
     const { timeoutMs } = this.cfg.limits;
-    const timer = setTimeout(() => this.kill(timeoutOutcome(timeoutMs)), timeoutMs);
-    this.job = { resolve, timer, deadlineAt: Date.now() + timeoutMs };
-    this.worker.postMessage({ type: "run", subject, payload });
+    const deadlineAt = job.enqueuedAt + timeoutMs;
+    const timer = setTimeout(() => this.kill(timeoutOutcome(timeoutMs)), Math.max(1, deadlineAt - Date.now()));
+    this.job = { resolve, timer, deadlineAt };
+    this.worker.postMessage({ type: "run", subject: job.subject, payload: job.payload });
   }
 
   private finish(outcome: Outcome): void {
