@@ -8,9 +8,9 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { createAccount, createServer, fromSeed, type KeyPair } from "@nats-io/nkeys";
+import { createAccount, createCurve, createServer, fromSeed, type KeyPair } from "@nats-io/nkeys";
 import { Kvm } from "@nats-io/kv";
-import { signRequest } from "../src/protocol/signing.js";
+import { signNodeXkey, signRequest } from "../src/protocol/signing.js";
 import { ControlSubjects } from "../src/protocol/control.js";
 import { ChildSubjects, signAsNode } from "../src/protocol/grants.js";
 import { describeEachServer } from "./helpers/servers.js";
@@ -255,6 +255,47 @@ describeEachServer("workloads that deploy workloads", (kind) => {
     const more = await lobby("lobby.g", { op: "deploy", spec: { name: "g2", artifact: "table.js", trigger_subjects: ["table.g2"] } });
     expect((await nex("workload", "stop", parent)).code).toBe(0);
     await waitFor("the children to stop", async () => !(await workloads()).some((w) => w.id === child.workload_id || w.id === more.workload_id));
+  }, 90_000);
+
+  it("with --trusted-node, a rogue bidder with a node key of its own never gets a child (nor its sealed env)", async () => {
+    // The list names some other node: this node itself stays trusted without being listed.
+    const trusted = await NodeUnderTest.start(kind, "children-trusted", ["--trusted-node", createServer().getPublicKey()]);
+    const tnc = await connect(trusted.connectOptions());
+    const run2 = (...args: string[]) => runNex([...args, "-s", trusted.node.url], trusted.env);
+    try {
+      // The rogue answers auctions for children tagged zone=rogue (which this node does not bid for, so the
+      // rogue is the only bidder, with a correctly self-signed xkey) and listens for the child deploy that
+      // would carry the env sealed to it.
+      const rogue = createServer();
+      const rogueX = createCurve();
+      const stolen: Msg[] = [];
+      let asked = 0;
+      const bids = tnc.subscribe(ControlSubjects.auction("default"), {
+        callback: (_e, m) => {
+          if (JSON.parse(decode(m.data)).tags?.zone !== "rogue") return;
+          asked++;
+          m.respond(JSON.stringify({ node_id: rogue.getPublicKey(), name: "rogue", version: "0", uptime_s: 1, tags: { zone: "rogue" }, xkey: rogueX.getPublicKey(), xkey_sig: signNodeXkey(rogue, rogueX.getPublicKey()), workload_types: ["javascript", "wasm", "oci"], workload_count: 0, lame_duck: false }));
+        },
+      });
+      const deploys = tnc.subscribe(ChildSubjects.deploy("default", rogue.getPublicKey()), { callback: (_e, m) => void stolen.push(m) });
+      await tnc.flush();
+      const parent = await run2("run", F("lobby.js"), "-t", "lobby.t", "--allow-deploy", F("table.js"));
+      expect(parent.code).toBe(0);
+      const ask = async (spec: object) => JSON.parse(decode((await tnc.request("lobby.t", JSON.stringify({ op: "deploy", spec }), { timeout: 8000 })).data));
+      const refused = await ask({ name: "r1", artifact: "table.js", trigger_subjects: ["table.r1"], tags: { zone: "rogue" }, env: { SECRET: "s3" } });
+      expect(asked).toBeGreaterThan(0);
+      expect(refused.error).toMatchObject({ code: "no_responders" });
+      expect(stolen).toEqual([]);
+      // Children still go to this node itself.
+      const child = (await ask({ name: "t1", artifact: "table.js", trigger_subjects: ["table.t1"] })) as Child;
+      expect(child.node_id).toBe(trusted.node.nodeId);
+      expect(decode((await tnc.request("table.t1", "x", { timeout: 5000 })).data)).toBe("table ?: x");
+      bids.unsubscribe();
+      deploys.unsubscribe();
+    } finally {
+      await tnc.close();
+      await trusted.stop();
+    }
   }, 90_000);
 
   describe("two nodes", () => {

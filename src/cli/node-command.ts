@@ -85,9 +85,10 @@ function upCommand(version: string): Command {
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
       .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default $NEX_HOME/node (~/.nex/node)")
       .option("--artifact-dir <dir>", "a directory of artifacts that deploys may name as file:///<path> (none by default: object store only)")
-      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host, container_user, runtime_host_per_namespace)")
+      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, trusted_nodes, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host, container_user, runtime_host_per_namespace)")
       .option("--name <name>", "node name")
       .option("--tag <key=value>", "node tag (repeatable)", keyValues)
+      .addOption(new Option("--trusted-node <node-id>", "a node that may take this node's child workloads besides itself (repeatable; default: any node that signs its xkey)").argParser(collect).env("NEX_TRUSTED_NODES"))
       .option("--allow-issuer <nkey>", "issuer public key allowed to deploy, undeploy and lame-duck (repeatable; default: the local issuer in $NEX_HOME/issuer.nk)", collect)
       .option("--allow-any-issuer", "accept any validly signed request (a lab setting)")
       .option("--allow-shared-triggers", "let namespaces serve overlapping trigger subjects (refused by default)")
@@ -109,6 +110,7 @@ function upCommand(version: string): Command {
             name: opts.name,
             tags: opts.tag,
             allowed_issuers: opts.allowIssuer,
+            trusted_nodes: opts.trustedNode,
             allow_any_issuer: opts.allowAnyIssuer,
             workload_types: opts.workloadTypes,
             data_dir: opts.dataDir,

@@ -98,6 +98,8 @@ export interface LineageHost {
   identity: NodeIdentity;
   log: Logger;
   issuerAllowed(issuer: string): boolean;
+  /** Whether a bid from this node may win a child auction (this node's own always may). */
+  nodeTrusted(nodeId: string): boolean;
   replays(): ReplayGuard;
   workload(id: string): LineageWorkload | undefined;
   /** Deploys a verified child here (as the node deploys any workload). */
@@ -333,7 +335,7 @@ export class ChildWorkloads {
         if (m.data.length === 0) continue;
         answered++;
         const bid = parseJson<AuctionBid>(m.string());
-        if (bid && !bid.unavailable && nodeXkeyIsSigned(bid.node_id, bid.xkey, bid.xkey_sig)) bids.push(bid);
+        if (bid && !bid.unavailable && this.host.nodeTrusted(bid.node_id) && nodeXkeyIsSigned(bid.node_id, bid.xkey, bid.xkey_sig)) bids.push(bid);
         if (answered >= expected) {
           (replies as { stop?: () => void }).stop?.();
           break;

@@ -15,6 +15,8 @@ export const NodeConfigSchema = z
     workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript", "wasm", "oci", "static"]),
     /** Issuer public nkeys allowed to deploy, undeploy and lame-duck; empty = the local issuer (NEX_HOME/issuer.nk). */
     allowed_issuers: z.array(z.string().regex(/^[A-Z][A-Z2-7]{55}$/)).default([]),
+    /** Nodes (public node nkeys, N...) that may win this node's child auctions besides itself; empty = any node whose xkey is signed. */
+    trusted_nodes: z.array(z.string().regex(/^N[A-Z2-7]{55}$/, "must be a node id (N...)")).default([]),
     /** Accept any validly signed request (a lab setting; a warning is logged). */
     allow_any_issuer: z.boolean().default(false),
     /** Defaults for workloads that do not set their own, and ceilings they may not exceed. */
