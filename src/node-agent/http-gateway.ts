@@ -9,10 +9,11 @@
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { errors, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { HttpHeaders, methodAllowed, reservedHeader } from "../protocol/http.js";
 import type { HttpRoutes, ServedRoute } from "./http-routes.js";
+import { ReplyMux, type ReplyOutcome } from "./reply-mux.js";
 import { StaticFiles } from "./static-files.js";
 
 export interface GatewayOptions {
@@ -54,6 +55,7 @@ export class HttpGateway {
   private server?: http.Server;
   private inFlight = 0;
   private readonly staticFiles: StaticFiles;
+  private replies?: ReplyMux;
   url = "";
 
   constructor(
@@ -85,6 +87,8 @@ export class HttpGateway {
       });
     });
     this.server = server;
+    const inboxPrefix = (this.host.nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
+    this.replies = new ReplyMux(this.host.nc, o.replyTimeoutMs, inboxPrefix);
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     this.url = `http://${host}:${address.port}`;
@@ -94,6 +98,7 @@ export class HttpGateway {
   async close(): Promise<void> {
     const server = this.server;
     if (!server) return;
+    this.replies?.close();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
@@ -226,13 +231,11 @@ export class HttpGateway {
     req.on("end", () => {
       if (refused || done) return;
       const body = chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-      this.host.nc.request(target.subject, body, { timeout: this.o.replyTimeoutMs, headers: h }).then(
-        (reply) => {
-          const mapped = mapReply(reply.headers, reply.data);
-          finish(mapped.status, mapped.headers, mapped.body);
-        },
-        (err: unknown) => plain(requestErrorStatus(err)),
-      );
+      this.replies?.request(target.subject, body, h, (outcome) => {
+        if ("failed" in outcome) return plain(FAILED_STATUS[outcome.failed]);
+        const mapped = mapReply(outcome.reply.headers, outcome.reply.data);
+        finish(mapped.status, mapped.headers, mapped.body);
+      });
     });
   }
 
@@ -254,16 +257,9 @@ function headerBytes(h: MsgHdrs): number {
   return (h as unknown as { encode(): Uint8Array }).encode().byteLength;
 }
 
-/** No responders 503, a deadline 504, anything else 502. */
-function requestErrorStatus(err: unknown): number {
-  const e = err as Error & { cause?: unknown };
-  if (err instanceof errors.NoRespondersError || e?.cause instanceof errors.NoRespondersError) return 503;
-  if (err instanceof errors.RequestError && err.isNoResponders()) return 503;
-  if (err instanceof errors.TimeoutError || e?.cause instanceof errors.TimeoutError) return 504;
-  return 502;
-}
+/** No responders 503, a deadline 504, a connection gone 502. */
+const FAILED_STATUS: Record<Extract<ReplyOutcome, { failed: string }>["failed"], number> = { no_responders: 503, timeout: 504, closed: 502 };
 
-/** Error codes of a workload's error reply that keep their meaning over HTTP; the rest are 500. */
 /** A refused body is read on (and dropped) up to this much, so the client reads our 413 instead of a reset. */
 const DISCARD_MAX_BYTES = 8 * 1024 * 1024;
 const DISCARD_MAX_MS = 2000;
@@ -294,6 +290,7 @@ function discardBody(req: http.IncomingMessage, answer: (cut: boolean) => void):
   req.resume();
 }
 
+/** Error codes of a workload's error reply that keep their meaning over HTTP; the rest are 500. */
 const KEPT_ERROR_CODES = new Set([413, 503, 504]);
 
 /** A reply as an HTTP response: Nex-Status and the other headers, or an error reply as a short status body. */
