@@ -13,7 +13,7 @@ import { WebSocket, WebSocketServer } from "ws";
 import type { Logger } from "pino";
 import type { BrokerWebSocket } from "./options.js";
 import { tlsServerOptions } from "./tls.js";
-import type { ClientTransport, TransportEvents } from "./transport.js";
+import { type ClientTransport, socketSent, type TransportEvents } from "./transport.js";
 
 /** nats-server's default time for the HTTP upgrade, from the first byte to the 101. */
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 2000;
@@ -186,6 +186,11 @@ export class WebSocketTransport implements ClientTransport {
     return this.ws.bufferedAmount;
   }
 
+  /** From the socket under ws, so pongs and compressed frames count as the bytes they are on the wire. */
+  get sent(): number {
+    return socketSent(this.socket);
+  }
+
   start(events: TransportEvents): void {
     // Binary and text frames alike carry protocol bytes; `ws` has already checked text frames are UTF-8.
     this.ws.on("message", (data: Buffer) => events.data(data));
@@ -195,18 +200,16 @@ export class WebSocketTransport implements ClientTransport {
     this.ws.on("close", () => events.close(false));
   }
 
-  write(data: Buffer): number {
-    if (this.ws.readyState !== WebSocket.OPEN) return 0;
+  write(data: Buffer): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
     if (this.compressed) {
       this.ws.send(data, { binary: true });
-      return data.length;
+      return;
     }
     // One binary frame in one socket write: ws.send would cork, write header and data apart, and
     // uncork into a writev, which costs twice the copy. ws writes its own frames (pong, close) whole and
     // at once when nothing is compressed, so frames never interleave.
-    const frame = binaryFrame(data);
-    this.socket.write(frame);
-    return frame.length;
+    this.socket.write(binaryFrame(data));
   }
 
   pause(): void {
