@@ -12,6 +12,7 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer } from "ws";
 import type { Logger } from "pino";
 import type { BrokerWebSocket } from "./options.js";
+import { type AllowedOrigin, hostAndPort, parseAllowedOrigin } from "./origin.js";
 import { tlsServerOptions } from "./tls.js";
 import { type ClientTransport, socketSent, type TransportEvents } from "./transport.js";
 
@@ -48,7 +49,13 @@ export class WebSocketListener {
     maxMessageBytes: number,
     private readonly host: WebSocketHost,
   ) {
-    this.origins = (config.allowedOrigins ?? []).map(parseAllowedOrigin);
+    this.origins = (config.allowedOrigins ?? []).map((origin) => {
+      try {
+        return parseAllowedOrigin(origin);
+      } catch (err) {
+        throw new Error(`websocket: allowed origin: ${(err as Error).message}`);
+      }
+    });
     this.handshakeTimeoutMs = config.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.wss = new WebSocketServer({
       noServer: true,
@@ -291,29 +298,4 @@ function truncateReason(reason: string): string {
 function headerHasToken(value: string | string[] | undefined, token: string): boolean {
   const values = Array.isArray(value) ? value : value === undefined ? [] : [value];
   return values.some((v) => v.split(",").some((t) => t.trim().toLowerCase() === token));
-}
-
-interface AllowedOrigin {
-  scheme: string;
-  host: string;
-  port: string;
-}
-
-function parseAllowedOrigin(origin: string): AllowedOrigin {
-  let url: URL;
-  try {
-    url = new URL(origin);
-  } catch {
-    throw new Error(`websocket: cannot parse allowed origin ${JSON.stringify(origin)}`);
-  }
-  const { host, port } = hostAndPort(url.protocol === "https:", url.host);
-  return { scheme: url.protocol, host, port };
-}
-
-/** Host (lower case) and port of "host[:port]", the port defaulting by scheme (nats-server's wsGetHostAndPort). */
-function hostAndPort(secure: boolean, hostPort: string): { host: string; port: string } {
-  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d*))?$/.exec(hostPort);
-  const host = (m?.[1] ?? hostPort).toLowerCase();
-  const port = m?.[2] || (secure ? "443" : "80");
-  return { host, port };
 }

@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import pino from "pino";
 import type { BrokerOptions, BrokerTls, BrokerWebSocket } from "../broker/options.js";
+import { parseAllowedOrigin } from "../broker/origin.js";
 
 function port(value: string): number {
   const n = Number(value);
@@ -78,7 +79,11 @@ export function websocketFromFlags(opts: WebSocketFlags, base: BrokerWebSocket |
   if (opts.wsCompression) ws.compression = true;
   if (opts.wsAllowedOrigin !== undefined) {
     for (const origin of opts.wsAllowedOrigin) {
-      if (!/^https?:\/\/[^/]+$/.test(origin)) throw new InvalidArgumentError(`--ws-allowed-origin: expected scheme://host[:port], got ${JSON.stringify(origin)}`);
+      try {
+        parseAllowedOrigin(origin);
+      } catch (err) {
+        throw new InvalidArgumentError(`--ws-allowed-origin: ${(err as Error).message}`);
+      }
     }
     ws.allowedOrigins = opts.wsAllowedOrigin;
   }
