@@ -63,6 +63,17 @@ export interface WebSocketFlags {
   wsAllowedOrigin?: string[];
 }
 
+/** The --ws-* flags given, by name. */
+export function webSocketFlagsGiven(opts: WebSocketFlags): string[] {
+  const given: [string, boolean][] = [
+    ["--ws-port", opts.wsPort !== undefined],
+    ["--ws-host", opts.wsHost !== undefined],
+    ["--ws-compression", opts.wsCompression === true],
+    ["--ws-allowed-origin", opts.wsAllowedOrigin !== undefined],
+  ];
+  return given.filter(([, on]) => on).map(([name]) => name);
+}
+
 /**
  * The websocket block the flags describe, over one from a config file. A listener from the flags uses
  * the broker's TLS (wss://) when it has one, else plain ws:// (nats-server would need `no_tls: true`).
