@@ -476,6 +476,46 @@ describeEachServer("WebSocket permessage-deflate", (kind: ServerKind) => {
   });
 });
 
+// same_origin: a browser's Origin must name the host and port the request was sent to (its Host header);
+// no Origin at all is a non-browser client and is accepted, as with allowed_origins.
+describeEachServer("WebSocket same_origin", (kind: ServerKind) => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startServer(kind, { websocket: { sameOrigin: true } });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("accepts an Origin of the listener's own host and port, and no Origin at all", async () => {
+    const port = server.wsPort!;
+    // The raw client's Host is 127.0.0.1:<port>.
+    for (const headers of [{ Origin: `http://127.0.0.1:${port}` }, {}] as Record<string, string>[]) {
+      const c = await WsRawClient.open(port, { headers });
+      expect(c.response.status).toBe(101);
+      expect(await c.sync()).toBe("PONG\r\n");
+      await c.close();
+    }
+  });
+
+  it("accepts the Host's default port when neither names one (http: 80)", async () => {
+    const a = await rawHttp(server.wsPort!, upgradeRequest(server.wsPort!, { headers: { Host: "127.0.0.1", Origin: "http://127.0.0.1" } }).text);
+    expect(a.status).toBe(101);
+  });
+
+  const other: [string, (port: number) => string][] = [
+    ["another host", (port) => `http://localhost:${port}`],
+    ["another port", (port) => `http://127.0.0.1:${port === 65535 ? port - 1 : port + 1}`],
+    ["https on the port's default (443)", () => "https://127.0.0.1"],
+  ];
+  it.each(other)("refuses an Origin on %s with 403", async (_name, origin) => {
+    const port = server.wsPort!;
+    const a = await rawHttp(port, upgradeRequest(port, { headers: { Origin: origin(port) } }).text);
+    expect(a.status).toBe(403);
+    expect(a.headers["sec-websocket-accept"]).toBeUndefined();
+  });
+});
+
 // Bundled only: the write deadline is judged from the bytes the peer's kernel has taken. A WebSocket
 // client that never reads but pings keeps the broker writing pongs of its own; those must not count as
 // progress (nor, with compression, the gap between what was handed to ws and what it queued compressed).

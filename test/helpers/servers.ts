@@ -52,9 +52,11 @@ export interface ServerOpts {
    * nats-server: a `websocket { listen: "127.0.0.1:P", no_tls: true }` block in its config file;
    * bundled: `websocket: { port: 0 }` (in process) or `--ws-port 0` (child process).
    * `compression` is nats-server's `compression: true` (permessage-deflate); `allowedOrigins` its
-   * `allowed_origins` (other Origins get 403). Ignored with `configFile`.
+   * `allowed_origins` (other Origins get 403); `sameOrigin` its `same_origin: true` (an Origin other
+   * than the listener's own host and port gets 403; in process only, the CLI has no flag for it).
+   * Ignored with `configFile`.
    */
-  websocket?: { compression?: boolean; allowedOrigins?: string[] };
+  websocket?: { compression?: boolean; allowedOrigins?: string[]; sameOrigin?: boolean };
 }
 
 export interface RunningServer {
@@ -187,6 +189,7 @@ function natsConfig(opts: ServerOpts, storeDir: string | undefined, wsPort?: num
     const ws = [`  listen: "127.0.0.1:${wsPort}"`, "  no_tls: true"];
     if (opts.websocket.compression) ws.push("  compression: true");
     if (opts.websocket.allowedOrigins?.length) ws.push(`  allowed_origins: [${opts.websocket.allowedOrigins.map((o) => JSON.stringify(o)).join(", ")}]`);
+    if (opts.websocket.sameOrigin) ws.push("  same_origin: true");
     lines.push(`websocket {\n${ws.join("\n")}\n}`);
   }
   return lines.join("\n") + "\n";
@@ -454,6 +457,7 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
                   host: "127.0.0.1",
                   ...(opts.websocket.compression ? { compression: true } : {}),
                   ...(opts.websocket.allowedOrigins ? { allowedOrigins: opts.websocket.allowedOrigins } : {}),
+                  ...(opts.websocket.sameOrigin ? { sameOrigin: true } : {}),
                 },
               }
             : {}),
@@ -541,7 +545,8 @@ function assertDistFresh(): void {
 async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
   const unsupported = (
     ["maxControlLine", "pingIntervalMs", "maxPingsOut", "authTimeoutMs", "connectTimeoutMs", "auth", "maxSubscriptions"] as const
-  ).filter((k) => opts[k] !== undefined);
+  ).filter((k) => opts[k] !== undefined) as string[];
+  if (opts.websocket?.sameOrigin) unsupported.push("websocket.sameOrigin");
   if (unsupported.length) throw new Error(`childProcess: the CLI has no option for ${unsupported.join(", ")}`);
   assertDistFresh();
   const { dir, removeOwned } = bundledDataDir(opts);
