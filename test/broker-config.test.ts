@@ -5,6 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig, parseConfigFile } from "../src/broker/config-file.js";
 import { loadConfigFile } from "../src/broker/config.js";
+import { websocketFromFlags } from "../src/cli/broker-command.js";
 
 let dir: string;
 beforeAll(() => (dir = mkdtempSync(path.join(tmpdir(), "nex-conf-"))));
@@ -140,6 +141,21 @@ jetstream { store_dir: "/data" }
     expect(() => loadConfigFile(write("wsplain.conf", "websocket { port: 8080 }\n"))).toThrow(/websocket requires TLS configuration/);
     expect(() => loadConfigFile(write("wsnoport.conf", "websocket { no_tls: true }\n"))).toThrow(/websocket needs a port/);
     expect(() => loadConfigFile(write("wsjwt.conf", "websocket { port: 1, no_tls: true, jwt_cookie: x }\n"))).toThrow(/unsupported key "jwt_cookie" in websocket/);
+  });
+
+  it("judges allowed origins alike in the file and in --ws-allowed-origin: scheme://host[:port], nothing else", () => {
+    const inFile = (origin: string) => () =>
+      loadConfigFile(write("wsorigin.conf", `websocket {\n  port: 1, no_tls: true\n  allowed_origins: ["https://ok.example", ${JSON.stringify(origin)}]\n}\n`));
+    const inFlag = (origin: string) => () => websocketFromFlags({ wsPort: 1, wsAllowedOrigin: ["https://ok.example", origin] }, undefined, undefined);
+    for (const good of ["http://app.example.com:8080", "https://app.example.com/", "capacitor://localhost", "https://[::1]:8443"]) {
+      expect(inFile(good)().websocket?.allowedOrigins).toEqual(["https://ok.example", good]);
+      expect(inFlag(good)()?.allowedOrigins).toEqual(["https://ok.example", good]);
+    }
+    for (const bad of ["app.example.com", "https://app.example.com/path", "https://app.example.com?q=1", "https://user@app.example.com", "null", "http://"]) {
+      const why = `expected scheme://host[:port], got ${JSON.stringify(bad)}`;
+      expect(inFile(bad)).toThrow(`wsorigin.conf:3: allowed_origins: ${why}`);
+      expect(inFlag(bad)).toThrow(`--ws-allowed-origin: ${why}`);
+    }
   });
 
   it("keeps JetStream off unless the file enables it, as nats-server", () => {

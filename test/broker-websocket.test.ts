@@ -5,11 +5,13 @@
 // nats-server does something else (then the case is bundled-only and asserts what the spec asks).
 // After every bad client, bystanders (a TCP and a WebSocket nats.js client) must still be served.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { deflateRawSync, inflateRawSync, constants as zlibConstants } from "node:zlib";
 import { WebSocket } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prng } from "./helpers/prng.js";
+import { waitFor } from "./helpers/wait.js";
 import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
 import { wsConnect } from "./helpers/ws-client.js";
 import {
@@ -473,3 +475,98 @@ describeEachServer("WebSocket permessage-deflate", (kind: ServerKind) => {
     }
   });
 });
+
+// same_origin: a browser's Origin must name the host and port the request was sent to (its Host header);
+// no Origin at all is a non-browser client and is accepted, as with allowed_origins.
+describeEachServer("WebSocket same_origin", (kind: ServerKind) => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startServer(kind, { websocket: { sameOrigin: true } });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("accepts an Origin of the listener's own host and port, and no Origin at all", async () => {
+    const port = server.wsPort!;
+    // The raw client's Host is 127.0.0.1:<port>.
+    for (const headers of [{ Origin: `http://127.0.0.1:${port}` }, {}] as Record<string, string>[]) {
+      const c = await WsRawClient.open(port, { headers });
+      expect(c.response.status).toBe(101);
+      expect(await c.sync()).toBe("PONG\r\n");
+      await c.close();
+    }
+  });
+
+  it("accepts the Host's default port when neither names one (http: 80)", async () => {
+    const a = await rawHttp(server.wsPort!, upgradeRequest(server.wsPort!, { headers: { Host: "127.0.0.1", Origin: "http://127.0.0.1" } }).text);
+    expect(a.status).toBe(101);
+  });
+
+  const other: [string, (port: number) => string][] = [
+    ["another host", (port) => `http://localhost:${port}`],
+    ["another port", (port) => `http://127.0.0.1:${port === 65535 ? port - 1 : port + 1}`],
+    ["https on the port's default (443)", () => "https://127.0.0.1"],
+  ];
+  it.each(other)("refuses an Origin on %s with 403", async (_name, origin) => {
+    const port = server.wsPort!;
+    const a = await rawHttp(port, upgradeRequest(port, { headers: { Origin: origin(port) } }).text);
+    expect(a.status).toBe(403);
+    expect(a.headers["sec-websocket-accept"]).toBeUndefined();
+  });
+});
+
+// Bundled only: the write deadline is judged from the bytes the peer's kernel has taken. A WebSocket
+// client that never reads but pings keeps the broker writing pongs of its own; those must not count as
+// progress (nor, with compression, the gap between what was handed to ws and what it queued compressed).
+// nats-server's write deadline is a blocking write with a timeout, a different mechanism; the case
+// exercises the bundled broker's progress accounting, so it runs there only.
+describeEachServer(
+  "WebSocket write deadline",
+  (kind: ServerKind) => {
+    const DEADLINE_MS = 400;
+    // Above what loopback kernel buffers absorb from a peer that never reads, below max_pending (64 MiB),
+    // so only the write deadline can cut the subscriber.
+    const BURST_BYTES = 24 * 1024 * 1024;
+    const CHUNK = 64 * 1024;
+
+    it.each([
+      ["plain", false],
+      ["compression", true],
+    ])("a subscriber that never reads but pings every deadline/4 is cut as a slow consumer (%s)", { timeout: 60_000 }, async (_name, compression) => {
+      const server = await startServer(kind, { monitoring: true, writeDeadlineMs: DEADLINE_MS, websocket: { compression } });
+      const pub = await connect({ servers: server.url, reconnect: false });
+      let pinger: NodeJS.Timeout | undefined;
+      let c: WsRawClient | undefined;
+      try {
+        const varz = async () => (await (await fetch(`${server.httpUrl}/varz`)).json()) as Record<string, unknown>;
+        const headers: Record<string, string> = compression ? { "Sec-WebSocket-Extensions": "permessage-deflate; server_no_context_takeover; client_no_context_takeover" } : {};
+        c = await WsRawClient.open(server.wsPort!, { headers, readInfo: false });
+        if (compression) expect(c.response.headers["sec-websocket-extensions"]).toMatch(/^permessage-deflate\b/);
+        c.send('CONNECT {"verbose":false}\r\nSUB > 1\r\nPING\r\n');
+        await c.waitFrame((f) => f.opcode === OP.binary && f.payload.toString("latin1") === "PONG\r\n");
+        // From here on the subscriber reads nothing, but sends a ping frame every deadline/4.
+        c.socket.pause();
+        const raw = c;
+        pinger = setInterval(() => raw.sendFrame({ opcode: OP.ping, payload: "keepalive" }), DEADLINE_MS / 4);
+        // Random bytes, so compression cannot shrink the burst into the kernel buffers.
+        const chunk = randomBytes(CHUNK);
+        for (let sent = 0; sent < BURST_BYTES; sent += CHUNK) {
+          pub.publish("flood", chunk);
+          if (sent % (1024 * 1024) === 0) await pub.flush();
+        }
+        await pub.flush();
+        await waitFor("the silent subscriber to be cut as a slow consumer", async () => (await varz()).slow_consumers === 1, 30_000, 50);
+        // The publisher was never the one cut.
+        expect(pub.isClosed()).toBe(false);
+        await pub.flush();
+      } finally {
+        if (pinger) clearInterval(pinger);
+        await c?.close();
+        await pub.close().catch(() => undefined);
+        await server.stop();
+      }
+    });
+  },
+  ["bundled"],
+);

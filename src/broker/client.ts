@@ -358,10 +358,10 @@ export class ClientConnection implements ProtocolSink {
       return;
     }
     const data = this.out.take();
-    const handed = this.transport.write(data);
+    this.transport.write(data);
     this.lastWrite = Date.now();
     const backlog = this.transport.backlog;
-    this.writeWatch.wrote(handed, backlog);
+    this.writeWatch.wrote(backlog);
     if (backlog > this.server.options.maxPending) {
       this.closeAsSlowConsumer("max_pending exceeded");
     } else if (backlog > this.server.stallBytes && producer !== null && producer !== this) {

@@ -5,6 +5,7 @@
 import { type BrokerUserSpec, isUserNkey } from "./auth.js";
 import { ConfigError, type ConfMap, type ConfValue, parseConfigFile } from "./config-file.js";
 import type { BrokerAuth, BrokerOptions, BrokerTls, BrokerWebSocket } from "./options.js";
+import { parseAllowedOrigin } from "./origin.js";
 import type { ResponsePermission, SubjectPermission, UserPermissions } from "./permissions.js";
 
 const DURATION_UNITS_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -275,6 +276,19 @@ class OptionsReader {
     return v.kind === "list" ? v.value.map((s) => this.string(s, key)) : [this.string(v, key)];
   }
 
+  /** A websocket's allowed origins, each checked where it is written. */
+  private origins(v: ConfValue, key: string): string[] {
+    return (v.kind === "list" ? v.value : [v]).map((item) => {
+      const origin = this.string(item, key);
+      try {
+        parseAllowedOrigin(origin);
+      } catch (err) {
+        this.fail(item, `${key}: ${(err as Error).message}`);
+      }
+      return origin;
+    });
+  }
+
   private responses(m: ConfMap): ResponsePermission {
     const r: ResponsePermission = {};
     for (const [key, v] of m) {
@@ -360,7 +374,7 @@ class OptionsReader {
         case "allow_origin":
         case "origins":
         case "origin":
-          ws.allowedOrigins = this.subjects(v, key);
+          ws.allowedOrigins = this.origins(v, key);
           break;
         case "same_origin":
           ws.sameOrigin = this.bool(v, key);

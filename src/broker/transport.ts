@@ -21,13 +21,16 @@ export interface ClientTransport {
   readonly remotePort: number;
   /** Bytes handed to write() that the peer has not taken yet. */
   readonly backlog: number;
+  /**
+   * Bytes the peer has taken over the connection's life, as the socket counts them (framing and the
+   * transport's own frames included): the socket's bytes written less those still waiting in it. It
+   * grows only while the peer reads, which is what the write deadline watches.
+   */
+  readonly sent: number;
   /** Starts delivering events (once, after the connection is set up). */
   start(events: TransportEvents): void;
-  /**
-   * Sends protocol bytes; returns the bytes handed to the socket for them (framing included), which is
-   * what `backlog` counts. The buffer must not change afterwards (the kernel may still read it).
-   */
-  write(data: Buffer): number;
+  /** Sends protocol bytes. The buffer must not change afterwards (the kernel may still read it). */
+  write(data: Buffer): void;
   /** Stops reading (backpressure on a producer), and starts again. */
   pause(): void;
   resume(): void;
@@ -55,6 +58,10 @@ export class SocketTransport implements ClientTransport {
     return this.socket.writableLength;
   }
 
+  get sent(): number {
+    return socketSent(this.socket);
+  }
+
   start(events: TransportEvents): void {
     const socket = this.socket;
     socket.on("data", events.data);
@@ -63,9 +70,8 @@ export class SocketTransport implements ClientTransport {
     socket.on("close", () => events.close(false));
   }
 
-  write(data: Buffer): number {
+  write(data: Buffer): void {
     this.socket.write(data);
-    return data.length;
   }
 
   pause(): void {
@@ -92,4 +98,9 @@ export class SocketTransport implements ClientTransport {
     const socket = this.socket;
     return socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once("close", () => resolve()));
   }
+}
+
+/** What the peer has taken from a socket: bytes written, less those still waiting in it. */
+export function socketSent(socket: Socket): number {
+  return (socket.bytesWritten ?? 0) - socket.writableLength;
 }

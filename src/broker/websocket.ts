@@ -12,8 +12,9 @@ import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer } from "ws";
 import type { Logger } from "pino";
 import type { BrokerWebSocket } from "./options.js";
+import { type AllowedOrigin, hostAndPort, parseAllowedOrigin } from "./origin.js";
 import { tlsServerOptions } from "./tls.js";
-import type { ClientTransport, TransportEvents } from "./transport.js";
+import { type ClientTransport, socketSent, type TransportEvents } from "./transport.js";
 
 /** nats-server's default time for the HTTP upgrade, from the first byte to the 101. */
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 2000;
@@ -48,7 +49,13 @@ export class WebSocketListener {
     maxMessageBytes: number,
     private readonly host: WebSocketHost,
   ) {
-    this.origins = (config.allowedOrigins ?? []).map(parseAllowedOrigin);
+    this.origins = (config.allowedOrigins ?? []).map((origin) => {
+      try {
+        return parseAllowedOrigin(origin);
+      } catch (err) {
+        throw new Error(`websocket: allowed origin: ${(err as Error).message}`);
+      }
+    });
     this.handshakeTimeoutMs = config.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.wss = new WebSocketServer({
       noServer: true,
@@ -186,6 +193,11 @@ export class WebSocketTransport implements ClientTransport {
     return this.ws.bufferedAmount;
   }
 
+  /** From the socket under ws, so pongs and compressed frames count as the bytes they are on the wire. */
+  get sent(): number {
+    return socketSent(this.socket);
+  }
+
   start(events: TransportEvents): void {
     // Binary and text frames alike carry protocol bytes; `ws` has already checked text frames are UTF-8.
     this.ws.on("message", (data: Buffer) => events.data(data));
@@ -195,18 +207,16 @@ export class WebSocketTransport implements ClientTransport {
     this.ws.on("close", () => events.close(false));
   }
 
-  write(data: Buffer): number {
-    if (this.ws.readyState !== WebSocket.OPEN) return 0;
+  write(data: Buffer): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
     if (this.compressed) {
       this.ws.send(data, { binary: true });
-      return data.length;
+      return;
     }
     // One binary frame in one socket write: ws.send would cork, write header and data apart, and
     // uncork into a writev, which costs twice the copy. ws writes its own frames (pong, close) whole and
     // at once when nothing is compressed, so frames never interleave.
-    const frame = binaryFrame(data);
-    this.socket.write(frame);
-    return frame.length;
+    this.socket.write(binaryFrame(data));
   }
 
   pause(): void {
@@ -288,29 +298,4 @@ function truncateReason(reason: string): string {
 function headerHasToken(value: string | string[] | undefined, token: string): boolean {
   const values = Array.isArray(value) ? value : value === undefined ? [] : [value];
   return values.some((v) => v.split(",").some((t) => t.trim().toLowerCase() === token));
-}
-
-interface AllowedOrigin {
-  scheme: string;
-  host: string;
-  port: string;
-}
-
-function parseAllowedOrigin(origin: string): AllowedOrigin {
-  let url: URL;
-  try {
-    url = new URL(origin);
-  } catch {
-    throw new Error(`websocket: cannot parse allowed origin ${JSON.stringify(origin)}`);
-  }
-  const { host, port } = hostAndPort(url.protocol === "https:", url.host);
-  return { scheme: url.protocol, host, port };
-}
-
-/** Host (lower case) and port of "host[:port]", the port defaulting by scheme (nats-server's wsGetHostAndPort). */
-function hostAndPort(secure: boolean, hostPort: string): { host: string; port: string } {
-  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d*))?$/.exec(hostPort);
-  const host = (m?.[1] ?? hostPort).toLowerCase();
-  const port = m?.[2] || (secure ? "443" : "80");
-  return { host, port };
 }

@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import pino from "pino";
 import type { BrokerOptions, BrokerTls, BrokerWebSocket } from "../broker/options.js";
+import { parseAllowedOrigin } from "../broker/origin.js";
 
 function port(value: string): number {
   const n = Number(value);
@@ -62,6 +63,17 @@ export interface WebSocketFlags {
   wsAllowedOrigin?: string[];
 }
 
+/** The --ws-* flags given, by name. */
+export function webSocketFlagsGiven(opts: WebSocketFlags): string[] {
+  const given: [string, boolean][] = [
+    ["--ws-port", opts.wsPort !== undefined],
+    ["--ws-host", opts.wsHost !== undefined],
+    ["--ws-compression", opts.wsCompression === true],
+    ["--ws-allowed-origin", opts.wsAllowedOrigin !== undefined],
+  ];
+  return given.filter(([, on]) => on).map(([name]) => name);
+}
+
 /**
  * The websocket block the flags describe, over one from a config file. A listener from the flags uses
  * the broker's TLS (wss://) when it has one, else plain ws:// (nats-server would need `no_tls: true`).
@@ -78,7 +90,11 @@ export function websocketFromFlags(opts: WebSocketFlags, base: BrokerWebSocket |
   if (opts.wsCompression) ws.compression = true;
   if (opts.wsAllowedOrigin !== undefined) {
     for (const origin of opts.wsAllowedOrigin) {
-      if (!/^https?:\/\/[^/]+$/.test(origin)) throw new InvalidArgumentError(`--ws-allowed-origin: expected scheme://host[:port], got ${JSON.stringify(origin)}`);
+      try {
+        parseAllowedOrigin(origin);
+      } catch (err) {
+        throw new InvalidArgumentError(`--ws-allowed-origin: ${(err as Error).message}`);
+      }
     }
     ws.allowedOrigins = opts.wsAllowedOrigin;
   }

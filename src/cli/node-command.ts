@@ -9,8 +9,16 @@ import { DEFAULT_NAMESPACE } from "../protocol/control.js";
 import { addConnectionOptions, type ConnectionOptions, connectFromOptions } from "./connection.js";
 import { ControlClient } from "./control-client.js";
 import { issuerKey, nexHome } from "../util/nex-home.js";
-import { configureUsageErrors, printJson, printTable, withErrors } from "./output.js";
-import { addTlsOptions, addWebSocketOptions, type TlsFlags, tlsFromFlags, type WebSocketFlags, websocketFromFlags } from "./broker-command.js";
+import { CliError, configureUsageErrors, ExitCode, printJson, printTable, withErrors } from "./output.js";
+import {
+  addTlsOptions,
+  addWebSocketOptions,
+  type TlsFlags,
+  tlsFromFlags,
+  type WebSocketFlags,
+  webSocketFlagsGiven,
+  websocketFromFlags,
+} from "./broker-command.js";
 import type { BrokerOptions } from "../broker/options.js";
 import { DEFAULT_GATEWAY } from "../node-agent/http-gateway.js";
 import { durationArg } from "./connection.js";
@@ -42,14 +50,25 @@ async function withControl<T>(opts: ClientOpts, fn: (client: ControlClient) => P
 
 /** The bundled broker's options from --broker-config and the TLS and WebSocket flags (loaded only for `node up`). */
 async function brokerOptionsFrom(opts: TlsFlags & WebSocketFlags & { brokerConfig?: string; server?: string }): Promise<BrokerOptions | undefined> {
-  if (opts.server) {
-    if (opts.wsPort !== undefined) throw new Error("--ws-port is a bundled broker setting: it cannot be combined with --server");
-    return undefined;
-  }
+  if (opts.server) return undefined;
   const fromFile: BrokerOptions = opts.brokerConfig ? (await import("../broker/config.js")).loadConfigFile(opts.brokerConfig) : {};
   const tls = tlsFromFlags(opts, fromFile.tls);
   const websocket = websocketFromFlags(opts, fromFile.websocket, tls);
   return { ...fromFile, ...(tls ? { tls } : {}), ...(websocket ? { websocket } : {}) };
+}
+
+/**
+ * The WebSocket listener is the bundled broker's: with --server the node starts no broker, so a --ws-*
+ * flag would be silently ignored. Refused before anything starts; the external server's own
+ * configuration is where its WebSocket listener is set up.
+ */
+function refuseWebSocketFlagsWithServer(opts: WebSocketFlags & { server?: string }): void {
+  const given = webSocketFlagsGiven(opts);
+  if (!opts.server || given.length === 0) return;
+  throw new CliError(
+    `${given.join(", ")}: the WebSocket listener is a bundled broker setting and cannot be combined with --server (configure the websocket block of that server instead)`,
+    ExitCode.usage,
+  );
 }
 
 /** The HTTP gateway's settings from the --web-* flags. */
@@ -105,6 +124,7 @@ function upCommand(version: string): Command {
       .option("--log-level <level>", "trace, debug, info, warn, error", "info")
       .action(
         withErrors(async (opts, command: Command) => {
+          refuseWebSocketFlagsWithServer(opts);
           const log = pino({ level: opts.logLevel }, pino.destination(2));
           const config = loadNodeConfig(opts.config, {
             name: opts.name,

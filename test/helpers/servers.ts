@@ -52,9 +52,12 @@ export interface ServerOpts {
    * nats-server: a `websocket { listen: "127.0.0.1:P", no_tls: true }` block in its config file;
    * bundled: `websocket: { port: 0 }` (in process) or `--ws-port 0` (child process).
    * `compression` is nats-server's `compression: true` (permessage-deflate); `allowedOrigins` its
-   * `allowed_origins` (other Origins get 403). Ignored with `configFile`.
+   * `allowed_origins` (other Origins get 403); `sameOrigin` its `same_origin: true` (an Origin other
+   * than the listener's own host and port gets 403; in process only, the CLI has no flag for it).
+   * `tls` serves wss:// with that certificate (nats-server: a tls block in place of `no_tls`; bundled:
+   * `websocket.tls`, in process only) and makes wsUrl a wss:// URL. Ignored with `configFile`.
    */
-  websocket?: { compression?: boolean; allowedOrigins?: string[] };
+  websocket?: { compression?: boolean; allowedOrigins?: string[]; sameOrigin?: boolean; tls?: { certFile: string; keyFile: string } };
 }
 
 export interface RunningServer {
@@ -62,7 +65,7 @@ export interface RunningServer {
   url: string;
   port: number;
   httpUrl?: string;
-  /** "ws://127.0.0.1:P" when started with the `websocket` option. */
+  /** "ws://127.0.0.1:P" when started with the `websocket` option ("wss://..." with its `tls`). */
   wsUrl?: string;
   /** The WebSocket listener's port, with wsUrl. */
   wsPort?: number;
@@ -184,9 +187,14 @@ function natsConfig(opts: ServerOpts, storeDir: string | undefined, wsPort?: num
   if (auth.length) lines.push(`authorization {\n${auth.join("\n")}\n}`);
   if (storeDir !== undefined) lines.push(`jetstream {\n  store_dir: ${JSON.stringify(storeDir)}\n}`);
   if (opts.websocket && wsPort !== undefined) {
-    const ws = [`  listen: "127.0.0.1:${wsPort}"`, "  no_tls: true"];
+    const tls = opts.websocket.tls;
+    const ws = [
+      `  listen: "127.0.0.1:${wsPort}"`,
+      tls ? `  tls {\n    cert_file: ${JSON.stringify(tls.certFile)}\n    key_file: ${JSON.stringify(tls.keyFile)}\n  }` : "  no_tls: true",
+    ];
     if (opts.websocket.compression) ws.push("  compression: true");
     if (opts.websocket.allowedOrigins?.length) ws.push(`  allowed_origins: [${opts.websocket.allowedOrigins.map((o) => JSON.stringify(o)).join(", ")}]`);
+    if (opts.websocket.sameOrigin) ws.push("  same_origin: true");
     lines.push(`websocket {\n${ws.join("\n")}\n}`);
   }
   return lines.join("\n") + "\n";
@@ -454,6 +462,8 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
                   host: "127.0.0.1",
                   ...(opts.websocket.compression ? { compression: true } : {}),
                   ...(opts.websocket.allowedOrigins ? { allowedOrigins: opts.websocket.allowedOrigins } : {}),
+                  ...(opts.websocket.sameOrigin ? { sameOrigin: true } : {}),
+                  ...(opts.websocket.tls ? { tls: opts.websocket.tls } : {}),
                 },
               }
             : {}),
@@ -541,7 +551,9 @@ function assertDistFresh(): void {
 async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
   const unsupported = (
     ["maxControlLine", "pingIntervalMs", "maxPingsOut", "authTimeoutMs", "connectTimeoutMs", "auth", "maxSubscriptions"] as const
-  ).filter((k) => opts[k] !== undefined);
+  ).filter((k) => opts[k] !== undefined) as string[];
+  if (opts.websocket?.sameOrigin) unsupported.push("websocket.sameOrigin");
+  if (opts.websocket?.tls) unsupported.push("websocket.tls");
   if (unsupported.length) throw new Error(`childProcess: the CLI has no option for ${unsupported.join(", ")}`);
   assertDistFresh();
   const { dir, removeOwned } = bundledDataDir(opts);
@@ -598,5 +610,7 @@ async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
 }
 
 export async function startServer(kind: ServerKind, opts: ServerOpts = {}): Promise<RunningServer> {
-  return kind === "bundled" ? startBundled(opts) : startNatsServer(opts);
+  const server = await (kind === "bundled" ? startBundled(opts) : startNatsServer(opts));
+  if (opts.websocket?.tls && server.wsUrl !== undefined) server.wsUrl = server.wsUrl.replace(/^ws:/, "wss:");
+  return server;
 }
