@@ -6,6 +6,7 @@ import path from "node:path";
 import pino, { type Logger } from "pino";
 import { JetStream } from "./jetstream/jetstream.js";
 import { Broker } from "./server.js";
+import { registerInProcess } from "./in-process.js";
 import { Monitor } from "./monitor.js";
 import type { BrokerUserSpec } from "./auth.js";
 import { type BrokerOptions, resolveOptions, SERVER_VERSION } from "./options.js";
@@ -90,6 +91,8 @@ export async function startBroker(options: BrokerOptions = {}, log: Logger = pin
     }
   }
   const host = urlHost(resolved.host);
+  // Clients of this process that dial the listener come in memory (in-process.ts), e.g. the node agent.
+  const unregister = registerInProcess(broker, resolved.host, broker.port);
   let closing: Promise<void> | undefined;
   return {
     url: `nats://${host}:${broker.port}`,
@@ -108,6 +111,9 @@ export async function startBroker(options: BrokerOptions = {}, log: Logger = pin
       list: () => broker.auth.list(),
     },
     // Clients go first (their last acks flush), then the stores close.
-    close: () => (closing ??= Promise.all([broker.close(), monitor?.close()]).then(shutdownJetStream)),
+    close: () => {
+      unregister();
+      return (closing ??= Promise.all([broker.close(), monitor?.close()]).then(shutdownJetStream));
+    },
   };
 }

@@ -3,7 +3,7 @@
 
 import type { Socket } from "node:net";
 
-export type TransportKind = "tcp" | "websocket";
+export type TransportKind = "tcp" | "websocket" | "in-process";
 
 /** What a transport reports to the connection on top of it. */
 export interface TransportEvents {

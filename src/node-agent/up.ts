@@ -15,6 +15,7 @@ import { issuerKey, nexHome } from "../util/nex-home.js";
 import { resolveArtifactDir } from "./artifacts.js";
 import { type LocalBrokerConnection, loadOrCreateBrokerUsers, recordLocalBroker } from "./broker-credentials.js";
 import { loadNodeIdentity } from "./identity.js";
+import { connectLocalFirst } from "./in-process-connect.js";
 import { BrokerWorkloadUsers, type WorkloadCredentials } from "./workload-credentials.js";
 import { NodeAgent } from "./node.js";
 import { DEFAULT_GATEWAY, type GatewayOptions, HttpGateway } from "./http-gateway.js";
@@ -114,7 +115,9 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   let nc: NatsConnection;
   try {
     // noAsyncTraces: host services make a request per call; a stack captured for each costs more than it.
-    nc = await connect({ servers, name: `nex-node ${o.config.name}`, maxReconnectAttempts: -1, noAsyncTraces: true, ...o.auth });
+    // Beside a bundled broker the node's connection is in memory (no loopback socket in between).
+    const dial = broker ? connectLocalFirst : connect;
+    nc = await dial({ servers, name: `nex-node ${o.config.name}`, maxReconnectAttempts: -1, noAsyncTraces: true, ...o.auth });
   } catch (err) {
     await broker?.close();
     throw new Error(`cannot connect to ${brokerUrl}: ${err instanceof Error ? err.message : err}`);
