@@ -516,6 +516,16 @@ export class ServiceRun {
     if (!this.ended) this.shutdown(failure(ErrorCodes.overloaded, "unavailable: the service stopped"));
   }
 
+  /**
+   * Ends the run at once without stop(ctx): for a run whose start never ran (an undeploy overtook its
+   * restart while it loaded), so the service sees no stop without a start.
+   */
+  dispose(): void {
+    if (this.ended) return;
+    this.stopping = true;
+    this.shutdown(failure(ErrorCodes.overloaded, "unavailable: the service stopped"));
+  }
+
   private release(): void {
     for (const r of this.refs.splice(0)) {
       try {

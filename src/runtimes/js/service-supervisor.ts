@@ -72,7 +72,7 @@ export class JsService implements Served {
   /** Makes `run` the current one and runs its start(ctx); true when start succeeded. */
   private async begin(run: ServiceRun): Promise<boolean> {
     if (this.stopped) {
-      await run.stop(0);
+      run.dispose(); // start never ran, so neither does stop
       return false;
     }
     this.run = run;
