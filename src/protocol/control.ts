@@ -116,6 +116,8 @@ export interface ServiceInfo {
   subscriptions: string[];
   /** Timers pending (setTimeout, setInterval). */
   timers: number;
+  /** Timers of the runtime host that its timers hold (one per run at most, armed for the earliest due). */
+  host_timers?: number;
   /** CPU time its isolate used in this run, in ms. */
   cpu_ms: number;
   /** Messages to its subscriptions dropped or refused (overloaded) because its queue was full. */

@@ -167,7 +167,7 @@ export class JsService implements Served {
 
   async stats(): Promise<FunctionStats> {
     const run = this.run;
-    const usage = run ? await run.usage() : { memoryBytes: 0, cpuMs: 0, subscriptions: [], timers: 0 };
+    const usage = run ? await run.usage() : { memoryBytes: 0, cpuMs: 0, subscriptions: [], timers: 0, hostTimers: 0 };
     const live = run && !this.counted.has(run) ? run : undefined;
     const requests = this.done.requests + (live?.requests ?? 0);
     const totalMs = this.done.totalMs + (live?.totalMs ?? 0);
@@ -182,6 +182,7 @@ export class JsService implements Served {
         restarts: this.restarts,
         subscriptions: usage.subscriptions,
         timers: usage.timers,
+        host_timers: usage.hostTimers,
         cpu_ms: usage.cpuMs,
         dropped: this.done.dropped + (live?.dropped ?? 0),
         ...(this.lastExit ? { last_exit: this.lastExit } : {}),
