@@ -455,6 +455,52 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
       await kv.delete("NTEST.bystander");
     });
 
+    it("cannot take a subject another namespace's service subscribed a moment ago, however many of its claim writes wait", async () => {
+      const a = await deployService(`export default { start(ctx) {
+        ctx.subscribe("claim-a." + ctx.workload.name, () => {
+          for (let i = 0; i < 60; i++) ctx.subscribe("filler." + i + "." + ctx.workload.name, () => "");
+          ctx.subscribe("pay.x", () => "A");
+          return "subscribed";
+        });
+      } }`, "tenant-a");
+      const b = await deployService(`export default { start(ctx) {
+        ctx.subscribe("claim-b." + ctx.workload.name, (subject, payload) => {
+          try { ctx.subscribe(new TextDecoder().decode(payload), () => "B", { queue: "q" }); return "subscribed"; }
+          catch (e) { return e.code + ": " + e.message; }
+        });
+      } }`, "tenant-b");
+      await waitFor("both services", async () => ((await runtime.stats(a.id))?.service?.subscriptions.length ?? 0) === 1 && ((await runtime.stats(b.id))?.service?.subscriptions.length ?? 0) === 1);
+      expect(text(await nc.request(`claim-a.${a.name}`, "", { timeout: 10_000 }))).toBe("subscribed");
+      // At once, while A's claim writes still go to the bucket: the runtime host's own view has pay.x.
+      expect(text(await nc.request(`claim-b.${b.name}`, "pay.>", { timeout: 10_000 }))).toBe('forbidden: subject "pay.>" overlaps pay.x, which namespace tenant-a serves');
+      for (let i = 0; i < 10; i++) expect(text(await nc.request("pay.x", "", { timeout: 10_000 }))).toBe("A");
+    });
+
+    it("coalesces the claim writes of a service that subscribes and unsubscribes in a loop: at most one in flight and one owed, the latest set last", async () => {
+      const s = await deployService(`export default { start(ctx) {
+        ctx.subscribe("churn." + ctx.workload.name, () => {
+          for (let i = 0; i < 300; i++) ctx.subscribe("churn.x." + ctx.workload.name, () => "")();
+          ctx.subscribe("churn.done." + ctx.workload.name, () => "");
+          return "churned";
+        });
+      } }`);
+      const kv = await new Kvm(nc).create("NEX_TRIGGERS", { history: 1 });
+      const key = `runtime-host.${s.id}.subscriptions`;
+      const subjectsIn = async (): Promise<string | undefined> => {
+        const e = await kv.get(key);
+        return e?.operation === "PUT" ? (JSON.parse(e.string()) as { subjects: string[] }).subjects.sort().join() : undefined;
+      };
+      await waitFor("the claim", async () => (await subjectsIn()) === `churn.${s.name}`);
+      expect(text(await nc.request(`churn.${s.name}`, "", { timeout: 10_000 }))).toBe("churned");
+      // 601 changes of the set just now: one write per change would leave hundreds queued.
+      expect((await runtime.stats(s.id))?.service?.claim_writes_queued).toBeLessThanOrEqual(2);
+      // The latest set (never held before the loop ended) is written last.
+      const latest = [`churn.${s.name}`, `churn.done.${s.name}`].sort().join();
+      await waitFor("the latest set in the bucket", async () => (await subjectsIn()) === latest);
+      await waitFor("the writes to end", async () => (await runtime.stats(s.id))?.service?.claim_writes_queued === 0);
+      expect(await subjectsIn()).toBe(latest);
+    });
+
     it("a storm of 1 ms intervals that burn CPU and tamper with Array, Promise and timers keeps to its own isolate", async () => {
       const s = await deployService(`
         Object.defineProperty(Array.prototype, "0", { set() { throw new Error("gotcha"); }, configurable: true });

@@ -46,8 +46,10 @@ export function openClaims(nc: NatsConnection, nodeId: string, log: Logger): Pro
 }
 
 export class ServiceSubjects {
-  /** Claim writes, one after the other, so the bucket ends with the latest set. */
-  private claiming: Promise<unknown> = Promise.resolve();
+  /** A bucket write runs (one at a time). */
+  private writing = false;
+  /** The set changed since the running write took it: one more write follows, of the latest set. */
+  private dirty = false;
 
   constructor(
     private readonly workloadId: string,
@@ -58,15 +60,32 @@ export class ServiceSubjects {
 
   /**
    * Records the subjects the service holds now as its namespace's (an empty list releases them). The
-   * local view changes at once (claim() records before it writes), so the next check here sees it.
+   * local view changes at once, so the next check here (this service's or another's) sees it; the
+   * bucket writes are coalesced: one in flight, then one of the latest set, however often it changes.
    */
   claim(subjects: string[]): void {
     const claims = this.claims;
     if (!claims) return;
-    const unique = [...new Set(subjects)];
-    this.claiming = this.claiming
-      .then(() => (unique.length > 0 ? claims.claimSubscriptions(this.workloadId, this.namespace, unique) : claims.releaseSubscriptions(this.workloadId)))
-      .catch(() => undefined);
+    claims.noteSubscriptions(this.workloadId, this.namespace, [...new Set(subjects)]);
+    this.dirty = true;
+    if (!this.writing) void this.write(claims);
+  }
+
+  /** Bucket writes of the service's claims running or owed: at most 2 (one in flight, one of the latest set after it). */
+  get queuedWrites(): number {
+    return (this.writing ? 1 : 0) + (this.dirty ? 1 : 0);
+  }
+
+  private async write(claims: TriggerClaims): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.dirty) {
+        this.dirty = false;
+        await claims.publishSubscriptions(this.workloadId).catch(() => undefined);
+      }
+    } finally {
+      this.writing = false;
+    }
   }
 
   /** Why `subject` may not be subscribed by this service, or undefined when it may. */

@@ -183,6 +183,7 @@ export class JsService implements Served {
         subscriptions: usage.subscriptions,
         timers: usage.timers,
         host_timers: usage.hostTimers,
+        claim_writes_queued: this.cfg.subjects.queuedWrites,
         cpu_ms: usage.cpuMs,
         dropped: this.done.dropped + (live?.dropped ?? 0),
         ...(this.lastExit ? { last_exit: this.lastExit } : {}),
