@@ -5,6 +5,7 @@
 
 import fs from "node:fs";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { AckPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
@@ -517,6 +518,59 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
       const reply = await nc.request(`storm.${s.name}`, "", { timeout: 30_000 });
       expect(errorCode(reply) === undefined ? text(reply) : errorCode(reply)).toMatch(/still answering|503/);
     });
+  });
+});
+
+// Its own runtime host: the claims view is one per runtime host, and this one must not have loaded it.
+describe("JavaScript services while the trigger claims cannot be read", { timeout: 90_000 }, () => {
+  let broker: RunningBroker;
+  let nc: NatsConnection;
+  let runtime: JsRuntime;
+
+  beforeAll(async () => {
+    broker = await startBroker({ port: 0 });
+    nc = await connect({ servers: broker.url });
+    // The bucket's stream with its only consumer taken: the runtime host cannot watch it, so the claims do not load.
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: "KV_NEX_TRIGGERS", subjects: ["$KV.NEX_TRIGGERS.>"], max_consumers: 1, max_msgs_per_subject: 1, allow_rollup_hdrs: true });
+    await jsm.consumers.add("KV_NEX_TRIGGERS", { durable_name: "squatter", ack_policy: AckPolicy.None });
+    runtime = new JsRuntime({ natsUrl: broker.url, observer: new RuntimeRecorder() });
+    await runtime.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await runtime?.close();
+    await nc?.close();
+    await broker?.close();
+  });
+
+  it("refuses a service's subscriptions (unavailable) rather than letting them through unchecked, and checks them once the claims load", async () => {
+    const s = spec(
+      `export default { start(ctx) {
+        ctx.subscribe("avail." + ctx.workload.name, (subject, payload) => {
+          try { ctx.subscribe(new TextDecoder().decode(payload), () => "taken")(); return "subscribed"; }
+          catch (e) { return e.code + ": " + e.message; }
+        });
+      } }`,
+      { namespace: "avail", triggerSubjects: [], service: { restart: { policy: "always" } }, name: "avail-svc" },
+    );
+    await runtime.deploy(s);
+    try {
+      await waitFor("start to be refused", async () => /unavailable/.test((await runtime.stats(s.id))?.service?.last_exit ?? ""));
+      expect((await runtime.stats(s.id))?.service?.last_exit).toMatch(/^crashed: start failed: subject "avail\.avail-svc" cannot be checked: the trigger claims are unavailable/);
+      expect((await runtime.stats(s.id))?.service?.subscriptions).toEqual([]);
+      // The bucket becomes readable: a later restart opens the claims again and subscribes, checked.
+      await (await jetstreamManager(nc)).streams.delete("KV_NEX_TRIGGERS");
+      await waitFor("the service to subscribe", async () => ((await runtime.stats(s.id))?.service?.subscriptions.length ?? 0) === 1, 60_000);
+      const probe = async (subject: string): Promise<string> => text(await nc.request(`avail.${s.name}`, subject, { timeout: 10_000 }));
+      expect(await probe("avail.own")).toBe("subscribed");
+      const kv = await new Kvm(nc).create("NEX_TRIGGERS", { history: 1 });
+      await kv.put("NTEST.other", JSON.stringify({ namespace: "other", subjects: ["other.x"] }));
+      await waitFor("the claim to be seen", async () => (await probe("other.x")) !== "subscribed");
+      expect(await probe("other.>")).toBe('forbidden: subject "other.>" overlaps other.x, which namespace other serves');
+    } finally {
+      await runtime.undeploy(s.id);
+    }
   });
 });
 

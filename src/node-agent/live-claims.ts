@@ -126,11 +126,16 @@ export class LiveClaims<T> {
     void (async () => {
       for await (const entry of watch) this.applyEntry(entry);
     })().catch(() => undefined);
-    const keys: string[] = [];
-    for await (const key of await this.kv.keys()) keys.push(key);
-    for (const key of keys) {
-      const entry = await this.kv.get(key);
-      if (entry) this.applyEntry(entry);
+    try {
+      const keys: string[] = [];
+      for await (const key of await this.kv.keys()) keys.push(key);
+      for (const key of keys) {
+        const entry = await this.kv.get(key);
+        if (entry) this.applyEntry(entry);
+      }
+    } catch (err) {
+      this.close(); // the open fails: no watch stays behind
+      throw err;
     }
   }
 
