@@ -437,19 +437,23 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     });
 
     it("cannot subscribe to subjects another namespace serves, nor to system subjects", async () => {
-      // The claim a node records for the bystander's trigger subject (node-agent/trigger-claims.ts).
+      // The claim a node records for the bystander's trigger subject (node-agent/trigger-claims.ts), with a
+      // subject no one sends to: once that is refused, the runtime host's view has the whole claim.
       const kv = await new Kvm(nc).create("NEX_TRIGGERS", { history: 1 });
-      await kv.put("NTEST.bystander", JSON.stringify({ namespace: "hostile", subjects: ["hostile.bystander"] }));
+      await kv.put("NTEST.bystander", JSON.stringify({ namespace: "hostile", subjects: ["hostile.bystander", "hostile-claim.seen"] }));
+      // A subscribe that passes is dropped in the same turn (nothing reaches it): a probe that ran before
+      // the claim was seen takes nothing from the bystander, and probes never pile up.
       const s = await deployService(`export default { start(ctx) {
         ctx.subscribe("evil." + ctx.workload.name, (subject, payload) => {
-          try { ctx.subscribe(new TextDecoder().decode(payload), () => "stolen", { queue: "q" }); return "subscribed"; }
+          try { ctx.subscribe(new TextDecoder().decode(payload), () => "stolen", { queue: "q" })(); return "subscribed"; }
           catch (e) { return e.code + ": " + e.message; }
         });
       } }`, "evil");
       const probe = async (subject: string): Promise<string> => text(await nc.request(`evil.${s.name}`, subject, { timeout: 10_000 }));
+      await waitFor("the claim to be seen", async () => (await probe("hostile-claim.seen")) !== "subscribed", 10_000);
+      expect(await probe("hostile-claim.seen")).toBe('forbidden: subject "hostile-claim.seen" overlaps hostile-claim.seen, which namespace hostile serves');
       for (const subject of ["hostile.bystander", "hostile.*", "hostile.>"]) {
-        await waitFor("the claims to be seen", async () => (await probe(subject)) !== "subscribed", 10_000);
-        expect(await probe(subject)).toMatch(/^forbidden: subject .* overlaps hostile.bystander, which namespace hostile serves$/);
+        expect(await probe(subject)).toBe(`forbidden: subject ${JSON.stringify(subject)} overlaps hostile.bystander, which namespace hostile serves`);
       }
       for (const subject of [">", "*.bystander", "$NEX.HOST.>", "_INBOX.>", "$JS.API.>"]) expect(await probe(subject)).toMatch(/^forbidden: /);
       expect(await probe("evil.own.subject")).toBe("subscribed");
