@@ -5,6 +5,7 @@
 
 import fs from "node:fs";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { AckPolicy, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
@@ -436,23 +437,73 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     });
 
     it("cannot subscribe to subjects another namespace serves, nor to system subjects", async () => {
-      // The claim a node records for the bystander's trigger subject (node-agent/trigger-claims.ts).
+      // The claim a node records for the bystander's trigger subject (node-agent/trigger-claims.ts), with a
+      // subject no one sends to: once that is refused, the runtime host's view has the whole claim.
       const kv = await new Kvm(nc).create("NEX_TRIGGERS", { history: 1 });
-      await kv.put("NTEST.bystander", JSON.stringify({ namespace: "hostile", subjects: ["hostile.bystander"] }));
+      await kv.put("NTEST.bystander", JSON.stringify({ namespace: "hostile", subjects: ["hostile.bystander", "hostile-claim.seen"] }));
+      // A subscribe that passes is dropped in the same turn (nothing reaches it): a probe that ran before
+      // the claim was seen takes nothing from the bystander, and probes never pile up.
       const s = await deployService(`export default { start(ctx) {
         ctx.subscribe("evil." + ctx.workload.name, (subject, payload) => {
-          try { ctx.subscribe(new TextDecoder().decode(payload), () => "stolen", { queue: "q" }); return "subscribed"; }
+          try { ctx.subscribe(new TextDecoder().decode(payload), () => "stolen", { queue: "q" })(); return "subscribed"; }
           catch (e) { return e.code + ": " + e.message; }
         });
       } }`, "evil");
       const probe = async (subject: string): Promise<string> => text(await nc.request(`evil.${s.name}`, subject, { timeout: 10_000 }));
+      await waitFor("the claim to be seen", async () => (await probe("hostile-claim.seen")) !== "subscribed", 10_000);
+      expect(await probe("hostile-claim.seen")).toBe('forbidden: subject "hostile-claim.seen" overlaps hostile-claim.seen, which namespace hostile serves');
       for (const subject of ["hostile.bystander", "hostile.*", "hostile.>"]) {
-        await waitFor("the claims to be seen", async () => (await probe(subject)) !== "subscribed", 10_000);
-        expect(await probe(subject)).toMatch(/^forbidden: subject .* overlaps hostile.bystander, which namespace hostile serves$/);
+        expect(await probe(subject)).toBe(`forbidden: subject ${JSON.stringify(subject)} overlaps hostile.bystander, which namespace hostile serves`);
       }
       for (const subject of [">", "*.bystander", "$NEX.HOST.>", "_INBOX.>", "$JS.API.>"]) expect(await probe(subject)).toMatch(/^forbidden: /);
       expect(await probe("evil.own.subject")).toBe("subscribed");
       await kv.delete("NTEST.bystander");
+    });
+
+    it("cannot take a subject another namespace's service subscribed a moment ago, however many of its claim writes wait", async () => {
+      const a = await deployService(`export default { start(ctx) {
+        ctx.subscribe("claim-a." + ctx.workload.name, () => {
+          for (let i = 0; i < 60; i++) ctx.subscribe("filler." + i + "." + ctx.workload.name, () => "");
+          ctx.subscribe("pay.x", () => "A");
+          return "subscribed";
+        });
+      } }`, "tenant-a");
+      const b = await deployService(`export default { start(ctx) {
+        ctx.subscribe("claim-b." + ctx.workload.name, (subject, payload) => {
+          try { ctx.subscribe(new TextDecoder().decode(payload), () => "B", { queue: "q" }); return "subscribed"; }
+          catch (e) { return e.code + ": " + e.message; }
+        });
+      } }`, "tenant-b");
+      await waitFor("both services", async () => ((await runtime.stats(a.id))?.service?.subscriptions.length ?? 0) === 1 && ((await runtime.stats(b.id))?.service?.subscriptions.length ?? 0) === 1);
+      expect(text(await nc.request(`claim-a.${a.name}`, "", { timeout: 10_000 }))).toBe("subscribed");
+      // At once, while A's claim writes still go to the bucket: the runtime host's own view has pay.x.
+      expect(text(await nc.request(`claim-b.${b.name}`, "pay.>", { timeout: 10_000 }))).toBe('forbidden: subject "pay.>" overlaps pay.x, which namespace tenant-a serves');
+      for (let i = 0; i < 10; i++) expect(text(await nc.request("pay.x", "", { timeout: 10_000 }))).toBe("A");
+    });
+
+    it("coalesces the claim writes of a service that subscribes and unsubscribes in a loop: at most one in flight and one owed, the latest set last", async () => {
+      const s = await deployService(`export default { start(ctx) {
+        ctx.subscribe("churn." + ctx.workload.name, () => {
+          for (let i = 0; i < 300; i++) ctx.subscribe("churn.x." + ctx.workload.name, () => "")();
+          ctx.subscribe("churn.done." + ctx.workload.name, () => "");
+          return "churned";
+        });
+      } }`);
+      const kv = await new Kvm(nc).create("NEX_TRIGGERS", { history: 1 });
+      const key = `runtime-host.${s.id}.subscriptions`;
+      const subjectsIn = async (): Promise<string | undefined> => {
+        const e = await kv.get(key);
+        return e?.operation === "PUT" ? (JSON.parse(e.string()) as { subjects: string[] }).subjects.sort().join() : undefined;
+      };
+      await waitFor("the claim", async () => (await subjectsIn()) === `churn.${s.name}`);
+      expect(text(await nc.request(`churn.${s.name}`, "", { timeout: 10_000 }))).toBe("churned");
+      // 601 changes of the set just now: one write per change would leave hundreds queued.
+      expect((await runtime.stats(s.id))?.service?.claim_writes_queued).toBeLessThanOrEqual(2);
+      // The latest set (never held before the loop ended) is written last.
+      const latest = [`churn.${s.name}`, `churn.done.${s.name}`].sort().join();
+      await waitFor("the latest set in the bucket", async () => (await subjectsIn()) === latest);
+      await waitFor("the writes to end", async () => (await runtime.stats(s.id))?.service?.claim_writes_queued === 0);
+      expect(await subjectsIn()).toBe(latest);
     });
 
     it("a storm of 1 ms intervals that burn CPU and tamper with Array, Promise and timers keeps to its own isolate", async () => {
@@ -465,10 +516,65 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
           globalThis.setTimeout = () => { throw new Error("replaced"); };
         } }`);
       await waitFor("the storm to run", async () => ((await runtime.stats(s.id))?.service?.timers ?? 0) === 900);
+      // 900 guest intervals cost the shared runtime host one timer, not 900 main-thread callbacks a tick.
+      expect((await runtime.stats(s.id))?.service?.host_timers).toBeLessThanOrEqual(1);
       await bystander.answersAgain(20);
       const reply = await nc.request(`storm.${s.name}`, "", { timeout: 30_000 });
       expect(errorCode(reply) === undefined ? text(reply) : errorCode(reply)).toMatch(/still answering|503/);
     });
+  });
+});
+
+// Its own runtime host: the claims view is one per runtime host, and this one must not have loaded it.
+describe("JavaScript services while the trigger claims cannot be read", { timeout: 90_000 }, () => {
+  let broker: RunningBroker;
+  let nc: NatsConnection;
+  let runtime: JsRuntime;
+
+  beforeAll(async () => {
+    broker = await startBroker({ port: 0 });
+    nc = await connect({ servers: broker.url });
+    // The bucket's stream with its only consumer taken: the runtime host cannot watch it, so the claims do not load.
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: "KV_NEX_TRIGGERS", subjects: ["$KV.NEX_TRIGGERS.>"], max_consumers: 1, max_msgs_per_subject: 1, allow_rollup_hdrs: true });
+    await jsm.consumers.add("KV_NEX_TRIGGERS", { durable_name: "squatter", ack_policy: AckPolicy.None });
+    runtime = new JsRuntime({ natsUrl: broker.url, observer: new RuntimeRecorder() });
+    await runtime.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await runtime?.close();
+    await nc?.close();
+    await broker?.close();
+  });
+
+  it("refuses a service's subscriptions (unavailable) rather than letting them through unchecked, and checks them once the claims load", async () => {
+    const s = spec(
+      `export default { start(ctx) {
+        ctx.subscribe("avail." + ctx.workload.name, (subject, payload) => {
+          try { ctx.subscribe(new TextDecoder().decode(payload), () => "taken")(); return "subscribed"; }
+          catch (e) { return e.code + ": " + e.message; }
+        });
+      } }`,
+      { namespace: "avail", triggerSubjects: [], service: { restart: { policy: "always" } }, name: "avail-svc" },
+    );
+    await runtime.deploy(s);
+    try {
+      await waitFor("start to be refused", async () => /unavailable/.test((await runtime.stats(s.id))?.service?.last_exit ?? ""));
+      expect((await runtime.stats(s.id))?.service?.last_exit).toMatch(/^crashed: start failed: subject "avail\.avail-svc" cannot be checked: the trigger claims are unavailable/);
+      expect((await runtime.stats(s.id))?.service?.subscriptions).toEqual([]);
+      // The bucket becomes readable: a later restart opens the claims again and subscribes, checked.
+      await (await jetstreamManager(nc)).streams.delete("KV_NEX_TRIGGERS");
+      await waitFor("the service to subscribe", async () => ((await runtime.stats(s.id))?.service?.subscriptions.length ?? 0) === 1, 60_000);
+      const probe = async (subject: string): Promise<string> => text(await nc.request(`avail.${s.name}`, subject, { timeout: 10_000 }));
+      expect(await probe("avail.own")).toBe("subscribed");
+      const kv = await new Kvm(nc).create("NEX_TRIGGERS", { history: 1 });
+      await kv.put("NTEST.other", JSON.stringify({ namespace: "other", subjects: ["other.x"] }));
+      await waitFor("the claim to be seen", async () => (await probe("other.x")) !== "subscribed");
+      expect(await probe("other.>")).toBe('forbidden: subject "other.>" overlaps other.x, which namespace other serves');
+    } finally {
+      await runtime.undeploy(s.id);
+    }
   });
 });
 

@@ -166,6 +166,24 @@ describe("JavaScript services", () => {
     }
   });
 
+  it("never calls stop(ctx) of a run that an undeploy overtook while it loaded for a restart", async () => {
+    // Every load takes ~600 ms; start always throws, so a restart follows 100 ms after each end.
+    const source = `
+      const end = Date.now() + 600; while (Date.now() < end) {}
+      console.log("loaded");
+      export default { start() { throw new Error("no start"); }, stop() { console.log("stop without start"); } };`;
+    const s = await deploy(service("crash.js", { artifact: new TextEncoder().encode(source), restart: { policy: "always" } }));
+    await waitFor("the first run to end", () => observer.eventsOf(s.id).length > 0, 10_000);
+    // The restart's run is loading now (100 ms after the end, for ~600 ms): undeploy overtakes it.
+    await new Promise((r) => setTimeout(r, 300));
+    await runtime.undeploy(s.id);
+    deployed.splice(deployed.indexOf(s.id), 1);
+    await waitFor("the second run to load", () => observer.linesOf(s.id).filter((l) => l === "loaded").length === 2, 10_000);
+    await new Promise((r) => setTimeout(r, 300)); // what a stop(ctx) would have logged by now
+    expect(observer.linesOf(s.id)).not.toContain("stop without start");
+    expect(observer.linesOf(s.id, "stderr").filter((l) => /stop failed/.test(l))).toEqual([]);
+  });
+
   it("ends a run whose timer loops; with restart never it stays down", async () => {
     const s = await deploy(service("crash.js", { env: { TIMER_LOOP: "1" } }));
     await waitFor("the expected state", () => observer.eventsOf(s.id).length > 0, 10_000);

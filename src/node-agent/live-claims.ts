@@ -1,14 +1,23 @@
 // A KV bucket of per-workload claims that every node keeps a live copy of: one entry per workload, key
 // <node>.<workload>[.<part>], so a check against every namespace's claims costs no request. What is
 // claimed (trigger subjects, HTTP routes) and what conflicts is the owner's (trigger-claims.ts,
-// http-routes.ts); the bucket, the watch, the revisions and the clean-up after a restart are here.
+// http-routes.ts); the bucket, the watch, the revisions and the clean-up after a restart are here. A
+// claim is recorded here before it is written (record, then publish), so a check on this node sees it at once.
 // Two claims racing on two nodes within a watch delay may both pass; the window is milliseconds.
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 
+interface Entry<T> {
+  revision: number;
+  /** null: none (a local release not written yet). */
+  claim: T | null;
+  /** Recorded here ahead of the bucket (record()): the watch does not undo it until a write of it comes back. */
+  local: boolean;
+}
+
 export class LiveClaims<T> {
-  private readonly entries = new Map<string, { revision: number; claim: T }>();
+  private readonly entries = new Map<string, Entry<T>>();
   private stopWatching?: () => void;
 
   private constructor(
@@ -28,17 +37,44 @@ export class LiveClaims<T> {
 
   /** Every claim of every node. */
   *values(): IterableIterator<T> {
-    for (const { claim } of this.entries.values()) yield claim;
+    for (const { claim } of this.entries.values()) if (claim !== null) yield claim;
   }
 
   /** Every claim with its revision in the bucket (later writes have higher ones). */
   withRevisions(): { revision: number; claim: T }[] {
-    return [...this.entries.values()];
+    const out: { revision: number; claim: T }[] = [];
+    for (const { revision, claim } of this.entries.values()) if (claim !== null) out.push({ revision, claim });
+    return out;
   }
 
   /** Whether this node holds a claim under `id` (a workload id, with an optional .part). */
   has(id: string): boolean {
-    return this.entries.has(this.key(id));
+    return (this.entries.get(this.key(id))?.claim ?? null) !== null;
+  }
+
+  /**
+   * Records the claim (null: none) under `id` here at once, ahead of the bucket, so a check in the same
+   * turn sees it; until a write of it (publish) comes back, the watch (an older write of ours) does not
+   * undo it. The key is this node's, so only this node writes it.
+   */
+  record(id: string, claim: T | null): void {
+    const key = this.key(id);
+    const known = this.entries.get(key);
+    this.entries.set(key, { revision: known?.revision ?? 0, claim, local: true });
+    this.changed();
+  }
+
+  /**
+   * Writes what is recorded under `id` now (record()) to the bucket, for the other nodes: a put, or a
+   * delete for none. Rejects when the write fails (the local record stays).
+   */
+  async publish(id: string): Promise<void> {
+    const key = this.key(id);
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    const claim = entry.claim;
+    const revision = claim === null ? (await this.kv.delete(key), 0) : await this.kv.put(key, JSON.stringify(claim));
+    this.confirm(key, revision, claim);
   }
 
   /**
@@ -47,15 +83,15 @@ export class LiveClaims<T> {
    */
   async put(id: string, claim: T): Promise<void> {
     const key = this.key(id);
-    this.set(key, this.entries.get(key)?.revision ?? 0, claim);
+    this.record(id, claim);
     let revision: number;
     try {
       revision = await this.kv.put(key, JSON.stringify(claim));
     } catch (err) {
-      this.remove(key);
+      if (this.entries.get(key)?.claim === claim) this.remove(key);
       throw err;
     }
-    this.apply(key, revision, claim);
+    this.confirm(key, revision, claim);
   }
 
   async drop(id: string): Promise<void> {
@@ -90,11 +126,16 @@ export class LiveClaims<T> {
     void (async () => {
       for await (const entry of watch) this.applyEntry(entry);
     })().catch(() => undefined);
-    const keys: string[] = [];
-    for await (const key of await this.kv.keys()) keys.push(key);
-    for (const key of keys) {
-      const entry = await this.kv.get(key);
-      if (entry) this.applyEntry(entry);
+    try {
+      const keys: string[] = [];
+      for await (const key of await this.kv.keys()) keys.push(key);
+      for (const key of keys) {
+        const entry = await this.kv.get(key);
+        if (entry) this.applyEntry(entry);
+      }
+    } catch (err) {
+      this.close(); // the open fails: no watch stays behind
+      throw err;
     }
   }
 
@@ -110,16 +151,28 @@ export class LiveClaims<T> {
     this.apply(entry.key, entry.revision, claim);
   }
 
-  /** A newer revision wins; an older one (a watch event behind our own write) changes nothing. */
+  /** A newer revision wins; an older one (a watch event behind our own write) changes nothing, nor does any while a local record waits for its write. */
   private apply(key: string, revision: number, claim: T | null): void {
     const known = this.entries.get(key);
-    if (known && known.revision >= revision) return;
+    if (known && (known.local || known.revision >= revision)) return;
     if (claim) this.set(key, revision, claim);
     else this.remove(key);
   }
 
+  /** Our write of `claim` came back: the bucket has it now, unless a newer local record waits for its own write. */
+  private confirm(key: string, revision: number, claim: T | null): void {
+    const known = this.entries.get(key);
+    if (!known) return;
+    if (known.claim !== claim) {
+      known.revision = Math.max(known.revision, revision);
+      return;
+    }
+    if (claim === null) this.remove(key);
+    else this.entries.set(key, { revision: Math.max(known.revision, revision), claim, local: false });
+  }
+
   private set(key: string, revision: number, claim: T): void {
-    this.entries.set(key, { revision, claim });
+    this.entries.set(key, { revision, claim, local: false });
     this.changed();
   }
 

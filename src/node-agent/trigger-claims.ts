@@ -57,15 +57,18 @@ export class TriggerClaims {
   }
 
   /**
-   * What a JavaScript service subscribes, claimed under its own key beside the workload's trigger
-   * subjects (by the runtime host, which has already checked them against the other namespaces').
+   * What a JavaScript service subscribes now (none: an empty list), claimed under its own key beside the
+   * workload's trigger subjects (by the runtime host, which has already checked them against the other
+   * namespaces'). The local view has it at once, so the next check on this runtime host sees it;
+   * publishSubscriptions() then writes the latest set to the bucket for the other nodes.
    */
-  async claimSubscriptions(workloadId: string, namespace: string, subjects: string[]): Promise<void> {
-    await this.claims.put(`${workloadId}${SUBSCRIPTIONS_SUFFIX}`, { namespace, subjects });
+  noteSubscriptions(workloadId: string, namespace: string, subjects: string[]): void {
+    this.claims.record(`${workloadId}${SUBSCRIPTIONS_SUFFIX}`, subjects.length > 0 ? { namespace, subjects } : null);
   }
 
-  async releaseSubscriptions(workloadId: string): Promise<void> {
-    await this.claims.drop(`${workloadId}${SUBSCRIPTIONS_SUFFIX}`);
+  /** Writes the service's subscriptions as noted last (noteSubscriptions) to the bucket. */
+  publishSubscriptions(workloadId: string): Promise<void> {
+    return this.claims.publish(`${workloadId}${SUBSCRIPTIONS_SUFFIX}`);
   }
 
   /** Releases the workload's trigger subjects, and what it subscribed if it is a service. */

@@ -116,6 +116,10 @@ export interface ServiceInfo {
   subscriptions: string[];
   /** Timers pending (setTimeout, setInterval). */
   timers: number;
+  /** Timers of the runtime host that its timers hold (one per run at most, armed for the earliest due). */
+  host_timers?: number;
+  /** Writes of what it subscribes to the trigger claims (NEX_TRIGGERS) running or owed: coalesced, at most 2. */
+  claim_writes_queued?: number;
   /** CPU time its isolate used in this run, in ms. */
   cpu_ms: number;
   /** Messages to its subscriptions dropped or refused (overloaded) because its queue was full. */

@@ -87,9 +87,12 @@ interface Sub {
   sub: Subscription;
 }
 
+/** A guest timer: the run keeps a table of them and one host timer armed for the earliest due. */
 interface Timer {
-  handle: NodeJS.Timeout;
-  repeat: boolean;
+  /** When it fires next (Date.now() ms). */
+  due: number;
+  /** Its period for setInterval, 0 for setTimeout. */
+  interval: number;
   /** A fire of it waits in the queue already (fires of one timer do not pile up). */
   queued: boolean;
 }
@@ -113,6 +116,9 @@ export class ServiceRun {
   private readonly subs = new Map<number, Sub>();
   private nextSub = 1;
   private readonly timers = new Map<number, Timer>();
+  /** The one host timer of the run, armed for the earliest due guest timer, and when it fires. */
+  private wake?: NodeJS.Timeout;
+  private wakeAt = Infinity;
   private ticker?: NodeJS.Timeout;
   private readonly callbackMs: number;
   private readonly maxMessage: number;
@@ -233,17 +239,15 @@ export class ServiceRun {
         if (!Number.isSafeInteger(id) || this.timers.has(id)) return "bad_request\u0000bad timer id";
         if (this.timers.size >= MAX_SERVICE_TIMERS) return `overloaded\u0000too many pending timers: a service may have at most ${MAX_SERVICE_TIMERS}`;
         const delay = Math.min(2 ** 31 - 1, Math.max(1, Math.floor(Number(b)) || 1));
-        const repeat = c === true;
-        const handle = repeat ? setInterval(() => this.fire(id), delay) : setTimeout(() => this.fire(id), delay);
-        this.timers.set(id, { handle, repeat, queued: false });
+        const due = Date.now() + delay;
+        this.timers.set(id, { due, interval: c === true ? delay : 0, queued: false });
+        if (due < this.wakeAt) this.arm(due);
         return "";
       }
-      case "untimer": {
-        const t = this.timers.get(Number(a));
-        if (t) clearTimeout(t.handle);
+      case "untimer":
+        // The host timer stays armed: when it fires it finds nothing due and re-arms for what is left.
         this.timers.delete(Number(a));
         return "";
-      }
       default:
         return "bad_request\u0000unknown operation";
     }
@@ -342,12 +346,39 @@ export class ServiceRun {
     return o;
   }
 
+  /** (Re)arms the run's one host timer for `at` (Date.now() ms). */
+  private arm(at: number): void {
+    clearTimeout(this.wake);
+    this.wake = undefined;
+    this.wakeAt = at;
+    if (at === Infinity || this.ended) return;
+    this.wake = setTimeout(() => this.fireDue(), Math.min(2 ** 31 - 1, Math.max(1, at - Date.now())));
+  }
+
+  /** The host timer fired: every due guest timer becomes an event (once while queued), intervals are rescheduled, and it re-arms. */
+  private fireDue(): void {
+    this.wake = undefined;
+    this.wakeAt = Infinity;
+    if (this.ended) return;
+    const now = Date.now();
+    let next = Infinity;
+    const due: number[] = [];
+    for (const [id, t] of this.timers) {
+      if (t.due <= now) {
+        if (t.interval === 0) this.timers.delete(id);
+        else t.due = Math.max(t.due + t.interval, now + 1);
+        if (!t.queued) {
+          t.queued = true;
+          due.push(id);
+        }
+      }
+      if (t.interval !== 0 || t.due > now) next = Math.min(next, t.due);
+    }
+    this.arm(next);
+    for (const id of due) this.fire(id);
+  }
+
   private fire(id: number): void {
-    const t = this.timers.get(id);
-    if (!t || this.ended) return;
-    if (!t.repeat) this.timers.delete(id);
-    if (t.queued) return;
-    t.queued = true;
     this.enqueue({ kind: SERVICE_EVENT.timer, id, subject: "", payload: EMPTY, reqId: 0 });
   }
 
@@ -490,8 +521,8 @@ export class ServiceRun {
     }
     this.subs.clear();
     this.cfg.subjects.claim([]);
-    for (const t of this.timers.values()) clearTimeout(t.handle);
     this.timers.clear();
+    this.arm(Infinity);
   }
 
   /**
@@ -514,6 +545,16 @@ export class ServiceRun {
       this.cfg.hooks.log("stderr", `[nex] stop failed: ${outcome.message}`);
     }
     if (!this.ended) this.shutdown(failure(ErrorCodes.overloaded, "unavailable: the service stopped"));
+  }
+
+  /**
+   * Ends the run at once without stop(ctx): for a run whose start never ran (an undeploy overtook its
+   * restart while it loaded), so the service sees no stop without a start.
+   */
+  dispose(): void {
+    if (this.ended) return;
+    this.stopping = true;
+    this.shutdown(failure(ErrorCodes.overloaded, "unavailable: the service stopped"));
   }
 
   private release(): void {
@@ -540,7 +581,7 @@ export class ServiceRun {
 
   // ---- what `nex workload info` shows -----------------------------------------------------------
 
-  async usage(): Promise<{ memoryBytes: number; cpuMs: number; subscriptions: string[]; timers: number }> {
+  async usage(): Promise<{ memoryBytes: number; cpuMs: number; subscriptions: string[]; timers: number; hostTimers: number }> {
     if (!this.ended) {
       try {
         this.lastCpuNs = this.isolate.cpuTime;
@@ -555,6 +596,7 @@ export class ServiceRun {
       cpuMs: Math.round(Number(this.lastCpuNs) / 1e4) / 100,
       subscriptions: [...this.subs.values()].map((s) => (s.queue ? `${s.subject} (queue ${s.queue})` : s.subject)),
       timers: this.timers.size,
+      hostTimers: this.wake ? 1 : 0,
     };
   }
 }

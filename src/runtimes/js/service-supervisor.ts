@@ -72,7 +72,7 @@ export class JsService implements Served {
   /** Makes `run` the current one and runs its start(ctx); true when start succeeded. */
   private async begin(run: ServiceRun): Promise<boolean> {
     if (this.stopped) {
-      await run.stop(0);
+      run.dispose(); // start never ran, so neither does stop
       return false;
     }
     this.run = run;
@@ -167,7 +167,7 @@ export class JsService implements Served {
 
   async stats(): Promise<FunctionStats> {
     const run = this.run;
-    const usage = run ? await run.usage() : { memoryBytes: 0, cpuMs: 0, subscriptions: [], timers: 0 };
+    const usage = run ? await run.usage() : { memoryBytes: 0, cpuMs: 0, subscriptions: [], timers: 0, hostTimers: 0 };
     const live = run && !this.counted.has(run) ? run : undefined;
     const requests = this.done.requests + (live?.requests ?? 0);
     const totalMs = this.done.totalMs + (live?.totalMs ?? 0);
@@ -182,6 +182,8 @@ export class JsService implements Served {
         restarts: this.restarts,
         subscriptions: usage.subscriptions,
         timers: usage.timers,
+        host_timers: usage.hostTimers,
+        claim_writes_queued: this.cfg.subjects.queuedWrites,
         cpu_ms: usage.cpuMs,
         dropped: this.done.dropped + (live?.dropped ?? 0),
         ...(this.lastExit ? { last_exit: this.lastExit } : {}),
