@@ -11,7 +11,8 @@ import { deflateRawSync, inflateRawSync, constants as zlibConstants } from "node
 import { WebSocket } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prng } from "./helpers/prng.js";
-import { waitFor } from "./helpers/wait.js";
+import { RawClient } from "./helpers/raw.js";
+import { eventually, waitFor } from "./helpers/wait.js";
 import { describeEachServer, startServer, type RunningServer, type ServerKind } from "./helpers/servers.js";
 import { wsConnect } from "./helpers/ws-client.js";
 import {
@@ -472,6 +473,59 @@ describeEachServer("WebSocket permessage-deflate", (kind: ServerKind) => {
     } finally {
       await tcp.close();
       ws.close();
+    }
+  });
+});
+
+// max_connections counts TCP and WebSocket clients together; the one over the limit is refused the same
+// way on either listener: -ERR 'maximum connections exceeded' and the connection closes (nats-server
+// sends its INFO first; the bundled broker refuses before INFO, so the INFO line is left out here).
+describeEachServer("WebSocket max_connections", (kind: ServerKind) => {
+  const REFUSAL = "-ERR 'maximum connections exceeded'\r\n";
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startServer(kind, { maxConnections: 2, websocket: {} });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const withoutInfo = (text: string) => text.replace(/^INFO [^\r\n]*\r\n/, "");
+
+  it("refuses a WebSocket client over the limit as a TCP one, and admits one once a slot frees", async () => {
+    const tcp = await RawClient.connect(server.port);
+    expect(await tcp.sync('CONNECT {"verbose":false}\r\n')).toBe("PONG\r\n");
+    const ws = await WsRawClient.open(server.wsPort!);
+    expect(await ws.sync('CONNECT {"verbose":false}\r\n')).toBe("PONG\r\n");
+    const opened = [tcp, ws];
+    try {
+      const overTcp = await RawClient.connect(server.port, { readInfo: false });
+      await overTcp.waitClose();
+      expect(withoutInfo(overTcp.text())).toBe(REFUSAL);
+
+      const overWs = await WsRawClient.open(server.wsPort!, { readInfo: false, answerClose: true });
+      await overWs.waitClose();
+      expect(withoutInfo(overWs.data())).toBe(REFUSAL);
+      // nats-server may lose its close frame (see the frame-level errors above); the bundled broker sends it.
+      const closes = overWs.frames.filter((f) => f.opcode === OP.close);
+      if (kind === "bundled") expect(closes).toHaveLength(1);
+      for (const f of closes) expect(f.payload.readUInt16BE(0)).toBe(1008);
+
+      // The admitted two were not disturbed.
+      expect(await ws.sync()).toBe("PONG\r\n");
+      expect(await tcp.sync()).toBe("PONG\r\n");
+
+      // A TCP slot freed is a slot for a WebSocket client.
+      await tcp.close();
+      const next = await eventually("a WebSocket client admitted once the TCP one left", async () => {
+        const c = await WsRawClient.open(server.wsPort!);
+        opened.push(c);
+        expect(await c.sync('CONNECT {"verbose":false}\r\n')).toBe("PONG\r\n");
+        return c;
+      });
+      expect(next.closed).toBe(false);
+    } finally {
+      await Promise.all(opened.map((c) => c.close()));
     }
   });
 });
