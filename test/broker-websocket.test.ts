@@ -9,7 +9,9 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { deflateRawSync, inflateRawSync, constants as zlibConstants } from "node:zlib";
 import { WebSocket } from "ws";
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startBroker } from "../src/broker/index.js";
 import { prng } from "./helpers/prng.js";
 import { RawClient } from "./helpers/raw.js";
 import { eventually, waitFor } from "./helpers/wait.js";
@@ -567,6 +569,53 @@ describeEachServer("WebSocket same_origin", (kind: ServerKind) => {
     const a = await rawHttp(port, upgradeRequest(port, { headers: { Origin: origin(port) } }).text);
     expect(a.status).toBe(403);
     expect(a.headers["sec-websocket-accept"]).toBeUndefined();
+  });
+});
+
+// Bundled only (a log of the broker's own): a WebSocket connection broken by a frame error or a socket
+// error is logged as a broken TCP connection is, "connection closed" at debug with reason "connection
+// error", not as a client that closed.
+describe("WebSocket connection errors in the log [bundled]", () => {
+  it("a frame error and a reset socket are logged as a TCP reset is: reason 'connection error'", async () => {
+    const records: Record<string, unknown>[] = [];
+    const log = pino({ level: "debug" }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
+    const broker = await startBroker({ port: 0, jetstream: false, websocket: { port: 0, host: "127.0.0.1" } }, log);
+    const closedLog = (cid: unknown) => records.find((r) => r.msg === "connection closed" && r.cid === cid);
+    try {
+      // A TCP client whose socket is reset.
+      const tcp = await RawClient.connect(broker.port);
+      expect(await tcp.sync('CONNECT {"verbose":false}\r\n')).toBe("PONG\r\n");
+      tcp.socket.resetAndDestroy();
+      await waitFor("the TCP reset in the log", () => closedLog(tcp.info.client_id) !== undefined);
+
+      // A WebSocket client that sends an unmasked frame (a frame error: close 1002).
+      const bad = await WsRawClient.open(broker.wsPort!, { answerClose: true });
+      expect(await bad.sync('CONNECT {"verbose":false}\r\n')).toBe("PONG\r\n");
+      bad.write(buildFrame({ opcode: OP.binary, payload: "PING\r\n", mask: false }));
+      await bad.waitClose();
+      await waitFor("the frame error in the log", () => closedLog(bad.info.client_id) !== undefined);
+
+      // A WebSocket client whose socket is reset.
+      const reset = await WsRawClient.open(broker.wsPort!);
+      expect(await reset.sync('CONNECT {"verbose":false}\r\n')).toBe("PONG\r\n");
+      reset.socket.resetAndDestroy();
+      await waitFor("the WebSocket reset in the log", () => closedLog(reset.info.client_id) !== undefined);
+
+      const shape = (r: Record<string, unknown> | undefined) => ({ level: r?.level, msg: r?.msg, reason: r?.reason });
+      const expected = { level: 20, msg: "connection closed", reason: "connection error" };
+      expect(shape(closedLog(tcp.info.client_id))).toEqual(expected);
+      expect(shape(closedLog(bad.info.client_id))).toEqual(expected);
+      expect(shape(closedLog(reset.info.client_id))).toEqual(expected);
+      // A WebSocket client that closes properly is still a client that closed.
+      const good = await WsRawClient.open(broker.wsPort!, { answerClose: true });
+      expect(await good.sync('CONNECT {"verbose":false}\r\n')).toBe("PONG\r\n");
+      good.sendFrame({ opcode: OP.close, payload: closePayload(1000) });
+      await good.waitClose();
+      await waitFor("the clean close in the log", () => closedLog(good.info.client_id) !== undefined);
+      expect(shape(closedLog(good.info.client_id))).toEqual({ ...expected, reason: "client closed" });
+    } finally {
+      await broker.close();
+    }
   });
 });
 
