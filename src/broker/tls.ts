@@ -11,18 +11,20 @@ import type { BrokerTls } from "./options.js";
 const DEFAULT_TLS_TIMEOUT_MS = 2000;
 
 export class TlsUpgrader {
-  private readonly context: tls.SecureContext;
+  /** The server options as one context shared by every connection, and the client-certificate rule. */
+  private readonly socketOptions: tls.TLSSocketOptions;
   private readonly timeoutMs: number;
 
-  constructor(private readonly config: BrokerTls) {
-    this.context = tls.createSecureContext(tlsServerOptions(config));
+  constructor(config: BrokerTls) {
+    const options = tlsServerOptions(config);
+    const { requestCert, rejectUnauthorized } = options;
+    this.socketOptions = { isServer: true, secureContext: tls.createSecureContext(options), requestCert, rejectUnauthorized };
     this.timeoutMs = config.timeoutMs ?? DEFAULT_TLS_TIMEOUT_MS;
   }
 
   /** Wraps an accepted socket (after INFO was written on it); a handshake not done in time is dropped. */
   upgrade(socket: net.Socket): tls.TLSSocket {
-    const verify = this.config.verify === true;
-    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: this.context, requestCert: verify, rejectUnauthorized: verify });
+    const secure = new tls.TLSSocket(socket, this.socketOptions);
     const timer = setTimeout(() => secure.destroy(new Error("TLS handshake timeout")), this.timeoutMs);
     timer.unref();
     secure.once("secure", () => clearTimeout(timer));
@@ -31,7 +33,11 @@ export class TlsUpgrader {
   }
 }
 
-/** Certificate, key and CA of a tls block, read and checked, as options for a TLS server. */
+/**
+ * A tls block as options for a TLS server: certificate, key and CA (read and checked), minimum version
+ * and the client-certificate rule. The one place they are built, for the client port (TlsUpgrader) and
+ * the WebSocket listener's https server alike.
+ */
 export function tlsServerOptions(config: BrokerTls): tls.TlsOptions {
   const read = (file: string, what: string): Buffer => {
     try {

@@ -202,8 +202,11 @@ export class WebSocketTransport implements ClientTransport {
     // Binary and text frames alike carry protocol bytes; `ws` has already checked text frames are UTF-8.
     this.ws.on("message", (data: Buffer) => events.data(data));
     this.socket.on("drain", events.drain);
-    // Frame errors: `ws` has sent the close code (1002, 1007, 1009) and closes; 'close' follows.
-    this.ws.on("error", () => undefined);
+    // Frame errors (`ws` has sent the close code, 1002, 1007 or 1009, and closes) and socket errors
+    // (which `ws` handles by destroying the socket) end the connection as a TCP socket error does, as a
+    // "connection error"; the 'close' that follows finds it closed already.
+    this.ws.on("error", () => events.close(true));
+    this.socket.on("error", () => events.close(true));
     this.ws.on("close", () => events.close(false));
   }
 

@@ -26,6 +26,8 @@ export interface ServerOpts {
   writeDeadlineMs?: number;
   /** Subscriptions one connection may hold (max_subscriptions). */
   maxSubscriptions?: number;
+  /** Client connections at once, TCP and WebSocket together (max_connections); the next is refused. */
+  maxConnections?: number;
   /**
    * JetStream on or off. Undefined keeps each kind's default (bundled: on, in a temporary store the
    * broker removes on close; nats-server: off). With `true` both kinds get a data directory:
@@ -175,6 +177,7 @@ function natsConfig(opts: ServerOpts, storeDir: string | undefined, wsPort?: num
   if (opts.maxPingsOut !== undefined) lines.push(`ping_max: ${opts.maxPingsOut}`);
   if (opts.writeDeadlineMs !== undefined) lines.push(`write_deadline: "${opts.writeDeadlineMs}ms"`);
   if (opts.maxSubscriptions !== undefined) lines.push(`max_subscriptions: ${opts.maxSubscriptions}`);
+  if (opts.maxConnections !== undefined) lines.push(`max_connections: ${opts.maxConnections}`);
   const auth: string[] = [];
   if (opts.auth?.token !== undefined) auth.push(`  token: ${JSON.stringify(opts.auth.token)}`);
   if (opts.auth?.users?.length) {
@@ -473,6 +476,7 @@ async function startBundled(opts: ServerOpts): Promise<RunningServer> {
           ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
           ...(opts.writeDeadlineMs !== undefined ? { writeDeadlineMs: opts.writeDeadlineMs } : {}),
           ...(opts.maxSubscriptions !== undefined ? { maxSubscriptions: opts.maxSubscriptions } : {}),
+          ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
           ...(opts.maxControlLine !== undefined ? { maxControlLine: opts.maxControlLine } : {}),
           ...(opts.pingIntervalMs !== undefined ? { pingIntervalMs: opts.pingIntervalMs } : {}),
           ...(opts.maxPingsOut !== undefined ? { maxPingsOut: opts.maxPingsOut } : {}),
@@ -550,7 +554,7 @@ function assertDistFresh(): void {
 
 async function startBundledChild(opts: ServerOpts): Promise<RunningServer> {
   const unsupported = (
-    ["maxControlLine", "pingIntervalMs", "maxPingsOut", "authTimeoutMs", "connectTimeoutMs", "auth", "maxSubscriptions"] as const
+    ["maxControlLine", "pingIntervalMs", "maxPingsOut", "authTimeoutMs", "connectTimeoutMs", "auth", "maxSubscriptions", "maxConnections"] as const
   ).filter((k) => opts[k] !== undefined) as string[];
   if (opts.websocket?.sameOrigin) unsupported.push("websocket.sameOrigin");
   if (opts.websocket?.tls) unsupported.push("websocket.tls");
