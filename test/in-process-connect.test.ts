@@ -63,6 +63,22 @@ describe("in-process connections", () => {
     expect(errors.join("\n")).toMatch(/Permissions Violation for Publish to "denied\.x"/);
   });
 
+  it("deliver what nats.js handed them right before the client closed", async () => {
+    broker = await startBroker({ port: 0, jetstream: false });
+    const remote = await connect({ servers: broker.url });
+    open.push(remote);
+    const got: string[] = [];
+    remote.subscribe("last.>", { callback: (_e, m) => void got.push(m.string()) });
+    await remote.flush();
+    const nc = await connectLocalFirst({ servers: broker.url });
+    for (let i = 0; i < 10; i++) nc.publish(`last.${i}`, String(i));
+    // nats.js hands its buffered publishes to the transport on the next microtask; close() follows at once.
+    await Promise.resolve();
+    await nc.close();
+    await waitFor(() => got.length === 10);
+    expect(got).toEqual(Array.from({ length: 10 }, (_, i) => String(i)));
+  });
+
   it("end when the client closes, and the client reconnects when the broker drops it", async () => {
     broker = await startBroker({ port: 0, jetstream: false });
     const nc = await connectLocalFirst({ servers: broker.url, reconnectTimeWait: 50 });

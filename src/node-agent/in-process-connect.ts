@@ -76,6 +76,7 @@ class InMemoryTransport implements Transport {
   closeError?: Error;
   private broker?: InProcessTransport;
   private yields: Buffer[] = [];
+  private outbound: Uint8Array[] = [];
   private signal: Deferred<void> = deferred();
   private readonly closedNotification: Deferred<void | Error> = deferred();
   private done = false;
@@ -125,12 +126,26 @@ class InMemoryTransport implements Transport {
     return false;
   }
 
+  /**
+   * Frames go to the broker once per event-loop turn, together: the web requests of one turn (each its
+   * own socket read, each flushed by nats.js on its own) then reach the broker as one read, and it
+   * writes them to the runtime host in one write instead of one each.
+   */
   send(frame: Uint8Array): void {
     if (this.done || frame.length === 0) return;
-    this.broker?.fromClient(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+    this.outbound.push(frame);
+    if (this.outbound.length === 1) setImmediate(this.flushOutbound);
   }
 
+  private readonly flushOutbound = (): void => {
+    const frames = this.outbound;
+    this.outbound = [];
+    if (this.done || frames.length === 0) return;
+    this.broker?.fromClient(frames.length === 1 ? Buffer.from(frames[0].buffer, frames[0].byteOffset, frames[0].byteLength) : Buffer.concat(frames));
+  };
+
   async close(err?: Error): Promise<void> {
+    this.flushOutbound(); // what was published before the close still goes
     this.broker?.clientClosed();
     this.finish(err);
   }
