@@ -4,12 +4,17 @@
 // the first). Every status the README lists, bad input with the node still serving, route claims across
 // namespaces, and the access feed.
 
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
+import { fromSeed } from "@nats-io/nkeys";
+import { signRequest } from "../src/protocol/signing.js";
+import { ARTIFACT_BUCKET, ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
 import { describeEachServer } from "./helpers/servers.js";
 import { eventually } from "./helpers/wait.js";
 import { type NodeProcess, NodeUnderTest, ROOT, runNex, webUrlOf } from "./helpers/nex-cli.js";
@@ -45,6 +50,7 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
   const ids: Record<string, string> = {};
 
   const nex = (...args: string[]) => runNex([...args, "-s", node.url], env);
+  const stopped = async (id: string, ...args: string[]): Promise<number> => (await nex("workload", "stop", id, ...args)).code;
   const run = async (name: string, ...args: string[]): Promise<string> => {
     const r = await nex("run", ...args);
     expect(r.stderr, r.stderr).not.toMatch(/nex: /);
@@ -229,8 +235,10 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     const other = await nex("run", fixture("fetch.js"), "--name", "thief", "--http-path", "/api/deep/more", "-n", "other");
     expect(other.code).toBe(4);
     expect(other.stderr).toMatch(/overlaps \/api\/deep, which namespace default serves|overlaps \/api/);
-    const above = await nex("run", fixture("fetch.js"), "--name", "thief", "--http-path", "/", "-n", "other");
+    // "/" with a host of its own still covers the host-less /api of namespace default on that host.
+    const above = await nex("run", fixture("fetch.js"), "--name", "thief", "--http-path", "/", "--http-host", "example.com", "-n", "other");
     expect(above.code).toBe(4);
+    expect(above.stderr).toMatch(/overlaps \/api/);
     const hosted = await nex("run", fixture("fetch.js"), "--name", "hosted", "--http-path", "/api", "--http-host", "example.com", "-n", "other");
     expect(hosted.code).toBe(4);
     const same = await nex("run", fixture("fetch.js"), "--name", "twin", "--http-path", "/api");
@@ -244,6 +252,47 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     const viaHost = await raw(web, "GET", "/site/x", { host: "shop.example:8080" });
     expect(viaHost.status).toBe(200);
     expect((await raw(web, "GET", "/site/x")).status).toBe(404);
+  });
+
+  it("refuses a route on / without a host (every host's whole surface); / with a host is that host's", async () => {
+    const cli = await nex("run", fixture("fetch.js"), "--name", "root", "--http-path", "/", "-n", "rootns");
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toMatch(/--http-host/);
+    // The node refuses it too, from any sender (400, before any claim is looked at).
+    const source = readFileSync(fixture("fetch.js"));
+    const sha = createHash("sha256").update(source).digest("hex");
+    const issuer = fromSeed(new TextEncoder().encode(readFileSync(path.join(t.home, "issuer.nk"), "utf8").trim()));
+    const subject = ControlSubjects.deploy("rootns", node.nodeId);
+    const data = new TextEncoder().encode(JSON.stringify({
+      version: PROTOCOL_VERSION, name: "root", type: "javascript", artifact: { url: `nats://${ARTIFACT_BUCKET}/${sha}`, sha256: sha },
+      trigger_subjects: [], requested_at: new Date().toISOString(), http: { path: "/" },
+    }));
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(signRequest(issuer, subject, data))) h.set(k, v);
+    const reply = (await nc.request(subject, data, { timeout: 15_000, headers: h })).json<{ error?: { code: number; message: string } }>();
+    expect(reply.error?.code).toBe(400);
+    expect(reply.error?.message).toMatch(/host/);
+    // Another namespace's host-less route still deploys.
+    const b = await nex("run", fixture("fetch.js"), "--name", "b", "--http-path", "/b", "-n", "bns");
+    expect(b.code, b.stderr).toBe(0);
+    expect((await raw(web, "GET", "/b/x")).status).toBe(200);
+    expect(await stopped(b.stdout.trim(), "-n", "bns")).toBe(0);
+    // With a host, "/" is accepted and serves that host only (a longer route still wins there).
+    const hosted = await nex("run", fixture("fetch.js"), "--name", "root", "--http-path", "/", "--http-host", "root.example", "-e", "GREETING=root");
+    expect(hosted.code, hosted.stderr).toBe(0);
+    const there = await raw(web, "GET", "/x", { host: "root.example" });
+    expect(there.status).toBe(200);
+    expect(JSON.parse(there.body)).toMatchObject({ env: "root", path: "/x" });
+    expect((await raw(web, "GET", "/x")).status).toBe(404);
+    expect(JSON.parse((await raw(web, "GET", "/api/x", { host: "root.example" })).body)).toMatchObject({ env: "hi" });
+    // Another namespace deploys beside it on a host of its own; a host-less route would be served on
+    // root.example too, inside default's "/", so that one overlaps (hosts equal or either without one).
+    const beside = await nex("run", fixture("fetch.js"), "--name", "c", "--http-path", "/c", "--http-host", "c.example", "-n", "bns");
+    expect(beside.code, beside.stderr).toBe(0);
+    expect((await raw(web, "GET", "/c/x", { host: "c.example" })).status).toBe(200);
+    expect((await nex("run", fixture("fetch.js"), "--name", "c2", "--http-path", "/c", "-n", "bns")).code).toBe(4);
+    expect(await stopped(beside.stdout.trim(), "-n", "bns")).toBe(0);
+    expect(await stopped(hosted.stdout.trim())).toBe(0);
   });
 
   it("serves a route through another node's gateway", async () => {

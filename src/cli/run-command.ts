@@ -16,7 +16,7 @@ import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js"
 import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
 import { contentTypeFor, STATIC_MAX_FILE_BYTES, STATIC_MAX_FILES, STATIC_MAX_TOTAL_BYTES, type StaticManifest, staticPathProblem } from "../protocol/static.js";
-import { HTTP_METHODS, type HttpRoute, routeHostProblem, routePathProblem } from "../protocol/http.js";
+import { HTTP_METHODS, type HttpRoute, routeHostProblem, routePathProblem, routeProblem } from "../protocol/http.js";
 import { grantArtifacts, maxChildrenArg, newGrant } from "./deploy-grant.js";
 
 interface RunOpts extends ClientOpts {
@@ -323,6 +323,8 @@ function httpRoute(opts: RunOpts): HttpRoute | undefined {
   const host = opts.httpHost?.toLowerCase();
   const hostProblem = host === undefined ? undefined : routeHostProblem(host);
   if (hostProblem) throw new CliError(`--http-host ${opts.httpHost} ${hostProblem}`, ExitCode.usage);
+  const routeWide = routeProblem({ path: opts.httpPath, ...(host ? { host } : {}) });
+  if (routeWide) throw new CliError(`--http-path ${opts.httpPath} ${routeWide}`, ExitCode.usage);
   const methods = opts.httpMethod?.map((m) => m.toUpperCase());
   for (const m of methods ?? []) {
     if (!(HTTP_METHODS as readonly string[]).includes(m)) throw new CliError(`--http-method ${m}: expected one of ${HTTP_METHODS.join(", ")}`, ExitCode.usage);
