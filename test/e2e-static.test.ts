@@ -143,6 +143,17 @@ describeEachServer("static assets through the node's gateway", (kind) => {
     expect((await fetch(`${web}/site/`)).status).toBe(200);
   });
 
+  it("finds no file under the names of Object.prototype's members (404), and keeps serving", async () => {
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"]) {
+      for (const p of [`/site/${name}`, `/site/${name}/`, `/site/docs/${name}`]) {
+        const r = await raw(web, "GET", p);
+        expect(r.status, p).toBe(404);
+        expect((await raw(web, "GET", p, { "if-none-match": '"undefined"' })).status, p).toBe(404);
+      }
+    }
+    expect((await fetch(`${web}/site/`)).status).toBe(200);
+  });
+
   it("refuses bad static deploys with clear errors", async () => {
     const empty = tempDir("nex-static-empty-");
     const none = await nex("run", "--type", "static", empty, "--http-path", "/empty");

@@ -38,7 +38,7 @@ export class StaticFiles {
   constructor(private readonly nc: NatsConnection) {}
 
   /** The answer for a GET or HEAD of `rest` (the path below the prefix, as sent) on a route with these files. */
-  async serve(files: Record<string, StaticFile>, prefix: string, rest: string, query: string, req: http.IncomingMessage): Promise<StaticAnswer> {
+  async serve(files: ReadonlyMap<string, StaticFile>, prefix: string, rest: string, query: string, req: http.IncomingMessage): Promise<StaticAnswer> {
     // Encoded separators and dots, backslashes and NUL: refused before decoding, so no spelling reaches a file.
     if (/%(2f|5c|2e|00)|\\|\0/i.test(rest)) return text(400);
     let decoded: string;
@@ -53,9 +53,9 @@ export class StaticFiles {
     if (rest === "" && prefix !== "") return redirect(`${prefix}/${query}`);
     let p = decoded.replace(/^\/+/, "");
     if (p === "" || p.endsWith("/")) p += "index.html";
-    const file = files[p];
+    const file = files.get(p);
     if (!file) {
-      if (files[`${p}/index.html`]) {
+      if (files.has(`${p}/index.html`)) {
         return redirect(`${prefix}${rest}/${query}`);
       }
       return text(404);
