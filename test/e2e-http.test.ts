@@ -10,13 +10,13 @@ import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { fromSeed } from "@nats-io/nkeys";
 import { signRequest } from "../src/protocol/signing.js";
 import { ARTIFACT_BUCKET, ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
 import { describeEachServer } from "./helpers/servers.js";
-import { eventually } from "./helpers/wait.js";
+import { eventually, waitFor } from "./helpers/wait.js";
 import { type NodeProcess, NodeUnderTest, ROOT, runNex, webUrlOf } from "./helpers/nex-cli.js";
 
 const fixture = (name: string): string => path.join(ROOT, "test/fixtures/http", name);
@@ -57,6 +57,38 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     expect(r.code).toBe(0);
     ids[name] = r.stdout.trim();
     return ids[name];
+  };
+
+  /**
+   * A route in NEX_HTTP_ROUTES (namespace default) whose "workload" is this test's subscription: it sees
+   * each NATS request as the gateway sent it. `answer` replies to a request and returns true, or leaves
+   * it held (in flight at the gateway until the test answers it or the gateway's 504); GET <path>/probe
+   * is answered "probe", which is how the helper knows the gateway routes the path.
+   */
+  const testRoute = async (name: string, routePath: string, answer: (m: Msg) => boolean = () => false) => {
+    const kv = await new Kvm(nc).open("NEX_HTTP_ROUTES");
+    const key = `NTEST.${createHash("sha256").update(name).digest("hex").slice(0, 20)}`;
+    const sub = nc.subscribe(`$NEX.HTTP.default.${name}`);
+    const held: Msg[] = [];
+    void (async () => {
+      for await (const m of sub) {
+        if (m.headers?.get("Nex-Http-Path") === `${routePath}/probe`) m.respond("probe");
+        else if (!answer(m)) held.push(m);
+      }
+    })();
+    await nc.flush();
+    await kv.put(key, JSON.stringify({ namespace: "default", name, route: { path: routePath } }));
+    await eventually(`${routePath} on the gateway`, async () => {
+      const r = await raw(web, "GET", `${routePath}/probe`);
+      if (r.status !== 200) throw new Error(`${r.status}`);
+    }, 5000);
+    return {
+      held,
+      close: async (): Promise<void> => {
+        sub.unsubscribe();
+        await kv.delete(key);
+      },
+    };
   };
 
   beforeAll(async () => {
@@ -206,11 +238,45 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     expect(await get()).toBe(false);
     expect(await get()).toBe(true);
     agent.destroy();
-    // 8 in flight at most: the slow route holds them for the gateway's 2 s.
-    const statuses = await Promise.all(Array.from({ length: 12 }, () => fetch(`${web}/slow/hang`).then((r) => r.status)));
-    expect(statuses.filter((s) => s === 503).length).toBeGreaterThanOrEqual(4);
-    expect(statuses.filter((s) => s === 504).length).toBeGreaterThanOrEqual(1);
-    expect((await fetch(`${web}/api/x`)).status).toBe(200);
+    // 8 in flight at most, 4 of them for one route: two routes holding 4 each take every slot, so a third gets 503.
+    const a = await testRoute("held-a", "/held-a");
+    const b = await testRoute("held-b", "/held-b");
+    try {
+      const pending = ["/held-a", "/held-a", "/held-a", "/held-a", "/held-b", "/held-b", "/held-b", "/held-b"].map((p) => raw(web, "GET", `${p}/x`));
+      await waitFor("8 requests in flight", () => a.held.length + b.held.length === 8, 5000);
+      const full = await raw(web, "GET", "/api/x");
+      expect(full.status).toBe(503);
+      expect(full.headers["retry-after"]).toBe("1");
+      for (const m of [...a.held, ...b.held]) m.respond("done");
+      // Answered, or the gateway's 504 if its 2 s passed first.
+      for (const r of await Promise.all(pending)) expect([200, 504]).toContain(r.status);
+      expect((await fetch(`${web}/api/x`)).status).toBe(200);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("gives one route at most half the requests in flight: past it that route gets 503, the others still answer", async () => {
+    const slow = await testRoute("held-c", "/held-c");
+    try {
+      const pending = Array.from({ length: 4 }, () => raw(web, "GET", "/held-c/x"));
+      await waitFor("4 requests of the route in flight", () => slow.held.length === 4, 5000);
+      // Its share (4 of the gateway's 8) is taken: one more is refused at once, without reaching the workload.
+      const refused = await raw(web, "GET", "/held-c/y");
+      expect(refused.status).toBe(503);
+      expect(refused.headers["retry-after"]).toBe("1");
+      expect(slow.held).toHaveLength(4);
+      // Another route still answers: 4 slots of the gateway's are left.
+      const other = await raw(web, "GET", "/api/x");
+      expect(other.status).toBe(200);
+      for (const m of slow.held) m.respond("done");
+      for (const r of await Promise.all(pending)) expect([200, 504]).toContain(r.status);
+      // Its requests done, the route takes requests again.
+      expect((await raw(web, "GET", "/held-c/probe")).status).toBe(200);
+    } finally {
+      await slow.close();
+    }
   });
 
   it("logs every request to the access feed with status and duration", async () => {

@@ -2,7 +2,8 @@
 // workload whose route matches (longest prefix; routes of every node, http-routes.ts) and the reply into
 // the response. The mapping is in protocol/http.ts and the README ("HTTP triggers").
 //
-// What it bounds: requests in flight (503 past the cap), header size (431, Node's parser), the time to
+// What it bounds: requests in flight (503 past the cap, and past a route's share of it: half, so one slow
+// route cannot take every tenant's routes down with it), header size (431, Node's parser), the time to
 // receive the headers (408: slowloris) and the whole request, the body (413 over what fits in one NATS
 // message), the wait for the reply (504). Errors from the workload become a short status body, never
 // its message (which may carry a stack). Every request goes to the access feed with status and duration.
@@ -53,6 +54,9 @@ const EMPTY = new Uint8Array(0);
 export class HttpGateway {
   private server?: http.Server;
   private inFlight = 0;
+  /** Requests in flight by route (its workload's subject), each at most routeMaxInFlight. */
+  private readonly routeInFlight = new Map<string, number>();
+  private readonly routeMaxInFlight: number;
   private readonly staticFiles: StaticFiles;
   url = "";
 
@@ -61,6 +65,7 @@ export class HttpGateway {
     private readonly host: GatewayHost,
   ) {
     this.staticFiles = new StaticFiles(host.nc);
+    this.routeMaxInFlight = routeShare(o.maxInFlight);
   }
 
   async start(): Promise<string> {
@@ -114,6 +119,16 @@ export class HttpGateway {
     const started = performance.now();
     let route: ServedRoute | undefined;
     let done = false;
+    /** The route whose share this request holds, if it got that far. */
+    let counted: string | undefined;
+    const release = (): void => {
+      this.inFlight--;
+      if (counted === undefined) return;
+      const n = (this.routeInFlight.get(counted) ?? 1) - 1;
+      if (n <= 0) this.routeInFlight.delete(counted);
+      else this.routeInFlight.set(counted, n);
+      counted = undefined;
+    };
     const method = req.method ?? "GET";
     const rawUrl = req.url ?? "/";
     const q = rawUrl.indexOf("?");
@@ -121,7 +136,7 @@ export class HttpGateway {
     const finish = (status: number, headers: http.OutgoingHttpHeaders, body: Uint8Array | string, close = false): void => {
       if (done) return;
       done = true;
-      this.inFlight--;
+      release();
       const length = typeof body === "string" ? Buffer.byteLength(body) : body.byteLength;
       try {
         if (close) headers.connection = "close";
@@ -154,7 +169,7 @@ export class HttpGateway {
     res.on("close", () => {
       if (!done) {
         done = true;
-        this.inFlight--;
+        release();
       }
     });
     if (this.inFlight > this.o.maxInFlight) return plain(503, { "retry-after": "1" });
@@ -163,6 +178,10 @@ export class HttpGateway {
     const host = hostName(req.headers.host);
     route = this.host.routes()?.match(host, path);
     if (!route) return plain(404);
+    const held = this.routeInFlight.get(route.subject) ?? 0;
+    if (held >= this.routeMaxInFlight) return plain(503, { "retry-after": "1" });
+    this.routeInFlight.set(route.subject, held + 1);
+    counted = route.subject;
     if (route.static) {
       // Static assets: served from the object store by this gateway, no workload in the path.
       if (method !== "GET" && method !== "HEAD") return plain(405, { allow: "GET, HEAD" });
@@ -239,6 +258,11 @@ export class HttpGateway {
   get port(): number {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
   }
+}
+
+/** A route's share of the requests in flight: half the gateway's, at least 1. */
+function routeShare(maxInFlight: number): number {
+  return Math.max(1, Math.floor(maxInFlight / 2));
 }
 
 /** The Host header's host name, lowercase, without a port. */
