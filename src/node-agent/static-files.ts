@@ -34,6 +34,7 @@ export class StaticFiles {
   private readonly cache = new Map<string, Uint8Array>();
   private cached = 0;
   private readonly loading = new Map<string, Promise<Uint8Array | null>>();
+  private readonly gzipping = new Map<string, Promise<Uint8Array>>();
 
   constructor(private readonly nc: NatsConnection) {}
 
@@ -89,13 +90,21 @@ export class StaticFiles {
     return loading;
   }
 
-  private async gzipped(sha: string, bytes: Uint8Array): Promise<Uint8Array> {
+  /** The gzip of a file: from the cache, or compressed once however many requests want it meanwhile. */
+  private gzipped(sha: string, bytes: Uint8Array): Promise<Uint8Array> {
     const key = `${sha}-gz`;
     const hit = this.cache.get(key);
-    if (hit) return this.touch(key, hit);
-    const z = new Uint8Array(await gzip(bytes));
-    this.put(key, z);
-    return z;
+    if (hit) return Promise.resolve(this.touch(key, hit));
+    let zipping = this.gzipping.get(key);
+    if (!zipping) {
+      zipping = (async () => {
+        const z = new Uint8Array(await gzip(bytes));
+        this.put(key, z);
+        return z;
+      })().finally(() => this.gzipping.delete(key));
+      this.gzipping.set(key, zipping);
+    }
+    return zipping;
   }
 
   private touch(key: string, value: Uint8Array): Uint8Array {
