@@ -333,9 +333,9 @@ export function mapReply(h: MsgHdrs | undefined, data: Uint8Array): { status: nu
   if (h) {
     const given = h.get(HttpHeaders.status);
     if (given) {
-      const n = Number(given);
-      if (!Number.isInteger(n) || n < 200 || n > 599) return { status: 502, headers: { "content-type": "text/plain; charset=utf-8" }, body: "502 Bad Gateway\n" };
-      status = n;
+      // Three digits, 200-599: not whatever Number() reads as one ("2e2", "0xc8", "200.0").
+      if (!/^[2-5][0-9]{2}$/.test(given)) return { status: 502, headers: { "content-type": "text/plain; charset=utf-8" }, body: "502 Bad Gateway\n" };
+      status = Number(given);
     }
     for (const key of h.keys()) {
       if (reservedHeader(key.toLowerCase())) continue;
