@@ -15,6 +15,7 @@ import { Kvm } from "@nats-io/kv";
 import { fromSeed } from "@nats-io/nkeys";
 import { signRequest } from "../src/protocol/signing.js";
 import { ARTIFACT_BUCKET, ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
+import { connectLine, RawClient } from "./helpers/raw.js";
 import { describeEachServer } from "./helpers/servers.js";
 import { eventually, waitFor } from "./helpers/wait.js";
 import { type NodeProcess, NodeUnderTest, ROOT, runNex, webUrlOf } from "./helpers/nex-cli.js";
@@ -189,6 +190,78 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
       expect(res.status).toBe(503);
     } finally {
       await kv.delete("NGONE.0123456789abcdef0123");
+    }
+  });
+
+  it("maps a workload's reply headers: status checked, framing dropped, headers HTTP cannot carry 502 (raw NATS replies), and keeps serving", async () => {
+    // A hostile responder speaking the NATS protocol itself, so its reply headers are whatever bytes it writes.
+    const o = t.connectOptions();
+    const c = await RawClient.connect(Number(new URL(o.servers).port));
+    c.send(connectLine({ headers: true, no_responders: true, ...(o.user ? { user: o.user, pass: o.pass } : {}) }));
+    await c.sync("SUB $NEX.HTTP.default.rawspy 1\r\n");
+    let lines: string[] = [];
+    let body = "raw";
+    const serving = (async () => {
+      for (;;) {
+        let line: string;
+        try {
+          line = await c.waitFor(/HMSG \S+ \S+ (\S+) (\d+) (\d+)\r\n/, 120_000);
+        } catch {
+          return; // closed
+        }
+        const [, replyTo, , total] = /HMSG \S+ \S+ (\S+) (\d+) (\d+)\r\n/.exec(line) ?? [];
+        await c.waitForBytes(Number(total) + 2);
+        const hdr = Buffer.from(`NATS/1.0\r\n${lines.map((l) => `${l}\r\n`).join("")}\r\n`, "utf8");
+        const payload = Buffer.from(body, "utf8");
+        c.send(Buffer.concat([Buffer.from(`HPUB ${replyTo} ${hdr.length} ${hdr.length + payload.length}\r\n`), hdr, payload, Buffer.from("\r\n")]));
+      }
+    })();
+    const kv = await new Kvm(nc).open("NEX_HTTP_ROUTES");
+    await kv.put("NTEST.0123456789abcdef0125", JSON.stringify({ namespace: "default", name: "rawspy", route: { path: "/rawspy" } }));
+    try {
+      await eventually("the rawspy route on the gateway", async () => {
+        if ((await raw(web, "GET", "/rawspy/x")).status !== 200) throw new Error("not routed yet");
+      }, 5000);
+      const answer = async (given: string[], payload = "raw") => {
+        lines = given;
+        body = payload;
+        return raw(web, "GET", "/rawspy/x");
+      };
+      // A status that is not an integer 200-599: 502.
+      for (const status of ["abc", "99", "600", "1.5", "2e2", "0xc8", "200.0", "+200", "2\u0660\u0660"]) {
+        const r = await answer([`Nex-Status: ${status}`]);
+        expect(r.status, status).toBe(502);
+        expect(r.body).toBe("502 Bad Gateway\n");
+      }
+      // Framing, Nex-* and Nats-* headers of the workload are dropped: the gateway frames the body itself.
+      const framed = await answer(["Nex-Status: 201", "Transfer-Encoding: chunked", "Content-Length: 999", "Connection: close", "Nex-Other: 1", "X-Ok: caf\u00e9"]);
+      expect(framed.status).toBe(201);
+      expect(framed.body).toBe("raw");
+      expect(framed.headers["transfer-encoding"]).toBeUndefined();
+      expect(framed.headers["content-length"]).toBe("3");
+      expect(framed.headers["nex-other"]).toBeUndefined();
+      expect(framed.headers["x-ok"]).toBe("caf\u00e9"); // written as Latin-1, read back as Latin-1
+      // Many headers pass as they are.
+      const many = await answer(Array.from({ length: 500 }, (_, i) => `X-H${i}: ${i}`));
+      expect(many.status).toBe(200);
+      expect(many.headers["x-h499"]).toBe("499");
+      // Names that are not HTTP tokens, values Node would not write (controls, above U+00FF), and header
+      // lines NATS' own client cannot read (a space in a name, a bare CR or LF in a value): 502, with or without a body.
+      const hostile = [["X(a): 1"], ["X@a: 1"], ["X-A: \u20ac"], ["X-A: a\u0001b"], ["X-A: a\u007fb"], ["X A: 1"], ["caf\u00e9: 1"], ["X-A: a\nb"], ["X-A: a\rb"]];
+      for (const given of hostile) {
+        for (const payload of ["raw", ""]) {
+          const r = await answer(given, payload);
+          expect(r.status, `${JSON.stringify(given)} ${JSON.stringify(payload)}`).toBe(502);
+          expect(r.body).toBe("502 Bad Gateway\n");
+        }
+      }
+      expect((await answer(["X-Ok: 1"])).status).toBe(200);
+      expect((await fetch(`${web}/api/x`)).status).toBe(200);
+    } finally {
+      // Caught: a node that lost its connection cannot delete it, and that error would hide the one above.
+      await kv.delete("NTEST.0123456789abcdef0125").catch(() => undefined);
+      await c.close();
+      await serving;
     }
   });
 

@@ -7,12 +7,15 @@
 // receive the headers (408: slowloris) and the whole request, the body (413 over what fits in one NATS
 // message), the wait for the reply (504). Errors from the workload become a short status body, never
 // its message (which may carry a stack). Every request goes to the access feed with status and duration.
+// Replies come back through gateway-requests.ts, not nc.request(): a reply whose headers NATS' client
+// cannot parse must cost that one request (502), not the node's connection.
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { errors, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { HttpHeaders, methodAllowed, reservedHeader } from "../protocol/http.js";
+import { GatewayRequests } from "./gateway-requests.js";
 import type { HttpRoutes, ServedRoute } from "./http-routes.js";
 import { StaticFiles } from "./static-files.js";
 
@@ -58,6 +61,7 @@ export class HttpGateway {
   private readonly routeInFlight = new Map<string, number>();
   private readonly routeMaxInFlight: number;
   private readonly staticFiles: StaticFiles;
+  private readonly requests: GatewayRequests;
   url = "";
 
   constructor(
@@ -65,6 +69,7 @@ export class HttpGateway {
     private readonly host: GatewayHost,
   ) {
     this.staticFiles = new StaticFiles(host.nc);
+    this.requests = new GatewayRequests(host.nc);
     this.routeMaxInFlight = routeShare(o.maxInFlight);
   }
 
@@ -98,12 +103,15 @@ export class HttpGateway {
 
   async close(): Promise<void> {
     const server = this.server;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-      setTimeout(() => server.closeAllConnections(), 2_000).unref();
-    });
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 2_000).unref();
+      });
+    }
+    // After the server: requests still in flight get their replies while it closes.
+    this.requests.close();
   }
 
   /** What Node's parser refused (bad request line, headers too large, a header timeout): logged, answered as Node would. */
@@ -245,13 +253,22 @@ export class HttpGateway {
     req.on("end", () => {
       if (refused || done) return;
       const body = chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-      this.host.nc.request(target.subject, body, { timeout: this.o.replyTimeoutMs, headers: h }).then(
-        (reply) => {
-          const mapped = mapReply(reply.headers, reply.data);
-          finish(mapped.status, mapped.headers, mapped.body);
-        },
-        (err: unknown) => plain(requestErrorStatus(err)),
-      );
+      void this.requests.request(target.subject, body, h, this.o.replyTimeoutMs).then((outcome) => {
+        switch (outcome.kind) {
+          case "reply": {
+            const mapped = mapReply(outcome.headers, outcome.data);
+            return finish(mapped.status, mapped.headers, mapped.body);
+          }
+          case "no-responders":
+            return plain(503);
+          case "timeout":
+            return plain(504);
+          default:
+            // A reply whose headers cannot be read, or a request that could not be sent.
+            this.host.log.debug({ err: outcome.error, workload: target.name }, `http request ${outcome.kind}`);
+            return plain(502);
+        }
+      });
     });
   }
 
@@ -278,16 +295,6 @@ function headerBytes(h: MsgHdrs): number {
   return (h as unknown as { encode(): Uint8Array }).encode().byteLength;
 }
 
-/** No responders 503, a deadline 504, anything else 502. */
-function requestErrorStatus(err: unknown): number {
-  const e = err as Error & { cause?: unknown };
-  if (err instanceof errors.NoRespondersError || e?.cause instanceof errors.NoRespondersError) return 503;
-  if (err instanceof errors.RequestError && err.isNoResponders()) return 503;
-  if (err instanceof errors.TimeoutError || e?.cause instanceof errors.TimeoutError) return 504;
-  return 502;
-}
-
-/** Error codes of a workload's error reply that keep their meaning over HTTP; the rest are 500. */
 /** A refused body is read on (and dropped) up to this much, so the client reads our 413 instead of a reset. */
 const DISCARD_MAX_BYTES = 8 * 1024 * 1024;
 const DISCARD_MAX_MS = 2000;
@@ -318,6 +325,7 @@ function discardBody(req: http.IncomingMessage, answer: (cut: boolean) => void):
   req.resume();
 }
 
+/** Error codes of a workload's error reply that keep their meaning over HTTP; the rest are 500. */
 const KEPT_ERROR_CODES = new Set([413, 503, 504]);
 
 /** A reply as an HTTP response: Nex-Status and the other headers, or an error reply as a short status body. */
