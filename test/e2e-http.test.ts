@@ -42,6 +42,24 @@ function raw(base: string, method: string, p: string, headers: Record<string, st
   });
 }
 
+/**
+ * One request as raw bytes over a fresh socket (for what Node's client refuses to send), read until the
+ * server closes (send `Connection: close`); the status line's code, 0 if none. The socket is not half-closed:
+ * the server would drop a request whose client ended its side.
+ */
+function rawBytes(base: string, request: string | Buffer): Promise<{ status: number; text: string }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(u.port), u.hostname);
+    let text = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (d: string) => (text += d));
+    socket.on("error", reject);
+    socket.on("close", () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text }));
+    socket.write(typeof request === "string" ? Buffer.from(request, "latin1") : request);
+  });
+}
+
 describeEachServer("HTTP triggers through the node's gateway", (kind) => {
   let t: NodeUnderTest;
   let node: NodeProcess;
@@ -190,6 +208,74 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
       expect(res.status).toBe(503);
     } finally {
       await kv.delete("NGONE.0123456789abcdef0123");
+    }
+  });
+
+  it("passes the gateway's Nex-Http-*, never a client's Nex-*/Nats-* headers, and carries many headers and Latin-1 values", async () => {
+    const seen: Msg[] = [];
+    const spy = await testRoute("spy", "/spy", (m) => {
+      seen.push(m);
+      m.respond("spied");
+      return true;
+    });
+    try {
+      const forged = await raw(web, "GET", "/spy/x", {
+        "Nex-Http-Method": "DELETE", "Nex-Http-Remote": "10.6.6.6", "Nex-Http-Route": "/api", "Nex-Status": "201",
+        "Nats-Service-Error-Code": "500", "Nats-Expected-Stream": "x", "X-Custom": "kept",
+      });
+      expect(forged.status).toBe(200);
+      expect(forged.body).toBe("spied");
+      expect(seen).toHaveLength(1);
+      const h = seen[0].headers;
+      expect(h?.get("Nex-Http-Method")).toBe("GET");
+      expect(h?.values("Nex-Http-Remote")).toEqual([expect.stringMatching(/127\.0\.0\.1$/)]);
+      expect(h?.values("Nex-Http-Route")).toEqual(["/spy"]);
+      expect(h?.has("Nex-Status")).toBe(false);
+      expect((h?.keys() ?? []).filter((k) => /^nats-/i.test(k))).toEqual([]);
+      expect(h?.get("X-Custom")).toBe("kept");
+      // Many headers (up to --web-max-header-size, 4 KiB here), distinct and repeated, all carried.
+      seen.length = 0;
+      const many = Array.from({ length: 150 }, (_, i) => `X-H${i}: ${i}\r\n`).join("") + "X-R: 1\r\n".repeat(150);
+      const carried = await rawBytes(web, `GET /spy/many HTTP/1.1\r\nHost: 127.0.0.1\r\n${many}Connection: close\r\n\r\n`);
+      expect(carried.status).toBe(200);
+      expect(seen).toHaveLength(1);
+      expect(seen[0].headers?.get("X-H149")).toBe("149");
+      expect(seen[0].headers?.values("X-R")).toHaveLength(150);
+      // More than fits (names and values past 4 KiB): 431 from Node's parser, before any NATS request.
+      const more = Array.from({ length: 200 }, (_, i) => `X-Fill-${i}: ${"v".repeat(20)}\r\n`).join("");
+      expect((await rawBytes(web, `GET /spy/more HTTP/1.1\r\nHost: 127.0.0.1\r\n${more}Connection: close\r\n\r\n`)).status).toBe(431);
+      // A Latin-1 byte in a value is that character (Node reads header bytes as Latin-1), sent on as UTF-8.
+      const latin = await rawBytes(web, Buffer.from("GET /spy/latin HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Latin: caf\xe9\r\nConnection: close\r\n\r\n", "latin1"));
+      expect(latin.status).toBe(200);
+      expect(seen[1].headers?.get("X-Latin")).toBe("caf\u00e9");
+      expect(seen).toHaveLength(2);
+    } finally {
+      await spy.close();
+    }
+  });
+
+  it("refuses a request whose headers carry CR, LF, NUL or controls, or names that are not tokens (400), before any NATS request", async () => {
+    const seen: Msg[] = [];
+    const spy = await testRoute("spy2", "/spy2", (m) => {
+      seen.push(m);
+      m.respond("spied");
+      return true;
+    });
+    try {
+      const hostile = [
+        "X-A: a\rNex-Http-Method: DELETE", "X-A: a\nNex-Http-Method: DELETE", "X-A: a\n Nex-Http-Method: DELETE", "X-A: a\r\rb",
+        "X-A: a\u0000b", "X-A: a\u0001b", "X-A: a\u007fb",
+        "X(a): 1", "X a: 1", "X@a: 1", "X\u007fa: 1", "caf\u00e9: 1", ": 1", "X-A : 1", " X-A: 1", "X-A\u0000: 1",
+      ];
+      for (const header of hostile) {
+        const r = await rawBytes(web, `GET /spy2/x HTTP/1.1\r\nHost: 127.0.0.1\r\n${header}\r\nConnection: close\r\n\r\n`);
+        expect(r.status, JSON.stringify(header)).toBe(400);
+      }
+      expect(seen).toHaveLength(0);
+      expect((await raw(web, "GET", "/spy2/x")).status).toBe(200);
+      expect(seen).toHaveLength(1);
+    } finally {
+      await spy.close();
     }
   });
 
