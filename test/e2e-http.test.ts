@@ -4,14 +4,20 @@
 // the first). Every status the README lists, bad input with the node still serving, route claims across
 // namespaces, and the access feed.
 
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
+import { fromSeed } from "@nats-io/nkeys";
+import { signRequest } from "../src/protocol/signing.js";
+import { ARTIFACT_BUCKET, ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
+import { connectLine, RawClient } from "./helpers/raw.js";
 import { describeEachServer } from "./helpers/servers.js";
-import { eventually } from "./helpers/wait.js";
+import { eventually, waitFor } from "./helpers/wait.js";
 import { type NodeProcess, NodeUnderTest, ROOT, runNex, webUrlOf } from "./helpers/nex-cli.js";
 
 const fixture = (name: string): string => path.join(ROOT, "test/fixtures/http", name);
@@ -36,6 +42,24 @@ function raw(base: string, method: string, p: string, headers: Record<string, st
   });
 }
 
+/**
+ * One request as raw bytes over a fresh socket (for what Node's client refuses to send), read until the
+ * server closes (send `Connection: close`); the status line's code, 0 if none. The socket is not half-closed:
+ * the server would drop a request whose client ended its side.
+ */
+function rawBytes(base: string, request: string | Buffer): Promise<{ status: number; text: string }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(u.port), u.hostname);
+    let text = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (d: string) => (text += d));
+    socket.on("error", reject);
+    socket.on("close", () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text }));
+    socket.write(typeof request === "string" ? Buffer.from(request, "latin1") : request);
+  });
+}
+
 describeEachServer("HTTP triggers through the node's gateway", (kind) => {
   let t: NodeUnderTest;
   let node: NodeProcess;
@@ -45,12 +69,45 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
   const ids: Record<string, string> = {};
 
   const nex = (...args: string[]) => runNex([...args, "-s", node.url], env);
+  const stopped = async (id: string, ...args: string[]): Promise<number> => (await nex("workload", "stop", id, ...args)).code;
   const run = async (name: string, ...args: string[]): Promise<string> => {
     const r = await nex("run", ...args);
     expect(r.stderr, r.stderr).not.toMatch(/nex: /);
     expect(r.code).toBe(0);
     ids[name] = r.stdout.trim();
     return ids[name];
+  };
+
+  /**
+   * A route in NEX_HTTP_ROUTES (namespace default) whose "workload" is this test's subscription: it sees
+   * each NATS request as the gateway sent it. `answer` replies to a request and returns true, or leaves
+   * it held (in flight at the gateway until the test answers it or the gateway's 504); GET <path>/probe
+   * is answered "probe", which is how the helper knows the gateway routes the path.
+   */
+  const testRoute = async (name: string, routePath: string, answer: (m: Msg) => boolean = () => false) => {
+    const kv = await new Kvm(nc).open("NEX_HTTP_ROUTES");
+    const key = `NTEST.${createHash("sha256").update(name).digest("hex").slice(0, 20)}`;
+    const sub = nc.subscribe(`$NEX.HTTP.default.${name}`);
+    const held: Msg[] = [];
+    void (async () => {
+      for await (const m of sub) {
+        if (m.headers?.get("Nex-Http-Path") === `${routePath}/probe`) m.respond("probe");
+        else if (!answer(m)) held.push(m);
+      }
+    })();
+    await nc.flush();
+    await kv.put(key, JSON.stringify({ namespace: "default", name, route: { path: routePath } }));
+    await eventually(`${routePath} on the gateway`, async () => {
+      const r = await raw(web, "GET", `${routePath}/probe`);
+      if (r.status !== 200) throw new Error(`${r.status}`);
+    }, 5000);
+    return {
+      held,
+      close: async (): Promise<void> => {
+        sub.unsubscribe();
+        await kv.delete(key);
+      },
+    };
   };
 
   beforeAll(async () => {
@@ -154,6 +211,146 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     }
   });
 
+  it("passes the gateway's Nex-Http-*, never a client's Nex-*/Nats-* headers, and carries many headers and Latin-1 values", async () => {
+    const seen: Msg[] = [];
+    const spy = await testRoute("spy", "/spy", (m) => {
+      seen.push(m);
+      m.respond("spied");
+      return true;
+    });
+    try {
+      const forged = await raw(web, "GET", "/spy/x", {
+        "Nex-Http-Method": "DELETE", "Nex-Http-Remote": "10.6.6.6", "Nex-Http-Route": "/api", "Nex-Status": "201",
+        "Nats-Service-Error-Code": "500", "Nats-Expected-Stream": "x", "X-Custom": "kept",
+      });
+      expect(forged.status).toBe(200);
+      expect(forged.body).toBe("spied");
+      expect(seen).toHaveLength(1);
+      const h = seen[0].headers;
+      expect(h?.get("Nex-Http-Method")).toBe("GET");
+      expect(h?.values("Nex-Http-Remote")).toEqual([expect.stringMatching(/127\.0\.0\.1$/)]);
+      expect(h?.values("Nex-Http-Route")).toEqual(["/spy"]);
+      expect(h?.has("Nex-Status")).toBe(false);
+      expect((h?.keys() ?? []).filter((k) => /^nats-/i.test(k))).toEqual([]);
+      expect(h?.get("X-Custom")).toBe("kept");
+      // Many headers (up to --web-max-header-size, 4 KiB here), distinct and repeated, all carried.
+      seen.length = 0;
+      const many = Array.from({ length: 150 }, (_, i) => `X-H${i}: ${i}\r\n`).join("") + "X-R: 1\r\n".repeat(150);
+      const carried = await rawBytes(web, `GET /spy/many HTTP/1.1\r\nHost: 127.0.0.1\r\n${many}Connection: close\r\n\r\n`);
+      expect(carried.status).toBe(200);
+      expect(seen).toHaveLength(1);
+      expect(seen[0].headers?.get("X-H149")).toBe("149");
+      expect(seen[0].headers?.values("X-R")).toHaveLength(150);
+      // More than fits (names and values past 4 KiB): 431 from Node's parser, before any NATS request.
+      const more = Array.from({ length: 200 }, (_, i) => `X-Fill-${i}: ${"v".repeat(20)}\r\n`).join("");
+      expect((await rawBytes(web, `GET /spy/more HTTP/1.1\r\nHost: 127.0.0.1\r\n${more}Connection: close\r\n\r\n`)).status).toBe(431);
+      // A Latin-1 byte in a value is that character (Node reads header bytes as Latin-1), sent on as UTF-8.
+      const latin = await rawBytes(web, Buffer.from("GET /spy/latin HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Latin: caf\xe9\r\nConnection: close\r\n\r\n", "latin1"));
+      expect(latin.status).toBe(200);
+      expect(seen[1].headers?.get("X-Latin")).toBe("caf\u00e9");
+      expect(seen).toHaveLength(2);
+    } finally {
+      await spy.close();
+    }
+  });
+
+  it("refuses a request whose headers carry CR, LF, NUL or controls, or names that are not tokens (400), before any NATS request", async () => {
+    const seen: Msg[] = [];
+    const spy = await testRoute("spy2", "/spy2", (m) => {
+      seen.push(m);
+      m.respond("spied");
+      return true;
+    });
+    try {
+      const hostile = [
+        "X-A: a\rNex-Http-Method: DELETE", "X-A: a\nNex-Http-Method: DELETE", "X-A: a\n Nex-Http-Method: DELETE", "X-A: a\r\rb",
+        "X-A: a\u0000b", "X-A: a\u0001b", "X-A: a\u007fb",
+        "X(a): 1", "X a: 1", "X@a: 1", "X\u007fa: 1", "caf\u00e9: 1", ": 1", "X-A : 1", " X-A: 1", "X-A\u0000: 1",
+      ];
+      for (const header of hostile) {
+        const r = await rawBytes(web, `GET /spy2/x HTTP/1.1\r\nHost: 127.0.0.1\r\n${header}\r\nConnection: close\r\n\r\n`);
+        expect(r.status, JSON.stringify(header)).toBe(400);
+      }
+      expect(seen).toHaveLength(0);
+      expect((await raw(web, "GET", "/spy2/x")).status).toBe(200);
+      expect(seen).toHaveLength(1);
+    } finally {
+      await spy.close();
+    }
+  });
+
+  it("maps a workload's reply headers: status checked, framing dropped, headers HTTP cannot carry 502 (raw NATS replies), and keeps serving", async () => {
+    // A hostile responder speaking the NATS protocol itself, so its reply headers are whatever bytes it writes.
+    const o = t.connectOptions();
+    const c = await RawClient.connect(Number(new URL(o.servers).port));
+    c.send(connectLine({ headers: true, no_responders: true, ...(o.user ? { user: o.user, pass: o.pass } : {}) }));
+    await c.sync("SUB $NEX.HTTP.default.rawspy 1\r\n");
+    let lines: string[] = [];
+    let body = "raw";
+    const serving = (async () => {
+      for (;;) {
+        let line: string;
+        try {
+          line = await c.waitFor(/HMSG \S+ \S+ (\S+) (\d+) (\d+)\r\n/, 120_000);
+        } catch {
+          return; // closed
+        }
+        const [, replyTo, , total] = /HMSG \S+ \S+ (\S+) (\d+) (\d+)\r\n/.exec(line) ?? [];
+        await c.waitForBytes(Number(total) + 2);
+        const hdr = Buffer.from(`NATS/1.0\r\n${lines.map((l) => `${l}\r\n`).join("")}\r\n`, "utf8");
+        const payload = Buffer.from(body, "utf8");
+        c.send(Buffer.concat([Buffer.from(`HPUB ${replyTo} ${hdr.length} ${hdr.length + payload.length}\r\n`), hdr, payload, Buffer.from("\r\n")]));
+      }
+    })();
+    const kv = await new Kvm(nc).open("NEX_HTTP_ROUTES");
+    await kv.put("NTEST.0123456789abcdef0125", JSON.stringify({ namespace: "default", name: "rawspy", route: { path: "/rawspy" } }));
+    try {
+      await eventually("the rawspy route on the gateway", async () => {
+        if ((await raw(web, "GET", "/rawspy/x")).status !== 200) throw new Error("not routed yet");
+      }, 5000);
+      const answer = async (given: string[], payload = "raw") => {
+        lines = given;
+        body = payload;
+        return raw(web, "GET", "/rawspy/x");
+      };
+      // A status that is not an integer 200-599: 502.
+      for (const status of ["abc", "99", "600", "1.5", "2e2", "0xc8", "200.0", "+200", "2\u0660\u0660"]) {
+        const r = await answer([`Nex-Status: ${status}`]);
+        expect(r.status, status).toBe(502);
+        expect(r.body).toBe("502 Bad Gateway\n");
+      }
+      // Framing, Nex-* and Nats-* headers of the workload are dropped: the gateway frames the body itself.
+      const framed = await answer(["Nex-Status: 201", "Transfer-Encoding: chunked", "Content-Length: 999", "Connection: close", "Nex-Other: 1", "X-Ok: caf\u00e9"]);
+      expect(framed.status).toBe(201);
+      expect(framed.body).toBe("raw");
+      expect(framed.headers["transfer-encoding"]).toBeUndefined();
+      expect(framed.headers["content-length"]).toBe("3");
+      expect(framed.headers["nex-other"]).toBeUndefined();
+      expect(framed.headers["x-ok"]).toBe("caf\u00e9"); // written as Latin-1, read back as Latin-1
+      // Many headers pass as they are.
+      const many = await answer(Array.from({ length: 500 }, (_, i) => `X-H${i}: ${i}`));
+      expect(many.status).toBe(200);
+      expect(many.headers["x-h499"]).toBe("499");
+      // Names that are not HTTP tokens, values Node would not write (controls, above U+00FF), and header
+      // lines NATS' own client cannot read (a space in a name, a bare CR or LF in a value): 502, with or without a body.
+      const hostile = [["X(a): 1"], ["X@a: 1"], ["X-A: \u20ac"], ["X-A: a\u0001b"], ["X-A: a\u007fb"], ["X A: 1"], ["caf\u00e9: 1"], ["X-A: a\nb"], ["X-A: a\rb"]];
+      for (const given of hostile) {
+        for (const payload of ["raw", ""]) {
+          const r = await answer(given, payload);
+          expect(r.status, `${JSON.stringify(given)} ${JSON.stringify(payload)}`).toBe(502);
+          expect(r.body).toBe("502 Bad Gateway\n");
+        }
+      }
+      expect((await answer(["X-Ok: 1"])).status).toBe(200);
+      expect((await fetch(`${web}/api/x`)).status).toBe(200);
+    } finally {
+      // Caught: a node that lost its connection cannot delete it, and that error would hide the one above.
+      await kv.delete("NTEST.0123456789abcdef0125").catch(() => undefined);
+      await c.close();
+      await serving;
+    }
+  });
+
   it("answers 413 for a body over max_payload (declared or streamed) and keeps serving", async () => {
     const big = new Uint8Array(2 * 1024 * 1024).fill(97);
     const declared = await raw(web, "POST", "/api/p", { "content-length": big.byteLength }, big);
@@ -179,12 +376,10 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     socket.on("data", (d) => (received += d));
     const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
     socket.write("GET /api/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
-    const started = Date.now();
     const drip = setInterval(() => socket.writable && socket.write("a"), 200);
     expect((await fetch(`${web}/api/x`)).status).toBe(200);
     await closed;
     clearInterval(drip);
-    expect(Date.now() - started).toBeLessThan(5000);
     expect(received).toMatch(/^HTTP\/1\.1 408/);
   });
 
@@ -202,11 +397,45 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     expect(await get()).toBe(false);
     expect(await get()).toBe(true);
     agent.destroy();
-    // 8 in flight at most: the slow route holds them for the gateway's 2 s.
-    const statuses = await Promise.all(Array.from({ length: 12 }, () => fetch(`${web}/slow/hang`).then((r) => r.status)));
-    expect(statuses.filter((s) => s === 503).length).toBeGreaterThanOrEqual(4);
-    expect(statuses.filter((s) => s === 504).length).toBeGreaterThanOrEqual(1);
-    expect((await fetch(`${web}/api/x`)).status).toBe(200);
+    // 8 in flight at most, 4 of them for one route: two routes holding 4 each take every slot, so a third gets 503.
+    const a = await testRoute("held-a", "/held-a");
+    const b = await testRoute("held-b", "/held-b");
+    try {
+      const pending = ["/held-a", "/held-a", "/held-a", "/held-a", "/held-b", "/held-b", "/held-b", "/held-b"].map((p) => raw(web, "GET", `${p}/x`));
+      await waitFor("8 requests in flight", () => a.held.length + b.held.length === 8, 5000);
+      const full = await raw(web, "GET", "/api/x");
+      expect(full.status).toBe(503);
+      expect(full.headers["retry-after"]).toBe("1");
+      for (const m of [...a.held, ...b.held]) m.respond("done");
+      // Answered, or the gateway's 504 if its 2 s passed first.
+      for (const r of await Promise.all(pending)) expect([200, 504]).toContain(r.status);
+      expect((await fetch(`${web}/api/x`)).status).toBe(200);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("gives one route at most half the requests in flight: past it that route gets 503, the others still answer", async () => {
+    const slow = await testRoute("held-c", "/held-c");
+    try {
+      const pending = Array.from({ length: 4 }, () => raw(web, "GET", "/held-c/x"));
+      await waitFor("4 requests of the route in flight", () => slow.held.length === 4, 5000);
+      // Its share (4 of the gateway's 8) is taken: one more is refused at once, without reaching the workload.
+      const refused = await raw(web, "GET", "/held-c/y");
+      expect(refused.status).toBe(503);
+      expect(refused.headers["retry-after"]).toBe("1");
+      expect(slow.held).toHaveLength(4);
+      // Another route still answers: 4 slots of the gateway's are left.
+      const other = await raw(web, "GET", "/api/x");
+      expect(other.status).toBe(200);
+      for (const m of slow.held) m.respond("done");
+      for (const r of await Promise.all(pending)) expect([200, 504]).toContain(r.status);
+      // Its requests done, the route takes requests again.
+      expect((await raw(web, "GET", "/held-c/probe")).status).toBe(200);
+    } finally {
+      await slow.close();
+    }
   });
 
   it("logs every request to the access feed with status and duration", async () => {
@@ -231,8 +460,10 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     const other = await nex("run", fixture("fetch.js"), "--name", "thief", "--http-path", "/api/deep/more", "-n", "other");
     expect(other.code).toBe(4);
     expect(other.stderr).toMatch(/overlaps \/api\/deep, which namespace default serves|overlaps \/api/);
-    const above = await nex("run", fixture("fetch.js"), "--name", "thief", "--http-path", "/", "-n", "other");
+    // "/" with a host of its own still covers the host-less /api of namespace default on that host.
+    const above = await nex("run", fixture("fetch.js"), "--name", "thief", "--http-path", "/", "--http-host", "example.com", "-n", "other");
     expect(above.code).toBe(4);
+    expect(above.stderr).toMatch(/overlaps \/api/);
     const hosted = await nex("run", fixture("fetch.js"), "--name", "hosted", "--http-path", "/api", "--http-host", "example.com", "-n", "other");
     expect(hosted.code).toBe(4);
     const same = await nex("run", fixture("fetch.js"), "--name", "twin", "--http-path", "/api");
@@ -246,6 +477,47 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     const viaHost = await raw(web, "GET", "/site/x", { host: "shop.example:8080" });
     expect(viaHost.status).toBe(200);
     expect((await raw(web, "GET", "/site/x")).status).toBe(404);
+  });
+
+  it("refuses a route on / without a host (every host's whole surface); / with a host is that host's", async () => {
+    const cli = await nex("run", fixture("fetch.js"), "--name", "root", "--http-path", "/", "-n", "rootns");
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toMatch(/--http-host/);
+    // The node refuses it too, from any sender (400, before any claim is looked at).
+    const source = readFileSync(fixture("fetch.js"));
+    const sha = createHash("sha256").update(source).digest("hex");
+    const issuer = fromSeed(new TextEncoder().encode(readFileSync(path.join(t.home, "issuer.nk"), "utf8").trim()));
+    const subject = ControlSubjects.deploy("rootns", node.nodeId);
+    const data = new TextEncoder().encode(JSON.stringify({
+      version: PROTOCOL_VERSION, name: "root", type: "javascript", artifact: { url: `nats://${ARTIFACT_BUCKET}/${sha}`, sha256: sha },
+      trigger_subjects: [], requested_at: new Date().toISOString(), http: { path: "/" },
+    }));
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(signRequest(issuer, subject, data))) h.set(k, v);
+    const reply = (await nc.request(subject, data, { timeout: 15_000, headers: h })).json<{ error?: { code: number; message: string } }>();
+    expect(reply.error?.code).toBe(400);
+    expect(reply.error?.message).toMatch(/host/);
+    // Another namespace's host-less route still deploys.
+    const b = await nex("run", fixture("fetch.js"), "--name", "b", "--http-path", "/b", "-n", "bns");
+    expect(b.code, b.stderr).toBe(0);
+    expect((await raw(web, "GET", "/b/x")).status).toBe(200);
+    expect(await stopped(b.stdout.trim(), "-n", "bns")).toBe(0);
+    // With a host, "/" is accepted and serves that host only (a longer route still wins there).
+    const hosted = await nex("run", fixture("fetch.js"), "--name", "root", "--http-path", "/", "--http-host", "root.example", "-e", "GREETING=root");
+    expect(hosted.code, hosted.stderr).toBe(0);
+    const there = await raw(web, "GET", "/x", { host: "root.example" });
+    expect(there.status).toBe(200);
+    expect(JSON.parse(there.body)).toMatchObject({ env: "root", path: "/x" });
+    expect((await raw(web, "GET", "/x")).status).toBe(404);
+    expect(JSON.parse((await raw(web, "GET", "/api/x", { host: "root.example" })).body)).toMatchObject({ env: "hi" });
+    // Another namespace deploys beside it on a host of its own; a host-less route would be served on
+    // root.example too, inside default's "/", so that one overlaps (hosts equal or either without one).
+    const beside = await nex("run", fixture("fetch.js"), "--name", "c", "--http-path", "/c", "--http-host", "c.example", "-n", "bns");
+    expect(beside.code, beside.stderr).toBe(0);
+    expect((await raw(web, "GET", "/c/x", { host: "c.example" })).status).toBe(200);
+    expect((await nex("run", fixture("fetch.js"), "--name", "c2", "--http-path", "/c", "-n", "bns")).code).toBe(4);
+    expect(await stopped(beside.stdout.trim(), "-n", "bns")).toBe(0);
+    expect(await stopped(hosted.stdout.trim())).toBe(0);
   });
 
   it("serves a route through another node's gateway", async () => {

@@ -10,7 +10,7 @@ import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
-import { describeEachServer } from "./helpers/servers.js";
+import { describeEachServer, freePort } from "./helpers/servers.js";
 import { eventually } from "./helpers/wait.js";
 import { type NodeProcess, NodeUnderTest, runNex, tempDir, webUrlOf } from "./helpers/nex-cli.js";
 
@@ -143,26 +143,63 @@ describeEachServer("static assets through the node's gateway", (kind) => {
     expect((await fetch(`${web}/site/`)).status).toBe(200);
   });
 
+  it("finds no file under the names of Object.prototype's members (404), and keeps serving", async () => {
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"]) {
+      for (const p of [`/site/${name}`, `/site/${name}/`, `/site/docs/${name}`]) {
+        const r = await raw(web, "GET", p);
+        expect(r.status, p).toBe(404);
+        expect((await raw(web, "GET", p, { "if-none-match": '"undefined"' })).status, p).toBe(404);
+      }
+    }
+    expect((await fetch(`${web}/site/`)).status).toBe(200);
+  });
+
   it("refuses bad static deploys with clear errors", async () => {
-    const empty = tempDir("nex-static-empty-");
-    const none = await nex("run", "--type", "static", empty, "--http-path", "/empty");
-    expect(none.code).toBe(2);
-    expect(none.stderr).toMatch(/no files to serve/);
     const noPath = await nex("run", "--type", "static", site);
     expect(noPath.code).toBe(2);
     expect(noPath.stderr).toMatch(/needs an --http-path/);
     const methods = await nex("run", "--type", "static", site, "--http-path", "/m", "--http-method", "POST");
     expect(methods.code).toBe(2);
+    // Flags a static deploy does not take are refused before anything is uploaded.
+    const fresh = tempDir("nex-static-fresh-");
+    fs.writeFileSync(path.join(fresh, "index.html"), `<p>never uploaded ${Date.now()} ${Math.random()}</p>`);
+    const stored = await artifacts();
+    for (const flags of [["--env", "A=b"], ["--trigger-subject", "x.y"], ["--memory", "64"], ["--concurrency", "2"], ["--allow-deploy", path.join(fresh, "index.html")], ["--http-method", "GET"]]) {
+      const refused = await nex("run", "--type", "static", fresh, "--http-path", "/x", ...flags);
+      expect(refused.code, flags.join(" ")).toBe(2);
+      expect(refused.stderr, flags.join(" ")).toMatch(/static/);
+    }
+    expect((await artifacts()).size).toBe(stored.size);
+    // The folder is checked before the CLI connects: against a port where no server listens, the error
+    // is the folder's (a missing one, a file, an empty one, too many files, a file too large).
+    const nowhere = `nats://127.0.0.1:${await freePort()}`;
+    const offline = (dir: string) => runNex(["run", "--type", "static", dir, "--http-path", "/x", "-s", nowhere], env);
+    const missing = await offline(path.join(tempDir("nex-static-missing-"), "none"));
+    expect(missing.code, missing.stderr).toBe(3);
+    expect(missing.stderr).toMatch(/cannot read/);
+    const file = await offline(path.join(site, "index.html"));
+    expect(file.code, file.stderr).toBe(2);
+    expect(file.stderr).toMatch(/takes a folder/);
+    const empty = tempDir("nex-static-empty-");
+    fs.mkdirSync(path.join(empty, "sub"));
+    fs.writeFileSync(path.join(empty, ".hidden"), "left out");
+    const none = await offline(empty);
+    expect(none.code, none.stderr).toBe(2);
+    expect(none.stderr).toMatch(/no files to serve/);
     const many = tempDir("nex-static-many-");
     for (let i = 0; i < 1001; i++) fs.writeFileSync(path.join(many, `f${i}.txt`), `${i}`);
-    const tooMany = await nex("run", "--type", "static", many, "--http-path", "/many");
-    expect(tooMany.code).toBe(2);
+    const tooMany = await offline(many);
+    expect(tooMany.code, tooMany.stderr).toBe(2);
     expect(tooMany.stderr).toMatch(/more than 1000 files/);
     const big = tempDir("nex-static-big-");
+    fs.writeFileSync(path.join(big, "a.txt"), "small, first");
     fs.writeFileSync(path.join(big, "big.bin"), Buffer.alloc(17 * 1024 * 1024));
-    const tooBig = await nex("run", "--type", "static", big, "--http-path", "/big");
-    expect(tooBig.code).toBe(2);
+    const tooBig = await offline(big);
+    expect(tooBig.code, tooBig.stderr).toBe(2);
     expect(tooBig.stderr).toMatch(/at most 16777216/);
+    // Against the node the same folders upload nothing.
+    expect((await nex("run", "--type", "static", big, "--http-path", "/big")).code).toBe(2);
+    expect((await artifacts()).size).toBe(stored.size);
   });
 
   it("serves the route through another node's gateway", async () => {

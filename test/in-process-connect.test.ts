@@ -26,7 +26,7 @@ describe("in-process connections", () => {
     const remote = await connect({ servers: broker.url });
     open.push(local, remote);
     expect(kinds(broker)).toEqual(["in-process", "tcp"]);
-    remote.subscribe("echo", { callback: (_e, m) => m.respond(m.data, { headers: m.headers }) });
+    remote.subscribe("echo", { callback: (_e, m) => void m.respond(m.data, { headers: m.headers }) });
     await remote.flush();
     const h = headers();
     h.set("X-Trace", "t1");
@@ -36,7 +36,11 @@ describe("in-process connections", () => {
     // And the other way: a TCP client's many publishes reach the in-memory subscriber in order.
     const got: string[] = [];
     const done = new Promise<void>((resolve) =>
-      local.subscribe("feed", { callback: (_e, m) => got.push(m.string()) === 1000 && resolve() }),
+      local.subscribe("feed", {
+        callback: (_e, m) => {
+          if (got.push(m.string()) === 1000) resolve();
+        },
+      }),
     );
     await local.flush();
     for (let i = 0; i < 1000; i++) remote.publish("feed", String(i));
@@ -109,7 +113,7 @@ describe("in-process connections", () => {
       open.push(a, b);
       expect(kinds(other)).toEqual(["in-process"]);
       expect(kinds(broker)).toEqual([]);
-      b.subscribe("x", { callback: (_e, m) => m.respond("from nats-server") });
+      b.subscribe("x", { callback: (_e, m) => void m.respond("from nats-server") });
       await b.flush();
       expect((await b.request("x", "", { timeout: 2000 })).string()).toBe("from nats-server");
     } finally {

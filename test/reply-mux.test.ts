@@ -37,7 +37,7 @@ function ask(mux: ReplyMux, subject: string, body: string): Promise<ReplyOutcome
 
 describe("ReplyMux", () => {
   it("gives each of many concurrent requests its own reply, once", async () => {
-    responder.subscribe("echo", { callback: (_e, m) => m.respond(m.data) });
+    responder.subscribe("echo", { callback: (_e, m) => void m.respond(m.data) });
     await responder.flush();
     const mux = new ReplyMux(nc, 5_000);
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => ask(mux, "echo", `r${i}`)));
@@ -49,7 +49,7 @@ describe("ReplyMux", () => {
     const mux = new ReplyMux(nc, 150);
     expect((await ask(mux, "nobody.here", "x")).map(text)).toEqual(["no_responders"]);
     // A responder that answers late: the request has timed out by then, and the late reply changes nothing.
-    responder.subscribe("slow", { callback: (_e, m) => setTimeout(() => m.respond("late"), 400) });
+    responder.subscribe("slow", { callback: (_e, m) => void setTimeout(() => m.respond("late"), 400) });
     await responder.flush();
     const slow = ask(mux, "slow", "a");
     const slower = ask(mux, "slow", "b");
@@ -58,7 +58,7 @@ describe("ReplyMux", () => {
     await new Promise((r) => setTimeout(r, 400));
     expect((await slow).length).toBe(1);
     // And the mux still works after its timer ran dry.
-    responder.subscribe("fast", { callback: (_e, m) => m.respond("ok") });
+    responder.subscribe("fast", { callback: (_e, m) => void m.respond("ok") });
     await responder.flush();
     expect((await ask(mux, "fast", "c")).map(text)).toEqual(["ok"]);
     mux.close();

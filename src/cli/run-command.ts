@@ -16,7 +16,7 @@ import { CliError, ExitCode, printJson, spinner, withErrors } from "./output.js"
 import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
 import { contentTypeFor, STATIC_MAX_FILE_BYTES, STATIC_MAX_FILES, STATIC_MAX_TOTAL_BYTES, type StaticManifest, staticPathProblem } from "../protocol/static.js";
-import { HTTP_METHODS, type HttpRoute, routeHostProblem, routePathProblem } from "../protocol/http.js";
+import { HTTP_METHODS, type HttpRoute, routeHostProblem, routePathProblem, routeProblem } from "../protocol/http.js";
 import { grantArtifacts, maxChildrenArg, newGrant } from "./deploy-grant.js";
 
 interface RunOpts extends ClientOpts {
@@ -77,12 +77,18 @@ async function uploadArtifact(nc: NatsConnection, bytes: Uint8Array, sha256: str
   return `nats://${ARTIFACT_BUCKET}/${sha256}`;
 }
 
+/** A static deploy's files, found and checked before anything is sent. */
+interface StaticFolder {
+  dir: string;
+  files: { rel: string; abs: string; size: number }[];
+}
+
 /**
  * `--type static <dir>`: every regular file under the folder (names starting with "." and symlinks left
- * out), each uploaded under its SHA-256 (unchanged files are not uploaded again), then the manifest (path →
- * sha256, size, type), also content-addressed; bounded as the node bounds it (protocol/static.ts).
+ * out), checked as the node checks them (protocol/static.ts: paths, file and total sizes, how many) before
+ * the CLI connects or uploads anything.
  */
-async function uploadStatic(nc: NatsConnection, dir: string, json: boolean): Promise<{ url: string; sha256: string }> {
+async function scanStatic(dir: string): Promise<StaticFolder> {
   let stat;
   try {
     stat = await fs.stat(dir);
@@ -90,10 +96,15 @@ async function uploadStatic(nc: NatsConnection, dir: string, json: boolean): Pro
     throw new CliError(`cannot read ${dir}`, ExitCode.notFound);
   }
   if (!stat.isDirectory()) throw new CliError(`--type static takes a folder; ${dir} is not one`, ExitCode.usage);
-  const found: { rel: string; abs: string; size: number }[] = [];
+  const found: StaticFolder["files"] = [];
   let total = 0;
   const walk = async (abs: string, rel: string): Promise<void> => {
-    const entries = await fs.readdir(abs, { withFileTypes: true });
+    let entries;
+    try {
+      entries = await fs.readdir(abs, { withFileTypes: true });
+    } catch {
+      throw new CliError(`cannot read ${abs}`, ExitCode.notFound);
+    }
     for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
       if (e.name.startsWith(".")) continue;
       const childAbs = path.join(abs, e.name);
@@ -113,9 +124,19 @@ async function uploadStatic(nc: NatsConnection, dir: string, json: boolean): Pro
   };
   await walk(dir, "");
   if (found.length === 0) throw new CliError(`${dir} has no files to serve`, ExitCode.usage);
+  return { dir, files: found };
+}
+
+/**
+ * Uploads a scanned folder: each file under its SHA-256 (unchanged files are not uploaded again), then the
+ * manifest (path → sha256, size, type), also content-addressed. A file whose size changed since the scan
+ * is refused (the bounds were checked on the sizes the scan saw).
+ */
+async function uploadStatic(nc: NatsConnection, folder: StaticFolder, json: boolean): Promise<{ url: string; sha256: string }> {
   const files: StaticManifest["files"] = {};
-  for (const f of found) {
+  for (const f of folder.files) {
     const bytes = await fs.readFile(f.abs);
+    if (bytes.length !== f.size) throw new CliError(`${f.rel} changed while it was being deployed (${f.size} bytes, now ${bytes.length}); run again`, ExitCode.error);
     const sha = sha256Hex(bytes);
     await uploadArtifact(nc, bytes, sha, f.rel, json);
     files[f.rel] = { sha256: sha, size: bytes.length, type: contentTypeFor(f.rel) };
@@ -179,17 +200,19 @@ export function runCommand(): Command {
         if (problem) throw new CliError(`trigger subject ${subject} ${problem}`, ExitCode.usage);
       }
       const http = httpRoute(opts);
-      if (type === "static" && !http) throw new CliError("--type static needs an --http-path (the files are served there)", ExitCode.usage);
+      if (type === "static") staticFlagProblems(opts, http, triggers);
       if (type !== "oci" && !opts.service && triggers.length === 0 && !http) throw new CliError("a function needs at least one --trigger-subject or an --http-path (a --service does not)", ExitCode.usage);
       const name = opts.name ?? defaultName(artifact, type);
       if (opts.maxChildren !== undefined && !opts.allowDeploy) throw new CliError("--max-children goes with --allow-deploy", ExitCode.usage);
+      // A static folder is checked before connecting: a bad one costs no connection and no upload.
+      const folder = type === "static" ? await scanStatic(artifact) : undefined;
       const nc = await connectFromOptions(opts, "nex run");
       try {
         const control = new ControlClient(nc, opts.namespace, opts.timeout ?? 5000);
         let url = artifact;
         let sha256: string | undefined;
-        if (type === "static") {
-          ({ url, sha256 } = await uploadStatic(nc, artifact, Boolean(opts.json)));
+        if (folder) {
+          ({ url, sha256 } = await uploadStatic(nc, folder, Boolean(opts.json)));
         } else if (type !== "oci") {
           let bytes: Uint8Array;
           try {
@@ -261,19 +284,23 @@ function deployRequest(
     };
   }
   if (type === "static") {
-    const http = common.http;
-    if (!http) throw new CliError("--type static needs an --http-path", ExitCode.usage);
-    if (http.methods) throw new CliError("a static route takes GET and HEAD only (no --http-method)", ExitCode.usage);
-    if (common.trigger_subjects.length > 0) throw new CliError("a static workload has no --trigger-subject", ExitCode.usage);
-    if (common.env_sealed) throw new CliError("a static workload takes no --env", ExitCode.usage);
-    if (Object.keys(limits).length > 0 || opts.concurrency !== undefined) throw new CliError("a static workload takes no limits or --concurrency", ExitCode.usage);
-    const { trigger_subjects: _t, env_sealed: _e, sender_xkey: _x, grant: _g, ...rest } = common;
-    if (_g) throw new CliError("a static workload takes no --allow-deploy", ExitCode.usage);
-    return { ...rest, http, type, artifact: { url: given.url, sha256: given.sha256 ?? "" } };
+    // The flags were checked before anything was uploaded (staticFlagProblems): an http route, and none of the rest.
+    const { trigger_subjects: _t, env_sealed: _e, sender_xkey: _x, grant: _g, http, ...rest } = common;
+    return { ...rest, http: http as HttpRoute, type, artifact: { url: given.url, sha256: given.sha256 ?? "" } };
   }
   const fn = { ...common, artifact: { url: given.url, sha256: given.sha256 ?? "" }, limits, concurrency: opts.concurrency ?? 1 };
   if (type === "javascript" && opts.service) return { ...fn, type, service: true, ...(opts.restart ? { restart: opts.restart } : {}), ...(opts.freshContext ? { fresh_context: true } : {}) };
   return type === "javascript" ? { ...fn, type, fresh_context: Boolean(opts.freshContext) } : { ...fn, type };
+}
+
+/** `--type static`: the flags a static deploy does not take, refused before anything is uploaded. */
+function staticFlagProblems(opts: RunOpts, http: HttpRoute | undefined, triggers: string[]): void {
+  if (!http) throw new CliError("--type static needs an --http-path (the files are served there)", ExitCode.usage);
+  if (http.methods) throw new CliError("a static route takes GET and HEAD only (no --http-method)", ExitCode.usage);
+  if (triggers.length > 0) throw new CliError("a static workload has no --trigger-subject", ExitCode.usage);
+  if (opts.env && Object.keys(opts.env).length > 0) throw new CliError("a static workload takes no --env", ExitCode.usage);
+  if (opts.memory !== undefined || opts.triggerTimeout !== undefined || opts.cpu !== undefined || opts.concurrency !== undefined) throw new CliError("a static workload takes no limits or --concurrency", ExitCode.usage);
+  if (opts.allowDeploy) throw new CliError("a static workload takes no --allow-deploy", ExitCode.usage);
 }
 
 /** With an idempotency key, a deploy that timed out is sent once more (signed anew): the node answers with the same workload. */
@@ -323,6 +350,8 @@ function httpRoute(opts: RunOpts): HttpRoute | undefined {
   const host = opts.httpHost?.toLowerCase();
   const hostProblem = host === undefined ? undefined : routeHostProblem(host);
   if (hostProblem) throw new CliError(`--http-host ${opts.httpHost} ${hostProblem}`, ExitCode.usage);
+  const routeWide = routeProblem({ path: opts.httpPath, ...(host ? { host } : {}) });
+  if (routeWide) throw new CliError(`--http-path ${opts.httpPath} ${routeWide}`, ExitCode.usage);
   const methods = opts.httpMethod?.map((m) => m.toUpperCase());
   for (const m of methods ?? []) {
     if (!(HTTP_METHODS as readonly string[]).includes(m)) throw new CliError(`--http-method ${m}: expected one of ${HTTP_METHODS.join(", ")}`, ExitCode.usage);

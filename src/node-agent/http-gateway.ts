@@ -2,10 +2,13 @@
 // workload whose route matches (longest prefix; routes of every node, http-routes.ts) and the reply into
 // the response. The mapping is in protocol/http.ts and the README ("HTTP triggers").
 //
-// What it bounds: requests in flight (503 past the cap), header size (431, Node's parser), the time to
+// What it bounds: requests in flight (503 past the cap, and past a route's share of it: half, so one slow
+// route cannot take every tenant's routes down with it), header size (431, Node's parser), the time to
 // receive the headers (408: slowloris) and the whole request, the body (413 over what fits in one NATS
 // message), the wait for the reply (504). Errors from the workload become a short status body, never
 // its message (which may carry a stack). Every request goes to the access feed with status and duration.
+// Replies come back through reply-mux.ts, not nc.request(): a reply whose headers NATS' client
+// cannot parse must cost that one request (502), not the node's connection.
 
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -54,8 +57,11 @@ const EMPTY = new Uint8Array(0);
 export class HttpGateway {
   private server?: http.Server;
   private inFlight = 0;
+  /** Requests in flight by route (its workload's subject), each at most routeMaxInFlight. */
+  private readonly routeInFlight = new Map<string, number>();
+  private readonly routeMaxInFlight: number;
   private readonly staticFiles: StaticFiles;
-  private replies?: ReplyMux;
+  private readonly replies: ReplyMux;
   url = "";
 
   constructor(
@@ -63,6 +69,9 @@ export class HttpGateway {
     private readonly host: GatewayHost,
   ) {
     this.staticFiles = new StaticFiles(host.nc);
+    const inboxPrefix = (host.nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
+    this.replies = new ReplyMux(host.nc, o.replyTimeoutMs, inboxPrefix);
+    this.routeMaxInFlight = routeShare(o.maxInFlight);
   }
 
   async start(): Promise<string> {
@@ -87,8 +96,6 @@ export class HttpGateway {
       });
     });
     this.server = server;
-    const inboxPrefix = (this.host.nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
-    this.replies = new ReplyMux(this.host.nc, o.replyTimeoutMs, inboxPrefix);
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     this.url = `http://${host}:${address.port}`;
@@ -97,13 +104,15 @@ export class HttpGateway {
 
   async close(): Promise<void> {
     const server = this.server;
-    if (!server) return;
-    this.replies?.close();
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-      setTimeout(() => server.closeAllConnections(), 2_000).unref();
-    });
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 2_000).unref();
+      });
+    }
+    // After the server: requests still in flight get their replies while it closes.
+    this.replies.close();
   }
 
   /** What Node's parser refused (bad request line, headers too large, a header timeout): logged, answered as Node would. */
@@ -119,6 +128,16 @@ export class HttpGateway {
     const started = performance.now();
     let route: ServedRoute | undefined;
     let done = false;
+    /** The route whose share this request holds, if it got that far. */
+    let counted: string | undefined;
+    const release = (): void => {
+      this.inFlight--;
+      if (counted === undefined) return;
+      const n = (this.routeInFlight.get(counted) ?? 1) - 1;
+      if (n <= 0) this.routeInFlight.delete(counted);
+      else this.routeInFlight.set(counted, n);
+      counted = undefined;
+    };
     const method = req.method ?? "GET";
     const rawUrl = req.url ?? "/";
     const q = rawUrl.indexOf("?");
@@ -126,7 +145,7 @@ export class HttpGateway {
     const finish = (status: number, headers: http.OutgoingHttpHeaders, body: Uint8Array | string, close = false): void => {
       if (done) return;
       done = true;
-      this.inFlight--;
+      release();
       const length = typeof body === "string" ? Buffer.byteLength(body) : body.byteLength;
       try {
         if (close) headers.connection = "close";
@@ -159,7 +178,7 @@ export class HttpGateway {
     res.on("close", () => {
       if (!done) {
         done = true;
-        this.inFlight--;
+        release();
       }
     });
     if (this.inFlight > this.o.maxInFlight) return plain(503, { "retry-after": "1" });
@@ -168,6 +187,10 @@ export class HttpGateway {
     const host = hostName(req.headers.host);
     route = this.host.routes()?.match(host, path);
     if (!route) return plain(404);
+    const held = this.routeInFlight.get(route.subject) ?? 0;
+    if (held >= this.routeMaxInFlight) return plain(503, { "retry-after": "1" });
+    this.routeInFlight.set(route.subject, held + 1);
+    counted = route.subject;
     if (route.static) {
       // Static assets: served from the object store by this gateway, no workload in the path.
       if (method !== "GET" && method !== "HEAD") return plain(405, { allow: "GET, HEAD" });
@@ -231,8 +254,12 @@ export class HttpGateway {
     req.on("end", () => {
       if (refused || done) return;
       const body = chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-      this.replies?.request(target.subject, body, h, (outcome) => {
-        if ("failed" in outcome) return plain(FAILED_STATUS[outcome.failed]);
+      this.replies.request(target.subject, body, h, (outcome) => {
+        if ("failed" in outcome) {
+          // A reply whose headers cannot be read is the workload's fault: logged, and a 502 for this request only.
+          if (outcome.failed === "unreadable") this.host.log.debug({ workload: target.name }, "http reply headers unreadable");
+          return plain(FAILED_STATUS[outcome.failed]);
+        }
         const mapped = mapReply(outcome.reply.headers, outcome.reply.data);
         finish(mapped.status, mapped.headers, mapped.body);
       });
@@ -242,6 +269,11 @@ export class HttpGateway {
   get port(): number {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
   }
+}
+
+/** A route's share of the requests in flight: half the gateway's, at least 1. */
+function routeShare(maxInFlight: number): number {
+  return Math.max(1, Math.floor(maxInFlight / 2));
 }
 
 /** The Host header's host name, lowercase, without a port. */
@@ -257,8 +289,8 @@ function headerBytes(h: MsgHdrs): number {
   return (h as unknown as { encode(): Uint8Array }).encode().byteLength;
 }
 
-/** No responders 503, a deadline 504, a connection gone 502. */
-const FAILED_STATUS: Record<Extract<ReplyOutcome, { failed: string }>["failed"], number> = { no_responders: 503, timeout: 504, closed: 502 };
+/** No responders 503, a deadline 504; a reply it cannot read or a connection gone 502. */
+const FAILED_STATUS: Record<Extract<ReplyOutcome, { failed: string }>["failed"], number> = { no_responders: 503, timeout: 504, unreadable: 502, closed: 502 };
 
 /** A refused body is read on (and dropped) up to this much, so the client reads our 413 instead of a reset. */
 const DISCARD_MAX_BYTES = 8 * 1024 * 1024;
@@ -306,9 +338,9 @@ export function mapReply(h: MsgHdrs | undefined, data: Uint8Array): { status: nu
   if (h) {
     const given = h.get(HttpHeaders.status);
     if (given) {
-      const n = Number(given);
-      if (!Number.isInteger(n) || n < 200 || n > 599) return { status: 502, headers: { "content-type": "text/plain; charset=utf-8" }, body: "502 Bad Gateway\n" };
-      status = n;
+      // Three digits, 200-599: not whatever Number() reads as one ("2e2", "0xc8", "200.0").
+      if (!/^[2-5][0-9]{2}$/.test(given)) return { status: 502, headers: { "content-type": "text/plain; charset=utf-8" }, body: "502 Bad Gateway\n" };
+      status = Number(given);
     }
     for (const key of h.keys()) {
       if (reservedHeader(key.toLowerCase())) continue;

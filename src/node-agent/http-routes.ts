@@ -9,7 +9,7 @@
 // two different workloads on the same host and prefix are refused, as the gateway could not tell them apart.
 
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { StaticManifest } from "../protocol/static.js";
+import type { StaticFile, StaticManifest } from "../protocol/static.js";
 import { type HttpRoute, httpSubject, prefixCovers, routesOverlap } from "../protocol/http.js";
 import { LiveClaims } from "./live-claims.js";
 
@@ -24,14 +24,39 @@ export interface RouteClaim {
   static?: { manifest: string; files: StaticManifest["files"] };
 }
 
-/** A route as the gateway matches it. */
-export interface ServedRoute extends RouteClaim {
+/** A route as the gateway matches it; a static route's files in a Map, so no path finds an Object.prototype member. */
+export interface ServedRoute extends Omit<RouteClaim, "static"> {
   subject: string;
+  static?: { manifest: string; files: ReadonlyMap<string, StaticFile> };
 }
 
 function readRoute(json: unknown): RouteClaim | null {
   const c = json as RouteClaim | null;
-  return typeof c?.route?.path === "string" && typeof c.namespace === "string" && typeof c.name === "string" ? c : null;
+  if (!(typeof c?.route?.path === "string" && typeof c.namespace === "string" && typeof c.name === "string")) return null;
+  if (c.static !== undefined) {
+    const files: unknown = c.static?.files;
+    if (typeof c.static?.manifest !== "string" || typeof files !== "object" || files === null || Array.isArray(files)) return null;
+  }
+  return c;
+}
+
+/** Maps built from claims' file records (a claim's record does not change), so a rebuild does not copy them again. */
+const fileMaps = new WeakMap<object, ReadonlyMap<string, StaticFile>>();
+
+/**
+ * A static claim's files as a Map of its own entries (a record parsed from JSON has Object.prototype:
+ * files["constructor"] would be a function). Entries that are not a file (sha256, size, type) are left out.
+ */
+function fileMap(files: StaticManifest["files"]): ReadonlyMap<string, StaticFile> {
+  let map = fileMaps.get(files);
+  if (!map) {
+    const m = new Map<string, StaticFile>();
+    for (const [p, f] of Object.entries(files)) {
+      if (typeof f === "object" && f !== null && typeof f.sha256 === "string" && /^[0-9a-f]{64}$/.test(f.sha256) && typeof f.size === "number" && typeof f.type === "string") m.set(p, f);
+    }
+    fileMaps.set(files, (map = m));
+  }
+  return map;
 }
 
 export class HttpRoutes {
@@ -100,7 +125,8 @@ export class HttpRoutes {
       const id = `${claim.namespace} ${claim.name} ${claim.route.host ?? ""} ${claim.route.path}`;
       if (seen.has(id)) continue;
       seen.add(id);
-      table.push({ ...claim, subject: httpSubject(claim.namespace, claim.name) });
+      const { static: files, ...rest } = claim;
+      table.push({ ...rest, subject: httpSubject(claim.namespace, claim.name), ...(files ? { static: { manifest: files.manifest, files: fileMap(files.files) } } : {}) });
     }
     table.sort((a, b) => b.route.path.length - a.route.path.length || (a.route.host === undefined ? 1 : 0) - (b.route.host === undefined ? 1 : 0));
     this.table = table;

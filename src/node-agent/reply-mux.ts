@@ -1,4 +1,5 @@
 // Requests of the HTTP gateway: one inbox subscription for every reply and one timer for every deadline.
+// Replies are read here, their headers in a try: an unreadable one is that request's 502, nothing more.
 //
 // Why not nats.js's request(): per call it takes a random token, a setTimeout, a deferred and, when the
 // reply has come, an Error (with its stack) that it throws away; at thousands of web requests a second that
@@ -9,7 +10,7 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 
 /** What became of a request: the reply, or why there is none. */
-export type ReplyOutcome = { reply: Msg } | { failed: "no_responders" | "timeout" | "closed" };
+export type ReplyOutcome = { reply: Msg } | { failed: "no_responders" | "timeout" | "unreadable" | "closed" };
 
 interface Pending {
   deadline: number;
@@ -57,8 +58,16 @@ export class ReplyMux {
     const p = this.pending.get(token);
     if (!p) return; // late (expired) or never ours
     this.pending.delete(token);
+    // A replier may send header lines nats.js cannot parse (a workload speaking the protocol itself); the
+    // throw must cost this one request, not escape into the connection's reader (which would stop it).
+    let headers: MsgHdrs | undefined;
+    try {
+      headers = m.headers;
+    } catch {
+      return p.done({ failed: "unreadable" });
+    }
     // The server's answer when nobody listens on the subject: a 503 status and no body.
-    if (m.data.length === 0 && m.headers?.code === 503) p.done({ failed: "no_responders" });
+    if (m.data.length === 0 && headers?.code === 503) p.done({ failed: "no_responders" });
     else p.done({ reply: m });
   }
 

@@ -34,11 +34,12 @@ export class StaticFiles {
   private readonly cache = new Map<string, Uint8Array>();
   private cached = 0;
   private readonly loading = new Map<string, Promise<Uint8Array | null>>();
+  private readonly gzipping = new Map<string, Promise<Uint8Array>>();
 
   constructor(private readonly nc: NatsConnection) {}
 
   /** The answer for a GET or HEAD of `rest` (the path below the prefix, as sent) on a route with these files. */
-  async serve(files: Record<string, StaticFile>, prefix: string, rest: string, query: string, req: http.IncomingMessage): Promise<StaticAnswer> {
+  async serve(files: ReadonlyMap<string, StaticFile>, prefix: string, rest: string, query: string, req: http.IncomingMessage): Promise<StaticAnswer> {
     // Encoded separators and dots, backslashes and NUL: refused before decoding, so no spelling reaches a file.
     if (/%(2f|5c|2e|00)|\\|\0/i.test(rest)) return text(400);
     let decoded: string;
@@ -53,9 +54,9 @@ export class StaticFiles {
     if (rest === "" && prefix !== "") return redirect(`${prefix}/${query}`);
     let p = decoded.replace(/^\/+/, "");
     if (p === "" || p.endsWith("/")) p += "index.html";
-    const file = files[p];
+    const file = files.get(p);
     if (!file) {
-      if (files[`${p}/index.html`]) {
+      if (files.has(`${p}/index.html`)) {
         return redirect(`${prefix}${rest}/${query}`);
       }
       return text(404);
@@ -89,13 +90,21 @@ export class StaticFiles {
     return loading;
   }
 
-  private async gzipped(sha: string, bytes: Uint8Array): Promise<Uint8Array> {
+  /** The gzip of a file: from the cache, or compressed once however many requests want it meanwhile. */
+  private gzipped(sha: string, bytes: Uint8Array): Promise<Uint8Array> {
     const key = `${sha}-gz`;
     const hit = this.cache.get(key);
-    if (hit) return this.touch(key, hit);
-    const z = new Uint8Array(await gzip(bytes));
-    this.put(key, z);
-    return z;
+    if (hit) return Promise.resolve(this.touch(key, hit));
+    let zipping = this.gzipping.get(key);
+    if (!zipping) {
+      zipping = (async () => {
+        const z = new Uint8Array(await gzip(bytes));
+        this.put(key, z);
+        return z;
+      })().finally(() => this.gzipping.delete(key));
+      this.gzipping.set(key, zipping);
+    }
+    return zipping;
   }
 
   private touch(key: string, value: Uint8Array): Uint8Array {

@@ -64,6 +64,16 @@ export function routeHostProblem(h: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Why a whole route (path and host together) is not acceptable, or undefined. A host-less "/" would
+ * cover every path of every host: the first namespace to claim it would hold the gateways' whole surface
+ * (every other namespace's route overlaps it), as a trigger subject may not start with a wildcard.
+ */
+export function routeProblem(route: { path: string; host?: string }): string | undefined {
+  if (route.path === "/" && route.host === undefined) return "needs a host (--http-host): without one it would cover every path of every host";
+  return undefined;
+}
+
 export const HttpRouteSchema = z.strictObject({
   /** Path prefix: requests to it and below it go to the workload. */
   path: z.string().superRefine((p, ctx) => {
@@ -80,6 +90,9 @@ export const HttpRouteSchema = z.strictObject({
     .optional(),
   /** Methods the route takes (HEAD goes with GET); all when absent. */
   methods: z.array(z.enum(HTTP_METHODS)).min(1).max(HTTP_METHODS.length).optional(),
+}).superRefine((r, ctx) => {
+  const problem = routeProblem(r);
+  if (problem) ctx.addIssue({ code: "custom", path: ["path"], message: `http path ${JSON.stringify(r.path)} ${problem}` });
 });
 export type HttpRoute = z.infer<typeof HttpRouteSchema>;
 

@@ -10,6 +10,8 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const MAX_HEADERS = 256;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$/;
+/** What Node writes in a header value: tab, visible ASCII, space and Latin-1 (U+0080-U+00FF); no controls, nothing above U+00FF. */
+const BAD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** [method, url, [[name, value]...]] + body, as http-bootstrap.ts reads it. */
 export function requestFrame(msg: Msg, body: Uint8Array): Uint8Array {
@@ -53,7 +55,7 @@ export function replyFromFrame(frame: Uint8Array | string): { headers: MsgHdrs; 
   for (const pair of pairs) {
     if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== "string" || typeof pair[1] !== "string") return "a response header is malformed";
     const [name, value] = pair as [string, string];
-    if (!TOKEN.test(name) || /[\0\r\n]/.test(value) || value.length > 16384) return `response header ${name.slice(0, 64)} is not valid`;
+    if (!TOKEN.test(name) || BAD_VALUE_CHAR.test(value) || value.length > 16384) return `response header ${name.slice(0, 64)} is not valid`;
     if (reservedHeader(name.toLowerCase())) continue;
     h.append(name, value);
   }
