@@ -351,6 +351,30 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     }
   });
 
+  it("a raw publisher's unreadable headers on a function's HTTP subject cost that message only: the runtime host keeps serving", async () => {
+    // Whoever may publish to $NEX.HTTP.<ns>.<name> can write header lines nats.js cannot parse. Read inside
+    // the runtime host's subscription callback, such a line used to end its connection's reader: every
+    // function of that runtime host went deaf.
+    const o = t.connectOptions();
+    const c = await RawClient.connect(Number(new URL(o.servers).port));
+    try {
+      c.send(connectLine({ headers: true, no_responders: true, ...(o.user ? { user: o.user, pass: o.pass } : {}) }));
+      await c.sync("SUB _INBOX.hostile.> 1\r\n");
+      for (const [i, line] of ["Bad Name: x", "caf\u00e9: 1", "X-A: a\rb"].entries()) {
+        const hdr = `NATS/1.0\r\n${line}\r\n\r\n`;
+        const size = Buffer.byteLength(hdr, "latin1"); // RawClient sends a string as Latin-1 bytes
+        await c.sync(`HPUB $NEX.HTTP.default.api _INBOX.hostile.${i} ${size} ${size + 4}\r\n${hdr}body\r\n`);
+        // The message is answered with an error (as a trigger it cannot read), not left to time out.
+        await c.waitFor(new RegExp(`HMSG _INBOX\\.hostile\\.${i} [^\\r]*\\r\\n[^]*?Nats-Service-Error-Code: 400`), 5000);
+      }
+      expect((await fetch(`${web}/api/x`)).status).toBe(200);
+      expect((await fetch(`${web}/plain`)).status).toBe(200);
+      expect((await nc.request(`$NEX.HTTP.default.api`, "", { timeout: 2000 })).string()).toMatch(/"method":"GET"/);
+    } finally {
+      await c.close();
+    }
+  });
+
   it("answers 413 for a body over max_payload (declared or streamed) and keeps serving", async () => {
     const big = new Uint8Array(2 * 1024 * 1024).fill(97);
     const declared = await raw(web, "POST", "/api/p", { "content-length": big.byteLength }, big);

@@ -131,7 +131,15 @@ export class HostedWorkload {
         this.log.error({ subject, err: err.message }, "trigger subscription failed");
         return;
       }
-      this.onTrigger(msg);
+      // Nothing a publisher sends may throw out of here: a throw would end nats.js's reader, and the runtime
+      // host's connection (every workload it runs) would hear nothing more. Headers nats.js cannot parse
+      // (a raw publisher's HPUB) throw when read, for one.
+      try {
+        this.onTrigger(msg);
+      } catch (err) {
+        this.log.debug({ subject: msg.subject, err: (err as Error)?.message }, "trigger refused");
+        if (msg.reply) respondError(msg, ErrorCodes.badRequest, `the message cannot be read: ${(err as Error)?.message ?? err}`, this.log);
+      }
     };
     for (const subject of this.spec.triggerSubjects) {
       try {

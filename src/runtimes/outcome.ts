@@ -6,6 +6,7 @@ export type Outcome =
 
 /** Error codes of error replies (the Nats-Service-Error-Code header), HTTP-like. */
 export const ErrorCodes = {
+  badRequest: 400,
   failed: 500,
   overloaded: 503,
   timeout: 504,

@@ -267,7 +267,14 @@ export class ServiceRun {
         ...(group ? { queue: group } : {}),
         callback: (err, msg) => {
           if (err) this.cfg.log.warn({ subject, err: err.message }, "service subscription failed");
-          else this.onMessage(id, msg);
+          else {
+            // As for triggers (hosted-workload.ts): a throw here would stop the runtime host's reader.
+            try {
+              this.onMessage(id, msg);
+            } catch (e) {
+              this.cfg.log.debug({ subject, err: (e as Error)?.message }, "service message refused");
+            }
+          }
         },
       });
     } catch (err) {
