@@ -381,6 +381,14 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     expect(declared.status).toBe(413);
     const chunked = await raw(web, "POST", "/api/p", { "transfer-encoding": "chunked" }, big);
     expect(chunked.status).toBe(413);
+    // At the edge: a body that max_payload holds alone, but not with the request's headers, is 413 too
+    // (never a NATS error), declared or streamed; one that fits with them goes through.
+    const max = nc.info?.max_payload ?? 1024 * 1024;
+    const edge = new Uint8Array(max - 64).fill(98);
+    expect((await raw(web, "POST", "/api/p", { "content-length": edge.byteLength }, edge)).status).toBe(413);
+    expect((await raw(web, "POST", "/api/p", { "transfer-encoding": "chunked" }, edge)).status).toBe(413);
+    const fits = new Uint8Array(max - 8192).fill(99);
+    expect((await raw(web, "POST", "/api/p", { "content-length": fits.byteLength }, fits)).status).toBe(200);
     expect((await fetch(`${web}/api/x`)).status).toBe(200);
   });
 

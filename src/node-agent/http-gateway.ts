@@ -227,9 +227,16 @@ export class HttpGateway {
       // a header NATS cannot carry (a name it refuses)
       return plain(400);
     }
-    const maxPayload = (this.host.nc.info?.max_payload ?? 1024 * 1024) - headerBytes(h);
+    // The body may take what the headers leave of max_payload. Their size is known only by encoding them
+    // (which nats.js does again to send), so that is done only for a body that could come close.
+    const serverMax = this.host.nc.info?.max_payload ?? 1024 * 1024;
+    // Node bounds the request line and headers together by maxHeaderBytes; the NATS headers carry them, the
+    // path and query again in Nex-Http-Url (with the host), and a few of ours: 3x that and 4 KiB is room enough.
+    const headerRoom = 3 * this.o.maxHeaderBytes + 4096;
+    let bodyMax = -1;
+    const maxPayload = (size: number): number => (size <= serverMax - headerRoom ? serverMax : bodyMax >= 0 ? bodyMax : (bodyMax = serverMax - headerBytes(h)));
     const declared = req.headers["content-length"];
-    if (declared !== undefined && Number(declared) > maxPayload) {
+    if (declared !== undefined && Number(declared) > maxPayload(Number(declared))) {
       // Too much to read at all: answer and close. Otherwise read and drop it first, so the client has sent
       // its body when the 413 comes (answering mid-body races the client's writes into a reset).
       if (Number(declared) > DISCARD_MAX_BYTES) return plain(413, {}, true);
@@ -242,7 +249,7 @@ export class HttpGateway {
     req.on("data", (chunk: Buffer) => {
       if (refused) return;
       size += chunk.length;
-      if (size > maxPayload) {
+      if (size > maxPayload(size)) {
         refused = true;
         chunks.length = 0;
         discardBody(req, (cut) => plain(413, {}, cut));
