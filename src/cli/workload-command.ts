@@ -3,6 +3,7 @@
 import { Command } from "commander";
 import { addConnectionOptions, connectFromOptions } from "./connection.js";
 import { issuerKey } from "../util/nex-home.js";
+import { ControlSubjects } from "../protocol/control.js";
 import { type ClientOpts, namespaceOption, withControl } from "./node-command.js";
 import { CliError, ExitCode, printJson, printJsonLine, printTable, withErrors } from "./output.js";
 
@@ -63,7 +64,7 @@ export function workloadCommand(): Command {
     ).action(
       withErrors(async (id: string, opts: ClientOpts & { count?: number }) => {
         const nc = await connectFromOptions(opts, "nex logs");
-        const sub = nc.subscribe(`$NEX.FEED.${opts.namespace}.logs.${id}.*`, { max: opts.count });
+        const sub = nc.subscribe(ControlSubjects.workloadLogs(opts.namespace, id), { max: opts.count });
         process.on("SIGINT", () => void nc.close().then(() => process.exit(0)));
         for await (const msg of sub) {
           const stream = msg.subject.split(".").pop() as string;

@@ -100,7 +100,7 @@ export class EventPublisher {
     const batches = [...this.access];
     this.access.clear();
     if (this.nc.isClosed()) return;
-    for (const [namespace, lines] of batches) this.nc.publish(`$NEX.FEED.${namespace}.http`, lines.join("\n"));
+    for (const [namespace, lines] of batches) this.nc.publish(ControlSubjects.httpAccess(namespace), lines.join("\n"));
   }
 
   /** A workload is gone: reports what it dropped last and frees its budgets. */

@@ -18,6 +18,10 @@ export const ControlSubjects = {
   lameDuck: (node: string) => `$NEX.SVC.${SYSTEM_NAMESPACE}.control.LAMEDUCK.${node}`,
   events: (ns: string, type: string) => `$NEX.FEED.${ns}.events.${type}`,
   logs: (ns: string, workload: string, stream: "stdout" | "stderr") => `$NEX.FEED.${ns}.logs.${workload}.${stream}`,
+  /** A workload's log lines on both streams. */
+  workloadLogs: (ns: string, workload: string) => `$NEX.FEED.${ns}.logs.${workload}.*`,
+  /** The HTTP gateway's access log, lines of JSON in batches. */
+  httpAccess: (ns: string) => `$NEX.FEED.${ns}.http`,
 };
 
 /** The object store bucket `nex run` uploads artifacts to; the only bucket a node fetches artifacts from. */
