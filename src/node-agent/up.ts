@@ -145,15 +145,19 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     else o.log.warn({ type }, "workload type not available in this build; skipping");
   }
   node = new NodeAgent({ nc, identity, config: o.config, runtimes, brokerUrl, credentials, version: o.version, log: o.log, onLameDuckDone: o.onLameDuckDone });
-  try {
-    await node.start();
-  } catch (err) {
-    await node.stop();
+  const running = node;
+  /** What a start that fails half-way undoes: the node, its connection and the bundled broker. */
+  const abandon = async (): Promise<void> => {
+    await running.stop();
     await nc.close();
     await broker?.close();
+  };
+  try {
+    await running.start();
+  } catch (err) {
+    await abandon();
     throw err;
   }
-  const running = node;
   let gateway: HttpGateway | undefined;
   if (o.web) {
     gateway = new HttpGateway(
@@ -163,9 +167,7 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     try {
       await gateway.start();
     } catch (err) {
-      await running.stop();
-      await nc.close();
-      await broker?.close();
+      await abandon();
       throw new Error(`cannot start the HTTP gateway on ${o.web.host ?? "127.0.0.1"}:${o.web.port}: ${err instanceof Error ? err.message : err}`);
     }
   }
