@@ -227,6 +227,35 @@ describeEachServer("workloads that deploy workloads", (kind) => {
     expect((await workloads()).some((w) => w.id === "ab".repeat(10))).toBe(false);
   }, 60_000);
 
+  it("a child stop forged with a key that is not the parent's node's, or unsigned, stops nothing", async () => {
+    const parent = await run(F("lobby.js"), "-t", "lobby.k", "--allow-deploy", F("table.js"), "--max-children", "3");
+    const k1 = await lobby("lobby.k", { op: "deploy", spec: { name: "k1", artifact: "table.js", trigger_subjects: ["table.k1"] } });
+    // What an attacker on the bus can learn: the grant binding (NEX_GRANTS) and the ids.
+    const grants = await new Kvm(nc).open("NEX_GRANTS");
+    let grantId = "";
+    for await (const key of await grants.keys("g.*")) {
+      const entry = await grants.get(key);
+      if (entry && (JSON.parse(entry.string()) as { parent: string }).parent === parent) grantId = key.slice(2);
+    }
+    expect(grantId).toMatch(/^[0-9a-f]{32}$/);
+    const subject = ChildSubjects.undeploy("default", t.node.nodeId);
+    const body = new TextEncoder().encode(
+      JSON.stringify({ version: 1, requested_at: new Date().toISOString(), grant_id: grantId, parent_id: parent, child_id: k1.workload_id, reason: "undeployed by its parent" }),
+    );
+    // Signed with a node key of the attacker's own: the binding names another node.
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(signAsNode(createServer(), subject, body))) h.set(k, v);
+    const f1 = reply(await nc.request(subject, body, { headers: h, timeout: 5000 }));
+    expect(f1.error?.code).toBe(403);
+    expect(f1.error?.message).toMatch(/not a child of the parent named, on the node that signed/);
+    // Signed as the issuer (a person's key, not a node's), and unsigned.
+    expect(reply(await nc.request(subject, body, { headers: hdrs(signRequest(issuer, subject, body)), timeout: 5000 })).error?.code).toBe(401);
+    expect(reply(await nc.request(subject, body, { timeout: 5000 })).error?.code).toBe(401);
+    // The child still runs.
+    expect(decode((await nc.request("table.k1", "x", { timeout: 5000 })).data)).toBe("table ?: x");
+    expect((await workloads()).some((w) => w.id === k1.workload_id)).toBe(true);
+  }, 60_000);
+
   it("undeploying the parent undeploys its children", async () => {
     const parent = await run(F("lobby.js"), "-t", "lobby.f", "--allow-deploy", F("table.js"));
     const kids = [];
