@@ -141,6 +141,11 @@ describeEachServer("workloads that deploy workloads", (kind) => {
     await run(F("lobby.js"), "-t", "lobby.c", "--allow-deploy", F("table.js"));
     const theirs = await lobby<Refusal>("lobby.c", { op: "undeploy", id: again.workload_id });
     expect(theirs.error).toMatchObject({ code: "forbidden", message: `workload ${again.workload_id} is not a child of this workload` });
+    // Nor do wildcards, an empty id or a huge one stop anything (ids are compared, never matched as subjects).
+    for (const id of ["*", ">", "", again.workload_id.slice(0, 10), "a".repeat(100_000)]) {
+      const r = await lobby<Refusal>("lobby.b", { op: "undeploy", id });
+      expect(["bad_request", "forbidden"], id.slice(0, 20)).toContain(r.error?.code);
+    }
     expect(decode((await nc.request("table.b3", "still", { timeout: 5000 })).data)).toBe("table ?: still");
 
     // A workload deployed without --allow-deploy.
