@@ -185,6 +185,9 @@ describeEachServer("workloads that deploy workloads", (kind) => {
     // Another issuer (not allowed here, and not the grant's).
     const r2 = await signed(subject, reuse, createAccount());
     expect(r2.error?.code).toBe(403);
+    // The grant's own issuer deploying into another namespace: the grant names default.
+    const r4 = await signed(ControlSubjects.deploy("other", t.node.nodeId), reuse, issuer);
+    expect(r4.error).toMatchObject({ code: 403, message: "the deploy grant is for namespace default, not other" });
     // The captured request itself, replayed byte for byte.
     const r3 = reply(await nc.request(captured[0].subject, captured[0].data, { headers: copyHeaders(captured[0].headers), timeout: 5000 }));
     expect(r3.error).toMatchObject({ code: 409 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createAccount, createCurve, createServer, createUser, fromPublic } from "@nats-io/nkeys";
 import { nodeXkeyIsSigned, requestAgeProblem, signNodeXkey, signRequest, SIGNATURE_HEADER, verifyRequest } from "../src/protocol/signing.js";
+import { type GrantBody, type SignedGrant, signGrant, verifyGrant } from "../src/protocol/grants.js";
 
 describe("request signing", () => {
   const issuer = createAccount();
@@ -71,5 +72,53 @@ describe("a node's signed xkey", () => {
     expect(nodeXkeyIsSigned(node.getPublicKey(), xkey, "x".repeat(100_000))).toBe(false);
     expect(nodeXkeyIsSigned(createAccount().getPublicKey(), xkey, sig)).toBe(false);
     expect(nodeXkeyIsSigned("N" + "A".repeat(55), xkey, sig)).toBe(false); // right shape, bad checksum
+  });
+});
+
+describe("deploy grants", () => {
+  const issuer = createAccount();
+  const body: GrantBody = {
+    version: 1,
+    kind: "nex-deploy-grant",
+    grant_id: "0123456789abcdef0123456789abcdef",
+    namespace: "default",
+    artifacts: [{ name: "table.js", sha256: "a".repeat(64), type: "javascript" }],
+    max_children: 3,
+    issued_at: new Date().toISOString(),
+  };
+
+  it("verifies a grant its issuer signed, and gives back its body", () => {
+    expect(verifyGrant(signGrant(issuer, body))).toEqual({ body });
+  });
+
+  it("refuses a grant whose body was changed, whose issuer was swapped, or that another key signed", () => {
+    const grant = signGrant(issuer, body);
+    const raised = { ...grant, body: grant.body.replace('"max_children":3', '"max_children":999') };
+    expect(raised.body).not.toBe(grant.body);
+    expect(verifyGrant(raised)).toHaveProperty("problem");
+    expect(verifyGrant({ ...grant, issuer: createAccount().getPublicKey() })).toHaveProperty("problem");
+    const other = createAccount();
+    expect(verifyGrant({ ...signGrant(other, body), issuer: issuer.getPublicKey() })).toHaveProperty("problem");
+  });
+
+  it("refuses malformed grants, a body that is not JSON and one that breaks the schema, even when signed", () => {
+    expect(verifyGrant({ ...signGrant(issuer, body), issuer: createUser().getPublicKey() })).toEqual({ problem: "grant is malformed" });
+    expect(verifyGrant({ body: "", issuer: issuer.getPublicKey(), signature: "x" } as SignedGrant)).toEqual({ problem: "grant is malformed" });
+    const signText = (text: string): SignedGrant => ({
+      body: text,
+      issuer: issuer.getPublicKey(),
+      signature: signRequest(issuer, "nex-deploy-grant", new TextEncoder().encode(text))[SIGNATURE_HEADER],
+    });
+    expect(verifyGrant(signText("not json"))).toEqual({ problem: "grant body is not JSON" });
+    expect(verifyGrant(signText(JSON.stringify({ ...body, max_children: 5000 })))).toMatchObject({ problem: expect.stringMatching(/^grant body is invalid: max_children/) });
+    expect(verifyGrant(signText(JSON.stringify({ ...body, extra: true })))).toMatchObject({ problem: expect.stringMatching(/^grant body is invalid/) });
+  });
+
+  it("a grant's signature does not sign a deploy request with the same body, nor the other way round", () => {
+    const grant = signGrant(issuer, body);
+    const deploySubject = "$NEX.SVC.default.control.DEPLOY.N1";
+    expect(verifyRequest(deploySubject, new TextEncoder().encode(grant.body), issuer.getPublicKey(), grant.signature)).toHaveProperty("problem");
+    const requestSig = signRequest(issuer, deploySubject, new TextEncoder().encode(grant.body))[SIGNATURE_HEADER];
+    expect(verifyGrant({ ...grant, signature: requestSig })).toHaveProperty("problem");
   });
 });
