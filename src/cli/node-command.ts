@@ -71,21 +71,40 @@ function refuseWebSocketFlagsWithServer(opts: WebSocketFlags & { server?: string
   );
 }
 
+const WEB_SETTINGS = ["webHost", "webMaxInFlight", "webHeaderTimeout", "webTimeout", "webMaxHeaderSize"] as const;
+const flagName = (key: string): string => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/** The gateway's settings without --web-port would be silently ignored (no gateway starts): refused. */
+function refuseWebFlagsWithoutPort(opts: { webPort?: number }, command: Command): void {
+  if (opts.webPort !== undefined) return;
+  const given = WEB_SETTINGS.filter((k) => command.getOptionValueSource(k) === "cli").map(flagName);
+  if (given.length > 0) throw new CliError(`${given.join(", ")}: HTTP gateway settings go with --web-port (no gateway starts without it)`, ExitCode.usage);
+}
+
+/** Request headers at most: Node holds a connection's whole header block, and NATS carries it in one message. */
+const MAX_WEB_HEADER_BYTES = 1024 * 1024;
+
 /** The HTTP gateway's settings from the --web-* flags. */
 function webOptions(opts: { webPort: number; webHost: string; webMaxInFlight: number; webHeaderTimeout: number; webTimeout: number; webMaxHeaderSize: number }) {
-  const whole = (v: number, what: string, min: number): number => {
-    if (!Number.isInteger(v) || v < min) throw new Error(`${what} must be a whole number of at least ${min}`);
+  const whole = (v: number, what: string, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${what} must be a whole number from ${min} to ${max}`);
     return v;
   };
+  const duration = (ms: number, what: string): number => {
+    if (!Number.isInteger(ms) || ms < 1) throw new Error(`${what} must be at least 1ms`);
+    return ms;
+  };
   if (!Number.isInteger(opts.webPort) || opts.webPort < 0 || opts.webPort > 65535) throw new Error("--web-port must be 0-65535");
+  // An empty host would listen on every interface; that must be asked for by name (0.0.0.0 or ::).
+  if (opts.webHost.trim() === "") throw new Error("--web-host must name an interface (127.0.0.1 by default; 0.0.0.0 or :: for all)");
   return {
     port: opts.webPort,
     host: opts.webHost,
     maxInFlight: whole(opts.webMaxInFlight, "--web-max-in-flight", 1),
-    headersTimeoutMs: whole(opts.webHeaderTimeout, "--web-header-timeout", 1),
+    headersTimeoutMs: duration(opts.webHeaderTimeout, "--web-header-timeout"),
     requestTimeoutMs: Math.max(DEFAULT_GATEWAY.requestTimeoutMs, opts.webHeaderTimeout),
-    replyTimeoutMs: whole(opts.webTimeout, "--web-timeout", 1),
-    maxHeaderBytes: whole(opts.webMaxHeaderSize, "--web-max-header-size", 1024),
+    replyTimeoutMs: duration(opts.webTimeout, "--web-timeout"),
+    maxHeaderBytes: whole(opts.webMaxHeaderSize, "--web-max-header-size", 1024, MAX_WEB_HEADER_BYTES),
   };
 }
 
@@ -125,6 +144,7 @@ function upCommand(version: string): Command {
       .action(
         withErrors(async (opts, command: Command) => {
           refuseWebSocketFlagsWithServer(opts);
+          refuseWebFlagsWithoutPort(opts, command);
           const log = pino({ level: opts.logLevel }, pino.destination(2));
           const config = loadNodeConfig(opts.config, {
             name: opts.name,

@@ -1,5 +1,5 @@
-// The CLI's refusals at start: `nex node up --server` starts no broker, so the bundled broker's WebSocket
-// flags are refused (exit 2, usage) instead of being silently ignored; a gateway that cannot listen ends the start.
+// The CLI's refusals at start: flags that cannot apply (the bundled broker's WebSocket flags with --server,
+// gateway settings without --web-port), values out of range, and a gateway that cannot listen.
 import { rmSync } from "node:fs";
 import net from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
@@ -54,4 +54,49 @@ describe("nex node up whose HTTP gateway cannot listen", () => {
       await new Promise<void>((resolve) => taken.close(() => resolve()));
     }
   }, 60_000);
+});
+
+describe("nex node up --web-* values", () => {
+  const home = tempDir("nex-webflags-");
+  afterAll(() => rmSync(home, { recursive: true, force: true }));
+
+  const bad: [string[], RegExp][] = [
+    [["--web-port", "70000"], /--web-port must be 0-65535/],
+    [["--web-port", "abc"], /--web-port must be 0-65535/],
+    [["--web-port", "0", "--web-host", ""], /--web-host must name an interface/],
+    [["--web-port", "0", "--web-max-in-flight", "0"], /--web-max-in-flight must be a whole number from 1/],
+    [["--web-port", "0", "--web-max-header-size", "99999999999"], /--web-max-header-size must be a whole number from 1024 to 1048576/],
+    [["--web-port", "0", "--web-header-timeout", "0s"], /--web-header-timeout must be at least 1ms/],
+    [["--web-port", "0", "--web-timeout", "soon"], /invalid duration "soon"/],
+  ];
+  it.each(bad)("%j is refused with its reason, before anything starts", async (args, reason) => {
+    const res = await runNex(["node", "up", "--port", "0", "--data-dir", `${home}/node`, ...args], { NEX_HOME: home });
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toMatch(reason);
+    expect(res.stdout).not.toMatch(/is up/);
+  });
+
+  it("refuses gateway settings without --web-port (they would be ignored)", async () => {
+    const res = await runNex(["node", "up", "--port", "0", "--data-dir", `${home}/node`, "--web-host", "0.0.0.0", "--web-timeout", "5s"], { NEX_HOME: home });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toBe("nex: --web-host, --web-timeout: HTTP gateway settings go with --web-port (no gateway starts without it)\n");
+  });
+});
+
+describe("nex run --allow-deploy / --max-children values", () => {
+  const home = tempDir("nex-grantflags-");
+  afterAll(() => rmSync(home, { recursive: true, force: true }));
+  const fixture = new URL("./fixtures/children/lobby.js", import.meta.url).pathname;
+
+  it.each([["0"], ["1001"], ["2.5"], ["abc"]])("--max-children %s is refused", async (n) => {
+    const res = await runNex(["run", fixture, "-t", "x.y", "--allow-deploy", fixture, "--max-children", n, "-s", "nats://127.0.0.1:1"], { NEX_HOME: home });
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toMatch(/--max-children <n>' argument .* is invalid\. a whole number from 1 to 1000/);
+  });
+
+  it("--max-children without --allow-deploy is refused", async () => {
+    const res = await runNex(["run", fixture, "-t", "x.y", "--max-children", "3", "-s", "nats://127.0.0.1:1"], { NEX_HOME: home });
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toMatch(/--max-children goes with --allow-deploy/);
+  });
 });
