@@ -166,6 +166,17 @@ describeEachServer("workloads that deploy workloads", (kind) => {
     expect(alone.stderr).toMatch(/--max-children goes with --allow-deploy/);
   }, 60_000);
 
+  it("a child spec too large to send (a huge env) is refused and takes no slot", async () => {
+    await run(F("lobby.js"), "-t", "lobby.m", "--allow-deploy", F("table.js"), "--max-children", "1");
+    const huge = await lobby<Refusal>("lobby.m", { op: "deploy", spec: { name: "m1", artifact: "table.js", trigger_subjects: ["table.m1"], env: { BIG: "x".repeat(300_000) } } });
+    expect(huge.error?.code).toBe("bad_request");
+    expect(huge.error?.message).toMatch(/env/);
+    expect(await lobby("lobby.m", { op: "list" })).toEqual([]);
+    // Its one slot is still free.
+    const ok = await lobby("lobby.m", { op: "deploy", spec: { name: "m2", artifact: "table.js", trigger_subjects: ["table.m2"], env: { SMALL: "y" } } });
+    expect(ok.workload_id).toMatch(/^[0-9a-f]{20}$/);
+  }, 60_000);
+
   it("a captured grant cannot serve another parent, and a raw replay of a deploy is refused", async () => {
     const captured: Msg[] = [];
     const sub = nc.subscribe(`$NEX.SVC.default.control.DEPLOY.${t.node.nodeId}`, { callback: (_e, m) => void captured.push(m) });
