@@ -25,8 +25,9 @@ export function cpuOutcome(ms: number): Outcome {
   return failure(ErrorCodes.timeout, `timeout: the trigger used more than ${ms} ms of CPU time`);
 }
 
-export function queueTimeoutOutcome(ms: number): Outcome {
-  return failure(ErrorCodes.timeout, `timeout: the trigger waited more than ${ms} ms for a free isolate`);
+/** `slot`: what the trigger waited for ("isolate", "wasm worker"). */
+export function queueTimeoutOutcome(ms: number, slot = "isolate"): Outcome {
+  return failure(ErrorCodes.timeout, `timeout: the trigger waited more than ${ms} ms for a free ${slot}`);
 }
 
 export function memoryOutcome(mb: number): Outcome {

@@ -168,7 +168,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool {
     const { timeoutMs } = this.cfg;
     const now = Date.now();
     while (this.queueHead < this.queue.length && now - this.queue[this.queueHead].enqueuedAt >= timeoutMs) {
-      this.queue[this.queueHead++].resolve(queueTimeoutOutcome(timeoutMs));
+      this.queue[this.queueHead++].resolve(queueTimeoutOutcome(timeoutMs, this.cfg.what));
     }
     this.compactQueue();
     if (this.queued === 0 || this.expiryTimer || this.closed) return;
