@@ -313,6 +313,22 @@ export function startHand(state, randomInt) {
 }
 
 /**
+ * Like startHand, with a given deck order (top card first) instead of a shuffle: for tests and tooling.
+ * Deal order: one card each starting left of the button, twice; then burn + 3 (flop), burn + 1 (turn),
+ * burn + 1 (river).
+ * @param {TableState} state
+ * @param {string[]} deck
+ * @returns {TableState}
+ */
+export function startHandWithDeck(state, deck) {
+  if (handInProgress(state)) fail("hand_in_progress", "a hand is already in progress");
+  const seats = activeSeats(state);
+  if (seats.length < 2) fail("not_enough_players", "a hand needs at least 2 players with chips who are not sitting out");
+  if (deck.length !== 52 || new Set(deck).size !== 52) fail("bad_deck", "a deck has 52 different cards");
+  return deal(state, nextSeat(seats, state.button, state.seats.length), deck);
+}
+
+/**
  * @param {TableState} state
  * @param {number} button
  * @param {string[]} deck
