@@ -382,6 +382,40 @@ describe("table", () => {
     expect(T.legalActions(s, "p3")[2]).toEqual({ action: "raise", min: 300, max: 1000 });
   });
 
+  it("short all-ins that add up to a full raise reopen the betting (TDA)", () => {
+    const play = (lastAllIn: number) => {
+      let s = table([lastAllIn, 1000, 1000, 1000, 150]);
+      s = T.startHand(s, seededRandomInt(6)); // button 0, SB 1, BB 2, UTG 3, then 4
+      s = T.act(s, "p3", "raise", 100); // a raise of 98
+      s = T.act(s, "p4", "all_in"); // to 150: +50, short
+      s = T.act(s, "p0", "all_in"); // to lastAllIn
+      s = T.act(s, "p1", "fold");
+      s = T.act(s, "p2", "call"); // still has chips, so p3 has someone to raise
+      expect(s.hand.toAct).toBe(3);
+      return s;
+    };
+    // 100 -> 200: +100 since p3 acted, at least the last full raise (98): reopened
+    let s = play(200);
+    expect(T.legalActions(s, "p3")[2]).toEqual({ action: "raise", min: 298, max: 1000 });
+    // 100 -> 190: +90 < 98: not reopened
+    s = play(190);
+    expect(T.legalActions(s, "p3").map((a: any) => a.action)).toEqual(["fold", "call"]);
+    expectRefused(s, (x) => T.act(x, "p3", "raise", 400), "not_reopened");
+  });
+
+  it("nobody can raise when every opponent is all-in", () => {
+    let s = table([100, 1000]);
+    s = T.startHand(s, seededRandomInt(6));
+    s = T.act(s, "p0", "all_in");
+    expect(T.legalActions(s, "p1")).toEqual([{ action: "fold" }, { action: "call", amount: 100 }]);
+    expectRefused(s, (x) => T.act(x, "p1", "raise", 300), "nobody_to_raise");
+    expectRefused(s, (x) => T.act(x, "p1", "all_in"), "nobody_to_raise");
+    s = T.act(s, "p1", "call");
+    expect(s.hand.finished).toBe(true);
+    expect(s.hand.board.length).toBe(5);
+    expect(stacks(s).reduce((a: number, b: number) => a + b, 0)).toBe(1100);
+  });
+
   it("runs the board out when everyone is all-in and pays side pots at showdown", () => {
     // seats 0..3, button 0: deal order 1, 2, 3, 0
     let s = table([300, 50, 100, 200]);

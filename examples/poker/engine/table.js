@@ -56,7 +56,7 @@ function fail(code, message) {
  * @property {boolean} folded
  * @property {boolean} allIn
  * @property {boolean} acted has acted since the last bet or raise on this street
- * @property {number} seenRaise the full-raise count when the player last acted on this street (-1: not yet)
+ * @property {number} actedAt the street's highest bet when the player last acted on this street (-1: not yet)
  *
  * @typedef {object} LogAction
  * @property {string} playerId
@@ -84,7 +84,6 @@ function fail(code, message) {
  * @property {number | null} toAct seat to act, null when no action is pending
  * @property {number} currentBet highest bet on this street
  * @property {number} minRaise size of the last full bet or raise on this street (at least the big blind)
- * @property {number} fullRaises count of full bets/raises on this street
  * @property {boolean} finished
  * @property {{playerId: string, amount: number} | null} uncalled the bet returned because nobody called it
  * @property {HandResult | null} result
@@ -335,6 +334,7 @@ export function startHandWithDeck(state, deck) {
  * @returns {TableState}
  */
 function deal(state, button, deck) {
+  const before = chipsOnTable(state);
   const next = clone(state);
   const n = next.seats.length;
   const seats = activeSeats(next);
@@ -355,7 +355,7 @@ function deal(state, button, deck) {
     folded: false,
     allIn: false,
     acted: false,
-    seenRaise: -1,
+    actedAt: -1,
   }));
   /** @type {Hand} */
   const hand = {
@@ -371,7 +371,6 @@ function deal(state, button, deck) {
     toAct: null,
     currentBet: bigBlind,
     minRaise: bigBlind,
-    fullRaises: 0,
     finished: false,
     uncalled: null,
     result: null,
@@ -398,6 +397,8 @@ function deal(state, button, deck) {
   // preflop the first to act is left of the big blind (heads-up that is the button/small blind)
   hand.toAct = nextToAct(hand, bbSeat, n);
   if (hand.toAct === null) endStreet(next);
+  const after = chipsOnTable(next);
+  if (after !== before) throw new Error(`chips not conserved: ${before} before the deal, ${after} after`);
   return next;
 }
 
@@ -461,6 +462,19 @@ function nextToAct(hand, from, n) {
  */
 
 /**
+ * Whether the player may bet or raise now. Not when nobody else could call (all other players folded or
+ * all-in). Not when the player already acted on this street and the bet has grown since by less than a full
+ * raise (one short all-in, or several that together make less than the last full bet/raise: the betting is
+ * not reopened for them).
+ * @param {Hand} hand
+ * @param {HandPlayer} p
+ */
+function mayRaise(hand, p) {
+  if (!hand.players.some((o) => o !== p && !o.folded && !o.allIn)) return false;
+  return p.actedAt < 0 || hand.currentBet - p.actedAt >= hand.minRaise;
+}
+
+/**
  * @typedef {object} LegalAction
  * @property {Action} action
  * @property {number} [amount] for "call" and "all_in": the player's total bet on the street after it
@@ -486,7 +500,7 @@ export function legalActions(state, playerId) {
   const out = [{ action: "fold" }];
   if (toCall === 0) out.push({ action: "check" });
   else out.push({ action: "call", amount: Math.min(hand.currentBet, allInTo) });
-  const canRaise = p.seenRaise < hand.fullRaises;
+  const canRaise = mayRaise(hand, p);
   if (allInTo > hand.currentBet && canRaise) {
     const minTo = Math.min(hand.currentBet === 0 ? state.config.bigBlind : hand.currentBet + hand.minRaise, allInTo);
     out.push({ action: hand.currentBet === 0 ? "bet" : "raise", min: minTo, max: allInTo });
@@ -525,8 +539,7 @@ export function act(state, playerId, action, amount) {
   const n = next.seats.length;
   const toCall = Math.max(0, h.currentBet - p.bet);
   const allInTo = p.bet + seat.stack;
-  // a player may raise unless they already acted on this street and no full bet/raise has come since
-  const canRaise = p.seenRaise < h.fullRaises;
+  const canRaise = mayRaise(h, p);
   /** @type {number | null} */
   let logged = null;
 
@@ -541,12 +554,9 @@ export function act(state, playerId, action, amount) {
   /** raise/bet to `to` (> currentBet); full or short (all-in only) @param {number} to */
   const raiseTo = (to) => {
     const increment = to - h.currentBet;
-    // the opening bet of a street always opens the betting (even an all-in below the big blind);
-    // a raise is "full" when it adds at least the last full bet/raise
-    if (h.currentBet === 0 || increment >= h.minRaise) {
-      h.minRaise = Math.max(increment, next.config.bigBlind);
-      h.fullRaises += 1;
-    }
+    // a bet or raise is "full" when it adds at least the last full bet/raise (the big blind at first);
+    // a short one (only possible all-in) leaves the minimum raise as it was
+    if (increment >= h.minRaise) h.minRaise = increment;
     h.currentBet = to;
     for (const o of h.players) if (o !== p) o.acted = false;
     putTo(to);
@@ -569,7 +579,7 @@ export function act(state, playerId, action, amount) {
       if (action === "raise" && h.currentBet === 0) fail("cannot_raise", "there is no bet to raise: bet instead");
       if (typeof amount !== "number" || !Number.isSafeInteger(amount))
         fail("bad_amount", `${action} needs a whole "to" amount, got ${amount}`);
-      if (!canRaise) fail("not_reopened", "the betting was not reopened (a short all-in is not a full raise): call or fold");
+      if (!canRaise) refuseRaise(h, p);
       if (allInTo <= h.currentBet) fail("cannot_raise", `your stack only covers a call (${allInTo})`);
       const minTo = h.currentBet === 0 ? next.config.bigBlind : h.currentBet + h.minRaise;
       if (amount > allInTo) fail("above_stack", `${action} to ${amount} is more than your ${allInTo} (stack ${seat.stack} + bet ${p.bet})`);
@@ -582,7 +592,7 @@ export function act(state, playerId, action, amount) {
     case "all_in": {
       if (allInTo <= h.currentBet) putTo(allInTo);
       else {
-        if (!canRaise) fail("not_reopened", "the betting was not reopened (a short all-in is not a full raise): call or fold");
+        if (!canRaise) refuseRaise(h, p);
         raiseTo(allInTo);
       }
       logged = allInTo;
@@ -592,7 +602,7 @@ export function act(state, playerId, action, amount) {
       fail("bad_action", `unknown action ${JSON.stringify(action)}`);
   }
   p.acted = true;
-  p.seenRaise = h.fullRaises;
+  p.actedAt = h.currentBet;
   h.log.actions.push({ playerId, action, amount: logged });
 
   const live = h.players.filter((x) => !x.folded);
@@ -606,6 +616,17 @@ export function act(state, playerId, action, amount) {
   const after = chipsOnTable(next);
   if (after !== before) throw new Error(`chips not conserved: ${before} before, ${after} after ${action}`);
   return next;
+}
+
+/**
+ * @param {Hand} hand
+ * @param {HandPlayer} p
+ * @returns {never}
+ */
+function refuseRaise(hand, p) {
+  if (!hand.players.some((o) => o !== p && !o.folded && !o.allIn))
+    fail("nobody_to_raise", "every other player is all-in or folded: call or fold");
+  fail("not_reopened", "the betting was not reopened (the bet grew by less than a full raise since you acted): call or fold");
 }
 
 /**
@@ -638,11 +659,10 @@ function endStreet(state) {
     for (const p of hand.players) {
       p.bet = 0;
       p.acted = false;
-      p.seenRaise = -1;
+      p.actedAt = -1;
     }
     hand.currentBet = 0;
     hand.minRaise = state.config.bigBlind;
-    hand.fullRaises = 0;
     hand.deckIndex++; // burn
     if (hand.street === "preflop") {
       hand.street = "flop";
