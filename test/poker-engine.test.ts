@@ -1,5 +1,8 @@
 // Unit tests of the poker demo's game engine (examples/poker/engine): plain ES modules, no Node APIs.
 import { describe, expect, it } from "vitest";
+import { build } from "esbuild";
+import ivm from "isolated-vm";
+import { fileURLToPath } from "node:url";
 // @ts-ignore plain JS modules with JSDoc types
 import { newDeck, shuffle, randomIntFrom, seededRandomInt, isCard } from "../examples/poker/engine/cards.js";
 // @ts-ignore
@@ -659,5 +662,38 @@ describe("property: random hands", () => {
     expect(showdowns).toBeGreaterThan(50);
     expect(sidePots).toBeGreaterThan(10);
     expect(tables).toBeGreaterThan(1);
+  });
+});
+
+describe("runs without Node APIs", () => {
+  it("bundles with esbuild and plays a hand inside an isolated-vm isolate", async () => {
+    const dir = fileURLToPath(new URL("../examples/poker/engine/", import.meta.url));
+    const out = await build({
+      stdin: {
+        contents: `import * as T from "./table.js"; import { randomIntFrom } from "./cards.js";
+          const ri = randomIntFrom((a) => { for (let i = 0; i < a.length; i++) a[i] = (i * 2654435761 + 12345) >>> 0; return a; });
+          let s = T.createTable({ bigBlind: 2 });
+          s = T.join(s, null, { id: "a" }, 100);
+          s = T.join(s, null, { id: "b" }, 60);
+          s = T.startHand(s, ri);
+          s = T.act(s, "a", "all_in");
+          s = T.act(s, "b", "call");
+          globalThis.result = JSON.stringify({ board: s.hand.board.length, total: T.chipsOnTable(s), uncalled: s.hand.result.uncalled });`,
+        resolveDir: dir,
+      },
+      bundle: true,
+      format: "iife",
+      write: false,
+      logLevel: "silent",
+    });
+    const iso = new ivm.Isolate({ memoryLimit: 32 });
+    try {
+      const ctx = await iso.createContext();
+      await ctx.eval(out.outputFiles[0].text);
+      const result = JSON.parse(await ctx.eval("result"));
+      expect(result).toEqual({ board: 5, total: 160, uncalled: { playerId: "a", amount: 40 } });
+    } finally {
+      iso.dispose();
+    }
   });
 });
