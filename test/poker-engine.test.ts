@@ -602,6 +602,8 @@ describe("property: random hands", () => {
     let showdowns = 0;
     let sidePots = 0;
     let tables = 0;
+    let leftMidHand = 0;
+    let newcomers = 0;
     while (hands < 500) {
       tables++;
       const n = 2 + rnd(5);
@@ -633,6 +635,19 @@ describe("property: random hands", () => {
           }
           expect(T.chipsOnTable(s)).toBe(total);
           for (const x of s.seats) if (x) expect(x.stack).toBeGreaterThanOrEqual(0);
+          // now and then a folded player leaves mid-hand, or a newcomer sits in an empty seat
+          const folded = s.hand.players.find((x: any) => x.folded && s.seats[x.seat]?.id === x.id);
+          if (folded && rnd(10) === 0) {
+            const out = T.leave(s, folded.id);
+            s = out.state;
+            total -= out.stack;
+            leftMidHand++;
+          } else if (rnd(40) === 0 && s.seats.includes(null)) {
+            const buyIn = 1 + rnd(200);
+            s = T.join(s, null, { id: `n${newcomers++}` }, buyIn);
+            total += buyIn;
+          }
+          expect(T.chipsOnTable(s)).toBe(total);
         }
         expect(s.hand.toAct).toBeNull();
         const won = Object.values(s.hand.result.won as Record<string, number>).reduce((a, b) => a + b, 0);
@@ -645,7 +660,8 @@ describe("property: random hands", () => {
         if (s.hand.result.pots.length > 1) sidePots++;
         const replayed = T.replayHand(JSON.parse(JSON.stringify(s.hand.log)));
         expect(replayed.hand).toEqual(s.hand);
-        for (const p of s.hand.players) expect(replayed.seats[p.seat].stack).toBe(s.seats[p.seat].stack);
+        for (const p of s.hand.players)
+          if (s.seats[p.seat]?.id === p.id) expect(replayed.seats[p.seat].stack).toBe(s.seats[p.seat].stack);
         // busted players leave between hands
         for (const x of s.seats) {
           if (x && x.stack === 0) {
@@ -662,6 +678,8 @@ describe("property: random hands", () => {
     expect(showdowns).toBeGreaterThan(50);
     expect(sidePots).toBeGreaterThan(10);
     expect(tables).toBeGreaterThan(1);
+    expect(leftMidHand).toBeGreaterThan(5);
+    expect(newcomers).toBeGreaterThan(5);
   });
 });
 
