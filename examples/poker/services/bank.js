@@ -3,6 +3,7 @@
 //
 //   poker.bank.balance  {"user": "<id>" | "table:<id>"}                        → {"user", "balance"}
 //   poker.bank.transfer {"from", "to", "amount", "ref", "token"? , "secret"?}  → {"ok": true, "ref", "from", "to", "amount", "balance"}
+//   poker.bank.stats    (any)  → {"workload", "transfers", "conflicts"} from every replica (not queued)
 //
 // A refusal is a JSON body {"error": "..."} and changes nothing. A user's account is opened with
 // 1,000 chips the first time the bank sees the user (a balance or a transfer naming them); a table
@@ -200,6 +201,7 @@ const ATTEMPTS = 50;
 let kv;
 let users;
 let tableKey;
+const stats = { transfers: 0, conflicts: 0 }; // this replica's: answered by poker.bank.stats
 
 /** "<user id>" or "table:<id>" → { kind, id, key }, or a refusal. */
 function account(s, what) {
@@ -271,6 +273,7 @@ async function apply(acct, delta, ref) {
         return balance;
       } catch (err) {
         if (!err || err.code !== "wrong_revision") throw err;
+        stats.conflicts++;
         await sleep(1 + Math.floor(Math.random() * 5 * (i + 1))); // another replica wrote it: read again
       }
     }
@@ -286,6 +289,7 @@ async function balance(payload) {
 }
 
 async function transfer(payload) {
+  stats.transfers++;
   const req = parseRequest(payload);
   const from = account(req.from, "from");
   const to = account(req.to, "to");
@@ -357,6 +361,8 @@ export default {
     tableKey = ctx.env.TABLE_KEY || null;
     ctx.subscribe("poker.bank.balance", answering(balance), { queue: "bank" });
     ctx.subscribe("poker.bank.transfer", answering(transfer), { queue: "bank" });
+    // Not in the queue group: every replica answers with its own counters.
+    ctx.subscribe("poker.bank.stats", () => ({ workload: ctx.workload.id, ...stats }));
   },
   stop() {},
 };
