@@ -208,12 +208,17 @@ describeEachServer(
       expect((await ask("poker.bank.transfer", { ...body, amount: 8 })).error).toMatch(/another transfer/);
       expect((await ask("poker.bank.transfer", { ...body, to: "table:t1" })).error).toMatch(/another transfer/);
       expect(await ledger()).toEqual(after);
+      // Refs belong to the debited account: another account may use the same ref.
+      const bobs = await ask("poker.bank.transfer", { from: bob.id, to: ann.id, amount: 7, ref: "once-1", token: bob.token });
+      expect(bobs).toMatchObject({ ok: true });
+      expect(bobs.replayed).toBeUndefined();
       // A fresh ref sent ten times at once is applied once too.
       const burst = await Promise.all(Array.from({ length: 10 }, () => ask("poker.bank.transfer", { ...body, ref: "once-2" })));
       expect(burst.filter((r) => r.ok === true)).toHaveLength(10);
       const final = await ledger();
-      expect(final.get(`acct.${ann.id}`)).toBe(after.get(`acct.${ann.id}`)! - 7);
-      expect(final.get(`acct.${bob.id}`)).toBe(after.get(`acct.${bob.id}`)! + 7);
+      expect(final.get(`acct.${ann.id}`)).toBe(after.get(`acct.${ann.id}`)! - 7 + 7);
+      expect(final.get(`acct.${bob.id}`)).toBe(after.get(`acct.${bob.id}`)! + 7 - 7);
+      expect((await new Kvm(nc).open("hs_default_bank").then((kv) => kv.get(`ref.${ann.id}.once-2`)))?.json()).toMatchObject({ state: "done", amount: 7 });
     });
 
     it("neither creates nor loses chips under 200 concurrent random transfers", async () => {

@@ -14,9 +14,10 @@
 // user account, and the table's secret, HMAC-SHA-256(TABLE_KEY, "<id>") in hex, for "table:<id>".
 //
 // KV (the workload's bucket, "bank"): "acct.<user id>" / "acct.table.<id>" → {"balance", "refs"} and
-// "ref.<ref>" → the transfer and its state. Every balance change is a kv.update at the revision read
-// (retried on a conflict, a bounded number of times), and records the ref in the account's last 64
-// refs, so a transfer driven twice (a replay racing the original) is applied once per account.
+// "ref.<user id>.<ref>" / "ref.table.<id>.<ref>" → the transfer and its state (a ref is scoped to the
+// debited account). Every balance change is a kv.update at the revision read (retried on a conflict, a
+// bounded number of times), and records "<from>/<ref>" in the account's last 64 refs, so a transfer
+// driven twice (a replay racing the original) is applied once per account.
 
 // ---- shared helpers (the same block is in user.js and bank.js: a workload is one file) ----
 const enc = new TextEncoder();
@@ -315,18 +316,27 @@ async function transfer(payload) {
   }
   if (to.kind === "user") await userRecord(to);
 
-  // The ref: claimed with a create; a ref seen before is the same transfer or a refusal.
-  const refKey = `ref.${ref}`;
+  // The ref, scoped to the debited account (so nobody can use up a ref another account will need):
+  // claimed with a create; a ref seen before is the same transfer or a refusal.
+  const refKey = `ref.${from.key.slice("acct.".length)}.${ref}`;
+  const mark = `${from.name}/${ref}`; // what the accounts record
   const record = { from: from.name, to: to.name, amount };
   const done = (bal, replayed) => ({ ok: true, ref, from: from.name, to: to.name, amount, balance: bal, ...(replayed ? { replayed: true } : {}) });
   let revision;
-  try {
-    revision = await kv.create(refKey, { ...record, state: "pending" });
-  } catch (err) {
-    if (!err || err.code !== "exists") throw err;
+  for (let i = 0; revision === undefined; i++) {
+    try {
+      revision = await kv.create(refKey, { ...record, state: "pending" });
+      break;
+    } catch (err) {
+      if (!err || err.code !== "exists") throw err;
+    }
     const seen = await readEntry(kv, refKey);
     const v = seen && seen.value;
-    if (v === null || v === undefined) throw new Refusal(`ref ${ref} is being refused right now: send it again`);
+    if (v === null || v === undefined) {
+      // freed meanwhile (a copy of this transfer was refused): claim it again
+      if (i >= ATTEMPTS) throw new Error(`ref ${ref} is too busy`);
+      continue;
+    }
     if (v.from !== record.from || v.to !== record.to || v.amount !== record.amount) {
       throw new Refusal(`ref ${ref} was used for another transfer`);
     }
@@ -336,14 +346,14 @@ async function transfer(payload) {
 
   let fromBalance;
   try {
-    fromBalance = await apply(from, -amount, ref);
+    fromBalance = await apply(from, -amount, mark);
   } catch (err) {
     // Nothing moved: free the ref so the transfer may be sent again.
     await kv.delete(refKey).catch(() => {});
     throw err;
   }
   try {
-    await apply(to, amount, ref);
+    await apply(to, amount, mark);
   } catch (err) {
     console.log(`transfer ${ref}: debited ${from.name} but not yet credited ${to.name}: ${err && err.message}`);
     throw new Refusal(`transfer ${ref} is half done (${to.name} not yet credited): send it again with the same ref to finish it`);
