@@ -274,5 +274,5 @@ describeEachServer(
       console.log(`bank replicas: ${JSON.stringify(stats)}`);
     }, 120_000);
   },
-  ["bundled"],
+
 );

@@ -93,24 +93,6 @@ function sameString(a, b) {
   return d === 0;
 }
 
-const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-function base64Decode(s) {
-  const clean = s.replace(/=+$/, "");
-  const out = new Uint8Array(Math.floor((clean.length * 3) / 4));
-  let acc = 0, nbits = 0, j = 0;
-  for (let i = 0; i < clean.length; i++) {
-    const v = B64.indexOf(clean[i]);
-    if (v < 0) throw new Error("bad base64");
-    acc = (acc << 6) | v;
-    nbits += 6;
-    if (nbits >= 8) {
-      nbits -= 8;
-      out[j++] = (acc >> nbits) & 0xff;
-    }
-  }
-  return out.subarray(0, j);
-}
-
 /**
  * Random bytes. The isolate has no crypto.getRandomValues (nex gives JavaScript workloads no Web Crypto),
  * so this is a SHA-256 generator over a pool seeded from the deployer's sealed --env SEED (if given),
@@ -138,17 +120,11 @@ function randomBytes(n, seed) {
   return out;
 }
 
-/**
- * A KV entry with its revision: the host's kv.get drops the revision, so it is read with kv.history
- * (the host-service buckets keep one revision per key). null when the key was never written;
- * { value: null, revision } when it was deleted.
- */
+/** A KV entry's parsed JSON value with its revision (for kv.update), or null when the key is missing. */
 async function readEntry(kv, key) {
-  const hist = await kv.history(key);
-  if (!Array.isArray(hist) || hist.length === 0) return null;
-  const last = hist[hist.length - 1];
-  if (last.operation !== "PUT") return { value: null, revision: last.revision };
-  return { value: JSON.parse(dec.decode(base64Decode(last.value))), revision: last.revision };
+  const e = await kv.getEntry(key);
+  if (e === null) return null;
+  return { value: JSON.parse(dec.decode(e.value)), revision: e.revision };
 }
 
 function parseRequest(payload) {
