@@ -268,7 +268,7 @@ describeEachServer(
       // Both replicas served transfers, so their updates of the same accounts raced (the revision check
       // turned those races into conflicts, retried); how many conflicts is up to the scheduling.
       const stats: { workload: string; transfers: number; conflicts: number }[] = [];
-      for await (const m of await nc.requestMany("poker.bank.stats", "", { maxMessages: 2, maxWait: 5_000 })) stats.push(m.json());
+      for await (const m of await nc.requestMany("poker.bank.stats", "", { strategy: "count", maxMessages: 2, maxWait: 10_000 })) stats.push(m.json());
       expect(stats).toHaveLength(2);
       for (const s of stats) expect(s.transfers).toBeGreaterThan(0);
       console.log(`bank replicas: ${JSON.stringify(stats)}`);
