@@ -317,6 +317,48 @@ describeEachServer(
       await expectConserved(tableId);
     }, 90_000);
 
+    it("continues the hand after a node restart (the table's state is in KV)", async () => {
+      const stateOf = (u: User, timeout = 30_000) => ask<View>(`poker.table.${tableId}.state`, { user: u.id, token: u.token }, timeout);
+      await waitFor("a hand in progress", async () => {
+        const v = await stateOf(ann);
+        return v.hand !== null && !v.hand.finished;
+      }, 30_000, 50);
+      const before = await stateOf(ann);
+      await t.node.stop();
+      await t.up();
+      for (const s of subs) s.unsubscribe();
+      subs = [];
+      await nc.close();
+      nc = await connect(t.connectOptions());
+      const after = await eventually("the table after the restart", async () => stateOf(ann, 2000), 60_000);
+      expect(after.handNumber).toBe(before.handNumber);
+      expect(after.you?.holeCards).toEqual(before.you?.holeCards);
+      expect(after.seats.map((s) => s?.id)).toEqual(before.seats.map((s) => s?.id));
+      expect(after.hand?.finished).toBe(false);
+      // And play goes on: whoever is to act can act.
+      await eventually("the user service after the restart", async () => ask("poker.user.verify", { user: "0".repeat(24), token: "x" }, 2000));
+      await eventually("the bank after the restart", async () => ask("poker.bank.balance", { user: "table:warmup" }, 2000));
+      const views = [await stateOf(ann), await stateOf(bob)];
+      const i = views.findIndex((v) => (v.you?.legalActions.length ?? 0) > 0);
+      if (i >= 0 && views[i].handNumber === before.handNumber) {
+        const u = i === 0 ? ann : bob;
+        const r = await ask(`poker.table.${tableId}.act`, { user: u.id, token: u.token, action: "fold" });
+        if (r.error) expect(r.error).toMatch(/not_your_turn|no_hand|hand_finished/); // the turn clock may have been first
+      }
+      await expectConserved(tableId);
+      const ls = nc.subscribe("poker.lobby.events");
+      subs.push(ls);
+      void (async () => {
+        for await (const m of ls) lobbyEvents.push(m.json());
+      })();
+      const es = nc.subscribe(`poker.table.${tableId}.events`);
+      subs.push(es);
+      void (async () => {
+        for await (const m of es) events.push(m.json());
+      })();
+      await eventually("the lobby after the restart", async () => ask("poker.lobby.list", {}, 2000));
+    }, 120_000);
+
     it("closes the table: everyone paid back, the workload gone", async () => {
       expect((await ask("poker.lobby.close", { id: "ffffffff" })).error).toMatch(/unknown table/);
       expect((await ask("poker.lobby.close", { id: "../x" })).error).toMatch(/id must be/);
