@@ -324,7 +324,21 @@ describeEachServer(
         const v = await stateOf(ann);
         return v.hand !== null && !v.hand.finished;
       }, 30_000, 50);
+      // The turn clock acts every TURN_TIMEOUT_S meanwhile: right after it did, there is time for what follows.
+      const from = events.length;
+      await waitFor("the turn clock", () => events.slice(from).some((e) => e.type === "timeout"), 30_000, 20);
+      await new Promise((r) => setTimeout(r, 200));
       const before = await stateOf(ann);
+      expect(before.hand?.finished).toBe(false);
+      // A crash between the bank and the table's KV write, made by hand: Eve's buy-in reached the table's
+      // account, and the table had recorded the join as pending, but died before seating her. The table
+      // (full) must settle it after the restart by paying her back.
+      const paid = await ask("poker.bank.transfer", { from: eve.id, to: `table:${tableId}`, amount: 300, ref: "crash-join", token: eve.token });
+      expect(paid.error).toBeUndefined();
+      const tkv = await new Kvm(nc).open(`hs_default_table-${tableId}`);
+      const stored = (await tkv.get("table"))!.json() as Record<string, unknown>;
+      expect(stored.pending).toBeNull();
+      await tkv.put("table", JSON.stringify({ ...stored, pending: { kind: "join", user: eve.id, name: "Eve", amount: 300, ref: `${tableId}-join-999` } }));
       await t.node.stop();
       await t.up();
       for (const s of subs) s.unsubscribe();
@@ -346,6 +360,7 @@ describeEachServer(
         const r = await ask(`poker.table.${tableId}.act`, { user: u.id, token: u.token, action: "fold" });
         if (r.error) expect(r.error).toMatch(/not_your_turn|no_hand|hand_finished/); // the turn clock may have been first
       }
+      await waitFor("Eve paid back", async () => (await balance(eve.id)) === 1000, 30_000, 200);
       await expectConserved(tableId);
       const ls = nc.subscribe("poker.lobby.events");
       subs.push(ls);

@@ -47,7 +47,10 @@ const randomInt = randomIntFrom((a) => {
 let queue = Promise.resolve();
 function serialized(fn) {
   return (payload) => {
-    const run = queue.then(() => fn(payload));
+    const run = queue.then(async () => {
+      if (doc.pending) await reconcile();
+      return fn(payload);
+    });
     queue = run.catch(() => {});
     return run;
   };
@@ -93,10 +96,51 @@ function rule(fn) {
   }
 }
 
+/** A bank transfer. A refusal (nothing moved) is a Refusal; an unclear outcome (a timeout, the bank's internal error or half-done answer) is an Error. */
 async function transfer(body) {
   const r = await request("poker.bank.transfer", body, 30_000);
-  if (r.error) throw new Refusal(`bank: ${r.error}`);
+  if (r.error) {
+    if (/internal error|half done/.test(r.error)) throw new Error(`bank: ${r.error}`);
+    throw new Refusal(`bank: ${r.error}`);
+  }
   return r;
+}
+
+/**
+ * A transfer is recorded in doc.pending (and saved) before it is sent, and cleared with the change it
+ * pays for, so a table that died or lost the bank's answer in between finishes it (in start, and before
+ * the next change):
+ * - a leave is sent again with the same ref (the bank applies a ref once), then the player is unseated;
+ * - a join (the user's token is never stored) is settled by the table account's balance: if it holds the
+ *   buy-in on top of the chips on the table, the player is seated, else the join is dropped.
+ */
+async function reconcile() {
+  const p = doc.pending;
+  if (p.kind === "leave") {
+    await transfer({ from: `table:${id}`, to: p.user, amount: p.amount, ref: p.ref, secret });
+    doc.game = engine.leave(doc.game, p.user).state;
+    doc.pending = null;
+    await save();
+    publish("left", { user: p.user, paid: p.amount });
+    return;
+  }
+  const r = await request("poker.bank.balance", { user: `table:${id}` }, 10_000);
+  if (r.error) throw new Error(`bank: ${r.error}`);
+  let seated = false;
+  if (r.balance >= engine.chipsOnTable(doc.game) + p.amount) {
+    try {
+      doc.game = engine.join(doc.game, null, { id: p.user, name: p.name }, p.amount);
+      seated = true;
+    } catch (e) {
+      console.log(`join ${p.ref} was paid but cannot be seated (${e.message}): paying it back`);
+      doc.pending = { kind: "leave", user: p.user, amount: p.amount, ref: `${id}-refund-${++doc.seq}` };
+      await save();
+      await transfer({ from: `table:${id}`, to: p.user, amount: p.amount, ref: doc.pending.ref, secret });
+    }
+  }
+  doc.pending = null;
+  await save();
+  if (seated) publish("joined", { user: p.user, seat: engine.seatOf(doc.game, p.user), buy_in: p.amount });
 }
 
 // ---- the hand loop: start hands, the turn clock ----
@@ -144,6 +188,8 @@ function afterAction() {
   schedule();
 }
 
+const settle = serialized(async () => {});
+
 // ---- requests ----
 const join = serialized(async (payload) => {
   const req = parseRequest(payload);
@@ -154,10 +200,20 @@ const join = serialized(async (payload) => {
   // Check with the engine first (seat free, buy-in within limits, not seated) so the bank moves nothing for a refused join.
   const next = rule(() => engine.join(doc.game, null, { id: req.user, name }, buyIn));
   const ref = `${id}-join-${++doc.seq}`;
-  await save(); // the ref's counter, so a retried ref is never reused for another join
-  await transfer({ from: req.user, to: `table:${id}`, amount: buyIn, ref, token: req.token });
+  doc.pending = { kind: "join", user: req.user, name, amount: buyIn, ref };
+  await save();
+  try {
+    await transfer({ from: req.user, to: `table:${id}`, amount: buyIn, ref, token: req.token });
+  } catch (e) {
+    if (e instanceof Refusal) {
+      doc.pending = null;
+      await save();
+    }
+    throw e; // an unclear outcome stays pending: settled before the next change
+  }
   doc.game = next;
   doc.names[req.user] = name;
+  doc.pending = null;
   await save();
   const seat = engine.seatOf(doc.game, req.user);
   publish("joined", { user: req.user, seat, buy_in: buyIn });
@@ -170,10 +226,20 @@ async function payOut(user) {
   const { state, stack } = rule(() => engine.leave(doc.game, user));
   if (stack > 0) {
     const ref = `${id}-leave-${++doc.seq}`;
+    doc.pending = { kind: "leave", user, amount: stack, ref };
     await save();
-    await transfer({ from: `table:${id}`, to: user, amount: stack, ref, secret });
+    try {
+      await transfer({ from: `table:${id}`, to: user, amount: stack, ref, secret });
+    } catch (e) {
+      if (e instanceof Refusal) {
+        doc.pending = null;
+        await save();
+      }
+      throw e;
+    }
   }
   doc.game = state;
+  doc.pending = null;
   await save();
   publish("left", { user, paid: stack });
   return stack;
@@ -255,7 +321,7 @@ export default {
     } else {
       const bigBlind = envInt("BIG_BLIND", 2);
       const game = engine.createTable({ maxSeats: envInt("SEATS", 6), smallBlind: envInt("SMALL_BLIND", Math.max(1, Math.floor(bigBlind / 2))), bigBlind });
-      doc = { game, seq: 0, closed: false, names: {} };
+      doc = { game, seq: 0, closed: false, names: {}, pending: null };
       await save();
     }
     const opts = { queue: "table" };
@@ -264,6 +330,9 @@ export default {
     ctx.subscribe(`${subjectBase}.act`, answering(act), opts);
     ctx.subscribe(`${subjectBase}.state`, answering(stateOf), opts);
     ctx.subscribe(`${subjectBase}.close`, answering(close), opts);
+    // A transfer left pending by the last run is settled in the queue (not here: start has a short deadline
+    // and the bank may not be back yet); failing that, before the next change.
+    if (doc.pending) setTimeout(() => settle().catch((e) => console.log(`table ${id}: pending transfer not settled yet: ${e.message}`)), 0);
     console.log(`table ${id}: ${hasWebCrypto ? "crypto.getRandomValues" : "no crypto.getRandomValues in the isolate: HMAC-SHA-256 generator"} shuffles`);
     schedule();
   },
