@@ -3,6 +3,7 @@
 // name uniqueness (also racing), token checks, balances, transfers, every bad input refused without a
 // change, idempotent refs, and 200 concurrent random transfers that neither create nor lose a chip.
 
+import { execFileSync } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -12,7 +13,8 @@ import { describeEachServer } from "./helpers/servers.js";
 import { eventually } from "./helpers/wait.js";
 import { NodeUnderTest, ROOT, runNex } from "./helpers/nex-cli.js";
 
-const service = (f: string): string => path.join(ROOT, "examples/poker/services", f);
+/** The bundled service (examples/poker/build.mjs, run once before the tests). */
+const service = (f: string): string => path.join(ROOT, "examples/poker/dist", f);
 
 interface Answer {
   error?: string;
@@ -70,6 +72,7 @@ describeEachServer(
     let bob: User;
 
     beforeAll(async () => {
+      execFileSync(process.execPath, [path.join(ROOT, "examples/poker/build.mjs")], { cwd: ROOT });
       t = await NodeUnderTest.start(kind, "poker-bank");
       const user = await nex("run", service("user.js"), "--service", "--name", "user");
       expect(user.code, user.stderr).toBe(0);

@@ -1,6 +1,5 @@
-// Bundles the poker services that import other files (the engine, shared helpers) into single-file
-// workloads under examples/poker/dist/: one ES module each, no Node built-ins (they run in V8 isolates).
-// `npm run build:poker`. user.js and bank.js are single files already and run from services/ as they are.
+// Bundles the poker services (with the engine and lib/common.js) into single-file workloads under
+// examples/poker/dist/: one ES module each, no Node built-ins (they run in V8 isolates). `npm run build:poker`.
 import { build } from "esbuild";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
@@ -10,7 +9,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const out = path.join(here, "dist");
 mkdirSync(out, { recursive: true });
 
-for (const name of ["table", "lobby"]) {
+for (const name of ["user", "bank", "table", "lobby"]) {
   await build({
     entryPoints: [path.join(here, "services", `${name}.js`)],
     outfile: path.join(out, `${name}.js`),
@@ -22,4 +21,4 @@ for (const name of ["table", "lobby"]) {
     legalComments: "none",
   });
 }
-console.log(`poker: bundled table.js and lobby.js into ${path.relative(process.cwd(), out) || "."}`);
+console.log(`poker: bundled user.js, bank.js, table.js and lobby.js into ${path.relative(process.cwd(), out) || "."}`);

@@ -15,7 +15,7 @@
 
 import * as engine from "../engine/table.js";
 import { randomIntFrom } from "../engine/cards.js";
-import { dec, randomBytes, parseRequest, Refusal, answering, sameString } from "./lib/common.js";
+import { dec, parseRequest, Refusal, answering, sameString } from "./lib/common.js";
 
 const USER_ID = /^[0-9a-f]{24}$/;
 const TOKEN_CACHE_MS = 60_000;
@@ -33,15 +33,8 @@ let nextHandTimer = null;
 let turnKey = "";
 const tokenCache = new Map(); // user → {token, name, at}
 
-/** Uniform random integers for the shuffle: crypto.getRandomValues when the isolate has it, else the HMAC generator. */
-const hasWebCrypto = typeof crypto === "object" && crypto !== null && typeof crypto.getRandomValues === "function";
-const randomInt = randomIntFrom((a) => {
-  if (hasWebCrypto) return crypto.getRandomValues(a);
-  const bytes = randomBytes(a.length * 4, secret);
-  const view = new DataView(bytes.buffer);
-  for (let i = 0; i < a.length; i++) a[i] = view.getUint32(i * 4);
-  return a;
-});
+/** Uniform random integers for the shuffle, from the isolate's crypto.getRandomValues (a CSPRNG). */
+const randomInt = randomIntFrom((a) => crypto.getRandomValues(a));
 
 // ---- one change at a time: handlers are async and would otherwise interleave at their awaits ----
 let queue = Promise.resolve();
@@ -273,7 +266,7 @@ const act = serialized(async (payload) => {
 
 async function stateOf(payload) {
   const req = payload.length === 0 ? {} : parseRequest(payload);
-  const base = { id, name: ctx.env.TABLE_NAME ?? id, closed: doc.closed, turn_timeout_s: turnTimeoutMs / 1000, shuffle: hasWebCrypto ? "crypto.getRandomValues" : "hmac-drbg" };
+  const base = { id, name: ctx.env.TABLE_NAME ?? id, closed: doc.closed, turn_timeout_s: turnTimeoutMs / 1000 };
   if (req.user !== undefined || req.token !== undefined) {
     await verify(req.user, req.token);
     return { ...base, ...engine.playerView(doc.game, req.user) };
@@ -333,7 +326,6 @@ export default {
     // A transfer left pending by the last run is settled in the queue (not here: start has a short deadline
     // and the bank may not be back yet); failing that, before the next change.
     if (doc.pending) setTimeout(() => settle().catch((e) => console.log(`table ${id}: pending transfer not settled yet: ${e.message}`)), 0);
-    console.log(`table ${id}: ${hasWebCrypto ? "crypto.getRandomValues" : "no crypto.getRandomValues in the isolate: HMAC-SHA-256 generator"} shuffles`);
     schedule();
   },
   stop() {

@@ -1,7 +1,6 @@
-// Helpers shared by the table and lobby services (bundled into each by examples/poker/build.mjs).
-// SHA-256, HMAC and the random generator are the same as in user.js / bank.js (copied there, since those
-// two are deployed unbundled): the isolate has no crypto.subtle, and crypto.getRandomValues is used
-// only when it exists (nex does not give isolates one today).
+// Helpers of the poker services (bundled into each by examples/poker/build.mjs): JSON requests and
+// {"error"} answers, SHA-256 and HMAC (the isolate has no crypto.subtle), random bytes from
+// crypto.getRandomValues, KV entries with their revision.
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const K = new Uint32Array([
@@ -86,31 +85,9 @@ function sameString(a, b) {
   return d === 0;
 }
 
-/**
- * Random bytes. The isolate has no crypto.getRandomValues (nex gives JavaScript workloads no Web Crypto),
- * so this is a SHA-256 generator over a pool seeded from the deployer's sealed --env SEED (if given),
- * V8's Math.random (seeded by V8 from the OS's entropy, 64 bits per context) and the clock, stirred
- * with Math.random and the clock again on every call. Outputs are hashes, so a token handed out tells
- * nothing about the pool or Math.random's state. If crypto.getRandomValues ever exists, it is mixed in.
- */
-let pool = null;
-let drawn = 0;
-function randomBytes(n, seed) {
-  if (pool === null) {
-    pool = sha256(`${seed ?? ""}|${Math.random()}|${Math.random()}|${Math.random()}|${Math.random()}|${Date.now()}`);
-  }
-  const out = new Uint8Array(n);
-  for (let off = 0; off < n; off += 32) {
-    drawn++;
-    let fresh = enc.encode(`|${drawn}|${Math.random()}|${Date.now()}`);
-    if (typeof crypto === "object" && crypto !== null && typeof crypto.getRandomValues === "function") {
-      fresh = concatBytes(fresh, crypto.getRandomValues(new Uint8Array(32)));
-    }
-    const block = hmacSha256(pool, concatBytes(enc.encode("out"), fresh));
-    out.set(block.subarray(0, Math.min(32, n - off)), off);
-    pool = hmacSha256(pool, concatBytes(enc.encode("next"), fresh));
-  }
-  return out;
+/** Random bytes from the isolate's CSPRNG (nex's crypto.getRandomValues: ChaCha20 seeded by the runtime host). */
+function randomBytes(n) {
+  return crypto.getRandomValues(new Uint8Array(n));
 }
 
 /** A KV entry's parsed JSON value with its revision (for kv.update), or null when the key is missing. */
@@ -147,5 +124,4 @@ function answering(fn) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-// ---- end of shared helpers ----
-export { enc, dec, sha256, hmacSha256, hex, sameString, randomBytes, parseRequest, Refusal, answering, sleep };
+export { enc, dec, sha256, hmacSha256, hex, sameString, randomBytes, readEntry, parseRequest, Refusal, answering, sleep };
