@@ -464,6 +464,8 @@ const stringOf = (r) => utf8Decode(r.body, true);
 const jsonOf = (r) => decodeJSON(r.body);
 const listOf = (r) => { const j = jsonBody(r); return ArrayIsArray(j) ? j : []; };
 const nothing = () => undefined;
+// kv.getEntry: the value with the revision the node sent along (Nex-Revision), for kv.update.
+const entryOf = (r) => ({ value: r.body, revision: revisionOf(r) });
 
 function revisionOf(r) {
   const h = r.headers["Nex-Revision"];
@@ -491,6 +493,7 @@ function makeKv(face, bucket) {
     get: (key) => c("kv", "get", k(key), EMPTY, bodyOf, true),
     getString: (key) => c("kv", "get", k(key), EMPTY, stringOf, true),
     getJSON: (key) => c("kv", "get", k(key), EMPTY, jsonOf, true),
+    getEntry: (key) => c("kv", "get", k(key), EMPTY, entryOf, true),
     set,
     put: set,
     create: (key, value) => c("kv", "create", k(key), hostValue(value), revisionOf),
