@@ -1,0 +1,274 @@
+// The poker demo's table: one no-limit hold'em game as a nex JavaScript service, usually deployed by
+// the lobby (services/lobby.js) as the child workload `table-<id>`, bundled to examples/poker/dist/table.js.
+//
+//   poker.table.<id>.join  {user, token, buy_in}          → {seat}
+//   poker.table.<id>.leave {user, token}                  → {ok: true, paid}
+//   poker.table.<id>.act   {user, token, action, amount?} → {ok: true}
+//   poker.table.<id>.state {user?, token?}                → public view (+ `you` with your hole cards)
+//   poker.table.<id>.close {secret}                       → {ok: true, paid: {<user>: chips}} (the lobby)
+//   poker.table.<id>.events                               ← every change, without hole cards before showdown
+//
+// env: TABLE_ID, TABLE_NAME, SEATS, SMALL_BLIND, BIG_BLIND, TURN_TIMEOUT_S, TABLE_SECRET, HAND_PAUSE_MS.
+// State (the engine's state plus bookkeeping) is in the workload's KV bucket under "table", written after
+// every change, and read back in start(): a table redeployed after a node restart continues the hand.
+// See examples/poker/README.md ("NATS API: table and lobby").
+
+import * as engine from "../engine/table.js";
+import { randomIntFrom } from "../engine/cards.js";
+import { dec, randomBytes, parseRequest, Refusal, answering, sameString } from "./lib/common.js";
+
+const USER_ID = /^[0-9a-f]{24}$/;
+const TOKEN_CACHE_MS = 60_000;
+
+let ctx;
+let id;
+let secret;
+let turnTimeoutMs;
+let handPauseMs;
+let subjectBase;
+/** @type {{game: any, seq: number, closed: boolean, names: Record<string,string>}} */
+let doc;
+let turnTimer = null;
+let nextHandTimer = null;
+let turnKey = "";
+const tokenCache = new Map(); // user → {token, name, at}
+
+/** Uniform random integers for the shuffle: crypto.getRandomValues when the isolate has it, else the HMAC generator. */
+const hasWebCrypto = typeof crypto === "object" && crypto !== null && typeof crypto.getRandomValues === "function";
+const randomInt = randomIntFrom((a) => {
+  if (hasWebCrypto) return crypto.getRandomValues(a);
+  const bytes = randomBytes(a.length * 4, secret);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < a.length; i++) a[i] = view.getUint32(i * 4);
+  return a;
+});
+
+// ---- one change at a time: handlers are async and would otherwise interleave at their awaits ----
+let queue = Promise.resolve();
+function serialized(fn) {
+  return (payload) => {
+    const run = queue.then(() => fn(payload));
+    queue = run.catch(() => {});
+    return run;
+  };
+}
+
+async function save() {
+  await ctx.hostServices.async.kv.set("table", JSON.stringify(doc));
+}
+
+function publish(type, extra = {}) {
+  const event = { type, table: id, ...extra, view: engine.publicView(doc.game) };
+  try {
+    ctx.hostServices.messaging.publish(`${subjectBase}.events`, JSON.stringify(event));
+  } catch (e) {
+    console.log(`publish failed: ${e.message}`);
+  }
+}
+
+async function request(subject, body, timeoutMs) {
+  const reply = await ctx.hostServices.async.messaging.request(subject, JSON.stringify(body), timeoutMs);
+  return JSON.parse(dec.decode(reply));
+}
+
+/** Checks a player's token with poker.user.verify; a good answer is cached per user for a minute. */
+async function verify(user, token) {
+  if (typeof user !== "string" || !USER_ID.test(user)) throw new Refusal("user must be a user id (24 hex digits)");
+  if (typeof token !== "string" || token.length === 0 || token.length > 128) throw new Refusal("wrong token");
+  const hit = tokenCache.get(user);
+  if (hit && sameString(hit.token, token) && Date.now() - hit.at < TOKEN_CACHE_MS) return hit.name;
+  const r = await request("poker.user.verify", { user, token }, 5000);
+  if (r.error) throw new Refusal(r.error);
+  tokenCache.set(user, { token, name: r.name, at: Date.now() });
+  return r.name;
+}
+
+/** Runs an engine function; a PokerError becomes a refusal with its code. */
+function rule(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    if (e && e.name === "PokerError") throw new Refusal(`${e.code}: ${e.message}`);
+    throw e;
+  }
+}
+
+async function transfer(body) {
+  const r = await request("poker.bank.transfer", body, 30_000);
+  if (r.error) throw new Refusal(`bank: ${r.error}`);
+  return r;
+}
+
+// ---- the hand loop: start hands, the turn clock ----
+function schedule() {
+  if (turnTimer) clearTimeout(turnTimer);
+  turnTimer = null;
+  const g = doc.game;
+  if (engine.handInProgress(g)) {
+    const key = `${g.hand.number}/${g.hand.log.actions.length}`;
+    turnKey = key;
+    turnTimer = setTimeout(() => onTurnTimeout(key), turnTimeoutMs);
+    return;
+  }
+  if (!doc.closed && !nextHandTimer && canDeal(g)) {
+    nextHandTimer = setTimeout(() => {
+      nextHandTimer = null;
+      dealNext().catch((e) => console.log(`deal failed: ${e.stack ?? e}`));
+    }, handPauseMs);
+  }
+}
+
+function canDeal(g) {
+  return g.seats.filter((s) => s !== null && s.stack > 0 && !s.sittingOut).length >= 2;
+}
+
+const dealNext = serialized(async () => {
+  if (doc.closed || engine.handInProgress(doc.game) || !canDeal(doc.game)) return;
+  doc.game = engine.startHand(doc.game, randomInt);
+  await save();
+  publish("hand_started");
+  schedule();
+});
+
+const onTurnTimeout = serialized(async (key) => {
+  if (key !== turnKey || !engine.handInProgress(doc.game)) return;
+  const before = doc.game.hand.toAct;
+  doc.game = engine.timeoutAction(doc.game);
+  await save();
+  publish("timeout", { seat: before });
+  afterAction();
+});
+
+function afterAction() {
+  if (doc.game.hand && doc.game.hand.finished) publish("hand_finished", { result: doc.game.hand.result });
+  schedule();
+}
+
+// ---- requests ----
+const join = serialized(async (payload) => {
+  const req = parseRequest(payload);
+  const name = await verify(req.user, req.token);
+  if (doc.closed) throw new Refusal("the table is closed");
+  const buyIn = req.buy_in;
+  if (typeof buyIn !== "number" || !Number.isInteger(buyIn) || buyIn < 1) throw new Refusal("buy_in must be a whole number of chips");
+  // Check with the engine first (seat free, buy-in within limits, not seated) so the bank moves nothing for a refused join.
+  const next = rule(() => engine.join(doc.game, null, { id: req.user, name }, buyIn));
+  const ref = `${id}-join-${++doc.seq}`;
+  await save(); // the ref's counter, so a retried ref is never reused for another join
+  await transfer({ from: req.user, to: `table:${id}`, amount: buyIn, ref, token: req.token });
+  doc.game = next;
+  doc.names[req.user] = name;
+  await save();
+  const seat = engine.seatOf(doc.game, req.user);
+  publish("joined", { user: req.user, seat, buy_in: buyIn });
+  schedule();
+  return { seat };
+});
+
+/** Takes a player off the table and pays the stack back from the table account. */
+async function payOut(user) {
+  const { state, stack } = rule(() => engine.leave(doc.game, user));
+  if (stack > 0) {
+    const ref = `${id}-leave-${++doc.seq}`;
+    await save();
+    await transfer({ from: `table:${id}`, to: user, amount: stack, ref, secret });
+  }
+  doc.game = state;
+  await save();
+  publish("left", { user, paid: stack });
+  return stack;
+}
+
+const leave = serialized(async (payload) => {
+  const req = parseRequest(payload);
+  await verify(req.user, req.token);
+  if (engine.seatOf(doc.game, req.user) === null) throw new Refusal("you are not seated here");
+  const paid = await payOut(req.user);
+  schedule();
+  return { ok: true, paid };
+});
+
+const ACTIONS = new Set(["fold", "check", "call", "bet", "raise", "all_in"]);
+const act = serialized(async (payload) => {
+  const req = parseRequest(payload);
+  await verify(req.user, req.token);
+  if (typeof req.action !== "string" || !ACTIONS.has(req.action)) throw new Refusal("action must be fold, check, call, bet, raise or all_in");
+  let amount;
+  if (req.action === "bet" || req.action === "raise") {
+    if (typeof req.amount !== "number" || !Number.isInteger(req.amount)) throw new Refusal("amount must be a whole number of chips (the total after the bet or raise)");
+    amount = req.amount;
+  }
+  doc.game = rule(() => engine.act(doc.game, req.user, req.action, amount));
+  await save();
+  publish("action", { user: req.user, action: req.action, amount: amount ?? null });
+  afterAction();
+  return { ok: true };
+});
+
+async function stateOf(payload) {
+  const req = payload.length === 0 ? {} : parseRequest(payload);
+  const base = { id, name: ctx.env.TABLE_NAME ?? id, closed: doc.closed, turn_timeout_s: turnTimeoutMs / 1000 };
+  if (req.user !== undefined || req.token !== undefined) {
+    await verify(req.user, req.token);
+    return { ...base, ...engine.playerView(doc.game, req.user) };
+  }
+  return { ...base, ...engine.publicView(doc.game) };
+}
+
+/** The lobby closes the table: the hand in progress is finished by the turn clock's rule (check, else fold) at once, then everyone is paid. */
+const close = serialized(async (payload) => {
+  const req = parseRequest(payload);
+  if (!secret || typeof req.secret !== "string" || !sameString(req.secret, secret)) throw new Refusal("wrong secret");
+  doc.closed = true;
+  if (nextHandTimer) clearTimeout(nextHandTimer);
+  nextHandTimer = null;
+  while (engine.handInProgress(doc.game)) doc.game = engine.timeoutAction(doc.game);
+  await save();
+  if (doc.game.hand) publish("hand_finished", { result: doc.game.hand.result });
+  const paid = {};
+  for (const s of doc.game.seats) if (s !== null) paid[s.id] = await payOut(s.id);
+  schedule();
+  publish("closed", { paid });
+  return { ok: true, paid };
+});
+
+function envInt(name, dflt) {
+  const v = ctx.env[name];
+  if (v === undefined || v === "") return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`env ${name} must be a number`);
+  return n;
+}
+
+export default {
+  async start(c) {
+    ctx = c;
+    id = ctx.env.TABLE_ID;
+    if (!id || !/^[A-Za-z0-9_-]{1,40}$/.test(id)) throw new Error("env TABLE_ID must be 1 to 40 letters, digits, - or _");
+    secret = ctx.env.TABLE_SECRET || null;
+    turnTimeoutMs = Math.max(1, envInt("TURN_TIMEOUT_S", 30)) * 1000;
+    handPauseMs = envInt("HAND_PAUSE_MS", 2000);
+    subjectBase = `poker.table.${id}`;
+    const stored = await ctx.hostServices.async.kv.getString("table");
+    if (stored) {
+      doc = JSON.parse(stored);
+    } else {
+      const bigBlind = envInt("BIG_BLIND", 2);
+      const game = engine.createTable({ maxSeats: envInt("SEATS", 6), smallBlind: envInt("SMALL_BLIND", Math.max(1, Math.floor(bigBlind / 2))), bigBlind });
+      doc = { game, seq: 0, closed: false, names: {} };
+      await save();
+    }
+    const opts = { queue: "table" };
+    ctx.subscribe(`${subjectBase}.join`, answering(join), opts);
+    ctx.subscribe(`${subjectBase}.leave`, answering(leave), opts);
+    ctx.subscribe(`${subjectBase}.act`, answering(act), opts);
+    ctx.subscribe(`${subjectBase}.state`, answering(stateOf), opts);
+    ctx.subscribe(`${subjectBase}.close`, answering(close), opts);
+    console.log(`table ${id}: ${hasWebCrypto ? "crypto.getRandomValues" : "no crypto.getRandomValues in the isolate: HMAC-SHA-256 generator"} shuffles`);
+    schedule();
+  },
+  stop() {
+    if (turnTimer) clearTimeout(turnTimer);
+    if (nextHandTimer) clearTimeout(nextHandTimer);
+  },
+};
