@@ -165,6 +165,7 @@ async function renderLobby() {
     const bb = t.big_blind ?? 2;
     const buyIn = el("input", { type: "number", min: 1, value: Math.min(bb * 50, balance ?? bb * 50), "aria-label": `buy-in for ${t.name}` });
     const join = el("button", { text: "Join", "data-join": t.id, onclick: () => attempt(() => joinTable(t.id, Number(buyIn.value))) });
+    const close = el("button", { class: "secondary", text: "Close", title: "pays every player back and stops the table", "data-close": t.id, onclick: () => attempt(() => closeTable(t.id)) });
     body.append(
       el(
         "tr",
@@ -174,7 +175,7 @@ async function renderLobby() {
         el("td", { text: `${t.small_blind} / ${t.big_blind}` }),
         el("td", { text: t.state ?? "" }),
         el("td", {}, buyIn),
-        el("td", {}, join),
+        el("td", { class: "row-buttons" }, join, close),
       ),
     );
   }
@@ -200,6 +201,12 @@ async function createTable() {
   };
   await req("poker.lobby.create", body);
   await renderLobby();
+}
+
+async function closeTable(id) {
+  await req("poker.lobby.close", { id });
+  await renderLobby();
+  await refreshBalance();
 }
 
 // ---- table -------------------------------------------------------------------------------------
@@ -233,6 +240,8 @@ async function leaveTable() {
   tableSub = null;
   tableId = null;
   view = null;
+  $("last-hand").hidden = true;
+  delete $("last-hand").dataset.hand;
   sessionStorage.removeItem("poker.table");
   await showLobby();
 }
@@ -354,6 +363,16 @@ function renderTable() {
   } else {
     result.hidden = true;
     result.dataset.showdown = "";
+  }
+
+  // The last finished hand stays on show below the table while the next one is played.
+  if (hand?.finished && hand.result && $("last-hand").dataset.hand !== String(hand.number)) {
+    const last = $("last-hand");
+    last.hidden = false;
+    last.dataset.hand = String(hand.number);
+    last.dataset.showdown = String(!!hand.result.showdown);
+    last.replaceChildren(el("h3", { text: `Hand #${hand.number}` }), ...[...result.childNodes].map((n) => n.cloneNode(true)));
+    if (hand.board?.length) last.append(el("div", { class: "shown" }, "board ", cards(hand.board)));
   }
 
   // Own cards
