@@ -80,7 +80,7 @@ async function create(payload) {
   let deployed;
   try {
     deployed = await ctx.hostServices.async.workloads.deploy({
-      name: `table-${id}`, artifact, service: true, trigger_subjects: [], env, restart: { policy: "on-failure", max_retries: 10 },
+      name: `table-${id}`, artifact, service: true, trigger_subjects: [], env, limits: { timeout_ms: 60_000 },
     });
   } catch (e) {
     await kv().delete(`table.${id}`);

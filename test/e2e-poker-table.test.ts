@@ -1,0 +1,382 @@
+// The poker demo's lobby and table services end to end on a real node: user and bank deployed as
+// services, the lobby (bundled, with --allow-deploy of the bundled table) creates a table as a child
+// workload, two bots register, join and play hands choosing random legal actions from the state the
+// table shows them, bad inputs are refused without a change, chips are conserved throughout (bank
+// balances + what the table holds = the chips the bank created), and closing the table pays everyone back
+// and removes its workload.
+
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { describeEachServer } from "./helpers/servers.js";
+import { eventually, waitFor } from "./helpers/wait.js";
+import { NodeUnderTest, ROOT, runNex } from "./helpers/nex-cli.js";
+
+const POKER = path.join(ROOT, "examples/poker");
+
+interface Answer {
+  error?: string;
+  [k: string]: unknown;
+}
+interface User {
+  id: string;
+  name: string;
+  token: string;
+}
+interface Legal {
+  action: string;
+  amount?: number;
+  min?: number;
+  max?: number;
+}
+interface View {
+  error?: string;
+  closed: boolean;
+  handNumber: number;
+  seats: ({ seat: number; id: string; stack: number } | null)[];
+  hand: null | {
+    number: number;
+    finished: boolean;
+    pot: number;
+    toAct: number | null;
+    players: { id: string; holeCards: string[] | null }[];
+    result: null | { showdown: boolean };
+  };
+  you?: { id: string; seat: number | null; holeCards: string[] | null; legalActions: Legal[] };
+}
+
+describeEachServer(
+  "poker lobby and table services",
+  (kind) => {
+    let t: NodeUnderTest;
+    let nc: NatsConnection;
+    const tableKey = randomBytes(32).toString("hex");
+    const nex = (...args: string[]) => runNex([...args, "-s", t.node.url], t.env);
+    const workloads = async (): Promise<{ id: string; name: string; parent_id?: string; state?: string }[]> =>
+      JSON.parse((await nex("workload", "ls", "--json")).stdout);
+
+    async function ask<T = Answer>(subject: string, body: unknown, timeout = 30_000): Promise<T> {
+      const data = typeof body === "string" ? body : JSON.stringify(body);
+      const msg = await nc.request(subject, data, { timeout });
+      return JSON.parse(msg.string()) as T;
+    }
+    async function register(name: string): Promise<User> {
+      const r = await ask("poker.user.register", { name });
+      expect(r.error, `register ${name}`).toBeUndefined();
+      return r as unknown as User;
+    }
+    async function balance(account: string): Promise<number> {
+      const r = await ask("poker.bank.balance", { user: account });
+      expect(r.error, `balance of ${account}`).toBeUndefined();
+      return r.balance as number;
+    }
+    /** Every account the bank opened, from its bucket: the chips it created are 1,000 per user account. */
+    async function ledger(): Promise<Map<string, number>> {
+      const kv = await new Kvm(nc).open("hs_default_bank");
+      const out = new Map<string, number>();
+      for await (const key of await kv.keys("acct.>")) {
+        const e = await kv.get(key);
+        if (e?.operation === "PUT") out.set(key, (e.json() as { balance: number }).balance);
+      }
+      return out;
+    }
+    const onTable = (v: View): number => v.seats.reduce((a, s) => a + (s?.stack ?? 0), 0) + (v.hand && !v.hand.finished ? v.hand.pot : 0);
+    /** Bank balances sum to the chips created, and the table's account holds exactly its stacks and pot. */
+    async function expectConserved(tableId: string | null): Promise<void> {
+      const accounts = await ledger();
+      const users = [...accounts.keys()].filter((k) => !k.startsWith("acct.table.")).length;
+      expect([...accounts.values()].reduce((a, b) => a + b, 0)).toBe(1000 * users);
+      for (const [k, v] of accounts) expect(v, k).toBeGreaterThanOrEqual(0);
+      if (tableId !== null) {
+        const v = await ask<View>(`poker.table.${tableId}.state`, {});
+        expect(accounts.get(`acct.table.${tableId}`) ?? 0).toBe(onTable(v));
+      }
+    }
+
+    const events: { type: string; view: View }[] = [];
+    const lobbyEvents: { type: string; table: { id: string } }[] = [];
+    let subs: Subscription[] = [];
+    let tableId = "";
+    let ann: User;
+    let bob: User;
+    let eve: User;
+
+    beforeAll(async () => {
+      execFileSync(process.execPath, [path.join(POKER, "build.mjs")], { cwd: ROOT });
+      t = await NodeUnderTest.start(kind, "poker-table");
+      const user = await nex("run", path.join(POKER, "services/user.js"), "--service", "--name", "user", "--env", `SEED=${randomBytes(32).toString("hex")}`);
+      expect(user.code, user.stderr).toBe(0);
+      const bank = await nex("run", path.join(POKER, "services/bank.js"), "--service", "--name", "bank", "--env", `TABLE_KEY=${tableKey}`, "--trigger-timeout", "60s");
+      expect(bank.code, bank.stderr).toBe(0);
+      const lobby = await nex(
+        "run", path.join(POKER, "dist/lobby.js"), "--service", "--name", "lobby",
+        "--env", `TABLE_KEY=${tableKey}`, "--env", "HAND_PAUSE_MS=20", "--trigger-timeout", "120s",
+        "--allow-deploy", path.join(POKER, "dist/table.js"), "--max-children", "3",
+      );
+      expect(lobby.code, lobby.stderr).toBe(0);
+      nc = await connect(t.connectOptions());
+      await eventually("the user service", async () => ask("poker.user.verify", { user: "0".repeat(24), token: "x" }, 2000));
+      await eventually("the bank", async () => ask("poker.bank.balance", { user: "table:warmup" }, 2000));
+      await eventually("the lobby", async () => ask("poker.lobby.list", {}, 2000));
+      const ls = nc.subscribe("poker.lobby.events");
+      subs.push(ls);
+      void (async () => {
+        for await (const m of ls) lobbyEvents.push(m.json());
+      })();
+    }, 180_000);
+
+    afterAll(async () => {
+      for (const s of subs) s.unsubscribe();
+      subs = [];
+      await nc?.close();
+      await t?.stop();
+    });
+
+    it("refuses bad table specs, then creates a table as a child workload", async () => {
+      for (const [body, why] of [
+        ["{nope", /not JSON/],
+        [[1], /object/],
+        [{ name: "", seats: 2, small_blind: 5, big_blind: 10 }, /name/],
+        [{ name: "x", seats: 7, small_blind: 5, big_blind: 10 }, /seats/],
+        [{ name: "x", seats: 2, small_blind: 5, big_blind: 4 }, /big_blind/],
+        [{ name: "x", seats: 2, small_blind: "5", big_blind: 10 }, /small_blind/],
+        [{ name: "x", seats: 2, small_blind: 5, big_blind: 10, turn_timeout_s: 0 }, /turn_timeout_s/],
+      ] as [unknown, RegExp][]) {
+        expect((await ask("poker.lobby.create", body)).error, JSON.stringify(body)).toMatch(why);
+      }
+      expect(await ask("poker.lobby.list", {})).toEqual([]);
+
+      const created = await ask("poker.lobby.create", { name: "Main table", seats: 2, small_blind: 5, big_blind: 10, turn_timeout_s: 5 });
+      expect(created.error).toBeUndefined();
+      tableId = created.id as string;
+      expect(tableId).toMatch(/^[0-9a-f]{8}$/);
+      await waitFor("the table workload", async () => (await workloads()).some((w) => w.name === `table-${tableId}` && w.parent_id !== undefined), 30_000, 200);
+      const es = nc.subscribe(`poker.table.${tableId}.events`);
+      subs.push(es);
+      void (async () => {
+        for await (const m of es) events.push(m.json());
+      })();
+      const v = await eventually("the table", async () => ask<View>(`poker.table.${tableId}.state`, {}, 2000));
+      expect(v.seats).toEqual([null, null]);
+      expect(v.closed).toBe(false);
+      expect(await ask("poker.lobby.list", {})).toEqual([
+        { id: tableId, name: "Main table", seats: 2, players: 0, small_blind: 5, big_blind: 10, state: "waiting" },
+      ]);
+      await waitFor("the created event", () => lobbyEvents.some((e) => e.type === "created" && e.table.id === tableId));
+    }, 60_000);
+
+    it("seats two players with their buy-ins moved to the table's account, refusing bad joins", async () => {
+      ann = await register("Ann");
+      bob = await register("Bob");
+      eve = await register("Eve");
+      const join = `poker.table.${tableId}.join`;
+      for (const [body, why] of [
+        ["{nope", /not JSON/],
+        [{ user: ann.id, token: bob.token, buy_in: 500 }, /wrong token/],
+        [{ user: ann.id, buy_in: 500 }, /wrong token/],
+        [{ user: "f".repeat(24), token: ann.token, buy_in: 500 }, /unknown user/],
+        [{ user: ann.id, token: ann.token, buy_in: 100 }, /bad_buy_in/], // below 20 big blinds
+        [{ user: ann.id, token: ann.token, buy_in: 1500 }, /insufficient balance/], // above the balance
+        [{ user: ann.id, token: ann.token, buy_in: 2001 }, /bad_buy_in/], // above 200 big blinds
+        [{ user: ann.id, token: ann.token, buy_in: "500" }, /buy_in/],
+      ] as [unknown, RegExp][]) {
+        expect((await ask(join, body)).error, JSON.stringify(body)).toMatch(why);
+      }
+      expect(await balance(ann.id)).toBe(1000);
+      expect(await balance(`table:${tableId}`)).toBe(0);
+      await expect(nc.request("poker.table.ffffffff.join", JSON.stringify({ user: ann.id, token: ann.token, buy_in: 500 }), { timeout: 2000 })).rejects.toThrow();
+
+      expect(await ask(join, { user: ann.id, token: ann.token, buy_in: 500 })).toEqual({ seat: 0 });
+      expect((await ask(join, { user: ann.id, token: ann.token, buy_in: 500 })).error).toMatch(/already_seated/);
+      expect(await ask(join, { user: bob.id, token: bob.token, buy_in: 500 })).toEqual({ seat: 1 });
+      expect((await ask(join, { user: eve.id, token: eve.token, buy_in: 500 })).error).toMatch(/table_full/);
+      expect(await balance(ann.id)).toBe(500);
+      expect(await balance(eve.id)).toBe(1000);
+      await expectConserved(tableId);
+    }, 60_000);
+
+    it("deals a hand: own hole cards with the token, nobody else's; bad actions change nothing", async () => {
+      const state = (u?: User) => ask<View>(`poker.table.${tableId}.state`, u ? { user: u.id, token: u.token } : {});
+      await waitFor("the first hand", async () => (await state()).hand !== null, 20_000, 50);
+      const a = await state(ann);
+      expect(a.you?.holeCards).toHaveLength(2);
+      expect(a.hand?.players.every((p) => p.holeCards === null)).toBe(true);
+      expect((await ask(`poker.table.${tableId}.state`, { user: ann.id, token: eve.token })).error).toMatch(/wrong token/);
+
+      const views = [await state(ann), await state(bob)];
+      const mover = views.findIndex((v) => (v.you?.legalActions.length ?? 0) > 0);
+      expect(mover).toBeGreaterThanOrEqual(0);
+      const [me, other] = mover === 0 ? [ann, bob] : [bob, ann];
+      const legal = views[mover].you!.legalActions;
+      const raise = legal.find((l) => l.action === "raise" || l.action === "bet")!;
+      const act = `poker.table.${tableId}.act`;
+      const before = JSON.stringify(await state());
+      for (const [body, why] of [
+        ["{nope", /not JSON/],
+        [{ user: other.id, token: other.token, action: "call" }, /not_your_turn/],
+        [{ user: me.id, token: other.token, action: "call" }, /wrong token/],
+        [{ user: eve.id, token: eve.token, action: "call" }, /not_in_hand|unknown_player|not_your_turn/],
+        [{ user: me.id, token: me.token, action: raise.action, amount: raise.min! - 1 }, /below_minimum/],
+        [{ user: me.id, token: me.token, action: raise.action, amount: raise.max! + 1 }, /above_stack/],
+        [{ user: me.id, token: me.token, action: raise.action }, /amount/],
+        [{ user: me.id, token: me.token, action: "shove" }, /action/],
+      ] as [unknown, RegExp][]) {
+        expect((await ask(act, body)).error, JSON.stringify(body)).toMatch(why);
+      }
+      expect(JSON.stringify(await state())).toBe(before);
+      await expectConserved(tableId);
+    }, 60_000);
+
+    it("plays many hands of random legal actions, conserving chips, hole cards hidden until showdown", async () => {
+      const bots = [ann, bob];
+      const stateOf = (u: User) => ask<View>(`poker.table.${tableId}.state`, { user: u.id, token: u.token });
+      const pick = (legal: Legal[]): { action: string; amount?: number } => {
+        const r = Math.random();
+        const by = (x: string) => legal.find((l) => l.action === x);
+        const raise = by("raise") ?? by("bet");
+        if (r < 0.02 && by("all_in")) return { action: "all_in" };
+        if (r < 0.25 && raise) return { action: raise.action, amount: raise.min! + Math.floor(Math.random() * Math.min(3, raise.max! - raise.min! + 1)) };
+        if (r < 0.37 && by("fold")) return { action: "fold" };
+        const passive = by("check") ?? by("call") ?? legal[0];
+        return { action: passive.action };
+      };
+      const target = 300;
+      const startHand = (await ask<View>(`poker.table.${tableId}.state`, {})).handNumber;
+      const budgetEnds = Date.now() + 150_000; // bounds the loop only; the assertions never depend on it
+      let played = 0;
+      let refusals = 0;
+      let rebuys = 0;
+      let lastChecked = -1;
+      while (played < target && Date.now() < budgetEnds) {
+        const views = await Promise.all(bots.map(stateOf));
+        const pub = views[0];
+        played = pub.handNumber - startHand;
+        if (!pub.hand || pub.hand.finished) {
+          if (pub.handNumber !== lastChecked) {
+            lastChecked = pub.handNumber;
+            await expectConserved(tableId);
+          }
+          // A bot with no chips left: both leave, the richer gives chips to the poorer, both buy in again.
+          if (pub.seats.some((s) => s !== null && s.stack === 0)) {
+            for (const b of bots) expect((await ask(`poker.table.${tableId}.leave`, { user: b.id, token: b.token })).ok).toBe(true);
+            const [ba, bb] = [await balance(ann.id), await balance(bob.id)];
+            const [rich, poor, diff] = ba > bb ? [ann, bob, ba - bb] : [bob, ann, bb - ba];
+            const give = Math.floor(diff / 2);
+            if (give > 0) {
+              const r = await ask("poker.bank.transfer", { from: rich.id, to: poor.id, amount: give, ref: `rebalance-${rebuys}`, token: rich.token });
+              expect(r.error).toBeUndefined();
+            }
+            for (const b of bots) expect((await ask(`poker.table.${tableId}.join`, { user: b.id, token: b.token, buy_in: 500 })).seat).toBeDefined();
+            rebuys++;
+            await expectConserved(tableId);
+            continue;
+          }
+          await new Promise((r) => setTimeout(r, 10));
+          continue;
+        }
+        const i = views.findIndex((v) => (v.you?.legalActions.length ?? 0) > 0);
+        if (i < 0) continue;
+        for (const v of views) {
+          // Each bot sees its own cards and only its own.
+          if (v.hand && !v.hand.finished) expect(v.you?.holeCards).toHaveLength(2);
+          if (v.hand && !v.hand.result?.showdown) expect(v.hand.players.every((p) => p.holeCards === null)).toBe(true);
+        }
+        const choice = pick(views[i].you!.legalActions);
+        const r = await ask(`poker.table.${tableId}.act`, { user: bots[i].id, token: bots[i].token, ...choice });
+        if (r.error) {
+          // Only the turn clock may have acted meanwhile on a slow machine.
+          expect(r.error).toMatch(/not_your_turn|no_hand|hand_finished/);
+          refusals++;
+        }
+      }
+      console.log(`poker: ${played} hands played, ${rebuys} rebuys, ${refusals} actions overtaken by the turn clock, ${events.length} events`);
+      expect(played).toBeGreaterThan(10);
+      // Events never carried hole cards before a showdown.
+      for (const e of events) {
+        const h = e.view.hand;
+        if (h && !h.result?.showdown) expect(h.players.every((p) => p.holeCards === null), e.type).toBe(true);
+      }
+      expect(events.some((e) => e.type === "hand_finished" && e.view.hand?.result?.showdown)).toBe(true);
+      expect(events.some((e) => e.type === "action")).toBe(true);
+    }, 240_000);
+
+    it("acts for an idle player when the turn clock runs out", async () => {
+      const from = events.length;
+      // A bot left with no chips by the last hand buys in again (with the minimum), so a hand is dealt.
+      const v = await ask<View>(`poker.table.${tableId}.state`, {});
+      for (const b of [ann, bob]) {
+        if (v.seats.some((s) => s?.id === b.id && s.stack === 0)) {
+          expect((await ask(`poker.table.${tableId}.leave`, { user: b.id, token: b.token })).ok).toBe(true);
+          expect((await ask(`poker.table.${tableId}.join`, { user: b.id, token: b.token, buy_in: 200 })).seat).toBeDefined();
+        }
+      }
+      await waitFor("a timeout event", () => events.slice(from).some((e) => e.type === "timeout"), 60_000, 100);
+      await expectConserved(tableId);
+    }, 90_000);
+
+    it("continues the hand after a node restart (the table's state is in KV)", async () => {
+      const stateOf = (u: User, timeout = 30_000) => ask<View>(`poker.table.${tableId}.state`, { user: u.id, token: u.token }, timeout);
+      await waitFor("a hand in progress", async () => {
+        const v = await stateOf(ann);
+        return v.hand !== null && !v.hand.finished;
+      }, 30_000, 50);
+      const before = await stateOf(ann);
+      await t.node.stop();
+      await t.up();
+      for (const s of subs) s.unsubscribe();
+      subs = [];
+      await nc.close();
+      nc = await connect(t.connectOptions());
+      const after = await eventually("the table after the restart", async () => stateOf(ann, 2000), 60_000);
+      expect(after.handNumber).toBe(before.handNumber);
+      expect(after.you?.holeCards).toEqual(before.you?.holeCards);
+      expect(after.seats.map((s) => s?.id)).toEqual(before.seats.map((s) => s?.id));
+      expect(after.hand?.finished).toBe(false);
+      // And play goes on: whoever is to act can act.
+      await eventually("the user service after the restart", async () => ask("poker.user.verify", { user: "0".repeat(24), token: "x" }, 2000));
+      await eventually("the bank after the restart", async () => ask("poker.bank.balance", { user: "table:warmup" }, 2000));
+      const views = [await stateOf(ann), await stateOf(bob)];
+      const i = views.findIndex((v) => (v.you?.legalActions.length ?? 0) > 0);
+      if (i >= 0 && views[i].handNumber === before.handNumber) {
+        const u = i === 0 ? ann : bob;
+        const r = await ask(`poker.table.${tableId}.act`, { user: u.id, token: u.token, action: "fold" });
+        if (r.error) expect(r.error).toMatch(/not_your_turn|no_hand|hand_finished/); // the turn clock may have been first
+      }
+      await expectConserved(tableId);
+      const ls = nc.subscribe("poker.lobby.events");
+      subs.push(ls);
+      void (async () => {
+        for await (const m of ls) lobbyEvents.push(m.json());
+      })();
+      const es = nc.subscribe(`poker.table.${tableId}.events`);
+      subs.push(es);
+      void (async () => {
+        for await (const m of es) events.push(m.json());
+      })();
+      await eventually("the lobby after the restart", async () => ask("poker.lobby.list", {}, 2000));
+    }, 120_000);
+
+    it("closes the table: everyone paid back, the workload gone", async () => {
+      expect((await ask("poker.lobby.close", { id: "ffffffff" })).error).toMatch(/unknown table/);
+      expect((await ask("poker.lobby.close", { id: "../x" })).error).toMatch(/id must be/);
+      expect((await ask("poker.lobby.close", "{nope")).error).toMatch(/not JSON/);
+      expect((await ask(`poker.table.${tableId}.close`, { secret: "0".repeat(64) })).error).toMatch(/wrong secret/);
+      const seatedBefore = (await ask<View>(`poker.table.${tableId}.state`, {})).seats.filter((s) => s !== null).length;
+      const closed = await ask("poker.lobby.close", { id: tableId }, 90_000);
+      expect(closed.error).toBeUndefined();
+      expect(closed.ok).toBe(true);
+      expect(Object.keys(closed.paid as object)).toHaveLength(seatedBefore);
+      await waitFor("the table workload to go", async () => !(await workloads()).some((w) => w.name === `table-${tableId}`), 30_000, 200);
+      expect(await balance(`table:${tableId}`)).toBe(0);
+      expect((await balance(ann.id)) + (await balance(bob.id))).toBe(2000);
+      await expectConserved(null);
+      expect(await ask("poker.lobby.list", {})).toEqual([]);
+      await waitFor("the closed event", () => lobbyEvents.some((e) => e.type === "closed" && e.table.id === tableId));
+      expect(events.some((e) => e.type === "closed")).toBe(true);
+    }, 120_000);
+  },
+  ["bundled"],
+);
