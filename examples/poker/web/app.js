@@ -356,7 +356,8 @@ function renderTable() {
     }
     if (hand.result.showdown) {
       for (const h of hand.result.hands ?? []) {
-        result.append(el("div", { class: "shown" }, `${nameOf(h.playerId)}: `, cards(h.cards ?? []), ` ${h.name ?? ""}`));
+        const hole = hand.players?.find((p) => p.id === h.playerId)?.holeCards;
+        result.append(el("div", { class: "shown" }, `${nameOf(h.playerId)} shows `, cards(hole ?? h.cards ?? []), ` ${h.name ?? ""}`));
       }
     }
     if (!result.childElementCount) result.append(el("div", { text: "hand over" }));
@@ -388,14 +389,14 @@ function renderTurn() {
   const hand = s?.hand;
   if (!hand || hand.finished || hand.toAct === null || hand.toAct === undefined) {
     turn.textContent = hand?.finished ? "Next hand soon…" : "Waiting for players…";
-    turn.className = "turn";
+    turn.className = "turn-label";
     return;
   }
   const seat = s.seats?.[hand.toAct];
   const mine = seat?.id === me?.id;
   const endsAt = turnEndsAt(s);
   const left = endsAt ? Math.max(0, Math.ceil((endsAt - Date.now()) / 1000)) : null;
-  turn.className = mine ? "turn mine" : "turn";
+  turn.className = mine ? "turn-label mine" : "turn-label";
   turn.textContent = `${mine ? "Your turn" : `${seat?.name ?? "?"}'s turn`}${left !== null ? ` · ${left}s` : ""}`;
 }
 
