@@ -268,10 +268,33 @@ describeEachServer(
       // Both replicas served transfers, so their updates of the same accounts raced (the revision check
       // turned those races into conflicts, retried); how many conflicts is up to the scheduling.
       const stats: { workload: string; transfers: number; conflicts: number }[] = [];
-      for await (const m of await nc.requestMany("poker.bank.stats", "", { maxMessages: 2, maxWait: 5_000 })) stats.push(m.json());
+      for await (const m of await nc.requestMany("poker.bank.stats", "", { strategy: "count", maxMessages: 2, maxWait: 10_000 })) stats.push(m.json());
       expect(stats).toHaveLength(2);
       for (const s of stats) expect(s.transfers).toBeGreaterThan(0);
       console.log(`bank replicas: ${JSON.stringify(stats)}`);
+    }, 120_000);
+
+    it("keeps users and balances across a node restart", async () => {
+      const before = await ledger();
+      await nc.close();
+      await t.node.stop();
+      await t.up(); // the bundled broker comes back on another port
+      nc = await connect(t.connectOptions());
+      const verified = await eventually("the user service back", async () => {
+        const r = await ask("poker.user.verify", { user: ann.id, token: ann.token });
+        if (r.ok !== true) throw new Error(JSON.stringify(r));
+        return r;
+      });
+      expect(verified.name).toBe("Ann");
+      const annBefore = before.get(`acct.${ann.id}`)!;
+      const r = await eventually("the bank back", async () => {
+        const a = await ask("poker.bank.transfer", { from: ann.id, to: bob.id, amount: 1, ref: "after-restart", token: ann.token });
+        if (a.ok !== true) throw new Error(JSON.stringify(a));
+        return a;
+      });
+      expect(r.balance).toBe(annBefore - 1);
+      expect((await ask("poker.user.register", { name: "ann" })).error).toMatch(/taken/);
+      expectConserved(await ledger());
     }, 120_000);
   },
 

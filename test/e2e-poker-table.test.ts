@@ -378,5 +378,4 @@ describeEachServer(
       expect(events.some((e) => e.type === "closed")).toBe(true);
     }, 120_000);
   },
-  ["bundled"],
 );

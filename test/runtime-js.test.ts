@@ -147,6 +147,37 @@ describe("JavaScript runtime", () => {
     expect(mine.some((l) => l.stream === "stderr" && l.line === "Error: an error object")).toBe(true);
   });
 
+  it("gives workloads crypto.getRandomValues and randomUUID from a CSPRNG of their own context", async () => {
+    type R = { bytes: string; words: string; untouched: boolean; uuid: string; frozen: boolean };
+    const a = await deploy(spec("random.js"));
+    const b = await deploy(spec("random.js", { freshContextPerTrigger: true }));
+    const seen = new Set<string>();
+    for (const s of [a, b, a, b, a]) {
+      const r = json(await request(s, "")) as R;
+      expect(r.bytes).toMatch(/^[0-9a-f]{64}$/);
+      expect(r.words).toMatch(/^[0-9a-f]{32}$/);
+      expect(r.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(r.untouched).toBe(true); // only the view asked for is filled
+      expect(r.frozen).toBe(true);
+      for (const v of [r.bytes, r.words, r.uuid]) {
+        expect(seen.has(v)).toBe(false);
+        seen.add(v);
+      }
+    }
+    // Tampering with its own Math.random and typed-array prototypes changes nothing.
+    const t = json(await request(a, "tamper")) as R;
+    expect(t.bytes).toMatch(/^[0-9a-f]{64}$/);
+    expect(t.bytes).not.toBe("0".repeat(64));
+    expect(seen.has(t.bytes)).toBe(false);
+    // Web Crypto's refusals: not an integer array, over 65,536 bytes.
+    expect(json(await request(b, "bad"))).toEqual({
+      float: expect.stringMatching(/^TypeMismatchError: crypto.getRandomValues: the argument must be an integer-typed array/),
+      plain: expect.stringMatching(/^TypeMismatchError: /),
+      big: "QuotaExceededError: crypto.getRandomValues: 65537 bytes asked, at most 65536 per call",
+      max: "no error",
+    });
+  });
+
   it("keeps module state in the warm context across triggers", async () => {
     const s = await deploy(spec("counter.js"));
     const counts = [];

@@ -124,6 +124,19 @@ describe("JavaScript services", () => {
     expect(s.id).toBeTruthy();
   });
 
+  it("gives a service crypto.randomUUID and getRandomValues, different in each service", async () => {
+    await deploy(service("random.js", { env: { NAME: "one" } }));
+    await deploy(service("random.js", { env: { NAME: "two" } }));
+    const seen = new Set<string>();
+    for (const name of ["one", "two", "one", "two"]) {
+      const r = JSON.parse(text(await ask(`svc.random.${name}`, ""))) as { uuid: string; bytes: string };
+      expect(r.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(r.bytes).toMatch(/^[0-9a-f]{32}$/);
+      expect(seen.has(r.uuid) || seen.has(r.bytes)).toBe(false);
+      seen.add(r.uuid).add(r.bytes);
+    }
+  });
+
   it("refuses code that is not a service at deploy, with the reason", async () => {
     await expect(runtime.deploy(service("not-a-service.js"))).rejects.toThrow(/start is not a function/);
     await expect(runtime.deploy(service("table.js", { artifact: new TextEncoder().encode("export default {") }))).rejects.toThrow(/syntax error/);

@@ -3,7 +3,7 @@
 // workload's function and turns each result into reply bytes.
 //
 // BOOTSTRAP_SOURCE is a script whose completion value is `setup(emitLog, hostRef, envIn, limits,
-// emitResult, shared)`; it is compiled once per isolate and run in each new context. setup installs the globals
+// emitResult, shared, seed)`; it is compiled once per isolate and run in each new context. setup installs the globals
 // and returns `makeRunner(handler)`, which returns `runBatch(batchId, [subjects, payloads, expiries, base])`.
 // None of these functions is reachable from workload code: only the runtime host holds references to them.
 //   emitLog     a plain function (an ivm.Callback, fire-and-forget) taking (stream, line)
@@ -15,6 +15,8 @@
 //               a result too large for the shared area: value is the reply (string, Uint8Array or
 //               undefined) when kind is ok, the error message otherwise (RESULT_KIND); index -1 asks the
 //               host to read the results ready in the shared area now
+//   seed        32 bytes from the runtime host's CSPRNG for this context's crypto.getRandomValues
+//               (crypto-bootstrap.ts)
 //   shared      the isolate's result channel, a SharedArrayBuffer (layout in result-channel.ts): the
 //               batch runner writes each result there, when each trigger started, and whose code runs
 //
@@ -33,6 +35,7 @@ import { PRIMORDIALS_SOURCE } from "./primordials.js";
 import { HTTP_GUEST_SOURCE } from "./http-bootstrap.js";
 import { HTTP_SUBJECT_PREFIX } from "../../protocol/http.js";
 import { SERVICE_RUNNER_SOURCE } from "./service-bootstrap.js";
+import { CRYPTO_GUEST_SOURCE } from "./crypto-bootstrap.js";
 import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, TABLE_OFFSET } from "./result-channel.js";
 
 /** What the bootstrap bounds inside the isolate, per trigger or per value. */
@@ -62,7 +65,7 @@ export function guestLimits(maxPayload: number): GuestLimits {
 }
 
 export const BOOTSTRAP_SOURCE = String.raw`
-(function setup(emitLog, hostRef, envIn, limits, emitResult, shared) {
+(function setup(emitLog, hostRef, envIn, limits, emitResult, shared, seed) {
 "use strict";
 ${PRIMORDIALS_SOURCE}
 const G = globalThis;
@@ -588,6 +591,7 @@ define("URL", URL);
 define("URLSearchParams", URLSearchParams);
 define("Request", Request);
 define("Response", Response);
+${CRYPTO_GUEST_SOURCE}
 
 // ---- the batch runner --------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@
 //   (else the oldest in flight) is the one blamed;
 // - memory: isolated-vm disposes an isolate over its memoryLimit; the trigger blamed answers an error.
 
+import { randomBytes } from "node:crypto";
 import ivm from "isolated-vm";
 import type { Logger } from "pino";
 import type { LogStream, WorkloadLimits } from "../types.js";
@@ -229,6 +230,7 @@ export class IsolateSlot {
           new ivm.ExternalCopy(guestLimits(this.cfg.maxPayload)).copyInto({ release: true }),
           this.resultCallback,
           new ivm.ExternalCopy(this.channel.shared).copyInto({ release: true }),
+          new ivm.ExternalCopy(new Uint8Array(randomBytes(32))).copyInto({ release: true }),
         ],
         { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
       )) as ivm.Reference<unknown>;

@@ -17,6 +17,7 @@
 // loop is noticed without traffic. A request whose handler's promise does not settle within the
 // deadline is answered 504 and the run goes on.
 
+import { randomBytes } from "node:crypto";
 import ivm from "isolated-vm";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
@@ -199,6 +200,7 @@ export class ServiceRun {
         new ivm.ExternalCopy(guestLimits(cfg.maxPayload)).copyInto({ release: true }),
         unused,
         new ivm.ExternalCopy(new ResultChannel().shared).copyInto({ release: true }),
+        new ivm.ExternalCopy(new Uint8Array(randomBytes(32))).copyInto({ release: true }),
       ],
       { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
     )) as ivm.Reference<unknown>;
