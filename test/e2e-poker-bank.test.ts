@@ -71,7 +71,7 @@ describeEachServer(
 
     beforeAll(async () => {
       t = await NodeUnderTest.start(kind, "poker-bank");
-      const user = await nex("run", service("user.js"), "--service", "--name", "user", "--env", `SEED=${randomBytes(32).toString("hex")}`);
+      const user = await nex("run", service("user.js"), "--service", "--name", "user");
       expect(user.code, user.stderr).toBe(0);
       const bank = await nex(
         "run", service("bank.js"), "--service", "--name", "bank", "--replicas", "2",

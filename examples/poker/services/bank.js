@@ -104,32 +104,6 @@ function sameString(a, b) {
   return d === 0;
 }
 
-/**
- * Random bytes. The isolate has no crypto.getRandomValues (nex gives JavaScript workloads no Web Crypto),
- * so this is a SHA-256 generator over a pool seeded from the deployer's sealed --env SEED (if given),
- * V8's Math.random (seeded by V8 from the OS's entropy, 64 bits per context) and the clock, stirred
- * with Math.random and the clock again on every call. Outputs are hashes, so a token handed out tells
- * nothing about the pool or Math.random's state. If crypto.getRandomValues ever exists, it is mixed in.
- */
-let pool = null;
-let drawn = 0;
-function randomBytes(n, seed) {
-  if (pool === null) {
-    pool = sha256(`${seed ?? ""}|${Math.random()}|${Math.random()}|${Math.random()}|${Math.random()}|${Date.now()}`);
-  }
-  const out = new Uint8Array(n);
-  for (let off = 0; off < n; off += 32) {
-    drawn++;
-    let fresh = enc.encode(`|${drawn}|${Math.random()}|${Date.now()}`);
-    if (typeof crypto === "object" && crypto !== null && typeof crypto.getRandomValues === "function") {
-      fresh = concatBytes(fresh, crypto.getRandomValues(new Uint8Array(32)));
-    }
-    const block = hmacSha256(pool, concatBytes(enc.encode("out"), fresh));
-    out.set(block.subarray(0, Math.min(32, n - off)), off);
-    pool = hmacSha256(pool, concatBytes(enc.encode("next"), fresh));
-  }
-  return out;
-}
 
 /** A KV entry's parsed JSON value with its revision (for kv.update), or null when the key is missing. */
 async function readEntry(kv, key) {

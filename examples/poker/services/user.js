@@ -1,4 +1,4 @@
-// The poker demo's user service: `nex run examples/poker/services/user.js --service --name user --env SEED=<hex>`.
+// The poker demo's user service: `nex run examples/poker/services/user.js --service --name user`.
 //
 //   poker.user.register {"name": "ann"}              → {"id": "<24 hex>", "name": "ann", "token": "<64 hex>"}
 //   poker.user.verify   {"user": "<id>", "token": …} → {"ok": true, "name": "ann"}
@@ -59,26 +59,6 @@ function sha256(input) {
   return out;
 }
 
-function concatBytes(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
-/** HMAC-SHA-256 (RFC 2104). */
-function hmacSha256(key, message) {
-  let k = typeof key === "string" ? enc.encode(key) : key;
-  if (k.length > 64) k = sha256(k);
-  const ipad = new Uint8Array(64), opad = new Uint8Array(64);
-  for (let i = 0; i < 64; i++) {
-    ipad[i] = (k[i] ?? 0) ^ 0x36;
-    opad[i] = (k[i] ?? 0) ^ 0x5c;
-  }
-  const m = typeof message === "string" ? enc.encode(message) : message;
-  return sha256(concatBytes(opad, sha256(concatBytes(ipad, m))));
-}
-
 function hex(bytes) {
   let s = "";
   for (let i = 0; i < bytes.length; i++) s += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16);
@@ -93,31 +73,9 @@ function sameString(a, b) {
   return d === 0;
 }
 
-/**
- * Random bytes. The isolate has no crypto.getRandomValues (nex gives JavaScript workloads no Web Crypto),
- * so this is a SHA-256 generator over a pool seeded from the deployer's sealed --env SEED (if given),
- * V8's Math.random (seeded by V8 from the OS's entropy, 64 bits per context) and the clock, stirred
- * with Math.random and the clock again on every call. Outputs are hashes, so a token handed out tells
- * nothing about the pool or Math.random's state. If crypto.getRandomValues ever exists, it is mixed in.
- */
-let pool = null;
-let drawn = 0;
-function randomBytes(n, seed) {
-  if (pool === null) {
-    pool = sha256(`${seed ?? ""}|${Math.random()}|${Math.random()}|${Math.random()}|${Math.random()}|${Date.now()}`);
-  }
-  const out = new Uint8Array(n);
-  for (let off = 0; off < n; off += 32) {
-    drawn++;
-    let fresh = enc.encode(`|${drawn}|${Math.random()}|${Date.now()}`);
-    if (typeof crypto === "object" && crypto !== null && typeof crypto.getRandomValues === "function") {
-      fresh = concatBytes(fresh, crypto.getRandomValues(new Uint8Array(32)));
-    }
-    const block = hmacSha256(pool, concatBytes(enc.encode("out"), fresh));
-    out.set(block.subarray(0, Math.min(32, n - off)), off);
-    pool = hmacSha256(pool, concatBytes(enc.encode("next"), fresh));
-  }
-  return out;
+/** Random bytes from the isolate's CSPRNG (nex's crypto.getRandomValues: ChaCha20 seeded by the runtime host). */
+function randomBytes(n) {
+  return crypto.getRandomValues(new Uint8Array(n));
 }
 
 /** A KV entry's parsed JSON value with its revision (for kv.update), or null when the key is missing. */
@@ -153,14 +111,12 @@ function answering(fn) {
   };
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // ---- end of shared helpers ----
 
 const NAME = /^[A-Za-z0-9 ._-]{1,24}$/;
 const USER_ID = /^[0-9a-f]{24}$/;
 
 let kv;
-let seed;
 
 async function register(payload) {
   const req = parseRequest(payload);
@@ -169,8 +125,8 @@ async function register(payload) {
     throw new Refusal("name must be 1 to 24 characters: letters, digits, space, - _ .");
   }
   if (name.startsWith(" ") || name.endsWith(" ")) throw new Refusal("name may not start or end with a space");
-  const id = hex(randomBytes(12, seed));
-  const token = hex(randomBytes(32, seed));
+  const id = hex(randomBytes(12));
+  const token = hex(randomBytes(32));
   const nameKey = `name.${hex(enc.encode(name.toLowerCase()))}`;
   try {
     await kv.create(nameKey, { id });
@@ -207,8 +163,6 @@ async function verify(payload) {
 export default {
   start(ctx) {
     kv = ctx.hostServices.async.kv;
-    seed = ctx.env.SEED;
-    randomBytes(1, seed); // seed the pool now
     ctx.subscribe("poker.user.register", answering(register), { queue: "user" });
     ctx.subscribe("poker.user.verify", answering(verify), { queue: "user" });
   },
