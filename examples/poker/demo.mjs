@@ -104,12 +104,12 @@ authorization {
 `;
 }
 
-/** Secrets of this demo home, made once: passwords, the user service's SEED and the bank's TABLE_KEY. */
+/** Secrets of this demo home, made once: the broker passwords and the bank's TABLE_KEY. */
 function loadSecrets(home) {
   const file = path.join(home, "poker-demo-secrets.json");
   if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8"));
   const hex = (n) => randomBytes(n).toString("hex");
-  const secrets = { node_password: hex(16), web_password: hex(16), seed: hex(32), table_key: hex(32) };
+  const secrets = { node_password: hex(16), web_password: hex(16), table_key: hex(32) };
   writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   return secrets;
 }
@@ -159,7 +159,7 @@ async function deploy(o, env, server, page) {
   if (code !== 0) throw new Error("examples/poker/build.mjs failed");
 
   const ids = {};
-  ids.user = await nex(["run", path.join(here, "services/user.js"), "--service", "--env", `SEED=${secrets.seed}`, ...s], env);
+  ids.user = await nex(["run", path.join(here, "services/user.js"), "--service", ...s], env);
   ids.bank = await nex(["run", path.join(here, "services/bank.js"), "--service", "--env", `TABLE_KEY=${secrets.table_key}`, "--trigger-timeout", "60s", ...s], env);
   const lobbyEnv = ["--env", `TABLE_KEY=${secrets.table_key}`, ...(o.handPauseMs ? ["--env", `HAND_PAUSE_MS=${o.handPauseMs}`] : [])];
   ids.lobby = await nex(["run", path.join(here, "dist/lobby.js"), "--service", "--name", "lobby", ...lobbyEnv,
