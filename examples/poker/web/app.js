@@ -175,7 +175,7 @@ async function renderLobby() {
         el("td", { text: `${t.small_blind} / ${t.big_blind}` }),
         el("td", { text: t.state ?? "" }),
         el("td", {}, buyIn),
-        el("td", { class: "row-buttons" }, join, close),
+        el("td", {}, el("div", { class: "row-buttons" }, join, close)),
       ),
     );
   }
@@ -435,6 +435,8 @@ setInterval(() => {
 }, 250);
 setInterval(() => {
   if (tableId && !$("table").hidden) void refreshTable();
+  // Seat counts change without a lobby event (joins and leaves are table events): list again now and then.
+  if (me && !$("lobby").hidden) refreshLobbySoon();
 }, 5000);
 
 try {
