@@ -75,7 +75,7 @@ describe("the poker page in Chromium (examples/poker/demo.mjs)", () => {
   }, 30_000);
 
   it("gives the page a restricted user: poker API only, no bank transfers, no nex control plane", async () => {
-    const config = await (await fetch(`${url}config.json`)).json();
+    const config = (await (await fetch(`${url}config.json`)).json()) as { ws_url: string; user: string; password: string };
     expect(config.user).toBe("poker-web");
     expect(config.ws_url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
     const local = JSON.parse(readFileSync(path.join(dir, "home/local-broker.json"), "utf8"));
