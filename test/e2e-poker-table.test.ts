@@ -162,6 +162,7 @@ describeEachServer(
       const v = await eventually("the table", async () => ask<View>(`poker.table.${tableId}.state`, {}, 2000));
       expect(v.seats).toEqual([null, null]);
       expect(v.closed).toBe(false);
+      expect((v as unknown as { shuffle: string }).shuffle).toBe("crypto.getRandomValues"); // the isolate has it (nex's js runtime)
       expect(await ask("poker.lobby.list", {})).toEqual([
         { id: tableId, name: "Main table", seats: 2, players: 0, small_blind: 5, big_blind: 10, state: "waiting" },
       ]);

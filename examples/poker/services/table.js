@@ -207,7 +207,7 @@ const act = serialized(async (payload) => {
 
 async function stateOf(payload) {
   const req = payload.length === 0 ? {} : parseRequest(payload);
-  const base = { id, name: ctx.env.TABLE_NAME ?? id, closed: doc.closed, turn_timeout_s: turnTimeoutMs / 1000 };
+  const base = { id, name: ctx.env.TABLE_NAME ?? id, closed: doc.closed, turn_timeout_s: turnTimeoutMs / 1000, shuffle: hasWebCrypto ? "crypto.getRandomValues" : "hmac-drbg" };
   if (req.user !== undefined || req.token !== undefined) {
     await verify(req.user, req.token);
     return { ...base, ...engine.playerView(doc.game, req.user) };
