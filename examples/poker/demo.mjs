@@ -163,7 +163,7 @@ async function deploy(o, env, server, page) {
   ids.bank = await nex(["run", path.join(here, "services/bank.js"), "--service", "--env", `TABLE_KEY=${secrets.table_key}`, "--trigger-timeout", "60s", ...s], env);
   const lobbyEnv = ["--env", `TABLE_KEY=${secrets.table_key}`, ...(o.handPauseMs ? ["--env", `HAND_PAUSE_MS=${o.handPauseMs}`] : [])];
   ids.lobby = await nex(["run", path.join(here, "dist/lobby.js"), "--service", "--name", "lobby", ...lobbyEnv,
-    "--allow-deploy", path.join(here, "dist/table.js"), "--max-children", "20", ...s], env);
+    "--allow-deploy", path.join(here, "dist/table.js"), "--max-children", "20", "--trigger-timeout", "120s", ...s], env);
 
   // The site: a copy of web/ plus config.json, in the demo's home (the source folder stays free of credentials).
   const site = path.join(o.home, "site");
