@@ -13,6 +13,8 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import { Kvm } from "@nats-io/kv";
 import { describeEachServer } from "./helpers/servers.js";
 import { eventually, waitFor } from "./helpers/wait.js";
+// @ts-ignore plain JS module with JSDoc types
+import { replayHand } from "../examples/poker/engine/table.js";
 import { NodeUnderTest, ROOT, runNex } from "./helpers/nex-cli.js";
 
 const POKER = path.join(ROOT, "examples/poker");
@@ -97,7 +99,7 @@ describeEachServer(
     }
 
     const events: { type: string; view: View }[] = [];
-    const lobbyEvents: { type: string; table: { id: string } }[] = [];
+    const lobbyEvents: { type: string; table: { id: string }; reason?: string }[] = [];
     let subs: Subscription[] = [];
     let tableId = "";
     let ann: User;
@@ -303,6 +305,20 @@ describeEachServer(
       expect(events.some((e) => e.type === "action")).toBe(true);
     }, 240_000);
 
+    it("records every finished hand (deck and actions) so it replays to the same result", async () => {
+      const played = (await ask<View>(`poker.table.${tableId}.state`, {})).handNumber;
+      expect(played).toBeGreaterThan(20);
+      for (const n of [1, 2, 3, 10, 20]) {
+        const rec = await ask<{ log: { deck: string[]; actions: unknown[] }; result: unknown; error?: string }>(`poker.table.${tableId}.hand`, { number: n });
+        expect(rec.error, `hand ${n}`).toBeUndefined();
+        expect(rec.log.deck).toHaveLength(52);
+        expect(new Set(rec.log.deck).size).toBe(52);
+        expect(replayHand(rec.log).hand.result, `hand ${n}`).toEqual(rec.result);
+      }
+      expect((await ask(`poker.table.${tableId}.hand`, { number: 1_000_000 })).error).toMatch(/no finished hand 1000000/);
+      expect((await ask(`poker.table.${tableId}.hand`, { number: "1" })).error).toMatch(/number must be a hand number/);
+    });
+
     it("acts for an idle player when the turn clock runs out", async () => {
       const from = events.length;
       // A bot left with no chips by the last hand buys in again (with the minimum), so a hand is dealt.
@@ -374,6 +390,28 @@ describeEachServer(
       })();
       await eventually("the lobby after the restart", async () => ask("poker.lobby.list", {}, 2000));
     }, 120_000);
+
+    it("closes a table nobody sits at after its idle_close_s, not while someone does", async () => {
+      expect((await ask("poker.lobby.create", { name: "Idle", seats: 2, small_blind: 1, big_blind: 2, idle_close_s: 0 })).error).toMatch(/idle_close_s must be a whole number from 1/);
+      const { id } = await ask<{ id: string }>("poker.lobby.create", { name: "Idle", seats: 2, small_blind: 1, big_blind: 2, idle_close_s: 2 });
+      const joined = await eventually("a seat at the idle table", async () => {
+        const r = await ask<{ seat?: number; error?: string }>(`poker.table.${id}.join`, { user: eve.id, token: eve.token, buy_in: 100 }, 2000);
+        if (r.error) throw new Error(r.error);
+        return r;
+      });
+      expect(joined.seat).toBeDefined();
+      // Seated: the lobby sweeps (every 2 s) and leaves it alone.
+      const sweeps = lobbyEvents.length;
+      await new Promise((r) => setTimeout(r, 5000));
+      expect(lobbyEvents.slice(sweeps).some((e) => e.type === "closed" && e.table.id === id)).toBe(false);
+      expect((await workloads()).some((w) => w.name === `table-${id}`)).toBe(true);
+      // Empty: it goes, and Eve's chips are back.
+      expect((await ask(`poker.table.${id}.leave`, { user: eve.id, token: eve.token })).ok).toBe(true);
+      await waitFor("the idle table to close", () => lobbyEvents.some((e) => e.type === "closed" && e.table.id === id && e.reason === "empty"), 30_000, 100);
+      await waitFor("the idle table's workload to go", async () => !(await workloads()).some((w) => w.name === `table-${id}`), 30_000, 200);
+      expect(await balance(eve.id)).toBe(1000);
+      expect(await balance(`table:${id}`)).toBe(0);
+    }, 90_000);
 
     it("closes the table: everyone paid back, the workload gone", async () => {
       expect((await ask("poker.lobby.close", { id: "ffffffff" })).error).toMatch(/unknown table/);

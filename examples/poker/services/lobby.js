@@ -4,9 +4,11 @@
 //     --allow-deploy examples/poker/dist/table.js --max-children 20
 //
 //   poker.lobby.list   {}                                                       → [{id, name, seats, players, small_blind, big_blind, state}]
-//   poker.lobby.create {name, seats, small_blind, big_blind, turn_timeout_s?}  → {id}
+//   poker.lobby.create {name, seats, small_blind, big_blind, turn_timeout_s?, idle_close_s?}  → {id}
 //   poker.lobby.close  {id}                                                     → {ok: true, paid}
-//   poker.lobby.events                                                          ← {type: "created"|"closed", table}
+//   poker.lobby.events                                                          ← {type: "created"|"closed", table, reason?}
+//
+// A table nobody sits at for idle_close_s (default 300) closes itself: the lobby looks every 2 s.
 //
 // Tables are recorded in the lobby's KV bucket ("table.<id>" → the table's settings and workload id), so
 // a restarted lobby still knows them. See examples/poker/README.md ("NATS API: table and lobby").
@@ -14,6 +16,8 @@
 import { dec, hex, hmacSha256, randomBytes, parseRequest, Refusal, answering } from "./lib/common.js";
 
 const TABLE_ID = /^[0-9a-f]{8}$/;
+const DEFAULT_IDLE_CLOSE_S = 300;
+const SWEEP_MS = 2000;
 const NAME = /^[A-Za-z0-9 ._'-]{1,32}$/;
 
 let ctx;
@@ -68,9 +72,10 @@ async function create(payload) {
   const smallBlind = wholeIn(req.small_blind, "small_blind", 1, 1_000_000);
   const bigBlind = wholeIn(req.big_blind, "big_blind", smallBlind, 1_000_000);
   const turnTimeout = req.turn_timeout_s === undefined ? 30 : wholeIn(req.turn_timeout_s, "turn_timeout_s", 1, 3600);
+  const idleClose = req.idle_close_s === undefined ? DEFAULT_IDLE_CLOSE_S : wholeIn(req.idle_close_s, "idle_close_s", 1, 86_400);
   const id = hex(randomBytes(4, tableKey));
   const secret = hex(hmacSha256(tableKey, id));
-  const record = { id, name: req.name, seats, small_blind: smallBlind, big_blind: bigBlind, turn_timeout_s: turnTimeout, created_at: Date.now(), workload_id: null };
+  const record = { id, name: req.name, seats, small_blind: smallBlind, big_blind: bigBlind, turn_timeout_s: turnTimeout, idle_close_s: idleClose, created_at: Date.now(), workload_id: null };
   await kv().create(`table.${id}`, JSON.stringify(record));
   const env = {
     TABLE_ID: id, TABLE_NAME: req.name, SEATS: String(seats), SMALL_BLIND: String(smallBlind), BIG_BLIND: String(bigBlind),
@@ -95,24 +100,62 @@ async function create(payload) {
 async function close(payload) {
   const req = parseRequest(payload);
   if (typeof req.id !== "string" || !TABLE_ID.test(req.id)) throw new Refusal("id must be a table id (8 hex digits)");
-  const raw = await kv().getString(`table.${req.id}`);
-  if (!raw) throw new Refusal(`unknown table ${req.id}`);
+  return closeTable(req.id, "closed");
+}
+
+/** Asks the table to pay every player back from its account; only then does it go. */
+async function closeTable(id, reason) {
+  const raw = await kv().getString(`table.${id}`);
+  if (!raw) throw new Refusal(`unknown table ${id}`);
   const record = JSON.parse(raw);
-  // The table pays every player back from its account; only then does it go.
   let answer;
   try {
-    answer = await ask(`poker.table.${req.id}.close`, { secret: hex(hmacSha256(tableKey, req.id)) }, 60_000);
+    answer = await ask(`poker.table.${id}.close`, { secret: hex(hmacSha256(tableKey, id)) }, 60_000);
   } catch (e) {
     throw new Refusal(`the table did not answer (${e.code ?? e.message}): nothing was undeployed, try again`);
   }
   if (answer.error) throw new Refusal(`the table refused: ${answer.error}`);
   const children = await ctx.hostServices.async.workloads.list();
   for (const c of children) {
-    if (c.workload_id === record.workload_id || c.name === `table-${req.id}`) await ctx.hostServices.async.workloads.undeploy(c.workload_id);
+    if (c.workload_id === record.workload_id || c.name === `table-${id}`) await ctx.hostServices.async.workloads.undeploy(c.workload_id);
   }
-  await kv().delete(`table.${req.id}`);
-  ctx.hostServices.messaging.publish("poker.lobby.events", JSON.stringify({ type: "closed", table: { id: req.id, name: record.name }, paid: answer.paid }));
+  await kv().delete(`table.${id}`);
+  emptySince.delete(id);
+  ctx.hostServices.messaging.publish("poker.lobby.events", JSON.stringify({ type: "closed", table: { id, name: record.name }, paid: answer.paid, reason }));
   return { ok: true, paid: answer.paid };
+}
+
+/** When each table was first seen with nobody seated (this lobby's memory; a restart starts it again). */
+const emptySince = new Map();
+let sweeping = false;
+
+/** Closes the tables that have been empty for their idle_close_s. */
+async function sweep() {
+  if (sweeping) return;
+  sweeping = true;
+  try {
+    const now = Date.now();
+    for (const t of await records()) {
+      let seated;
+      try {
+        const v = await ask(`poker.table.${t.id}.state`, {}, 2000);
+        if (v.error || v.closed) continue;
+        seated = v.seats.filter((s) => s !== null).length;
+      } catch {
+        continue; // not answering (starting, or its node is down): not known to be empty
+      }
+      if (seated > 0) {
+        emptySince.delete(t.id);
+        continue;
+      }
+      if (!emptySince.has(t.id)) emptySince.set(t.id, now);
+      if (now - emptySince.get(t.id) >= (t.idle_close_s ?? DEFAULT_IDLE_CLOSE_S) * 1000) {
+        await closeTable(t.id, "empty").catch((e) => console.log(`closing empty table ${t.id}: ${e.message}`));
+      }
+    }
+  } finally {
+    sweeping = false;
+  }
 }
 
 export default {
@@ -124,6 +167,7 @@ export default {
     ctx.subscribe("poker.lobby.list", answering(list), opts);
     ctx.subscribe("poker.lobby.create", answering(create), opts);
     ctx.subscribe("poker.lobby.close", answering(close), opts);
+    setInterval(() => void sweep().catch((e) => console.log(`sweep: ${e.message}`)), SWEEP_MS);
   },
   stop() {},
 };

@@ -6,6 +6,7 @@
 //   poker.table.<id>.act   {user, token, action, amount?} → {ok: true}
 //   poker.table.<id>.state {user?, token?}                → public view (+ `you` with your hole cards)
 //   poker.table.<id>.close {secret}                       → {ok: true, paid: {<user>: chips}} (the lobby)
+//   poker.table.<id>.hand  {number}                       → a finished hand's {log, result} (deck and actions: auditable)
 //   poker.table.<id>.events                               ← every change, without hole cards before showdown
 //
 // env: TABLE_ID, TABLE_NAME, SEATS, SMALL_BLIND, BIG_BLIND, TURN_TIMEOUT_S, TABLE_SECRET, HAND_PAUSE_MS.
@@ -177,8 +178,30 @@ const onTurnTimeout = serialized(async (key) => {
 });
 
 function afterAction() {
-  if (doc.game.hand && doc.game.hand.finished) publish("hand_finished", { result: doc.game.hand.result });
+  if (doc.game.hand && doc.game.hand.finished) handFinished();
   schedule();
+}
+
+/**
+ * A finished hand: its log (the shuffled deck, every action) and result are recorded under "hand.<n>" in
+ * the table's KV bucket (a JetStream stream, kept after the table closes), for poker.table.<id>.hand
+ * and any audit (engine.replayHand(log) deals and plays it again); then everyone is told.
+ */
+function handFinished() {
+  const hand = doc.game.hand;
+  ctx.hostServices.async.kv
+    .create(`hand.${hand.number}`, JSON.stringify({ log: hand.log, result: hand.result }))
+    .catch((e) => e && e.code === "exists" ? undefined : console.log(`hand ${hand.number} not recorded: ${e.message}`));
+  publish("hand_finished", { result: hand.result });
+}
+
+/** poker.table.<id>.hand {number} → the recorded hand {log, result}: public once the hand is over. */
+async function handRecord(payload) {
+  const req = parseRequest(payload);
+  if (typeof req.number !== "number" || !Number.isInteger(req.number) || req.number < 1) throw new Refusal("number must be a hand number (1, 2, ...)");
+  const raw = await ctx.hostServices.async.kv.getString(`hand.${req.number}`);
+  if (raw === null) throw new Refusal(`no finished hand ${req.number} at this table`);
+  return JSON.parse(raw);
 }
 
 const settle = serialized(async () => {});
@@ -283,7 +306,7 @@ const close = serialized(async (payload) => {
   nextHandTimer = null;
   while (engine.handInProgress(doc.game)) doc.game = engine.timeoutAction(doc.game);
   await save();
-  if (doc.game.hand) publish("hand_finished", { result: doc.game.hand.result });
+  if (doc.game.hand && doc.game.hand.finished) handFinished();
   const paid = {};
   for (const s of doc.game.seats) if (s !== null) paid[s.id] = await payOut(s.id);
   schedule();
@@ -323,6 +346,7 @@ export default {
     ctx.subscribe(`${subjectBase}.act`, answering(act), opts);
     ctx.subscribe(`${subjectBase}.state`, answering(stateOf), opts);
     ctx.subscribe(`${subjectBase}.close`, answering(close), opts);
+    ctx.subscribe(`${subjectBase}.hand`, answering(handRecord), opts);
     // A transfer left pending by the last run is settled in the queue (not here: start has a short deadline
     // and the bank may not be back yet); failing that, before the next change.
     if (doc.pending) setTimeout(() => settle().catch((e) => console.log(`table ${id}: pending transfer not settled yet: ${e.message}`)), 0);
