@@ -110,6 +110,12 @@ describe("the poker page in Chromium (examples/poker/demo.mjs)", () => {
       return page;
     };
     const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+    // A third player's view of the bus: the same broker user as the pages, reading every inbox it may.
+    const config = (await (await fetch(`${url}config.json`)).json()) as { user: string; password: string };
+    const snooper = await connect({ servers: brokerUrl, user: config.user, pass: config.password });
+    const snooped: string[] = [];
+    const inboxes = snooper.subscribe("_INBOX.>", { callback: (_e, m) => void snooped.push(m.string()) });
+    await snooper.flush();
     const a = await open(ctxA, "A");
     const b = await open(ctxB, "B");
     const pages = [a, b];
@@ -228,11 +234,24 @@ describe("the poker page in Chromium (examples/poker/demo.mjs)", () => {
       await expect.poll(names, { timeout: 30_000 }).not.toContain(`table-${tableId}`);
       expect(await errorOf(a)).toBe("");
       expect(logs.filter((l) => l.includes("page error"))).toEqual([]);
+      // Everything the pages were answered went by the snooper, and none of it gave a secret away: no
+      // token in the clear, no player's own hole cards outside their sealed box.
+      const tokens = await Promise.all(pages.map((p) => p.evaluate(() => JSON.parse((globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem("poker.me") ?? "null")?.token as string)));
+      expect(tokens.every((t) => /^[0-9a-f]{64}$/.test(t))).toBe(true);
+      expect(snooped.length).toBeGreaterThan(20);
+      expect(snooped.some((m) => m.includes('"token_box"'))).toBe(true);
+      expect(snooped.some((m) => m.includes('"holeCards_sealed"'))).toBe(true);
+      for (const m of snooped) {
+        for (const t of tokens) expect(m.includes(t), "a token in the clear").toBe(false);
+        expect(m, "own hole cards in the clear").not.toMatch(/"you":\{[^}]*"holeCards":\[/);
+      }
     } catch (err) {
       await shot(a, "failed-A").catch(() => undefined);
       await shot(b, "failed-B").catch(() => undefined);
       throw new Error(`${(err as Error).message}\nscreenshots: ${shots}\npage logs:\n${logs.join("\n")}\ndemo:\n${demoOut.slice(-3000)}`);
     } finally {
+      inboxes.unsubscribe();
+      await snooper.close();
       await ctxA.close();
       await ctxB.close();
     }

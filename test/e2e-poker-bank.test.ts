@@ -9,6 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
+import nacl from "tweetnacl";
 import { describeEachServer } from "./helpers/servers.js";
 import { eventually } from "./helpers/wait.js";
 import { NodeUnderTest, ROOT, runNex } from "./helpers/nex-cli.js";
@@ -121,6 +122,14 @@ describeEachServer(
         expect((await ask("poker.user.register", { name })).error, JSON.stringify(name)).toBeTruthy();
       }
       expect((await ask("poker.user.register", "not json")).error).toMatch(/not JSON/);
+      // A browser's registration: the token sealed to its one-time key, never in the clear; a bad key changes nothing.
+      expect((await ask("poker.user.register", { name: `boxed${kind}`, box_key: "zz" })).error).toMatch(/box_key must be 64 hex digits/);
+      const keys = nacl.box.keyPair();
+      const boxed = await ask("poker.user.register", { name: `boxed${kind}`, box_key: Buffer.from(keys.publicKey).toString("hex") });
+      expect(boxed.token).toBeUndefined();
+      const box = boxed.token_box as { key: string; nonce: string; box: string };
+      const token = new TextDecoder().decode(nacl.box.open(Buffer.from(box.box, "hex"), Buffer.from(box.nonce, "hex"), Buffer.from(box.key, "hex"), keys.secretKey)!);
+      expect((await ask("poker.user.verify", { user: boxed.id, token })).ok).toBe(true);
       expect((await ask("poker.user.register", "[1]")).error).toMatch(/object/);
       expect((await ask("poker.user.register", { name: "x".repeat(24) })).id).toBeTruthy();
     });

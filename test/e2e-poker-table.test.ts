@@ -12,6 +12,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { describeEachServer } from "./helpers/servers.js";
+import nacl from "tweetnacl";
 import { eventually, waitFor } from "./helpers/wait.js";
 // @ts-ignore plain JS module with JSDoc types
 import { replayHand } from "../examples/poker/engine/table.js";
@@ -207,6 +208,12 @@ describeEachServer(
       expect(a.you?.holeCards).toHaveLength(2);
       expect(a.hand?.players.every((p) => p.holeCards === null)).toBe(true);
       expect((await ask(`poker.table.${tableId}.state`, { user: ann.id, token: eve.token })).error).toMatch(/wrong token/);
+      // Sealed (as the page asks): the same cards in a secretbox keyed by SHA-512 of the token, none in the clear.
+      const sealed = await ask<View & { you: { holeCards_sealed: { nonce: string; box: string } } }>(`poker.table.${tableId}.state`, { user: ann.id, token: ann.token, seal: true });
+      expect(sealed.you.holeCards).toBeNull();
+      const key = nacl.hash(new TextEncoder().encode(ann.token)).subarray(0, nacl.secretbox.keyLength);
+      const opened = nacl.secretbox.open(Buffer.from(sealed.you.holeCards_sealed.box, "hex"), Buffer.from(sealed.you.holeCards_sealed.nonce, "hex"), key);
+      expect(JSON.parse(new TextDecoder().decode(opened!))).toEqual((await state(ann)).you?.holeCards);
 
       const views = [await state(ann), await state(bob)];
       const mover = views.findIndex((v) => (v.you?.legalActions.length ?? 0) > 0);

@@ -16,6 +16,9 @@ for (const name of ["user", "bank", "table", "lobby"]) {
     bundle: true,
     format: "esm",
     platform: "neutral",
+    // tweetnacl is CommonJS (its "main"), and asks for Node's crypto: it gets an empty stand-in.
+    mainFields: ["module", "main"],
+    alias: { crypto: path.join(here, "services", "lib", "no-node-crypto.js") },
     target: "es2022",
     logLevel: "warning",
     legalComments: "none",

@@ -4,7 +4,7 @@
 //   poker.table.<id>.join  {user, token, buy_in}          → {seat}
 //   poker.table.<id>.leave {user, token}                  → {ok: true, paid}
 //   poker.table.<id>.act   {user, token, action, amount?} → {ok: true}
-//   poker.table.<id>.state {user?, token?}                → public view (+ `you` with your hole cards)
+//   poker.table.<id>.state {user?, token?, seal?}         → public view (+ `you` with your hole cards, sealed with seal)
 //   poker.table.<id>.close {secret}                       → {ok: true, paid: {<user>: chips}} (the lobby)
 //   poker.table.<id>.hand  {number}                       → a finished hand's {log, result} (deck and actions: auditable)
 //   poker.table.<id>.events                               ← every change, without hole cards before showdown
@@ -16,7 +16,7 @@
 
 import * as engine from "../engine/table.js";
 import { randomIntFrom } from "../engine/cards.js";
-import { dec, parseRequest, Refusal, answering, sameString } from "./lib/common.js";
+import { dec, parseRequest, Refusal, answering, sameString, sealWithToken } from "./lib/common.js";
 
 const USER_ID = /^[0-9a-f]{24}$/;
 const TOKEN_CACHE_MS = 60_000;
@@ -292,7 +292,13 @@ async function stateOf(payload) {
   const base = { id, name: ctx.env.TABLE_NAME ?? id, closed: doc.closed, turn_timeout_s: turnTimeoutMs / 1000 };
   if (req.user !== undefined || req.token !== undefined) {
     await verify(req.user, req.token);
-    return { ...base, ...engine.playerView(doc.game, req.user) };
+    const view = engine.playerView(doc.game, req.user);
+    // {seal: true} (browsers): the hole cards in a secretbox under the player's token, since other
+    // browsers may read this reply (README, "Sealed replies").
+    if (req.seal === true && view.you && view.you.holeCards) {
+      view.you = { ...view.you, holeCards: null, holeCards_sealed: sealWithToken(req.token, JSON.stringify(view.you.holeCards)) };
+    }
+    return { ...base, ...view };
   }
   return { ...base, ...engine.publicView(doc.game) };
 }

@@ -1,6 +1,6 @@
 // The poker demo's user service: `nex run examples/poker/dist/user.js --service --name user` (npm run build:poker).
 //
-//   poker.user.register {"name": "ann"}              → {"id": "<24 hex>", "name": "ann", "token": "<64 hex>"}
+//   poker.user.register {"name": "ann", "box_key"?}  → {"id": "<24 hex>", "name": "ann", "token": "<64 hex>"} (or "token_box" sealed to box_key)
 //   poker.user.verify   {"user": "<id>", "token": …} → {"ok": true, "name": "ann"}
 //
 // A refusal is a JSON body {"error": "..."}. State is in the workload's KV bucket (named after the
@@ -8,7 +8,7 @@
 // two racing registrations of one name exactly one wins; "user.<id>" → {"id", "name", "token_hash"}
 // holds the SHA-256 of the token, never the token. See examples/poker/README.md ("NATS API: user and bank").
 
-import { enc, sha256, hex, sameString, randomBytes, parseRequest, Refusal, answering } from "./lib/common.js";
+import { enc, fromHex, sealForKey, sha256, hex, sameString, randomBytes, parseRequest, Refusal, answering } from "./lib/common.js";
 
 const NAME = /^[A-Za-z0-9 ._-]{1,24}$/;
 const USER_ID = /^[0-9a-f]{24}$/;
@@ -22,6 +22,8 @@ async function register(payload) {
     throw new Refusal("name must be 1 to 24 characters: letters, digits, space, - _ .");
   }
   if (name.startsWith(" ") || name.endsWith(" ")) throw new Refusal("name may not start or end with a space");
+  // Checked before anything is claimed, so a bad key changes nothing.
+  if (req.box_key !== undefined && fromHex(req.box_key, 32) === null) throw new Refusal("box_key must be 64 hex digits (an X25519 public key)");
   const id = hex(randomBytes(12));
   const token = hex(randomBytes(32));
   const nameKey = `name.${hex(enc.encode(name.toLowerCase()))}`;
@@ -37,6 +39,8 @@ async function register(payload) {
     await kv.delete(nameKey).catch(() => {}); // give the name back; the user was not created
     throw e;
   }
+  // With a box_key (browsers) the token is sealed to it: other browsers may read this reply (README).
+  if (req.box_key !== undefined) return { id, name, token_box: sealForKey(req.box_key, token) };
   return { id, name, token };
 }
 

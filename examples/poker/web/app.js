@@ -5,8 +5,11 @@
 // Where to connect: config.json next to this page ({ws_url, user, password}, written by
 // examples/poker/demo.mjs), each field overridable by the query (?ws=ws://host:port&user=u&pass=p).
 // Who you are: {id, name, token} from poker.user.register, kept in sessionStorage (one player per tab).
+// Every page shares one broker user that may read every inbox, so secrets come back sealed: the token
+// in a box for this page's one-time X25519 key, the hole cards in a secretbox keyed by the token's SHA-512
+// (the services' lib/common.js; examples/poker/README.md, "Sealed replies").
 
-import { wsconnect } from "./nats.js";
+import { nacl, wsconnect } from "./nats.js";
 
 const $ = (id) => document.getElementById(id);
 const SUITS = { s: ["♠", false], h: ["♥", true], d: ["♦", true], c: ["♣", false] };
@@ -116,9 +119,15 @@ async function connectBus() {
 
 // ---- who am I ----------------------------------------------------------------------------------
 
+const fromHex = (h) => Uint8Array.from(h.match(/../g) ?? [], (b) => parseInt(b, 16));
+const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
 async function register(name) {
-  const r = await req("poker.user.register", { name });
-  me = { id: r.id, name: r.name, token: r.token };
+  const keys = nacl.box.keyPair();
+  const r = await req("poker.user.register", { name, box_key: toHex(keys.publicKey) });
+  const opened = nacl.box.open(fromHex(r.token_box.box), fromHex(r.token_box.nonce), fromHex(r.token_box.key), keys.secretKey);
+  if (!opened) throw new Error("the user service's reply could not be opened");
+  me = { id: r.id, name: r.name, token: dec.decode(opened) };
   sessionStorage.setItem("poker.me", JSON.stringify(me));
   await showLobby();
 }
@@ -256,7 +265,13 @@ async function refreshTable() {
   if (!tableId) return;
   let state;
   try {
-    state = await req(`poker.table.${tableId}.state`, { user: me.id, token: me.token });
+    state = await req(`poker.table.${tableId}.state`, { user: me.id, token: me.token, seal: true });
+    const sealed = state?.you?.holeCards_sealed;
+    if (sealed) {
+      const key = nacl.hash(enc.encode(me.token)).subarray(0, nacl.secretbox.keyLength);
+      const opened = nacl.secretbox.open(fromHex(sealed.box), fromHex(sealed.nonce), key);
+      state.you.holeCards = opened ? JSON.parse(dec.decode(opened)) : null;
+    }
   } catch (err) {
     showError(`table: ${err.message}`);
     return;

@@ -1,2 +1,4 @@
-// The NATS client for the page: esbuild bundles this into nats.js (examples/poker/build-web.mjs).
+// The NATS client for the page, and tweetnacl to open sealed replies: esbuild bundles both into nats.js
+// (examples/poker/build-web.mjs).
 export { wsconnect } from "@nats-io/nats-core";
+export { default as nacl } from "tweetnacl";

@@ -1,6 +1,11 @@
 // Helpers of the poker services (bundled into each by examples/poker/build.mjs): JSON requests and
 // {"error"} answers, SHA-256 and HMAC (the isolate has no crypto.subtle), random bytes from
 // crypto.getRandomValues, KV entries with their revision.
+import nacl from "tweetnacl";
+
+// tweetnacl finds no random source in an isolate (no self.crypto, no require): give it the isolate's.
+nacl.setPRNG((x, n) => x.set(crypto.getRandomValues(new Uint8Array(n))));
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const K = new Uint32Array([
@@ -124,4 +129,35 @@ function answering(fn) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-export { enc, dec, sha256, hmacSha256, hex, sameString, randomBytes, readEntry, parseRequest, Refusal, answering, sleep };
+function fromHex(s, bytes) {
+  if (typeof s !== "string" || s.length !== bytes * 2 || !/^[0-9a-f]*$/.test(s)) return null;
+  const out = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/**
+ * Secrets in replies are sealed: every browser shares one broker user that may subscribe to `_INBOX.>`,
+ * so any of them could read any reply. A token goes out in a box for the browser's one-time X25519 key
+ * (nacl.box from a fresh key pair of ours); hole cards in a secretbox keyed with the first 32 bytes of
+ * SHA-512 (nacl.hash) of the player's token, which the page computes the same way.
+ */
+function sealForKey(publicKeyHex, text) {
+  const theirs = fromHex(publicKeyHex, nacl.box.publicKeyLength);
+  if (theirs === null) throw new Refusal("box_key must be 64 hex digits (an X25519 public key)");
+  const ours = nacl.box.keyPair();
+  const nonce = nacl.randomBytes(nacl.box.nonceLength);
+  return { key: hex(ours.publicKey), nonce: hex(nonce), box: hex(nacl.box(enc.encode(text), nonce, theirs, ours.secretKey)) };
+}
+
+/** The secretbox key of a player's token: SHA-512 (nacl.hash), first 32 bytes. */
+function tokenKey(token) {
+  return nacl.hash(enc.encode(token)).subarray(0, nacl.secretbox.keyLength);
+}
+
+function sealWithToken(token, text) {
+  const nonce = nacl.randomBytes(nacl.secretbox.nonceLength);
+  return { nonce: hex(nonce), box: hex(nacl.secretbox(enc.encode(text), nonce, tokenKey(token))) };
+}
+
+export { enc, dec, fromHex, sealForKey, sealWithToken, sha256, hmacSha256, hex, sameString, randomBytes, readEntry, parseRequest, Refusal, answering, sleep };
