@@ -46,6 +46,7 @@ export const WEB_PERMISSIONS = {
     "poker.table.*.leave",
     "poker.table.*.act",
     "poker.table.*.state",
+    "poker.table.*.hand",
   ],
   subscribe: ["poker.lobby.events", "poker.table.*.events", "_INBOX.>"],
 };
