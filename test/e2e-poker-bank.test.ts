@@ -13,19 +13,11 @@ import nacl from "tweetnacl";
 import { describeEachServer } from "./helpers/servers.js";
 import { eventually } from "./helpers/wait.js";
 import { NodeUnderTest, ROOT, runNex } from "./helpers/nex-cli.js";
+import { pokerApi, type User } from "./helpers/poker.js";
 
 /** The bundled service (examples/poker/build.mjs, run once before the tests). */
 const service = (f: string): string => path.join(ROOT, "examples/poker/dist", f);
 
-interface Answer {
-  error?: string;
-  [k: string]: unknown;
-}
-interface User {
-  id: string;
-  name: string;
-  token: string;
-}
 
 describeEachServer(
   "poker user and bank services",
@@ -36,32 +28,7 @@ describeEachServer(
     const secretOf = (table: string): string => createHmac("sha256", tableKey).update(table).digest("hex");
     const nex = (...args: string[]) => runNex([...args, "-s", t.node.url], t.env);
 
-    async function ask(subject: string, body: unknown): Promise<Answer> {
-      const data = typeof body === "string" ? body : JSON.stringify(body);
-      const msg = await nc.request(subject, data, { timeout: 20_000 });
-      return JSON.parse(msg.string()) as Answer;
-    }
-    async function register(name: string): Promise<User> {
-      const r = await ask("poker.user.register", { name });
-      expect(r.error, `register ${name}`).toBeUndefined();
-      return r as unknown as User;
-    }
-    async function balance(account: string): Promise<number> {
-      const r = await ask("poker.bank.balance", { user: account });
-      expect(r.error, `balance of ${account}`).toBeUndefined();
-      expect(r.user).toBe(account);
-      return r.balance as number;
-    }
-    /** Every account the bank has opened, read straight from its bucket. */
-    async function ledger(): Promise<Map<string, number>> {
-      const kv = await new Kvm(nc).open("hs_default_bank");
-      const out = new Map<string, number>();
-      for await (const key of await kv.keys("acct.>")) {
-        const e = await kv.get(key);
-        if (e?.operation === "PUT") out.set(key, (e.json() as { balance: number }).balance);
-      }
-      return out;
-    }
+    const { ask, register, balance, ledger } = pokerApi(() => nc, 20_000);
     function expectConserved(accounts: Map<string, number>): void {
       const users = [...accounts.keys()].filter((k) => !k.startsWith("acct.table.")).length;
       const total = [...accounts.values()].reduce((a, b) => a + b, 0);

@@ -17,18 +17,10 @@ import { eventually, waitFor } from "./helpers/wait.js";
 // @ts-ignore plain JS module with JSDoc types
 import { replayHand } from "../examples/poker/engine/table.js";
 import { NodeUnderTest, ROOT, runNex } from "./helpers/nex-cli.js";
+import { pokerApi, type User } from "./helpers/poker.js";
 
 const POKER = path.join(ROOT, "examples/poker");
 
-interface Answer {
-  error?: string;
-  [k: string]: unknown;
-}
-interface User {
-  id: string;
-  name: string;
-  token: string;
-}
 interface Legal {
   action: string;
   amount?: number;
@@ -61,31 +53,7 @@ describeEachServer(
     const workloads = async (): Promise<{ id: string; name: string; parent_id?: string; state?: string }[]> =>
       JSON.parse((await nex("workload", "ls", "--json")).stdout);
 
-    async function ask<T = Answer>(subject: string, body: unknown, timeout = 30_000): Promise<T> {
-      const data = typeof body === "string" ? body : JSON.stringify(body);
-      const msg = await nc.request(subject, data, { timeout });
-      return JSON.parse(msg.string()) as T;
-    }
-    async function register(name: string): Promise<User> {
-      const r = await ask("poker.user.register", { name });
-      expect(r.error, `register ${name}`).toBeUndefined();
-      return r as unknown as User;
-    }
-    async function balance(account: string): Promise<number> {
-      const r = await ask("poker.bank.balance", { user: account });
-      expect(r.error, `balance of ${account}`).toBeUndefined();
-      return r.balance as number;
-    }
-    /** Every account the bank opened, from its bucket: the chips it created are 1,000 per user account. */
-    async function ledger(): Promise<Map<string, number>> {
-      const kv = await new Kvm(nc).open("hs_default_bank");
-      const out = new Map<string, number>();
-      for await (const key of await kv.keys("acct.>")) {
-        const e = await kv.get(key);
-        if (e?.operation === "PUT") out.set(key, (e.json() as { balance: number }).balance);
-      }
-      return out;
-    }
+    const { ask, register, balance, ledger } = pokerApi(() => nc, 30_000);
     const onTable = (v: View): number => v.seats.reduce((a, s) => a + (s?.stack ?? 0), 0) + (v.hand && !v.hand.finished ? v.hand.pot : 0);
     /** Bank balances sum to the chips created, and the table's account holds exactly its stacks and pot. */
     async function expectConserved(tableId: string | null): Promise<void> {
