@@ -56,7 +56,7 @@ describe("nex node up whose HTTP gateway cannot listen", () => {
   }, 60_000);
 });
 
-describe("nex node up --web-* values", () => {
+describe("nex node up flag values", () => {
   const home = tempDir("nex-webflags-");
   afterAll(() => rmSync(home, { recursive: true, force: true }));
 
@@ -68,6 +68,10 @@ describe("nex node up --web-* values", () => {
     [["--web-port", "0", "--web-max-header-size", "99999999999"], /--web-max-header-size must be a whole number from 1024 to 1048576/],
     [["--web-port", "0", "--web-header-timeout", "0s"], /--web-header-timeout must be at least 1ms/],
     [["--web-port", "0", "--web-timeout", "soon"], /invalid duration "soon"/],
+    // Only node ids (N...): not a user, an account, a wildcard or anything else.
+    [["--trusted-node", "bogus"], /trusted_nodes\.0: must be a node id \(N\.\.\.\)/],
+    [["--trusted-node", "*"], /trusted_nodes\.0: must be a node id/],
+    [["--trusted-node", "A".repeat(56)], /trusted_nodes\.0: must be a node id/],
   ];
   it.each(bad)("%j is refused with its reason, before anything starts", async (args, reason) => {
     const res = await runNex(["node", "up", "--port", "0", "--data-dir", `${home}/node`, ...args], { NEX_HOME: home });

@@ -287,6 +287,8 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
           else if (mode === "value") hostServices.kv.set("k", huge);
           else if (mode === "bytes") hostServices.messaging.publish("a.b", new Uint8Array(${MAX_PAYLOAD} * 2));
           else if (mode === "async-key") await hostServices.async.kv.get(huge);
+          else if (mode === "entry") hostServices.kv.getEntry(huge);
+          else if (mode === "async-entry") await hostServices.async.kv.getEntry(huge);
           else await hostServices.async.messaging.publish(huge, "x");
           return "called";
         } catch (e) {
@@ -295,7 +297,7 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
       }`,
       { concurrency: 6 },
     );
-    const modes = ["key", "value", "bytes", "async-key", "async-subject", "key"];
+    const modes = ["key", "value", "bytes", "async-key", "async-subject", "key", "entry", "async-entry"];
     const replies = await Promise.all(modes.map((m) => request(s, m)));
     for (const [i, r] of replies.entries()) expect(text(r), modes[i]).toMatch(/^refused: (too_large|bad_request)$/);
   });
