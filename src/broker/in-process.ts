@@ -71,30 +71,31 @@ export class InProcessTransport implements ClientTransport {
 
   end(last: Buffer | null): void {
     if (last !== null) this.write(last);
-    this.finish(false);
+    this.finish();
   }
 
   destroy(): void {
-    this.finish(false);
+    this.finish();
   }
 
   /** The client closed its end. */
   clientClosed(): void {
-    this.finish(false);
+    this.finish();
   }
 
   closed(): Promise<void> {
     return this.closedPromise;
   }
 
-  private finish(error: boolean): void {
+  /** Memory does not break: every end is an orderly close. */
+  private finish(): void {
     if (this.done) return;
     this.done = true;
     this.inbound = [];
     // Told after the current call stack, as a socket's close event would be.
     queueMicrotask(() => {
       this.peer.ended();
-      this.events?.close(error);
+      this.events?.close(false);
       this.resolveClosed();
     });
   }

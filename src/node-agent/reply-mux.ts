@@ -31,7 +31,7 @@ export class ReplyMux {
   ) {
     this.prefix = `${createInbox(inboxPrefix)}.`;
     this.sub = nc.subscribe(`${this.prefix}*`, { callback: (_err, m) => this.onReply(m) });
-    void this.sub.closed.then(() => this.failAll("closed"));
+    void this.sub.closed.then(() => this.failAll());
   }
 
   /** Publishes `data` to `subject` and calls `done` once: with the reply, on no responders, or at the deadline. */
@@ -50,7 +50,7 @@ export class ReplyMux {
 
   close(): void {
     this.sub.unsubscribe();
-    this.failAll("closed");
+    this.failAll();
   }
 
   private onReply(m: Msg): void {
@@ -92,11 +92,12 @@ export class ReplyMux {
     this.arm();
   }
 
-  private failAll(reason: "closed"): void {
+  /** The subscription is gone: every pending request ends as closed. */
+  private failAll(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     const all = [...this.pending.values()];
     this.pending.clear();
-    for (const p of all) p.done({ failed: reason });
+    for (const p of all) p.done({ failed: "closed" });
   }
 }
