@@ -99,8 +99,8 @@ export class ControlClient {
     return controlReply(await this.signed(issuer, subject, body, `no workload ${workloadId} in namespace ${this.namespace}`));
   }
 
-  async lameDuck(issuer: KeyPair, nodeId: string): Promise<{ node_id: string; lame_duck: boolean }> {
-    const body = { version: PROTOCOL_VERSION, requested_at: new Date().toISOString() };
+  async lameDuck(issuer: KeyPair, nodeId: string, move = false): Promise<{ node_id: string; lame_duck: boolean }> {
+    const body = { version: PROTOCOL_VERSION, requested_at: new Date().toISOString(), ...(move ? { move: true } : {}) };
     return controlReply(await this.signed(issuer, ControlSubjects.lameDuck(nodeId), body, `no node ${nodeId} answers`));
   }
 

@@ -123,7 +123,7 @@ function upCommand(version: string): Command {
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
       .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default $NEX_HOME/node (~/.nex/node)")
       .option("--artifact-dir <dir>", "a directory of artifacts that deploys may name as file:///<path> (none by default: object store only)")
-      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, trusted_nodes, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host, container_user, runtime_host_per_namespace)")
+      .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, trusted_nodes, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host, container_user, runtime_host_per_namespace, js_replicas, failover_grace_ms)")
       .option("--name <name>", "node name")
       .option("--tag <key=value>", "node tag (repeatable)", keyValues)
       .addOption(new Option("--trusted-node <node-id>", "a node that may take this node's child workloads besides itself (repeatable; default: any node that signs its xkey)").argParser(collect).env("NEX_TRUSTED_NODES"))
@@ -134,6 +134,8 @@ function upCommand(version: string): Command {
       .option("--docker-host <url>", "oci: the Docker engine, unix:///path/docker.sock or tcp://host:port (default $DOCKER_HOST or /var/run/docker.sock)")
       .option("--container-user <uid[:gid]>", "oci: the user containers run as (default 65534:65534, nobody)")
       .option("--runtime-host-per-namespace", "run each namespace's JavaScript and wasm workloads in runtime hosts of their own")
+      .option("--js-replicas <n>", "copies JetStream keeps of each bucket nex creates (default: min(3, JetStream servers in the cluster))", (v) => Number(v))
+      .addOption(new Option("--failover-grace <duration>", "how long a lost node's workloads wait before they move to other nodes").argParser(durationArg))
       .option("--web-port <port>", "start the HTTP gateway on this port (0: any free port): routes of `nex run --http-path`", (v) => Number(v))
       .option("--web-host <host>", "HTTP gateway: interface to listen on", "127.0.0.1")
       .option("--web-max-in-flight <n>", "HTTP gateway: requests in flight at most (503 past it)", (v) => Number(v), DEFAULT_GATEWAY.maxInFlight)
@@ -159,6 +161,8 @@ function upCommand(version: string): Command {
             docker_host: opts.dockerHost,
             container_user: opts.containerUser,
             runtime_host_per_namespace: opts.runtimeHostPerNamespace,
+            js_replicas: opts.jsReplicas,
+            failover_grace_ms: opts.failoverGrace,
           });
           // Loaded here, so client commands do not load the broker, runtimes and isolated-vm at start-up.
           const { nodeUp } = await import("../node-agent/up.js");
@@ -242,11 +246,16 @@ export function nodeCommand(version: string): Command {
     ),
   );
   node.addCommand(
-    addConnectionOptions(new Command("lameduck").description("drain and stop a node").argument("<node-id>")).action(
-      withErrors(async (nodeId: string, opts: ClientOpts) => {
-        const reply = await withControl({ ...opts, namespace: DEFAULT_NAMESPACE }, (c) => c.lameDuck(issuerKey(), nodeId));
+    addConnectionOptions(
+      new Command("lameduck")
+        .description("drain and stop a node")
+        .argument("<node-id>")
+        .option("--move", "hand its workloads to other nodes (by auction) before it stops them"),
+    ).action(
+      withErrors(async (nodeId: string, opts: ClientOpts & { move?: boolean }) => {
+        const reply = await withControl({ ...opts, namespace: DEFAULT_NAMESPACE }, (c) => c.lameDuck(issuerKey(), nodeId, opts.move === true));
         if (opts.json) return printJson(reply);
-        console.log(`node ${reply.node_id} is entering lame duck mode: it drains its workloads and exits`);
+        console.log(`node ${reply.node_id} is entering lame duck mode: it ${opts.move ? "moves its workloads to other nodes" : "drains its workloads"} and exits`);
       }),
     ),
   );

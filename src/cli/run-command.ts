@@ -5,7 +5,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Objm } from "@nats-io/obj";
+import { createObjectStore } from "../util/replicated-buckets.js";
 import { ARTIFACT_BUCKET, PROTOCOL_VERSION, triggerSubjectProblem } from "../protocol/control.js";
 import { type DeployCommonInput, type DeployRequestInput, type RestartPolicy } from "../protocol/deploy-request.js";
 import { addConnectionOptions, durationArg } from "./connection.js";
@@ -63,7 +63,7 @@ function defaultName(file: string, type: DeployRequestInput["type"]): string {
 
 /** Uploads content-addressed (key = SHA-256), so re-running the same file uploads nothing. */
 async function uploadArtifact(nc: NatsConnection, bytes: Uint8Array, sha256: string, name: string, json: boolean): Promise<string> {
-  const store = await new Objm(nc).create(ARTIFACT_BUCKET);
+  const store = await createObjectStore(nc, ARTIFACT_BUCKET);
   const existing = await store.info(sha256);
   if (existing && !existing.deleted && existing.size === bytes.length) return `nats://${ARTIFACT_BUCKET}/${sha256}`;
   const s = spinner(`uploading ${name} (${bytes.length} bytes)`, { json });
@@ -233,7 +233,8 @@ export function runCommand(): Command {
             version: PROTOCOL_VERSION,
             name,
             trigger_subjects: triggers,
-            tags: {},
+            // The placement tags it was auctioned with: failover places it again with the same.
+            tags: opts.tag ?? {},
             ...(opts.idempotencyKey ? { idempotency_key: i === 0 ? opts.idempotencyKey : `${opts.idempotencyKey}-${i}` } : {}),
             requested_at: new Date().toISOString(),
             ...(http ? { http } : {}),

@@ -5,11 +5,12 @@
 // Nex-Error-Code/Nex-Error; a malformed request gets an error and changes nothing.
 
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { Kvm, type KV } from "@nats-io/kv";
-import { Objm, type ObjectStore } from "@nats-io/obj";
+import type { KV } from "@nats-io/kv";
+import type { ObjectStore } from "@nats-io/obj";
 import type { Logger } from "pino";
 import { HOST_CALL_TIMEOUT_MS, HOST_PREFIX, HostHeaders } from "../protocol/host-services.js";
 import { kvBucketName, objectBucketName } from "./buckets.js";
+import { createKv, createObjectStore } from "../util/replicated-buckets.js";
 import { HostError } from "./errors.js";
 import { kvMethods } from "./kv.js";
 import { messagingMethods } from "./messaging.js";
@@ -154,7 +155,7 @@ export class HostServices {
   private openKv(name: string): Promise<KV> {
     let kv = this.kvs.get(name);
     if (!kv) {
-      kv = new Kvm(this.nc).create(name, { max_bytes: this.options.kvMaxBytes, maxValueSize: this.options.maxValueBytes });
+      kv = createKv(this.nc, name, { max_bytes: this.options.kvMaxBytes, maxValueSize: this.options.maxValueBytes });
       kv.catch(() => this.kvs.delete(name));
       this.kvs.set(name, kv);
     }
@@ -164,7 +165,7 @@ export class HostServices {
   private openObjects(name: string): Promise<ObjectStore> {
     let store = this.stores.get(name);
     if (!store) {
-      store = new Objm(this.nc).create(name, { max_bytes: this.options.objectMaxBytes });
+      store = createObjectStore(this.nc, name, { max_bytes: this.options.objectMaxBytes });
       store.catch(() => this.stores.delete(name));
       this.stores.set(name, store);
     }

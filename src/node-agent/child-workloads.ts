@@ -18,7 +18,8 @@
 import { randomBytes } from "node:crypto";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import { createKv } from "../util/replicated-buckets.js";
 import type { Logger } from "pino";
 import { type AuctionBid, ARTIFACT_BUCKET, ControlSubjects, describeZodError, type DeployResponse, PROTOCOL_VERSION, SYSTEM_NAMESPACE } from "../protocol/control.js";
 import { type DeployRequest, DeployRequestSchema } from "../protocol/deploy-request.js";
@@ -35,19 +36,17 @@ import {
   verifyGrant,
   verifyNodeSigned,
 } from "../protocol/grants.js";
-import { nodeXkeyIsSigned, requestAgeProblem, SIGNATURE_HEADER } from "../protocol/signing.js";
+import { requestAgeProblem, SIGNATURE_HEADER } from "../protocol/signing.js";
 import { HostError } from "../host-services/errors.js";
 import type { HostMethod } from "../host-services/server.js";
 import { HostHeaders } from "../protocol/host-services.js";
 import { ControlError, parseRequestBody } from "./errors.js";
 import { createIfAbsent } from "../util/kv-create.js";
+import { auctionBody, collectBids } from "./auction.js";
 import type { NodeIdentity } from "./identity.js";
 import type { ReplayGuard } from "./replay-guard.js";
 
 const BUCKET = "NEX_GRANTS";
-/** How long the parent's node gathers auction bids after the last one came in, and at most. */
-const AUCTION_STALL_MS = 15;
-const AUCTION_MAX_MS = 1000;
 /**
  * How long the number of bidders of a full auction is remembered: within it an auction ends as soon as
  * that many nodes have bid instead of waiting out the stall (a node starting, stopping or entering lame
@@ -133,7 +132,7 @@ export class ChildWorkloads {
   }
 
   static async open(host: LineageHost): Promise<ChildWorkloads> {
-    const children = new ChildWorkloads(await new Kvm(host.nc).create(BUCKET, { history: 1 }), host);
+    const children = new ChildWorkloads(await createKv(host.nc, BUCKET, { history: 1 }), host);
     await children.watchSlots();
     return children;
   }
@@ -323,27 +322,11 @@ export class ChildWorkloads {
 
   /** Nodes that can take the child bid; the least loaded of those whose xkey is signed by their id wins. */
   private async auction(namespace: string, type: string, tags: Record<string, string>, memoryMb: number | undefined): Promise<AuctionBid> {
-    const bids: AuctionBid[] = [];
-    const body = JSON.stringify({ version: PROTOCOL_VERSION, type, tags, memory_mb: memoryMb });
-    const key = `${namespace}\n${body}`;
+    const ask = { namespace, type, tags, memoryMb };
+    const key = `${namespace}\n${auctionBody(ask)}`;
     const known = this.bidders.get(key);
     const expected = known && Date.now() - known.at < AUCTION_MEMORY_MS ? known.count : Infinity;
-    let answered = 0;
-    try {
-      const replies = await this.host.nc.requestMany(ControlSubjects.auction(namespace), body, { strategy: "stall", stall: AUCTION_STALL_MS, maxWait: AUCTION_MAX_MS });
-      for await (const m of replies) {
-        if (m.data.length === 0) continue;
-        answered++;
-        const bid = parseJson<AuctionBid>(m.string());
-        if (bid && !bid.unavailable && this.host.nodeTrusted(bid.node_id) && nodeXkeyIsSigned(bid.node_id, bid.xkey, bid.xkey_sig)) bids.push(bid);
-        if (answered >= expected) {
-          (replies as { stop?: () => void }).stop?.();
-          break;
-        }
-      }
-    } catch {
-      // no responders or a timeout: no bids
-    }
+    const { bids, answered } = await collectBids(this.host.nc, ask, (node) => this.host.nodeTrusted(node), expected);
     if (answered > 0 && (expected === Infinity || answered < expected)) this.rememberBidders(key, answered);
     if (bids.length === 0) throw new HostError("no_responders", `no node bid for a ${type} child${Object.keys(tags).length ? ` with tags ${JSON.stringify(tags)}` : ""}`);
     const least = Math.min(...bids.map((b) => b.workload_count));

@@ -47,6 +47,10 @@ export const NodeConfigSchema = z
     container_user: z.string().regex(/^\d+(:\d+)?$/, "must be uid or uid:gid").optional(),
     /** One JavaScript and one wasm runtime host per namespace, so tenants do not share a crash domain. */
     runtime_host_per_namespace: z.boolean().default(false),
+    /** Copies JetStream keeps of each bucket nex creates; default min(3, JetStream servers in the cluster). */
+    js_replicas: z.number().int().min(1).max(5).optional(),
+    /** How long a lost node's workloads wait before they move to other nodes (ms). */
+    failover_grace_ms: z.number().int().min(0).max(3_600_000).optional(),
   })
   .strict();
 

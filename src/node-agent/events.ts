@@ -14,6 +14,7 @@ export type EventType =
   | "workload_deployed"
   | "workload_started"
   | "workload_stopped"
+  | "workload_moved"
   | "workload_failed"
   | "trigger_failed"
   | "workload_exited"

@@ -6,7 +6,8 @@
 // Two claims racing on two nodes within a watch delay may both pass; the window is milliseconds.
 
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import type { KV, KvEntry } from "@nats-io/kv";
+import { createKv } from "../util/replicated-buckets.js";
 
 interface Entry<T> {
   revision: number;
@@ -30,7 +31,7 @@ export class LiveClaims<T> {
   ) {}
 
   static async open<T>(nc: NatsConnection, bucket: string, nodeId: string, read: (json: unknown) => T | null, changed: () => void = () => undefined): Promise<LiveClaims<T>> {
-    const claims = new LiveClaims<T>(await new Kvm(nc).create(bucket, { history: 1 }), nodeId, read, changed);
+    const claims = new LiveClaims<T>(await createKv(nc, bucket, { history: 1 }), nodeId, read, changed);
     await claims.load();
     return claims;
   }

@@ -2,17 +2,22 @@
 //
 // The deploy path: DEPLOY request → validate (schema, signature, issuer, replay window, lame duck, type)
 // → fetch artifact and check SHA-256 → unseal env → runtime.deploy (which subscribes the triggers) →
-// record in the node's desired-state KV bucket → UNDEPLOY.<id> endpoint → events. The node is not on the
-// trigger path: runtimes subscribe to trigger subjects themselves.
+// record in the cluster-wide registry (workload-registry.ts) → UNDEPLOY.<id> endpoint → events. The node
+// is not on the trigger path: runtimes subscribe to trigger subjects themselves. The node runs what the
+// registry names it owner of: at start (a restart), when failover (failover.ts) gives it a lost node's
+// workload, and it stops a copy the registry gave to another node meanwhile.
 
 import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
-import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "pino";
-import { type AuctionBid, AuctionRequestSchema, ControlSubjects, type DeployResponse, type InfoResponse, LameDuckRequestSchema, NAMESPACE_PATTERN, type PingResponse, UndeployRequestSchema, type WorkloadSummary } from "../protocol/control.js";
+import { ARTIFACT_BUCKET, type AuctionBid, AuctionRequestSchema, ControlSubjects, type DeployResponse, type InfoResponse, LameDuckRequestSchema, NAMESPACE_PATTERN, type PingResponse, UndeployRequestSchema, type WorkloadSummary } from "../protocol/control.js";
 import { type DeployRequest, DeployRequestSchema, servedSubjects } from "../protocol/deploy-request.js";
 import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, signNodeXkey, verifyRequest } from "../protocol/signing.js";
+import { createObjectStore } from "../util/replicated-buckets.js";
+import { type PlacedWorkload, type RegistryChange, type SignedDeploy, WorkloadRegistry } from "./workload-registry.js";
+import { NodeHeartbeats } from "./node-heartbeats.js";
+import { DEFAULT_FAILOVER_GRACE_MS, Failover } from "./failover.js";
 import type { Runtime, RuntimeObserver, WorkloadEvent, WorkloadSpec, WorkloadType } from "../runtimes/types.js";
 import { HostServices } from "../host-services/server.js";
 import type { NodeConfig } from "./config.js";
@@ -29,6 +34,14 @@ import type { WorkloadCredentials } from "./workload-credentials.js";
 import type { NodeIdentity } from "./identity.js";
 import { settleWithin } from "../util/settle-within.js";
 
+/** Where a deploy comes from: a signed request, a parent (a child), or the registry (restored or adopted). */
+interface WorkloadOrigin {
+  signed?: SignedDeploy;
+  parent?: ChildLink;
+  /** Already in the registry, naming this node: not recorded again. */
+  placed?: boolean;
+}
+
 interface Workload {
   id: string;
   request: DeployRequest;
@@ -40,15 +53,6 @@ interface Workload {
   /** The deploy grant it was deployed with: it may deploy children (child-workloads.ts). */
   grant?: GrantBody;
   /** It is a child: its parent, grant and slot. */
-  parent?: ChildLink;
-}
-
-/** What the node keeps in its desired-state bucket to bring a workload back after a restart. */
-interface DesiredWorkload {
-  id: string;
-  namespace: string;
-  issuer: string;
-  request: DeployRequest;
   parent?: ChildLink;
 }
 
@@ -75,12 +79,19 @@ export class NodeAgent implements RuntimeObserver {
   private readonly deploying = new Map<string, string>();
   /** Events a workload reported before its deploy returned (a service whose first start failed): told once it is recorded. */
   private readonly earlyEvents = new Map<string, WorkloadEvent[]>();
+  /** Workloads the registry placed here that are being checked and started. */
+  private readonly placing = new Set<string>();
+  /** Workloads being stopped (until they are out of the registry, they must not be started again). */
+  private readonly stopping = new Set<string>();
   private readonly events: EventPublisher;
   private readonly api: ControlApi;
   private readonly hostServices: HostServices;
   private readonly started = Date.now();
   private readonly xkeySignature: string;
-  private desired: KV | null = null;
+  private registry: WorkloadRegistry | null = null;
+  private readonly heartbeats: NodeHeartbeats;
+  private failover: Failover | null = null;
+  private placedCheck?: NodeJS.Timeout;
   private replayGuard: ReplayGuard | null = null;
   private triggerClaims: TriggerClaims | null = null;
   private routes: HttpRoutes | null = null;
@@ -92,6 +103,7 @@ export class NodeAgent implements RuntimeObserver {
     this.id = o.identity.id;
     this.events = new EventPublisher(o.nc, this.id);
     this.xkeySignature = signNodeXkey(o.identity.signer, o.identity.xkey);
+    this.heartbeats = new NodeHeartbeats(o.nc, o.identity, () => this.lameDuck, o.log.child({ component: "heartbeats" }));
     this.hostServices = new HostServices(o.nc, o.log.child({ component: "host-services" }), undefined, { workloads: workloadsHostMethods(() => this.children) });
     this.api = new ControlApi(
       o.nc,
@@ -100,20 +112,39 @@ export class NodeAgent implements RuntimeObserver {
     );
   }
 
-  /** Opens the desired-state bucket, brings back recorded workloads, then starts serving the control API. */
+  /** Opens the registry, brings back the workloads it says this node runs, then starts serving the control API. */
   async start(): Promise<void> {
     const { log, config } = this.o;
     if (config.allow_any_issuer) log.warn("allow_any_issuer is set: any validly signed request may deploy, undeploy and lame-duck this node");
     try {
-      this.desired = await new Kvm(this.o.nc).create(`NEX_NODE_${this.id}`, { history: 1 });
+      this.registry = await WorkloadRegistry.open(this.o.nc, (change) => void this.reconcile(change));
     } catch (err) {
       throw new Error(`the NATS server must have JetStream enabled (node state is kept in a KV bucket): ${err instanceof Error ? err.message : err}`);
     }
+    // The artifact store is made (or scaled up) here too, so a cluster's copy count holds before the first upload.
+    await createObjectStore(this.o.nc, ARTIFACT_BUCKET);
     this.replayGuard = await ReplayGuard.open(this.o.nc, this.id);
     this.triggerClaims = await TriggerClaims.open(this.o.nc, this.id);
     this.routes = await HttpRoutes.open(this.o.nc, this.id);
     this.children = await ChildWorkloads.open(this.lineageHost());
-    await this.replayDesired();
+    await this.restoreOwned();
+    this.heartbeats.start();
+    this.failover = new Failover(
+      {
+        nc: this.o.nc,
+        nodeId: this.id,
+        config,
+        log: log.child({ component: "failover" }),
+        registry: this.registry,
+        heartbeats: this.heartbeats,
+        nodeTrusted: (n) => this.lineageHost().nodeTrusted(n),
+        moved: (entry, to, reason) => this.events.emit(entry.namespace, "workload_moved", { workload_id: entry.id, name: entry.request.name, from: entry.owner, to, reason }),
+      },
+      config.failover_grace_ms ?? DEFAULT_FAILOVER_GRACE_MS,
+    );
+    this.failover.start();
+    this.placedCheck = setInterval(() => void this.runMissing(), RETRY_PLACED_MS);
+    this.placedCheck.unref();
     await Promise.all([...this.o.runtimes.values()].map((r) => r.removeUnclaimed?.()));
     const api = this.api;
     const id = this.id;
@@ -229,12 +260,14 @@ export class NodeAgent implements RuntimeObserver {
     const request = parseRequestBody(DeployRequestSchema, msg.data);
     const issuer = await this.authorize(msg, request.requested_at);
     if (this.lameDuck) throw new ControlError(503, "node is in lame duck mode and takes no new workloads");
+    // Kept as signed, so a node that restores or adopts the workload can check the issuer's signature again.
+    const signed: SignedDeploy = { subject: msg.subject, body: Buffer.from(msg.data).toString("base64"), issuer, signature: msg.headers?.get(SIGNATURE_HEADER) ?? "" };
     const key = request.idempotency_key;
-    if (!key) return { workload_id: (await this.deploy(generateId(), namespace, issuer, request)).id, node_id: this.id, started: true };
+    if (!key) return { workload_id: (await this.deploy(generateId(), namespace, issuer, request, { signed })).id, node_id: this.id, started: true };
     const claim = await this.replays().deployOnce(issuer, namespace, key, generateId());
     if (!claim.fresh) return this.earlierDeploy(claim.workloadId);
     try {
-      await this.deploy(claim.workloadId, namespace, issuer, request);
+      await this.deploy(claim.workloadId, namespace, issuer, request, { signed });
     } catch (err) {
       await this.replays().release(issuer, namespace, key);
       throw err;
@@ -284,10 +317,10 @@ export class NodeAgent implements RuntimeObserver {
   }
 
   /** Starts a workload; while it starts, its id is known (for its logs, and for a retried idempotent deploy). */
-  private async deploy(id: string, namespace: string, issuer: string, request: DeployRequest, parent?: ChildLink): Promise<Workload> {
+  private async deploy(id: string, namespace: string, issuer: string, request: DeployRequest, origin: WorkloadOrigin): Promise<Workload> {
     this.deploying.set(id, namespace);
     try {
-      return await this.startWorkload(id, namespace, issuer, request, parent);
+      return await this.startWorkload(id, namespace, issuer, request, origin);
     } finally {
       this.deploying.delete(id);
       const early = this.earlyEvents.get(id) ?? [];
@@ -296,7 +329,8 @@ export class NodeAgent implements RuntimeObserver {
     }
   }
 
-  private async startWorkload(id: string, namespace: string, issuer: string, request: DeployRequest, parent?: ChildLink): Promise<Workload> {
+  private async startWorkload(id: string, namespace: string, issuer: string, request: DeployRequest, origin: WorkloadOrigin): Promise<Workload> {
+    const parent = origin.parent;
     const { config, log } = this.o;
     if (!NAMESPACE_PATTERN.test(namespace)) throw new ControlError(400, `invalid namespace ${namespace}: 1-64 letters, digits or '-'`);
     const runtime = this.o.runtimes.get(request.type);
@@ -345,8 +379,8 @@ export class NodeAgent implements RuntimeObserver {
       ...(parent ? { parent } : {}),
     };
     this.workloads.set(id, workload);
-    const desired: DesiredWorkload = { id, namespace, issuer, request, ...(parent ? { parent } : {}) };
-    await this.desired?.put(id, JSON.stringify(desired));
+    // A restored or adopted workload is in the registry already, naming this node.
+    if (!origin.placed) await this.registry?.record({ id, namespace, issuer, request, owner: this.id, epoch: 0, ...(origin.signed ? { signed: origin.signed } : {}), ...(parent ? { parent } : {}) });
     workloadLog.info({ triggers: request.trigger_subjects }, "workload started");
     this.events.emit(namespace, "workload_deployed", { workload_id: id, name: request.name, type: request.type, node_id: this.id });
     this.events.emit(namespace, "workload_started", { workload_id: id, name: request.name, trigger_subjects: request.trigger_subjects, ...(request.http ? { http: request.http } : {}) });
@@ -384,32 +418,82 @@ export class NodeAgent implements RuntimeObserver {
     return env as Record<string, string>;
   }
 
-  /** Redeploys what the desired-state bucket says this node should run (after a restart). */
-  private async replayDesired(): Promise<void> {
-    const kv = this.desired as KV;
-    const ids: string[] = [];
-    for await (const key of await kv.keys()) ids.push(key);
-    // Trigger claims this node left for workloads it no longer wants would block other namespaces.
-    await this.triggerClaims?.keepOnly(new Set(ids));
-    await this.routes?.keepOnly(new Set(ids));
-    for (const key of ids) {
-      const entry = await kv.get(key);
-      if (!entry || entry.operation !== "PUT") continue;
-      let desired: DesiredWorkload;
-      try {
-        desired = JSON.parse(entry.string()) as DesiredWorkload;
-        // A child comes back only under its parent (its grant still bound, its slot still held).
-        if (desired.parent) await this.lineage().checkRestore(desired.id, desired.parent);
-        await this.deploy(desired.id, desired.namespace, desired.issuer, desired.request, desired.parent);
-        this.o.log.info({ workload_id: desired.id }, "workload restored after restart");
-      } catch (err) {
-        this.o.log.error({ workload_id: key, err: err instanceof Error ? err.message : err }, "could not restore workload; forgetting it");
-        await kv.delete(key);
-        await this.triggerClaims?.release(key);
-        await this.routes?.release(key);
-        await this.forgetLineage(entry.string());
+  /** Starts what the registry says this node runs (after a restart), and forgets the claims of the rest. */
+  private async restoreOwned(): Promise<void> {
+    const registry = this.registry as WorkloadRegistry;
+    const mine = registry.all().filter(({ entry }) => entry.owner === this.id);
+    // Trigger claims and routes this node left for workloads it no longer runs would block other namespaces.
+    const ids = new Set(mine.map(({ entry }) => entry.id));
+    await this.triggerClaims?.keepOnly(ids);
+    await this.routes?.keepOnly(ids);
+    for (const { entry } of mine) await this.runPlaced(entry, "workload restored after restart");
+  }
+
+  /**
+   * Runs a workload the registry names this node owner of (restored or adopted). The request comes
+   * from the issuer's signed bytes, checked again; what cannot run is forgotten with its claims.
+   */
+  private async runPlaced(entry: PlacedWorkload, told: string): Promise<void> {
+    if (this.workloads.has(entry.id) || this.deploying.has(entry.id) || this.placing.has(entry.id) || this.stopping.has(entry.id)) return;
+    this.placing.add(entry.id);
+    try {
+      const { namespace, issuer, request } = entry.parent ? entry : this.verifiedPlacement(entry);
+      // A child comes back only under its parent (its grant still bound, its slot still held).
+      if (entry.parent) await this.lineage().checkRestore(entry.id, entry.parent);
+      await this.deploy(entry.id, namespace, issuer, request, { parent: entry.parent, signed: entry.signed, placed: true });
+      this.o.log.info({ workload_id: entry.id, epoch: entry.epoch }, told);
+    } catch (err) {
+      if (!(err instanceof ControlError && PERMANENT_REFUSALS.has(err.code))) {
+        // JetStream or the artifact store may be electing a leader: the next check (RETRY_PLACED_MS) tries again.
+        this.o.log.warn({ workload_id: entry.id, err: err instanceof Error ? err.message : err }, "could not start a workload placed on this node yet; trying again");
+        return;
       }
+      this.o.log.error({ workload_id: entry.id, err: err.message }, "could not run a workload placed on this node; forgetting it");
+      this.events.emit(entry.namespace, "workload_failed", { workload_id: entry.id, name: entry.request?.name, error: `could not start on node ${this.id}` });
+      await this.registry?.forget(entry.id, this.id).catch(() => undefined);
+      await this.triggerClaims?.release(entry.id);
+      await this.routes?.release(entry.id);
+      if (entry.parent || entry.request?.grant) await this.children?.forgotten(entry).catch(() => undefined);
+    } finally {
+      this.placing.delete(entry.id);
     }
+  }
+
+  /** The namespace, issuer and request of a placed workload, from its signed deploy (checked as a new deploy is, but for its age). */
+  private verifiedPlacement(entry: PlacedWorkload): { namespace: string; issuer: string; request: DeployRequest } {
+    const signed = entry.signed;
+    if (!signed) throw new ControlError(401, "the registry entry carries no signed deploy");
+    const body = Buffer.from(signed.body, "base64");
+    const verified = verifyRequest(signed.subject, body, signed.issuer, signed.signature);
+    if ("problem" in verified) throw new ControlError(401, verified.problem);
+    const { allowed_issuers: allowed, allow_any_issuer: anyIssuer } = this.o.config;
+    if (!anyIssuer && !allowed.includes(verified.issuer)) throw new ControlError(403, `issuer ${verified.issuer} is not allowed on this node`);
+    const namespace = /^\$NEX\.SVC\.([^.]+)\.control\.DEPLOY\.[^.]+$/.exec(signed.subject)?.[1];
+    if (!namespace) throw new ControlError(400, "the signed deploy is not a deploy request");
+    return { namespace, issuer: verified.issuer, request: parseRequestBody(DeployRequestSchema, body) };
+  }
+
+  /** Starts what the registry gives this node and it does not run. */
+  private async runMissing(): Promise<void> {
+    if (this.stopped || this.lameDuck || !this.registry) return;
+    for (const { entry } of this.registry.all()) {
+      if (entry.owner === this.id && !this.workloads.has(entry.id)) await this.runPlaced(entry, "workload started from the registry");
+    }
+  }
+
+  /** The registry changed: start what it gives this node, stop what it gave to another node. */
+  private async reconcile(change: RegistryChange): Promise<void> {
+    // In lame duck the hand-over (handOver) stops what moved, once its new node has it.
+    if (this.stopped || this.lameDuck) return;
+    if (change.entry?.owner === this.id) {
+      await this.runPlaced(change.entry, "workload adopted from another node");
+      return;
+    }
+    const here = this.workloads.get(change.id);
+    if (!here || here.state === "stopping") return;
+    // Moved to another node (failover while this node was cut off, or a lame-duck hand-over), or forgotten.
+    const to = change.entry?.owner;
+    await this.undeploy(here, to ? `moved to node ${to}` : "removed from the registry", true).catch((err: Error) => this.o.log.warn({ workload_id: change.id, err: err.message }, "stopping a moved workload failed"));
   }
 
   // ---- workloads that deploy workloads (child-workloads.ts) ------------------------------------------
@@ -431,7 +515,7 @@ export class NodeAgent implements RuntimeObserver {
       workload: (id) => this.workloads.get(id),
       deployChild: async (id, namespace, issuer, request, link) => {
         if (this.lameDuck) throw new ControlError(503, "node is in lame duck mode and takes no new workloads");
-        await this.deploy(id, namespace, issuer, request, link);
+        await this.deploy(id, namespace, issuer, request, { parent: link });
       },
       undeployHere: async (id, reason) => {
         const w = this.workloads.get(id);
@@ -440,16 +524,6 @@ export class NodeAgent implements RuntimeObserver {
         return true;
       },
     };
-  }
-
-  /** A recorded workload that could not be restored: its children, grant and slot go too. */
-  private async forgetLineage(recorded: string): Promise<void> {
-    try {
-      const d = JSON.parse(recorded) as DesiredWorkload;
-      if (d.parent || d.request?.grant) await this.children?.forgotten({ id: d.id, namespace: d.namespace, issuer: d.issuer, request: d.request, parent: d.parent });
-    } catch {
-      // an unreadable record has nothing to release
-    }
   }
 
   // ---- undeploy and lame duck ------------------------------------------------------------------------
@@ -468,6 +542,7 @@ export class NodeAgent implements RuntimeObserver {
   private async undeploy(workload: Workload, reason: string, forget: boolean): Promise<void> {
     workload.state = "stopping";
     workload.unsubscribeUndeploy();
+    this.stopping.add(workload.id);
     try {
       await this.o.runtimes.get(workload.request.type)?.undeploy(workload.id);
     } finally {
@@ -475,12 +550,13 @@ export class NodeAgent implements RuntimeObserver {
       this.o.credentials?.revoke(workload.id);
       this.workloads.delete(workload.id);
       if (forget) {
-        await this.desired?.delete(workload.id);
+        await this.registry?.forget(workload.id, this.id);
         await this.triggerClaims?.release(workload.id);
         await this.routes?.release(workload.id);
         // Its children stop (on any node), its grant and its slot under a parent are released.
         await this.children?.forgotten(workload).catch((err: Error) => this.o.log.warn({ workload_id: workload.id, err: err.message }, "releasing its children and grant failed"));
       }
+      this.stopping.delete(workload.id);
       this.events.forget(workload.namespace, workload.id);
       this.events.emit(workload.namespace, "workload_stopped", { workload_id: workload.id, name: workload.request.name, reason });
       this.o.log.info({ workload_id: workload.id, reason }, "workload stopped");
@@ -490,19 +566,62 @@ export class NodeAgent implements RuntimeObserver {
   private async lameDuckRequest(msg: Msg): Promise<unknown> {
     const request = parseRequestBody(LameDuckRequestSchema, msg.data);
     await this.authorize(msg, request.requested_at);
-    if (!this.lameDuck) setTimeout(() => void this.enterLameDuck(), request.delay_ms ?? 0);
-    return { node_id: this.id, lame_duck: true };
+    if (!this.lameDuck) setTimeout(() => void this.enterLameDuck(request.move === true), request.delay_ms ?? 0);
+    return { node_id: this.id, lame_duck: true, ...(request.move ? { move: true } : {}) };
   }
 
-  /** Stops taking deploys, drains and stops every workload (kept in desired state for the next start), exits. */
-  async enterLameDuck(): Promise<void> {
+  /**
+   * Stops taking deploys, drains and stops every workload, exits. With `move`, each workload that can
+   * move is first given to another node and stops here once its new node has started it; the rest stay
+   * in the registry under this node and come back when it starts again.
+   */
+  async enterLameDuck(move = false): Promise<void> {
     if (this.lameDuck) return;
     this.lameDuck = true;
-    this.events.emit("system", "node_lame_duck", { node_id: this.id, workloads: this.workloads.size });
-    this.o.log.info({ workloads: this.workloads.size }, "lame duck: draining workloads");
+    this.events.emit("system", "node_lame_duck", { node_id: this.id, workloads: this.workloads.size, move });
+    this.o.log.info({ workloads: this.workloads.size, move }, "lame duck: draining workloads");
+    if (move && this.failover) await this.handOver(this.failover);
     await Promise.allSettled([...this.workloads.values()].map((w) => this.undeploy(w, "lame duck", false)));
     await this.stop();
     this.o.onLameDuckDone?.();
+  }
+
+  /**
+   * Gives what can move to other nodes; each copy here stops when its new node says it deployed it (a
+   * workload_deployed event, listened for before anything moves), or after HANDOVER_WAIT_MS.
+   */
+  private async handOver(failover: Failover): Promise<void> {
+    const deployed = new Set<string>();
+    let arrived = (): void => undefined;
+    const sub = this.o.nc.subscribe(ControlSubjects.events("*", "workload_deployed"), {
+      callback: (_err, m) => {
+        try {
+          const data = (JSON.parse(m.string()) as { data?: { workload_id?: string; node_id?: string } }).data;
+          if (data?.workload_id && data.node_id && data.node_id !== this.id) deployed.add(data.workload_id);
+          arrived();
+        } catch {
+          // not an event
+        }
+      },
+    });
+    try {
+      const moved = await failover.handOver().catch(() => [] as string[]);
+      const deadline = Date.now() + HANDOVER_WAIT_MS;
+      while (moved.some((id) => !deployed.has(id)) && Date.now() < deadline) {
+        await new Promise<void>((resolve) => {
+          arrived = resolve;
+          setTimeout(resolve, 100);
+        });
+      }
+      await Promise.allSettled(
+        moved.map((id) => {
+          const here = this.workloads.get(id);
+          return here && here.state !== "stopping" ? this.undeploy(here, `moved to node ${this.registry?.get(id)?.owner}`, true) : undefined;
+        }),
+      );
+    } finally {
+      sub.unsubscribe();
+    }
   }
 
   // ---- RuntimeObserver -------------------------------------------------------------------------------
@@ -555,6 +674,10 @@ export class NodeAgent implements RuntimeObserver {
     this.api.close();
     for (const w of this.workloads.values()) w.unsubscribeUndeploy();
     this.hostServices.close();
+    this.failover?.close();
+    clearInterval(this.placedCheck);
+    this.heartbeats.close();
+    this.registry?.close();
     this.triggerClaims?.close();
     this.routes?.close();
     this.children?.close();
@@ -564,6 +687,14 @@ export class NodeAgent implements RuntimeObserver {
     if (!this.o.nc.isClosed()) await this.o.nc.flush().catch(() => undefined);
   }
 }
+
+/** Refusals that another try cannot change (a bad signature, an issuer not allowed, a runtime refusing the code). */
+const PERMANENT_REFUSALS = new Set([400, 401, 403, 404, 409, 422]);
+/** How often the node looks for workloads the registry gives it that it does not run (a missed watch event, a failed start). */
+const RETRY_PLACED_MS = 5000;
+
+/** How long a lame-duck node keeps a workload it handed over running while its new node starts it. */
+const HANDOVER_WAIT_MS = 10_000;
 
 /** A stats call that takes longer than this leaves the summary without usage rather than stalling a listing. */
 const STATS_TIMEOUT_MS = 1_000;

@@ -6,7 +6,8 @@
 // restart, and the bucket never grows past the requests of the last few minutes.
 
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import { createKv } from "../util/replicated-buckets.js";
 import { REPLAY_WINDOW_MS } from "../protocol/signing.js";
 import { ControlError } from "./errors.js";
 import { createIfAbsent } from "../util/kv-create.js";
@@ -20,7 +21,7 @@ export class ReplayGuard {
   private constructor(private readonly kv: KV) {}
 
   static async open(nc: NatsConnection, nodeId: string): Promise<ReplayGuard> {
-    return new ReplayGuard(await new Kvm(nc).create(`NEX_SEEN_${nodeId}`, { history: 1, ttl: REMEMBER_MS }));
+    return new ReplayGuard(await createKv(nc, `NEX_SEEN_${nodeId}`, { history: 1, ttl: REMEMBER_MS }));
   }
 
   /** Records the request's signature; a second request with the same signature is a replay (409). */

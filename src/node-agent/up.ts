@@ -19,6 +19,8 @@ import { connectLocalFirst } from "./in-process-connect.js";
 import { BrokerWorkloadUsers, type WorkloadCredentials } from "./workload-credentials.js";
 import { NodeAgent } from "./node.js";
 import { DEFAULT_GATEWAY, type GatewayOptions, HttpGateway } from "./http-gateway.js";
+import { lockDataDir } from "./data-dir-lock.js";
+import { useReplicas } from "../util/replicated-buckets.js";
 
 export interface NodeUpOptions {
   config: NodeConfig;
@@ -94,6 +96,16 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   if (o.config.artifact_dir) {
     o = { ...o, config: { ...o.config, artifact_dir: await resolveArtifactDir(o.config.artifact_dir, [o.config.data_dir, nexHome()]) } };
   }
+  const lock = lockDataDir(o.config.data_dir);
+  try {
+    return await startNode(o, lock.release);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startNode(o: NodeUpOptions, releaseDataDir: () => void): Promise<RunningNode> {
   let broker: RunningBroker | undefined;
   let brokerUrl = o.server;
   let local: LocalBrokerConnection | undefined;
@@ -122,6 +134,7 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     await broker?.close();
     throw new Error(`cannot connect to ${brokerUrl}: ${err instanceof Error ? err.message : err}`);
   }
+  useReplicas(nc, o.config.js_replicas, (level, fields, message) => o.log[level](fields, message));
   const identity = loadNodeIdentity(path.resolve(o.config.data_dir));
   let node: NodeAgent | undefined;
   const runtimes = new Map<WorkloadType, Runtime>();
@@ -133,10 +146,10 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
   };
   const hostPerNamespace = o.config.runtime_host_per_namespace;
   for (const type of o.config.workload_types) {
-    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log, hostPerNamespace, nodeId: identity.id }));
+    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log, hostPerNamespace, nodeId: identity.id, jsReplicas: o.config.js_replicas }));
     else if (type === "wasm") {
       const cacheDir = path.join(path.resolve(o.config.data_dir), "wasm-cache");
-      runtimes.set(type, new WasmRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, cacheDir, log: o.log, hostPerNamespace }));
+      runtimes.set(type, new WasmRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, cacheDir, log: o.log, hostPerNamespace, jsReplicas: o.config.js_replicas }));
     }
     // A node whose Docker engine does not answer still starts; its oci deploys fail saying why.
     else if (type === "oci") {
@@ -184,6 +197,7 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
       await running.stop();
       await nc.drain().catch(() => undefined);
       await broker?.close();
+      releaseDataDir();
     },
   };
 }

@@ -82,7 +82,13 @@ export const AuctionRequestSchema = z
 export type AuctionRequest = z.infer<typeof AuctionRequestSchema>;
 
 export const LameDuckRequestSchema = z
-  .object({ version: z.literal(PROTOCOL_VERSION), requested_at: z.string().datetime(), delay_ms: z.number().int().min(0).max(600_000).optional() })
+  .object({
+    version: z.literal(PROTOCOL_VERSION),
+    requested_at: z.string().datetime(),
+    delay_ms: z.number().int().min(0).max(600_000).optional(),
+    /** Hand the node's workloads to other nodes (by auction) instead of only stopping them. */
+    move: z.boolean().optional(),
+  })
   .strict();
 
 export interface WorkloadSummary {

@@ -5,6 +5,7 @@
 // batching of log lines and failed triggers to the node, and the child's own pino log over IPC. A
 // runtime host supplies only how to load a workload into a trigger pool (isolates, worker threads).
 
+import { useReplicas } from "../util/replicated-buckets.js";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
 import { HostServices } from "../host-services/server.js";
@@ -313,6 +314,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
       return;
     }
     const conn = nc;
+    useReplicas(conn, m.settings?.jsReplicas ? Number(m.settings.jsReplicas) : undefined);
     void (async () => {
       for await (const s of conn.status()) {
         if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") {

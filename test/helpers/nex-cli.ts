@@ -218,11 +218,10 @@ export class NodeUnderTest {
 
   /**
    * Another `nex node up` on the same broker (nats-server, or this node's bundled one), with the same
-   * NEX_HOME (so it accepts the same local issuer) and a data directory, so an identity, of its own.
-   * stop() stops it too.
+   * NEX_HOME (so it accepts the same local issuer) and a data directory, so an identity, of its own
+   * (or the one given: a peer started again). stop() stops it too.
    */
-  async peer(extraArgs: string[] = []): Promise<NodeProcess> {
-    const dataDir = tempDir("nex-peer-data-");
+  async peer(extraArgs: string[] = [], dataDir = tempDir("nex-peer-data-")): Promise<NodeProcess> {
     // On the bundled broker the peer joins this node's broker as the local user, as a second machine would.
     const auth = this.connectOptions();
     const server = this.server

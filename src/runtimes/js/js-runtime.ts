@@ -36,6 +36,8 @@ export interface JsRuntimeOptions {
   hostExecArgv?: string[];
   /** The node's id, which a service reads as ctx.workload.node. */
   nodeId?: string;
+  /** Replicas of the host-service buckets the runtime host creates (undefined: auto, util/replicated-buckets.ts). */
+  jsReplicas?: number;
 }
 
 const MAX_CACHED_CODES = 64;
@@ -63,7 +65,7 @@ export class JsRuntime extends HostedFunctionRuntime<JsDeployExtra> {
         natsAuth: opts.natsAuth,
         connectionName: "nex-js-runtime-host",
         hostServicesOnBus: opts.hostServicesOnBus === true,
-        settings: opts.nodeId ? { nodeId: opts.nodeId } : {},
+        settings: { ...(opts.nodeId ? { nodeId: opts.nodeId } : {}), ...(opts.jsReplicas ? { jsReplicas: String(opts.jsReplicas) } : {}) },
         observer: opts.observer,
         log,
         startTimeoutMs: opts.startTimeoutMs,

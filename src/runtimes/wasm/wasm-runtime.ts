@@ -29,6 +29,8 @@ export interface WasmRuntimeOptions {
   startTimeoutMs?: number;
   /** How long close() waits for a graceful stop before SIGKILL (default: longest trigger deadline + 5 s). */
   closeTimeoutMs?: number;
+  /** Replicas of the host-service buckets the runtime host creates (undefined: auto, util/replicated-buckets.ts). */
+  jsReplicas?: number;
 }
 
 /** The compiled wasm runtime-host.js (from source, the one under dist/). */
@@ -54,7 +56,7 @@ export class WasmRuntime extends HostedFunctionRuntime<object> {
         natsAuth: opts.natsAuth,
         connectionName: "nex-wasm-runtime-host",
         hostServicesOnBus: false,
-        settings: { cacheDir: opts.cacheDir },
+        settings: { cacheDir: opts.cacheDir, ...(opts.jsReplicas ? { jsReplicas: String(opts.jsReplicas) } : {}) },
         observer: opts.observer,
         log: (opts.log ?? pino({ level: "silent" })).child({ runtime: "wasm" }),
         startTimeoutMs: opts.startTimeoutMs,
