@@ -2,6 +2,7 @@
 // the host call's own time budget; then fails with code `unavailable` naming the cause. Anything else
 // (not found, wrong revision, too large, bad request) fails at once, as it did.
 
+import { HostHeaders } from "../protocol/host-services.js";
 import { HostError } from "./errors.js";
 import { transientCause } from "./jetstream-errors.js";
 
@@ -22,8 +23,9 @@ export interface RetryInfo {
  * Runs `op` until it succeeds, fails for good, or `budgetMs` runs out. An attempt that outlives the
  * budget is left to finish on its own; the call answers `unavailable` in time. `op` gets whether an
  * earlier attempt may have been applied (so a create or update can tell "exists" from its own write).
+ * `stream`, when known, is named in the error if the cause does not name it already.
  */
-export async function withJetStreamRetry<T>(budgetMs: number, op: (info: RetryInfo) => Promise<T>): Promise<T> {
+export async function withJetStreamRetry<T>(budgetMs: number, op: (info: RetryInfo) => Promise<T>, stream?: string): Promise<T> {
   const started = Date.now();
   const deadline = started + Math.max(budgetMs - ANSWER_MARGIN_MS, 0);
   const info: RetryInfo = { ambiguous: false };
@@ -43,7 +45,9 @@ export async function withJetStreamRetry<T>(budgetMs: number, op: (info: RetryIn
       // The last pause is cut to the time left, so a leader elected just before the deadline still counts.
       const wait = Math.min(backoffMs(attempt), deadline - Date.now() - 5);
       if (err instanceof OutOfTime || wait <= 0) {
-        throw new HostError("unavailable", `JetStream temporarily unavailable: ${transient.cause} (retried for ${Date.now() - started} ms)`);
+        // A timeout or an API error does not say which stream: name it when the caller knows.
+        const cause = stream && !transient.cause.includes(stream) ? `${transient.cause} (stream ${stream})` : transient.cause;
+        throw new HostError("unavailable", `JetStream temporarily unavailable: ${cause} (retried for ${Date.now() - started} ms)`);
       }
       await new Promise((r) => setTimeout(r, wait));
     } finally {
@@ -53,3 +57,16 @@ export async function withJetStreamRetry<T>(budgetMs: number, op: (info: RetryIn
 }
 
 class OutOfTime extends Error {}
+
+/** The stream behind the call's bucket (as HostServices names buckets), for error messages; undefined if the name is bad. */
+export function streamName(
+  ctx: { workload: { name: string; namespace: string }; header(name: string): string | undefined },
+  bucketName: (namespace: string, bucket: string) => string,
+  prefix: string,
+): string | undefined {
+  try {
+    return prefix + bucketName(ctx.workload.namespace, ctx.header(HostHeaders.bucket) ?? ctx.workload.name);
+  } catch {
+    return undefined; // the call itself fails with bad_request
+  }
+}

@@ -8,8 +8,9 @@
 
 import { HostHeaders } from "../protocol/host-services.js";
 import type { KV } from "@nats-io/kv";
+import { kvBucketName } from "./buckets.js";
 import { HostError } from "./errors.js";
-import { type RetryInfo, withJetStreamRetry } from "./jetstream-retry.js";
+import { type RetryInfo, streamName, withJetStreamRetry } from "./jetstream-retry.js";
 import type { HostCallContext, HostMethod } from "./server.js";
 
 const KEY = /^[-/_=.a-zA-Z0-9]+$/;
@@ -38,7 +39,7 @@ function casError(err: unknown, onConflict: HostError): never {
 
 /** `op` on the workload's bucket, retried while JetStream is briefly unavailable, within the call's time. */
 function retrying<T>(ctx: HostCallContext, op: (kv: KV, info: RetryInfo) => Promise<T>): Promise<T> {
-  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.kv(), info));
+  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.kv(), info), streamName(ctx, kvBucketName, "KV_"));
 }
 
 /**

@@ -5,13 +5,14 @@
 
 import { HostHeaders } from "../protocol/host-services.js";
 import type { ObjectStore } from "@nats-io/obj";
+import { objectBucketName } from "./buckets.js";
 import { HostError } from "./errors.js";
-import { type RetryInfo, withJetStreamRetry } from "./jetstream-retry.js";
+import { type RetryInfo, streamName, withJetStreamRetry } from "./jetstream-retry.js";
 import type { HostCallContext, HostMethod } from "./server.js";
 
 /** `op` on the workload's store, retried while JetStream is briefly unavailable, within the call's time. */
 function retrying<T>(ctx: HostCallContext, op: (store: ObjectStore, info: RetryInfo) => Promise<T>): Promise<T> {
-  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.objects(), info));
+  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.objects(), info), streamName(ctx, objectBucketName, "OBJ_"));
 }
 
 function name(ctx: HostCallContext): string {
