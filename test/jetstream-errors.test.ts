@@ -82,6 +82,26 @@ describe("withJetStreamRetry", () => {
     expect((err as HostError).message).toMatch(/did not answer in time/);
   });
 
+  it("gives up on one attempt after attemptMs and tries again", async () => {
+    let n = 0;
+    const seen: boolean[] = [];
+    const v = await withJetStreamRetry(
+      2000,
+      (info) => {
+        seen.push(info.ambiguous);
+        return ++n === 1 ? new Promise(() => {}) : Promise.resolve("second");
+      },
+      { attemptMs: 100 },
+    );
+    expect(v).toBe("second");
+    expect(seen).toEqual([false, true]);
+  });
+
+  it("names the stream when the cause does not", async () => {
+    const err = await withJetStreamRetry(300, () => new Promise(() => {}), { stream: "KV_hs_default_todo" }).catch((e: unknown) => e);
+    expect((err as HostError).message).toMatch(/^JetStream temporarily unavailable: JetStream did not answer in time \(stream KV_hs_default_todo\) \(retried for \d+ ms\)$/);
+  });
+
   it("does not retry what is not transient", async () => {
     let n = 0;
     const err = await withJetStreamRetry(2000, async () => {

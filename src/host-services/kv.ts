@@ -37,9 +37,16 @@ function casError(err: unknown, onConflict: HostError): never {
   throw err;
 }
 
+/**
+ * One KV attempt waits at most this long before the next starts: a KV request answers in milliseconds,
+ * and one lost with the connection to a stopped server would otherwise hold the call (and a synchronous
+ * function's isolate, and every trigger queued behind it) for nats.js' whole 5 s.
+ */
+const ATTEMPT_MS = 1000;
+
 /** `op` on the workload's bucket, retried while JetStream is briefly unavailable, within the call's time. */
 function retrying<T>(ctx: HostCallContext, op: (kv: KV, info: RetryInfo) => Promise<T>): Promise<T> {
-  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.kv(), info), streamName(ctx, kvBucketName, "KV_"));
+  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.kv(), info), { stream: streamName(ctx, kvBucketName, "KV_"), attemptMs: ATTEMPT_MS });
 }
 
 /**

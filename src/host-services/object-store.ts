@@ -1,7 +1,8 @@
 // objectStore.get/put/info/delete/list, in a store per namespace and workload name (or Nex-Bucket).
 // Each is retried while JetStream is briefly unavailable (jetstream-retry.ts): reads read again, a put
 // writes the whole object again (nats.js replaces the earlier chunks), a delete of an object that an
-// earlier attempt deleted already is not an error.
+// earlier attempt deleted already is not an error. An attempt is waited on for the whole budget (a large
+// object takes a while), not cut short as KV attempts are.
 
 import { HostHeaders } from "../protocol/host-services.js";
 import type { ObjectStore } from "@nats-io/obj";
@@ -12,7 +13,7 @@ import type { HostCallContext, HostMethod } from "./server.js";
 
 /** `op` on the workload's store, retried while JetStream is briefly unavailable, within the call's time. */
 function retrying<T>(ctx: HostCallContext, op: (store: ObjectStore, info: RetryInfo) => Promise<T>): Promise<T> {
-  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.objects(), info), streamName(ctx, objectBucketName, "OBJ_"));
+  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.objects(), info), { stream: streamName(ctx, objectBucketName, "OBJ_") });
 }
 
 function name(ctx: HostCallContext): string {
