@@ -3,7 +3,7 @@
 // time. Timings are printed, never asserted.
 
 import { Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HostServices } from "../src/host-services/server.js";
@@ -13,6 +13,7 @@ import { unavailableReason } from "./helpers/servers.js";
 
 const WORKLOAD = { id: "wl-1", name: "todo", namespace: "default" };
 const STREAM = "KV_hs_default_todo";
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(unavailableReason("nats-server") !== undefined)("host services on a JetStream cluster losing servers", () => {
   let cluster: NatsCluster;
@@ -60,6 +61,50 @@ describe.skipIf(unavailableReason("nats-server") !== undefined)("host services o
     await cluster.waitForRoutes();
     await cluster.waitForJetStream();
     await cluster.waitForStreamCurrent(STREAM);
+  }, 60_000);
+
+  it("a set in flight when the host service's own server stops does not wait out nats.js' 5 s", async () => {
+    // A connection that starts on the stream's leader (noRandomize), as a node's may.
+    const leader = (await cluster.streamLeader(STREAM))!;
+    const first = cluster.server(leader);
+    const own = await connect({ servers: [first.url, ...cluster.servers.filter((s) => s !== first).map((s) => s.url)], noRandomize: true, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const services = new HostServices(own, pino({ level: "silent" }));
+    const set = (key: string) => {
+      const h: Record<string, string> = { [HostHeaders.key]: key };
+      return services.invoke(WORKLOAD, "kv", "set", (n) => h[n], new TextEncoder().encode("v"));
+    };
+    try {
+      expect((await set("warm")).headers[HostHeaders.errorCode]).toBeUndefined();
+      let stop = false;
+      const took: number[] = [];
+      const codes = new Map<string, number>();
+      // Eight sets at a time, continuously, while the server goes away under them.
+      const workers = Array.from({ length: 8 }, async (_, w) => {
+        for (let i = 0; !stop; i++) {
+          const t = Date.now();
+          const a = await set(`w${w}-${i}`);
+          took.push(Date.now() - t);
+          const c = a.headers[HostHeaders.errorCode] ?? "ok";
+          const k = c === "ok" ? c : `${c}: ${String(a.body).replace(/\d+ ms/, "N ms")}`;
+          codes.set(k, (codes.get(k) ?? 0) + 1);
+        }
+      });
+      await sleep(300);
+      await first.stop();
+      await sleep(3000);
+      stop = true;
+      await Promise.all(workers);
+      took.sort((a, b) => a - b);
+      console.log(`sets while ${leader} (leader, and the connection's server) stopped: ${took.length}, slowest ${took.slice(-5).join(", ")} ms; ${[...codes].map(([c, n]) => `${n}x ${c}`).join("; ")}`);
+      for (const c of codes.keys()) expect(c === "ok" || c.startsWith("unavailable"), c).toBe(true);
+    } finally {
+      services.close();
+      await own.close().catch(() => {});
+      await first.start();
+      await cluster.waitForRoutes();
+      await cluster.waitForJetStream();
+      await cluster.waitForStreamCurrent(STREAM);
+    }
   }, 60_000);
 
   it("without a quorum, fails with unavailable naming the stream within the call's time; works again after", async () => {

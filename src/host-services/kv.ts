@@ -1,7 +1,7 @@
 // kv.get/set/create/update/delete/purge/keys/history. Values are the request/reply bodies; the revision
 // comes back in Nex-Revision. Every JetStream step is retried while JetStream is briefly unavailable
 // (jetstream-retry.ts): get/keys/history read again, set/delete/purge write again (the same value, so a
-// repeat is harmless, at worst one more revision). create and update are compare-and-set: when an earlier
+// repeat is harmless: at worst one more revision, or, as for any set, it lands after another writer's). create and update are compare-and-set: when an earlier
 // attempt timed out it may have been applied, so a retry that then meets "exists" / "wrong revision"
 // looks at the key, and if it holds our value takes that as our write. The edge this leaves: another
 // writer that stored the very same bytes meanwhile is taken for ours.
@@ -38,15 +38,19 @@ function casError(err: unknown, onConflict: HostError): never {
 }
 
 /**
- * One KV attempt waits at most this long before the next starts: a KV request answers in milliseconds,
+ * One KV attempt on one key waits at most this long before the next starts: it answers in milliseconds,
  * and one lost with the connection to a stopped server would otherwise hold the call (and a synchronous
  * function's isolate, and every trigger queued behind it) for nats.js' whole 5 s.
  */
 const ATTEMPT_MS = 1000;
 
-/** `op` on the workload's bucket, retried while JetStream is briefly unavailable, within the call's time. */
-function retrying<T>(ctx: HostCallContext, op: (kv: KV, info: RetryInfo) => Promise<T>): Promise<T> {
-  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.kv(), info), { stream: streamName(ctx, kvBucketName, "KV_"), attemptMs: ATTEMPT_MS });
+/**
+ * `op` on the workload's bucket, retried while JetStream is briefly unavailable, within the call's time.
+ * `whole`: a listing (keys, history) that may take a while on a large bucket gets the whole budget per attempt.
+ */
+function retrying<T>(ctx: HostCallContext, op: (kv: KV, info: RetryInfo) => Promise<T>, whole = false): Promise<T> {
+  const stream = streamName(ctx, kvBucketName, "KV_");
+  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.kv(), info), { stream, attemptMs: whole ? undefined : ATTEMPT_MS });
 }
 
 /**
@@ -127,7 +131,7 @@ export const kvMethods: Record<string, HostMethod> = {
       const found: string[] = [];
       for await (const k of await kv.keys(filter)) found.push(k);
       return found;
-    });
+    }, true);
     return { body: JSON.stringify(out.sort()) };
   },
 
@@ -139,7 +143,7 @@ export const kvMethods: Record<string, HostMethod> = {
         found.push({ revision: e.revision, operation: e.operation, value: Buffer.from(e.value).toString("base64"), created: e.created.toISOString() });
       }
       return found;
-    });
+    }, true);
     return { body: JSON.stringify(out) };
   },
 };
