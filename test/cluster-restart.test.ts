@@ -2,8 +2,9 @@
 // nats-server (test/helpers/nats-cluster.ts), two `nex node up --server <all three>`, the todo example's
 // create function, and a steady load of todo.create requests from a client connected to all three.
 // Asserted: every acknowledged todo is readable afterwards; failures fall only inside windows around the
-// restarts; once the cluster is whole again a final window of requests all succeed. Timings are printed,
-// never asserted.
+// restarts; once the cluster is whole again a final window of requests all succeed. And without a quorum
+// (2 of 3 stopped) a JavaScript and a wasm function whose host call cannot get through answer 503 with
+// the cause, then work again. Timings are printed, never asserted.
 
 import { randomBytes } from "node:crypto";
 import path from "node:path";
@@ -13,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NodeProcess, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
 import { type NatsCluster, startNatsCluster } from "./helpers/nats-cluster.js";
 import { unavailableReason } from "./helpers/servers.js";
-import { eventually } from "./helpers/wait.js";
+import { buildWasmExamples } from "./helpers/wasm-fixtures.js";
+import { eventually, waitFor } from "./helpers/wait.js";
 
 const BUCKET = "hs_default_create"; // kvBucketName("default", workload name "create")
 const STREAM = `KV_${BUCKET}`;
@@ -168,6 +170,16 @@ describe.skipIf(unavailableReason("nats-server") !== undefined)("nex on a 3-serv
     console.log(`streams: ${rows.join(", ")}`);
   }
 
+  /** Subscriptions matching `subject` on the running servers (their monitoring port's /subsz). */
+  async function monitorSubscribed(subject: string): Promise<number> {
+    let n = 0;
+    for (const s of cluster.servers.filter((x) => x.running)) {
+      const r = await fetch(`${s.monitorUrl}/subsz?subs=1&test=${encodeURIComponent(subject)}`);
+      n += ((await r.json()) as { total?: number }).total ?? 0;
+    }
+    return n;
+  }
+
   /** Every acknowledged todo is in the bucket with its own id. */
   async function expectAllReadable(load: Load): Promise<void> {
     const missing: string[] = [];
@@ -240,6 +252,56 @@ describe.skipIf(unavailableReason("nats-server") !== undefined)("nex on a 3-serv
     expect(load.acked.length).toBeGreaterThan(0);
     await expectAllReadable(load);
   }, 90_000);
+
+  it("answers 503 naming the cause while JetStream has no quorum (JavaScript and wasm), and recovers", async () => {
+    // The counter example's bucket, replicated like the todo one (an R1 bucket on the surviving server
+    // would keep working without a quorum).
+    const wasm = path.join(buildWasmExamples(), "counter-component.wasm");
+    await new Kvm(nc).create("hs_default_counter-component", { replicas: 3, max_bytes: 64 * 1024 * 1024, maxValueSize: 1024 * 1024 });
+    await cluster.waitForStreamCurrent("KV_hs_default_counter-component");
+    const run = await runNex(["run", wasm, "--trigger-subject", "visits.>", "-s", cluster.urls], env);
+    expect(run.code, run.stderr).toBe(0);
+    await eventually("visits.home to answer", async () => {
+      const m = await nc.request("visits.home", "", { timeout: 2000 });
+      if (m.headers?.get("Nats-Service-Error-Code")) throw new Error(m.headers.get("Nex-Error"));
+    });
+
+    const [, b, c] = cluster.servers;
+    await b.stop();
+    await c.stop();
+    try {
+      // Longer than the 5 s a host call may retry (the triggers' own deadline is 10 s).
+      const ask = async (subject: string, payload: string) => {
+        // The runtime host serving it may have been on a stopped server: wait until it is subscribed again.
+        await waitFor(`a responder on ${subject}`, async () => (await monitorSubscribed(subject)) > 0, 10_000, 100);
+        const t = Date.now();
+        const m = await nc.request(subject, payload, { timeout: 9000 });
+        const code = m.headers?.get("Nats-Service-Error-Code") ?? "ok";
+        const error = m.headers?.get("Nex-Error") ?? dec.decode(m.data);
+        console.log(`no quorum: ${subject} answered ${code} in ${Date.now() - t} ms: ${error}`);
+        return { code, error };
+      };
+      const js = await ask("todo.create", JSON.stringify({ id: "no-quorum", title: "x" }));
+      expect(js.code).toBe("503");
+      expect(js.error).toMatch(/^JetStream temporarily unavailable: .*KV_hs_default_create.* \(retried for \d+ ms\)$/);
+      const w = await ask("visits.home", "");
+      expect(w.code).toBe("503");
+      expect(w.error).toMatch(/unavailable: JetStream temporarily unavailable: .*KV_hs_default_counter-component/);
+    } finally {
+      await b.start();
+      await c.start();
+      await cluster.waitForRoutes();
+      await cluster.waitForJetStream();
+    }
+    await cluster.waitForStreamCurrent(STREAM);
+    const t = Date.now();
+    await eventually("todo.create to succeed again", async () => {
+      const m = await nc.request("todo.create", JSON.stringify({ id: "after-no-quorum", title: "y" }), { timeout: 2000 });
+      if (m.headers?.get("Nats-Service-Error-Code")) throw new Error(m.headers.get("Nex-Error"));
+    });
+    console.log(`todo.create succeeded again ${Date.now() - t} ms after the cluster was whole and the stream current`);
+    expect(await kv.get("after-no-quorum")).not.toBeNull();
+  }, 120_000);
 
   it("keeps every acknowledged todo through a rolling restart of all three servers under load", async () => {
     const marks = outputMarks();
