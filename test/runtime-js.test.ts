@@ -395,6 +395,7 @@ describe("JavaScript runtime", () => {
           if (service === "kv") {
             if (key === "slow") return; // never answers
             if (key === "secret") return fail("forbidden", "reading 'secret' is not allowed");
+            if (key === "jetstream-down") return fail("unavailable", "JetStream temporarily unavailable: stream KV_hs_x has no leader (retried for 4900 ms)");
             if (method === "get") {
               const v = kv.get(key ?? "");
               return v ? void m.respond(v) : fail("not_found", `no key ${key}`);
@@ -438,6 +439,17 @@ describe("JavaScript runtime", () => {
       expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.get`, key: "greeting" });
       expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.set`, key: "greeting.seen" });
       expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.get`, key: "greeting", bucket: "shared" });
+    });
+
+    it("answers 503 when a host service's `unavailable` error escapes the function", async () => {
+      const s = await deploy(spec("kv-unavailable.js", { namespace: "hs" }));
+      for (const how of ["sync", "async"]) {
+        const reply = await request(s, how);
+        expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("503");
+        expect(reply.headers?.get("Nex-Error")).toMatch(/^JetStream temporarily unavailable: stream KV_hs_x has no leader/);
+      }
+      expect(json(await request(s, "caught"))).toEqual({ code: "unavailable", message: expect.stringMatching(/^JetStream temporarily unavailable/) });
+      expect((await request(s, "forged")).headers?.get("Nats-Service-Error-Code")).toBe("500");
     });
 
     it("calls host services synchronously from an async function", async () => {

@@ -1,8 +1,20 @@
 // objectStore.get/put/info/delete/list, in a store per namespace and workload name (or Nex-Bucket).
+// Each is retried while JetStream is briefly unavailable (jetstream-retry.ts): reads read again, a put
+// writes the whole object again (nats.js replaces the earlier chunks), a delete of an object that an
+// earlier attempt deleted already is not an error. An attempt is waited on for the whole budget (a large
+// object takes a while), not cut short as KV attempts are.
 
 import { HostHeaders } from "../protocol/host-services.js";
+import type { ObjectStore } from "@nats-io/obj";
+import { objectBucketName } from "./buckets.js";
 import { HostError } from "./errors.js";
+import { type RetryInfo, streamName, withJetStreamRetry } from "./jetstream-retry.js";
 import type { HostCallContext, HostMethod } from "./server.js";
+
+/** `op` on the workload's store, retried while JetStream is briefly unavailable, within the call's time. */
+function retrying<T>(ctx: HostCallContext, op: (store: ObjectStore, info: RetryInfo) => Promise<T>): Promise<T> {
+  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.objects(), info), { stream: streamName(ctx, objectBucketName, "OBJ_") });
+}
 
 function name(ctx: HostCallContext): string {
   const n = ctx.required(HostHeaders.key);
@@ -25,35 +37,40 @@ function publicInfo(info: { name: string; size: number; chunks: number; digest: 
 export const objectStoreMethods: Record<string, HostMethod> = {
   async get(ctx) {
     const n = name(ctx);
-    const data = await (await ctx.objects()).getBlob(n);
+    const data = await retrying(ctx, (store) => store.getBlob(n));
     if (data === null) throw new HostError("not_found", `no object ${n}`);
     return { body: data };
   },
 
   async put(ctx) {
     const n = name(ctx);
-    const info = await (await ctx.objects()).putBlob({ name: n }, ctx.body);
+    const info = await retrying(ctx, (store) => store.putBlob({ name: n }, ctx.body));
     return { body: JSON.stringify(publicInfo(info)) };
   },
 
   async info(ctx) {
     const n = name(ctx);
-    const info = await (await ctx.objects()).info(n);
+    const info = await retrying(ctx, (store) => store.info(n));
     if (info === null || info.deleted) throw new HostError("not_found", `no object ${n}`);
     return { body: JSON.stringify(publicInfo(info)) };
   },
 
   async delete(ctx) {
     const n = name(ctx);
-    const store = await ctx.objects();
-    const info = await store.info(n);
-    if (info === null || info.deleted) throw new HostError("not_found", `no object ${n}`);
-    await store.delete(n);
+    await retrying(ctx, async (store, info) => {
+      const found = await store.info(n);
+      if (found === null || found.deleted) {
+        // Our own earlier attempt may have deleted it before its answer was lost.
+        if (info.ambiguous) return;
+        throw new HostError("not_found", `no object ${n}`);
+      }
+      await store.delete(n);
+    });
     return {};
   },
 
   async list(ctx) {
-    const list = await (await ctx.objects()).list();
+    const list = await retrying(ctx, (store) => store.list());
     return { body: JSON.stringify(list.filter((i) => !i.deleted).map(publicInfo)) };
   },
 };

@@ -41,6 +41,8 @@ export type HostErrorCode =
   | "exists"
   | "no_responders"
   | "overloaded"
+  /** JetStream was briefly without a leader or unreachable for longer than the call could wait. */
+  | "unavailable"
   | "internal";
 
 export function hostSubject(namespace: string, workloadId: string, service: HostService, method: string): string {

@@ -148,10 +148,13 @@ export class HostBridge {
 
       // Checked headers for the call (a plain record: an in-process call never needs NATS headers).
       const fields: Record<string, string> = Object.create(null);
-      // The host service waits at most Nex-Timeout-Ms itself (a request, a requestMany gather window);
-      // keep it inside our own wait so its answer can still come back.
+      // The host service waits at most Nex-Timeout-Ms itself (a request, a requestMany gather window, the
+      // retries of a kv or object store call while JetStream elects a leader); keep it inside our own
+      // wait so its answer can still come back.
       const innerMax = Math.max(1, timeout - INNER_MARGIN_MS);
-      if (service === "messaging" && (method === "request" || method === "requestMany")) fields[HostHeaders.timeoutMs] = String(innerMax);
+      if ((service === "messaging" && (method === "request" || method === "requestMany")) || service === "kv" || service === "objectStore") {
+        fields[HostHeaders.timeoutMs] = String(innerMax);
+      }
       if (headers !== null && typeof headers === "object") {
         for (const [k, v] of Object.entries(headers as Record<string, unknown>)) {
           if (!ALLOWED_HEADERS.has(k)) return fail("bad_request", `header ${k} is not allowed`);

@@ -9,6 +9,8 @@ export const ErrorCodes = {
   badRequest: 400,
   failed: 500,
   overloaded: 503,
+  /** A host service the function needed was briefly unavailable (host error code `unavailable`). */
+  unavailable: 503,
   timeout: 504,
   tooLarge: 413,
 } as const;

@@ -376,12 +376,20 @@ const consoleShim = ObjectFreeze({
 
 // ---- host services -----------------------------------------------------------------------------
 
+// Host errors with code "unavailable" (JetStream briefly without a leader): one that escapes the function
+// answers 503, not 500. Known by identity, as refusals are, not by a code a workload could set itself.
+const unavailables = new WeakSetCtor();
+function isUnavailable(e) {
+  return e !== null && typeof e === "object" && WeakSetHas(unavailables, e);
+}
+
 // The host's answer: its fields, or the error it carries thrown as an Error with .code.
 function checked(r) {
   if (r === null || typeof r !== "object") throw withCode(undefined);
   if (!r.ok) {
     const e = new ErrorCtor(StringCtor(r.message));
     e.code = StringCtor(r.code);
+    if (e.code === "unavailable") WeakSetAdd(unavailables, e);
     throw e;
   }
   return r;
@@ -714,13 +722,13 @@ return function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
       try {
         enc = httpTrigger[k] ? httpReplyFrame(r) : encodeResult(fetchFn !== undefined ? natsReplyOf(r) : r);
       } catch (e) {
-        record(k, isTooLarge(e) ? ${RESULT_KIND.tooLarge} : ${RESULT_KIND.error}, errorMessage(e));
+        record(k, isTooLarge(e) ? ${RESULT_KIND.tooLarge} : isUnavailable(e) ? ${RESULT_KIND.unavailable} : ${RESULT_KIND.error}, errorMessage(e));
         return;
       }
       record(k, ${RESULT_KIND.ok}, enc);
     }
     function fail(k, e) {
-      record(k, ${RESULT_KIND.error}, errorMessage(e));
+      record(k, isUnavailable(e) ? ${RESULT_KIND.unavailable} : ${RESULT_KIND.error}, errorMessage(e));
     }
     // Trigger k's result once its promise (or thenable) settles; the batch ends when all have.
     async function watch(k, r) {

@@ -34,8 +34,11 @@ export const MAX_RESULTS = 64;
 export const DATA_OFFSET = 2048;
 /** Bytes of results per batch kept in shared memory; larger results are copied by callback. */
 export const DATA_BYTES = 16 * 1024;
-/** tooLarge: a reply refused inside the isolate by its size (its data is the message). */
-export const RESULT_KIND = { none: 0, ok: 1, error: 2, expired: 3, byCallback: 4, tooLarge: 5 } as const;
+/**
+ * tooLarge: a reply refused inside the isolate by its size (its data is the message). unavailable: the
+ * function let a host service's `unavailable` error escape (JetStream briefly without a leader), a 503.
+ */
+export const RESULT_KIND = { none: 0, ok: 1, error: 2, expired: 3, byCallback: 4, tooLarge: 5, unavailable: 6 } as const;
 /** A batch running longer than this since its last hand-over tells the host to read its results. */
 export const FLUSH_AFTER_MS = 1;
 
@@ -94,6 +97,8 @@ export class ResultChannel {
         return failure(ErrorCodes.failed, message("the function failed"));
       case RESULT_KIND.tooLarge:
         return failure(ErrorCodes.tooLarge, message("reply too large"));
+      case RESULT_KIND.unavailable:
+        return failure(ErrorCodes.unavailable, message("a host service is unavailable"));
       case RESULT_KIND.expired:
         return queueTimeoutOutcome(queueTimeoutMs);
       case RESULT_KIND.byCallback:

@@ -122,6 +122,8 @@ export class RunningBatch {
       this.answer(index, { ok: true, data: value });
     } else if (kind === RESULT_KIND.tooLarge) {
       this.answer(index, failure(ErrorCodes.tooLarge, message ?? "reply too large"));
+    } else if (kind === RESULT_KIND.unavailable) {
+      this.answer(index, failure(ErrorCodes.unavailable, message ?? "a host service is unavailable"));
     } else {
       this.answer(index, failure(ErrorCodes.failed, message ?? "the function failed"));
     }

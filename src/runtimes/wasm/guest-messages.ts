@@ -53,7 +53,8 @@ export interface RunTrigger {
 
 export type TriggerDone = (
   | { type: "done"; ok: true; data: Uint8Array }
-  | { type: "done"; ok: false; message: string }
+  /** unavailable: the failure is a host service's `unavailable` error let through (answers 503, not 500). */
+  | { type: "done"; ok: false; message: string; unavailable?: boolean }
 ) & {
   /** The worker's V8 heap plus external memory (linear memories among it) after the trigger. */
   heapBytes?: number;

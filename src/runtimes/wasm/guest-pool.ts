@@ -50,7 +50,7 @@ class GuestWorker implements PoolSlot {
       if (m.type === "log") cfg.log(m.stream, m.text);
       else if (m.type === "done") {
         if (typeof m.heapBytes === "number") this.lastHeapBytes = m.heapBytes;
-        this.finish(m.ok ? { ok: true, data: m.data } : failure(ErrorCodes.failed, m.message));
+        this.finish(m.ok ? { ok: true, data: m.data } : failure(m.unavailable === true ? ErrorCodes.unavailable : ErrorCodes.failed, m.message));
       }
     });
     worker.on("error", (err) => this.die(failure(ErrorCodes.failed, workerErrorMessage(err, cfg.limits.memoryMb))));

@@ -270,7 +270,21 @@ interface ComponentInstance {
 
 type Instantiate = (getCoreModule: (name: string) => WebAssembly.Module, imports: Record<string, unknown>) => ComponentInstance;
 
+/**
+ * The `unavailable` host errors of the running trigger (JetStream briefly without a leader), and whether
+ * the last call was one: a trigger that then fails with that error's text, or traps right after it (an
+ * unwrap), let it through, and answers 503 rather than 500.
+ */
+const unavailable = { messages: [] as string[], last: false };
+
 function hostCall(c: ComponentSetup, service: string, method: string, headers: Record<string, string>, body: Uint8Array = EMPTY): HostCallResult {
+  const result = askHost(c, service, method, headers, body);
+  unavailable.last = !result.ok && result.code === "unavailable";
+  if (!result.ok && unavailable.last) unavailable.messages.push(result.message);
+  return result;
+}
+
+function askHost(c: ComponentSetup, service: string, method: string, headers: Record<string, string>, body: Uint8Array): HostCallResult {
   Atomics.store(c.signal, 0, 0);
   const request: HostCallRequest = { service, method, headers, body };
   c.hostPort.postMessage(request);
@@ -389,9 +403,9 @@ async function componentRunner(c: ComponentSetup): Promise<(subject: string, pay
       return { type: "done", ok: true, data };
     } catch (err) {
       // An `err` result arrives as the thrown string; anything else is a trap and poisons the instance.
-      if (typeof err === "string") return { type: "done", ok: false, message: err };
+      if (typeof err === "string") return { type: "done", ok: false, message: err, unavailable: unavailable.messages.some((m) => m !== "" && err.includes(m)) };
       instance = undefined;
-      return { type: "done", ok: false, message: describeThrow(err) };
+      return { type: "done", ok: false, message: describeThrow(err), unavailable: unavailable.last };
     }
   };
 }
@@ -409,6 +423,8 @@ async function main(): Promise<void> {
   port.on("message", (m: RunTrigger) => {
     if (m?.type !== "run") return;
     budget.reset();
+    unavailable.messages = [];
+    unavailable.last = false;
     const done = run(m.subject, m.payload);
     const heap = getHeapStatistics();
     done.heapBytes = heap.used_heap_size + heap.external_memory;

@@ -1,0 +1,92 @@
+// Retries a JetStream operation that failed transiently (jetstream-errors.ts) with a short backoff, within
+// the host call's own time budget; then fails with code `unavailable` naming the cause. Anything else
+// (not found, wrong revision, too large, bad request) fails at once, as it did.
+
+import { HostHeaders } from "../protocol/host-services.js";
+import { HostError } from "./errors.js";
+import { transientCause } from "./jetstream-errors.js";
+
+/** Backoff between attempts: 25, 50, 100, 200, then 400 ms. */
+export function backoffMs(attempt: number): number {
+  return Math.min(25 * 2 ** attempt, 400);
+}
+
+/** Time kept back from the call's budget so the answer reaches the caller before it gives up waiting. */
+const ANSWER_MARGIN_MS = 100;
+
+export interface RetryInfo {
+  /** An earlier attempt failed without an answer (a timeout), so it may have been applied. */
+  ambiguous: boolean;
+}
+
+export interface RetryOptions {
+  /** The stream behind the call, named in the error when the cause does not name it already. */
+  stream?: string;
+  /**
+   * Give up waiting on one attempt after this long and try again (default: the whole budget). A request
+   * in flight when the client's server goes away gets no answer until nats.js' own 5 s timeout, though the
+   * client has reconnected long before: a retry then goes through the new server. Only for operations a
+   * repeat is harmless to (the abandoned attempt may still land).
+   */
+  attemptMs?: number;
+}
+
+/**
+ * Runs `op` until it succeeds, fails for good, or `budgetMs` runs out. An attempt that outlives the
+ * budget (or attemptMs) is left to finish on its own; the call answers `unavailable` in time. `op` gets
+ * whether an earlier attempt may have been applied (so a create or update can tell "exists" from its own
+ * write).
+ */
+export async function withJetStreamRetry<T>(budgetMs: number, op: (info: RetryInfo) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
+  const started = Date.now();
+  const deadline = started + Math.max(budgetMs - ANSWER_MARGIN_MS, 0);
+  const info: RetryInfo = { ambiguous: false };
+  let lastCause: string | undefined;
+  for (let attempt = 0; ; attempt++) {
+    let timer: NodeJS.Timeout | undefined;
+    const left = Math.max(deadline - Date.now(), 0);
+    const outOfTime = new Promise<never>((_, reject) => {
+      const wait = Math.min(left, opts.attemptMs ?? left);
+      timer = setTimeout(() => reject(new OutOfTime(wait >= left)), wait);
+    });
+    try {
+      return await Promise.race([op(info), outOfTime]);
+    } catch (err) {
+      const timedOut = err instanceof OutOfTime;
+      const transient = timedOut ? { cause: lastCause ?? "JetStream did not answer in time", ambiguous: true } : transientCause(err);
+      if (!transient) throw err;
+      lastCause = transient.cause;
+      info.ambiguous ||= transient.ambiguous;
+      // The last pause is cut to the time left, so a leader elected just before the deadline still counts.
+      const wait = Math.min(backoffMs(attempt), deadline - Date.now() - 5);
+      if ((timedOut && err.final) || wait <= 0) {
+        // A timeout or an API error does not say which stream: name it when the caller knows.
+        const cause = opts.stream && !transient.cause.includes(opts.stream) ? `${transient.cause} (stream ${opts.stream})` : transient.cause;
+        throw new HostError("unavailable", `JetStream temporarily unavailable: ${cause} (retried for ${Date.now() - started} ms)`);
+      }
+      await new Promise((r) => setTimeout(r, wait));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** An attempt given up on; `final` when the whole budget is spent. */
+class OutOfTime extends Error {
+  constructor(readonly final: boolean) {
+    super("out of time");
+  }
+}
+
+/** The stream behind the call's bucket (as HostServices names buckets), for error messages; undefined if the name is bad. */
+export function streamName(
+  ctx: { workload: { name: string; namespace: string }; header(name: string): string | undefined },
+  bucketName: (namespace: string, bucket: string) => string,
+  prefix: string,
+): string | undefined {
+  try {
+    return prefix + bucketName(ctx.workload.namespace, ctx.header(HostHeaders.bucket) ?? ctx.workload.name);
+  } catch {
+    return undefined; // the call itself fails with bad_request
+  }
+}
