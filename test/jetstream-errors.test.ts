@@ -1,12 +1,13 @@
 // The classification of nats.js errors as transient JetStream unavailability, on the error objects
 // nats.js 3.4 actually throws (seen against a 3-server cluster: see src/host-services/jetstream-errors.ts),
-// and the retry that uses it.
+// and the retry that uses it, also around a create/update whose first answer was lost.
 import { errors } from "@nats-io/nats-core";
 import { JetStreamApiError, jserrors } from "@nats-io/jetstream/internal";
 import { describe, expect, it } from "vitest";
 import { HostError } from "../src/host-services/errors.js";
 import { transientCause } from "../src/host-services/jetstream-errors.js";
 import { backoffMs, withJetStreamRetry } from "../src/host-services/jetstream-retry.js";
+import { kvMethods } from "../src/host-services/kv.js";
 
 /** What a KV put to a stream without a leader throws. */
 function noLeader(subject: string): Error {
@@ -110,5 +111,54 @@ describe("withJetStreamRetry", () => {
     }).catch((e: unknown) => e);
     expect((err as HostError).code).toBe("wrong_revision");
     expect(n).toBe(1);
+  });
+});
+
+describe("kv create/update retried after an answer was lost", () => {
+  const value = new TextEncoder().encode("mine");
+  const conflict = () => new JetStreamApiError({ code: 400, err_code: 10071, description: "wrong last sequence: 7" });
+
+  /** A bucket whose first write is applied but times out, and whose retry then conflicts; the key holds `stored`. */
+  function lostAck(stored: Uint8Array) {
+    let calls = 0;
+    const entry = { value: stored, revision: 7, operation: "PUT" };
+    const write = async () => {
+      if (++calls === 1) throw new errors.TimeoutError();
+      throw conflict();
+    };
+    const kv = { create: write, update: write, get: async () => entry };
+    return {
+      ctx: (headers: Record<string, string>) => ({
+        workload: { id: "w", name: "todo", namespace: "default" },
+        body: value,
+        header: (n: string) => headers[n],
+        required: (n: string) => headers[n],
+        kv: async () => kv,
+        timeoutMs: () => 2000,
+      }),
+      calls: () => calls,
+    };
+  }
+
+  it("create: the key holding our bytes is our own write, not exists", async () => {
+    const b = lostAck(value);
+    const r = await kvMethods.create(b.ctx({ "Nex-Key": "k" }) as never);
+    expect(r.headers?.["Nex-Revision"]).toBe("7");
+    expect(b.calls()).toBe(2);
+  });
+
+  it("create: other bytes there are exists", async () => {
+    const b = lostAck(new TextEncoder().encode("theirs"));
+    const err = await kvMethods.create(b.ctx({ "Nex-Key": "k" }) as never).catch((e: unknown) => e);
+    expect((err as HostError).code).toBe("exists");
+  });
+
+  it("update: our bytes at a later revision are our own write; a conflict without a lost answer stays wrong_revision", async () => {
+    const b = lostAck(value);
+    const r = await kvMethods.update(b.ctx({ "Nex-Key": "k", "Nex-Revision": "6" }) as never);
+    expect(r.headers?.["Nex-Revision"]).toBe("7");
+    const plain = { create: async () => Promise.reject(conflict()), update: async () => Promise.reject(conflict()), get: async () => ({ value, revision: 7, operation: "PUT" }) };
+    const ctx = { ...b.ctx({ "Nex-Key": "k", "Nex-Revision": "6" }), kv: async () => plain };
+    expect(((await kvMethods.update(ctx as never).catch((e: unknown) => e)) as HostError).code).toBe("wrong_revision");
   });
 });
