@@ -90,3 +90,20 @@ export function streamName(
     return undefined; // the call itself fails with bad_request
   }
 }
+
+/**
+ * For the node's own JetStream work (opening its buckets and watches, fetching an artifact): runs `op`
+ * again after a growing pause (0.2 s up to 2 s) while it fails transiently, up to `attempts` times, then
+ * throws its last error. A create that nats-server 2.9 places on a server that is down only times out,
+ * so another try usually lands on a live one.
+ */
+export async function retryWhileTransient<T>(op: () => Promise<T>, attempts = 8): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await op();
+    } catch (err) {
+      if (attempt >= attempts || !transientCause(err)) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2000)));
+    }
+  }
+}

@@ -13,6 +13,8 @@ import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
 import { ARTIFACT_BUCKET } from "../protocol/control.js";
+import { transientCause } from "../host-services/jetstream-errors.js";
+import { retryWhileTransient } from "../host-services/jetstream-retry.js";
 import { sha256Hex } from "../util/sha256.js";
 import { ControlError } from "./errors.js";
 
@@ -40,14 +42,18 @@ async function fromObjectStore(nc: NatsConnection, url: string, maxBytes: number
   const key = decodeURIComponent(rest.slice(slash + 1));
   let store;
   try {
-    store = await new Objm(nc).open(bucket);
-  } catch {
+    store = await retryWhileTransient(() => new Objm(nc).open(bucket));
+  } catch (err) {
+    const transient = transientCause(err);
+    if (transient) throw new ControlError(503, `the artifact store is not available now: ${transient.cause}`);
     throw new ControlError(404, `artifact bucket ${bucket} not found`);
   }
-  const info = await store.info(key);
+  const open = store;
+  // A server of the store lost: its reads are tried again (retryWhileTransient) rather than failing the deploy.
+  const info = await retryWhileTransient(() => open.info(key));
   if (info === null || info.deleted) throw new ControlError(404, `artifact ${url} not found`);
   if (info.size > maxBytes) throw new ControlError(413, `artifact is ${info.size} bytes; this node takes at most ${maxBytes}`);
-  const blob = await store.getBlob(key);
+  const blob = await retryWhileTransient(() => open.getBlob(key));
   if (blob === null) throw new ControlError(404, `artifact ${url} not found`);
   return blob;
 }

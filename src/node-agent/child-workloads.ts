@@ -43,6 +43,8 @@ import { HostHeaders } from "../protocol/host-services.js";
 import { ControlError, parseRequestBody } from "./errors.js";
 import { createIfAbsent } from "../util/kv-create.js";
 import { auctionBody, collectBids } from "./auction.js";
+import { KvFollower } from "./kv-follower.js";
+import { retryWhileTransient } from "../host-services/jetstream-retry.js";
 import type { NodeIdentity } from "./identity.js";
 import type { ReplayGuard } from "./replay-guard.js";
 
@@ -132,7 +134,7 @@ export class ChildWorkloads {
   }
 
   static async open(host: LineageHost): Promise<ChildWorkloads> {
-    const children = new ChildWorkloads(await createKv(host.nc, BUCKET, { history: 1 }), host);
+    const children = new ChildWorkloads(await retryWhileTransient(() => createKv(host.nc, BUCKET, { history: 1 })), host);
     await children.watchSlots();
     return children;
   }
@@ -144,18 +146,19 @@ export class ChildWorkloads {
 
   /** A released slot whose child runs here stops that child (its parent is gone, or let it go). */
   private async watchSlots(): Promise<void> {
-    const watch = await this.kv.watch({ key: "s.>", include: "updates" });
-    this.stopWatching = () => watch.stop();
-    void (async () => {
-      for await (const entry of watch) {
-        if (entry.operation === "PUT") continue;
+    const follower = await KvFollower.follow(
+      this.kv,
+      (entry) => {
+        if (entry.operation === "PUT") return;
         const child = this.childrenHere.get(entry.key);
-        if (child === undefined) continue;
+        if (child === undefined) return;
         this.childrenHere.delete(entry.key);
         this.host.log.info({ child, slot: entry.key }, "the child's slot was released: stopping it");
-        await this.host.undeployHere(child, "parent undeployed").catch((err: Error) => this.host.log.warn({ child, err: err.message }, "stopping a released child failed"));
-      }
-    })().catch(() => undefined);
+        void this.host.undeployHere(child, "parent undeployed").catch((err: Error) => this.host.log.warn({ child, err: err.message }, "stopping a released child failed"));
+      },
+      { key: "s.>", readExisting: false, log: this.host.log },
+    );
+    this.stopWatching = () => follower.stop();
   }
 
   /** A child runs here under this link (deployed, or restored after a restart). */

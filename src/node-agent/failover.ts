@@ -40,6 +40,13 @@ export interface FailoverHost {
   moved(entry: PlacedWorkload, to: string, reason: string): void;
 }
 
+/**
+ * Where a node hears that a workload was placed on it: the mover tells the new owner directly, which
+ * reads the entry again, rather than rely only on its registry watch (a watch whose consumer was on a
+ * lost server can stall). The notice carries only an id: the registry entry is what counts.
+ */
+export const placedSubject = (node: string): string => `$NEX.SVC.system.control.PLACED.${node}`;
+
 type Placed = { revision: number; entry: PlacedWorkload };
 
 export class Failover {
@@ -121,6 +128,7 @@ export class Failover {
         }
         if (!(await this.h.registry.move(placed.entry.id, placed.revision, winner))) continue; // someone moved it first
         load.set(winner, (load.get(winner) ?? 0) + 1);
+        this.h.nc.publish(placedSubject(winner), JSON.stringify({ workload_id: placed.entry.id }));
         moved.push(placed.entry.id);
         this.h.log.info({ workload_id: placed.entry.id, name: placed.entry.request.name, from: placed.entry.owner, to: winner }, `workload moved: ${reason}`);
         this.h.moved(placed.entry, winner, reason);

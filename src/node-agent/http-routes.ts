@@ -9,6 +9,7 @@
 // two different workloads on the same host and prefix are refused, as the gateway could not tell them apart.
 
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
 import type { StaticFile, StaticManifest } from "../protocol/static.js";
 import { type HttpRoute, httpSubject, prefixCovers, routesOverlap } from "../protocol/http.js";
 import { LiveClaims } from "./live-claims.js";
@@ -64,9 +65,9 @@ export class HttpRoutes {
   private table: ServedRoute[] = [];
   private claims!: LiveClaims<RouteClaim>;
 
-  static async open(nc: NatsConnection, nodeId: string): Promise<HttpRoutes> {
+  static async open(nc: NatsConnection, nodeId: string, log?: Logger): Promise<HttpRoutes> {
     const routes = new HttpRoutes();
-    routes.claims = await LiveClaims.open(nc, BUCKET, nodeId, readRoute, () => routes.rebuild());
+    routes.claims = await LiveClaims.open(nc, BUCKET, nodeId, readRoute, () => routes.rebuild(), log);
     routes.rebuild();
     return routes;
   }

@@ -7,7 +7,10 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { KV, KvEntry } from "@nats-io/kv";
+import type { Logger } from "pino";
 import { createKv } from "../util/replicated-buckets.js";
+import { KvFollower } from "./kv-follower.js";
+import { retryWhileTransient } from "../host-services/jetstream-retry.js";
 
 interface Entry<T> {
   revision: number;
@@ -30,9 +33,9 @@ export class LiveClaims<T> {
     private readonly changed: () => void,
   ) {}
 
-  static async open<T>(nc: NatsConnection, bucket: string, nodeId: string, read: (json: unknown) => T | null, changed: () => void = () => undefined): Promise<LiveClaims<T>> {
-    const claims = new LiveClaims<T>(await createKv(nc, bucket, { history: 1 }), nodeId, read, changed);
-    await claims.load();
+  static async open<T>(nc: NatsConnection, bucket: string, nodeId: string, read: (json: unknown) => T | null, changed: () => void = () => undefined, log?: Logger): Promise<LiveClaims<T>> {
+    const claims = new LiveClaims<T>(await retryWhileTransient(() => createKv(nc, bucket, { history: 1 })), nodeId, read, changed);
+    await claims.load(log);
     return claims;
   }
 
@@ -120,24 +123,10 @@ export class LiveClaims<T> {
     return `${this.nodeId}.${id}`;
   }
 
-  /** Watches updates first, then reads what is there, so nothing that changes in between is missed. */
-  private async load(): Promise<void> {
-    const watch = await this.kv.watch({ include: "updates" });
-    this.stopWatching = () => watch.stop();
-    void (async () => {
-      for await (const entry of watch) this.applyEntry(entry);
-    })().catch(() => undefined);
-    try {
-      const keys: string[] = [];
-      for await (const key of await this.kv.keys()) keys.push(key);
-      for (const key of keys) {
-        const entry = await this.kv.get(key);
-        if (entry) this.applyEntry(entry);
-      }
-    } catch (err) {
-      this.close(); // the open fails: no watch stays behind
-      throw err;
-    }
+  /** Follows the bucket: the claims there now and every change after (kv-follower.ts). */
+  private async load(log?: Logger): Promise<void> {
+    const follower = await KvFollower.follow(this.kv, (entry) => this.applyEntry(entry), { readExisting: true, log });
+    this.stopWatching = () => follower.stop();
   }
 
   private applyEntry(entry: KvEntry): void {

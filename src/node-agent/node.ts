@@ -9,7 +9,7 @@
 
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { ARTIFACT_BUCKET, type AuctionBid, AuctionRequestSchema, ControlSubjects, type DeployResponse, type InfoResponse, LameDuckRequestSchema, NAMESPACE_PATTERN, type PingResponse, UndeployRequestSchema, type WorkloadSummary } from "../protocol/control.js";
 import { type DeployRequest, DeployRequestSchema, servedSubjects } from "../protocol/deploy-request.js";
@@ -17,7 +17,8 @@ import { ISSUER_HEADER, requestAgeProblem, SIGNATURE_HEADER, signNodeXkey, verif
 import { createObjectStore } from "../util/replicated-buckets.js";
 import { type PlacedWorkload, type RegistryChange, type SignedDeploy, WorkloadRegistry } from "./workload-registry.js";
 import { NodeHeartbeats } from "./node-heartbeats.js";
-import { DEFAULT_FAILOVER_GRACE_MS, Failover } from "./failover.js";
+import { retryWhileTransient } from "../host-services/jetstream-retry.js";
+import { DEFAULT_FAILOVER_GRACE_MS, Failover, placedSubject } from "./failover.js";
 import type { Runtime, RuntimeObserver, WorkloadEvent, WorkloadSpec, WorkloadType } from "../runtimes/types.js";
 import { HostServices } from "../host-services/server.js";
 import type { NodeConfig } from "./config.js";
@@ -92,6 +93,8 @@ export class NodeAgent implements RuntimeObserver {
   private readonly heartbeats: NodeHeartbeats;
   private failover: Failover | null = null;
   private placedCheck?: NodeJS.Timeout;
+  private placedChecks = 0;
+  private placedSub?: Subscription;
   private replayGuard: ReplayGuard | null = null;
   private triggerClaims: TriggerClaims | null = null;
   private routes: HttpRoutes | null = null;
@@ -117,15 +120,15 @@ export class NodeAgent implements RuntimeObserver {
     const { log, config } = this.o;
     if (config.allow_any_issuer) log.warn("allow_any_issuer is set: any validly signed request may deploy, undeploy and lame-duck this node");
     try {
-      this.registry = await WorkloadRegistry.open(this.o.nc, (change) => void this.reconcile(change));
+      this.registry = await WorkloadRegistry.open(this.o.nc, log.child({ component: "registry" }), (change) => void this.reconcile(change));
     } catch (err) {
       throw new Error(`the NATS server must have JetStream enabled (node state is kept in a KV bucket): ${err instanceof Error ? err.message : err}`);
     }
     // The artifact store is made (or scaled up) here too, so a cluster's copy count holds before the first upload.
-    await createObjectStore(this.o.nc, ARTIFACT_BUCKET);
-    this.replayGuard = await ReplayGuard.open(this.o.nc, this.id);
-    this.triggerClaims = await TriggerClaims.open(this.o.nc, this.id);
-    this.routes = await HttpRoutes.open(this.o.nc, this.id);
+    await retryWhileTransient(() => createObjectStore(this.o.nc, ARTIFACT_BUCKET));
+    this.replayGuard = await retryWhileTransient(() => ReplayGuard.open(this.o.nc, this.id));
+    this.triggerClaims = await TriggerClaims.open(this.o.nc, this.id, log);
+    this.routes = await HttpRoutes.open(this.o.nc, this.id, log);
     this.children = await ChildWorkloads.open(this.lineageHost());
     await this.restoreOwned();
     this.heartbeats.start();
@@ -145,6 +148,7 @@ export class NodeAgent implements RuntimeObserver {
     this.failover.start();
     this.placedCheck = setInterval(() => void this.runMissing(), RETRY_PLACED_MS);
     this.placedCheck.unref();
+    this.listenForPlacements();
     await Promise.all([...this.o.runtimes.values()].map((r) => r.removeUnclaimed?.()));
     const api = this.api;
     const id = this.id;
@@ -473,9 +477,32 @@ export class NodeAgent implements RuntimeObserver {
     return { namespace, issuer: verified.issuer, request: parseRequestBody(DeployRequestSchema, body) };
   }
 
-  /** Starts what the registry gives this node and it does not run. */
+  /** A "placed" notice (failover.ts): the entry is read again, and started if it names this node. */
+  private listenForPlacements(): void {
+    const refreshing = new Set<string>();
+    this.placedSub = this.o.nc.subscribe(placedSubject(this.id), {
+      callback: (_err, msg) => {
+        let id: unknown;
+        try {
+          id = (JSON.parse(msg.string()) as { workload_id?: unknown }).workload_id;
+        } catch {
+          return;
+        }
+        // Anyone may send one: it costs a KV get, one at a time per id and a bounded number at once.
+        if (typeof id !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(id) || refreshing.has(id) || refreshing.size >= 256) return;
+        refreshing.add(id);
+        void this.registry
+          ?.refresh(id)
+          .catch((err: Error) => this.o.log.warn({ workload_id: id, err: err.message }, "reading a placed workload failed"))
+          .finally(() => refreshing.delete(id as string));
+      },
+    });
+  }
+
+  /** Starts what the registry gives this node and it does not run; every RESYNC_EVERY checks the whole registry is read again. */
   private async runMissing(): Promise<void> {
     if (this.stopped || this.lameDuck || !this.registry) return;
+    if (++this.placedChecks % RESYNC_EVERY === 0) await this.registry.resync().catch((err: Error) => this.o.log.warn({ err: err.message }, "reading the registry again failed"));
     for (const { entry } of this.registry.all()) {
       if (entry.owner === this.id && !this.workloads.has(entry.id)) await this.runPlaced(entry, "workload started from the registry");
     }
@@ -676,6 +703,7 @@ export class NodeAgent implements RuntimeObserver {
     this.hostServices.close();
     this.failover?.close();
     clearInterval(this.placedCheck);
+    this.placedSub?.unsubscribe();
     this.heartbeats.close();
     this.registry?.close();
     this.triggerClaims?.close();
@@ -692,6 +720,8 @@ export class NodeAgent implements RuntimeObserver {
 const PERMANENT_REFUSALS = new Set([400, 401, 403, 404, 409, 422]);
 /** How often the node looks for workloads the registry gives it that it does not run (a missed watch event, a failed start). */
 const RETRY_PLACED_MS = 5000;
+/** Every how many of those checks the whole registry is read again (30 s), behind its watch. */
+const RESYNC_EVERY = 6;
 
 /** How long a lame-duck node keeps a workload it handed over running while its new node starts it. */
 const HANDOVER_WAIT_MS = 10_000;

@@ -8,6 +8,7 @@
 // of which every node keeps a live copy (live-claims.ts), so the check costs no request.
 
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
 import { subjectsOverlap } from "../protocol/subjects.js";
 import { LiveClaims } from "./live-claims.js";
 
@@ -28,8 +29,8 @@ function readClaim(json: unknown): Claim | null {
 export class TriggerClaims {
   private constructor(private readonly claims: LiveClaims<Claim>) {}
 
-  static async open(nc: NatsConnection, nodeId: string): Promise<TriggerClaims> {
-    return new TriggerClaims(await LiveClaims.open(nc, BUCKET, nodeId, readClaim));
+  static async open(nc: NatsConnection, nodeId: string, log?: Logger): Promise<TriggerClaims> {
+    return new TriggerClaims(await LiveClaims.open(nc, BUCKET, nodeId, readClaim, undefined, log));
   }
 
   /** The first of `subjects` that overlaps a subject another namespace serves, with that namespace (also read by JavaScript services' subscriptions). */

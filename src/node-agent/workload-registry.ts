@@ -15,7 +15,10 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { KV, KvEntry } from "@nats-io/kv";
+import type { Logger } from "pino";
 import { createKv } from "../util/replicated-buckets.js";
+import { KvFollower } from "./kv-follower.js";
+import { retryWhileTransient } from "../host-services/jetstream-retry.js";
 import type { DeployRequest } from "../protocol/deploy-request.js";
 import type { ChildLink } from "./child-workloads.js";
 
@@ -71,9 +74,9 @@ export class WorkloadRegistry {
     private readonly changed: (change: RegistryChange) => void,
   ) {}
 
-  static async open(nc: NatsConnection, changed: (change: RegistryChange) => void): Promise<WorkloadRegistry> {
-    const registry = new WorkloadRegistry(await createKv(nc, BUCKET, { history: 1 }), changed);
-    await registry.load();
+  static async open(nc: NatsConnection, log: Logger, changed: (change: RegistryChange) => void): Promise<WorkloadRegistry> {
+    const registry = new WorkloadRegistry(await retryWhileTransient(() => createKv(nc, BUCKET, { history: 1 })), changed);
+    await registry.load(log);
     return registry;
   }
 
@@ -84,6 +87,23 @@ export class WorkloadRegistry {
   /** Every entry with its revision. */
   all(): { revision: number; entry: PlacedWorkload }[] {
     return [...this.entries.values()];
+  }
+
+  /**
+   * Reads one entry again (a KV get, no consumer needed) and tells what changed: the new owner's answer
+   * to a "placed" notice, which does not depend on a watch that may be stalled with a lost server.
+   */
+  async refresh(id: string): Promise<void> {
+    const e = await retryWhileTransient(() => this.kv.get(id));
+    const entry = e ? readEntry(e) : null;
+    if (e && this.apply(id, e.revision, entry)) this.changed({ id, entry });
+  }
+
+  /** Reads every entry again (a safety net behind the watch); tells what changed. */
+  async resync(): Promise<void> {
+    const keys: string[] = [];
+    for await (const key of await retryWhileTransient(() => this.kv.keys())) keys.push(key);
+    for (const id of keys) await this.refresh(id);
   }
 
   /** Records a workload that was just deployed on `entry.owner`. */
@@ -129,26 +149,18 @@ export class WorkloadRegistry {
     this.stopWatching?.();
   }
 
-  /** Watches updates first, then reads what is there, so nothing that changes in between is missed. */
-  private async load(): Promise<void> {
-    const watch = await this.kv.watch({ include: "updates" });
-    this.stopWatching = () => watch.stop();
-    void (async () => {
-      for await (const e of watch) {
-        if (this.apply(e.key, e.revision, readEntry(e))) this.changed({ id: e.key, entry: this.entries.get(e.key)?.entry ?? null });
-      }
-    })().catch(() => undefined);
-    try {
-      const keys: string[] = [];
-      for await (const key of await this.kv.keys()) keys.push(key);
-      for (const key of keys) {
-        const e = await this.kv.get(key);
-        if (e) this.apply(key, e.revision, readEntry(e));
-      }
-    } catch (err) {
-      this.close();
-      throw err;
-    }
+  /** Follows the bucket (kv-follower.ts); changes after the first read are told to `changed`. */
+  private async load(log: Logger): Promise<void> {
+    let loaded = false;
+    const follower = await KvFollower.follow(
+      this.kv,
+      (e) => {
+        if (this.apply(e.key, e.revision, readEntry(e)) && loaded) this.changed({ id: e.key, entry: this.entries.get(e.key)?.entry ?? null });
+      },
+      { readExisting: true, log },
+    );
+    loaded = true;
+    this.stopWatching = () => follower.stop();
   }
 
   /** A newer revision wins; returns whether anything changed. */
