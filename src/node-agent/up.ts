@@ -135,6 +135,7 @@ async function startNode(o: NodeUpOptions, releaseDataDir: () => void): Promise<
     throw new Error(`cannot connect to ${brokerUrl}: ${err instanceof Error ? err.message : err}`);
   }
   useReplicas(nc, o.config.js_replicas, (level, fields, message) => o.log[level](fields, message));
+  logConnectionChanges(nc, o.log);
   const identity = loadNodeIdentity(path.resolve(o.config.data_dir));
   let node: NodeAgent | undefined;
   const runtimes = new Map<WorkloadType, Runtime>();
@@ -200,4 +201,13 @@ async function startNode(o: NodeUpOptions, releaseDataDir: () => void): Promise<
       releaseDataDir();
     },
   };
+}
+
+/** The node's connection losing and finding its server (a NATS server restarted or lost), for the operator. */
+function logConnectionChanges(nc: NatsConnection, log: Logger): void {
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect") log.warn({ status: s.type, server: (s as { server?: string }).server }, s.type === "disconnect" ? "lost the NATS server; reconnecting" : "reconnected to NATS");
+    }
+  })().catch(() => undefined);
 }

@@ -361,8 +361,12 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
     }
   });
 
-  // The node went away: nothing is left to answer to.
-  process.on("disconnect", () => process.exit(0));
+  // The node went away (killed, say): nothing is left to answer to, and nobody may be answered either.
+  // process.exit can hang here while an isolate waits in a host call (V8 tears the isolate down while its
+  // thread waits on this one), and a process stuck in exit keeps its NATS connection and trigger
+  // subscriptions: the server would go on handing it requests that are never answered until its pings
+  // time out, minutes later. SIGKILL ends it at once, and the kernel closes the connection.
+  process.on("disconnect", () => process.kill(process.pid, "SIGKILL"));
   process.on("uncaughtException", (err) => fatal(`uncaught exception: ${err?.stack ?? String(err)}`, 1));
   process.on("unhandledRejection", (err) => fatal(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`, 1));
   process.title = `nex-${def.name}`;
