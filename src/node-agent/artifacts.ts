@@ -12,6 +12,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
+import { jetstream } from "@nats-io/jetstream";
 import { ARTIFACT_BUCKET } from "../protocol/control.js";
 import { transientCause } from "../host-services/jetstream-errors.js";
 import { retryWhileTransient } from "../host-services/jetstream-retry.js";
@@ -33,6 +34,9 @@ export async function fetchArtifact(nc: NatsConnection, url: string, expectedSha
   return bytes;
 }
 
+/** How long one JetStream API request of an artifact read may take before it is tried again. */
+const ARTIFACT_API_TIMEOUT_MS = 1500;
+
 async function fromObjectStore(nc: NatsConnection, url: string, maxBytes: number): Promise<Uint8Array> {
   const rest = url.slice("nats://".length);
   const slash = rest.indexOf("/");
@@ -42,7 +46,10 @@ async function fromObjectStore(nc: NatsConnection, url: string, maxBytes: number
   const key = decodeURIComponent(rest.slice(slash + 1));
   let store;
   try {
-    store = await retryWhileTransient(() => new Objm(nc).open(bucket));
+    // Reads are retried, so each JetStream API request gets a short time: a consumer that nats-server 2.9
+    // places on a server that is down only times out, and the next try usually lands on a live one.
+    const js = jetstream(nc, { timeout: ARTIFACT_API_TIMEOUT_MS });
+    store = await retryWhileTransient(() => new Objm(js).open(bucket));
   } catch (err) {
     const transient = transientCause(err);
     if (transient) throw new ControlError(503, `the artifact store is not available now: ${transient.cause}`);
