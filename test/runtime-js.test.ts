@@ -452,6 +452,13 @@ describe("JavaScript runtime", () => {
       expect((await request(s, "forged")).headers?.get("Nats-Service-Error-Code")).toBe("500");
     });
 
+    it("answers 503 when a host service's `unavailable` error escapes a service's handler", async () => {
+      const s = await deploy(spec("service/kv-unavailable.js", { namespace: "hs", service: { restart: { policy: "never" } } }));
+      const reply = await request(s, "x");
+      expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("503");
+      expect(reply.headers?.get("Nex-Error")).toMatch(/^JetStream temporarily unavailable: stream KV_hs_x has no leader/);
+    });
+
     it("calls host services synchronously from an async function", async () => {
       kv.set("color", new TextEncoder().encode("blue"));
       const s = await deploy(spec("kv-async.js", { namespace: "hs" }));

@@ -18,7 +18,7 @@
 /** What the runtime host asks the service's isolate to run. */
 export const SERVICE_EVENT = { ping: 0, start: 1, message: 2, timer: 3, trigger: 4, stop: 5 } as const;
 /** How a start, stop, reply or trigger ended. */
-export const SERVICE_RESULT = { ok: 1, error: 2, tooLarge: 3 } as const;
+export const SERVICE_RESULT = { ok: 1, error: 2, tooLarge: 3, unavailable: 4 } as const;
 
 export const SERVICE_RUNNER_SOURCE = String.raw`
 function makeServiceRunner(mod, info, control, emitReply) {
@@ -114,7 +114,8 @@ function makeServiceRunner(mod, info, control, emitReply) {
 
   // ---- results ----
   function outcome(settledOk, v) {
-    if (!settledOk) return [${SERVICE_RESULT.error}, errorMessage(v)];
+    // A host service's own "unavailable" (JetStream briefly without a leader) answers 503, as for functions.
+    if (!settledOk) return [isUnavailable(v) ? ${SERVICE_RESULT.unavailable} : ${SERVICE_RESULT.error}, errorMessage(v)];
     let enc;
     try {
       enc = encodeResult(v);

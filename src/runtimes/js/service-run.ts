@@ -461,7 +461,8 @@ export class ServiceRun {
       w.resolve({ ok: true, data: typeof value === "string" || value instanceof Uint8Array ? value : undefined });
     } else {
       const message = typeof value === "string" ? value : "the service failed";
-      w.resolve(failure(kind === SERVICE_RESULT.tooLarge ? ErrorCodes.tooLarge : ErrorCodes.failed, message));
+      const code = kind === SERVICE_RESULT.tooLarge ? ErrorCodes.tooLarge : kind === SERVICE_RESULT.unavailable ? ErrorCodes.unavailable : ErrorCodes.failed;
+      w.resolve(failure(code, message));
     }
   }
 
