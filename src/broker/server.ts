@@ -15,7 +15,7 @@ import { type ResolvedOptions, SERVER_VERSION } from "./options.js";
 import { type MatchResult, Sublist, type Subscription } from "./sublist.js";
 import { TlsUpgrader } from "./tls.js";
 import { type ClientTransport, SocketTransport } from "./transport.js";
-import { WebSocketListener } from "./websocket.js";
+import type { WebSocketListener } from "./websocket.js";
 
 const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
 const EMPTY = Buffer.alloc(0);
@@ -119,6 +119,8 @@ export class Broker {
     this.listenPort = (server.address() as net.AddressInfo).port;
     const wsConfig = this.options.websocket;
     if (wsConfig !== undefined) {
+      // Loaded only when asked for: the ws library is a good part of a plain broker's start-up.
+      const { WebSocketListener } = await import("./websocket.js");
       const ws = new WebSocketListener(wsConfig, this.options.maxPayload + this.options.maxControlLine, this);
       try {
         await ws.listen(this.options.host);
