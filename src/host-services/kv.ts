@@ -10,6 +10,7 @@ import { HostHeaders } from "../protocol/host-services.js";
 import type { KV } from "@nats-io/kv";
 import { kvBucketName } from "./buckets.js";
 import { HostError } from "./errors.js";
+import { isCasConflict } from "../util/kv-create.js";
 import { type RetryInfo, streamName, withJetStreamRetry } from "./jetstream-retry.js";
 import type { HostCallContext, HostMethod } from "./server.js";
 
@@ -27,12 +28,11 @@ function revisionHeader(revision: number): Record<string, string> {
   return { [HostHeaders.revision]: String(revision) };
 }
 
-const isConflict = (err: unknown): boolean => /wrong last sequence/i.test(err instanceof Error ? err.message : String(err));
 
 /** JetStream's compare-and-set failures, in the workload's words. */
 function casError(err: unknown, onConflict: HostError): never {
   const text = err instanceof Error ? err.message : String(err);
-  if (isConflict(err)) throw onConflict;
+  if (isCasConflict(err)) throw onConflict;
   if (/maximum bytes|message size exceeds/i.test(text)) throw new HostError("too_large", text);
   throw err;
 }
@@ -89,7 +89,7 @@ export const kvMethods: Record<string, HostMethod> = {
       try {
         return await kv.create(k, ctx.body);
       } catch (err) {
-        const mine = info.ambiguous && isConflict(err) ? await ownWrite(kv, k, ctx.body, 0) : undefined;
+        const mine = info.ambiguous && isCasConflict(err) ? await ownWrite(kv, k, ctx.body, 0) : undefined;
         if (mine !== undefined) return mine;
         casError(err, new HostError("exists", `key ${k} already exists`));
       }
@@ -105,7 +105,7 @@ export const kvMethods: Record<string, HostMethod> = {
       try {
         return await kv.update(k, ctx.body, revision);
       } catch (err) {
-        const mine = info.ambiguous && isConflict(err) ? await ownWrite(kv, k, ctx.body, revision) : undefined;
+        const mine = info.ambiguous && isCasConflict(err) ? await ownWrite(kv, k, ctx.body, revision) : undefined;
         if (mine !== undefined) return mine;
         casError(err, new HostError("wrong_revision", `key ${k} is not at revision ${revision}`));
       }

@@ -17,6 +17,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { KV, KvEntry } from "@nats-io/kv";
 import type { Logger } from "pino";
 import { createKv } from "../util/replicated-buckets.js";
+import { isCasConflict } from "../util/kv-create.js";
 import { KvFollower } from "./kv-follower.js";
 import { retryWhileTransient } from "../host-services/jetstream-retry.js";
 import type { DeployRequest } from "../protocol/deploy-request.js";
@@ -126,7 +127,7 @@ export class WorkloadRegistry {
       if (this.apply(id, next, moved)) this.changed({ id, entry: moved });
       return true;
     } catch (err) {
-      if (/wrong last sequence/i.test(err instanceof Error ? err.message : String(err))) return false;
+      if (isCasConflict(err)) return false;
       throw err;
     }
   }
@@ -139,7 +140,7 @@ export class WorkloadRegistry {
       if (known) await this.kv.delete(id, { previousSeq: known.revision });
       else await this.kv.delete(id);
     } catch (err) {
-      if (!/wrong last sequence/i.test(err instanceof Error ? err.message : String(err))) throw err;
+      if (!isCasConflict(err)) throw err;
       return; // it moved meanwhile: the new owner's entry stays
     }
     this.entries.delete(id);

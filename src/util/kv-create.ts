@@ -1,5 +1,6 @@
-// Creating a KV key only if it is absent: the one atomic step the node's registries (the replay guard,
-// deploy grants and child slots) build on.
+// Creating a KV key only if it is absent, and telling a compare-and-set that lost from other failures:
+// the atomic steps the node's registries (the replay guard, deploy grants, child slots, the workload
+// registry) and the kv host service build on.
 
 import type { KV } from "@nats-io/kv";
 
@@ -9,8 +10,16 @@ export async function createIfAbsent(kv: KV, key: string, value: string): Promis
     await kv.create(key, value);
     return true;
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    if (/wrong last sequence|key exists/i.test(message)) return false;
+    if (isCasConflict(err) || /key exists/i.test(errorText(err))) return false;
     throw err;
   }
+}
+
+/** A KV create, update or delete at a revision that the key was no longer at (JetStream's "wrong last sequence"). */
+export function isCasConflict(err: unknown): boolean {
+  return /wrong last sequence/i.test(errorText(err));
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
