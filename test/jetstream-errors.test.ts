@@ -99,7 +99,7 @@ describe("withJetStreamRetry", () => {
   });
 
   it("names the stream when the cause does not", async () => {
-    const err = await withJetStreamRetry(300, () => new Promise(() => {}), { stream: "KV_hs_default_todo" }).catch((e: unknown) => e);
+    const err = await withJetStreamRetry(300, () => new Promise(() => {}), { stream: () => "KV_hs_default_todo" }).catch((e: unknown) => e);
     expect((err as HostError).message).toMatch(/^JetStream temporarily unavailable: JetStream did not answer in time \(stream KV_hs_default_todo\) \(retried for \d+ ms\)$/);
   });
 

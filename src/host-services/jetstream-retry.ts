@@ -20,8 +20,8 @@ export interface RetryInfo {
 }
 
 export interface RetryOptions {
-  /** The stream behind the call, named in the error when the cause does not name it already. */
-  stream?: string;
+  /** The stream behind the call, named in the error when the cause does not name it already (worked out only then). */
+  stream?: () => string | undefined;
   /**
    * Give up waiting on one attempt after this long and try again (default: the whole budget). A request
    * in flight when the client's server goes away gets no answer until nats.js' own 5 s timeout, though the
@@ -61,7 +61,8 @@ export async function withJetStreamRetry<T>(budgetMs: number, op: (info: RetryIn
       const wait = Math.min(backoffMs(attempt), deadline - Date.now() - 5);
       if ((timedOut && err.final) || wait <= 0) {
         // A timeout or an API error does not say which stream: name it when the caller knows.
-        const cause = opts.stream && !transient.cause.includes(opts.stream) ? `${transient.cause} (stream ${opts.stream})` : transient.cause;
+        const stream = opts.stream?.();
+        const cause = stream && !transient.cause.includes(stream) ? `${transient.cause} (stream ${stream})` : transient.cause;
         throw new HostError("unavailable", `JetStream temporarily unavailable: ${cause} (retried for ${Date.now() - started} ms)`);
       }
       await new Promise((r) => setTimeout(r, wait));

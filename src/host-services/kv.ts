@@ -49,7 +49,7 @@ const ATTEMPT_MS = 1000;
  * `whole`: a listing (keys, history) that may take a while on a large bucket gets the whole budget per attempt.
  */
 function retrying<T>(ctx: HostCallContext, op: (kv: KV, info: RetryInfo) => Promise<T>, whole = false): Promise<T> {
-  const stream = streamName(ctx, kvBucketName, "KV_");
+  const stream = (): string | undefined => streamName(ctx, kvBucketName, "KV_");
   return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.kv(), info), { stream, attemptMs: whole ? undefined : ATTEMPT_MS });
 }
 

@@ -13,7 +13,7 @@ import type { HostCallContext, HostMethod } from "./server.js";
 
 /** `op` on the workload's store, retried while JetStream is briefly unavailable, within the call's time. */
 function retrying<T>(ctx: HostCallContext, op: (store: ObjectStore, info: RetryInfo) => Promise<T>): Promise<T> {
-  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.objects(), info), { stream: streamName(ctx, objectBucketName, "OBJ_") });
+  return withJetStreamRetry(ctx.timeoutMs(), async (info) => op(await ctx.objects(), info), { stream: () => streamName(ctx, objectBucketName, "OBJ_") });
 }
 
 function name(ctx: HostCallContext): string {

@@ -63,7 +63,8 @@ export function createObjectStore(nc: NatsConnection, name: string, opts: Partia
 
 async function withReplicas<T>(nc: NatsConnection, stream: string, create: (replicas: number) => Promise<T>): Promise<T> {
   const policy = policyOf(nc);
-  if (policy.replicas > 1) await scaleUp(await jetstreamManager(nc), stream, policy);
+  // checkAPI: false: the stream info that follows asks JetStream anyway; no $JS.API.INFO round trip first.
+  if (policy.replicas > 1) await scaleUp(await jetstreamManager(nc, { checkAPI: false }), stream, policy);
   for (;;) {
     try {
       return await create(policy.replicas);
