@@ -294,13 +294,19 @@ export class NodeAgent implements RuntimeObserver {
   /** Checks the signature, the issuer allow-list, the replay window and that the request is new; returns the issuer. */
   private async authorize(msg: Msg, requestedAt: string): Promise<string> {
     const signature = msg.headers?.get(SIGNATURE_HEADER);
-    const verified = verifyRequest(msg.subject, msg.data, msg.headers?.get(ISSUER_HEADER), signature);
-    if ("problem" in verified) throw new ControlError(401, verified.problem);
-    const { allowed_issuers: allowed, allow_any_issuer: anyIssuer } = this.o.config;
-    if (!anyIssuer && !allowed.includes(verified.issuer)) throw new ControlError(403, `issuer ${verified.issuer} is not allowed on this node`);
+    const issuer = this.allowedSigner(msg.subject, msg.data, msg.headers?.get(ISSUER_HEADER), signature);
     const age = requestAgeProblem(requestedAt);
     if (age) throw new ControlError(401, age);
     await this.replays().admit(signature as string);
+    return issuer;
+  }
+
+  /** The issuer whose valid signature the message carries, if this node allows it (401 or 403 otherwise). */
+  private allowedSigner(subject: string, data: Uint8Array, issuer: string | undefined, signature: string | undefined): string {
+    const verified = verifyRequest(subject, data, issuer, signature);
+    if ("problem" in verified) throw new ControlError(401, verified.problem);
+    const { allowed_issuers: allowed, allow_any_issuer: anyIssuer } = this.o.config;
+    if (!anyIssuer && !allowed.includes(verified.issuer)) throw new ControlError(403, `issuer ${verified.issuer} is not allowed on this node`);
     return verified.issuer;
   }
 
@@ -468,13 +474,12 @@ export class NodeAgent implements RuntimeObserver {
     const signed = entry.signed;
     if (!signed) throw new ControlError(401, "the registry entry carries no signed deploy");
     const body = Buffer.from(signed.body, "base64");
-    const verified = verifyRequest(signed.subject, body, signed.issuer, signed.signature);
-    if ("problem" in verified) throw new ControlError(401, verified.problem);
-    const { allowed_issuers: allowed, allow_any_issuer: anyIssuer } = this.o.config;
-    if (!anyIssuer && !allowed.includes(verified.issuer)) throw new ControlError(403, `issuer ${verified.issuer} is not allowed on this node`);
-    const namespace = /^\$NEX\.SVC\.([^.]+)\.control\.DEPLOY\.[^.]+$/.exec(signed.subject)?.[1];
-    if (!namespace) throw new ControlError(400, "the signed deploy is not a deploy request");
-    return { namespace, issuer: verified.issuer, request: parseRequestBody(DeployRequestSchema, body) };
+    const issuer = this.allowedSigner(signed.subject, body, signed.issuer, signed.signature);
+    // $NEX.SVC.<ns>.control.DEPLOY.<node>: the namespace is the one the issuer signed for.
+    const tokens = signed.subject.split(".");
+    const namespace = tokens[2];
+    if (tokens.length !== 6 || signed.subject !== ControlSubjects.deploy(namespace, tokens[5])) throw new ControlError(400, "the signed deploy is not a deploy request");
+    return { namespace, issuer, request: parseRequestBody(DeployRequestSchema, body) };
   }
 
   /** A "placed" notice (failover.ts): the entry is read again, and started if it names this node. */
