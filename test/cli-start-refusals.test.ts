@@ -72,6 +72,13 @@ describe("nex node up flag values", () => {
     [["--trusted-node", "bogus"], /trusted_nodes\.0: must be a node id \(N\.\.\.\)/],
     [["--trusted-node", "*"], /trusted_nodes\.0: must be a node id/],
     [["--trusted-node", "A".repeat(56)], /trusted_nodes\.0: must be a node id/],
+    // Replicas: a whole number 1-5 (JetStream's own range); the grace period: a duration up to an hour.
+    [["--js-replicas", "abc"], /js_replicas: Invalid input: expected number/],
+    [["--js-replicas", "0"], /js_replicas: Too small/],
+    [["--js-replicas", "7"], /js_replicas: Too big/],
+    [["--js-replicas", "2.5"], /js_replicas: Invalid input: expected int/],
+    [["--failover-grace", "soon"], /invalid duration "soon"/],
+    [["--failover-grace", "2h"], /failover_grace_ms: Too big/],
   ];
   it.each(bad)("%j is refused with its reason, before anything starts", async (args, reason) => {
     const res = await runNex(["node", "up", "--port", "0", "--data-dir", `${home}/node`, ...args], { NEX_HOME: home });

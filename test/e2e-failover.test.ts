@@ -13,6 +13,7 @@ import { signRequest } from "../src/protocol/signing.js";
 import { ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
 import { signAsNode } from "../src/protocol/grants.js";
 import { heartbeatSubject } from "../src/node-agent/node-heartbeats.js";
+import { placedSubject } from "../src/node-agent/failover.js";
 import { describeEachServer } from "./helpers/servers.js";
 import { eventually, waitFor } from "./helpers/wait.js";
 import { NodeUnderTest, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
@@ -120,6 +121,30 @@ describeEachServer("failover: workloads of a lost node move to the nodes left", 
     expect(w?.node_id).toBe(t.node.nodeId);
     expect(await echo("fo.handed")).toBe("fo.handed: hi");
     expect((await nex("workload", "stop", id)).code).toBe(0);
+  });
+
+  it("shrugs off placed notices it cannot use, and refuses a lame duck whose move is not a boolean", async () => {
+    const bystander = await deployOn(t.node.nodeId, "bystander", "fo.bystander");
+    const notices: (string | object)[] = ["not json", { workload_id: "*" }, { workload_id: ">" }, { workload_id: 5 }, { workload_id: "x".repeat(100_000) }, {}];
+    for (const n of notices) nc.publish(placedSubject(t.node.nodeId), typeof n === "string" ? n : JSON.stringify(n));
+    // A flood of notices for ids the registry does not have: each costs a KV get, a bounded number at once.
+    for (let i = 0; i < 2000; i++) nc.publish(placedSubject(t.node.nodeId), JSON.stringify({ workload_id: `nosuch${i}` }));
+    await nc.flush();
+    expect(await echo("fo.bystander")).toBe("fo.bystander: hi");
+    const ids = (await workloads()).map((w) => w.id);
+    expect(ids).toContain(bystander);
+    expect(ids.some((id) => id.startsWith("nosuch") || id === "*")).toBe(false);
+
+    const localIssuer = fromSeed(encoder.encode(readFileSync(path.join(t.home, "issuer.nk"), "utf8").trim()));
+    const subject = ControlSubjects.lameDuck(t.node.nodeId);
+    const body = encoder.encode(JSON.stringify({ version: PROTOCOL_VERSION, requested_at: new Date().toISOString(), move: "yes" }));
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(signRequest(localIssuer, subject, body))) h.set(k, v);
+    const reply = await nc.request(subject, body, { headers: h, timeout: 5000 });
+    expect(reply.json<{ error?: { code: number } }>().error?.code).toBe(400);
+    // The node did not go into lame duck: it still serves and still takes deploys.
+    expect(await echo("fo.bystander")).toBe("fo.bystander: hi");
+    expect((await nex("workload", "stop", bystander)).code).toBe(0);
   });
 
   it("never runs a registry entry that no allowed issuer signed, and removes it", async () => {
