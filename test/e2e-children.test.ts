@@ -11,7 +11,7 @@ import { connect, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConne
 import { createAccount, createCurve, createServer, fromSeed, type KeyPair } from "@nats-io/nkeys";
 import { Kvm } from "@nats-io/kv";
 import { signNodeXkey, signRequest } from "../src/protocol/signing.js";
-import { ControlSubjects } from "../src/protocol/control.js";
+import { ControlSubjects, PROTOCOL_VERSION } from "../src/protocol/control.js";
 import { ChildSubjects, signAsNode } from "../src/protocol/grants.js";
 import { describeEachServer } from "./helpers/servers.js";
 import { eventually, waitFor } from "./helpers/wait.js";
@@ -355,6 +355,13 @@ describeEachServer("workloads that deploy workloads", (kind) => {
       const auth = t.connectOptions();
       second = await startNodeUp(["--server", t.node.url, ...(auth.user ? ["--user", auth.user, "--password", auth.pass ?? ""] : []), "--data-dir", secondDir], t.env);
       await waitFor("both nodes to answer", async () => JSON.parse((await nex("node", "ls", "--json")).stdout).length === 2);
+      // Both bid for a JavaScript child before the tests below count on where the auction sends it.
+      await waitFor("both nodes to bid", async () => {
+        const replies = await nc.requestMany(ControlSubjects.auction("default"), JSON.stringify({ version: PROTOCOL_VERSION, type: "javascript", tags: {} }), { strategy: "stall", stall: 200, maxWait: 2000 });
+        let bids = 0;
+        for await (const m of replies) if (m.data.length > 0) bids++;
+        return bids === 2;
+      });
     }, 60_000);
 
     afterAll(async () => {

@@ -15,7 +15,9 @@ export interface AuctionAsk {
 }
 
 /** How long bids are gathered after the last one came in, and at most. */
-const STALL_MS = 15;
+// The stall leaves room for a busy node's bid on a loaded machine; a remembered count of bidders
+// (child-workloads.ts) usually ends an auction before it.
+const STALL_MS = 30;
 const MAX_WAIT_MS = 1000;
 
 /** The usable bids; `answered` counts every answer (a full count ends the next auction early); `expected` ends this one early. */

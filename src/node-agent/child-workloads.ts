@@ -330,7 +330,9 @@ export class ChildWorkloads {
     const known = this.bidders.get(key);
     const expected = known && Date.now() - known.at < AUCTION_MEMORY_MS ? known.count : Infinity;
     const { bids, answered } = await collectBids(this.host.nc, ask, (node) => this.host.nodeTrusted(node), expected);
-    if (answered > 0 && (expected === Infinity || answered < expected)) this.rememberBidders(key, answered);
+    // Only ever raised within the memory: a bidder that was slow once must not be cut off from every
+    // later auction (one that left is forgotten through the node events, or when the memory expires).
+    if (answered > 0 && expected === Infinity) this.rememberBidders(key, answered);
     if (bids.length === 0) throw new HostError("no_responders", `no node bid for a ${type} child${Object.keys(tags).length ? ` with tags ${JSON.stringify(tags)}` : ""}`);
     const least = Math.min(...bids.map((b) => b.workload_count));
     const best = bids.filter((b) => b.workload_count === least);
