@@ -109,8 +109,11 @@ function findHostPid(pid: number): number | null {
   return host ? host.pid : null;
 }
 
-/** Starts `nex node up --port 0` with fresh temporary directories; resolves once it printed its id and URL. */
-export async function startNode(extraArgs: string[] = []): Promise<RunningNode> {
+/**
+ * Starts `nex node up --port 0` (its bundled broker; or, with `server`, only the agent on that NATS
+ * server or cluster) with fresh temporary directories; resolves once it printed its id and URL.
+ */
+export async function startNode(extraArgs: string[] = [], server?: string): Promise<RunningNode> {
   const reason = bundledUnavailableReason();
   if (reason) throw new Error(reason);
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "nex-bench-node-"));
@@ -119,7 +122,7 @@ export async function startNode(extraArgs: string[] = []): Promise<RunningNode> 
   liveDataDirs.add(home);
   const env: NodeJS.ProcessEnv = { ...process.env, NEX_HOME: home };
   delete env.NEX_NAMESPACE;
-  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "node", "up", "--port", "0", "--data-dir", dataDir, "--name", "bench", "--allow-any-issuer", "--no-auth", ...extraArgs];
+  const args = [path.join(REPO_ROOT, "bin", "nex.js"), "node", "up", ...(server ? ["--server", server] : ["--port", "0", "--no-auth"]), "--data-dir", dataDir, "--name", "bench", "--allow-any-issuer", ...extraArgs];
   let proc: ChildProcess;
   try {
     proc = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });

@@ -3,14 +3,16 @@
 //
 //   npm run bench                 # full run (~7.5 min; the node rows ~2.5 min of it, density included)
 //   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
-//   npm run bench -- --only 1,5   # only some rows (1-24, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
+//   npm run bench -- --only 1,5   # only some rows (1-25, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
 //                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,
-//                                 #   kvfn, oci, wspubsub16, wsreqrep, svc50, svccold, childdeploy)
+//                                 #   kvfn, oci, wspubsub16, wsreqrep, svc50, svccold, childdeploy, failover)
 //   npm run bench -- --only node  # the six node rows (trigger, trigger50, cold, density, kvfn, childdeploy)
 //   npm run bench -- --only ws    # the two WebSocket rows (wspubsub16, wsreqrep)
 //   npm run bench -- --only services   # the JavaScript service rows (svc50, svccold)
 //   npm run bench -- --only web   # the HTTP trigger rows (http, httplatency: bench/http.ts; needs autocannon)
 //   npm run bench -- --only wasm,wasmcold   # WebAssembly rows (bench/wasm.ts), also part of a full run
+//   npm run bench -- --only failover   # row 25: kill -9 of a stream leader and a node on a 3-server cluster
+//                                 #   (bench/failover.ts, ~1 min; part of a full run, not of --quick)
 //
 // Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
 // consumer, object store), run against `nats-server -js` and the bundled
@@ -47,6 +49,7 @@ import { killHosts } from "./node.js";
 import { nodeRows, renderNodeResults, runNodeRow, type NodeOptions, type NodeRow, type NodeRowResult } from "./noderows.js";
 import { OCI_ROW_ID, runOciRow } from "./oci.js";
 import { HTTP_ROW_IDS, runHttpRows } from "./http.js";
+import { FAILOVER_ROW_ID, runFailoverRow } from "./failover.js";
 import { formatNumber, markdownTable, type TableRow } from "./table.js";
 import { runWasmBench, takeWasmRows } from "./wasm.js";
 import { msgFrameShape } from "./wire.js";
@@ -102,8 +105,9 @@ const ROW_NAMES: Record<string, number> = {
   childdeploy: 22,
   http: HTTP_ROW_IDS[0],
   httplatency: HTTP_ROW_IDS[1],
+  failover: FAILOVER_ROW_ID,
 };
-const ROW_COUNT = 24;
+const ROW_COUNT = 25;
 const DENSITY_ROW = 15;
 /** --only aliases for groups of rows. */
 const ROW_GROUPS: Record<string, number[]> = {
@@ -121,7 +125,7 @@ function usage(msg?: string): never {
     "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
       "                                                kvput,kvget,jspub,replay,objput,objget,\n" +
       "                                                trigger,trigger50,cold,density,kvfn,oci,\n" +
-      "                                                wspubsub16,wsreqrep,svc50,svccold,childdeploy,http,httplatency|core,jetstream,node,ws,services,web]\n" +
+      "                                                wspubsub16,wsreqrep,svc50,svccold,childdeploy,http,httplatency,failover|core,jetstream,node,ws,services,web]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );
@@ -833,6 +837,8 @@ async function main(): Promise<void> {
   }
   if (!o.only || o.only.has(OCI_ROW_ID)) out.push("", ...(await runOciRow(log)));
   if (!o.only || HTTP_ROW_IDS.some((id) => o.only?.has(id))) out.push("", ...(await runHttpRows(log)));
+  // About a minute of three servers and three nodes: under --quick only when asked for.
+  if (o.only ? o.only.has(FAILOVER_ROW_ID) : !o.quick) out.push("", ...(await runFailoverRow(o.natsBin, log)));
   const load = os.loadavg();
   out.push("");
   out.push(

@@ -13,7 +13,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { type NatsCluster, startNatsCluster } from "./helpers/nats-cluster.js";
+import { type NatsCluster, startNatsCluster } from "../bench/nats-cluster.js";
 import { type NodeProcess, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
 import { waitFor } from "./helpers/wait.js";
 

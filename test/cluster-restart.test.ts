@@ -1,5 +1,5 @@
 // Issue #18: nex on a 3-server JetStream cluster keeps serving while servers restart. Real processes: three
-// nats-server (test/helpers/nats-cluster.ts), two `nex node up --server <all three>`, the todo example's
+// nats-server (bench/nats-cluster.ts), two `nex node up --server <all three>`, the todo example's
 // create function, and a steady load of todo.create requests from a client connected to all three.
 // Asserted: every acknowledged todo is readable afterwards; failures fall only inside windows around the
 // restarts; once the cluster is whole again a final window of requests all succeed. And without a quorum
@@ -12,7 +12,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NodeProcess, removeDir, ROOT, runNex, startNodeUp, tempDir } from "./helpers/nex-cli.js";
-import { type NatsCluster, startNatsCluster } from "./helpers/nats-cluster.js";
+import { type NatsCluster, startNatsCluster } from "../bench/nats-cluster.js";
 import { unavailableReason } from "./helpers/servers.js";
 import { buildWasmExamples } from "./helpers/wasm-fixtures.js";
 import { eventually, waitFor } from "./helpers/wait.js";

@@ -8,7 +8,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HostServices } from "../src/host-services/server.js";
 import { HostHeaders } from "../src/protocol/host-services.js";
-import { type NatsCluster, startNatsCluster } from "./helpers/nats-cluster.js";
+import { type NatsCluster, startNatsCluster } from "../bench/nats-cluster.js";
 import { unavailableReason } from "./helpers/servers.js";
 
 const WORKLOAD = { id: "wl-1", name: "todo", namespace: "default" };

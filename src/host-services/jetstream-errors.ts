@@ -1,6 +1,6 @@
 // Which nats.js errors mean "JetStream is briefly not there" (worth a retry) and what to call the cause.
 //
-// What nats.js 3.4 throws, seen against a 3-server nats-server 2.9.10 cluster (test/helpers/nats-cluster.ts):
+// What nats.js 3.4 throws, seen against a 3-server nats-server 2.9.10 cluster (bench/nats-cluster.ts):
 // - a KV put/create/update to a stream with no leader (its leader was killed or stopped, election not
 //   over, or no quorum): JetStreamNotEnabled "jetstream is not enabled", cause RequestError whose cause
 //   is NoRespondersError "no responders: '$KV.<bucket>.<key>'". Nothing received the message, so it was

@@ -8,7 +8,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { freePort } from "./servers.js";
+import { freePort } from "./servers.js"; // bench/servers.ts
 
 export interface ClusterUser {
   user: string;
@@ -22,6 +22,8 @@ export interface NatsClusterOptions {
   auth?: { users: ClusterUser[] };
   /** Cluster name (default "nexc"). */
   name?: string;
+  /** The nats-server binary (default "nats-server" on the PATH). */
+  bin?: string;
 }
 
 export interface ClusterServer {
@@ -130,6 +132,7 @@ class Server implements ClusterServer {
     readonly name: string,
     private readonly ports: Ports,
     private readonly confFile: string,
+    private readonly bin: string,
   ) {
     this.url = `nats://127.0.0.1:${ports.client}`;
     this.monitorUrl = `http://127.0.0.1:${ports.http}`;
@@ -151,7 +154,7 @@ class Server implements ClusterServer {
     if (this.child) throw new Error(`${this.name} is already running`);
     // The old process' ports may linger for a moment after a kill: retry a launch that lost the race.
     for (let attempt = 0; ; attempt++) {
-      const child = spawn("nats-server", ["-c", this.confFile], { stdio: ["ignore", "ignore", "pipe"] });
+      const child = spawn(this.bin, ["-c", this.confFile], { stdio: ["ignore", "ignore", "pipe"] });
       children.add(child);
       const exited = new Promise<void>((r) => {
         child.once("exit", () => r());
@@ -230,7 +233,7 @@ export async function startNatsCluster(opts: NatsClusterOptions = {}): Promise<N
     mkdirSync(storeDir, { recursive: true });
     const conf = path.join(dir, name, "server.conf");
     writeFileSync(conf, config(name, clusterName, p, ports, storeDir, opts.auth));
-    return new Server(name, p, conf);
+    return new Server(name, p, conf, opts.bin ?? "nats-server");
   });
   const user = opts.auth?.users[0];
   let admin: NatsConnection | undefined;
