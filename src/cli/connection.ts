@@ -4,7 +4,7 @@
 
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import type { NatsConnection, NodeConnectionOptions } from "@nats-io/transport-node";
 import { localBrokerFor } from "../node-agent/broker-credentials.js";
 import { CliError, ExitCode, configureUsageErrors } from "./output.js";
 
@@ -174,6 +174,8 @@ function implicitCredentials(servers: string[]): Pick<NodeConnectionOptions, "us
 export async function connectFromOptions(opts: ConnectionOptions, name = "nex"): Promise<NatsConnection> {
   const servers = serverList(opts.server);
   const timeout = opts.timeout ?? DEFAULT_TIMEOUT_MS;
+  // Loaded here, not with the flags: `nex node up` defines these flags and starts its broker first.
+  const { connect, credsAuthenticator } = await import("@nats-io/transport-node");
   if (opts.password !== undefined && opts.user === undefined) {
     throw new CliError("--password needs --user", ExitCode.usage);
   }

@@ -7,7 +7,7 @@ import { LOCAL_BROKER_FILE } from "../node-agent/broker-credentials.js";
 import { loadNodeConfig } from "../node-agent/config.js";
 import { DEFAULT_NAMESPACE } from "../protocol/control.js";
 import { addConnectionOptions, type ConnectionOptions, connectFromOptions } from "./connection.js";
-import { ControlClient } from "./control-client.js";
+import type { ControlClient } from "./control-client.js";
 import { issuerKey, nexHome } from "../util/nex-home.js";
 import { CliError, configureUsageErrors, ExitCode, printJson, printTable, withErrors } from "./output.js";
 import {
@@ -20,7 +20,7 @@ import {
   websocketFromFlags,
 } from "./broker-command.js";
 import type { BrokerOptions } from "../broker/options.js";
-import { DEFAULT_GATEWAY } from "../node-agent/http-gateway.js";
+import { DEFAULT_GATEWAY } from "../node-agent/gateway-options.js";
 import { durationArg } from "./connection.js";
 
 function keyValues(value: string, previous: Record<string, string> = {}): Record<string, string> {
@@ -41,6 +41,7 @@ function namespaceOption(): Option {
 
 async function withControl<T>(opts: ClientOpts, fn: (client: ControlClient) => Promise<T>): Promise<T> {
   const nc = await connectFromOptions(opts, "nex cli");
+  const { ControlClient } = await import("./control-client.js");
   try {
     return await fn(new ControlClient(nc, opts.namespace, opts.timeout ?? 5000));
   } finally {

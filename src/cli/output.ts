@@ -1,5 +1,5 @@
 // Output helpers shared by every `nex` command: tables for people, JSON for scripts, one-line errors with
-// exit codes scripts can branch on, and a spinner that never pollutes piped or --json output.
+// exit codes scripts can branch on (the spinner is in spinner.ts).
 //
 // Exit codes:
 //   0  success
@@ -10,8 +10,7 @@
 //   5  timeout, or the NATS server is unreachable / the connection was lost
 
 import type { Command } from "commander";
-import Table from "cli-table3";
-import ora from "ora";
+import { createRequire } from "node:module";
 
 export const ExitCode = {
   ok: 0,
@@ -111,6 +110,8 @@ export interface Column<R> {
 export function printTable<R extends object>(rows: R[], columns: Array<Column<R> | (keyof R & string)>): void {
   const cols: Column<R>[] = columns.map((c) => (typeof c === "string" ? { key: c } : c));
   const colour = Boolean(process.stdout.isTTY);
+  // Loaded on first use: most commands print no table, and every module costs start-up time.
+  const Table = createRequire(import.meta.url)("cli-table3") as typeof import("cli-table3");
   const table = new Table({
     head: cols.map((c) => c.header ?? c.key.toUpperCase()),
     colAligns: cols.map((c) => c.align ?? "left"),
@@ -136,30 +137,4 @@ export function printJson(value: unknown): void {
 /** One compact JSON object per line, for streams (sub, monitor) that scripts read line by line. */
 export function printJsonLine(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
-}
-
-export interface Spinner {
-  /** Changes the text while it spins. */
-  update(text: string): void;
-  succeed(text?: string): void;
-  fail(text?: string): void;
-  stop(): void;
-}
-
-/**
- * A progress spinner (on stderr) that is silent when stdout is not a terminal or --json was given,
- * so it never interleaves with output another program reads.
- */
-export function spinner(text: string, options: { json?: boolean } = {}): Spinner {
-  const silent = options.json === true || !process.stdout.isTTY;
-  // discardStdin would put stdin in raw mode; a command may still be reading its payload from it.
-  const s = ora({ text, isSilent: silent, discardStdin: false }).start();
-  return {
-    update: (t) => {
-      s.text = t;
-    },
-    succeed: (t) => void s.succeed(t),
-    fail: (t) => void s.fail(t),
-    stop: () => void s.stop(),
-  };
 }

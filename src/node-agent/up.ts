@@ -1,26 +1,23 @@
 // `nex node up` without the CLI around it: optionally the bundled broker in-process, a NATS connection,
 // the runtimes the config allows, and the node agent. Used by the CLI and by tests.
+//
+// In two steps, for a quick start: this module takes the data-dir lock and starts the bundled broker,
+// loading little else, so clients can connect at once; then start-agent.ts (loaded only then) connects
+// the node and starts its runtimes, agent and gateway.
 
 import path from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { type BrokerAuth, type BrokerOptions, type RunningBroker, startBroker } from "../broker/index.js";
-import { JsRuntime } from "../runtimes/js/js-runtime.js";
-import { OciRuntime } from "../runtimes/oci/oci-runtime.js";
-import { StaticRuntime } from "../runtimes/static/static-runtime.js";
-import { WasmRuntime } from "../runtimes/wasm/wasm-runtime.js";
-import type { NatsAuth, Runtime, WorkloadType } from "../runtimes/types.js";
+import type { NatsAuth } from "../runtimes/types.js";
 import type { NodeConfig } from "./config.js";
 import { issuerKey, nexHome } from "../util/nex-home.js";
-import { resolveArtifactDir } from "./artifacts.js";
 import { type LocalBrokerConnection, loadOrCreateBrokerUsers, recordLocalBroker } from "./broker-credentials.js";
-import { loadNodeIdentity } from "./identity.js";
-import { connectLocalFirst } from "./in-process-connect.js";
-import { BrokerWorkloadUsers, type WorkloadCredentials } from "./workload-credentials.js";
-import { NodeAgent } from "./node.js";
-import { DEFAULT_GATEWAY, type GatewayOptions, HttpGateway } from "./http-gateway.js";
+import type { WorkloadCredentials } from "./workload-credentials.js";
+import type { NodeAgent } from "./node.js";
+import type { HttpGateway } from "./http-gateway.js";
+import type { GatewayOptions } from "./gateway-options.js";
 import { lockDataDir } from "./data-dir-lock.js";
-import { useReplicas } from "../util/replicated-buckets.js";
 
 export interface NodeUpOptions {
   config: NodeConfig;
@@ -94,6 +91,7 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
     o = { ...o, config: { ...o.config, allowed_issuers: [issuerKey().getPublicKey()] } };
   }
   if (o.config.artifact_dir) {
+    const { resolveArtifactDir } = await import("./artifacts.js");
     o = { ...o, config: { ...o.config, artifact_dir: await resolveArtifactDir(o.config.artifact_dir, [o.config.data_dir, nexHome()]) } };
   }
   const lock = lockDataDir(o.config.data_dir);
@@ -107,107 +105,25 @@ export async function nodeUp(o: NodeUpOptions): Promise<RunningNode> {
 
 async function startNode(o: NodeUpOptions, releaseDataDir: () => void): Promise<RunningNode> {
   let broker: RunningBroker | undefined;
-  let brokerUrl = o.server;
   let local: LocalBrokerConnection | undefined;
   let credentials: WorkloadCredentials | undefined;
-  if (!brokerUrl) {
+  if (!o.server) {
     const access = bundledBrokerAccess(o);
     const given = { host: o.host, port: o.port, httpPort: o.httpPort };
     const options: BrokerOptions = { port: 4222, ...o.brokerOptions, ...withoutUndefined(given), dataDir: o.config.data_dir, jetstream: true, auth: access.brokerAuth };
     broker = await startBroker(options, o.log.child({ component: "broker" }));
-    brokerUrl = broker.url;
     // Over TLS the node (and its runtime hosts) trust the broker's CA, and show their certificate where one is required.
     const tls = options.tls ? { caFile: options.tls.caFile, ...(options.tls.verify ? { certFile: options.tls.certFile, keyFile: options.tls.keyFile } : {}) } : undefined;
     o = { ...o, auth: access.node || tls ? { ...access.node, ...(tls ? { tls } : {}) } : undefined };
     local = access.local ? recordLocalBroker(broker.url, { ...access.local, ...(tls ? { tls } : {}) }, broker.wsUrl) : undefined;
     // Containers connect with users of their own; a broker with a token or without auth has no users to mint.
-    if (access.workloadSecret) credentials = new BrokerWorkloadUsers(broker.users, access.workloadSecret);
+    if (access.workloadSecret) credentials = new (await import("./workload-credentials.js")).BrokerWorkloadUsers(broker.users, access.workloadSecret);
   }
-  const servers = brokerUrl.split(",").map((s) => s.trim());
-  let nc: NatsConnection;
   try {
-    // noAsyncTraces: host services make a request per call; a stack captured for each costs more than it.
-    // Beside a bundled broker the node's connection is in memory (no loopback socket in between).
-    const dial = broker ? connectLocalFirst : connect;
-    nc = await dial({ servers, name: `nex-node ${o.config.name}`, maxReconnectAttempts: -1, noAsyncTraces: true, ...o.auth });
+    const { startAgent } = await import("./start-agent.js");
+    return await startAgent(o, { broker, brokerUrl: broker?.url ?? (o.server as string), local, credentials, releaseDataDir });
   } catch (err) {
     await broker?.close();
-    throw new Error(`cannot connect to ${brokerUrl}: ${err instanceof Error ? err.message : err}`);
-  }
-  useReplicas(nc, o.config.js_replicas, (level, fields, message) => o.log[level](fields, message));
-  logConnectionChanges(nc, o.log);
-  const identity = loadNodeIdentity(path.resolve(o.config.data_dir));
-  let node: NodeAgent | undefined;
-  const runtimes = new Map<WorkloadType, Runtime>();
-  const observer = {
-    log: (...a: Parameters<NodeAgent["log"]>) => node?.log(...a),
-    triggerFailed: (...a: Parameters<NodeAgent["triggerFailed"]>) => node?.triggerFailed(...a),
-    restarted: (...a: Parameters<NodeAgent["restarted"]>) => node?.restarted(...a),
-    workloadEvent: (...a: Parameters<NodeAgent["workloadEvent"]>) => node?.workloadEvent(...a),
-  };
-  const hostPerNamespace = o.config.runtime_host_per_namespace;
-  for (const type of o.config.workload_types) {
-    if (type === "javascript") runtimes.set(type, new JsRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, log: o.log, hostPerNamespace, nodeId: identity.id, jsReplicas: o.config.js_replicas }));
-    else if (type === "wasm") {
-      const cacheDir = path.join(path.resolve(o.config.data_dir), "wasm-cache");
-      runtimes.set(type, new WasmRuntime({ natsUrl: brokerUrl, natsAuth: o.auth, observer, cacheDir, log: o.log, hostPerNamespace, jsReplicas: o.config.js_replicas }));
-    }
-    // A node whose Docker engine does not answer still starts; its oci deploys fail saying why.
-    else if (type === "oci") {
-      runtimes.set(type, new OciRuntime({ nodeId: identity.id, natsUrl: brokerUrl, natsAuth: o.auth, dockerHost: o.config.docker_host, containerUser: o.config.container_user, observer, log: o.log }));
-    } else if (type === "static") runtimes.set(type, new StaticRuntime(nc));
-    else o.log.warn({ type }, "workload type not available in this build; skipping");
-  }
-  node = new NodeAgent({ nc, identity, config: o.config, runtimes, brokerUrl, credentials, version: o.version, log: o.log, onLameDuckDone: o.onLameDuckDone });
-  const running = node;
-  /** What a start that fails half-way undoes: the node, its connection and the bundled broker. */
-  const abandon = async (): Promise<void> => {
-    await running.stop();
-    await nc.close();
-    await broker?.close();
-  };
-  try {
-    await running.start();
-  } catch (err) {
-    await abandon();
     throw err;
   }
-  let gateway: HttpGateway | undefined;
-  if (o.web) {
-    gateway = new HttpGateway(
-      { ...DEFAULT_GATEWAY, host: "127.0.0.1", ...o.web },
-      { nc, nodeId: identity.id, routes: () => running.httpRoutes, access: (ns, entry) => running.httpAccess(ns, entry), log: o.log.child({ component: "http-gateway" }) },
-    );
-    try {
-      await gateway.start();
-    } catch (err) {
-      await abandon();
-      throw new Error(`cannot start the HTTP gateway on ${o.web.host ?? "127.0.0.1"}:${o.web.port}: ${err instanceof Error ? err.message : err}`);
-    }
-  }
-  const web = gateway;
-  return {
-    node: running,
-    nc,
-    broker,
-    brokerUrl,
-    local,
-    gateway,
-    stop: async () => {
-      await web?.close();
-      await running.stop();
-      await nc.drain().catch(() => undefined);
-      await broker?.close();
-      releaseDataDir();
-    },
-  };
-}
-
-/** The node's connection losing and finding its server (a NATS server restarted or lost), for the operator. */
-function logConnectionChanges(nc: NatsConnection, log: Logger): void {
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === "disconnect" || s.type === "reconnect") log.warn({ status: s.type, server: (s as { server?: string }).server }, s.type === "disconnect" ? "lost the NATS server; reconnecting" : "reconnected to NATS");
-    }
-  })().catch(() => undefined);
 }
