@@ -2,7 +2,7 @@
 // lines a pull request gets back (raw $JS.API subjects, so the status headers are visible), requests
 // whose requester went away, and flow-control requests on a push consumer's deliver subject. The same
 // expectations run against the bundled broker and the reference nats-server.
-import { AckPolicy, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
 import { createInbox, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { expect, it } from "vitest";
 import { describeEachServer, type ServerKind } from "./helpers/servers.js";
@@ -55,7 +55,7 @@ describeEachServer("JetStream pull requests and flow control", (kind: ServerKind
       return inbox;
     };
     const numWaiting = async () => (await jsm.consumers.info(stream, "D")).num_waiting;
-    return { nc, jsm, js: jsm.jetstream(), stream, subj, next, pull, numWaiting };
+    return { nc, jsm, js: jetstream(nc), stream, subj, next, pull, numWaiting };
   }
 
   /** Waits for the first status message an inbox receives and returns it. */
@@ -182,5 +182,26 @@ describeEachServer("JetStream pull requests and flow control", (kind: ServerKind
     const inbox = await pull({ batch: 1, expires: 30 * SEC_NS, idle_heartbeat: 20 * SEC_NS });
     expect(await firstStatus(inbox, "the refusal")).toBe("400 Bad Request - heartbeat value too large");
     expect(await numWaiting()).toBe(0);
+  });
+
+  it("nats.js: a fetch after an abandoned request completes, and a no-wait next gets the rest", async () => {
+    const { nc, js, jsm, stream, subj, next } = await setup();
+    const gone = listen(nc);
+    nc.publish(next, JSON.stringify({ batch: 128 }), { reply: gone.subject });
+    await nc.flush();
+    gone.unsubscribe();
+    for (const v of ["a", "b", "c"]) await js.publish(`${subj}.${v}`, v);
+    const consumer = await js.consumers.get(stream, "D");
+    const fetched: JsMsg[] = [];
+    for await (const m of await consumer.fetch({ max_messages: 1, expires: 5000 })) fetched.push(m);
+    expect(fetched.map((m) => m.string())).toEqual(["a"]);
+    // Ack the message and ask for the next ones without waiting (+NXT with no_wait).
+    const inbox = listen(nc);
+    fetched[0].next(inbox.subject, { batch: 5, no_wait: true });
+    expect(await firstStatus(inbox, "the no-wait next to end")).toBe("408 Request Timeout");
+    expect(inbox.data().map((m) => m.string())).toEqual(["b", "c"]);
+    const info = await jsm.consumers.info(stream, "D");
+    expect(info.num_waiting).toBe(0);
+    expect(info.num_ack_pending).toBe(2);
   });
 });

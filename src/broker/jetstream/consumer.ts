@@ -431,7 +431,14 @@ export class Consumer {
   ack(sseq: number, body: string, reply: string): void {
     this.lastActivity = Date.now();
     const kind = body.trim();
-    if (kind === "" || kind === "+ACK" || kind.startsWith("+NXT")) this.acknowledge(sseq);
+    if (kind.startsWith("+NXT")) {
+      // Ack and pull in one: the reply subject is the new request's, not an ack confirmation's.
+      this.acknowledge(sseq);
+      if (this.isDurable) this.stream.saveConsumer(this);
+      if (reply !== "") this.pull(reply, kind.slice(4));
+      return;
+    }
+    if (kind === "" || kind === "+ACK") this.acknowledge(sseq);
     else if (kind.startsWith("-NAK")) this.nak(sseq, kind.slice(4).trim());
     else if (kind === "+WPI") {
       const pending = this.pending.get(sseq);
