@@ -2,7 +2,7 @@
 // lines a pull request gets back (raw $JS.API subjects, so the status headers are visible), requests
 // whose requester went away, and flow-control requests on a push consumer's deliver subject. The same
 // expectations run against the bundled broker and the reference nats-server.
-import { AckPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { createInbox, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { expect, it } from "vitest";
 import { describeEachServer, type ServerKind } from "./helpers/servers.js";
@@ -23,7 +23,7 @@ interface Inbox {
 
 function listen(nc: NatsConnection, subject = createInbox()): Inbox {
   const got: Msg[] = [];
-  const sub = nc.subscribe(subject, { callback: (_err, msg) => got.push(msg) });
+  const sub = nc.subscribe(subject, { callback: (_err, msg) => void got.push(msg) });
   const isStatus = (m: Msg) => (m.headers?.code ?? 0) > 0;
   return {
     subject,
@@ -203,5 +203,118 @@ describeEachServer("JetStream pull requests and flow control", (kind: ServerKind
     const info = await jsm.consumers.info(stream, "D");
     expect(info.num_waiting).toBe(0);
     expect(info.num_ack_pending).toBe(2);
+  });
+
+  /** A stream of `count` messages of `size` bytes each, every one telling its index in its first bytes. */
+  async function bigStream(jsm: JetStreamManager, count: number, size: number) {
+    const n = ++seq;
+    const stream = `FC_${n}`;
+    await jsm.streams.add({ name: stream, subjects: [`fc${n}.>`] });
+    const js = jsm.jetstream();
+    for (let i = 0; i < count; i++) {
+      const data = new Uint8Array(size).fill(i % 251);
+      new DataView(data.buffer).setUint32(0, i);
+      await js.publish(`fc${n}.m`, data);
+    }
+    return stream;
+  }
+
+  it("flow control: delivery stalls until the request is answered; heartbeats say it is stalled", async () => {
+    const nc = await fixture.nc();
+    const jsm = await jetstreamManager(nc);
+    const count = 40;
+    const stream = await bigStream(jsm, count, 128 * 1024); // 5 MB, above the first flow-control window
+    const deliver = listen(nc);
+    await jsm.consumers.add(stream, {
+      durable_name: "FC",
+      deliver_subject: deliver.subject,
+      ack_policy: AckPolicy.None,
+      flow_control: true,
+      idle_heartbeat: SEC_NS,
+    });
+    const isFc = (m: Msg) => m.headers?.code === 100 && m.headers.description === "FlowControl Request";
+    const isHb = (m: Msg) => m.headers?.code === 100 && m.headers.description === "Idle Heartbeat";
+    // Not answering the flow-control request: delivery stops, and heartbeats name the request.
+    await waitFor("a stalled heartbeat", () => deliver.got.some((m) => isHb(m) && m.headers?.get("Nats-Consumer-Stalled")), 15_000);
+    const fc = deliver.got.filter(isFc);
+    expect(fc.length).toBe(1);
+    expect(fc[0].reply).toMatch(new RegExp(`^\\$JS\\.FC\\.${stream}\\.FC\\.[^.]+$`));
+    expect(fc[0].data.length).toBe(0);
+    const delivered = deliver.data().length;
+    expect(delivered).toBeGreaterThan(0);
+    expect(delivered).toBeLessThan(count);
+    const hb = deliver.got.find((m) => isHb(m) && m.headers?.get("Nats-Consumer-Stalled")) as Msg;
+    expect(hb.headers?.get("Nats-Consumer-Stalled")).toBe(fc[0].reply);
+    expect(hb.headers?.get("Nats-Last-Consumer")).toBe(String(delivered));
+    expect(hb.headers?.get("Nats-Last-Stream")).toBe(String(delivered));
+    expect(deliver.got.indexOf(fc[0])).toBeLessThan(deliver.got.indexOf(hb));
+
+    // Answering every request lets the rest through.
+    let answered = 0;
+    const answer = () => {
+      for (const m of deliver.got.filter(isFc).slice(answered)) {
+        nc.publish(m.reply as string, new Uint8Array(0));
+        answered++;
+      }
+    };
+    await waitFor(`all ${count} messages`, () => {
+      answer();
+      return deliver.data().length === count;
+    }, 30_000);
+    const indexes = deliver.data().map((m) => new DataView(m.data.buffer, m.data.byteOffset).getUint32(0));
+    expect(indexes).toEqual([...Array(count).keys()]);
+  });
+
+  it("an idle heartbeat names the last stream sequence looked at, even with nothing delivered", async () => {
+    const { nc, jsm, js, stream, subj } = await setup();
+    for (const v of ["a", "b", "c"]) await js.publish(`${subj}.${v}`, v);
+    const deliver = listen(nc);
+    await jsm.consumers.add(stream, {
+      durable_name: "HB",
+      deliver_subject: deliver.subject,
+      deliver_policy: DeliverPolicy.New,
+      ack_policy: AckPolicy.None,
+      flow_control: true,
+      idle_heartbeat: SEC_NS,
+    });
+    expect(await firstStatus(deliver, "a heartbeat")).toBe("100 Idle Heartbeat");
+    const hb = deliver.got[0];
+    expect(hb.headers?.get("Nats-Last-Consumer")).toBe("0");
+    expect(hb.headers?.get("Nats-Last-Stream")).toBe("3");
+    expect(hb.headers?.get("Nats-Consumer-Stalled")).toBe("");
+  });
+
+  it("flow control: a nats.js push consumer receives a large stream whole while flow-control requests go by", async () => {
+    const nc = await fixture.nc();
+    const jsm = await jetstreamManager(nc);
+    const count = 64;
+    const size = 100 * 1024;
+    const stream = await bigStream(jsm, count, size); // 6.4 MB
+    const prefix = createInbox();
+    const deliverSubject = `${prefix}.deliver`;
+    // A wildcard subscription sees the deliveries without binding the consumer (only the client does).
+    const watch = listen(nc, `${prefix}.*`);
+    await jsm.consumers.add(stream, {
+      durable_name: "FC",
+      deliver_subject: deliverSubject,
+      ack_policy: AckPolicy.None,
+      flow_control: true,
+      idle_heartbeat: SEC_NS,
+    });
+    const client = await fixture.nc();
+    const consumer = await jetstream(client).consumers.getPushConsumer(stream, "FC");
+    const messages = await consumer.consume();
+    const got: number[] = [];
+    for await (const m of messages) {
+      expect(m.data.length).toBe(size);
+      const i = new DataView(m.data.buffer, m.data.byteOffset).getUint32(0);
+      expect(m.data[size - 1]).toBe(i % 251);
+      got.push(i);
+      if (got.length === count) break;
+    }
+    expect(got).toEqual([...Array(count).keys()]);
+    const requests = watch.got.filter((m) => m.headers?.code === 100 && m.headers.description === "FlowControl Request");
+    expect(requests.length).toBeGreaterThan(0);
+    for (const r of requests) expect(r.reply).toMatch(new RegExp(`^\\$JS\\.FC\\.${stream}\\.FC\\.`));
   });
 });

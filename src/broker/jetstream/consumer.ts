@@ -7,6 +7,7 @@
 import type { ClientConnection } from "../client.js";
 import type { Subscription } from "../sublist.js";
 import { type ConsumerConfig, filterMatcher, NS_PER_MS } from "./config.js";
+import { FlowControl } from "./flow-control.js";
 import { appendHeaders } from "./headers.js";
 import { pendingHeaders, type PullRequest, readPullRequest } from "./pull-request.js";
 import type { Stream } from "./stream.js";
@@ -55,6 +56,8 @@ export class Consumer {
   private inactiveSince = 0;
   private waitingForDrain = false;
   private timer: NodeJS.Timeout | null = null;
+  /** Push consumers with flow_control: the window that pauses delivery until the client answers. */
+  private readonly flowControl: FlowControl | null;
 
   constructor(
     readonly name: string,
@@ -64,6 +67,7 @@ export class Consumer {
     restored?: ConsumerState,
   ) {
     this.matcher = filterMatcher(config.filter_subject);
+    this.flowControl = config.flow_control && this.isPush ? new FlowControl(stream.broker, stream.name, name, () => this.kick()) : null;
     if (restored) this.restore(restored);
     else this.position();
     this.startTimer();
@@ -226,12 +230,15 @@ export class Consumer {
         });
         return;
       }
+      const flowControl = this.flowControl;
       let bytes = 0;
       for (let n = 0; n < TURN_MESSAGES && bytes < TURN_BYTES; n++) {
-        if (!this.canDeliverMore()) return;
+        if (!this.canDeliverMore() || flowControl?.paused) return; // an ack or the flow-control answer kicks again
         const next = this.nextMessage();
         if (next === null) return;
-        bytes += this.deliver(next.msg, next.deliveries, subject);
+        const size = this.deliver(next.msg, next.deliveries, subject);
+        bytes += size;
+        flowControl?.delivered(size, subject);
       }
       this.kick(); // more may be waiting; yield first
     } else {
@@ -298,7 +305,7 @@ export class Consumer {
     this.lastDeliveryAt = now;
     this.lastActivity = now;
     if (this.isDurable) this.stream.saveConsumer(this);
-    return data.length + (header?.length ?? 0);
+    return msg.subject.length + reply.length + data.length + (header?.length ?? 0);
   }
 
   // ---- pull ------------------------------------------------------------------------------------------
@@ -553,8 +560,13 @@ export class Consumer {
   }
 
   private heartbeat(to: string, now: number): void {
-    const text = `NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: ${this.dseq}\r\nNats-Last-Stream: ${this.sseq}\r\n\r\n`;
-    this.stream.broker.publishInternal(to, to, "", Buffer.from(text, "latin1"), EMPTY);
+    // As nats-server: the last stream sequence looked at (not only delivered), and an unanswered
+    // flow-control request, which the client answers again in case the first answer was lost.
+    const lastStream = this.initial === null ? Math.max(this.sseq, this.nextSeq - 1) : this.sseq;
+    let text = `NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: ${this.dseq}\r\nNats-Last-Stream: ${lastStream}\r\n`;
+    const stalledOn = this.flowControl?.stalledOn ?? "";
+    if (stalledOn !== "") text += `Nats-Consumer-Stalled: ${stalledOn}\r\n`;
+    this.stream.broker.publishInternal(to, to, "", Buffer.from(text + "\r\n", "latin1"), EMPTY);
     this.lastDeliveryAt = now;
   }
 
@@ -576,6 +588,7 @@ export class Consumer {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.flowControl?.close();
     for (const request of [...this.waiting]) {
       this.dropRequest(request);
       this.sendStatus(request.reply, "409 Consumer Deleted");
