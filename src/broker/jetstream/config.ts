@@ -60,6 +60,7 @@ export interface ConsumerConfig {
   mem_storage?: boolean;
   max_batch?: number;
   max_expires?: number;
+  max_bytes?: number; // largest max_bytes a pull request may ask for
   backoff?: number[];
   metadata?: Record<string, string>;
 }
@@ -261,6 +262,7 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
     ...(raw.mem_storage === true ? { mem_storage: true } : {}),
     ...(intOr(raw.max_batch, 0) > 0 ? { max_batch: intOr(raw.max_batch, 0) } : {}),
     ...(intOr(raw.max_expires, 0) > 0 ? { max_expires: intOr(raw.max_expires, 0) } : {}),
+    ...(intOr(raw.max_bytes, 0) > 0 ? { max_bytes: intOr(raw.max_bytes, 0) } : {}),
     ...(Array.isArray(raw.backoff) ? { backoff: (raw.backoff as unknown[]).map((v) => intOr(v, 0)) } : {}),
     ...(isRecord(raw.metadata) ? { metadata: raw.metadata as Record<string, string> } : {}),
   };

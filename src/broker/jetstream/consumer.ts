@@ -7,8 +7,9 @@
 import type { ClientConnection } from "../client.js";
 import type { Subscription } from "../sublist.js";
 import { type ConsumerConfig, filterMatcher, NS_PER_MS } from "./config.js";
-import { ApiError } from "./errors.js";
+import { FlowControl } from "./flow-control.js";
 import { appendHeaders } from "./headers.js";
+import { pendingHeaders, type PullRequest, readPullRequest } from "./pull-request.js";
 import type { Stream } from "./stream.js";
 import type { StoredMessage } from "./store/types.js";
 import { rfc3339 } from "./time.js";
@@ -25,19 +26,6 @@ interface PendingAck {
   deliveries: number;
   sentAt: number;
   subject: string;
-}
-
-interface PullRequest {
-  reply: string;
-  remaining: number;
-  maxBytes: number; // 0 = no limit
-  delivered: number;
-  expiresAt: number; // 0 = never
-  noWait: boolean;
-  heartbeatMs: number;
-  lastSentAt: number;
-  /** Expiry and idle-heartbeat timers, cleared when the request leaves the queue. */
-  timers: NodeJS.Timeout[];
 }
 
 export interface ConsumerState {
@@ -68,6 +56,8 @@ export class Consumer {
   private inactiveSince = 0;
   private waitingForDrain = false;
   private timer: NodeJS.Timeout | null = null;
+  /** Push consumers with flow_control: the window that pauses delivery until the client answers. */
+  private readonly flowControl: FlowControl | null;
 
   constructor(
     readonly name: string,
@@ -77,6 +67,7 @@ export class Consumer {
     restored?: ConsumerState,
   ) {
     this.matcher = filterMatcher(config.filter_subject);
+    this.flowControl = config.flow_control && this.isPush ? new FlowControl(stream.broker, stream.name, name, () => this.kick()) : null;
     if (restored) this.restore(restored);
     else this.position();
     this.startTimer();
@@ -239,12 +230,15 @@ export class Consumer {
         });
         return;
       }
+      const flowControl = this.flowControl;
       let bytes = 0;
       for (let n = 0; n < TURN_MESSAGES && bytes < TURN_BYTES; n++) {
-        if (!this.canDeliverMore()) return;
+        if (!this.canDeliverMore() || flowControl?.paused) return; // an ack or the flow-control answer kicks again
         const next = this.nextMessage();
         if (next === null) return;
-        bytes += this.deliver(next.msg, next.deliveries, subject);
+        const size = this.deliver(next.msg, next.deliveries, subject);
+        bytes += size;
+        flowControl?.delivered(size, subject);
       }
       this.kick(); // more may be waiting; yield first
     } else {
@@ -311,53 +305,26 @@ export class Consumer {
     this.lastDeliveryAt = now;
     this.lastActivity = now;
     if (this.isDurable) this.stream.saveConsumer(this);
-    return data.length + (header?.length ?? 0);
+    return msg.subject.length + reply.length + data.length + (header?.length ?? 0);
   }
 
   // ---- pull ------------------------------------------------------------------------------------------
 
-  /** A CONSUMER.MSG.NEXT request: a batch number, or {batch, expires, no_wait, max_bytes, idle_heartbeat}. */
+  /** A CONSUMER.MSG.NEXT request (or the request in a "+NXT" ack): queued, served, or refused at once. */
   pull(reply: string, body: string): void {
-    if (this.isPush) throw new ApiError(400, 10003, "bad request"); // nats-server: pull on a push consumer
-    let batch = 1;
-    let expiresNs = 0;
-    let noWait = false;
-    let maxBytes = 0;
-    let heartbeatNs = 0;
-    const text = body.trim();
-    if (text !== "") {
-      if (/^\d+$/.test(text)) batch = Number(text);
-      else {
-        let request: Record<string, unknown>;
-        try {
-          request = JSON.parse(text) as Record<string, unknown>;
-        } catch {
-          return this.sendStatus(reply, "400 Bad Request");
-        }
-        batch = typeof request.batch === "number" && request.batch > 0 ? Math.floor(request.batch) : 1;
-        expiresNs = typeof request.expires === "number" ? request.expires : 0;
-        noWait = request.no_wait === true;
-        maxBytes = typeof request.max_bytes === "number" ? request.max_bytes : 0;
-        heartbeatNs = typeof request.idle_heartbeat === "number" ? request.idle_heartbeat : 0;
-      }
-    }
-    // As nats-server: heartbeats need an expiry at least twice as long, so no request heartbeats forever.
-    if (heartbeatNs > 0 && heartbeatNs * 2 > expiresNs) return this.sendStatus(reply, "400 Bad Request - heartbeat value too large");
-    this.lastActivity = Date.now();
-    if (this.waiting.length >= (this.config.max_waiting ?? 512)) this.dropAbandonedRequests();
-    if (this.waiting.length >= (this.config.max_waiting ?? 512)) return this.sendStatus(reply, "409 Exceeded MaxWaiting");
+    if (this.isPush) return this.sendStatus(reply, "409 Consumer is push based");
     const now = Date.now();
-    const request: PullRequest = {
-      reply,
-      remaining: batch,
-      maxBytes,
-      delivered: 0,
-      expiresAt: expiresNs > 0 ? now + expiresNs / NS_PER_MS : 0,
-      noWait,
-      heartbeatMs: heartbeatNs / NS_PER_MS,
-      lastSentAt: now,
-      timers: [],
-    };
+    const read = readPullRequest(reply, body, this.config, now);
+    if ("refused" in read) return this.sendStatus(reply, read.refused);
+    const request = read.request;
+    this.lastActivity = now;
+    const maxWaiting = this.config.max_waiting ?? 512;
+    if (this.waiting.length >= maxWaiting) this.dropAbandonedRequests();
+    if (request.noWait) {
+      const refusal = this.noWaitRefusal(request);
+      if (refusal !== null) return this.sendStatus(reply, refusal);
+    }
+    if (this.waiting.length >= maxWaiting) return this.sendStatus(reply, "409 Exceeded MaxWaiting");
     this.waiting.push(request);
     this.servePullRequests();
     if (!this.waiting.includes(request)) return;
@@ -374,12 +341,21 @@ export class Consumer {
     }
   }
 
+  /**
+   * As nats-server: a no-wait request is refused when nothing is pending (unless it may wait for an
+   * expiry), or when the requests already waiting want more than is pending.
+   */
+  private noWaitRefusal(request: PullRequest): string | null {
+    const pending = Math.max(0, this.numPending) + this.redeliver.length;
+    if (pending === 0) return request.expiresAt === 0 ? "404 No Messages" : null;
+    this.dropAbandonedRequests();
+    let claimed = 0;
+    for (const waiting of this.waiting) claimed += waiting.remaining;
+    return pending < claimed ? "408 Requests Pending" : null;
+  }
+
   private expire(request: PullRequest): void {
-    if (!this.dropRequest(request)) return;
-    this.sendStatus(request.reply, "408 Request Timeout", [
-      ["Nats-Pending-Messages", String(request.remaining)],
-      ["Nats-Pending-Bytes", String(request.maxBytes)],
-    ]);
+    if (this.dropRequest(request)) this.sendStatus(request.reply, "408 Request Timeout", pendingHeaders(request));
   }
 
   /** Takes a request off the queue and stops its timers; false when it was already gone. */
@@ -393,7 +369,7 @@ export class Consumer {
 
   /**
    * Drops waiting requests nobody listens for any more (the requester left or unsubscribed), as
-   * nats-server does, so requests that never expire cannot fill max_waiting for good.
+   * nats-server does, so they neither take messages nor count in num_waiting and max_waiting.
    */
   private dropAbandonedRequests(): void {
     for (const request of [...this.waiting]) {
@@ -408,22 +384,15 @@ export class Consumer {
         this.dropRequest(request); // nothing it is sent would arrive
         continue;
       }
-      let exhausted = false;
       while (request.remaining > 0) {
-        if (!this.canDeliverMore()) {
-          exhausted = true;
-          break;
-        }
+        if (!this.canDeliverMore()) return; // blocked by max_ack_pending: even no-wait requests wait
         const next = this.nextMessage();
-        if (next === null) {
-          exhausted = true;
-          break;
-        }
+        if (next === null) return this.endNoWaitRequests();
         const size = next.msg.data.length + (next.msg.header?.length ?? 0);
         if (request.maxBytes > 0 && size > request.maxBytes) {
           this.putBack(next.msg, next.deliveries);
-          this.sendStatus(request.reply, "409 Message Size Exceeds MaxBytes");
-          request.remaining = 0;
+          this.dropRequest(request);
+          this.sendStatus(request.reply, "409 Message Size Exceeds MaxBytes", pendingHeaders(request));
           break;
         }
         this.deliver(next.msg, next.deliveries, request.reply);
@@ -432,16 +401,19 @@ export class Consumer {
         request.lastSentAt = Date.now();
         if (request.maxBytes > 0) request.maxBytes -= size;
       }
-      if (request.remaining === 0) {
-        this.dropRequest(request);
-        continue;
-      }
-      if (exhausted && request.noWait) {
-        this.dropRequest(request);
-        this.sendStatus(request.reply, request.delivered > 0 ? "408 Request Timeout" : "404 No Messages");
-        continue;
-      }
-      return; // wait for more messages on this request
+      this.dropRequest(request);
+    }
+  }
+
+  /**
+   * At the end of the stream, no-wait requests that got something are done (408 with what they still
+   * wanted); those that got nothing keep waiting for their expiry, as in nats-server.
+   */
+  private endNoWaitRequests(): void {
+    for (const request of [...this.waiting]) {
+      if (!request.noWait || request.delivered === 0) continue;
+      this.dropRequest(request);
+      this.sendStatus(request.reply, "408 Request Timeout", pendingHeaders(request));
     }
   }
 
@@ -466,7 +438,14 @@ export class Consumer {
   ack(sseq: number, body: string, reply: string): void {
     this.lastActivity = Date.now();
     const kind = body.trim();
-    if (kind === "" || kind === "+ACK" || kind.startsWith("+NXT")) this.acknowledge(sseq);
+    if (kind.startsWith("+NXT")) {
+      // Ack and pull in one: the reply subject is the new request's, not an ack confirmation's.
+      this.acknowledge(sseq);
+      if (this.isDurable) this.stream.saveConsumer(this);
+      if (reply !== "") this.pull(reply, kind.slice(4));
+      return;
+    }
+    if (kind === "" || kind === "+ACK") this.acknowledge(sseq);
     else if (kind.startsWith("-NAK")) this.nak(sseq, kind.slice(4).trim());
     else if (kind === "+WPI") {
       const pending = this.pending.get(sseq);
@@ -581,8 +560,13 @@ export class Consumer {
   }
 
   private heartbeat(to: string, now: number): void {
-    const text = `NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: ${this.dseq}\r\nNats-Last-Stream: ${this.sseq}\r\n\r\n`;
-    this.stream.broker.publishInternal(to, to, "", Buffer.from(text, "latin1"), EMPTY);
+    // As nats-server: the last stream sequence looked at (not only delivered), and an unanswered
+    // flow-control request, which the client answers again in case the first answer was lost.
+    const lastStream = this.initial === null ? Math.max(this.sseq, this.nextSeq - 1) : this.sseq;
+    let text = `NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: ${this.dseq}\r\nNats-Last-Stream: ${lastStream}\r\n`;
+    const stalledOn = this.flowControl?.stalledOn ?? "";
+    if (stalledOn !== "") text += `Nats-Consumer-Stalled: ${stalledOn}\r\n`;
+    this.stream.broker.publishInternal(to, to, "", Buffer.from(text + "\r\n", "latin1"), EMPTY);
     this.lastDeliveryAt = now;
   }
 
@@ -604,6 +588,7 @@ export class Consumer {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.flowControl?.close();
     for (const request of [...this.waiting]) {
       this.dropRequest(request);
       this.sendStatus(request.reply, "409 Consumer Deleted");
@@ -611,6 +596,7 @@ export class Consumer {
   }
 
   info(): Record<string, unknown> {
+    this.dropAbandonedRequests(); // as nats-server, num_waiting counts only requests someone still listens for
     return {
       stream_name: this.stream.name,
       name: this.name,
