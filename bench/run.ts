@@ -3,9 +3,10 @@
 //
 //   npm run bench                 # full run (~7.5 min; the node rows ~2.5 min of it, density included)
 //   npm run bench -- --quick      # shorter run (~1.5 min; JetStream rows alone ~25 s; no density row)
-//   npm run bench -- --only 1,5   # only some rows (1-25, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
+//   npm run bench -- --only 1,5   # only some rows (1-27, or names: pubsub16, pubsub1k, fanout, queue, reqrep,
 //                                 #   kvput, kvget, jspub, replay, objput, objget, trigger, trigger50, cold, density,
-//                                 #   kvfn, oci, wspubsub16, wsreqrep, svc50, svccold, childdeploy, failover)
+//                                 #   kvfn, oci, wspubsub16, wsreqrep, svc50, svccold, childdeploy, failover,
+//                                 #   brokerstart, nodestart)
 //   npm run bench -- --only node  # the six node rows (trigger, trigger50, cold, density, kvfn, childdeploy)
 //   npm run bench -- --only ws    # the two WebSocket rows (wspubsub16, wsreqrep)
 //   npm run bench -- --only services   # the JavaScript service rows (svc50, svccold)
@@ -13,6 +14,7 @@
 //   npm run bench -- --only wasm,wasmcold   # WebAssembly rows (bench/wasm.ts), also part of a full run
 //   npm run bench -- --only failover   # row 25: kill -9 of a stream leader and a node on a 3-server cluster
 //                                 #   (bench/failover.ts, ~1 min; part of a full run, not of --quick)
+//   npm run bench -- --only startup    # rows 26-27: spawn → first PONG of nex broker and nex node up vs nats-server
 //
 // Rows 1-5 are core NATS; rows 6-11 are JetStream (KV, streams, ordered
 // consumer, object store), run against `nats-server -js` and the bundled
@@ -50,6 +52,7 @@ import { nodeRows, renderNodeResults, runNodeRow, type NodeOptions, type NodeRow
 import { OCI_ROW_ID, runOciRow } from "./oci.js";
 import { HTTP_ROW_IDS, runHttpRows } from "./http.js";
 import { FAILOVER_ROW_ID, runFailoverRow } from "./failover.js";
+import { STARTUP_ROW_IDS, runStartupRows } from "./startup.js";
 import { formatNumber, markdownTable, type TableRow } from "./table.js";
 import { runWasmBench, takeWasmRows } from "./wasm.js";
 import { msgFrameShape } from "./wire.js";
@@ -106,8 +109,10 @@ const ROW_NAMES: Record<string, number> = {
   http: HTTP_ROW_IDS[0],
   httplatency: HTTP_ROW_IDS[1],
   failover: FAILOVER_ROW_ID,
+  brokerstart: STARTUP_ROW_IDS[0],
+  nodestart: STARTUP_ROW_IDS[1],
 };
-const ROW_COUNT = 25;
+const ROW_COUNT = 27;
 const DENSITY_ROW = 15;
 /** --only aliases for groups of rows. */
 const ROW_GROUPS: Record<string, number[]> = {
@@ -117,6 +122,7 @@ const ROW_GROUPS: Record<string, number[]> = {
   ws: [18, 19],
   services: [20, 21],
   web: [...HTTP_ROW_IDS],
+  startup: [...STARTUP_ROW_IDS],
 };
 
 function usage(msg?: string): never {
@@ -125,7 +131,8 @@ function usage(msg?: string): never {
     "usage: node dist/bench/run.js [--quick] [--only 1,2,...|pubsub16,pubsub1k,fanout,queue,reqrep,\n" +
       "                                                kvput,kvget,jspub,replay,objput,objget,\n" +
       "                                                trigger,trigger50,cold,density,kvfn,oci,\n" +
-      "                                                wspubsub16,wsreqrep,svc50,svccold,childdeploy,http,httplatency,failover|core,jetstream,node,ws,services,web]\n" +
+      "                                                wspubsub16,wsreqrep,svc50,svccold,childdeploy,http,httplatency,failover,\n" +
+      "                                                brokerstart,nodestart|core,jetstream,node,ws,services,web,startup]\n" +
       "                             [--reps N] [--warmup MS] [--measure MS] [--servers bundled,nats]\n" +
       "                             [--nats-server PATH] [--json FILE]",
   );
@@ -837,6 +844,7 @@ async function main(): Promise<void> {
   }
   if (!o.only || o.only.has(OCI_ROW_ID)) out.push("", ...(await runOciRow(log)));
   if (!o.only || HTTP_ROW_IDS.some((id) => o.only?.has(id))) out.push("", ...(await runHttpRows(log)));
+  if (!o.only || STARTUP_ROW_IDS.some((id) => o.only?.has(id))) out.push("", ...(await runStartupRows(o.natsBin, (id) => !o.only || o.only.has(id), log)));
   // About a minute of three servers and three nodes: under --quick only when asked for.
   if (o.only ? o.only.has(FAILOVER_ROW_ID) : !o.quick) out.push("", ...(await runFailoverRow(o.natsBin, log)));
   const load = os.loadavg();

@@ -3,9 +3,7 @@
 // workload); removing one closes its connections, as a nats-server config reload does.
 
 import { createPublicKey, randomBytes, timingSafeEqual, verify } from "node:crypto";
-import { Prefix } from "@nats-io/nkeys";
-// The package's root exports no decoder for public keys; its codec module does (checks prefix and CRC).
-import { Codec } from "@nats-io/nkeys/lib/codec.js";
+import { createRequire } from "node:module";
 import { CompiledPermissions, type UserPermissions } from "./permissions.js";
 
 export interface PasswordUser {
@@ -57,9 +55,21 @@ export function isUserNkey(nkey: string): boolean {
   }
 }
 
+type NkeyCodec = typeof import("@nats-io/nkeys/lib/codec.js").Codec;
+let codec: NkeyCodec | undefined;
+/** Loaded on first use, so a broker without NKey users does not pay for it at start-up. */
+function nkeyCodec(): NkeyCodec {
+  // The package's root exports no decoder for public keys; its codec module does (checks prefix and CRC).
+  codec ??= (createRequire(import.meta.url)("@nats-io/nkeys/lib/codec.js") as { Codec: NkeyCodec }).Codec;
+  return codec;
+}
+
+/** The prefix byte of user NKeys (nkeys' Prefix.User, "U" in base32). */
+const USER_PREFIX = 20 << 3;
+
 function nkeyPublicKey(nkey: string): Buffer {
   try {
-    return Buffer.from(Codec.decode(Prefix.User, new TextEncoder().encode(nkey)));
+    return Buffer.from(nkeyCodec().decode(USER_PREFIX, new TextEncoder().encode(nkey)));
   } catch {
     throw new Error(`not a valid public nkey for a user: ${JSON.stringify(nkey)}`);
   }
