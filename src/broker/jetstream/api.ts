@@ -5,7 +5,8 @@
 import { randomBytes } from "node:crypto";
 import type { PubFrame } from "../parser.js";
 import type { Subscription } from "../sublist.js";
-import { checkApiOverlap, type ConsumerConfig, filterMatcher, normalizeConsumerConfig, normalizeStreamConfig, sameConfig, subjectsOverlap } from "./config.js";
+import { checkConsumerConfig, checkStreamConfig, checkStreamUpdate } from "./config-checks.js";
+import { checkApiOverlap, type ConsumerConfig, filterMatcher, normalizeConsumerConfig, normalizeStreamConfig, sameConfig, type StreamConfig, subjectsOverlap } from "./config.js";
 import { Consumer } from "./consumer.js";
 import { ApiError, Errors } from "./errors.js";
 import type { JetStream } from "./jetstream.js";
@@ -37,6 +38,15 @@ function jsonOrEmpty(body: string): Record<string, unknown> {
   const parsed = parseJson(body);
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw Errors.invalidJson();
   return parsed as Record<string, unknown>;
+}
+
+/** A sealed stream takes no more messages and loses none: nats-server sets its limits to say so. */
+function seal(config: StreamConfig): void {
+  config.max_age = 0;
+  config.discard = "new";
+  config.deny_delete = true;
+  config.deny_purge = true;
+  config.allow_rollup_hdrs = false;
 }
 
 function randomName(): string {
@@ -156,6 +166,8 @@ export class JetStreamApi {
 
   private streamCreate(r: Request): Record<string, unknown> {
     const config = normalizeStreamConfig(parseJson(r.body), r.tokens[2]);
+    checkStreamConfig(config);
+    if (config.sealed) throw Errors.streamConfig("stream configuration for create can not be sealed");
     const existing = this.js.streams.get(config.name);
     if (existing) {
       if (!sameConfig(existing.config, config)) throw Errors.streamNameInUse();
@@ -169,9 +181,9 @@ export class JetStreamApi {
   private streamUpdate(r: Request): Record<string, unknown> {
     const stream = this.streamOf(r.tokens[2]);
     const config = normalizeStreamConfig(parseJson(r.body), r.tokens[2]);
-    if (config.storage !== stream.config.storage) throw Errors.streamConfig("stream configuration update can not change storage type");
-    if (config.retention !== stream.config.retention) throw Errors.streamConfig("stream configuration update can not change retention policy");
-    if (stream.config.sealed && !config.sealed) throw Errors.streamConfig("stream configuration update can not unseal a sealed stream");
+    checkStreamConfig(config);
+    checkStreamUpdate(stream.config, config);
+    if (config.sealed) seal(config);
     this.checkOverlap(config.name, config.subjects);
     checkApiOverlap(config);
     stream.update(config);
@@ -273,6 +285,7 @@ export class JetStreamApi {
     const stream = this.streamOf(streamName);
     if (request.config === undefined || request.config === null) throw Errors.consumerConfigRequired();
     const config = normalizeConsumerConfig(request.config, stream.config);
+    checkConsumerConfig(config, request.config as Record<string, unknown>, stream.config);
     const subjectName = durableSubject ? t[4] : t[3];
     if (!durableSubject && t.length === 3 && config.durable_name !== undefined) {
       throw new ApiError(400, 10020, "consumer expected to be ephemeral but a durable name was set in request");

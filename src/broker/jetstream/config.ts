@@ -22,6 +22,7 @@ export interface StreamConfig {
   max_msgs_per_subject: number;
   max_msg_size: number;
   discard: "old" | "new";
+  discard_new_per_subject?: boolean;
   storage: "file" | "memory";
   num_replicas: number;
   duplicate_window: number; // ns
@@ -32,8 +33,15 @@ export interface StreamConfig {
   deny_purge: boolean;
   allow_rollup_hdrs: boolean;
   placement?: unknown;
-  republish?: unknown;
+  republish?: RePublish;
   metadata?: Record<string, string>;
+}
+
+/** Each stored message whose subject matches `src` is also published to `dest` (mapped). */
+export interface RePublish {
+  src: string;
+  dest: string;
+  headers_only?: boolean;
 }
 
 export interface ConsumerConfig {
@@ -117,18 +125,10 @@ export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): St
   checkStreamName(name);
   let subjects = (raw.subjects as string[] | undefined | null) ?? [];
   if (subjects.length === 0) subjects = [name];
-  for (const subject of subjects) {
-    if (!isValidSubscriptionSubject(subject)) throw Errors.streamConfig("invalid subject");
-  }
-  if (new Set(subjects).size !== subjects.length) throw Errors.streamConfig("duplicate subjects detected");
-  const replicas = intOr(raw.num_replicas, 1);
-  if (replicas > 1) throw Errors.replicasNotSupported();
-  if (replicas < 0) throw new ApiError(400, 10133, "replicas count cannot be negative");
   const maxAge = intOr(raw.max_age, 0);
-  if (maxAge < 0) throw Errors.streamConfig("max age needs to be >= 0");
+  // As nats-server: an unset window follows a shorter max_age, even a negative one (refused later).
   let duplicateWindow = intOr(raw.duplicate_window, 0);
-  if (duplicateWindow <= 0) duplicateWindow = maxAge > 0 && maxAge < DEFAULT_DUPLICATE_WINDOW_NS ? maxAge : DEFAULT_DUPLICATE_WINDOW_NS;
-  if (maxAge > 0 && duplicateWindow > maxAge) throw Errors.streamConfig("duplicates window can not be larger then max age");
+  if (duplicateWindow === 0) duplicateWindow = maxAge !== 0 && maxAge < DEFAULT_DUPLICATE_WINDOW_NS ? maxAge : DEFAULT_DUPLICATE_WINDOW_NS;
   const config: StreamConfig = {
     name,
     ...(typeof raw.description === "string" && raw.description ? { description: raw.description } : {}),
@@ -141,9 +141,11 @@ export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): St
     max_msgs_per_subject: limit(raw.max_msgs_per_subject),
     max_msg_size: limit(raw.max_msg_size),
     discard: oneOf(raw.discard, ["old", "new"] as const, "old"),
+    ...(raw.discard_new_per_subject === true ? { discard_new_per_subject: true } : {}),
     storage: oneOf(raw.storage, ["file", "memory"] as const, "file"),
-    num_replicas: 1,
+    num_replicas: intOr(raw.num_replicas, 0) || 1, // checked by checkStreamConfig
     duplicate_window: duplicateWindow,
+    ...(isRecord(raw.republish) ? { republish: normalizeRepublish(raw.republish) } : {}),
     allow_direct: raw.allow_direct === true,
     mirror_direct: raw.mirror_direct === true,
     sealed: raw.sealed === true,
@@ -152,9 +154,14 @@ export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): St
     allow_rollup_hdrs: raw.allow_rollup_hdrs === true,
   };
   if (raw.placement !== undefined && raw.placement !== null) config.placement = raw.placement;
-  if (raw.republish !== undefined && raw.republish !== null) config.republish = raw.republish;
   if (isRecord(raw.metadata)) config.metadata = raw.metadata as Record<string, string>;
   return config;
+}
+
+function normalizeRepublish(raw: Record<string, unknown>): RePublish {
+  if (["src", "dest"].some((key) => raw[key] !== undefined && typeof raw[key] !== "string")) throw Errors.invalidJson();
+  const src = typeof raw.src === "string" && raw.src !== "" ? raw.src : ">"; // nats-server's default: every subject
+  return { src, dest: (raw.dest as string | undefined) ?? "", ...(raw.headers_only === true ? { headers_only: true } : {}) };
 }
 
 /** Checked after the overlap with other streams, as nats-server orders its errors. */
@@ -222,15 +229,6 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
   const ackPolicy = oneOfConsumer(raw.ack_policy, ["none", "all", "explicit"] as const, push ? "none" : "explicit");
   const optStartSeq = intOr(raw.opt_start_seq, 0);
   const optStartTime = str(raw.opt_start_time);
-  if (deliverPolicy === "by_start_sequence" && optStartSeq <= 0) {
-    throw Errors.consumerInvalidPolicy("consumer delivery policy is deliver by start sequence, but optional start sequence is not set");
-  }
-  if (deliverPolicy === "by_start_time" && optStartTime === undefined) {
-    throw Errors.consumerInvalidPolicy("consumer delivery policy is deliver by start time, but optional start time is not set");
-  }
-  if (deliverPolicy !== "by_start_sequence" && optStartSeq > 0) {
-    throw Errors.consumerInvalidPolicy("consumer delivery policy is not deliver by start sequence, but optional start sequence is set");
-  }
   const filter = str(raw.filter_subject);
   if (filter !== undefined) {
     if (!isValidSubscriptionSubject(filter)) throw Errors.consumerFilterNotSubset();
@@ -238,6 +236,7 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
   }
   if (stream.retention === "workqueue" && ackPolicy !== "explicit") throw Errors.workqueueRequiresExplicitAck();
   if (push && raw.max_waiting !== undefined && intOr(raw.max_waiting, 0) !== 0) throw Errors.consumerPushMaxWaiting();
+  const backoff = Array.isArray(raw.backoff) ? (raw.backoff as unknown[]).map((v) => intOr(v, 0)) : undefined;
   const config: ConsumerConfig = {
     ...(durable !== undefined ? { durable_name: durable } : {}),
     ...(name !== undefined ? { name } : {}),
@@ -248,7 +247,7 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
     ...(optStartSeq > 0 ? { opt_start_seq: optStartSeq } : {}),
     ...(optStartTime !== undefined ? { opt_start_time: optStartTime } : {}),
     ack_policy: ackPolicy,
-    ...(ackPolicy !== "none" ? { ack_wait: intOr(raw.ack_wait, 0) > 0 ? intOr(raw.ack_wait, 0) : DEFAULT_ACK_WAIT_NS } : {}),
+    ...ackWait(raw, ackPolicy, backoff),
     max_deliver: intOr(raw.max_deliver, 0) > 0 ? intOr(raw.max_deliver, 0) : -1,
     ...(filter !== undefined ? { filter_subject: filter } : {}),
     replay_policy: oneOfConsumer(raw.replay_policy, ["instant", "original"] as const, "instant"),
@@ -257,17 +256,25 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
     ...(raw.flow_control === true ? { flow_control: true } : {}),
     ...(heartbeat > 0 ? { idle_heartbeat: heartbeat } : {}),
     ...(raw.headers_only === true ? { headers_only: true } : {}),
-    num_replicas: intOr(raw.num_replicas, 0) > 1 ? 1 : 0,
+    num_replicas: intOr(raw.num_replicas, 0) === 1 ? 1 : 0, // as asked (more is refused by checkConsumerConfig)
     ...(raw.mem_storage === true ? { mem_storage: true } : {}),
     ...(intOr(raw.max_batch, 0) > 0 ? { max_batch: intOr(raw.max_batch, 0) } : {}),
     ...(intOr(raw.max_expires, 0) > 0 ? { max_expires: intOr(raw.max_expires, 0) } : {}),
-    ...(Array.isArray(raw.backoff) ? { backoff: (raw.backoff as unknown[]).map((v) => intOr(v, 0)) } : {}),
+    ...(backoff !== undefined ? { backoff } : {}),
     ...(isRecord(raw.metadata) ? { metadata: raw.metadata as Record<string, string> } : {}),
   };
   const inactive = intOr(raw.inactive_threshold, 0);
   if (inactive > 0) config.inactive_threshold = inactive;
   else if (durable === undefined) config.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE_NS;
   return config;
+}
+
+/** nats-server waits for the first backoff before a redelivery, whatever the ack policy; else ack_wait or 30 s. */
+function ackWait(raw: Record<string, unknown>, ackPolicy: ConsumerConfig["ack_policy"], backoff: number[] | undefined): { ack_wait?: number } {
+  if (backoff !== undefined && backoff.length > 0) return { ack_wait: backoff[0] };
+  if (ackPolicy === "none") return {};
+  const asked = intOr(raw.ack_wait, 0);
+  return { ack_wait: asked > 0 ? asked : DEFAULT_ACK_WAIT_NS };
 }
 
 function oneOfConsumer<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {
