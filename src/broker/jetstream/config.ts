@@ -248,11 +248,11 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
     ...(optStartTime !== undefined ? { opt_start_time: optStartTime } : {}),
     ack_policy: ackPolicy,
     ...ackWait(raw, ackPolicy, backoff),
-    max_deliver: intOr(raw.max_deliver, 0) > 0 ? intOr(raw.max_deliver, 0) : -1,
+    max_deliver: intOr(raw.max_deliver, 0) || -1, // nats-server keeps a negative value (no limit, as -1)
     ...(filter !== undefined ? { filter_subject: filter } : {}),
     replay_policy: oneOfConsumer(raw.replay_policy, ["instant", "original"] as const, "instant"),
     ...(!push ? { max_waiting: intOr(raw.max_waiting, 0) > 0 ? intOr(raw.max_waiting, 0) : 512 } : {}),
-    ...(ackPolicy !== "none" ? { max_ack_pending: intOr(raw.max_ack_pending, 0) > 0 ? intOr(raw.max_ack_pending, 0) : 1000 } : {}),
+    ...maxAckPending(raw, ackPolicy),
     ...(raw.flow_control === true ? { flow_control: true } : {}),
     ...(heartbeat > 0 ? { idle_heartbeat: heartbeat } : {}),
     ...(raw.headers_only === true ? { headers_only: true } : {}),
@@ -275,6 +275,13 @@ function ackWait(raw: Record<string, unknown>, ackPolicy: ConsumerConfig["ack_po
   if (ackPolicy === "none") return {};
   const asked = intOr(raw.ack_wait, 0);
   return { ack_wait: asked > 0 ? asked : DEFAULT_ACK_WAIT_NS };
+}
+
+/** As nats-server: kept as asked (a negative value is no limit), else 1000 when acks are expected. */
+function maxAckPending(raw: Record<string, unknown>, ackPolicy: ConsumerConfig["ack_policy"]): { max_ack_pending?: number } {
+  const asked = intOr(raw.max_ack_pending, 0);
+  if (asked !== 0) return { max_ack_pending: asked };
+  return ackPolicy === "none" ? {} : { max_ack_pending: 1000 };
 }
 
 function oneOfConsumer<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {
