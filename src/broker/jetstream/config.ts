@@ -101,12 +101,16 @@ function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback
 
 /** Stream and consumer names: no whitespace, '.', '*', '>' or path separators. */
 export function isValidName(name: string): boolean {
-  return name.length > 0 && name.length <= 255 && !/[\s.*>/\\]/.test(name);
+  return name.length > 0 && !/[\s.*>/\\]/.test(name);
 }
+
+/** nats-server's limit on stream and consumer names, in bytes. */
+export const MAX_NAME_BYTES = 255;
 
 function checkStreamName(name: string): void {
   if (name === "" || /[\s.*>]/.test(name)) throw Errors.streamConfig("stream name is required and can not contain '.', '*', '>'");
   if (/[/\\]/.test(name)) throw Errors.streamNameInvalid();
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw Errors.streamConfig(`stream name is too long, maximum allowed is ${MAX_NAME_BYTES}`);
 }
 
 const API_PREFIXES = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"];
@@ -207,6 +211,7 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
   const str = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
   const durable = str(raw.durable_name);
   const name = str(raw.name);
+  if ([durable, name].some((n) => n !== undefined && Buffer.byteLength(n) > MAX_NAME_BYTES)) throw Errors.consumerNameTooLong(MAX_NAME_BYTES);
   if (durable !== undefined && !isValidName(durable)) throw Errors.consumerBadDurableName();
   if (name !== undefined && !isValidName(name)) throw new ApiError(400, 10127, "Consumer name can not contain path separators");
   if (durable !== undefined && name !== undefined && durable !== name) {

@@ -51,6 +51,7 @@ export const Errors = {
   consumerInvalidPolicy: (detail: string) => new ApiError(400, 10094, detail),
   consumerPushMaxWaiting: () => new ApiError(400, 10080, "consumer in push mode can not set max waiting"),
   consumerExistingActive: () => new ApiError(400, 10105, "consumer already exists and is still active"),
+  consumerNameTooLong: (max: number) => new ApiError(400, 10102, `consumer name is too long, maximum allowed is ${max}`),
   consumerDescriptionTooLong: (max: number) => new ApiError(400, 10107, `consumer description is too long, maximum allowed is ${max}`),
   consumerMaxDeliverBackoff: () => new ApiError(400, 10116, "max deliver is required to be > length of backoff values"),
   consumerMaxWaitingNegative: () => new ApiError(400, 10087, "consumer max waiting needs to be positive"),
