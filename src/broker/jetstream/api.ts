@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { PubFrame } from "../parser.js";
 import type { Subscription } from "../sublist.js";
-import { checkConsumerConfig, checkStreamConfig, checkStreamUpdate } from "./config-checks.js";
+import { checkConsumerConfig, checkConsumerUpdate, checkStreamConfig, checkStreamUpdate } from "./config-checks.js";
 import { checkApiOverlap, type ConsumerConfig, filterMatcher, normalizeConsumerConfig, normalizeStreamConfig, sameConfig, type StreamConfig, subjectsOverlap } from "./config.js";
 import { Consumer } from "./consumer.js";
 import { ApiError, Errors } from "./errors.js";
@@ -16,8 +16,24 @@ import { rfc3339 } from "./time.js";
 const TYPE_PREFIX = "io.nats.jetstream.api.v1.";
 const NAMES_PAGE = 1024;
 const LIST_PAGE = 256;
-/** Consumer settings an existing consumer may change (nats-server's updatable fields). */
-const MUTABLE_CONSUMER_FIELDS = ["description", "ack_wait", "max_deliver", "max_ack_pending", "max_waiting", "headers_only", "backoff", "inactive_threshold", "metadata"];
+/**
+ * Consumer settings an existing consumer may change. nats-server also lets the filter subject, deliver
+ * subject and deliver group change; a consumer here keeps those for its lifetime.
+ */
+const MUTABLE_CONSUMER_FIELDS = [
+  "description",
+  "ack_wait",
+  "max_deliver",
+  "max_ack_pending",
+  "headers_only",
+  "backoff",
+  "inactive_threshold",
+  "metadata",
+  "mem_storage",
+  "num_replicas",
+  "max_batch",
+  "max_expires",
+];
 
 interface Request {
   tokens: string[]; // subject tokens after $JS.API
@@ -314,6 +330,7 @@ export class JetStreamApi {
   private updateConsumer(stream: Stream, existing: Consumer, config: ConsumerConfig, action: unknown): Record<string, unknown> {
     if (sameConfig(existing.config, config)) return existing.info();
     if (action === "create") throw new ApiError(400, 10148, "consumer already exists");
+    checkConsumerUpdate(existing.config, config);
     const before = { ...existing.config } as Record<string, unknown>;
     const after = { ...config } as Record<string, unknown>;
     for (const field of MUTABLE_CONSUMER_FIELDS) {

@@ -101,6 +101,24 @@ export function checkConsumerConfig(cfg: ConsumerConfig, raw: Record<string, unk
   if (replicas > 1) throw Errors.replicasNotSupported();
 }
 
+/** What nats-server refuses to change on an existing consumer (500 / 10012, its texts). */
+export function checkConsumerUpdate(old: ConsumerConfig, next: ConsumerConfig): void {
+  const refuse = (what: string) => Errors.consumerCreate(`${what} can not be updated`);
+  if (next.deliver_policy !== old.deliver_policy) throw refuse("deliver policy");
+  if (next.opt_start_seq !== old.opt_start_seq) throw refuse("start sequence");
+  if (startTime(next) !== startTime(old)) throw refuse("start time");
+  if (next.ack_policy !== old.ack_policy) throw refuse("ack policy");
+  if (next.replay_policy !== old.replay_policy) throw refuse("replay policy");
+  if (next.idle_heartbeat !== old.idle_heartbeat) throw refuse("heart beats");
+  if (next.flow_control !== old.flow_control) throw refuse("flow control");
+  if (next.max_waiting !== old.max_waiting) throw refuse("max waiting");
+}
+
+/** The start time as an instant, so that equal times written differently compare equal. */
+function startTime(cfg: ConsumerConfig): number | undefined {
+  return cfg.opt_start_time === undefined ? undefined : Date.parse(cfg.opt_start_time);
+}
+
 const POLICY_WORDS: Record<ConsumerConfig["deliver_policy"], string> = {
   all: "all",
   last: "last",
