@@ -107,6 +107,24 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
       }
     });
 
+    it("#10 names of up to 255 bytes are kept over a restart; longer ones are refused", async () => {
+      const long = (prefix: string, bytes: number) => prefix + "n".repeat(bytes - prefix.length);
+      const tooLongStream = long(`LONG${++seq}_`, 256);
+      expect((await createStream(tooLongStream, { subjects: [`long${seq}.>`] })).error).toEqual(
+        streamConfigError("stream name is too long, maximum allowed is 255"),
+      );
+      const streamName = long(`LONG${++seq}_`, 255);
+      expect((await createStream(streamName, { subjects: [`long${seq}.>`] })).error).toBeUndefined();
+      const tooLongConsumer = await createConsumer(streamName, { durable_name: long("d", 256), ack_policy: "explicit" });
+      expect(tooLongConsumer.error).toEqual({ code: 400, err_code: 10102, description: "consumer name is too long, maximum allowed is 255" });
+      const durable = long("d", 255);
+      expect((await createConsumer(streamName, { durable_name: durable, ack_policy: "explicit" })).error).toBeUndefined();
+      await js.server().restart();
+      const info = await api(`CONSUMER.INFO.${streamName}.${durable}`, "");
+      expect(info.error).toBeUndefined();
+      expect(info.name).toBe(durable);
+    });
+
     it("#10 negative message and byte limits are accepted and kept, as by nats-server", async () => {
       const { name, subj } = fresh("neg");
       const r = await createStream(name, { subjects: [`${subj}.>`], max_msgs: -5, max_bytes: -7, max_msgs_per_subject: -3 });
@@ -247,6 +265,50 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
         const r = await createConsumer(name, { durable_name: "lim", ack_policy: "explicit", ...extra });
         expect.soft(r.error, JSON.stringify(extra)).toEqual(error);
       }
+    });
+
+    it("#10 an existing consumer keeps its policies: changing one is refused with nats-server's text (500 / 10012)", async () => {
+      const { name } = await stream("cupd");
+      const time = "2020-01-01T00:00:00Z";
+      const cases: [Record<string, unknown>, Record<string, unknown>, string][] = [
+        [{ deliver_policy: "all" }, { deliver_policy: "new" }, "deliver policy"],
+        [{ deliver_policy: "by_start_sequence", opt_start_seq: 3 }, { deliver_policy: "by_start_sequence", opt_start_seq: 4 }, "start sequence"],
+        [{ deliver_policy: "by_start_time", opt_start_time: time }, { deliver_policy: "by_start_time", opt_start_time: "2021-01-01T00:00:00Z" }, "start time"],
+        [{ ack_policy: "explicit" }, { ack_policy: "all" }, "ack policy"],
+        [{ replay_policy: "instant" }, { replay_policy: "original" }, "replay policy"],
+        [{ deliver_subject: "cupd.hb", idle_heartbeat: SEC_NS }, { deliver_subject: "cupd.hb", idle_heartbeat: 2 * SEC_NS }, "heart beats"],
+        [{ deliver_subject: "cupd.fc", idle_heartbeat: SEC_NS }, { deliver_subject: "cupd.fc", idle_heartbeat: SEC_NS, flow_control: true }, "flow control"],
+        [{ max_waiting: 512 }, { max_waiting: 10 }, "max waiting"],
+        // Pull to push shows up as a change of max_waiting (512 to none) first.
+        [{}, { deliver_subject: "cupd.push" }, "max waiting"],
+      ];
+      let n = 0;
+      for (const [before, after, what] of cases) {
+        const durable_name = `u${++n}`;
+        const created = await createConsumer(name, { durable_name, ack_policy: "explicit", ...before });
+        expect.soft(created.error, JSON.stringify(before)).toBeUndefined();
+        const r = await createConsumer(name, { durable_name, ack_policy: "explicit", ...before, ...after });
+        expect.soft(r.error, JSON.stringify(after)).toEqual({ code: 500, err_code: 10012, description: `${what} can not be updated` });
+      }
+    });
+
+    it("#10 an existing consumer takes new limits, description and storage hints", async () => {
+      const { name } = await stream("cupdok");
+      expect((await createConsumer(name, { durable_name: "d", ack_policy: "explicit" })).error).toBeUndefined();
+      const changed = {
+        description: "now described",
+        ack_wait: 5 * SEC_NS,
+        max_deliver: 4,
+        max_ack_pending: 10,
+        headers_only: true,
+        mem_storage: true,
+        num_replicas: 1,
+        max_batch: 4,
+        max_expires: 5 * SEC_NS,
+      };
+      const r = await createConsumer(name, { durable_name: "d", ack_policy: "explicit", ...changed });
+      expect(r.error).toBeUndefined();
+      expect(r.config).toMatchObject(changed);
     });
 
     it("#10 ack none with max_ack_pending, and negative max_deliver / max_ack_pending, are accepted and kept", async () => {
