@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { PubFrame } from "../parser.js";
 import type { Subscription } from "../sublist.js";
-import { checkConsumerConfig, checkConsumerUpdate, checkStreamConfig, checkStreamUpdate } from "./config-checks.js";
+import { checkConsumerConfig, checkConsumerUpdate, checkStreamConfig, checkStreamUpdate, checkWorkQueueConsumer } from "./config-checks.js";
 import { checkApiOverlap, type ConsumerConfig, filterMatcher, normalizeConsumerConfig, normalizeStreamConfig, sameConfig, type StreamConfig, subjectsOverlap } from "./config.js";
 import { Consumer } from "./consumer.js";
 import { ApiError, Errors } from "./errors.js";
@@ -318,6 +318,7 @@ export class JetStreamApi {
     const existing = stream.consumers.get(name);
     if (existing) return this.updateConsumer(stream, existing, config, request.action);
     if (request.action === "update") throw Errors.consumerNotFound();
+    if (stream.config.retention === "workqueue") checkWorkQueueConsumer(config, stream.consumerConfigs());
     if (stream.config.max_consumers > 0 && stream.consumers.size >= stream.config.max_consumers) {
       throw new ApiError(400, 10026, "maximum consumers limit reached");
     }

@@ -22,6 +22,7 @@ export function checkStreamConfig(cfg: StreamConfig): void {
   if (cfg.num_replicas > MAX_STREAM_REPLICAS) throw Errors.streamConfig(`maximum replicas is ${MAX_STREAM_REPLICAS}`);
   if (cfg.num_replicas < 0) throw Errors.replicasNegative();
   checkWindows(cfg);
+  if (cfg.mirror_direct) throw Errors.streamConfig("stream has no mirror but does have mirror direct"); // no mirrors here
   if (cfg.deny_purge && cfg.allow_rollup_hdrs) throw Errors.streamConfig("roll-ups require the purge permission");
   if (cfg.discard_new_per_subject) {
     if (cfg.discard !== "new") throw Errors.streamConfig("discard new per subject requires discard new policy to be set");
@@ -99,6 +100,19 @@ export function checkConsumerConfig(cfg: ConsumerConfig, raw: Record<string, unk
   const replicas = typeof raw.num_replicas === "number" ? raw.num_replicas : 0;
   if (replicas < 0) throw Errors.replicasNegative();
   if (replicas > 1) throw Errors.replicasNotSupported();
+}
+
+/**
+ * A new consumer on a workqueue stream, next to the consumers it already has: each message goes to one
+ * consumer, so filters may not overlap, and every consumer starts at the beginning.
+ */
+export function checkWorkQueueConsumer(cfg: ConsumerConfig, others: ConsumerConfig[]): void {
+  if (others.length > 0) {
+    const filter = cfg.filter_subject;
+    if (filter === undefined) throw Errors.workqueueMultipleUnfiltered();
+    if (others.some((o) => o.filter_subject === undefined || subjectsOverlap(o.filter_subject, filter))) throw Errors.workqueueFilterNotUnique();
+  }
+  if (cfg.deliver_policy !== "all") throw Errors.workqueueNotDeliverAll();
 }
 
 /** What nats-server refuses to change on an existing consumer (500 / 10012, its texts). */
