@@ -96,6 +96,7 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
         [{ deny_purge: true, allow_rollup_hdrs: true }, streamConfigError("roll-ups require the purge permission")],
         [{ discard_new_per_subject: true }, streamConfigError("discard new per subject requires discard new policy to be set")],
         [{ discard_new_per_subject: true, discard: "new" }, streamConfigError("discard new per subject requires max msgs per subject > 0")],
+        [{ allow_direct: true, mirror_direct: true }, streamConfigError("stream has no mirror but does have mirror direct")],
         [{ num_replicas: 6 }, streamConfigError("maximum replicas is 5")],
         [{ num_replicas: 3 }, { code: 500, err_code: 10074, description: "replicas > 1 not supported in non-clustered mode" }],
         [{ num_replicas: -1 }, { code: 400, err_code: 10133, description: "replicas count cannot be negative" }],
@@ -309,6 +310,28 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
       const r = await createConsumer(name, { durable_name: "d", ack_policy: "explicit", ...changed });
       expect(r.error).toBeUndefined();
       expect(r.config).toMatchObject(changed);
+    });
+
+    it("#10 workqueue consumers: explicit acks, deliver all, one unfiltered or non-overlapping filters", async () => {
+      const { name, subj } = await stream("wq", { retention: "workqueue" });
+      const error = (err_code: number, description: string) => ({ code: 400, err_code, description });
+      const notUnique = error(10100, "filtered consumer not unique on workqueue stream");
+      const add = (durable_name: string, extra: Record<string, unknown> = {}) => createConsumer(name, { durable_name, ack_policy: "explicit", ...extra });
+      expect((await add("first", { deliver_policy: "new" })).error).toEqual(error(10101, "consumer must be deliver all on workqueue stream"));
+      expect((await add("acks", { ack_policy: "all" })).error).toEqual(error(10098, "workqueue stream requires explicit ack"));
+      expect((await add("all")).error).toBeUndefined();
+      // The same consumer again, or changed where it may change, is no second consumer.
+      expect((await add("all")).error).toBeUndefined();
+      expect((await add("all", { max_deliver: 3 })).error).toBeUndefined();
+      expect((await add("second")).error).toEqual(error(10099, "multiple non-filtered consumers not allowed on workqueue stream"));
+      expect((await add("filtered", { filter_subject: `${subj}.a` })).error).toEqual(notUnique);
+      expect((await api(`CONSUMER.DELETE.${name}.all`, "")).error).toBeUndefined();
+      expect((await add("a", { filter_subject: `${subj}.a` })).error).toBeUndefined();
+      expect((await add("b", { filter_subject: `${subj}.b.>` })).error).toBeUndefined();
+      expect((await add("star", { filter_subject: `${subj}.*` })).error).toEqual(notUnique);
+      expect((await add("b2", { filter_subject: `${subj}.b.c` })).error).toEqual(notUnique);
+      expect((await add("unfiltered")).error).toEqual(error(10099, "multiple non-filtered consumers not allowed on workqueue stream"));
+      expect((await add("c", { filter_subject: `${subj}.c`, deliver_policy: "last" })).error).toEqual(error(10101, "consumer must be deliver all on workqueue stream"));
     });
 
     it("#10 ack none with max_ack_pending, and negative max_deliver / max_ack_pending, are accepted and kept", async () => {
