@@ -125,7 +125,7 @@ export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): St
     throw Errors.invalidJson();
   }
   const name = typeof raw.name === "string" ? raw.name : "";
-  if (name !== "" && name !== nameFromSubject) throw Errors.streamMismatch();
+  if (name !== nameFromSubject) throw Errors.streamMismatch(); // a missing name too, as nats-server
   checkStreamName(name);
   let subjects = (raw.subjects as string[] | undefined | null) ?? [];
   if (subjects.length === 0) subjects = [name];
@@ -189,6 +189,18 @@ export function subjectsOverlap(a: string, b: string): boolean {
   return true;
 }
 
+/** Whether every subject matching `sub` also matches `sup` (both may have wildcards). */
+export function subjectIsSubset(sub: string, sup: string): boolean {
+  const a = sub.split(".");
+  const b = sup.split(".");
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] === ">") return i < a.length;
+    if (i >= a.length || a[i] === ">") return false;
+    if (b[i] !== "*" && b[i] !== a[i]) return false;
+  }
+  return a.length === b.length;
+}
+
 /** A predicate for a (possibly wildcard) filter subject; null when there is no filter. */
 export function filterMatcher(filter: string | undefined): ((subject: string) => boolean) | null {
   if (!filter || filter === ">") return null;
@@ -237,7 +249,8 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
   const filter = str(raw.filter_subject);
   if (filter !== undefined) {
     if (!isValidSubscriptionSubject(filter)) throw Errors.consumerFilterNotSubset();
-    if (!stream.subjects.some((s) => subjectsOverlap(s, filter))) throw Errors.consumerFilterNotSubset();
+    // As nats-server: the filter is within a stream subject or covers one; merely overlapping is not enough.
+    if (!stream.subjects.some((s) => subjectIsSubset(filter, s) || subjectIsSubset(s, filter))) throw Errors.consumerFilterNotSubset();
   }
   if (stream.retention === "workqueue" && ackPolicy !== "explicit") throw Errors.workqueueRequiresExplicitAck();
   if (push && raw.max_waiting !== undefined && intOr(raw.max_waiting, 0) !== 0) throw Errors.consumerPushMaxWaiting();
