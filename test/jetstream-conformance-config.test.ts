@@ -126,6 +126,12 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
       expect(info.name).toBe(durable);
     });
 
+    it("#10 a create without a name in the body does not match the subject's name (400 / 10056)", async () => {
+      const { name, subj } = fresh("noname");
+      const r = await api(`STREAM.CREATE.${name}`, { subjects: [`${subj}.>`] });
+      expect(r.error).toEqual({ code: 400, err_code: 10056, description: "stream name in subject does not match request" });
+    });
+
     it("#10 negative message and byte limits are accepted and kept, as by nats-server", async () => {
       const { name, subj } = fresh("neg");
       const r = await createStream(name, { subjects: [`${subj}.>`], max_msgs: -5, max_bytes: -7, max_msgs_per_subject: -3 });
@@ -310,6 +316,33 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
       const r = await createConsumer(name, { durable_name: "d", ack_policy: "explicit", ...changed });
       expect(r.error).toBeUndefined();
       expect(r.config).toMatchObject(changed);
+    });
+
+    it("#10 a filter must lie within a stream subject or cover one; overlapping is not enough (400 / 10093)", async () => {
+      const { name: name1, subj: s1 } = fresh("filt");
+      expect((await createStream(name1, { subjects: [`${s1}.a.b`, `${s1}x.*`] })).error).toBeUndefined();
+      const notSubset = { code: 400, err_code: 10093, description: "consumer filter subject is not a valid subset of the interest subjects" };
+      const cases: [string, boolean][] = [
+        [`${s1}.*.b`, true],
+        [`${s1}.>`, true],
+        [">", true],
+        [`${s1}x.y`, true],
+        [`${s1}x.>`, true],
+        [`*.y`, false],
+        [`${s1}.a.*.>`, false],
+        [`${s1}`, false],
+      ];
+      for (const [filter, ok] of cases) {
+        const r = await createConsumer(name1, { ack_policy: "explicit", filter_subject: filter });
+        if (ok) expect.soft(r.error, filter).toBeUndefined();
+        else expect.soft(r.error, filter).toEqual(notSubset);
+      }
+      const { name: name2, subj: s2 } = await stream("filt");
+      for (const filter of ["*.*", `*.a.b`]) {
+        expect.soft((await createConsumer(name2, { ack_policy: "explicit", filter_subject: filter })).error, filter).toEqual(notSubset);
+      }
+      expect((await createConsumer(name2, { ack_policy: "explicit", filter_subject: "*.>" })).error).toBeUndefined();
+      expect((await createConsumer(name2, { ack_policy: "explicit", filter_subject: `${s2}.*` })).error).toBeUndefined();
     });
 
     it("#10 workqueue consumers: explicit acks, deliver all, one unfiltered or non-overlapping filters", async () => {
