@@ -7,7 +7,8 @@ import { type ConsumerConfig, NS_PER_MS, type StreamConfig, subjectsOverlap } fr
 import { Errors } from "./errors.js";
 import { SubjectTransform } from "./subject-transform.js";
 
-export const MAX_DESCRIPTION_BYTES = 4096;
+const MAX_DESCRIPTION_BYTES = 4096;
+const INT64_MAX = 2n ** 63n - 1n;
 const MAX_STREAM_REPLICAS = 5;
 const MIN_WINDOW_NS = 100 * NS_PER_MS;
 const MIN_MAX_EXPIRES_NS = NS_PER_MS;
@@ -16,7 +17,7 @@ function tooLong(description: string | undefined): boolean {
   return description !== undefined && Buffer.byteLength(description) > MAX_DESCRIPTION_BYTES;
 }
 
-/** Every check of a stream configuration, in the order nats-server makes them. */
+/** Every check of a stream configuration, in nats-server's order. */
 export function checkStreamConfig(cfg: StreamConfig): void {
   if (tooLong(cfg.description)) throw Errors.streamConfig(`stream description is too long, maximum allowed is ${MAX_DESCRIPTION_BYTES}`);
   if (cfg.num_replicas > MAX_STREAM_REPLICAS) throw Errors.streamConfig(`maximum replicas is ${MAX_STREAM_REPLICAS}`);
@@ -96,6 +97,7 @@ export function checkConsumerConfig(cfg: ConsumerConfig, raw: Record<string, unk
   const maxExpires = typeof raw.max_expires === "number" ? raw.max_expires : 0;
   if (maxExpires !== 0 && maxExpires < MIN_MAX_EXPIRES_NS) throw Errors.consumerMaxRequestExpiresTooSmall();
   checkDeliverPolicy(cfg);
+  if (cfg.sample_freq !== undefined) checkSampleFrequency(cfg.sample_freq);
   if (push && stream.subjects.some((s) => subjectsOverlap(s, cfg.deliver_subject as string))) throw Errors.consumerDeliverCycle();
   const replicas = typeof raw.num_replicas === "number" ? raw.num_replicas : 0;
   if (replicas < 0) throw Errors.replicasNegative();
@@ -131,6 +133,17 @@ export function checkConsumerUpdate(old: ConsumerConfig, next: ConsumerConfig): 
 /** The start time as an instant, so that equal times written differently compare equal. */
 function startTime(cfg: ConsumerConfig): number | undefined {
   return cfg.opt_start_time === undefined ? undefined : Date.parse(cfg.opt_start_time);
+}
+
+/** A whole number, with an optional '%', read as nats-server (Go's strconv.Atoi) reads it. */
+function checkSampleFrequency(frequency: string): void {
+  const digits = frequency.endsWith("%") ? frequency.slice(0, -1) : frequency;
+  const refuse = (why: string) => Errors.consumerInvalidSampling(`strconv.Atoi: parsing ${JSON.stringify(digits)}: ${why}`);
+  if (!/^[+-]?\d+$/.test(digits)) throw refuse("invalid syntax");
+  const value = BigInt(digits);
+  if (value > INT64_MAX || value < -INT64_MAX - 1n) throw refuse("value out of range");
+  // sic: nats-server refuses a negative frequency with no error to tell, and so prints Go's nil.
+  if (value < 0n) throw Errors.consumerInvalidSampling("<nil>");
 }
 
 const POLICY_WORDS: Record<ConsumerConfig["deliver_policy"], string> = {

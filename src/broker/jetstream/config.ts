@@ -58,6 +58,7 @@ export interface ConsumerConfig {
   max_deliver: number;
   filter_subject?: string;
   replay_policy: "instant" | "original";
+  sample_freq?: string; // e.g. "50%": kept for clients, no ack samples are sent
   max_waiting?: number;
   max_ack_pending?: number;
   flow_control?: boolean;
@@ -105,7 +106,7 @@ export function isValidName(name: string): boolean {
 }
 
 /** nats-server's limit on stream and consumer names, in bytes. */
-export const MAX_NAME_BYTES = 255;
+const MAX_NAME_BYTES = 255;
 
 function checkStreamName(name: string): void {
   if (name === "" || /[\s.*>]/.test(name)) throw Errors.streamConfig("stream name is required and can not contain '.', '*', '>'");
@@ -269,6 +270,7 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
     max_deliver: intOr(raw.max_deliver, 0) || -1, // nats-server keeps a negative value (no limit, as -1)
     ...(filter !== undefined ? { filter_subject: filter } : {}),
     replay_policy: oneOfConsumer(raw.replay_policy, ["instant", "original"] as const, "instant"),
+    ...(str(raw.sample_freq) !== undefined ? { sample_freq: str(raw.sample_freq) } : {}),
     ...(!push ? { max_waiting: intOr(raw.max_waiting, 0) > 0 ? intOr(raw.max_waiting, 0) : 512 } : {}),
     ...maxAckPending(raw, ackPolicy),
     ...(raw.flow_control === true ? { flow_control: true } : {}),

@@ -58,6 +58,7 @@ export const Errors = {
   consumerMaxRequestBatchNegative: () => new ApiError(400, 10114, "consumer max request batch needs to be > 0"),
   consumerMaxRequestExpiresTooSmall: () => new ApiError(400, 10115, "consumer max request expires needs to be >= 1ms"),
   consumerPullRateLimit: () => new ApiError(400, 10086, "consumer in pull mode can not have rate limit set"),
+  consumerInvalidSampling: (detail: string) => new ApiError(400, 10095, `failed to parse consumer sampling configuration: ${detail}`),
   consumerDeliverCycle: () => new ApiError(400, 10081, "consumer deliver subject forms a cycle"),
   consumerCreate: (detail: string) => new ApiError(500, 10012, detail),
   notEmptyRequest: () => new ApiError(400, 10038, "expected an empty request payload"),
