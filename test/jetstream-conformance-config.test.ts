@@ -261,12 +261,17 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
 
     it("#10 pull and push limits are refused as nats-server refuses them", async () => {
       const { name, subj } = await stream("climits");
+      const sampling = (detail: string) => ({ code: 400, err_code: 10095, description: `failed to parse consumer sampling configuration: ${detail}` });
       const cases: [Record<string, unknown>, ApiAnswer["error"]][] = [
         [{ max_waiting: -5 }, { code: 400, err_code: 10087, description: "consumer max waiting needs to be positive" }],
         [{ max_batch: -5 }, { code: 400, err_code: 10114, description: "consumer max request batch needs to be > 0" }],
         [{ max_expires: MS_NS / 2 }, { code: 400, err_code: 10115, description: "consumer max request expires needs to be >= 1ms" }],
         [{ rate_limit_bps: 1000 }, { code: 400, err_code: 10086, description: "consumer in pull mode can not have rate limit set" }],
         [{ deliver_subject: `${subj}.loop` }, { code: 400, err_code: 10081, description: "consumer deliver subject forms a cycle" }],
+        [{ sample_freq: "abc" }, sampling('strconv.Atoi: parsing "abc": invalid syntax')],
+        [{ sample_freq: "5%%" }, sampling('strconv.Atoi: parsing "5%": invalid syntax')],
+        [{ sample_freq: "99999999999999999999" }, sampling('strconv.Atoi: parsing "99999999999999999999": value out of range')],
+        [{ sample_freq: "-5" }, sampling("<nil>")],
       ];
       for (const [extra, error] of cases) {
         const r = await createConsumer(name, { durable_name: "lim", ack_policy: "explicit", ...extra });
@@ -367,14 +372,14 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
       expect((await add("c", { filter_subject: `${subj}.c`, deliver_policy: "last" })).error).toEqual(error(10101, "consumer must be deliver all on workqueue stream"));
     });
 
-    it("#10 ack none with max_ack_pending, and negative max_deliver / max_ack_pending, are accepted and kept", async () => {
+    it("#10 ack none with max_ack_pending, negative max_deliver / max_ack_pending and a sample frequency are accepted and kept", async () => {
       const { name } = await stream("kept");
       const none = await createConsumer(name, { durable_name: "none", ack_policy: "none", max_ack_pending: 10 });
       expect(none.error).toBeUndefined();
       expect(none.config).toMatchObject({ ack_policy: "none", max_ack_pending: 10 });
-      const negative = await createConsumer(name, { durable_name: "neg", ack_policy: "explicit", max_deliver: -5, max_ack_pending: -5 });
+      const negative = await createConsumer(name, { durable_name: "neg", ack_policy: "explicit", max_deliver: -5, max_ack_pending: -5, sample_freq: "50%" });
       expect(negative.error).toBeUndefined();
-      expect(negative.config).toMatchObject({ max_deliver: -5, max_ack_pending: -5 });
+      expect(negative.config).toMatchObject({ max_deliver: -5, max_ack_pending: -5, sample_freq: "50%" });
     });
   });
 
