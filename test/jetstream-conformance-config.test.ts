@@ -457,6 +457,19 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
       ]);
     });
 
+    it("mapping functions: partition, splitFromLeft, split and sliceFromRight", async () => {
+      const { name, subj } = fresh("rpfn");
+      const dest = `outfn${seq}`;
+      const republish = { src: `${subj}.*.*`, dest: `${dest}.{{partition(5,1,2)}}.{{SplitFromLeft(1,2)}}.{{split(2,-)}}.{{SliceFromRight(1,3)}}` };
+      expect((await createStream(name, { subjects: [`${subj}.>`], republish })).error).toBeUndefined();
+      const out = await collect(`${dest}.>`);
+      const jsc = jetstream(await js.nc());
+      await jsc.publish(`${subj}.abcdefg.a-b--c`, "1");
+      await jsc.publish(`${subj}.xy.-q-`, "2");
+      await out.until(2);
+      expect(out.got.map((m) => m.subject)).toEqual([`${dest}.0.ab.cdefg.a.b.c.a.bcd.efg`, `${dest}.4.xy.q.xy`]);
+    });
+
     it("src defaults to every subject (>)", async () => {
       const { name, subj } = fresh("rpall");
       const r = await createStream(name, { subjects: [`${subj}.>`], republish: { dest: `all${seq}.>` } });
@@ -476,6 +489,10 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
         [{ src: `${subj}.>`, dest: "rpbad.fixed" }, "stream configuration for republish not valid"],
         [{ src: `${subj}.*`, dest: "rpbad.$1.>" }, "stream configuration for republish not valid"],
         [{ src: `${subj}.*`, dest: "" }, "stream configuration for republish not valid"],
+        [{ src: `${subj}.*`, dest: "rpbad.{{bogus(1)}}" }, "stream configuration for republish not valid"],
+        [{ src: `${subj}.*`, dest: "rpbad.{{WILDCARD(1)}}" }, "stream configuration for republish not valid"],
+        // partition() is one mapped token however many wildcards it hashes.
+        [{ src: `${subj}.*.*`, dest: "rpbad.{{partition(3,1,2)}}" }, "stream configuration for republish not valid"],
       ];
       for (const [republish, text] of cases) {
         const r = await createStream(name, { subjects: [`${subj}.>`], republish });
