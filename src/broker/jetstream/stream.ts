@@ -15,6 +15,14 @@ import { rfc3339 } from "./time.js";
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * Streams may republish into each other's subjects, round and round (nats-server allows it). Past this
+ * depth a republish waits for the next turn of the event loop, so the loop neither overflows the stack
+ * nor keeps the broker from its sockets.
+ */
+const MAX_REPUBLISH_NESTING = 16;
+let republishNesting = 0;
+
 interface Republisher {
   transform: SubjectTransform;
   headersOnly: boolean;
@@ -203,7 +211,20 @@ export class Stream {
       ["Nats-Last-Sequence", String(lastOnSubject)],
     ];
     if (headersOnly) entries.push(["Nats-Msg-Size", String(data.length)]);
-    this.host.broker.publishInternal(to, to, "", appendHeaders(header, entries), headersOnly ? EMPTY : data);
+    const block = appendHeaders(header, entries);
+    const body = headersOnly ? EMPTY : data;
+    const broker = this.host.broker;
+    if (republishNesting >= MAX_REPUBLISH_NESTING) {
+      const kept = Buffer.from(body); // `data` is a view into the read buffer, valid during this call only
+      setImmediate(() => broker.publishInternal(to, to, "", block, kept));
+      return;
+    }
+    republishNesting++;
+    try {
+      broker.publishInternal(to, to, "", block, body);
+    } finally {
+      republishNesting--;
+    }
   }
 
   private checkExpectations(subject: string, headers: HeaderReader): void {
