@@ -470,6 +470,21 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
       expect(out.got.map((m) => m.subject)).toEqual([`${dest}.0.ab.cdefg.a.b.c.a.bcd.efg`, `${dest}.4.xy.q.xy`]);
     });
 
+    it("two streams republishing into each other keep going round, and the server keeps answering", async () => {
+      const { name: a, subj: sa } = fresh("rploopa");
+      const { name: b, subj: sb } = fresh("rploopb");
+      const limits = { storage: "memory", max_msgs: 1000 };
+      expect((await createStream(a, { subjects: [`${sa}.>`], republish: { src: `${sa}.>`, dest: `${sb}.>` }, ...limits })).error).toBeUndefined();
+      expect((await createStream(b, { subjects: [`${sb}.>`], republish: { src: `${sb}.>`, dest: `${sa}.>` }, ...limits })).error).toBeUndefined();
+      const c = await js.nc();
+      c.publish(`${sa}.x`, "round");
+      const lastSeq = async () => ((await api(`STREAM.INFO.${a}`, "")).state as { last_seq: number }).last_seq;
+      await waitFor("the message to go round many times", async () => (await lastSeq()) > 100);
+      expect((await api(`STREAM.DELETE.${a}`, "")).error).toBeUndefined();
+      expect((await api(`STREAM.DELETE.${b}`, "")).error).toBeUndefined();
+      expect((await api("INFO", "")).error).toBeUndefined();
+    });
+
     it("src defaults to every subject (>)", async () => {
       const { name, subj } = fresh("rpall");
       const r = await createStream(name, { subjects: [`${subj}.>`], republish: { dest: `all${seq}.>` } });
