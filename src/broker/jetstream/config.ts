@@ -289,9 +289,12 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
   return config;
 }
 
-/** nats-server waits for the first backoff before a redelivery, whatever the ack policy; else ack_wait or 30 s. */
+/**
+ * nats-server waits for the first backoff before a redelivery, whatever the ack policy; else ack_wait or
+ * 30 s. A wait that is not positive (nats-server keeps it) is not taken: it would redeliver at once, always.
+ */
 function ackWait(raw: Record<string, unknown>, ackPolicy: ConsumerConfig["ack_policy"], backoff: number[] | undefined): { ack_wait?: number } {
-  if (backoff !== undefined && backoff.length > 0) return { ack_wait: backoff[0] };
+  if (backoff !== undefined && backoff.length > 0 && backoff[0] > 0) return { ack_wait: backoff[0] };
   if (ackPolicy === "none") return {};
   const asked = intOr(raw.ack_wait, 0);
   return { ack_wait: asked > 0 ? asked : DEFAULT_ACK_WAIT_NS };
