@@ -258,7 +258,7 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
   const backoff = Array.isArray(raw.backoff) ? (raw.backoff as unknown[]).map((v) => intOr(v, 0)) : undefined;
   const config: ConsumerConfig = {
     ...(durable !== undefined ? { durable_name: durable } : {}),
-    ...(name !== undefined ? { name } : {}),
+    ...(name !== undefined || durable !== undefined ? { name: name ?? durable } : {}), // nats-server names a durable after itself
     ...(str(raw.description) !== undefined ? { description: str(raw.description) } : {}),
     ...(push ? { deliver_subject: deliverSubject } : {}),
     ...(str(raw.deliver_group) !== undefined ? { deliver_group: str(raw.deliver_group) } : {}),
@@ -305,6 +305,12 @@ function maxAckPending(raw: Record<string, unknown>, ackPolicy: ConsumerConfig["
   const asked = intOr(raw.max_ack_pending, 0);
   if (asked !== 0) return { max_ack_pending: asked };
   return ackPolicy === "none" ? {} : { max_ack_pending: 1000 };
+}
+
+/** A durable's saved config from before durables carried `name`, as normalizeConsumerConfig gives it now. */
+export function withDurableName(config: ConsumerConfig): ConsumerConfig {
+  if (config.durable_name === undefined || config.name !== undefined) return config;
+  return { durable_name: config.durable_name, name: config.durable_name, ...config };
 }
 
 function oneOfConsumer<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {

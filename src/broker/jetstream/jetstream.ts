@@ -11,7 +11,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import type { Broker } from "../server.js";
 import { JetStreamApi } from "./api.js";
-import { type ConsumerConfig, normalizeStreamConfig, type StreamConfig } from "./config.js";
+import { type ConsumerConfig, normalizeStreamConfig, type StreamConfig, withDurableName } from "./config.js";
 import { Consumer, type ConsumerState } from "./consumer.js";
 import { FileStore } from "./store/file-store.js";
 import { MemoryStore } from "./store/memory-store.js";
@@ -92,7 +92,7 @@ export class JetStream implements StreamHost {
       try {
         const saved = JSON.parse(fs.readFileSync(path.join(consumersDir, file), "utf8")) as ConsumerFile;
         const name = saved.config.durable_name ?? file.slice(0, -".json".length);
-        stream.consumers.set(name, new Consumer(name, saved.config, saved.created, stream, saved.state));
+        stream.consumers.set(name, new Consumer(name, withDurableName(saved.config), saved.created, stream, saved.state));
       } catch (err) {
         this.log.error({ err, file }, "could not recover consumer");
       }
