@@ -4,6 +4,8 @@
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { headers, type Msg, type MsgHdrs } from "@nats-io/transport-node";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { describeEachServer, type ServerKind } from "./helpers/servers.js";
 import { useJetStreamServer } from "./helpers/jetstream-fixture.js";
@@ -304,6 +306,12 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
       }
     });
 
+    it("#10 a durable consumer's config repeats its name as `name`", async () => {
+      const { name } = await stream("dname");
+      const r = await createConsumer(name, { durable_name: "dur", ack_policy: "explicit" });
+      expect(r.config).toMatchObject({ durable_name: "dur", name: "dur" });
+    });
+
     it("#10 an existing consumer takes new limits, description and storage hints", async () => {
       const { name } = await stream("cupdok");
       expect((await createConsumer(name, { durable_name: "d", ack_policy: "explicit" })).error).toBeUndefined();
@@ -554,3 +562,33 @@ describeEachServer("JetStream configuration conformance", (kind: ServerKind) => 
     });
   });
 });
+
+// The bundled broker's own upgrade path: durables saved before their config carried `name`.
+describeEachServer(
+  "JetStream configuration conformance, saved state",
+  (kind: ServerKind) => {
+    const js = useJetStreamServer(kind);
+
+    it("a durable saved without `name` comes back with it, and the same config again is no change", async () => {
+      const config = { durable_name: "dur", ack_policy: "explicit" };
+      const createDurable = async () => {
+        const c = await js.nc();
+        const m = await c.request("$JS.API.CONSUMER.CREATE.OLD.dur", JSON.stringify({ stream_name: "OLD", config }), { timeout: 5000 });
+        return m.json<ApiAnswer>();
+      };
+      const c = await js.nc();
+      await c.request("$JS.API.STREAM.CREATE.OLD", JSON.stringify({ name: "OLD", subjects: ["old.>"] }), { timeout: 5000 });
+      expect((await createDurable()).error).toBeUndefined();
+      await js.server().restart(); // the consumer's state is written on the way down
+      const file = path.join(js.server().dataDir as string, "jetstream", "OLD", "consumers", "dur.json");
+      const saved = JSON.parse(readFileSync(file, "utf8")) as { config: Record<string, unknown> };
+      delete saved.config.name;
+      writeFileSync(file, JSON.stringify(saved));
+      await js.server().restart();
+      const again = await createDurable();
+      expect(again.error).toBeUndefined();
+      expect(again.config).toMatchObject({ durable_name: "dur", name: "dur" });
+    });
+  },
+  ["bundled"],
+);
