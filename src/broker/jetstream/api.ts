@@ -5,7 +5,8 @@
 import { randomBytes } from "node:crypto";
 import type { PubFrame } from "../parser.js";
 import type { Subscription } from "../sublist.js";
-import { checkApiOverlap, type ConsumerConfig, filterMatcher, normalizeConsumerConfig, normalizeStreamConfig, sameConfig, subjectsOverlap } from "./config.js";
+import { checkConsumerConfig, checkConsumerUpdate, checkStreamConfig, checkStreamUpdate, checkWorkQueueConsumer } from "./config-checks.js";
+import { checkApiOverlap, type ConsumerConfig, filterMatcher, normalizeConsumerConfig, normalizeStreamConfig, sameConfig, type StreamConfig, subjectsOverlap } from "./config.js";
 import { Consumer } from "./consumer.js";
 import { ApiError, Errors } from "./errors.js";
 import type { JetStream } from "./jetstream.js";
@@ -15,8 +16,24 @@ import { rfc3339 } from "./time.js";
 const TYPE_PREFIX = "io.nats.jetstream.api.v1.";
 const NAMES_PAGE = 1024;
 const LIST_PAGE = 256;
-/** Consumer settings an existing consumer may change (nats-server's updatable fields). */
-const MUTABLE_CONSUMER_FIELDS = ["description", "ack_wait", "max_deliver", "max_ack_pending", "max_waiting", "headers_only", "backoff", "inactive_threshold", "metadata"];
+/**
+ * Consumer settings an existing consumer may change. nats-server also lets the filter subject, deliver
+ * subject and deliver group change; a consumer here keeps those for its lifetime.
+ */
+const MUTABLE_CONSUMER_FIELDS = [
+  "description",
+  "ack_wait",
+  "max_deliver",
+  "max_ack_pending",
+  "headers_only",
+  "backoff",
+  "inactive_threshold",
+  "metadata",
+  "mem_storage",
+  "num_replicas",
+  "max_batch",
+  "max_expires",
+];
 
 interface Request {
   tokens: string[]; // subject tokens after $JS.API
@@ -37,6 +54,15 @@ function jsonOrEmpty(body: string): Record<string, unknown> {
   const parsed = parseJson(body);
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw Errors.invalidJson();
   return parsed as Record<string, unknown>;
+}
+
+/** A sealed stream takes no more messages and loses none: nats-server sets its limits to say so. */
+function seal(config: StreamConfig): void {
+  config.max_age = 0;
+  config.discard = "new";
+  config.deny_delete = true;
+  config.deny_purge = true;
+  config.allow_rollup_hdrs = false;
 }
 
 function randomName(): string {
@@ -156,6 +182,8 @@ export class JetStreamApi {
 
   private streamCreate(r: Request): Record<string, unknown> {
     const config = normalizeStreamConfig(parseJson(r.body), r.tokens[2]);
+    checkStreamConfig(config);
+    if (config.sealed) throw Errors.streamConfig("stream configuration for create can not be sealed");
     const existing = this.js.streams.get(config.name);
     if (existing) {
       if (!sameConfig(existing.config, config)) throw Errors.streamNameInUse();
@@ -169,9 +197,9 @@ export class JetStreamApi {
   private streamUpdate(r: Request): Record<string, unknown> {
     const stream = this.streamOf(r.tokens[2]);
     const config = normalizeStreamConfig(parseJson(r.body), r.tokens[2]);
-    if (config.storage !== stream.config.storage) throw Errors.streamConfig("stream configuration update can not change storage type");
-    if (config.retention !== stream.config.retention) throw Errors.streamConfig("stream configuration update can not change retention policy");
-    if (stream.config.sealed && !config.sealed) throw Errors.streamConfig("stream configuration update can not unseal a sealed stream");
+    checkStreamConfig(config);
+    checkStreamUpdate(stream.config, config);
+    if (config.sealed) seal(config);
     this.checkOverlap(config.name, config.subjects);
     checkApiOverlap(config);
     stream.update(config);
@@ -273,6 +301,7 @@ export class JetStreamApi {
     const stream = this.streamOf(streamName);
     if (request.config === undefined || request.config === null) throw Errors.consumerConfigRequired();
     const config = normalizeConsumerConfig(request.config, stream.config);
+    checkConsumerConfig(config, request.config as Record<string, unknown>, stream.config);
     const subjectName = durableSubject ? t[4] : t[3];
     if (!durableSubject && t.length === 3 && config.durable_name !== undefined) {
       throw new ApiError(400, 10020, "consumer expected to be ephemeral but a durable name was set in request");
@@ -289,6 +318,7 @@ export class JetStreamApi {
     const existing = stream.consumers.get(name);
     if (existing) return this.updateConsumer(stream, existing, config, request.action);
     if (request.action === "update") throw Errors.consumerNotFound();
+    if (stream.config.retention === "workqueue") checkWorkQueueConsumer(config, stream.consumerConfigs());
     if (stream.config.max_consumers > 0 && stream.consumers.size >= stream.config.max_consumers) {
       throw new ApiError(400, 10026, "maximum consumers limit reached");
     }
@@ -301,6 +331,7 @@ export class JetStreamApi {
   private updateConsumer(stream: Stream, existing: Consumer, config: ConsumerConfig, action: unknown): Record<string, unknown> {
     if (sameConfig(existing.config, config)) return existing.info();
     if (action === "create") throw new ApiError(400, 10148, "consumer already exists");
+    checkConsumerUpdate(existing.config, config);
     const before = { ...existing.config } as Record<string, unknown>;
     const after = { ...config } as Record<string, unknown>;
     for (const field of MUTABLE_CONSUMER_FIELDS) {

@@ -22,6 +22,7 @@ export interface StreamConfig {
   max_msgs_per_subject: number;
   max_msg_size: number;
   discard: "old" | "new";
+  discard_new_per_subject?: boolean;
   storage: "file" | "memory";
   num_replicas: number;
   duplicate_window: number; // ns
@@ -32,8 +33,15 @@ export interface StreamConfig {
   deny_purge: boolean;
   allow_rollup_hdrs: boolean;
   placement?: unknown;
-  republish?: unknown;
+  republish?: RePublish;
   metadata?: Record<string, string>;
+}
+
+/** Each stored message whose subject matches `src` is also published to `dest` (mapped). */
+export interface RePublish {
+  src: string;
+  dest: string;
+  headers_only?: boolean;
 }
 
 export interface ConsumerConfig {
@@ -50,6 +58,7 @@ export interface ConsumerConfig {
   max_deliver: number;
   filter_subject?: string;
   replay_policy: "instant" | "original";
+  sample_freq?: string; // e.g. "50%": kept for clients, no ack samples are sent
   max_waiting?: number;
   max_ack_pending?: number;
   flow_control?: boolean;
@@ -94,12 +103,16 @@ function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback
 
 /** Stream and consumer names: no whitespace, '.', '*', '>' or path separators. */
 export function isValidName(name: string): boolean {
-  return name.length > 0 && name.length <= 255 && !/[\s.*>/\\]/.test(name);
+  return name.length > 0 && !/[\s.*>/\\]/.test(name);
 }
+
+/** nats-server's limit on stream and consumer names, in bytes. */
+const MAX_NAME_BYTES = 255;
 
 function checkStreamName(name: string): void {
   if (name === "" || /[\s.*>]/.test(name)) throw Errors.streamConfig("stream name is required and can not contain '.', '*', '>'");
   if (/[/\\]/.test(name)) throw Errors.streamNameInvalid();
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw Errors.streamConfig(`stream name is too long, maximum allowed is ${MAX_NAME_BYTES}`);
 }
 
 const API_PREFIXES = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"];
@@ -114,22 +127,14 @@ export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): St
     throw Errors.invalidJson();
   }
   const name = typeof raw.name === "string" ? raw.name : "";
-  if (name !== "" && name !== nameFromSubject) throw Errors.streamMismatch();
+  if (name !== nameFromSubject) throw Errors.streamMismatch(); // a missing name too, as nats-server
   checkStreamName(name);
   let subjects = (raw.subjects as string[] | undefined | null) ?? [];
   if (subjects.length === 0) subjects = [name];
-  for (const subject of subjects) {
-    if (!isValidSubscriptionSubject(subject)) throw Errors.streamConfig("invalid subject");
-  }
-  if (new Set(subjects).size !== subjects.length) throw Errors.streamConfig("duplicate subjects detected");
-  const replicas = intOr(raw.num_replicas, 1);
-  if (replicas > 1) throw Errors.replicasNotSupported();
-  if (replicas < 0) throw new ApiError(400, 10133, "replicas count cannot be negative");
   const maxAge = intOr(raw.max_age, 0);
-  if (maxAge < 0) throw Errors.streamConfig("max age needs to be >= 0");
+  // As nats-server: an unset window follows a shorter max_age, even a negative one (refused later).
   let duplicateWindow = intOr(raw.duplicate_window, 0);
-  if (duplicateWindow <= 0) duplicateWindow = maxAge > 0 && maxAge < DEFAULT_DUPLICATE_WINDOW_NS ? maxAge : DEFAULT_DUPLICATE_WINDOW_NS;
-  if (maxAge > 0 && duplicateWindow > maxAge) throw Errors.streamConfig("duplicates window can not be larger then max age");
+  if (duplicateWindow === 0) duplicateWindow = maxAge !== 0 && maxAge < DEFAULT_DUPLICATE_WINDOW_NS ? maxAge : DEFAULT_DUPLICATE_WINDOW_NS;
   const config: StreamConfig = {
     name,
     ...(typeof raw.description === "string" && raw.description ? { description: raw.description } : {}),
@@ -142,9 +147,11 @@ export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): St
     max_msgs_per_subject: limit(raw.max_msgs_per_subject),
     max_msg_size: limit(raw.max_msg_size),
     discard: oneOf(raw.discard, ["old", "new"] as const, "old"),
+    ...(raw.discard_new_per_subject === true ? { discard_new_per_subject: true } : {}),
     storage: oneOf(raw.storage, ["file", "memory"] as const, "file"),
-    num_replicas: 1,
+    num_replicas: intOr(raw.num_replicas, 0) || 1, // checked by checkStreamConfig
     duplicate_window: duplicateWindow,
+    ...(isRecord(raw.republish) ? { republish: normalizeRepublish(raw.republish) } : {}),
     allow_direct: raw.allow_direct === true,
     mirror_direct: raw.mirror_direct === true,
     sealed: raw.sealed === true,
@@ -153,9 +160,14 @@ export function normalizeStreamConfig(raw: unknown, nameFromSubject: string): St
     allow_rollup_hdrs: raw.allow_rollup_hdrs === true,
   };
   if (raw.placement !== undefined && raw.placement !== null) config.placement = raw.placement;
-  if (raw.republish !== undefined && raw.republish !== null) config.republish = raw.republish;
   if (isRecord(raw.metadata)) config.metadata = raw.metadata as Record<string, string>;
   return config;
+}
+
+function normalizeRepublish(raw: Record<string, unknown>): RePublish {
+  if (["src", "dest"].some((key) => raw[key] !== undefined && typeof raw[key] !== "string")) throw Errors.invalidJson();
+  const src = typeof raw.src === "string" && raw.src !== "" ? raw.src : ">"; // nats-server's default: every subject
+  return { src, dest: (raw.dest as string | undefined) ?? "", ...(raw.headers_only === true ? { headers_only: true } : {}) };
 }
 
 /** Checked after the overlap with other streams, as nats-server orders its errors. */
@@ -177,6 +189,18 @@ export function subjectsOverlap(a: string, b: string): boolean {
     if (x !== y && x !== "*" && y !== "*") return false;
   }
   return true;
+}
+
+/** Whether every subject matching `sub` also matches `sup` (both may have wildcards). */
+export function subjectIsSubset(sub: string, sup: string): boolean {
+  const a = sub.split(".");
+  const b = sup.split(".");
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] === ">") return i < a.length;
+    if (i >= a.length || a[i] === ">") return false;
+    if (b[i] !== "*" && b[i] !== a[i]) return false;
+  }
+  return a.length === b.length;
 }
 
 /** A predicate for a (possibly wildcard) filter subject; null when there is no filter. */
@@ -201,6 +225,7 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
   const str = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
   const durable = str(raw.durable_name);
   const name = str(raw.name);
+  if ([durable, name].some((n) => n !== undefined && Buffer.byteLength(n) > MAX_NAME_BYTES)) throw Errors.consumerNameTooLong(MAX_NAME_BYTES);
   if (durable !== undefined && !isValidName(durable)) throw Errors.consumerBadDurableName();
   if (name !== undefined && !isValidName(name)) throw new ApiError(400, 10127, "Consumer name can not contain path separators");
   if (durable !== undefined && name !== undefined && durable !== name) {
@@ -223,25 +248,18 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
   const ackPolicy = oneOfConsumer(raw.ack_policy, ["none", "all", "explicit"] as const, push ? "none" : "explicit");
   const optStartSeq = intOr(raw.opt_start_seq, 0);
   const optStartTime = str(raw.opt_start_time);
-  if (deliverPolicy === "by_start_sequence" && optStartSeq <= 0) {
-    throw Errors.consumerInvalidPolicy("consumer delivery policy is deliver by start sequence, but optional start sequence is not set");
-  }
-  if (deliverPolicy === "by_start_time" && optStartTime === undefined) {
-    throw Errors.consumerInvalidPolicy("consumer delivery policy is deliver by start time, but optional start time is not set");
-  }
-  if (deliverPolicy !== "by_start_sequence" && optStartSeq > 0) {
-    throw Errors.consumerInvalidPolicy("consumer delivery policy is not deliver by start sequence, but optional start sequence is set");
-  }
   const filter = str(raw.filter_subject);
   if (filter !== undefined) {
     if (!isValidSubscriptionSubject(filter)) throw Errors.consumerFilterNotSubset();
-    if (!stream.subjects.some((s) => subjectsOverlap(s, filter))) throw Errors.consumerFilterNotSubset();
+    // As nats-server: the filter is within a stream subject or covers one; merely overlapping is not enough.
+    if (!stream.subjects.some((s) => subjectIsSubset(filter, s) || subjectIsSubset(s, filter))) throw Errors.consumerFilterNotSubset();
   }
   if (stream.retention === "workqueue" && ackPolicy !== "explicit") throw Errors.workqueueRequiresExplicitAck();
   if (push && raw.max_waiting !== undefined && intOr(raw.max_waiting, 0) !== 0) throw Errors.consumerPushMaxWaiting();
+  const backoff = Array.isArray(raw.backoff) ? (raw.backoff as unknown[]).map((v) => intOr(v, 0)) : undefined;
   const config: ConsumerConfig = {
     ...(durable !== undefined ? { durable_name: durable } : {}),
-    ...(name !== undefined ? { name } : {}),
+    ...(name !== undefined || durable !== undefined ? { name: name ?? durable } : {}), // nats-server names a durable after itself
     ...(str(raw.description) !== undefined ? { description: str(raw.description) } : {}),
     ...(push ? { deliver_subject: deliverSubject } : {}),
     ...(str(raw.deliver_group) !== undefined ? { deliver_group: str(raw.deliver_group) } : {}),
@@ -249,27 +267,52 @@ export function normalizeConsumerConfig(raw: unknown, stream: StreamConfig): Con
     ...(optStartSeq > 0 ? { opt_start_seq: optStartSeq } : {}),
     ...(optStartTime !== undefined ? { opt_start_time: optStartTime } : {}),
     ack_policy: ackPolicy,
-    ...(ackPolicy !== "none" ? { ack_wait: intOr(raw.ack_wait, 0) > 0 ? intOr(raw.ack_wait, 0) : DEFAULT_ACK_WAIT_NS } : {}),
-    max_deliver: intOr(raw.max_deliver, 0) > 0 ? intOr(raw.max_deliver, 0) : -1,
+    ...ackWait(raw, ackPolicy, backoff),
+    max_deliver: intOr(raw.max_deliver, 0) || -1, // nats-server keeps a negative value (no limit, as -1)
     ...(filter !== undefined ? { filter_subject: filter } : {}),
     replay_policy: oneOfConsumer(raw.replay_policy, ["instant", "original"] as const, "instant"),
+    ...(str(raw.sample_freq) !== undefined ? { sample_freq: str(raw.sample_freq) } : {}),
     ...(!push ? { max_waiting: intOr(raw.max_waiting, 0) > 0 ? intOr(raw.max_waiting, 0) : 512 } : {}),
-    ...(ackPolicy !== "none" ? { max_ack_pending: intOr(raw.max_ack_pending, 0) > 0 ? intOr(raw.max_ack_pending, 0) : 1000 } : {}),
+    ...maxAckPending(raw, ackPolicy),
     ...(raw.flow_control === true ? { flow_control: true } : {}),
     ...(heartbeat > 0 ? { idle_heartbeat: heartbeat } : {}),
     ...(raw.headers_only === true ? { headers_only: true } : {}),
-    num_replicas: intOr(raw.num_replicas, 0) > 1 ? 1 : 0,
+    num_replicas: intOr(raw.num_replicas, 0) === 1 ? 1 : 0, // as asked (more is refused by checkConsumerConfig)
     ...(raw.mem_storage === true ? { mem_storage: true } : {}),
     ...(intOr(raw.max_batch, 0) > 0 ? { max_batch: intOr(raw.max_batch, 0) } : {}),
     ...(intOr(raw.max_expires, 0) > 0 ? { max_expires: intOr(raw.max_expires, 0) } : {}),
     ...(intOr(raw.max_bytes, 0) > 0 ? { max_bytes: intOr(raw.max_bytes, 0) } : {}),
-    ...(Array.isArray(raw.backoff) ? { backoff: (raw.backoff as unknown[]).map((v) => intOr(v, 0)) } : {}),
+    ...(backoff !== undefined ? { backoff } : {}),
     ...(isRecord(raw.metadata) ? { metadata: raw.metadata as Record<string, string> } : {}),
   };
   const inactive = intOr(raw.inactive_threshold, 0);
   if (inactive > 0) config.inactive_threshold = inactive;
   else if (durable === undefined) config.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE_NS;
   return config;
+}
+
+/**
+ * nats-server waits for the first backoff before a redelivery, whatever the ack policy; else ack_wait or
+ * 30 s. A wait that is not positive (nats-server keeps it) is not taken: it would redeliver at once, always.
+ */
+function ackWait(raw: Record<string, unknown>, ackPolicy: ConsumerConfig["ack_policy"], backoff: number[] | undefined): { ack_wait?: number } {
+  if (backoff !== undefined && backoff.length > 0 && backoff[0] > 0) return { ack_wait: backoff[0] };
+  if (ackPolicy === "none") return {};
+  const asked = intOr(raw.ack_wait, 0);
+  return { ack_wait: asked > 0 ? asked : DEFAULT_ACK_WAIT_NS };
+}
+
+/** As nats-server: kept as asked (a negative value is no limit), else 1000 when acks are expected. */
+function maxAckPending(raw: Record<string, unknown>, ackPolicy: ConsumerConfig["ack_policy"]): { max_ack_pending?: number } {
+  const asked = intOr(raw.max_ack_pending, 0);
+  if (asked !== 0) return { max_ack_pending: asked };
+  return ackPolicy === "none" ? {} : { max_ack_pending: 1000 };
+}
+
+/** A durable's saved config from before durables carried `name`, as normalizeConsumerConfig gives it now. */
+export function withDurableName(config: ConsumerConfig): ConsumerConfig {
+  if (config.durable_name === undefined || config.name !== undefined) return config;
+  return { durable_name: config.durable_name, name: config.durable_name, ...config };
 }
 
 function oneOfConsumer<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {

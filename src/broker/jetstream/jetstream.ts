@@ -2,14 +2,16 @@
 // and the glue to the broker (flush stores before acks leave; wake push consumers on new interest).
 //
 // Layout on disk: <storeDir>/<stream>/meta.json (config, created), <storeDir>/<stream>/msgs/ (FileStore;
-// memory streams keep only their config), <storeDir>/<stream>/consumers/<name>.json (durable consumers).
+// memory streams keep only their config), <storeDir>/<stream>/consumers/<name>.json (durable consumers;
+// a name too long for a file name is stored under its SHA-256 instead, see consumerFileName).
 
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { Broker } from "../server.js";
 import { JetStreamApi } from "./api.js";
-import { type ConsumerConfig, normalizeStreamConfig, type StreamConfig } from "./config.js";
+import { type ConsumerConfig, normalizeStreamConfig, type StreamConfig, withDurableName } from "./config.js";
 import { Consumer, type ConsumerState } from "./consumer.js";
 import { FileStore } from "./store/file-store.js";
 import { MemoryStore } from "./store/memory-store.js";
@@ -89,8 +91,8 @@ export class JetStream implements StreamHost {
       if (!file.endsWith(".json")) continue;
       try {
         const saved = JSON.parse(fs.readFileSync(path.join(consumersDir, file), "utf8")) as ConsumerFile;
-        const name = file.slice(0, -".json".length);
-        stream.consumers.set(name, new Consumer(name, saved.config, saved.created, stream, saved.state));
+        const name = saved.config.durable_name ?? file.slice(0, -".json".length);
+        stream.consumers.set(name, new Consumer(name, withDurableName(saved.config), saved.created, stream, saved.state));
       } catch (err) {
         this.log.error({ err, file }, "could not recover consumer");
       }
@@ -154,7 +156,7 @@ export class JetStream implements StreamHost {
 
   removeConsumerState(stream: Stream, consumer: Consumer): void {
     this.dirtyConsumers.delete(consumer);
-    fs.rmSync(path.join(this.streamDir(stream.name), "consumers", `${consumer.name}.json`), { force: true });
+    fs.rmSync(path.join(this.streamDir(stream.name), "consumers", consumerFileName(consumer.name)), { force: true });
   }
 
   private flushConsumers(): void {
@@ -163,7 +165,7 @@ export class JetStream implements StreamHost {
       const dir = path.join(this.streamDir(stream.name), "consumers");
       fs.mkdirSync(dir, { recursive: true });
       const file: ConsumerFile = { config: consumer.config, created: consumer.created, state: consumer.snapshot() };
-      writeFileAtomic(path.join(dir, `${consumer.name}.json`), JSON.stringify(file));
+      writeFileAtomic(path.join(dir, consumerFileName(consumer.name)), JSON.stringify(file));
     }
     this.dirtyConsumers.clear();
   }
@@ -217,6 +219,15 @@ export class JetStream implements StreamHost {
     }
     this.streams.clear();
   }
+}
+
+/** The longest name whose "<name>.json.tmp" still fits a file name (255 bytes). */
+const MAX_PLAIN_CONSUMER_FILE_NAME = 255 - ".json.tmp".length;
+
+/** A durable's state file: its name, or for names up to nats-server's 255 bytes that do not fit, a digest. */
+function consumerFileName(name: string): string {
+  const base = Buffer.byteLength(name) <= MAX_PLAIN_CONSUMER_FILE_NAME ? name : createHash("sha256").update(name).digest("hex");
+  return `${base}.json`;
 }
 
 /** Write-then-rename, so a crash leaves the old file or the new one, never half of one. */

@@ -7,10 +7,31 @@ import type { Subscription } from "../sublist.js";
 import { type ConsumerConfig, filterMatcher, NS_PER_MS, type StreamConfig } from "./config.js";
 import type { Consumer } from "./consumer.js";
 import { ApiError, Errors } from "./errors.js";
-import { HeaderReader } from "./headers.js";
+import { appendHeaders, HeaderReader } from "./headers.js";
 import type { MessageStore, PurgeRequest, StoreState, StoredMessage } from "./store/types.js";
 import { literalFilter } from "./store/seq-index.js";
+import { SubjectTransform } from "./subject-transform.js";
 import { rfc3339 } from "./time.js";
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Streams may republish into each other's subjects, round and round (nats-server allows it). Past this
+ * depth a republish waits for the next turn of the event loop, so the loop neither overflows the stack
+ * nor keeps the broker from its sockets.
+ */
+const MAX_REPUBLISH_NESTING = 16;
+let republishNesting = 0;
+
+interface Republisher {
+  transform: SubjectTransform;
+  headersOnly: boolean;
+}
+
+function republisherOf(config: StreamConfig): Republisher | null {
+  const transform = config.republish ? SubjectTransform.parse(config.republish.src, config.republish.dest) : null;
+  return transform ? { transform, headersOnly: config.republish?.headers_only === true } : null;
+}
 
 export interface StreamHost {
   readonly broker: Broker;
@@ -37,6 +58,7 @@ export class Stream {
   private readonly dedupe = new Map<string, Dedupe>();
   private lastMsgId = "";
   private expiryTimer: NodeJS.Timeout | null = null;
+  private republisher: Republisher | null;
   closed = false;
 
   constructor(
@@ -44,7 +66,9 @@ export class Stream {
     readonly store: MessageStore,
     readonly created: number,
     private readonly host: StreamHost,
-  ) {}
+  ) {
+    this.republisher = republisherOf(config);
+  }
 
   get name(): string {
     return this.config.name;
@@ -77,6 +101,7 @@ export class Stream {
     for (const sub of this.ingestSubs) broker.unsubscribeInternal(sub);
     this.ingestSubs.length = 0;
     this.config = config;
+    this.republisher = republisherOf(config);
     this.subscribeIngest();
     this.updateDirect();
     this.enforceLimits();
@@ -150,6 +175,9 @@ export class Stream {
     const size = (header ? header.length : 0) + data.length;
     if (cfg.max_msg_size > 0 && size > cfg.max_msg_size) throw Errors.messageTooLarge();
     if (size > this.host.broker.options.maxPayload) throw Errors.messageTooLarge();
+    if (cfg.discard_new_per_subject && this.store.countOnSubject(subject) >= cfg.max_msgs_per_subject) {
+      throw Errors.maximumMessagesPerSubjectExceeded();
+    }
     if (cfg.discard === "new" && (cfg.max_msgs > 0 || cfg.max_bytes > 0)) {
       const state = this.store.state();
       if (cfg.max_msgs > 0 && state.messages + 1 > cfg.max_msgs) throw Errors.maximumMessagesExceeded();
@@ -157,8 +185,11 @@ export class Stream {
         throw Errors.maximumBytesExceeded();
       }
     }
+    const republishTo = this.republisher?.transform.apply(subject) ?? null;
+    const lastOnSubject = republishTo === null ? 0 : (this.store.lastSeqsPerSubject(literalFilter(subject))[0] ?? 0);
     const seq = this.store.append(subject, header, data, now);
     this.host.markDirty(this);
+    if (republishTo !== null) this.republish(republishTo, subject, seq, lastOnSubject, header, data);
     if (msgId) {
       this.dedupe.set(msgId, { seq, time: now });
       this.lastMsgId = msgId;
@@ -168,6 +199,32 @@ export class Stream {
     this.enforceLimits(subject);
     for (const consumer of this.consumers.values()) consumer.onStored(seq, subject);
     return { seq, duplicate: false };
+  }
+
+  /** The stored message again on its mapped subject, with where it is stored (nats-server's republish). */
+  private republish(to: string, subject: string, seq: number, lastOnSubject: number, header: Buffer | null, data: Buffer): void {
+    const headersOnly = (this.republisher as Republisher).headersOnly;
+    const entries: [string, string][] = [
+      ["Nats-Stream", this.name],
+      ["Nats-Subject", subject],
+      ["Nats-Sequence", String(seq)],
+      ["Nats-Last-Sequence", String(lastOnSubject)],
+    ];
+    if (headersOnly) entries.push(["Nats-Msg-Size", String(data.length)]);
+    const block = appendHeaders(header, entries);
+    const body = headersOnly ? EMPTY : data;
+    const broker = this.host.broker;
+    if (republishNesting >= MAX_REPUBLISH_NESTING) {
+      const kept = Buffer.from(body); // `data` is a view into the read buffer, valid during this call only
+      setImmediate(() => broker.publishInternal(to, to, "", block, kept));
+      return;
+    }
+    republishNesting++;
+    try {
+      broker.publishInternal(to, to, "", block, body);
+    } finally {
+      republishNesting--;
+    }
   }
 
   private checkExpectations(subject: string, headers: HeaderReader): void {
