@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Sublist, type Subscription } from "../src/broker/sublist.js";
-import { isValidPublishSubject, isValidSubscriptionSubject } from "../src/broker/subject.js";
+import { isValidPublishSubject, isValidSubscriptionSubject } from "../src/protocol/subjects.js";
 
 let nextSid = 1;
 function sub(subject: string, queue?: string): Subscription {

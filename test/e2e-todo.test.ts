@@ -57,6 +57,10 @@ describeEachServer("todo example end to end", (kind) => {
     expect(JSON.parse((await nex("kv", "get", "create", "1")).stdout)).toEqual({ id: "1", title: "milk" });
     const missing = await nex("kv", "get", "create", "nope");
     expect(missing.code).toBe(3);
+    // A name no workload's bucket can have is a usage error, named as the host services name it.
+    const bad = await nex("kv", "get", "no/slash", "1");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/bucket name "no\/slash" must be 1-64 letters, digits/);
     const buckets = JSON.parse((await nex("kv", "ls", "--json")).stdout) as { bucket: string; values: number }[];
     expect(buckets.find((b) => b.bucket === "create")?.values).toBe(2);
   });

@@ -6,7 +6,7 @@ import type { AuthenticatedUser } from "./auth.js";
 import { Outbound } from "./outbound.js";
 import { ConnectionPermissions } from "./permissions.js";
 import { ParseError, ProtocolParser, type ProtocolSink, type PubFrame } from "./parser.js";
-import { isValidPublishSubject, isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
+import { isValidPublishSubject, isValidQueueName, isValidSubscriptionSubject } from "../protocol/subjects.js";
 import type { MatchResult, Sublist, Subscription } from "./sublist.js";
 import type { Broker } from "./server.js";
 import type { ClientTransport } from "./transport.js";

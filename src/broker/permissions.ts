@@ -8,7 +8,7 @@
 // - allow_responses: a user may publish to the reply subject of a message it received, at most
 //   `max` times within `expires`.
 
-import { isValidQueueName, isValidSubscriptionSubject } from "./subject.js";
+import { isValidQueueName, isValidSubscriptionSubject } from "../protocol/subjects.js";
 import { Sublist, type Subscription } from "./sublist.js";
 
 /** Subjects allowed and denied; a bare list (or a string) in the config file means `allow`. */

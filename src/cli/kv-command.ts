@@ -5,7 +5,7 @@
 import { Command } from "commander";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { kvBucketName } from "../host-services/buckets.js";
+import { bucketNameProblem, kvBucketName } from "../protocol/buckets.js";
 import { addConnectionOptions, connectFromOptions } from "./connection.js";
 import { type ClientOpts, namespaceOption } from "./node-command.js";
 import { CliError, ExitCode, printJson, printJsonLine, printTable, withErrors } from "./output.js";
@@ -13,7 +13,10 @@ import { CliError, ExitCode, printJson, printJsonLine, printTable, withErrors } 
 type KvOpts = ClientOpts & { raw?: boolean };
 
 function realName(bucket: string, opts: KvOpts): string {
-  return opts.raw ? bucket : kvBucketName(opts.namespace, bucket);
+  if (opts.raw) return bucket;
+  const problem = bucketNameProblem(bucket);
+  if (problem) throw new CliError(problem, ExitCode.usage);
+  return kvBucketName(opts.namespace, bucket);
 }
 
 async function withKv<T>(bucket: string, opts: KvOpts, fn: (kv: KV, nc: NatsConnection) => Promise<T>): Promise<T> {

@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { headers as newHeaders, Match, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { addConnectionOptions, connectFromOptions, durationArg, formatDuration, type ConnectionOptions } from "./connection.js";
 import { CliError, ExitCode, printJsonLine, withErrors } from "./output.js";
+import { isValidPublishSubject, isValidSubscriptionSubject } from "../protocol/subjects.js";
 
 type HeaderPair = [string, string];
 
@@ -23,15 +24,10 @@ function countArg(value: string): number {
   return n;
 }
 
-/** A subject or queue name a client may use: no spaces, no empty tokens. Wildcards only when subscribing. */
+/** A subject a client may use, by the server's rules (protocol/subjects.ts): wildcards only when subscribing. */
 function checkSubject(subject: string, wildcards: boolean): void {
-  const tokens = subject.split(".");
-  const bad = subject.length === 0 || /\s/.test(subject) || tokens.some((t, i) => {
-    if (t === "") return true;
-    if (!wildcards) return t.includes("*") || t.includes(">");
-    return (t.includes("*") && t !== "*") || (t.includes(">") && (t !== ">" || i !== tokens.length - 1));
-  });
-  if (bad) throw new CliError(`invalid subject ${JSON.stringify(subject)}`, ExitCode.usage);
+  const valid = wildcards ? isValidSubscriptionSubject(subject) : isValidPublishSubject(subject);
+  if (!valid) throw new CliError(`invalid subject ${JSON.stringify(subject)}`, ExitCode.usage);
 }
 
 async function readStdin(): Promise<Uint8Array> {

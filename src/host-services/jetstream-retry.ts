@@ -79,17 +79,13 @@ class OutOfTime extends Error {
   }
 }
 
-/** The stream behind the call's bucket (as HostServices names buckets), for error messages; undefined if the name is bad. */
+/** The stream behind the call's bucket (as HostServices names buckets), for error messages. */
 export function streamName(
   ctx: { workload: { name: string; namespace: string }; header(name: string): string | undefined },
   bucketName: (namespace: string, bucket: string) => string,
   prefix: string,
-): string | undefined {
-  try {
-    return prefix + bucketName(ctx.workload.namespace, ctx.header(HostHeaders.bucket) ?? ctx.workload.name);
-  } catch {
-    return undefined; // the call itself fails with bad_request
-  }
+): string {
+  return prefix + bucketName(ctx.workload.namespace, ctx.header(HostHeaders.bucket) ?? ctx.workload.name);
 }
 
 /**

@@ -8,7 +8,7 @@
 
 import { HostHeaders } from "../protocol/host-services.js";
 import type { KV } from "@nats-io/kv";
-import { kvBucketName } from "./buckets.js";
+import { kvBucketName } from "../protocol/buckets.js";
 import { HostError } from "./errors.js";
 import { isCasConflict } from "../util/kv-create.js";
 import { type RetryInfo, streamName, withJetStreamRetry } from "./jetstream-retry.js";

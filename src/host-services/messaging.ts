@@ -1,7 +1,7 @@
 // messaging.publish/request/requestMany for workloads, outside the system subjects (a workload must not
 // reach the control plane, JetStream's API or other workloads' host services).
 
-import { FORBIDDEN_TRIGGER_PREFIXES } from "../protocol/control.js";
+import { isValidPublishSubject, MAX_SUBJECT_LENGTH, reservedPrefixOf } from "../protocol/subjects.js";
 import { HostHeaders } from "../protocol/host-services.js";
 import { HostError } from "./errors.js";
 import type { HostCallContext, HostMethod } from "./server.js";
@@ -10,11 +10,9 @@ const MAX_REQUEST_MANY = 1000;
 
 function subject(ctx: HostCallContext): string {
   const s = ctx.required(HostHeaders.subject);
-  const tokens = s.split(".");
-  if (s.length > 255 || tokens.some((t) => t.length === 0 || t === "*" || t === ">" || /\s/.test(t))) {
-    throw new HostError("bad_request", `invalid subject ${JSON.stringify(s)}: literal tokens only`);
-  }
-  if (FORBIDDEN_TRIGGER_PREFIXES.includes(tokens[0])) throw new HostError("forbidden", `workloads may not use ${tokens[0]}.> subjects`);
+  if (s.length > MAX_SUBJECT_LENGTH || !isValidPublishSubject(s)) throw new HostError("bad_request", `invalid subject ${JSON.stringify(s)}: literal tokens only`);
+  const reserved = reservedPrefixOf(s);
+  if (reserved) throw new HostError("forbidden", `workloads may not use ${reserved}.> subjects`);
   return s;
 }
 

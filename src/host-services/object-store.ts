@@ -6,7 +6,7 @@
 
 import { HostHeaders } from "../protocol/host-services.js";
 import type { ObjectStore } from "@nats-io/obj";
-import { objectBucketName } from "./buckets.js";
+import { objectBucketName } from "../protocol/buckets.js";
 import { HostError } from "./errors.js";
 import { type RetryInfo, streamName, withJetStreamRetry } from "./jetstream-retry.js";
 import type { HostCallContext, HostMethod } from "./server.js";

@@ -9,7 +9,7 @@ import type { KV } from "@nats-io/kv";
 import type { ObjectStore } from "@nats-io/obj";
 import type { Logger } from "pino";
 import { HOST_CALL_TIMEOUT_MS, HOST_PREFIX, HostHeaders } from "../protocol/host-services.js";
-import { kvBucketName, objectBucketName } from "./buckets.js";
+import { bucketNameProblem, kvBucketName, objectBucketName } from "../protocol/buckets.js";
 import { createKv, createObjectStore } from "../util/replicated-buckets.js";
 import { HostError } from "./errors.js";
 import { kvMethods } from "./kv.js";
@@ -130,7 +130,12 @@ export class HostServices {
   }
 
   private context(workload: WorkloadRef, header: (name: string) => string | undefined, body: Uint8Array): HostCallContext {
-    const bucket = (): string => header(HostHeaders.bucket) ?? workload.name;
+    const bucket = (): string => {
+      const name = header(HostHeaders.bucket) ?? workload.name;
+      const problem = bucketNameProblem(name);
+      if (problem) throw new HostError("bad_request", problem);
+      return name;
+    };
     return {
       workload,
       body,

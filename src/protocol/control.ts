@@ -3,6 +3,7 @@
 // gets {"error":{code,message}} (with a Nex-Error header) and changes nothing.
 
 import { z } from "zod";
+import { triggerSubjectProblem } from "./subjects.js";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_NAMESPACE = "default";
@@ -39,24 +40,6 @@ export function triggerQueueGroup(namespace: string, workloadName: string): stri
 export const token = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '_' or '-'");
 /** Namespaces are single tokens without '_', so host-service bucket names stay unambiguous. */
 export const NAMESPACE_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
-const subjectToken = /^[^\s.*>]+$/;
-
-/** A trigger subject must be a valid subscription subject outside the system prefixes. */
-export const FORBIDDEN_TRIGGER_PREFIXES = ["$SYS", "$JS", "$NEX", "_INBOX", "$SRV", "$KV", "$O"];
-
-export function triggerSubjectProblem(subject: string): string | undefined {
-  const tokens = subject.split(".");
-  if (subject.length === 0 || subject.length > 255) return "must be 1-255 characters";
-  for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i];
-    if (t === "*" || (t === ">" && i === tokens.length - 1)) continue;
-    if (!subjectToken.test(t)) return "is not a valid NATS subject";
-  }
-  const first = tokens[0];
-  if (first === ">" || first === "*") return "may not start with a wildcard (it would capture system subjects)";
-  if (FORBIDDEN_TRIGGER_PREFIXES.includes(first)) return `may not be under ${first}.>`;
-  return undefined;
-}
 
 export const triggerSubject = z.string().superRefine((subject, ctx) => {
   const problem = triggerSubjectProblem(subject);

@@ -2,7 +2,7 @@
 // nats-server 2.9.10 fills them in, and validation with nats-server's error codes and texts.
 
 import { ApiError, Errors } from "./errors.js";
-import { isValidSubscriptionSubject } from "../subject.js";
+import { isValidSubscriptionSubject } from "../../protocol/subjects.js";
 import { literalFilter } from "./store/seq-index.js";
 
 export const NS_PER_MS = 1_000_000;

@@ -14,7 +14,8 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { token, triggerQueueGroup, triggerSubjectProblem } from "../../protocol/control.js";
+import { token, triggerQueueGroup } from "../../protocol/control.js";
+import { triggerSubjectProblem } from "../../protocol/subjects.js";
 import { TriggerClaims } from "../../node-agent/trigger-claims.js";
 import { settleWithin } from "../../util/settle-within.js";
 
