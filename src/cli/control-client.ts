@@ -7,6 +7,7 @@ import { type AuctionBid, ControlSubjects, type DeployResponse, type InfoRespons
 import { type DeployRequestInput } from "../protocol/deploy-request.js";
 import { nodeXkeyIsSigned, signRequest } from "../protocol/signing.js";
 import { CliError, ExitCode } from "./output.js";
+import { requestFailureKind } from "../protocol/errors.js";
 
 /** How long scatter/gather requests wait for the first replies, and for more after the last one. */
 const GATHER_MAX_MS = 2000;
@@ -56,7 +57,7 @@ export class ControlClient {
       }
     } catch (err) {
       if (err instanceof CliError) throw err;
-      if (!(err instanceof Error && /no responders/i.test(err.message))) throw err;
+      if (requestFailureKind(err) !== "no_responders") throw err;
     }
     return out;
   }
@@ -116,8 +117,9 @@ export class ControlClient {
     try {
       return await this.nc.request(subject, data, { timeout: this.timeoutMs, headers });
     } catch (err) {
-      if (err instanceof Error && /no responders/i.test(err.message)) throw new CliError(notFound, ExitCode.notFound);
-      if (err instanceof Error && /timeout/i.test(err.message)) throw new CliError(`no reply on ${subject} within ${this.timeoutMs} ms`, ExitCode.unreachable);
+      const kind = requestFailureKind(err);
+      if (kind === "no_responders") throw new CliError(notFound, ExitCode.notFound);
+      if (kind === "timeout") throw new CliError(`no reply on ${subject} within ${this.timeoutMs} ms`, ExitCode.unreachable);
       throw err;
     }
   }

@@ -7,6 +7,7 @@ import { headers as newHeaders, Match, type Msg, type MsgHdrs, type NatsConnecti
 import { addConnectionOptions, connectFromOptions, durationArg, formatDuration, type ConnectionOptions } from "./connection.js";
 import { CliError, ExitCode, printJsonLine, withErrors } from "./output.js";
 import { isValidPublishSubject, isValidSubscriptionSubject } from "../protocol/subjects.js";
+import { requestFailureKind } from "../protocol/errors.js";
 
 type HeaderPair = [string, string];
 
@@ -160,14 +161,9 @@ function reqCommand(): Command {
 
 /** No responders and timeouts get their own exit codes; the client reports them as nested causes. */
 function requestFailure(err: unknown, subject: string, timeoutMs: number): Error {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e.name === "NoRespondersError" || (e as { isNoResponders?: () => boolean }).isNoResponders?.()) {
-      return new CliError(`no responders on "${subject}"`, ExitCode.notFound, { cause: err });
-    }
-    if (e.name === "TimeoutError") {
-      return new CliError(`no reply on "${subject}" within ${formatDuration(timeoutMs)}`, ExitCode.unreachable, { cause: err });
-    }
-  }
+  const kind = requestFailureKind(err);
+  if (kind === "no_responders") return new CliError(`no responders on "${subject}"`, ExitCode.notFound, { cause: err });
+  if (kind === "timeout") return new CliError(`no reply on "${subject}" within ${formatDuration(timeoutMs)}`, ExitCode.unreachable, { cause: err });
   return err instanceof Error ? err : new Error(String(err));
 }
 

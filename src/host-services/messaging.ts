@@ -3,6 +3,7 @@
 
 import { isValidPublishSubject, MAX_SUBJECT_LENGTH, reservedPrefixOf } from "../protocol/subjects.js";
 import { HostHeaders } from "../protocol/host-services.js";
+import { requestFailureKind } from "../protocol/errors.js";
 import { HostError } from "./errors.js";
 import type { HostCallContext, HostMethod } from "./server.js";
 
@@ -17,10 +18,10 @@ function subject(ctx: HostCallContext): string {
 }
 
 function requestError(err: unknown, target: string): HostError {
-  const text = err instanceof Error ? `${err.message} ${String((err as { cause?: unknown }).cause ?? "")}` : String(err);
-  if (/no responders/i.test(text)) return new HostError("no_responders", `no responders on ${target}`);
-  if (/timeout/i.test(text)) return new HostError("timeout", `request to ${target} timed out`);
-  return new HostError("internal", text);
+  const kind = requestFailureKind(err);
+  if (kind === "no_responders") return new HostError("no_responders", `no responders on ${target}`);
+  if (kind === "timeout") return new HostError("timeout", `request to ${target} timed out`);
+  return new HostError("internal", err instanceof Error ? err.message : String(err));
 }
 
 export const messagingMethods: Record<string, HostMethod> = {

@@ -3,8 +3,9 @@
 // returns a JSON-able value, throws ControlError for a clear error reply, or returns NO_REPLY to stay
 // silent (auction losers, UNDEPLOY for a workload this node does not run).
 
-import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { ControlError } from "./errors.js";
+import { errorReply } from "../protocol/errors.js";
 
 export const NO_REPLY = Symbol("no reply");
 export type Handler = (msg: Msg, tokens: string[]) => Promise<unknown>;
@@ -78,11 +79,8 @@ export class ControlApi {
 
   private replyError(msg: Msg, error: ControlError): void {
     if (!msg.reply) return;
-    const h = natsHeaders();
-    h.set("Nex-Error", error.message);
-    h.set("Nats-Service-Error", error.message);
-    h.set("Nats-Service-Error-Code", String(error.code));
-    msg.respond(JSON.stringify({ error: { code: error.code, message: error.message } }), { headers: h });
+    const { body, headers } = errorReply(error.code, error.message);
+    msg.respond(body, { headers });
   }
 
   /** ADR-32 discovery: plain subscriptions on $SRV.<verb>, $SRV.<verb>.<name>, $SRV.<verb>.<name>.<id>. */

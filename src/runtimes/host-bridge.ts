@@ -4,6 +4,7 @@
 // from the guest, so every one is checked here again before anything goes on the wire.
 
 import { errors, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { requestFailureKind } from "../protocol/errors.js";
 import type { HostServices } from "../host-services/server.js";
 import {
   HOST_CALL_TIMEOUT_MS,
@@ -70,17 +71,10 @@ function decodeBase64List(body: Uint8Array): Uint8Array[] | undefined {
 }
 
 function classifyRequestError(err: unknown): { code: HostErrorCode; message: string } {
-  const e = err as Error & { cause?: unknown };
-  if (err instanceof errors.NoRespondersError || e?.cause instanceof errors.NoRespondersError) {
-    return { code: "no_responders", message: "no host service is answering" };
-  }
-  if (err instanceof errors.RequestError && err.isNoResponders()) {
-    return { code: "no_responders", message: "no host service is answering" };
-  }
-  if (err instanceof errors.TimeoutError || e?.cause instanceof errors.TimeoutError) {
-    return { code: "timeout", message: "host service call timed out" };
-  }
-  return { code: "internal", message: `host service call failed: ${e?.message ?? String(err)}` };
+  const kind = requestFailureKind(err);
+  if (kind === "no_responders") return { code: "no_responders", message: "no host service is answering" };
+  if (kind === "timeout") return { code: "timeout", message: "host service call timed out" };
+  return { code: "internal", message: `host service call failed: ${err instanceof Error ? err.message : String(err)}` };
 }
 
 /** Host services served in this process (the same handlers the node serves on the bus). */

@@ -3,20 +3,19 @@
 // Successful results go back as the reply body; failures as an error reply with
 // Nats-Service-Error-Code / Nats-Service-Error / Nex-Error headers and a {"error":{code,message}} body.
 
-import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { triggerQueueGroup } from "../protocol/control.js";
 import { DEFAULT_WORKLOAD_LIMITS, type FunctionStats, type WorkloadLimits } from "./types.js";
 import { ErrorCodes, type Outcome } from "./outcome.js";
 import { HTTP_SUBJECT_PREFIX } from "../protocol/http.js";
+import { errorReply } from "../protocol/errors.js";
 import { replyFromFrame, requestFrame } from "./http-frames.js";
 
 /** Largest trigger payload handed to a guest (also at most a quarter of its memory limit). */
 const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;
 /** Isolates or workers serving one workload at most. */
 const MAX_CONCURRENCY = 64;
-const MAX_ERROR_HEADER_CHARS = 1024;
-export const MAX_ERROR_BODY_CHARS = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
@@ -72,21 +71,11 @@ export function poolSize(concurrency: unknown): number {
   return Math.min(MAX_CONCURRENCY, Math.max(1, Math.floor(positive(concurrency, 1))));
 }
 
-function oneLine(s: string, max: number): string {
-  const flat = s.replace(/[\r\n]+/g, " ").trim();
-  return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
-}
-
 /** An error reply, as every workload's failures are answered (also a JavaScript service's). */
 export function respondError(msg: Msg, code: number, message: string, log: Logger): void {
-  const line = oneLine(message, MAX_ERROR_HEADER_CHARS) || "error";
   try {
-    const h = natsHeaders();
-    h.set("Nats-Service-Error-Code", String(code));
-    h.set("Nats-Service-Error", line);
-    h.set("Nex-Error", line);
-    const body = JSON.stringify({ error: { code, message: message.slice(0, MAX_ERROR_BODY_CHARS) } });
-    msg.respond(encoder.encode(body), { headers: h });
+    const { body, headers } = errorReply(code, message);
+    msg.respond(encoder.encode(body), { headers });
   } catch (err) {
     log.warn({ err: (err as Error).message }, "could not send an error reply");
   }

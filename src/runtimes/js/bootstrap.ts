@@ -30,7 +30,7 @@
 
 import { MAX_HEADER_VALUE_CHARS, hostValueLimit } from "../host-bridge.js";
 import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
-import { MAX_ERROR_BODY_CHARS } from "../hosted-workload.js";
+import { MAX_ERROR_BODY_CHARS } from "../../protocol/errors.js";
 import { PRIMORDIALS_SOURCE } from "./primordials.js";
 import { HTTP_GUEST_SOURCE } from "./http-bootstrap.js";
 import { HTTP_SUBJECT_PREFIX } from "../../protocol/http.js";
