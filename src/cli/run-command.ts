@@ -6,7 +6,7 @@ import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createObjectStore } from "../util/replicated-buckets.js";
-import { ARTIFACT_BUCKET, PROTOCOL_VERSION } from "../protocol/control.js";
+import { ARTIFACT_BUCKET, PROTOCOL_VERSION, WORKLOAD_TYPES } from "../protocol/control.js";
 import { triggerSubjectProblem } from "../protocol/subjects.js";
 import { type DeployCommonInput, type DeployRequestInput, type RestartPolicy } from "../protocol/deploy-request.js";
 import { addConnectionOptions, durationArg } from "./connection.js";
@@ -154,7 +154,7 @@ export function runCommand(): Command {
       .description("deploy a workload: a JavaScript file, a .wasm module, (with --type oci) an image, or (with --type static) a folder of web assets")
       .argument("<artifact>", "file to run, or image reference for --type oci")
       .argument("[command...]", "oci: command and arguments instead of the image's CMD (after --)")
-      .addOption(new Option("--type <type>", "workload type (default: from the file extension)").choices(["javascript", "wasm", "oci", "static"]))
+      .addOption(new Option("--type <type>", "workload type (default: from the file extension)").choices([...WORKLOAD_TYPES]))
       .option("--name <name>", "workload name (default: the file name)")
       .option("-t, --trigger-subject <subject>", "subject that triggers the function (repeatable)", collect)
       .option("-e, --env <key=value>", "environment value, sealed to the node (repeatable)", keyValues)

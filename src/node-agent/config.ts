@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { z } from "zod";
 import { defaultNodeDataDir } from "../util/nex-home.js";
-import { describeZodError, WorkloadTypeSchema } from "../protocol/control.js";
+import { describeZodError, WORKLOAD_TYPES, WorkloadTypeSchema } from "../protocol/control.js";
 import { DEFAULT_WORKLOAD_LIMITS } from "../runtimes/types.js";
 
 export const NodeConfigSchema = z
@@ -12,7 +12,7 @@ export const NodeConfigSchema = z
     name: z.string().min(1).max(64).default(os.hostname()),
     tags: z.record(z.string(), z.string()).default({}),
     /** oci is on by default: without a reachable Docker engine the node still starts, and oci deploys say why they fail. */
-    workload_types: z.array(WorkloadTypeSchema).min(1).default(["javascript", "wasm", "oci", "static"]),
+    workload_types: z.array(WorkloadTypeSchema).min(1).default([...WORKLOAD_TYPES]),
     /** Issuer public nkeys allowed to deploy, undeploy and lame-duck; empty = the local issuer (NEX_HOME/issuer.nk). */
     allowed_issuers: z.array(z.string().regex(/^[A-Z][A-Z2-7]{55}$/)).default([]),
     /** Nodes (public node nkeys, N...) that may win this node's child auctions besides itself; empty = any node whose xkey is signed. */

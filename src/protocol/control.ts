@@ -46,7 +46,10 @@ export const triggerSubject = z.string().superRefine((subject, ctx) => {
   if (problem) ctx.addIssue({ code: "custom", message: `trigger subject ${JSON.stringify(subject)} ${problem}` });
 });
 
-export const WorkloadTypeSchema = z.enum(["javascript", "wasm", "oci", "static"]);
+/** Every workload type, the one list: each has a runtime factory in runtimes/registry.ts. */
+export const WORKLOAD_TYPES = ["javascript", "wasm", "oci", "static"] as const;
+export type WorkloadType = (typeof WORKLOAD_TYPES)[number];
+export const WorkloadTypeSchema = z.enum(WORKLOAD_TYPES);
 
 
 export const UndeployRequestSchema = z

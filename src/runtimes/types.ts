@@ -2,12 +2,12 @@
 // lifecycles, records and events; a runtime prepares an artifact, starts it serving its trigger subjects,
 // stops it, and reports what happens inside (logs, failed triggers, crashes).
 
-import type { ContainerInfo, ServiceInfo } from "../protocol/control.js";
+import type { ContainerInfo, ServiceInfo, WorkloadType } from "../protocol/control.js";
 import type { RestartPolicy } from "../protocol/deploy-request.js";
-
 import type { StaticManifest } from "../protocol/static.js";
 
-export type WorkloadType = "javascript" | "wasm" | "oci" | "static";
+/** The workload types (protocol/control.ts WORKLOAD_TYPES). */
+export type { WorkloadType };
 
 /** Credentials for the NATS server, as the node has them; runtimes connect (or hand them on) with the same. */
 export interface NatsAuth {
