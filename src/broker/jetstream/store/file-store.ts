@@ -535,33 +535,37 @@ export class FileStore extends IndexedStore<FileEntry> {
     if (cached !== undefined) return cached;
     const seg = e.seg;
     const len = e.len;
-    const b = Buffer.allocUnsafe(len);
-    let sequential = false;
+    let b: Buffer;
+    let o = 0;
+    let fromChunk = false;
     if (seg === this.active && e.off >= seg.flushed) {
+      b = Buffer.allocUnsafe(len);
       const p = e.off - seg.flushed;
       this.pending.copy(b, 0, p, p + len);
     } else {
-      if (this.readAhead.read(seg, this.fdFor(seg), b, len, e.off) < len) {
-        throw new Error(`file store: short read of sequence ${e.seq} in ${seg.file}`);
-      }
-      sequential = this.readAhead.sequential;
+      const read = this.readAhead.read(seg, this.fdFor(seg), len, e.off);
+      if (read === null) throw new Error(`file store: short read of sequence ${e.seq} in ${seg.file}`);
+      b = read;
+      o = this.readAhead.at;
+      fromChunk = this.readAhead.fromChunk;
     }
-    if (b.readUInt32LE(0) !== len || b[4] !== T_MSG || getU64(b, 5) !== e.seq) {
+    if (b.readUInt32LE(o) !== len || b[o + 4] !== T_MSG || getU64(b, o + 5) !== e.seq) {
       throw new Error(`file store: corrupt record for sequence ${e.seq} in ${seg.file}`);
     }
-    const sl = b.readUInt32LE(21);
-    const hraw = b.readUInt32LE(25);
-    const hs = MSG_BODY + sl;
+    const sl = b.readUInt32LE(o + 21);
+    const hraw = b.readUInt32LE(o + 25);
+    const hs = o + MSG_BODY + sl;
     const ds = hraw === NO_HDR ? hs : hs + hraw;
     const msg: StoredMessage = {
       seq: e.seq,
       subject: e.subj.subject,
       time: e.time,
       header: hraw === NO_HDR ? null : b.subarray(hs, ds),
-      data: b.subarray(ds, len - 4),
+      data: b.subarray(ds, o + len - 4),
     };
-    // A replay reads on through the file: its messages would only push out what gets come back for.
-    if (len <= CACHE_MAX_MESSAGE && !sequential) this.remember(msg, len);
+    // Messages read through a chunk (a replay, reading on through the file) would only push out what
+    // gets come back for, and each would keep its whole chunk alive.
+    if (len <= CACHE_MAX_MESSAGE && !fromChunk) this.remember(msg, len);
     return msg;
   }
 
