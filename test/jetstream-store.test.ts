@@ -596,6 +596,28 @@ describe("FileStore", () => {
     store.close();
   });
 
+  it("reads on through segments from chunks read ahead, across gaps and between gets", () => {
+    const dir = path.join(tempDir(), "s");
+    let store = new FileStore(dir, { maxSegmentBytes: 256 * 1024 });
+    const payload = (i: number) => Buffer.from(`payload-${i}-`.repeat(1 + (i % 7)));
+    const n = 20_000;
+    for (let i = 1; i <= n; i++) store.append(`r.${i % 5}`, i % 3 === 0 ? Buffer.from(`NATS/1.0\r\nI: ${i}\r\n\r\n`) : null, payload(i), i);
+    for (let i = 7; i <= n; i += 11) store.remove(i);
+    store.close();
+    store = new FileStore(dir, { maxSegmentBytes: 256 * 1024 }); // nothing cached: every read goes to the files
+    let seen = 0;
+    for (let m = store.next(1, null); m !== null; m = store.next(m.seq + 1, null)) {
+      expect(m.seq % 11).not.toBe(7);
+      expect(m.subject).toBe(`r.${m.seq % 5}`);
+      expect(m.data.equals(payload(m.seq))).toBe(true);
+      expect(m.header?.toString() ?? null).toBe(m.seq % 3 === 0 ? `NATS/1.0\r\nI: ${m.seq}\r\n\r\n` : null);
+      if (m.seq % 1000 === 0) expect(store.get(n - m.seq + 1)?.data.equals(payload(n - m.seq + 1)) ?? true).toBe(true);
+      seen++;
+    }
+    expect(seen).toBe(store.state().messages);
+    store.close();
+  });
+
   it("starts a new segment when a purge empties the stream", () => {
     const dir = path.join(tempDir(), "s");
     let store = new FileStore(dir);

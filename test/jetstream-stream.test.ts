@@ -16,6 +16,7 @@ import {
 } from "@nats-io/jetstream";
 import { createInbox, headers, type NatsConnection } from "@nats-io/transport-node";
 import { beforeEach, describe, expect, it } from "vitest";
+import { AckReplies } from "../src/broker/jetstream/ack-reply.js";
 import { describeEachServer, type ServerKind } from "./helpers/servers.js";
 import { take } from "./helpers/iterate.js";
 import { useJetStreamServer } from "./helpers/jetstream-fixture.js";
@@ -934,5 +935,20 @@ describeEachServer("JetStream streams", (kind: ServerKind) => {
       }
       await assertKept();
     });
+  });
+});
+
+describe("AckReplies", () => {
+  it("writes the subject the template would print, nanosecond timestamp included", () => {
+    const replies = new AckReplies("ORDERS", "oc_1");
+    const cases: [number, number, number, number, number][] = [
+      [1, 1, 1, Date.now(), 0],
+      [3, 123_456, 7_890, 1_796_649_429_920, 199_999],
+      [12, 2 ** 40, 2 ** 41 + 7, 1, 10],
+      [1, 9, 10, 1_700_000_000_000.5, 5], // not whole milliseconds: printed from the product
+    ];
+    for (const [deliveries, seq, dseq, time, pending] of cases) {
+      expect(replies.subject(deliveries, seq, dseq, time, pending)).toBe(`$JS.ACK.ORDERS.oc_1.${deliveries}.${seq}.${dseq}.${time * 1_000_000}.${pending}`);
+    }
   });
 });

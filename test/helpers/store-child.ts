@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import ts from "typescript";
 
 const STORE_SRC = fileURLToPath(new URL("../../src/broker/jetstream/store/", import.meta.url));
-const MODULES = ["types", "seq-index", "memory-store", "file-store"];
+const MODULES = ["types", "seq-index", "read-ahead", "memory-store", "file-store"];
 
 /** Writes the store as ESM JavaScript into outDir/store and returns the file-store module path. */
 export function buildStoreModules(outDir: string): string {

@@ -6,6 +6,7 @@
 
 import type { ClientConnection } from "../client.js";
 import type { Subscription } from "../sublist.js";
+import { AckReplies } from "./ack-reply.js";
 import { type ConsumerConfig, filterMatcher, NS_PER_MS } from "./config.js";
 import { FlowControl } from "./flow-control.js";
 import { appendHeaders } from "./headers.js";
@@ -58,6 +59,7 @@ export class Consumer {
   private timer: NodeJS.Timeout | null = null;
   /** Push consumers with flow_control: the window that pauses delivery until the client answers. */
   private readonly flowControl: FlowControl | null;
+  private readonly ackReplies: AckReplies;
 
   constructor(
     readonly name: string,
@@ -67,6 +69,7 @@ export class Consumer {
     restored?: ConsumerState,
   ) {
     this.matcher = filterMatcher(config.filter_subject);
+    this.ackReplies = new AckReplies(stream.name, name);
     this.flowControl = config.flow_control && this.isPush ? new FlowControl(stream.broker, stream.name, name, () => this.kick()) : null;
     if (restored) this.restore(restored);
     else this.position();
@@ -285,7 +288,7 @@ export class Consumer {
     const dseq = ++this.dseq;
     if (msg.seq > this.sseq) this.sseq = msg.seq;
     const cfg = this.config;
-    const reply = `$JS.ACK.${this.stream.name}.${this.name}.${deliveries}.${msg.seq}.${dseq}.${msg.time * NS_PER_MS}.${Math.max(0, this.numPending)}`;
+    const reply = this.ackReplies.subject(deliveries, msg.seq, dseq, msg.time, Math.max(0, this.numPending));
     const header = cfg.headers_only ? appendHeaders(msg.header, [["Nats-Msg-Size", String(msg.data.length)]]) : msg.header;
     const data = cfg.headers_only ? EMPTY : msg.data;
     this.stream.broker.publishInternal(to, msg.subject, reply, header, data);

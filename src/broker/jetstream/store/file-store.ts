@@ -12,7 +12,8 @@
 //
 // Memory: payloads stay on disk. The index keeps, per live message, its sequence, subject, time,
 // segment and offset; get() reads the record back with one pread (or from the pending buffer if not
-// yet written). The active segment stays open, and the 16 most recently read others.
+// yet written), or from a chunk read ahead when reads go on through a file (read-ahead.ts). The
+// active segment stays open, and the 16 most recently read others.
 //
 // Durability: append/remove/purge encode records into one pending buffer; flush() hands it to the
 // OS with a single write (no fsync: what was flushed survives a process kill). More than AUTO_FLUSH
@@ -28,7 +29,6 @@ import {
   ftruncateSync,
   mkdirSync,
   openSync,
-  readSync,
   readdirSync,
   rmSync,
   unlinkSync,
@@ -36,6 +36,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
+import { ReadAhead, readFully } from "./read-ahead.js";
 import { IndexedStore, type IndexEntry, type SubjectState } from "./seq-index.js";
 import type { PurgeRequest, StoredMessage } from "./types.js";
 
@@ -123,16 +124,6 @@ function getU64(b: Buffer, o: number): number {
   return b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 4294967296;
 }
 
-function readFully(fd: number, buf: Buffer, off: number, len: number, pos: number): number {
-  let got = 0;
-  while (got < len) {
-    const n = readSync(fd, buf, off + got, len - got, pos + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return got;
-}
-
 /** nats-server filestore: 22 + subject + data + 8, plus 4 + header when there is a header. */
 function fileMessageSize(subjectLen: number, headerLen: number, dataLen: number): number {
   return headerLen === 0 ? 22 + subjectLen + dataLen + 8 : 22 + subjectLen + 4 + headerLen + dataLen + 8;
@@ -201,13 +192,13 @@ class RecordReader {
     }
     if (n > this.chunk.length) {
       const big = Buffer.allocUnsafe(n);
-      if (readFully(this.fd, big, 0, n, pos) < n) return false;
+      if (readFully(this.fd, big, n, pos) < n) return false;
       this.vb = big;
       this.vo = 0;
       return true;
     }
     this.start = pos;
-    this.len = readFully(this.fd, this.chunk, 0, Math.min(this.chunk.length, this.fileSize - pos), pos);
+    this.len = readFully(this.fd, this.chunk, Math.min(this.chunk.length, this.fileSize - pos), pos);
     if (this.len < n) return false;
     this.vb = this.chunk;
     this.vo = 0;
@@ -266,6 +257,7 @@ export class FileStore extends IndexedStore<FileEntry> {
   /** Recently written or read small messages, so KV gets and live consumers rarely touch the disk. */
   private readonly recent = new Map<number, StoredMessage>();
   private recentBytes = 0;
+  private readonly readAhead = new ReadAhead();
   /** Highest purge floor seen: every sequence below it is gone. */
   private floor = 0;
   private replaying = false;
@@ -543,28 +535,37 @@ export class FileStore extends IndexedStore<FileEntry> {
     if (cached !== undefined) return cached;
     const seg = e.seg;
     const len = e.len;
-    const b = Buffer.allocUnsafe(len);
+    let b: Buffer;
+    let o = 0;
+    let fromChunk = false;
     if (seg === this.active && e.off >= seg.flushed) {
+      b = Buffer.allocUnsafe(len);
       const p = e.off - seg.flushed;
       this.pending.copy(b, 0, p, p + len);
-    } else if (readFully(this.fdFor(seg), b, 0, len, e.off) < len) {
-      throw new Error(`file store: short read of sequence ${e.seq} in ${seg.file}`);
+    } else {
+      const read = this.readAhead.read(seg, this.fdFor(seg), len, e.off);
+      if (read === null) throw new Error(`file store: short read of sequence ${e.seq} in ${seg.file}`);
+      b = read;
+      o = this.readAhead.at;
+      fromChunk = this.readAhead.fromChunk;
     }
-    if (b.readUInt32LE(0) !== len || b[4] !== T_MSG || getU64(b, 5) !== e.seq) {
+    if (b.readUInt32LE(o) !== len || b[o + 4] !== T_MSG || getU64(b, o + 5) !== e.seq) {
       throw new Error(`file store: corrupt record for sequence ${e.seq} in ${seg.file}`);
     }
-    const sl = b.readUInt32LE(21);
-    const hraw = b.readUInt32LE(25);
-    const hs = MSG_BODY + sl;
+    const sl = b.readUInt32LE(o + 21);
+    const hraw = b.readUInt32LE(o + 25);
+    const hs = o + MSG_BODY + sl;
     const ds = hraw === NO_HDR ? hs : hs + hraw;
     const msg: StoredMessage = {
       seq: e.seq,
       subject: e.subj.subject,
       time: e.time,
       header: hraw === NO_HDR ? null : b.subarray(hs, ds),
-      data: b.subarray(ds, len - 4),
+      data: b.subarray(ds, o + len - 4),
     };
-    if (len <= CACHE_MAX_MESSAGE) this.remember(msg, len);
+    // Messages read through a chunk (a replay, reading on through the file) would only push out what
+    // gets come back for, and each would keep its whole chunk alive.
+    if (len <= CACHE_MAX_MESSAGE && !fromChunk) this.remember(msg, len);
     return msg;
   }
 
@@ -640,6 +641,7 @@ export class FileStore extends IndexedStore<FileEntry> {
     this.writePending();
     for (const seg of victims) {
       this.closeFd(seg);
+      this.readAhead.forget(seg);
       unlinkSync(seg.file);
     }
     if (victims.length > 0) this.segments = this.segments.filter((s) => !s.dying);
