@@ -1,7 +1,7 @@
 // The start-up rows: from spawn to the first PONG on the client port, as a test harness that starts a
 // server and connects at once sees it. `nex broker` beside `nats-server -js` (both with JetStream, in a
 // fresh store dir), and `nex node up` (its bundled broker accepting clients; the node itself finishes
-// starting after that) beside the same nats-server. Runs alternate so drift on a busy machine hits both.
+// starting after that) beside the same nats-server; and, for scale, a bare Node.js listener. Runs alternate so drift on a busy machine hits both.
 // Targets: nex broker < 150 ms, nex node up < 400 ms.
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -18,7 +18,13 @@ const RUNS = 10;
 const GIVE_UP_MS = 20_000;
 const TARGETS_MS = { broker: 150, node: 400 };
 
-type Contender = "nats" | "broker" | "node";
+type Contender = "nats" | "broker" | "node" | "floor";
+
+/**
+ * The least any Node.js server takes: a process that listens and answers PING with PONG, nothing
+ * loaded. What nex adds to it is the module graph and its own start.
+ */
+const FLOOR_SERVER = `require("node:net").createServer((s) => { s.on("error", () => {}); s.write("INFO {}\\r\\n"); s.on("data", (d) => { if (String(d).includes("PING")) s.write("PONG\\r\\n"); }); }).listen(Number(process.argv[1]), "127.0.0.1");`;
 
 /** Connects, sends CONNECT and PING, resolves on PONG; rejects when the port is not open (yet). */
 function pingOnce(port: number): Promise<void> {
@@ -49,7 +55,9 @@ async function timeStart(who: Contender, natsBin: string): Promise<number> {
   const child =
     who === "nats"
       ? spawn(natsBin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: "ignore" })
-      : who === "broker"
+      : who === "floor"
+        ? spawn(process.execPath, ["-e", FLOOR_SERVER, String(port)], { stdio: "ignore" })
+        : who === "broker"
         ? nex(["broker", "--port", String(port), "--data-dir", dir])
         : nex(["node", "up", "--port", String(port), "--data-dir", dir, "--no-auth", "--allow-any-issuer"]);
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
@@ -84,6 +92,7 @@ export async function runStartupRows(natsBin: string, only: (id: number) => bool
     log(`[row ${id}] ${title}`);
     const ours: number[] = [];
     const peer: number[] = [];
+    const floor: number[] = [];
     try {
       // One untimed start of each warms the page cache.
       await timeStart(who, natsBin);
@@ -96,6 +105,7 @@ export async function runStartupRows(natsBin: string, only: (id: number) => bool
           peer.push(await timeStart("nats", natsBin));
           ours.push(await timeStart(who, natsBin));
         }
+        floor.push(await timeStart("floor", natsBin));
       }
     } catch (err) {
       notes.push(`Row ${id} not run: ${(err as Error).message}`);
@@ -104,9 +114,14 @@ export async function runStartupRows(natsBin: string, only: (id: number) => bool
     const o = percentileOf(ours, 0.5);
     const p = percentileOf(peer, 0.5);
     const target = TARGETS_MS[who];
-    rows.push([String(id), `${title}, p50 of ${RUNS}`, formatNumber(o), formatNumber(p), `${formatRatio(o, p)} (lower is better; ${o < target ? "meets" : "above"} target < ${target} ms)`]);
-    notes.push(`row ${id}: nex ${ours.map((v) => v.toFixed(0)).join(", ")} ms; nats-server ${peer.map((v) => v.toFixed(0)).join(", ")} ms.`);
+    const f = percentileOf(floor, 0.5);
+    rows.push([String(id), `${title}, p50 of ${RUNS}`, formatNumber(o), formatNumber(p), formatNumber(f), `${formatRatio(o, p)} (lower is better; ${o < target ? "meets" : "above"} target < ${target} ms)`]);
+    notes.push(`row ${id}: nex ${ours.map((v) => v.toFixed(0)).join(", ")} ms; nats-server ${peer.map((v) => v.toFixed(0)).join(", ")} ms; bare Node.js server ${floor.map((v) => v.toFixed(0)).join(", ")} ms.`);
   }
   if (rows.length === 0) return notes;
-  return [renderTable(["#", "Benchmark", "nex (ms)", "nats-server (ms)", "ratio (nex / nats-server)"], ["---:", ":---", "---:", "---:", "---:"], rows), ...notes];
+  return [
+    renderTable(["#", "Benchmark", "nex (ms)", "nats-server (ms)", "bare Node.js server (ms)", "ratio (nex / nats-server)"], ["---:", ":---", "---:", "---:", "---:", "---:"], rows),
+    ...notes,
+    "The bare Node.js server is `node -e` with a listener that answers PING: what any Node.js process takes to start on this machine, nothing of nex loaded.",
+  ];
 }
