@@ -3,7 +3,7 @@
 // (node process) with `node --no-node-snapshot runtime-host.js` and an IPC channel; the serving loop,
 // NATS connection and trigger subscriptions are shared with the wasm runtime host
 // (../runtime-host-child.ts). What is JavaScript's own: compiling the source (with a code cache) into
-// a pool of isolates.
+// a pool of isolates, the first of them made ahead of the deploy (spare-isolate.ts).
 
 import { serveRuntimeHost } from "../runtime-host-child.js";
 import { poolSize } from "../hosted-workload.js";
@@ -11,6 +11,8 @@ import { SameTurn } from "../../util/same-turn.js";
 import { CodeCache, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { DeployResult, JsDeployExtra } from "./ipc.js";
 import { WorkloadPool } from "./isolate-pool.js";
+import { SpareIsolate } from "./spare-isolate.js";
+import { isolateMemoryLimitMb } from "./blank-isolate.js";
 import type { FunctionSpec } from "../runtime-host-ipc.js";
 import { JsService } from "./service-supervisor.js";
 import { openClaims, ServiceSubjects } from "./service-subjects.js";
@@ -18,6 +20,7 @@ import { openClaims, ServiceSubjects } from "./service-subjects.js";
 /** Host calls of all isolates, started together per event-loop turn so their requests share writes. */
 const hostCallTurn = new SameTurn();
 const codeCache = new CodeCache();
+const spare = new SpareIsolate();
 
 function decodeSource(name: string, artifact: Uint8Array): string {
   try {
@@ -67,7 +70,9 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
         catastrophic: (message) => ctx.fatal(`isolated-vm catastrophic error in workload ${spec.id}: ${message}`),
       },
       log: ctx.log,
+      spare,
     });
+    spare.refillSoon(isolateMemoryLimitMb(ctx.limits.memoryMb), (message) => ctx.fatal(`isolated-vm catastrophic error in the spare isolate: ${message}`));
     const result = keepCode(code, sha256);
     return { pool, result, details: { kind: code.kind, cached: !code.producedCache } };
   },
@@ -95,5 +100,8 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
     });
     const result = keepCode(code, sha256);
     return { service, triggers: service.triggers(), result, details: { kind: code.kind, cached: !code.producedCache } };
+  },
+  async close() {
+    spare.close();
   },
 });
