@@ -44,6 +44,7 @@ function workloadCode(spec: FunctionSpec, sha256: string, given: JsDeployExtra["
     sha256,
     kind: cached?.kind,
     cachedData: cached?.cachedData,
+    compiledBefore: cached !== undefined,
   };
 }
 
@@ -57,6 +58,7 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
   async load({ spec, code: given }, ctx) {
     const { sha256, bridge } = ctx;
     const code = workloadCode(spec, sha256, given);
+    const cached = code.cachedData !== undefined;
     const pool = await WorkloadPool.create({
       code,
       limits: ctx.limits,
@@ -74,12 +76,13 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
     });
     spare.refillSoon(isolateMemoryLimitMb(ctx.limits.memoryMb), (message) => ctx.fatal(`isolated-vm catastrophic error in the spare isolate: ${message}`));
     const result = keepCode(code, sha256);
-    return { pool, result, details: { kind: code.kind, cached: !code.producedCache } };
+    return { pool, result, details: { kind: code.kind, cached } };
   },
   // A long-running service: its own isolate, start(ctx) once, subscriptions and timers (service-*.ts).
   async loadService({ spec, code: given }, ctx) {
     const { sha256, bridge } = ctx;
     const code = workloadCode(spec, sha256, given);
+    const cached = code.cachedData !== undefined;
     const claims = await openClaims(ctx.nc, ctx.settings.nodeId ?? "runtime-host", ctx.log);
     const service = await JsService.start({
       code,
@@ -99,7 +102,7 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
       report: ctx.report,
     });
     const result = keepCode(code, sha256);
-    return { service, triggers: service.triggers(), result, details: { kind: code.kind, cached: !code.producedCache } };
+    return { service, triggers: service.triggers(), result, details: { kind: code.kind, cached } };
   },
   async close() {
     spare.close();
