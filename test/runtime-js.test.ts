@@ -9,6 +9,7 @@ import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
+import { BOOTSTRAP_SOURCE } from "../src/runtimes/js/bootstrap.js";
 import { MAX_HOST_BYTES_WAITING, MAX_HOST_CALLS_IN_FLIGHT, MAX_HOST_CALLS_WAITING } from "../src/runtimes/js/host-call-turns.js";
 import type { JavaScriptSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
@@ -48,6 +49,11 @@ function json(m: Msg): unknown {
 }
 
 describe("JavaScript runtime", () => {
+  it("keeps the bootstrap source in Latin-1, so V8 stores it one byte a character in each isolate", () => {
+    expect([...BOOTSTRAP_SOURCE].filter((c) => c.charCodeAt(0) > 0xff)).toEqual([]);
+  });
+
+
   let broker: RunningBroker;
   let nc: NatsConnection;
   let observer: RuntimeRecorder;

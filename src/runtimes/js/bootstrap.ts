@@ -64,6 +64,8 @@ export function guestLimits(maxPayload: number): GuestLimits {
   };
 }
 
+// Latin-1 only, comments included: one character past U+00FF makes V8 keep the whole source as a
+// two-byte string, 70 KB more in every isolate (test/runtime-js.test.ts checks).
 export const BOOTSTRAP_SOURCE = String.raw`
 (function setup(emitLog, hostRef, envIn, limits, emitResult, shared, seed) {
 "use strict";

@@ -1,7 +1,9 @@
 // Compiling a workload's source in an isolate: a classic script whose completion value is the function,
 // or an ES module with `export default`. The kind is found on first compile (a script that fails with
 // "Unexpected token 'export'" or "Cannot use import statement" is a module) and V8 code caches are kept
-// per source hash, so redeploys, replacement isolates and fresh contexts skip the parse.
+// per source hash, so redeploys, replacement isolates and fresh contexts skip the parse. A code cache is
+// made from a source's second compile on: making one costs the isolate ~70 KiB of resident memory for
+// good, which a source compiled only once (most functions, one isolate each) would never earn back.
 
 import ivm from "isolated-vm";
 
@@ -21,6 +23,8 @@ export interface WorkloadCode {
   cachedData?: Uint8Array;
   /** Set when this deploy produced `cachedData` (so the parent can keep it across restarts). */
   producedCache?: boolean;
+  /** The source compiled before (in another isolate, or for an earlier deploy): a code cache is worth making. */
+  compiledBefore?: boolean;
 }
 
 /** A deploy-time problem with the workload's code; its message is shown to the user as is. */
@@ -69,7 +73,7 @@ function cacheOption(code: WorkloadCode): { cachedData?: ivm.ExternalCopy<ArrayB
     const c = code.cachedData;
     return { cachedData: new ivm.ExternalCopy(c.buffer.slice(c.byteOffset, c.byteOffset + c.byteLength) as ArrayBuffer) };
   }
-  return { produceCachedData: true };
+  return code.compiledBefore ? { produceCachedData: true } : {};
 }
 
 function takeProduced(code: WorkloadCode, produced: ivm.ExternalCopy<ArrayBuffer> | undefined): void {
@@ -109,6 +113,7 @@ export async function compileScript(isolate: ivm.Isolate, code: WorkloadCode): P
     throw compileError(code, err);
   }
   code.kind = "script";
+  code.compiledBefore = true;
   if (script.cachedDataRejected) {
     // Stale cache (another V8 build or flags): compile once more to produce a good one.
     code.cachedData = undefined;
@@ -126,6 +131,7 @@ export async function compileModule(isolate: ivm.Isolate, code: WorkloadCode): P
   } catch (err) {
     throw compileError(code, err);
   }
+  code.compiledBefore = true;
   if (mod.cachedDataRejected) code.cachedData = undefined;
   takeProduced(code, mod.cachedData);
   const imports = mod.dependencySpecifiers;

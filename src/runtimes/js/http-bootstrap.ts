@@ -206,7 +206,7 @@ function schemeEnd(s) {
   }
   return -1;
 }
-// "/a/b/../c/./d" → "/a/c/d"
+// "/a/b/../c/./d" becomes "/a/c/d"
 function removeDots(p) {
   const segs = nullArray();
   let start = 1;

@@ -18,6 +18,6 @@ export interface JsDeployExtra {
 }
 
 export interface DeployResult {
-  /** Set when this deploy compiled the source anew: the parent keeps it for the next runtime host. */
+  /** Set when this deploy made a code cache (from a source's second compile on): the parent keeps it for the next runtime host. */
   code?: CompiledCode;
 }

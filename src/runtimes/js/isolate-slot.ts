@@ -24,7 +24,9 @@ import { randomBytes } from "node:crypto";
 import ivm from "isolated-vm";
 import type { Logger } from "pino";
 import type { LogStream, WorkloadLimits } from "../types.js";
-import { BOOTSTRAP_SOURCE, guestLimits } from "./bootstrap.js";
+import { guestLimits } from "./bootstrap.js";
+import { BlankIsolate, isolateMemoryLimitMb, LOAD_TIMEOUT_MS, releaseQuietly, type BlankContext } from "./blank-isolate.js";
+import type { SpareIsolate } from "./spare-isolate.js";
 import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../host-bridge.js";
 import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
@@ -43,8 +45,6 @@ import {
   type Outcome,
 } from "../outcome.js";
 
-/** Time allowed for evaluating the workload's top-level code in a new context. */
-export const LOAD_TIMEOUT_MS = 5000;
 /** Pre-warmed contexts kept per isolate in fresh-context mode. */
 export const SPARE_CONTEXTS = 2;
 
@@ -69,6 +69,8 @@ export interface PoolConfig {
   maxPayload: number;
   hooks: PoolHooks;
   log: Logger;
+  /** The runtime host's isolate made ahead, taken by the first slot whose memory limit it has. */
+  spare?: SpareIsolate;
 }
 
 /** A context with the shims installed and the workload evaluated. */
@@ -87,26 +89,6 @@ function releasePrepared(p: Prepared): void {
   }
 }
 
-/** V8 code cache of BOOTSTRAP_SOURCE, shared by every isolate of this process. */
-let bootstrapCache: Uint8Array | undefined;
-
-export async function compileBootstrap(isolate: ivm.Isolate): Promise<ivm.Script> {
-  const cached = bootstrapCache;
-  const script = (await isolate.compileScript(BOOTSTRAP_SOURCE, {
-    filename: "nex:bootstrap",
-    ...(cached
-      ? { cachedData: new ivm.ExternalCopy(cached.buffer.slice(cached.byteOffset, cached.byteOffset + cached.byteLength) as ArrayBuffer) }
-      : { produceCachedData: true }),
-  })) as ivm.Script & { cachedData?: ivm.ExternalCopy<ArrayBuffer>; cachedDataRejected?: boolean };
-  if (script.cachedData) {
-    bootstrapCache = new Uint8Array(script.cachedData.copy());
-    script.cachedData.release();
-  } else if (script.cachedDataRejected) {
-    bootstrapCache = undefined;
-  }
-  return script;
-}
-
 /**
  * One isolate of a workload, with its warm context or its spare fresh contexts. It runs one batch of
  * triggers at a time; each trigger has its own deadline and CPU budget, counted from when it starts.
@@ -114,7 +96,6 @@ export async function compileBootstrap(isolate: ivm.Isolate): Promise<ivm.Script
 export class IsolateSlot {
   readonly isolate: ivm.Isolate;
   private script?: ivm.Script;
-  private bootstrap?: ivm.Script;
   private warm?: Prepared;
   private readonly spares: Prepared[] = [];
   private refilling = 0;
@@ -134,11 +115,11 @@ export class IsolateSlot {
   private readonly hostCalls = new HostCallTurns("this isolate");
   dead = false;
 
-  private constructor(private readonly cfg: PoolConfig) {
-    this.isolate = new ivm.Isolate({
-      memoryLimit: Math.max(8, Math.floor(cfg.limits.memoryMb)),
-      onCatastrophicError: (message: string) => cfg.hooks.catastrophic(message),
-    });
+  private constructor(
+    private readonly cfg: PoolConfig,
+    private readonly blank: BlankIsolate,
+  ) {
+    this.isolate = blank.isolate;
     this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
       const b = this.batch;
       // Results written meanwhile leave with this call's request.
@@ -175,9 +156,18 @@ export class IsolateSlot {
 
   /** A new isolate with the workload compiled and a context ready; rejects with a WorkloadLoadError. */
   static async create(cfg: PoolConfig): Promise<IsolateSlot> {
-    const slot = new IsolateSlot(cfg);
+    const memoryLimitMb = isolateMemoryLimitMb(cfg.limits.memoryMb);
+    const catastrophic = (message: string): void => cfg.hooks.catastrophic(message);
+    let blank = await cfg.spare?.take(memoryLimitMb, catastrophic);
+    if (!blank) {
+      try {
+        blank = await BlankIsolate.make(memoryLimitMb, catastrophic);
+      } catch (err) {
+        throw new WorkloadLoadError(`JavaScript workload '${cfg.code.name}' could not get an isolate: ${errorText(err)}`);
+      }
+    }
+    const slot = new IsolateSlot(cfg, blank);
     try {
-      slot.bootstrap = await compileBootstrap(slot.isolate);
       slot.script = await compileScript(slot.isolate, cfg.code);
       const first = await slot.prepare();
       if (cfg.fresh) {
@@ -215,12 +205,9 @@ export class IsolateSlot {
   private async prepare(background = false): Promise<Prepared> {
     const yieldToTriggers = background ? () => this.whenIdle() : () => undefined;
     await yieldToTriggers();
-    const context = await this.isolate.createContext();
-    const refs: ivm.Reference<unknown>[] = [];
+    const { context, setup }: BlankContext = await this.blank.context();
+    const refs: ivm.Reference<unknown>[] = [setup];
     try {
-      await yieldToTriggers();
-      const setup = (await this.bootstrap!.run(context, { reference: true, timeout: LOAD_TIMEOUT_MS })) as ivm.Reference<unknown>;
-      refs.push(setup);
       const makeRunner = (await setup.apply(
         undefined,
         [
@@ -251,20 +238,10 @@ export class IsolateSlot {
       })) as unknown as Prepared["runBatch"];
       return { context, runBatch };
     } catch (err) {
-      try {
-        context.release();
-      } catch {
-        // isolate disposed
-      }
+      releaseQuietly(context);
       throw err;
     } finally {
-      for (const r of refs) {
-        try {
-          r.release();
-        } catch {
-          // isolate disposed
-        }
-      }
+      for (const r of refs) releaseQuietly(r);
     }
   }
 

@@ -3,7 +3,7 @@
 // (node process) with `node --no-node-snapshot runtime-host.js` and an IPC channel; the serving loop,
 // NATS connection and trigger subscriptions are shared with the wasm runtime host
 // (../runtime-host-child.ts). What is JavaScript's own: compiling the source (with a code cache) into
-// a pool of isolates.
+// a pool of isolates, the first of them made ahead of the deploy (spare-isolate.ts).
 
 import { serveRuntimeHost } from "../runtime-host-child.js";
 import { poolSize } from "../hosted-workload.js";
@@ -11,6 +11,8 @@ import { SameTurn } from "../../util/same-turn.js";
 import { CodeCache, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { DeployResult, JsDeployExtra } from "./ipc.js";
 import { WorkloadPool } from "./isolate-pool.js";
+import { SpareIsolate } from "./spare-isolate.js";
+import { isolateMemoryLimitMb } from "./blank-isolate.js";
 import type { FunctionSpec } from "../runtime-host-ipc.js";
 import { JsService } from "./service-supervisor.js";
 import { openClaims, ServiceSubjects } from "./service-subjects.js";
@@ -18,6 +20,7 @@ import { openClaims, ServiceSubjects } from "./service-subjects.js";
 /** Host calls of all isolates, started together per event-loop turn so their requests share writes. */
 const hostCallTurn = new SameTurn();
 const codeCache = new CodeCache();
+const spare = new SpareIsolate();
 
 function decodeSource(name: string, artifact: Uint8Array): string {
   try {
@@ -41,6 +44,7 @@ function workloadCode(spec: FunctionSpec, sha256: string, given: JsDeployExtra["
     sha256,
     kind: cached?.kind,
     cachedData: cached?.cachedData,
+    compiledBefore: cached !== undefined,
   };
 }
 
@@ -54,6 +58,7 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
   async load({ spec, code: given }, ctx) {
     const { sha256, bridge } = ctx;
     const code = workloadCode(spec, sha256, given);
+    const cached = code.cachedData !== undefined;
     const pool = await WorkloadPool.create({
       code,
       limits: ctx.limits,
@@ -67,14 +72,17 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
         catastrophic: (message) => ctx.fatal(`isolated-vm catastrophic error in workload ${spec.id}: ${message}`),
       },
       log: ctx.log,
+      spare,
     });
+    spare.refillSoon(isolateMemoryLimitMb(ctx.limits.memoryMb), (message) => ctx.fatal(`isolated-vm catastrophic error in the spare isolate: ${message}`));
     const result = keepCode(code, sha256);
-    return { pool, result, details: { kind: code.kind, cached: !code.producedCache } };
+    return { pool, result, details: { kind: code.kind, cached } };
   },
   // A long-running service: its own isolate, start(ctx) once, subscriptions and timers (service-*.ts).
   async loadService({ spec, code: given }, ctx) {
     const { sha256, bridge } = ctx;
     const code = workloadCode(spec, sha256, given);
+    const cached = code.cachedData !== undefined;
     const claims = await openClaims(ctx.nc, ctx.settings.nodeId ?? "runtime-host", ctx.log);
     const service = await JsService.start({
       code,
@@ -94,6 +102,9 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
       report: ctx.report,
     });
     const result = keepCode(code, sha256);
-    return { service, triggers: service.triggers(), result, details: { kind: code.kind, cached: !code.producedCache } };
+    return { service, triggers: service.triggers(), result, details: { kind: code.kind, cached } };
+  },
+  async close() {
+    spare.close();
   },
 });

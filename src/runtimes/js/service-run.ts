@@ -27,7 +27,8 @@ import { ErrorCodes, errorText, failure, type Outcome } from "../outcome.js";
 import type { ExitReason, LogStream, WorkloadLimits } from "../types.js";
 import { guestLimits } from "./bootstrap.js";
 import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
-import { compileBootstrap, LOAD_TIMEOUT_MS, type PoolHooks } from "./isolate-slot.js";
+import { compileBootstrap, isolateMemoryLimitMb, LOAD_TIMEOUT_MS } from "./blank-isolate.js";
+import type { PoolHooks } from "./isolate-slot.js";
 import { HostCallTurns } from "./host-call-turns.js";
 import { ResultChannel } from "./result-channel.js";
 import { settleWithin } from "../../util/settle-within.js";
@@ -138,7 +139,7 @@ export class ServiceRun {
 
   private constructor(private readonly cfg: ServiceRunConfig) {
     this.isolate = new ivm.Isolate({
-      memoryLimit: Math.max(8, Math.floor(cfg.limits.memoryMb)),
+      memoryLimit: isolateMemoryLimitMb(cfg.limits.memoryMb),
       onCatastrophicError: (message: string) => cfg.hooks.catastrophic(message),
     });
     this.callbackMs = Math.max(1, Math.min(cfg.limits.timeoutMs, cfg.limits.cpuMs));
