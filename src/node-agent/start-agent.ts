@@ -16,7 +16,7 @@ import { NodeAgent } from "./node.js";
 import { HttpGateway } from "./http-gateway.js";
 import { DEFAULT_GATEWAY } from "./gateway-options.js";
 import { useReplicas } from "../util/replicated-buckets.js";
-import type { NodeUpOptions, RunningNode } from "./up.js";
+import type { NodeUpOptions, RunningNode } from "./up-options.js";
 
 /** What the first step hands over: the bundled broker (if any) and how to reach the NATS server. */
 export interface StartedBroker {

@@ -6,51 +6,13 @@
 // the node and starts its runtimes, agent and gateway.
 
 import path from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { Logger } from "pino";
 import { type BrokerAuth, type BrokerOptions, type RunningBroker, startBroker } from "../broker/index.js";
 import type { NatsAuth } from "../runtimes/types.js";
-import type { NodeConfig } from "./config.js";
 import { issuerKey, nexHome } from "../util/nex-home.js";
 import { type LocalBrokerConnection, loadOrCreateBrokerUsers, recordLocalBroker } from "./broker-credentials.js";
 import type { WorkloadCredentials } from "./workload-credentials.js";
-import type { NodeAgent } from "./node.js";
-import type { HttpGateway } from "./http-gateway.js";
-import type { GatewayOptions } from "./gateway-options.js";
 import { lockDataDir } from "./data-dir-lock.js";
-
-export interface NodeUpOptions {
-  config: NodeConfig;
-  /** Existing NATS servers (comma-separated); when absent the bundled broker starts in-process. */
-  server?: string;
-  /** Credentials: for --server, the node's connection; for the bundled broker, the one user it admits (and the node connects as). */
-  auth?: NatsAuth;
-  /** Bundled broker: admit anonymous clients (no generated credentials). */
-  noAuth?: boolean;
-  /** Bundled broker: options from a nats-server config file (listen address, limits, authorization, tls...), under the flags. */
-  brokerOptions?: BrokerOptions;
-  /** Bundled broker listen options. */
-  host?: string;
-  port?: number;
-  httpPort?: number;
-  /** The HTTP gateway (--web-port): off when absent. */
-  web?: Partial<GatewayOptions> & { port: number };
-  version: string;
-  log: Logger;
-  onLameDuckDone?: () => void;
-}
-
-export interface RunningNode {
-  node: NodeAgent;
-  nc: NatsConnection;
-  broker?: RunningBroker;
-  brokerUrl: string;
-  /** Bundled broker with auth: how the local CLI (and other local clients) connect. */
-  local?: LocalBrokerConnection;
-  /** The HTTP gateway, when --web-port asked for one. */
-  gateway?: HttpGateway;
-  stop(): Promise<void>;
-}
+import type { NodeUpOptions, RunningNode } from "./up-options.js";
 
 /**
  * Who may use a bundled broker, and as whom the node and the local CLI connect: the given
