@@ -439,7 +439,7 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     });
 
     it("cannot subscribe to subjects another namespace serves, nor to system subjects", async () => {
-      // The claim a node records for the bystander's trigger subject (node-agent/trigger-claims.ts), with a
+      // The claim a node records for the bystander's trigger subject (cluster/trigger-claims.ts), with a
       // subject no one sends to: once that is refused, the runtime host's view has the whole claim.
       const kv = await new Kvm(nc).create("NEX_TRIGGERS", { history: 1 });
       await kv.put("NTEST.bystander", JSON.stringify({ namespace: "hostile", subjects: ["hostile.bystander", "hostile-claim.seen"] }));

@@ -43,7 +43,7 @@ import { HostHeaders } from "../protocol/host-services.js";
 import { ControlError, parseRequestBody } from "./errors.js";
 import { createIfAbsent } from "../util/kv-create.js";
 import { auctionBody, collectBids } from "./auction.js";
-import { KvFollower } from "./kv-follower.js";
+import { KvFollower } from "../cluster/kv-follower.js";
 import { retryWhileTransient } from "../host-services/jetstream-retry.js";
 import type { NodeIdentity } from "./identity.js";
 import type { ReplayGuard } from "./replay-guard.js";

@@ -12,7 +12,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { StaticFile, StaticManifest } from "../protocol/static.js";
 import { type HttpRoute, httpSubject, prefixCovers, routesOverlap } from "../protocol/http.js";
-import { LiveClaims } from "./live-claims.js";
+import { LiveClaims } from "../cluster/live-claims.js";
 
 const BUCKET = "NEX_HTTP_ROUTES";
 

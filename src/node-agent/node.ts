@@ -26,7 +26,7 @@ import { ControlApi, NO_REPLY } from "./control-api.js";
 import { ControlError, parseRequestBody } from "./errors.js";
 import { EventPublisher } from "./events.js";
 import { ReplayGuard } from "./replay-guard.js";
-import { TriggerClaims } from "./trigger-claims.js";
+import { TriggerClaims } from "../cluster/trigger-claims.js";
 import { HttpRoutes } from "./http-routes.js";
 import { type ChildLink, ChildWorkloads, type LineageHost, workloadsHostMethods } from "./child-workloads.js";
 import { ChildSubjects, type GrantBody } from "../protocol/grants.js";

@@ -18,7 +18,7 @@ import type { KV, KvEntry } from "@nats-io/kv";
 import type { Logger } from "pino";
 import { createKv } from "../util/replicated-buckets.js";
 import { isCasConflict } from "../util/kv-create.js";
-import { KvFollower } from "./kv-follower.js";
+import { KvFollower } from "../cluster/kv-follower.js";
 import { retryWhileTransient } from "../host-services/jetstream-retry.js";
 import type { DeployRequest } from "../protocol/deploy-request.js";
 import type { ChildLink } from "./child-workloads.js";

@@ -3,7 +3,7 @@
 // - the messaging rules: no system subjects ($NEX, $JS, $SYS, $SRV, $KV, $O, _INBOX), no leading wildcard
 //   (triggerSubjectProblem, the same rule as for trigger subjects);
 // - a namespace owns its trigger subjects: a subject that overlaps a trigger subject another namespace
-//   serves (the NEX_TRIGGERS claims every node keeps, see node-agent/trigger-claims.ts) is refused, so a
+//   serves (the NEX_TRIGGERS claims every node keeps, see cluster/trigger-claims.ts) is refused, so a
 //   service cannot read or take another tenant's requests; and what a service subscribes is claimed for
 //   its namespace the same way, so a later deploy of another namespace cannot take the service's; while
 //   those claims are not loaded (the bucket cannot be read), every subscription is refused (unavailable)
@@ -16,7 +16,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { token, triggerQueueGroup } from "../../protocol/control.js";
 import { triggerSubjectProblem } from "../../protocol/subjects.js";
-import { TriggerClaims } from "../../node-agent/trigger-claims.js";
+import { TriggerClaims } from "../../cluster/trigger-claims.js";
 import { settleWithin } from "../../util/settle-within.js";
 
 /** Subscriptions one service may hold at once. */

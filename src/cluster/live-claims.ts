@@ -1,7 +1,7 @@
 // A KV bucket of per-workload claims that every node keeps a live copy of: one entry per workload, key
 // <node>.<workload>[.<part>], so a check against every namespace's claims costs no request. What is
 // claimed (trigger subjects, HTTP routes) and what conflicts is the owner's (trigger-claims.ts,
-// http-routes.ts); the bucket, the watch, the revisions and the clean-up after a restart are here. A
+// node-agent/http-routes.ts); the bucket, the watch, the revisions and the clean-up after a restart are here. A
 // claim is recorded here before it is written (record, then publish), so a check on this node sees it at once.
 // Two claims racing on two nodes within a watch delay may both pass; the window is milliseconds.
 
