@@ -249,6 +249,16 @@ describeEachServer("JetStream pull requests and flow control", (kind: ServerKind
     expect(hb.headers?.get("Nats-Last-Stream")).toBe(String(delivered));
     expect(deliver.got.indexOf(fc[0])).toBeLessThan(deliver.got.indexOf(hb));
 
+    // Forged answers (another id, a wildcard, a different consumer's prefix) release nothing: the next
+    // heartbeat still names the same request and nothing more was delivered.
+    for (const forged of [`$JS.FC.${stream}.FC.forged`, `$JS.FC.${stream}.FC.*`, `$JS.FC.${stream}.OTHER.x`]) nc.publish(forged, new Uint8Array(0));
+    await nc.flush();
+    const seen = deliver.got.length;
+    await waitFor("a heartbeat after the forged answers", () => deliver.got.slice(seen).some(isHb), 15_000);
+    const later = deliver.got.slice(seen).find(isHb) as Msg;
+    expect(later.headers?.get("Nats-Consumer-Stalled")).toBe(fc[0].reply);
+    expect(deliver.data().length).toBe(delivered);
+
     // Answering every request lets the rest through.
     let answered = 0;
     const answer = () => {
