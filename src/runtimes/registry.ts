@@ -25,37 +25,11 @@ export interface RuntimeContext {
   containerUser?: string;
 }
 
+// The context's fields carry the names the runtimes' options use, so each factory hands it on whole.
 export const RUNTIMES: Record<WorkloadType, (c: RuntimeContext) => Promise<Runtime>> = {
-  javascript: async (c) =>
-    new (await import("./js/js-runtime.js")).JsRuntime({
-      natsUrl: c.natsUrl,
-      natsAuth: c.natsAuth,
-      observer: c.observer,
-      log: c.log,
-      hostPerNamespace: c.hostPerNamespace,
-      nodeId: c.nodeId,
-      jsReplicas: c.jsReplicas,
-    }),
-  wasm: async (c) =>
-    new (await import("./wasm/wasm-runtime.js")).WasmRuntime({
-      natsUrl: c.natsUrl,
-      natsAuth: c.natsAuth,
-      observer: c.observer,
-      cacheDir: path.join(c.dataDir, "wasm-cache"),
-      log: c.log,
-      hostPerNamespace: c.hostPerNamespace,
-      jsReplicas: c.jsReplicas,
-    }),
+  javascript: async (c) => new (await import("./js/js-runtime.js")).JsRuntime(c),
+  wasm: async (c) => new (await import("./wasm/wasm-runtime.js")).WasmRuntime({ ...c, cacheDir: path.join(c.dataDir, "wasm-cache") }),
   // A node whose Docker engine does not answer still starts; its oci deploys fail saying why.
-  oci: async (c) =>
-    new (await import("./oci/oci-runtime.js")).OciRuntime({
-      nodeId: c.nodeId,
-      natsUrl: c.natsUrl,
-      natsAuth: c.natsAuth,
-      dockerHost: c.dockerHost,
-      containerUser: c.containerUser,
-      observer: c.observer,
-      log: c.log,
-    }),
+  oci: async (c) => new (await import("./oci/oci-runtime.js")).OciRuntime(c),
   static: async (c) => new (await import("./static/static-runtime.js")).StaticRuntime(c.nc),
 };
