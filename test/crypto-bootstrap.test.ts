@@ -1,9 +1,9 @@
-// The isolate's CSPRNG (src/runtimes/js/crypto-bootstrap.ts) is ChaCha20 (RFC 8439) with fast key
+// The isolate's CSPRNG (src/runtimes/js/isolate/crypto-bootstrap.ts) is ChaCha20 (RFC 8439) with fast key
 // erasure: checked here against Node's (OpenSSL's) ChaCha20 keystream, the same text the isolates run.
 
 import { createCipheriv, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { MAKE_RANDOM_SOURCE } from "../src/runtimes/js/crypto-bootstrap.js";
+import { MAKE_RANDOM_SOURCE } from "../src/runtimes/js/isolate/crypto-bootstrap.js";
 
 type Fill = (bytes: Uint8Array, n: number) => void;
 const makeRandom = new Function(`return ${MAKE_RANDOM_SOURCE}`)() as (seed: Uint8Array, u8: typeof Uint8Array, u32: typeof Uint32Array) => Fill;

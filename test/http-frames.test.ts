@@ -1,9 +1,9 @@
-// The runtime host's check of an isolate's HTTP reply frame (src/runtimes/http-frames.ts): the isolate is
+// The runtime host's check of an isolate's HTTP reply frame (src/runtimes/host/http-frames.ts): the isolate is
 // not trusted, so whatever it frames is either a valid status and headers Node will write, or a string
 // saying what is wrong (an error reply), never something that reaches the gateway's 502 catch.
 
 import { describe, expect, it } from "vitest";
-import { replyFromFrame } from "../src/runtimes/http-frames.js";
+import { replyFromFrame } from "../src/runtimes/host/http-frames.js";
 
 const encoder = new TextEncoder();
 

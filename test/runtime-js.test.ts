@@ -9,8 +9,8 @@ import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
-import { BOOTSTRAP_SOURCE } from "../src/runtimes/js/bootstrap.js";
-import { MAX_HOST_BYTES_WAITING, MAX_HOST_CALLS_IN_FLIGHT, MAX_HOST_CALLS_WAITING } from "../src/runtimes/js/host-call-turns.js";
+import { BOOTSTRAP_SOURCE } from "../src/runtimes/js/isolate/bootstrap.js";
+import { MAX_HOST_BYTES_WAITING, MAX_HOST_CALLS_IN_FLIGHT, MAX_HOST_CALLS_WAITING } from "../src/runtimes/js/host/host-call-turns.js";
 import type { JavaScriptSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
 import { waitFor } from "./helpers/wait.js";

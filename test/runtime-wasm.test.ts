@@ -14,7 +14,7 @@ import { RuntimeHostSupervisor } from "../src/runtimes/runtime-host-supervisor.j
 import pino from "pino";
 import path from "node:path";
 import { removeDir, tempDir } from "./helpers/nex-cli.js";
-import { TRIGGER_LOG_LIMITS } from "../src/runtimes/trigger-log-limits.js";
+import { TRIGGER_LOG_LIMITS } from "../src/runtimes/host/trigger-log-limits.js";
 import { capGrowth, tableElementsFor, WasmFormatError } from "../src/runtimes/wasm/binary.js";
 import { Bystander } from "./helpers/bystander.js";
 import {

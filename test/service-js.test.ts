@@ -9,7 +9,7 @@ import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
-import { MAX_SERVICE_SUBSCRIPTIONS, MAX_SERVICE_TIMERS } from "../src/runtimes/js/service-subjects.js";
+import { MAX_SERVICE_SUBSCRIPTIONS, MAX_SERVICE_TIMERS } from "../src/runtimes/js/host/service-subjects.js";
 import type { RestartPolicy } from "../src/protocol/deploy-request.js";
 import type { FunctionStats, JavaScriptSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";

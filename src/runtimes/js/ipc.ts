@@ -1,7 +1,7 @@
 // What the JavaScript runtime adds to the runtime-host protocol (../runtime-host-ipc.ts): a deploy may
 // carry the V8 code cache the node kept from an earlier child, and its answer may carry a new one.
 
-import type { SourceKind } from "./compile.js";
+import type { SourceKind } from "./host/compile.js";
 
 /** What the parent keeps of a compiled source (by SHA-256) to speed up redeploys after a restart. */
 export interface CompiledCode {

@@ -1,5 +1,5 @@
 // Runs in the node process. JsRuntime implements Runtime by running every JS workload in one supervised
-// runtime-host child process (`node --no-node-snapshot dist/src/runtimes/js/runtime-host.js`, which
+// runtime-host child process (`node --no-node-snapshot dist/src/runtimes/js/host/runtime-host.js`, which
 // isolated-vm needs on Node 20). The supervision (restart with backoff, redeploy, close) is shared with
 // the wasm runtime (../runtime-host-supervisor.ts); what is JavaScript's own here is the child to run
 // and the V8 code caches kept across child restarts, so a redeploy does not compile again.
@@ -45,7 +45,7 @@ const MAX_CACHED_CODE_BYTES = 64 * 1024 * 1024;
 
 /** The compiled runtime-host.js (from source, the one under dist/). */
 export function defaultHostScript(): string {
-  return builtScript(import.meta.url, "runtime-host.js");
+  return builtScript(import.meta.url, "host/runtime-host.js");
 }
 
 export class JsRuntime extends HostedFunctionRuntime<JsDeployExtra> {

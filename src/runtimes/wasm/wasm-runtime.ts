@@ -1,5 +1,5 @@
 // Runs in the node process. WasmRuntime implements Runtime by running every wasm workload in one
-// supervised runtime-host child process (runtime-host.ts), as the JavaScript runtime does, with the
+// supervised runtime-host child process (host/runtime-host.ts), as the JavaScript runtime does, with the
 // same supervision (../runtime-host-supervisor.ts): no guest shares a process with the node agent and
 // the bundled broker, and a guest that ends its process in a V8 fatal error costs a restart of the
 // child, whose workloads are redeployed. The child connects to NATS itself, so triggers never pass
@@ -35,7 +35,7 @@ export interface WasmRuntimeOptions {
 
 /** The compiled wasm runtime-host.js (from source, the one under dist/). */
 export function defaultHostScript(): string {
-  return builtScript(import.meta.url, "runtime-host.js");
+  return builtScript(import.meta.url, "host/runtime-host.js");
 }
 
 export class WasmRuntime extends HostedFunctionRuntime<object> {

@@ -2,18 +2,18 @@
 // from the node agent, so a crashing isolate library cannot take the node down. Started by JsRuntime
 // (node process) with `node --no-node-snapshot runtime-host.js` and an IPC channel; the serving loop,
 // NATS connection and trigger subscriptions are shared with the wasm runtime host
-// (../runtime-host-child.ts). What is JavaScript's own: compiling the source (with a code cache) into
+// (../../host/runtime-host-child.ts). What is JavaScript's own: compiling the source (with a code cache) into
 // a pool of isolates, the first of them made ahead of the deploy (spare-isolate.ts).
 
-import { serveRuntimeHost } from "../runtime-host-child.js";
-import { poolSize } from "../hosted-workload.js";
-import { SameTurn } from "../../util/same-turn.js";
+import { serveRuntimeHost } from "../../host/runtime-host-child.js";
+import { poolSize } from "../../host/hosted-workload.js";
+import { SameTurn } from "../../../util/same-turn.js";
 import { CodeCache, WorkloadLoadError, type WorkloadCode } from "./compile.js";
-import type { DeployResult, JsDeployExtra } from "./ipc.js";
+import type { DeployResult, JsDeployExtra } from "../ipc.js";
 import { WorkloadPool } from "./isolate-pool.js";
 import { SpareIsolate } from "./spare-isolate.js";
 import { isolateMemoryLimitMb } from "./blank-isolate.js";
-import type { FunctionSpec } from "../runtime-host-ipc.js";
+import type { FunctionSpec } from "../../runtime-host-ipc.js";
 import { JsService } from "./service-supervisor.js";
 import { openClaims, ServiceSubjects } from "./service-subjects.js";
 

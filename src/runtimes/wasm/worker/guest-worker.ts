@@ -18,9 +18,9 @@ import fs from "node:fs";
 import { getHeapStatistics } from "node:v8";
 import { WASI } from "node:wasi";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
-import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
+import { TRIGGER_LOG_LIMITS } from "../../host/trigger-log-limits.js";
 import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, RunTrigger, TriggerDone, WasiSetup } from "./guest-messages.js";
-import type { LogStream } from "../types.js";
+import type { LogStream } from "../../types.js";
 
 const setup = workerData as GuestSetup;
 const port = parentPort!;
@@ -363,7 +363,7 @@ function hostImports(c: ComponentSetup): Record<string, unknown> {
         tagged(hostCall(c, "messaging", "request", { "Nex-Subject": subject, "Nex-Timeout-Ms": String(Math.max(1, timeoutMs)) }, payload), (ok) => ok.body),
     },
     "nex:host/log": { info: log("stdout"), error: log("stderr") },
-    // Always a request to the node that runs this workload (host-bridge.ts): it holds the grant.
+    // Always a request to the node that runs this workload (../../host/host-bridge.ts): it holds the grant.
     "nex:host/workloads": {
       deploy: (specJson: string): Tagged<{ workloadId: string; nodeId: string }> =>
         shaped(hostCall(c, "workloads", "deploy", {}, encoder.encode(String(specJson))), (body) => {

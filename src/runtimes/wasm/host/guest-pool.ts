@@ -1,16 +1,16 @@
 // Runs in the wasm runtime-host child process. The warm worker threads of one wasm workload
-// (`concurrency` of them), in the shared SlotPool (../slot-pool.ts): one trigger per worker at a time.
+// (`concurrency` of them), in the shared SlotPool (../../host/slot-pool.ts): one trigger per worker at a time.
 // Each trigger has a wall-clock deadline: when it passes, the worker is terminated, the trigger gets a
 // timeout reply, and a fresh worker replaces it in the background. A worker that runs out of its JS heap
 // (resourceLimits) or dies is replaced the same way.
 
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Logger } from "pino";
-import type { Job, TriggerPool } from "../hosted-workload.js";
-import { ErrorCodes, failure, timeoutOutcome, UNAVAILABLE, type Outcome } from "../outcome.js";
-import { type PoolSlot, SlotPool } from "../slot-pool.js";
-import type { LogStream, WorkloadLimits } from "../types.js";
-import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, WasiSetup } from "./guest-messages.js";
+import type { Job, TriggerPool } from "../../host/hosted-workload.js";
+import { ErrorCodes, failure, timeoutOutcome, UNAVAILABLE, type Outcome } from "../../host/outcome.js";
+import { type PoolSlot, SlotPool } from "../../host/slot-pool.js";
+import type { LogStream, WorkloadLimits } from "../../types.js";
+import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, WasiSetup } from "../worker/guest-messages.js";
 
 /** How long a new worker may take to load its guest. */
 const WORKER_START_TIMEOUT_MS = 10_000;

@@ -28,15 +28,15 @@
 //   encoded or copied, JSON is counted while it is built, and error messages, console lines and
 //   host-call arguments are cut or refused at their limits (GuestLimits) inside the isolate.
 
-import { MAX_HEADER_VALUE_CHARS, hostValueLimit } from "../host-bridge.js";
-import { TRIGGER_LOG_LIMITS } from "../trigger-log-limits.js";
-import { MAX_ERROR_BODY_CHARS } from "../../protocol/errors.js";
+import { MAX_HEADER_VALUE_CHARS, hostValueLimit } from "../../host/host-bridge.js";
+import { TRIGGER_LOG_LIMITS } from "../../host/trigger-log-limits.js";
+import { MAX_ERROR_BODY_CHARS } from "../../../protocol/errors.js";
 import { PRIMORDIALS_SOURCE } from "./primordials.js";
 import { HTTP_GUEST_SOURCE } from "./http-bootstrap.js";
-import { HTTP_SUBJECT_PREFIX } from "../../protocol/http.js";
+import { HTTP_SUBJECT_PREFIX } from "../../../protocol/http.js";
 import { SERVICE_RUNNER_SOURCE } from "./service-bootstrap.js";
 import { CRYPTO_GUEST_SOURCE } from "./crypto-bootstrap.js";
-import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, TABLE_OFFSET } from "./result-channel.js";
+import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, TABLE_OFFSET } from "../host/result-channel.js";
 
 /** What the bootstrap bounds inside the isolate, per trigger or per value. */
 export interface GuestLimits {

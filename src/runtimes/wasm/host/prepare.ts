@@ -1,10 +1,10 @@
 // Runs in the wasm runtime-host child process. Deploy-time preparation of a wasm artifact into the program its workers run: the form is read from
-// the header; core modules get their memories and tables capped (binary.ts) and are compiled once (a WebAssembly.Module is shared with
+// the header; core modules get their memories and tables capped (../binary.ts) and are compiled once (a WebAssembly.Module is shared with
 // every worker without recompiling). Anything that cannot run is refused here with a WasmFormatError.
 
-import type { FunctionSpec } from "../runtime-host-ipc.js";
-import type { WorkloadLimits } from "../types.js";
-import { capGrowth, pagesFor, tableElementsFor, WASM_PAGE_BYTES, WasmFormatError, wasmForm } from "./binary.js";
+import type { FunctionSpec } from "../../runtime-host-ipc.js";
+import type { WorkloadLimits } from "../../types.js";
+import { capGrowth, pagesFor, tableElementsFor, WASM_PAGE_BYTES, WasmFormatError, wasmForm } from "../binary.js";
 import type { ComponentCache } from "./component-cache.js";
 import type { GuestProgram } from "./guest-pool.js";
 

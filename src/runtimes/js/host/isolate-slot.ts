@@ -23,17 +23,17 @@
 import { randomBytes } from "node:crypto";
 import ivm from "isolated-vm";
 import type { Logger } from "pino";
-import type { LogStream, WorkloadLimits } from "../types.js";
-import { guestLimits } from "./bootstrap.js";
+import type { LogStream, WorkloadLimits } from "../../types.js";
+import { guestLimits } from "../isolate/bootstrap.js";
 import { BlankIsolate, isolateMemoryLimitMb, LOAD_TIMEOUT_MS, releaseQuietly, type BlankContext } from "./blank-isolate.js";
 import type { SpareIsolate } from "./spare-isolate.js";
 import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
-import type { HostCallResult } from "../host-bridge.js";
+import type { HostCallResult } from "../../host/host-bridge.js";
 import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
 import { HostCallTurns } from "./host-call-turns.js";
-import { settleWithin } from "../../util/settle-within.js";
+import { settleWithin } from "../../../util/settle-within.js";
 import { RunningBatch, type Blamed } from "./running-batch.js";
-import type { Job } from "../hosted-workload.js";
+import type { Job } from "../../host/hosted-workload.js";
 import {
   cpuOutcome,
   ErrorCodes,
@@ -43,7 +43,7 @@ import {
   timeoutOutcome,
   UNAVAILABLE,
   type Outcome,
-} from "../outcome.js";
+} from "../../host/outcome.js";
 
 /** Pre-warmed contexts kept per isolate in fresh-context mode. */
 export const SPARE_CONTEXTS = 2;

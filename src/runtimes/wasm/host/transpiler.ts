@@ -4,8 +4,8 @@
 // next, answering one request at a time.
 
 import { Worker } from "node:worker_threads";
-import { builtScript } from "../../util/built-script.js";
-import { WasmFormatError } from "./binary.js";
+import { builtScript } from "../../../util/built-script.js";
+import { WasmFormatError } from "../binary.js";
 
 /** Interfaces a component may import; the guest worker supplies each (see guest-worker.ts). */
 export const PROVIDED_IMPORTS = ["nex:host/kv", "nex:host/object-store", "nex:host/messaging", "nex:host/log", "nex:host/workloads", "nex:host/types"];
@@ -27,7 +27,7 @@ export class Transpiler {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve(files: Record<string, Uint8Array>): void; reject(err: Error): void }>();
 
-  constructor(private readonly script = builtScript(import.meta.url, "transpile-worker.js")) {}
+  constructor(private readonly script = builtScript(import.meta.url, "../worker/transpile-worker.js")) {}
 
   /** jco's output files for a component that fits the contract; rejects with a WasmFormatError if it does not. */
   transpile(bytes: Uint8Array): Promise<Record<string, Uint8Array>> {

@@ -4,7 +4,7 @@
 // fan-out (Promise.all over many keys) works, throttled, and a workload cannot pile up requests, or
 // answers of up to 8 MiB each, in the runtime host.
 
-import type { HostCallResult } from "../host-bridge.js";
+import type { HostCallResult } from "../../host/host-bridge.js";
 
 /** Only the awaitable calls can overlap; a batch holds 16 triggers, so this leaves each several. */
 export const MAX_HOST_CALLS_IN_FLIGHT = 64;

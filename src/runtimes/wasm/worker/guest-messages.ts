@@ -1,4 +1,4 @@
-// Messages between the wasm runtime host's main thread (guest-pool.ts) and its guest workers
+// Messages between the wasm runtime host's main thread (../host/guest-pool.ts) and its guest workers
 // (guest-worker.ts), both inside the wasm runtime-host child process.
 //
 // workerData (GuestSetup) says what to run. Triggers go over the worker's parentPort (RunTrigger →
@@ -7,8 +7,8 @@
 // HostCallResult and set signal[0] to 1, then takes it with receiveMessageOnPort.
 
 import type { MessagePort } from "node:worker_threads";
-import type { HostCallResult } from "../host-bridge.js";
-import type { LogStream } from "../types.js";
+import type { HostCallResult } from "../../host/host-bridge.js";
+import type { LogStream } from "../../types.js";
 
 export interface WasiSetup {
   form: "module";

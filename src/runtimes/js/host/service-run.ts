@@ -21,18 +21,18 @@ import { randomBytes } from "node:crypto";
 import ivm from "isolated-vm";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import type { HostCallResult } from "../host-bridge.js";
-import { respondError } from "../hosted-workload.js";
-import { ErrorCodes, errorText, failure, type Outcome } from "../outcome.js";
-import type { ExitReason, LogStream, WorkloadLimits } from "../types.js";
-import { guestLimits } from "./bootstrap.js";
+import type { HostCallResult } from "../../host/host-bridge.js";
+import { respondError } from "../../host/hosted-workload.js";
+import { ErrorCodes, errorText, failure, type Outcome } from "../../host/outcome.js";
+import type { ExitReason, LogStream, WorkloadLimits } from "../../types.js";
+import { guestLimits } from "../isolate/bootstrap.js";
 import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import { compileBootstrap, isolateMemoryLimitMb, LOAD_TIMEOUT_MS } from "./blank-isolate.js";
 import type { PoolHooks } from "./isolate-slot.js";
 import { HostCallTurns } from "./host-call-turns.js";
 import { ResultChannel } from "./result-channel.js";
-import { settleWithin } from "../../util/settle-within.js";
-import { SERVICE_EVENT, SERVICE_RESULT } from "./service-bootstrap.js";
+import { settleWithin } from "../../../util/settle-within.js";
+import { SERVICE_EVENT, SERVICE_RESULT } from "../isolate/service-bootstrap.js";
 import { MAX_SERVICE_SUBSCRIPTIONS, MAX_SERVICE_TIMERS, type ServiceSubjects } from "./service-subjects.js";
 
 /** Events (messages, triggers) waiting for the isolate, per service; past this they are refused. */
@@ -271,7 +271,7 @@ export class ServiceRun {
         callback: (err, msg) => {
           if (err) this.cfg.log.warn({ subject, err: err.message }, "service subscription failed");
           else {
-            // As for triggers (hosted-workload.ts): a throw here would stop the runtime host's reader.
+            // As for triggers (../../host/hosted-workload.ts): a throw here would stop the runtime host's reader.
             try {
               this.onMessage(id, msg);
             } catch (e) {

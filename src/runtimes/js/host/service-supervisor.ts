@@ -6,12 +6,12 @@
 // shows. A service's run only ends on a failure, so on-failure and always behave alike.
 
 import type { Logger } from "pino";
-import type { ServiceInfo } from "../../protocol/control.js";
-import type { RestartPolicy } from "../../protocol/deploy-request.js";
-import type { Served } from "../runtime-host-child.js";
-import type { TriggerPool } from "../hosted-workload.js";
-import { ErrorCodes, failure, type Outcome } from "../outcome.js";
-import type { ExitReason, FunctionStats, WorkloadEvent } from "../types.js";
+import type { ServiceInfo } from "../../../protocol/control.js";
+import type { RestartPolicy } from "../../../protocol/deploy-request.js";
+import type { Served } from "../../host/runtime-host-child.js";
+import type { TriggerPool } from "../../host/hosted-workload.js";
+import { ErrorCodes, failure, type Outcome } from "../../host/outcome.js";
+import type { ExitReason, FunctionStats, WorkloadEvent } from "../../types.js";
 import { ServiceRun, type ServiceRunConfig } from "./service-run.js";
 
 const RESTART_BASE_MS = 100;

@@ -23,7 +23,7 @@
 // Whatever the isolate wrote, the host checks before it uses: an entry out of bounds or of an unknown
 // kind is an error for that trigger alone, never a throw in the runtime host.
 
-import { ErrorCodes, failure, queueTimeoutOutcome, type Outcome } from "../outcome.js";
+import { ErrorCodes, failure, queueTimeoutOutcome, type Outcome } from "../../host/outcome.js";
 
 export const HEAD = { batch: 0, running: 1, collectAsked: 2 } as const;
 export const TABLE_OFFSET = 16;

@@ -3,8 +3,8 @@
 // not), and who gets which answer when the batch ends, normally or with its isolate stopped.
 // IsolateSlot decides when a batch ends; this decides how each of its triggers is answered.
 
-import { ErrorCodes, failure, type Outcome } from "../outcome.js";
-import type { Job } from "../hosted-workload.js";
+import { ErrorCodes, failure, type Outcome } from "../../host/outcome.js";
+import type { Job } from "../../host/hosted-workload.js";
 import { RESULT_KIND, type ResultChannel } from "./result-channel.js";
 
 

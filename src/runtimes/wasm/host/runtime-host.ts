@@ -2,22 +2,22 @@
 // components) on worker threads, away from the node agent and the bundled broker, so a guest that
 // brings V8 down (a fatal out-of-memory error, say) costs a restart of this process, never the node.
 // Started by WasmRuntime (node process) with an IPC channel; the serving loop, NATS connection and
-// trigger subscriptions are shared with the JavaScript runtime host (../runtime-host-child.ts). What
+// trigger subscriptions are shared with the JavaScript runtime host (../../host/runtime-host-child.ts). What
 // is wasm's own: preparing the artifact (caps, compile, transpile with the component cache) into a
 // pool of guest workers (guest-pool.ts, guest-worker.ts).
 
-import { builtScript } from "../../util/built-script.js";
-import { poolSize } from "../hosted-workload.js";
-import { serveRuntimeHost } from "../runtime-host-child.js";
+import { builtScript } from "../../../util/built-script.js";
+import { poolSize } from "../../host/hosted-workload.js";
+import { serveRuntimeHost } from "../../host/runtime-host-child.js";
 import { ComponentCache } from "./component-cache.js";
 import { startGuestPool } from "./guest-pool.js";
-import type { WasmDeployResult } from "./ipc.js";
+import type { WasmDeployResult } from "../ipc.js";
 import { prepareProgram } from "./prepare.js";
 
 /** Largest reply a guest may give, when the NATS server allows more. */
 const MAX_REPLY_BYTES = 8 * 1024 * 1024;
 
-const workerScript = builtScript(import.meta.url, "guest-worker.js");
+const workerScript = builtScript(import.meta.url, "../worker/guest-worker.js");
 let components: ComponentCache | undefined;
 
 serveRuntimeHost<object, WasmDeployResult>({

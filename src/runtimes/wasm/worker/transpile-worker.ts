@@ -2,8 +2,8 @@
 // that it fits the contract of wit/nex.wit, away from the node's event loop.
 
 import { parentPort } from "node:worker_threads";
-import { WasmFormatError } from "./binary.js";
-import { ENTRY, PROVIDED_IMPORTS, type TranspileReply, type TranspileRequest } from "./transpiler.js";
+import { WasmFormatError } from "../binary.js";
+import { ENTRY, PROVIDED_IMPORTS, type TranspileReply, type TranspileRequest } from "../host/transpiler.js";
 
 const HANDLE_SIGNATURE = /export handle: func\(\s*[\w-]+: string,\s*[\w-]+: list<u8>\s*\) -> result<list<u8>, string>;/;
 

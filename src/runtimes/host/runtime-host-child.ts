@@ -5,15 +5,15 @@
 // batching of log lines and failed triggers to the node, and the child's own pino log over IPC. A
 // runtime host supplies only how to load a workload into a trigger pool (isolates, worker threads).
 
-import { useReplicas } from "../util/replicated-buckets.js";
+import { useReplicas } from "../../util/replicated-buckets.js";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import pino, { type Logger } from "pino";
-import { HostServices } from "../host-services/server.js";
-import { sha256Hex } from "../util/sha256.js";
+import { HostServices } from "../../host-services/server.js";
+import { sha256Hex } from "../../util/sha256.js";
 import { HostBridge } from "./host-bridge.js";
 import { HostedWorkload, normalizeLimits, type TriggerPool } from "./hosted-workload.js";
-import type { DeployRequest, FromHost, FunctionSpec, HostInit, LogEntry, ToHost, TriggerFailure } from "./runtime-host-ipc.js";
-import type { FunctionStats, LogStream, WorkloadEvent, WorkloadLimits } from "./types.js";
+import type { DeployRequest, FromHost, FunctionSpec, HostInit, LogEntry, ToHost, TriggerFailure } from "../runtime-host-ipc.js";
+import type { FunctionStats, LogStream, WorkloadEvent, WorkloadLimits } from "../types.js";
 
 /** Log lines kept for the parent when it does not keep up; beyond this lines are counted and dropped. */
 const MAX_PENDING_LOG_LINES = 20_000;

@@ -1,4 +1,4 @@
-// The isolates of one JavaScript workload: a SlotPool (../slot-pool.ts) of IsolateSlots, each taking up
+// The isolates of one JavaScript workload: a SlotPool (../../host/slot-pool.ts) of IsolateSlots, each taking up
 // to MAX_BATCH queued triggers in one call under load (one at a time with fresh contexts). In a batch the
 // triggers start in order, each with its own deadline (synchronous ones run one after the other, async
 // ones overlap at their awaits), and their replies leave together when the batch returns (sooner if it
@@ -7,9 +7,9 @@
 // kills an isolate whose triggers in flight used more CPU than their budget.
 
 import { IsolateSlot, type PoolConfig } from "./isolate-slot.js";
-import type { TriggerPool } from "../hosted-workload.js";
-import { cpuOutcome, type Outcome } from "../outcome.js";
-import { SlotPool } from "../slot-pool.js";
+import type { TriggerPool } from "../../host/hosted-workload.js";
+import { cpuOutcome, type Outcome } from "../../host/outcome.js";
+import { SlotPool } from "../../host/slot-pool.js";
 
 export type { PoolConfig, PoolHooks } from "./isolate-slot.js";
 

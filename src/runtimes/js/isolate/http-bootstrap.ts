@@ -5,7 +5,7 @@
 // state in private fields (no getter, prototype or Proxy of the workload's can change what the runner
 // reads back), and a response leaves the isolate only as the frame httpReplyFrame builds, bounded by
 // MAX_REPLY_BYTES before it is allocated; the runtime host checks every field of it again
-// (http-frames.ts). No host object is reachable from these classes.
+// (../../host/http-frames.ts). No host object is reachable from these classes.
 //
 // Request frame (runtime host → isolate): u32 big-endian n, n bytes of JSON [method, url, [[name, value]...]], body.
 // Reply frame (isolate → runtime host):   u32 big-endian n, n bytes of JSON [status, [[name, value]...]], body.

@@ -14,10 +14,10 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { token, triggerQueueGroup } from "../../protocol/control.js";
-import { triggerSubjectProblem } from "../../protocol/subjects.js";
-import { TriggerClaims } from "../../cluster/trigger-claims.js";
-import { settleWithin } from "../../util/settle-within.js";
+import { token, triggerQueueGroup } from "../../../protocol/control.js";
+import { triggerSubjectProblem } from "../../../protocol/subjects.js";
+import { TriggerClaims } from "../../../cluster/trigger-claims.js";
+import { settleWithin } from "../../../util/settle-within.js";
 
 /** Subscriptions one service may hold at once. */
 export const MAX_SERVICE_SUBSCRIPTIONS = 64;

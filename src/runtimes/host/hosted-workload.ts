@@ -5,11 +5,11 @@
 
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { triggerQueueGroup } from "../protocol/control.js";
-import { DEFAULT_WORKLOAD_LIMITS, type FunctionStats, type WorkloadLimits } from "./types.js";
+import { triggerQueueGroup } from "../../protocol/control.js";
+import { DEFAULT_WORKLOAD_LIMITS, type FunctionStats, type WorkloadLimits } from "../types.js";
 import { ErrorCodes, type Outcome } from "./outcome.js";
-import { HTTP_SUBJECT_PREFIX } from "../protocol/http.js";
-import { errorReply } from "../protocol/errors.js";
+import { HTTP_SUBJECT_PREFIX } from "../../protocol/http.js";
+import { errorReply } from "../../protocol/errors.js";
 import { replyFromFrame, requestFrame } from "./http-frames.js";
 
 /** Largest trigger payload handed to a guest (also at most a quarter of its memory limit). */

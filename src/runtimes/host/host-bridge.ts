@@ -4,8 +4,8 @@
 // from the guest, so every one is checked here again before anything goes on the wire.
 
 import { errors, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { requestFailureKind } from "../protocol/errors.js";
-import type { HostServices } from "../host-services/server.js";
+import { requestFailureKind } from "../../protocol/errors.js";
+import type { HostServices } from "../../host-services/server.js";
 import {
   HOST_CALL_TIMEOUT_MS,
   HOST_METHODS,
@@ -13,7 +13,7 @@ import {
   hostSubject,
   type HostErrorCode,
   type HostService,
-} from "../protocol/host-services.js";
+} from "../../protocol/host-services.js";
 
 /** What a host call hands back into the isolate (copied in as a plain object). */
 export type HostCallResult =

@@ -4,7 +4,7 @@
 // Everything read from a reply frame is checked here again: the isolate is not trusted.
 
 import { headers as natsHeaders, type Msg, type MsgHdrs } from "@nats-io/transport-node";
-import { HttpHeaders, reservedHeader } from "../protocol/http.js";
+import { HttpHeaders, reservedHeader } from "../../protocol/http.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

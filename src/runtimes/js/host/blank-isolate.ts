@@ -4,7 +4,7 @@
 // made ahead of a deploy (spare-isolate.ts).
 
 import ivm from "isolated-vm";
-import { BOOTSTRAP_SOURCE } from "./bootstrap.js";
+import { BOOTSTRAP_SOURCE } from "../isolate/bootstrap.js";
 
 /** Time allowed for evaluating the workload's top-level code (or the bootstrap) in a new context. */
 export const LOAD_TIMEOUT_MS = 5000;
@@ -14,7 +14,7 @@ export function isolateMemoryLimitMb(memoryMb: number): number {
   return Math.max(8, Math.floor(memoryMb));
 }
 
-/** A context in which the bootstrap ran; `setup` is its completion value (bootstrap.ts). */
+/** A context in which the bootstrap ran; `setup` is its completion value (../isolate/bootstrap.ts). */
 export interface BlankContext {
   context: ivm.Context;
   setup: ivm.Reference<unknown>;
