@@ -23,6 +23,7 @@ import { hrtime } from "node:process";
 import { LoadChild, guarded, sequentialRequests } from "./children.js";
 import type { ReqReport, ReqcReport } from "./messages.js";
 import { DEFAULT_HOST_SERVICES_OPTIONS } from "../src/host-services/server.js";
+import { hostValueLimit } from "../src/protocol/host-services.js";
 import { ARTIFACT_BUCKET } from "../src/protocol/control.js";
 import {
   KVFN_ASYNC_SOURCE,
@@ -390,7 +391,8 @@ async function kvfnRow(row: NodeRow, node: RunningNode, o: NodeOptions, res: Nod
     bucket: KVBARE_BUCKET,
     keys: KVFN_KEYS,
     maxBytes: DEFAULT_HOST_SERVICES_OPTIONS.kvMaxBytes,
-    maxValueSize: DEFAULT_HOST_SERVICES_OPTIONS.maxValueBytes,
+    // As the node's host services make their buckets, on the bundled broker's default max_payload (1 MiB).
+    maxValueSize: hostValueLimit(1024 * 1024),
   });
   try {
     await guarded([bare], bare.next("ready", READY_TIMEOUT_MS));

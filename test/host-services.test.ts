@@ -6,7 +6,7 @@ import pino from "pino";
 import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { type RunningBroker, startBroker } from "../src/broker/index.js";
 import { HostServices } from "../src/host-services/server.js";
-import { HostHeaders, hostSubject, type HostService } from "../src/protocol/host-services.js";
+import { HostHeaders, hostSubject, hostValueLimit, type HostService } from "../src/protocol/host-services.js";
 
 let broker: RunningBroker;
 let nc: NatsConnection;
@@ -27,7 +27,7 @@ function errorOf(m: Msg): { code: string | undefined; message: string } {
 beforeAll(async () => {
   broker = await startBroker({ port: 0 });
   nc = await connect({ servers: broker.url });
-  hs = new HostServices(nc, pino({ level: "silent" }), { kvMaxBytes: 1024 * 1024, objectMaxBytes: 16 * 1024 * 1024, maxValueBytes: 64 * 1024 });
+  hs = new HostServices(nc, pino({ level: "silent" }), { kvMaxBytes: 1024 * 1024, objectMaxBytes: 16 * 1024 * 1024 });
   hs.attach(A);
   hs.attach(B);
   await nc.flush();
@@ -89,8 +89,8 @@ describe("kv", () => {
     expect((await call(A, "kv", "keys")).json()).toEqual(before);
   });
 
-  it("refuses a value over the size limit", async () => {
-    const big = new Uint8Array(65 * 1024);
+  it("refuses a value over the size limit (max_payload less room for headers), though the message fits", async () => {
+    const big = new Uint8Array(hostValueLimit(nc.info?.max_payload) + 1);
     const res = errorOf(await call(A, "kv", "set", { [HostHeaders.key]: "big" }, big));
     expect(res.code).toBe("too_large");
     expect(errorOf(await call(A, "kv", "get", { [HostHeaders.key]: "big" })).code).toBe("not_found");

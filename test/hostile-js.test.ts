@@ -41,6 +41,7 @@ function spec(source: string, over: Partial<JavaScriptSpec> = {}): JavaScriptSpe
     env: {},
     freshContextPerTrigger: false,
     concurrency: 1,
+    deploysWorkloads: false,
     ...over,
   };
 }
@@ -108,7 +109,7 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     broker = await startBroker({ port: 0, maxPayload: MAX_PAYLOAD });
     nc = await connect({ servers: broker.url });
     observer = new RuntimeRecorder();
-    runtime = new JsRuntime({ natsUrl: broker.url, observer, hostServicesOnBus: true });
+    runtime = new JsRuntime({ natsUrl: broker.url, observer });
     await runtime.start();
     const echo = spec("(subject, payload) => `${subject}: ${new TextDecoder().decode(payload)}`", { name: "bystander" });
     await runtime.deploy(echo);

@@ -7,11 +7,14 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import pino from "pino";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
 import { BOOTSTRAP_SOURCE } from "../src/runtimes/js/isolate/bootstrap.js";
 import { MAX_HOST_BYTES_WAITING, MAX_HOST_CALLS_IN_FLIGHT, MAX_HOST_CALLS_WAITING } from "../src/runtimes/js/host/host-call-turns.js";
 import type { JavaScriptSpec } from "../src/runtimes/types.js";
+import { HostServices, type HostAnswer } from "../src/host-services/server.js";
+import { NO_DEPLOY_GRANT } from "../src/protocol/host-services.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
 import { waitFor } from "./helpers/wait.js";
 
@@ -36,6 +39,7 @@ function spec(fixture: string, over: Partial<JavaScriptSpec> = {}): JavaScriptSp
     env: {},
     freshContextPerTrigger: false,
     concurrency: 1,
+    deploysWorkloads: false,
     ...over,
   };
 }
@@ -68,8 +72,7 @@ describe("JavaScript runtime", () => {
     broker = await startBroker({ port: 0, maxPayload: 4 * 1024 * 1024 });
     nc = await connect({ servers: broker.url });
     observer = new RuntimeRecorder();
-    // The fake host-services responder below answers on the bus, so calls go there.
-    runtime = new JsRuntime({ natsUrl: broker.url, observer, hostServicesOnBus: true });
+    runtime = new JsRuntime({ natsUrl: broker.url, observer });
     await runtime.start();
   });
 
@@ -379,101 +382,93 @@ describe("JavaScript runtime", () => {
   });
 
   describe("host services", () => {
-    const kv = new Map<string, Uint8Array>();
-    const calls: { subject: string; key?: string; bucket?: string }[] = [];
-    let revision = 0;
+    // The runtime host serves kv, objectStore and messaging itself, with the real handlers on this broker's
+    // JetStream; the test writes and reads the same buckets through a HostServices of its own.
+    const ns = "hs";
+    let seed: HostServices;
     const GATHER = 4;
     const gathering: Msg[] = [];
 
+    async function kvCall(owner: string, method: string, key: string, value = "", bucket?: string): Promise<HostAnswer> {
+      const fields: Record<string, string> = { "Nex-Key": key, ...(bucket ? { "Nex-Bucket": bucket } : {}) };
+      const answer = await seed.invoke({ id: "seed", name: owner, namespace: ns }, "kv", method, (k) => fields[k], new TextEncoder().encode(value));
+      expect(answer.headers["Nex-Error-Code"], `kv.${method} ${key}: ${String(answer.body)}`).toBeUndefined();
+      return answer;
+    }
+    const put = (owner: string, key: string, value: string, bucket?: string): Promise<HostAnswer> => kvCall(owner, "set", key, value, bucket);
+    const stored = async (owner: string, key: string): Promise<string> => dec.decode((await kvCall(owner, "get", key)).body as Uint8Array);
+
     beforeAll(async () => {
-      // A stand-in for src/host-services (not built yet): answers $NEX.HOST.hs.> per the wire format.
-      nc.subscribe("$NEX.HOST.hs.>", {
+      seed = new HostServices(nc, pino({ level: "silent" }));
+      nc.subscribe("echo.svc", { callback: (_err, m) => void m.respond(`pong: ${dec.decode(m.data)}`) });
+      // Answers only once GATHER requests are out at the same time.
+      nc.subscribe("gather.svc", {
         callback: (_err, m) => {
-          const [, , , , service, method] = m.subject.split(".");
-          const key = m.headers?.get("Nex-Key") || undefined;
-          const bucket = m.headers?.get("Nex-Bucket") || undefined;
-          calls.push({ subject: m.subject, key, ...(bucket ? { bucket } : {}) });
-          const fail = (code: string, message: string): void => {
-            const h = natsHeaders();
-            h.set("Nex-Error-Code", code);
-            m.respond(message, { headers: h });
-          };
-          if (service === "kv") {
-            if (key === "slow") return; // never answers
-            if (key === "secret") return fail("forbidden", "reading 'secret' is not allowed");
-            if (key === "jetstream-down") return fail("unavailable", "JetStream temporarily unavailable: stream KV_hs_x has no leader (retried for 4900 ms)");
-            if (method === "get") {
-              const v = kv.get(key ?? "");
-              return v ? void m.respond(v) : fail("not_found", `no key ${key}`);
-            }
-            if (method === "set") {
-              kv.set(key ?? "", m.data.slice());
-              return void m.respond(JSON.stringify(++revision));
-            }
-            if (method === "keys") return void m.respond(JSON.stringify([...kv.keys()]));
-          }
-          if (service === "messaging" && method === "request") {
-            const subject = m.headers?.get("Nex-Subject");
-            if (subject === "echo.svc") return void m.respond(`pong: ${dec.decode(m.data)}`);
-            if (subject === "gather.svc") {
-              // Answers only once GATHER requests are out at the same time.
-              gathering.push(m);
-              if (gathering.length === GATHER) for (const g of gathering.splice(0)) g.respond(`gathered ${GATHER}: ${dec.decode(g.data)}`);
-              return;
-            }
-            return fail("no_responders", `no responders on ${subject}`);
-          }
-          fail("bad_request", `unsupported ${service}.${method}`);
+          gathering.push(m);
+          if (gathering.length === GATHER) for (const g of gathering.splice(0)) g.respond(`gathered ${GATHER}: ${dec.decode(g.data)}`);
+        },
+      });
+      nc.subscribe("slow.svc", { callback: () => undefined }); // never answers
+      // Plays the node for `workloads.*`, the one host service a function reaches over NATS (with a grant):
+      // the node keeps children's records in KV, and here that stream has no leader.
+      nc.subscribe(`$NEX.HOST.${ns}.*.workloads.>`, {
+        callback: (_err, m) => {
+          const h = natsHeaders();
+          h.set("Nex-Error-Code", "unavailable");
+          m.respond("JetStream temporarily unavailable: stream KV_NEX_CHILDREN has no leader (retried for 4900 ms)", { headers: h });
         },
       });
       await nc.flush();
     });
 
     it("calls KV synchronously from a synchronous function", async () => {
-      kv.set("greeting", new TextEncoder().encode("hello"));
-      const s = await deploy(spec("kv-sync.js", { namespace: "hs" }));
-      const r = json(await request(s, "greeting"));
+      const s = spec("kv-sync.js", { namespace: ns });
+      await put(s.name, "greeting", "hello");
+      await put(s.name, "greeting", "hello", "shared");
+      await deploy(s);
+      const r = json(await request(s, "greeting")) as { keys: string[] };
       expect(r).toEqual({
         key: "greeting",
         value: "hello",
         revision: expect.any(Number),
         missing: null,
-        keys: ["greeting", "greeting.seen"],
+        keys: expect.arrayContaining(["greeting", "greeting.seen"]),
         shared: "hello",
       });
-      expect(JSON.parse(dec.decode(kv.get("greeting.seen")))).toEqual({ value: "hello" });
-      expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.get`, key: "greeting" });
-      expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.set`, key: "greeting.seen" });
-      expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.get`, key: "greeting", bucket: "shared" });
+      expect(r.keys).toHaveLength(2);
+      expect(JSON.parse(await stored(s.name, "greeting.seen"))).toEqual({ value: "hello" });
     });
 
     it("answers 503 when a host service's `unavailable` error escapes the function", async () => {
-      const s = await deploy(spec("kv-unavailable.js", { namespace: "hs" }));
+      const s = await deploy(spec("kv-unavailable.js", { namespace: ns, deploysWorkloads: true }));
       for (const how of ["sync", "async"]) {
         const reply = await request(s, how);
         expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("503");
-        expect(reply.headers?.get("Nex-Error")).toMatch(/^JetStream temporarily unavailable: stream KV_hs_x has no leader/);
+        expect(reply.headers?.get("Nex-Error")).toMatch(/^JetStream temporarily unavailable: stream KV_NEX_CHILDREN has no leader/);
       }
       expect(json(await request(s, "caught"))).toEqual({ code: "unavailable", message: expect.stringMatching(/^JetStream temporarily unavailable/) });
       expect((await request(s, "forged")).headers?.get("Nats-Service-Error-Code")).toBe("500");
     });
 
     it("answers 503 when a host service's `unavailable` error escapes a service's handler", async () => {
-      const s = await deploy(spec("service/kv-unavailable.js", { namespace: "hs", service: { restart: { policy: "never" } } }));
+      const s = await deploy(spec("service/kv-unavailable.js", { namespace: ns, deploysWorkloads: true, service: { restart: { policy: "never" } } }));
       const reply = await request(s, "x");
       expect(reply.headers?.get("Nats-Service-Error-Code")).toBe("503");
-      expect(reply.headers?.get("Nex-Error")).toMatch(/^JetStream temporarily unavailable: stream KV_hs_x has no leader/);
+      expect(reply.headers?.get("Nex-Error")).toMatch(/^JetStream temporarily unavailable: stream KV_NEX_CHILDREN has no leader/);
     });
 
     it("calls host services synchronously from an async function", async () => {
-      kv.set("color", new TextEncoder().encode("blue"));
-      const s = await deploy(spec("kv-async.js", { namespace: "hs" }));
+      const s = spec("kv-async.js", { namespace: ns });
+      await put(s.name, "color", "blue");
+      await deploy(s);
       expect(json(await request(s, "color"))).toEqual({ value: "blue", reply: "pong: ping" });
     });
 
     it("offers every host service as promises too (hostServices.async)", async () => {
-      kv.set("greeting", new TextEncoder().encode("hello"));
-      const s = await deploy(spec("kv-promises.js", { namespace: "hs" }));
+      const s = spec("kv-promises.js", { namespace: ns });
+      await put(s.name, "greeting", "hello");
+      await put(s.name, "greeting", "hello", "shared");
+      await deploy(s);
       const r = json(await request(s, "go"));
       expect(r).toEqual({
         value: "hello",
@@ -483,16 +478,15 @@ describe("JavaScript runtime", () => {
         shared: "hello",
         reply: "pong: ping",
       });
-      expect(JSON.parse(dec.decode(kv.get("greeting.async")))).toEqual({ value: "hello" });
-      expect(calls).toContainEqual({ subject: `$NEX.HOST.hs.${s.id}.kv.get`, key: "greeting", bucket: "shared" });
-      expect(json(await request(s, "forbidden"))).toEqual({ name: "Error", code: "forbidden", message: "reading 'secret' is not allowed" });
+      expect(JSON.parse(await stored(s.name, "greeting.async"))).toEqual({ value: "hello" });
+      expect(json(await request(s, "forbidden"))).toEqual({ name: "Error", code: "forbidden", message: "workloads may not use $JS.> subjects" });
       expect(json(await request(s, "bad-key"))).toEqual({ rejected: "key must be a string" });
     });
 
     it("lets the async triggers of a batch have their host calls out at the same time", async () => {
-      // The stand-in answers gather.svc only when 4 requests are out together: one isolate taking its
-      // triggers in turn would never get there, and each would time out.
-      const s = await deploy(spec("gather.js", { namespace: "hs" }));
+      // gather.svc answers only when 4 requests are out together: one isolate taking its triggers in
+      // turn would never get there, and each would time out.
+      const s = await deploy(spec("gather.js", { namespace: ns }));
       const busy = request(s, "busy:200");
       await nc.flush();
       const replies = await Promise.all(["a", "b", "c", "d"].map((p) => request(s, p)));
@@ -501,8 +495,9 @@ describe("JavaScript runtime", () => {
     });
 
     it("throttles a fan-out of host calls: the calls past the ones out at once wait for a turn", async () => {
-      kv.set("greeting", new TextEncoder().encode("hello"));
-      const s = await deploy(spec("kv-promises.js", { namespace: "hs" }));
+      const s = spec("kv-promises.js", { namespace: ns });
+      await put(s.name, "greeting", "hello");
+      await deploy(s);
       const n = MAX_HOST_CALLS_IN_FLIGHT * 3;
       expect(json(await request(s, `fanout:${n}`))).toEqual(Array.from({ length: n }, () => "hello"));
     });
@@ -510,34 +505,32 @@ describe("JavaScript runtime", () => {
     it("refuses host calls past the waiting limits, at once and with a code, and survives the flood", async () => {
       const pid = runtime.childPid;
       // A long deadline: what is asserted is the refusal, which must not turn into a timeout on a busy machine.
-      const s = await deploy(spec("kv-promises.js", { namespace: "hs", limits: { memoryMb: 32, timeoutMs: 10_000, cpuMs: 10_000 } }));
+      const s = await deploy(spec("kv-promises.js", { namespace: ns, limits: { memoryMb: 32, timeoutMs: 10_000, cpuMs: 10_000 } }));
       const extra = 20;
       const queued = MAX_HOST_CALLS_IN_FLIGHT + MAX_HOST_CALLS_WAITING;
       expect(json(await request(s, `flood:${queued + extra}:${queued}`))).toEqual(Array.from({ length: extra }, () => "overloaded"));
       // By bytes: values of 1 MiB, of which only MAX_HOST_BYTES_WAITING may wait.
       const mib = 1024 * 1024;
       const fits = MAX_HOST_CALLS_IN_FLIGHT + MAX_HOST_BYTES_WAITING / mib;
-      const big = await deploy(spec("kv-promises.js", { namespace: "hs", limits: { memoryMb: 256, timeoutMs: 10_000, cpuMs: 10_000 } }));
+      const big = await deploy(spec("kv-promises.js", { namespace: ns, limits: { memoryMb: 256, timeoutMs: 10_000, cpuMs: 10_000 } }));
       expect(json(await request(big, `flood:${fits + 3}:${fits}:${mib}`))).toEqual(["overloaded", "overloaded", "overloaded"]);
       expect(runtime.childPid).toBe(pid);
     });
 
     it("turns host-service errors into exceptions with a code", async () => {
-      const s = await deploy(spec("kv-error.js", { namespace: "hs" }));
-      expect(json(await request(s, "forbidden"))).toEqual({
-        name: "Error",
-        code: "forbidden",
-        message: "reading 'secret' is not allowed",
-      });
+      const s = await deploy(spec("kv-error.js", { namespace: ns }));
+      expect(json(await request(s, "forbidden"))).toEqual({ name: "Error", code: "forbidden", message: "workloads may not use $JS.> subjects" });
       expect(json(await request(s, "unreachable"))).toMatchObject({ code: "no_responders" });
-      // Nobody serves host services in this namespace: the bridge itself reports no_responders.
-      const lonely = await deploy(spec("kv-error.js", { namespace: "nohost" }));
-      expect(json(await request(lonely, "forbidden"))).toMatchObject({ name: "Error", code: "no_responders" });
+      // `workloads.*` without a deploy grant is refused in the runtime host, before anything goes on the wire.
+      expect(json(await request(s, "children"))).toEqual({ name: "Error", code: "forbidden", message: NO_DEPLOY_GRANT });
+      // With a grant it is a request to the node; where no node serves it, the bridge says so.
+      const orphan = await deploy(spec("kv-error.js", { namespace: "nonode", deploysWorkloads: true }));
+      expect(json(await request(orphan, "children"))).toMatchObject({ name: "Error", code: "no_responders" });
     });
 
     it("bounds a host call by the trigger's deadline, and the runtime host survives it", async () => {
       const pid = runtime.childPid;
-      const s = await deploy(spec("kv-error.js", { namespace: "hs", limits: { memoryMb: 32, timeoutMs: 300, cpuMs: 300 } }));
+      const s = await deploy(spec("kv-error.js", { namespace: ns, limits: { memoryMb: 32, timeoutMs: 300, cpuMs: 300 } }));
       const reply = await request(s, "slow");
       // Either the deadline ended the trigger, or the call timed out first and the function caught it.
       if (reply.headers?.get("Nats-Service-Error-Code")) {
@@ -547,7 +540,7 @@ describe("JavaScript runtime", () => {
       }
       expect(text(await request(s, "nothing"))).toBe("no error");
       // The same with the call out while the isolate is stopped at the deadline (its answer comes later).
-      const promises = await deploy(spec("kv-promises.js", { namespace: "hs", limits: { memoryMb: 32, timeoutMs: 300, cpuMs: 300 } }));
+      const promises = await deploy(spec("kv-promises.js", { namespace: ns, limits: { memoryMb: 32, timeoutMs: 300, cpuMs: 300 } }));
       const late = await request(promises, "slow");
       if (late.headers?.get("Nats-Service-Error-Code")) expect(late.headers.get("Nex-Error")).toMatch(/^timeout/);
       else expect(json(late)).toEqual({ code: "timeout" });

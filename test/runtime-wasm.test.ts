@@ -51,6 +51,7 @@ function spec(artifact: Uint8Array, over: Partial<WasmSpec> = {}): WasmSpec {
     limits: { memoryMb: 16, timeoutMs: 2000, cpuMs: 2000 },
     env: {},
     concurrency: 1,
+    deploysWorkloads: false,
     ...over,
   };
 }
@@ -445,7 +446,7 @@ describe("WebAssembly runtime supervision", () => {
     );
     const observer = new RuntimeRecorder();
     const supervisor = new RuntimeHostSupervisor(
-      { label: "forged", script, execArgv: [], natsUrl: "nats://127.0.0.1:1", connectionName: "forged", hostServicesOnBus: false, settings: {}, observer, log: pino({ level: "silent" }) },
+      { label: "forged", script, execArgv: [], natsUrl: "nats://127.0.0.1:1", connectionName: "forged", settings: {}, observer, log: pino({ level: "silent" }) },
       (hp, s) => hp.request({ type: "deploy", spec: { ...s, artifact: new Uint8Array(0) } as never }, 10_000),
     );
     try {

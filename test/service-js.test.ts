@@ -37,6 +37,7 @@ function service(fixture: string, over: Partial<JavaScriptSpec> & { restart?: Re
     env: {},
     freshContextPerTrigger: false,
     concurrency: 1,
+    deploysWorkloads: false,
     service: { restart: restart ?? { policy: "never" } },
     ...rest,
   };

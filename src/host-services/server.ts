@@ -1,14 +1,17 @@
-// Host services: key-value, object store and messaging for workloads, over NATS request/reply on
-// $NEX.HOST.<ns>.<workloadId>.<service>.<method> (wire format: src/protocol/host-services.ts). The node
-// serves the subjects of the workloads it runs, so every call is made as a known workload, in its
-// namespace, with its buckets. Every call is bounded in time and size and answers with a result or
-// Nex-Error-Code/Nex-Error; a malformed request gets an error and changes nothing.
+// Host services: key-value, object store and messaging for workloads. Every call is made as a known
+// workload, in its namespace, with its buckets; it is bounded in time and size and answers with a
+// result or Nex-Error-Code/Nex-Error; a malformed request gets an error and changes nothing.
+// Two ways in, the same handlers (invoke):
+// - in-process: a runtime host serves its functions' calls itself (runtimes/host/host-bridge.ts);
+// - over NATS request/reply on $NEX.HOST.<ns>.<workloadId>.<service>.<method> (wire format:
+//   src/protocol/host-services.ts): the node attaches these subjects for containers (which reach nex
+//   only over NATS) and `workloads.*` for functions deployed with a grant.
 
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import type { ObjectStore } from "@nats-io/obj";
 import type { Logger } from "pino";
-import { HOST_CALL_TIMEOUT_MS, HOST_PREFIX, HostHeaders } from "../protocol/host-services.js";
+import { HOST_CALL_TIMEOUT_MS, HOST_PREFIX, HostHeaders, hostValueLimit, type HostService } from "../protocol/host-services.js";
 import { bucketNameProblem, kvBucketName, objectBucketName } from "../protocol/buckets.js";
 import { createKv, createObjectStore } from "../util/replicated-buckets.js";
 import { HostError } from "./errors.js";
@@ -21,14 +24,11 @@ export interface HostServicesOptions {
   kvMaxBytes: number;
   /** Size limit of each object store created on first use, bytes. */
   objectMaxBytes: number;
-  /** Largest value a call may carry. */
-  maxValueBytes: number;
 }
 
 export const DEFAULT_HOST_SERVICES_OPTIONS: HostServicesOptions = {
   kvMaxBytes: 64 * 1024 * 1024,
   objectMaxBytes: 1024 * 1024 * 1024,
-  maxValueBytes: 1024 * 1024,
 };
 
 export interface WorkloadRef {
@@ -82,9 +82,9 @@ export class HostServices {
     private readonly extra: Record<string, Record<string, HostMethod>> = {},
   ) {}
 
-  /** Serves the workload's host-service subject until detach(). */
-  attach(workload: WorkloadRef): void {
-    const subject = `${HOST_PREFIX}.${workload.namespace}.${workload.id}.>`;
+  /** Serves the workload's host-service subjects on the bus (all, or one service's) until detach(). */
+  attach(workload: WorkloadRef, only?: HostService): void {
+    const subject = `${HOST_PREFIX}.${workload.namespace}.${workload.id}.${only ? `${only}.` : ""}>`;
     const sub = this.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (!err) void this.handle(workload, msg);
@@ -116,9 +116,8 @@ export class HostServices {
       const table = Object.prototype.hasOwnProperty.call(SERVICES, service) ? SERVICES[service] : Object.prototype.hasOwnProperty.call(this.extra, service) ? this.extra[service] : undefined;
       const handler = table && Object.prototype.hasOwnProperty.call(table, method) ? table[method] : undefined;
       if (!handler) throw new HostError("bad_request", `unknown host service method ${service}.${method}`);
-      if (body.length > this.options.maxValueBytes) {
-        throw new HostError("too_large", `value of ${body.length} bytes is over the ${this.options.maxValueBytes}-byte limit`);
-      }
+      const limit = this.maxValueBytes();
+      if (body.length > limit) throw new HostError("too_large", `value of ${body.length} bytes is over the ${limit}-byte limit`);
       const result = await handler(this.context(workload, header, body));
       return { body: result.body ?? new Uint8Array(0), headers: result.headers ?? {} };
     } catch (err) {
@@ -127,6 +126,11 @@ export class HostServices {
       else if (error.code === "unavailable") this.log.warn({ workload_id: workload.id, service, method, error: error.message }, "host service call failed: JetStream unavailable");
       return { body: error.message, headers: { [HostHeaders.errorCode]: error.code, [HostHeaders.error]: error.message.slice(0, 512).replace(/[\r\n]/g, " ") } };
     }
+  }
+
+  /** The one value limit (protocol/host-services.ts), within what this connection's server carries. */
+  private maxValueBytes(): number {
+    return hostValueLimit(this.nc.info?.max_payload);
   }
 
   private context(workload: WorkloadRef, header: (name: string) => string | undefined, body: Uint8Array): HostCallContext {
@@ -161,7 +165,7 @@ export class HostServices {
   private openKv(name: string): Promise<KV> {
     let kv = this.kvs.get(name);
     if (!kv) {
-      kv = createKv(this.nc, name, { max_bytes: this.options.kvMaxBytes, maxValueSize: this.options.maxValueBytes });
+      kv = createKv(this.nc, name, { max_bytes: this.options.kvMaxBytes, maxValueSize: this.maxValueBytes() });
       kv.catch(() => this.kvs.delete(name));
       this.kvs.set(name, kv);
     }

@@ -39,7 +39,7 @@ import {
 import { requestAgeProblem, SIGNATURE_HEADER } from "../protocol/signing.js";
 import { HostError } from "../host-services/errors.js";
 import type { HostMethod } from "../host-services/server.js";
-import { HostHeaders } from "../protocol/host-services.js";
+import { HostHeaders, NO_DEPLOY_GRANT } from "../protocol/host-services.js";
 import { ControlError, parseRequestBody } from "./errors.js";
 import { createIfAbsent } from "../util/kv-create.js";
 import { auctionBody, collectBids } from "./auction.js";
@@ -252,7 +252,7 @@ export class ChildWorkloads {
   parentOf(id: string): LineageWorkload & { grant: GrantBody } {
     const w = this.host.workload(id);
     if (!w) throw new HostError("not_found", `workload ${id} does not run on this node`);
-    if (!w.grant) throw new HostError("forbidden", "this workload may not deploy workloads: it was deployed without a grant (nex run --allow-deploy <file>)");
+    if (!w.grant) throw new HostError("forbidden", NO_DEPLOY_GRANT);
     return w as LineageWorkload & { grant: GrantBody };
   }
 

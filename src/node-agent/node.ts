@@ -363,9 +363,14 @@ export class NodeAgent implements RuntimeObserver {
       }
       // A container connects itself, as a user of its own (functions run in runtime hosts, on the node's connection).
       if (spec.type === "oci") spec.natsAuth = this.o.credentials?.grant({ id, namespace, name: request.name, triggerSubjects: servedSubjects(request, namespace) });
-      // Host services answer before the first trigger can call them.
-      this.hostServices.attach({ id, name: request.name, namespace });
-      await this.o.nc.flush();
+      // Host services on the bus, for whom they serve, answering before the first trigger can call them:
+      // a container reaches every service over NATS; a function is served in its runtime host, and only
+      // its `workloads.*` (children, with a grant) needs this node.
+      const onBus = spec.type === "oci" ? "all" : request.type !== "static" && request.grant ? "workloads" : undefined;
+      if (onBus) {
+        this.hostServices.attach({ id, name: request.name, namespace }, onBus === "all" ? undefined : onBus);
+        await this.o.nc.flush();
+      }
       await this.runWith(runtime, spec, request, workloadLog);
     } catch (err) {
       // Whatever step failed, nothing of the workload stays: its claims, route, user, host services and grant.

@@ -82,7 +82,7 @@ export async function workloadSpec(who: WorkloadIdentity, request: DeployRequest
         artifactDir: config.artifact_dir,
         maxBytes: config.limits.max_artifact_bytes,
       });
-      const fn = { ...base, artifact, sha256: request.artifact.sha256, concurrency: request.concurrency };
+      const fn = { ...base, artifact, sha256: request.artifact.sha256, concurrency: request.concurrency, deploysWorkloads: request.grant !== undefined };
       if (request.type === "wasm") return { ...fn, type: "wasm" };
       const js = { ...fn, type: "javascript" as const, freshContextPerTrigger: request.fresh_context };
       return request.service ? { ...js, service: { restart: request.restart ?? { policy: "never" } } } : js;

@@ -49,5 +49,16 @@ export function hostSubject(namespace: string, workloadId: string, service: Host
   return `${HOST_PREFIX}.${namespace}.${workloadId}.${service}.${method}`;
 }
 
+/** Largest value a workload may send to, or receive from, a host service (one limit for every path). */
+export const MAX_HOST_VALUE_BYTES = 8 * 1024 * 1024;
+
+/** Largest value one host call carries: MAX_HOST_VALUE_BYTES, and the NATS server's max_payload bounds one request (headers included). */
+export function hostValueLimit(maxPayload: number | undefined): number {
+  return Math.min(MAX_HOST_VALUE_BYTES, (maxPayload ?? MAX_HOST_VALUE_BYTES) - 4096);
+}
+
+/** What a `workloads.*` call of a workload deployed without a deploy grant answers (code forbidden). */
+export const NO_DEPLOY_GRANT = "this workload may not deploy workloads: it was deployed without a grant (nex run --allow-deploy <file>)";
+
 /** Default and ceiling for a call's time; the node bounds every call. */
 export const HOST_CALL_TIMEOUT_MS = 5000;

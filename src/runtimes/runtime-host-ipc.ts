@@ -19,6 +19,7 @@ export interface FunctionSpec {
   env: Record<string, string>;
   freshContextPerTrigger: boolean;
   concurrency: number;
+  deploysWorkloads: boolean;
   /** A JavaScript service instead of a function. */
   service?: ServiceOptions;
 }
@@ -37,6 +38,7 @@ export function toFunctionSpec(spec: FunctionWorkloadSpec): FunctionSpec {
     env: { ...spec.env },
     freshContextPerTrigger: spec.type === "javascript" && spec.freshContextPerTrigger,
     concurrency: spec.concurrency,
+    deploysWorkloads: spec.deploysWorkloads,
     ...(spec.type === "javascript" && spec.service ? { service: { restart: { ...spec.service.restart } } } : {}),
   };
 }
@@ -46,8 +48,6 @@ export interface HostInit {
   natsUrl: string;
   natsAuth?: NatsAuth;
   connectionName: string;
-  /** Serve host-service calls by NATS requests to the node instead of in the runtime host. */
-  hostServicesOnBus: boolean;
   /** What only one kind of runtime host reads (the wasm host's component cache directory). */
   settings: Record<string, string>;
 }

@@ -29,7 +29,6 @@ export interface RuntimeHostOptions {
   natsUrl: string;
   natsAuth?: NatsAuth;
   connectionName: string;
-  hostServicesOnBus: boolean;
   settings: Record<string, string>;
   observer: RuntimeObserver;
   log: Logger;
@@ -154,7 +153,6 @@ export class HostProcess<Extra = object> {
       natsUrl: opts.natsUrl,
       natsAuth: opts.natsAuth,
       connectionName: opts.connectionName,
-      hostServicesOnBus: opts.hostServicesOnBus,
       settings: opts.settings,
     });
   }

@@ -59,6 +59,8 @@ interface FunctionBase extends WorkloadBase {
   sha256: string;
   /** Isolates (or worker threads) serving triggers in parallel. */
   concurrency: number;
+  /** Deployed with a deploy grant: its `workloads.*` host calls go to the node (else they are refused at once). */
+  deploysWorkloads: boolean;
 }
 
 export interface JavaScriptSpec extends FunctionBase {

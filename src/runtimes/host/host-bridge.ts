@@ -1,16 +1,21 @@
 // The host side of a guest's host-service call (a JavaScript isolate parked in applySyncPromise, a wasm
-// worker parked in Atomics.wait): served in-process by HostServices when the runtime has them, else one NATS request to
-// $NEX.HOST.<ns>.<workloadId>.<service>.<method>, per src/protocol/host-services.ts. Arguments come
-// from the guest, so every one is checked here again before anything goes on the wire.
+// worker parked in Atomics.wait): kv, objectStore and messaging are served in this process by
+// HostServices (no broker hop); `workloads.*` needs the node (its key, its records), so it is one NATS
+// request to $NEX.HOST.<ns>.<workloadId>.workloads.<method>, per src/protocol/host-services.ts, made
+// only for a workload deployed with a grant. Arguments come from the guest, so every one is checked
+// here again before it is served or goes on the wire.
 
 import { errors, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { requestFailureKind } from "../../protocol/errors.js";
-import type { HostServices } from "../../host-services/server.js";
+import type { HostServices, WorkloadRef } from "../../host-services/server.js";
 import {
   HOST_CALL_TIMEOUT_MS,
   HOST_METHODS,
   HostHeaders,
   hostSubject,
+  hostValueLimit,
+  MAX_HOST_VALUE_BYTES,
+  NO_DEPLOY_GRANT,
   type HostErrorCode,
   type HostService,
 } from "../../protocol/host-services.js";
@@ -20,8 +25,6 @@ export type HostCallResult =
   | { ok: true; headers: Record<string, string>; body: Uint8Array; list?: Uint8Array[] }
   | { ok: false; code: HostErrorCode; message: string };
 
-/** Largest value a workload may send to, or receive from, a host service. */
-export const MAX_HOST_VALUE_BYTES = 8 * 1024 * 1024;
 export const MAX_HEADER_VALUE_CHARS = 1024;
 /** Time left for a host service's answer to travel back after its own wait (Nex-Timeout-Ms) ends. */
 const INNER_MARGIN_MS = 50;
@@ -36,11 +39,6 @@ const ALLOWED_HEADERS = new Set<string>([
   HostHeaders.maxMessages,
   HostHeaders.filter,
 ]);
-
-/** Largest value one host call carries: the NATS server's max_payload bounds one request (headers included). */
-export function hostValueLimit(maxPayload: number | undefined): number {
-  return Math.min(MAX_HOST_VALUE_BYTES, (maxPayload ?? MAX_HOST_VALUE_BYTES) - 4096);
-}
 
 function fail(code: HostErrorCode, message: string): HostCallResult {
   return { ok: false, code, message };
@@ -77,12 +75,6 @@ function classifyRequestError(err: unknown): { code: HostErrorCode; message: str
   return { code: "internal", message: `host service call failed: ${err instanceof Error ? err.message : String(err)}` };
 }
 
-/** Host services served in this process (the same handlers the node serves on the bus). */
-export interface LocalHostServices {
-  services: HostServices;
-  workloadName: string;
-}
-
 /** The parts of a reply the bridge reads, from the bus or from an in-process call. */
 interface Answer {
   header(name: string): string | undefined;
@@ -93,32 +85,31 @@ interface Answer {
 export class HostBridge {
   constructor(
     private readonly nc: NatsConnection,
-    private readonly namespace: string,
-    private readonly workloadId: string,
-    private readonly local?: LocalHostServices,
+    private readonly workload: WorkloadRef,
+    private readonly services: HostServices,
+    /** Deployed with a deploy grant: the node serves its `workloads.*` on the bus. */
+    private readonly deploysWorkloads: boolean,
   ) {}
 
-  /** In-process when possible (two broker hops fewer), else a NATS request to the node. */
+  /** In this process, or (`workloads.*`) a NATS request to the node that runs the workload. */
   private async ask(service: HostService, method: string, fields: Record<string, string>, body: Uint8Array, timeout: number): Promise<Answer> {
-    // workloads.* needs the node (its key, its records): always a request to the node that runs the workload.
-    if (this.local && service !== "workloads") {
-      const workload = { id: this.workloadId, name: this.local.workloadName, namespace: this.namespace };
-      let timer: NodeJS.Timeout | undefined;
-      const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new errors.TimeoutError()), timeout);
-      });
-      try {
-        const answer = await Promise.race([this.local.services.invoke(workload, service, method, (k) => fields[k] || undefined, body), expired]);
-        const data = typeof answer.body === "string" ? encoder.encode(answer.body) : answer.body;
-        return { header: (k) => answer.headers[k], data, headers: () => answer.headers };
-      } finally {
-        clearTimeout(timer);
-      }
+    if (service === "workloads") {
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(fields)) h.set(k, v);
+      const reply: Msg = await this.nc.request(hostSubject(this.workload.namespace, this.workload.id, service, method), body, { timeout, headers: h });
+      return { header: (k) => reply.headers?.get(k) || undefined, data: reply.data, headers: () => replyHeaders(reply.headers) };
     }
-    const h = natsHeaders();
-    for (const [k, v] of Object.entries(fields)) h.set(k, v);
-    const reply: Msg = await this.nc.request(hostSubject(this.namespace, this.workloadId, service, method), body, { timeout, headers: h });
-    return { header: (k) => reply.headers?.get(k) || undefined, data: reply.data, headers: () => replyHeaders(reply.headers) };
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new errors.TimeoutError()), timeout);
+    });
+    try {
+      const answer = await Promise.race([this.services.invoke(this.workload, service, method, (k) => fields[k] || undefined, body), expired]);
+      const data = typeof answer.body === "string" ? encoder.encode(answer.body) : answer.body;
+      return { header: (k) => answer.headers[k], data, headers: () => answer.headers };
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**
@@ -132,6 +123,7 @@ export class HostBridge {
         return fail("bad_request", `unknown method ${JSON.stringify(method)} of host service ${service}`);
       }
       if (!(body instanceof Uint8Array)) return fail("bad_request", "the value must be bytes");
+      if (service === "workloads" && !this.deploysWorkloads) return fail("forbidden", NO_DEPLOY_GRANT);
       const limit = hostValueLimit(this.nc.info?.max_payload);
       if (body.byteLength > limit) {
         return fail("too_large", `value of ${body.byteLength} bytes exceeds the ${limit}-byte limit`);

@@ -91,7 +91,7 @@ export interface LoadContext {
   /** The init message's runtime-specific settings. */
   settings: Record<string, string>;
   events: EventBatcher;
-  /** Host-service calls of this workload: in-process, or over NATS to the node (hostServicesOnBus). */
+  /** Host-service calls of this workload: served in this process (`workloads.*`: by the node, over NATS). */
   bridge: HostBridge;
   /** Stops this process: something in it can no longer be trusted (a catastrophic isolate error). */
   fatal(reason: string): void;
@@ -183,7 +183,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
   const deploying = new Map<string, Promise<unknown>>();
   let nc: NatsConnection | undefined;
   let init: HostInit | undefined;
-  /** Host services for this process's workloads, served in-process (the node serves the same on the bus). */
+  /** Host services for this process's workloads, served in-process (made on the first deploy). */
   let hostServices: HostServices | undefined;
   let shuttingDown = false;
 
@@ -201,9 +201,8 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
   }
 
   function bridgeFor(conn: NatsConnection, spec: FunctionSpec): HostBridge {
-    if (!init?.hostServicesOnBus) hostServices ??= new HostServices(conn, log.child({ component: "host-services" }));
-    const local = hostServices ? { services: hostServices, workloadName: spec.name } : undefined;
-    return new HostBridge(conn, spec.namespace, spec.id, local);
+    hostServices ??= new HostServices(conn, log.child({ component: "host-services" }));
+    return new HostBridge(conn, { id: spec.id, name: spec.name, namespace: spec.namespace }, hostServices, spec.deploysWorkloads);
   }
 
   async function deploy(request: DeployRequest<Extra>): Promise<Result> {

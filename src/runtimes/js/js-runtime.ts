@@ -19,11 +19,6 @@ export interface JsRuntimeOptions {
   natsAuth?: NatsAuth;
   observer: RuntimeObserver;
   log?: Logger;
-  /**
-   * Send host-service calls over NATS to whoever serves $NEX.HOST (the node) instead of serving them in
-   * the runtime host itself. In-process is the default: the same handlers, two broker hops fewer.
-   */
-  hostServicesOnBus?: boolean;
   /** One runtime host per namespace instead of one for all, so tenants do not share a crash domain. */
   hostPerNamespace?: boolean;
   /** How long the child may take to start and connect (default 15 s). */
@@ -64,7 +59,6 @@ export class JsRuntime extends HostedFunctionRuntime<JsDeployExtra> {
         natsUrl: opts.natsUrl,
         natsAuth: opts.natsAuth,
         connectionName: "nex-js-runtime-host",
-        hostServicesOnBus: opts.hostServicesOnBus === true,
         settings: { ...(opts.nodeId ? { nodeId: opts.nodeId } : {}), ...(opts.jsReplicas ? { jsReplicas: String(opts.jsReplicas) } : {}) },
         observer: opts.observer,
         log,

@@ -55,7 +55,6 @@ export class WasmRuntime extends HostedFunctionRuntime<object> {
         natsUrl: opts.natsUrl,
         natsAuth: opts.natsAuth,
         connectionName: "nex-wasm-runtime-host",
-        hostServicesOnBus: false,
         settings: { cacheDir: opts.cacheDir, ...(opts.jsReplicas ? { jsReplicas: String(opts.jsReplicas) } : {}) },
         observer: opts.observer,
         log: (opts.log ?? pino({ level: "silent" })).child({ runtime: "wasm" }),

@@ -28,7 +28,8 @@
 //   encoded or copied, JSON is counted while it is built, and error messages, console lines and
 //   host-call arguments are cut or refused at their limits (GuestLimits) inside the isolate.
 
-import { MAX_HEADER_VALUE_CHARS, hostValueLimit } from "../../host/host-bridge.js";
+import { MAX_HEADER_VALUE_CHARS } from "../../host/host-bridge.js";
+import { hostValueLimit } from "../../../protocol/host-services.js";
 import { TRIGGER_LOG_LIMITS } from "../../host/trigger-log-limits.js";
 import { MAX_ERROR_BODY_CHARS } from "../../../protocol/errors.js";
 import { PRIMORDIALS_SOURCE } from "./primordials.js";
