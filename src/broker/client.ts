@@ -1,19 +1,20 @@
-// One client connection: protocol state, subscriptions, keepalive and its outbound buffer.
-// Routing of publishes is the server's job (server.ts); this class turns protocol operations into
-// calls on the server and frames what the server delivers to it.
+// One client connection: protocol state, subscriptions, keepalive, its outbound buffer and the
+// backpressure on it. A PUB goes to the publish path (publish.ts), which frames deliveries into the
+// receivers' outbound buffers; the server flushes them (server.ts).
 
 import type { AuthenticatedUser } from "./auth.js";
 import { Outbound } from "./outbound.js";
 import { ConnectionPermissions } from "./permissions.js";
 import { ParseError, ProtocolParser, type ProtocolSink, type PubFrame } from "./parser.js";
-import { isValidPublishSubject, isValidQueueName, isValidSubscriptionSubject } from "../protocol/subjects.js";
-import type { MatchResult, Sublist, Subscription } from "./sublist.js";
+import { isValidQueueName, isValidSubscriptionSubject } from "../protocol/subjects.js";
+import type { Subscription } from "./sublist.js";
+import { goQuote } from "./go-quote.js";
+import { LastSubjectCache, processPub } from "./publish.js";
 import type { Broker } from "./server.js";
 import type { ClientTransport } from "./transport.js";
 import { WriteWatch } from "./write-watch.js";
 
 const CRLF = "\r\n";
-const L0_SUBJECT_MAX = 256;
 /**
  * A producer feeding a receiver with a high backlog pauses for this long, longer the fuller the
  * receiver is; the receiver draining ends it early (nats-server stalls a producer 2-5 ms at most).
@@ -67,7 +68,9 @@ export class ClientConnection implements ProtocolSink {
   /** The user's permissions as this connection applies them; null when unrestricted. */
   perms: ConnectionPermissions | null = null;
   /** Set only when publishing is restricted, so the unrestricted publish path checks one field. */
-  private pubPerms: ConnectionPermissions | null = null;
+  pubPerms: ConnectionPermissions | null = null;
+  /** What this connection's last published subject matched (publish.ts). */
+  readonly lastSubject = new LastSubjectCache();
   /** The nonce an NKey user signs, sent in INFO when NKey users exist. */
   readonly nonce: string | undefined;
 
@@ -85,12 +88,6 @@ export class ClientConnection implements ProtocolSink {
   /** Internal producers (push consumers) waiting for this connection's backlog to drain. */
   private drainWaiters: (() => void)[] = [];
   private readonly writeWatch: WriteWatch;
-
-  // Last-subject cache: a publisher usually repeats its subject, so compare bytes before building a string.
-  private l0Bytes = Buffer.allocUnsafe(L0_SUBJECT_MAX);
-  private l0Length = -1;
-  private l0Generation = -1;
-  private l0Result: MatchResult | null = null;
 
   constructor(
     readonly cid: number,
@@ -185,19 +182,7 @@ export class ClientConnection implements ProtocolSink {
   }
 
   onPub(frame: PubFrame): void {
-    if (!this.admit()) return;
-    if (this.opts.pedantic && !isValidPublishSubject(frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd))) this.queueText("-ERR 'Invalid Publish Subject'\r\n");
-    this.inMsgs++;
-    this.inBytes += frame.size;
-    if (this.pubPerms !== null) {
-      const subject = frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd);
-      if (!this.pubPerms.canPublish(subject)) {
-        this.queueText(`-ERR 'Permissions Violation for Publish to ${goQuote(subject)}'\r\n`); // the connection stays
-        return;
-      }
-    }
-    if (this.opts.verbose) this.queueText("+OK\r\n"); // nats-server acknowledges before delivering
-    this.server.publish(this, frame);
+    if (this.admit()) processPub(this.server, this, frame);
   }
 
   onSub(subject: string, queue: string | undefined, sid: string): void {
@@ -267,70 +252,7 @@ export class ClientConnection implements ProtocolSink {
     }
   }
 
-  /** The subscriptions matching the frame's subject, from the last-subject cache when it still holds. */
-  match(sublist: Sublist, frame: PubFrame): MatchResult {
-    const { buf, subjectStart, subjectEnd } = frame;
-    const n = subjectEnd - subjectStart;
-    if (n === this.l0Length && this.l0Generation === sublist.generation) {
-      const cached = this.l0Bytes;
-      let i = 0;
-      while (i < n && cached[i] === buf[subjectStart + i]) i++;
-      if (i === n) return this.l0Result as MatchResult;
-    }
-    const result = sublist.match(buf.toString("latin1", subjectStart, subjectEnd));
-    if (n <= L0_SUBJECT_MAX) {
-      buf.copy(this.l0Bytes, 0, subjectStart, subjectEnd);
-      this.l0Length = n;
-      this.l0Generation = sublist.generation;
-      this.l0Result = result;
-    }
-    return result;
-  }
-
   // ---- outbound ---------------------------------------------------------------------------------------
-
-  /** Frames one delivery as MSG or HMSG (headers stripped for clients that did not ask for them). */
-  deliver(frame: PubFrame, sub: Subscription): void {
-    const out = this.out;
-    const src = frame.buf;
-    const withHeaders = frame.hasHeaders && this.opts.headers;
-    const skip = frame.hasHeaders && !withHeaders ? frame.headerSize : 0;
-    const payloadStart = frame.payloadStart + skip;
-    const size = frame.size - skip;
-    const subjectLen = frame.subjectEnd - frame.subjectStart;
-    const replyLen = frame.replyEnd - frame.replyStart;
-    if (replyLen > 0 && this.perms !== null && this.perms.tracksReplies) this.perms.grantReply(src.toString("latin1", frame.replyStart, frame.replyEnd));
-    out.reserve(subjectLen + replyLen + sub.sidBytes.length + size + 48);
-    const b = out.buf;
-    let p = out.end;
-    if (withHeaders) b[p++] = 0x48; // H
-    b[p++] = 0x4d; // M
-    b[p++] = 0x53; // S
-    b[p++] = 0x47; // G
-    b[p++] = 0x20;
-    out.end = p;
-    out.bytes(src, frame.subjectStart, frame.subjectEnd);
-    b[out.end++] = 0x20;
-    out.bytes(sub.sidBytes, 0, sub.sidBytes.length);
-    b[out.end++] = 0x20;
-    if (replyLen > 0) {
-      out.bytes(src, frame.replyStart, frame.replyEnd);
-      b[out.end++] = 0x20;
-    }
-    if (withHeaders) {
-      out.decimal(frame.headerSize);
-      b[out.end++] = 0x20;
-    }
-    out.decimal(size);
-    b[out.end++] = 0x0d;
-    b[out.end++] = 0x0a;
-    out.bytes(src, payloadStart, payloadStart + size);
-    b[out.end++] = 0x0d;
-    b[out.end++] = 0x0a;
-    this.outMsgs++;
-    this.outBytes += size;
-    this.markDirty();
-  }
 
   queueText(text: string): void {
     this.out.reserve(text.length);
@@ -338,7 +260,8 @@ export class ClientConnection implements ProtocolSink {
     this.markDirty();
   }
 
-  private markDirty(): void {
+  /** Queues this connection for the server's next flush. */
+  markDirty(): void {
     if (!this.dirty) {
       this.dirty = true;
       this.server.dirty.push(this);
@@ -484,19 +407,4 @@ export class ClientConnection implements ProtocolSink {
     if (this.authTimer) clearTimeout(this.authTimer);
     this.authTimer = null;
   }
-}
-
-/** A subject in double quotes as Go's %q writes it (the -ERR texts come from nats-server's fmt calls). */
-function goQuote(text: string): string {
-  let out = '"';
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22 || c === 0x5c) out += "\\" + text[i];
-    else if (c === 0x0a) out += "\\n";
-    else if (c === 0x0d) out += "\\r";
-    else if (c === 0x09) out += "\\t";
-    else if (c < 0x20 || c === 0x7f) out += "\\x" + c.toString(16).padStart(2, "0");
-    else out += text[i];
-  }
-  return out + '"';
 }

@@ -1,9 +1,7 @@
-// The broker: accepts connections, routes publishes to subscriptions, and flushes output once per read.
-//
-// The publish path, start to end: a socket read → ProtocolParser.parse → ClientConnection.onPub →
-// Broker.publish (match via the connection's last-subject cache or the sublist) → ClientConnection.deliver
-// frames MSG/HMSG into each receiver's Outbound → after the whole read is parsed, Broker.flush writes each
-// touched socket once.
+// The broker: accepts connections, owns the sublist and the internal subscriptions, and flushes
+// output once per read. A socket read → ProtocolParser.parse → ClientConnection.onPub → the publish
+// path (publish.ts: match, route, frame MSG/HMSG into each receiver's Outbound) → after the whole read
+// is parsed, Broker.flush writes each touched socket once.
 
 import net from "node:net";
 import { randomBytes } from "node:crypto";
@@ -11,14 +9,13 @@ import pino, { type Logger } from "pino";
 import { type AuthenticatedUser, Authenticator, type BrokerUserSpec } from "./auth.js";
 import { ClientConnection } from "./client.js";
 import type { PubFrame } from "./parser.js";
+import { publishFromServer } from "./publish.js";
 import { type ResolvedOptions, SERVER_VERSION } from "./options.js";
-import { type MatchResult, Sublist, type Subscription } from "./sublist.js";
+import { Sublist, type Subscription } from "./sublist.js";
 import { TlsUpgrader } from "./tls.js";
 import { type ClientTransport, SocketTransport } from "./transport.js";
 import type { WebSocketListener } from "./websocket.js";
 
-const NO_RESPONDERS_HEADER = Buffer.from("NATS/1.0 503\r\n\r\n", "latin1");
-const EMPTY = Buffer.alloc(0);
 /** Above this backlog a receiver stalls the publishers feeding it (nats-server stalls at max_pending/2). */
 const STALL_BYTES_CAP = 4 * 1024 * 1024;
 
@@ -206,11 +203,6 @@ export class Broker {
     this.log.debug({ cid: client.cid, reason }, "connection closed");
   }
 
-  /** Routes one client publish. */
-  publish(from: ClientConnection, frame: PubFrame): void {
-    this.route(from, from.match(this.sublist, frame), frame);
-  }
-
   /**
    * Publishes from inside the server (JetStream replies and deliveries). `routeSubject` picks the
    * subscribers; the MSG line carries `subject`, which differs for consumer deliveries (nats-server's
@@ -218,8 +210,7 @@ export class Broker {
    * batch that is running.
    */
   publishInternal(routeSubject: string, subject: string, reply: string, header: Buffer | null, data: Buffer): number {
-    const frame = internalFrame(subject, reply, header, data);
-    const deliveries = this.route(null, this.sublist.match(routeSubject), frame);
+    const deliveries = publishFromServer(this, routeSubject, subject, reply, header, data);
     this.scheduleFlush();
     return deliveries;
   }
@@ -255,55 +246,6 @@ export class Broker {
     const result = this.sublist.match(subject);
     if (queue === undefined) return result.plain.filter((sub) => sub.subject === subject);
     return result.queues.flat().filter((sub) => sub.subject === subject && sub.queue === queue);
-  }
-
-  /** Delivers to every plain subscription and one member of each queue group; returns the delivery count. */
-  private route(from: ClientConnection | null, result: MatchResult, frame: PubFrame): number {
-    let deliveries = 0;
-    const plain = result.plain;
-    for (let i = 0; i < plain.length; i++) {
-      if (this.deliverTo(plain[i], from, frame)) deliveries++;
-    }
-    const queues = result.queues;
-    for (let g = 0; g < queues.length; g++) {
-      const members = queues[g];
-      const n = members.length;
-      const first = n === 1 ? 0 : Math.floor(Math.random() * n);
-      for (let k = 0; k < n; k++) {
-        if (this.deliverTo(members[(first + k) % n], from, frame)) {
-          deliveries++;
-          break;
-        }
-      }
-    }
-    if (deliveries === 0 && from !== null && frame.replyEnd > frame.replyStart && from.opts.noResponders) {
-      this.sendNoResponders(from, frame);
-    }
-    return deliveries;
-  }
-
-  private deliverTo(sub: Subscription, from: ClientConnection | null, frame: PubFrame): boolean {
-    const handler = sub.handler;
-    if (handler !== undefined) {
-      handler(frame, from);
-      return true;
-    }
-    const to = sub.owner as ClientConnection;
-    if (to.closed || (to === from && !to.opts.echo)) return false;
-    const perms = to.perms;
-    if (perms !== null && perms.filtersDeliveries && perms.deniesDelivery(frame.buf.toString("latin1", frame.subjectStart, frame.subjectEnd))) return false;
-    to.deliver(frame, sub);
-    sub.delivered++;
-    if (sub.max > 0 && sub.delivered >= sub.max) to.removeSubscription(sub);
-    return true;
-  }
-
-  /** The 503 status goes to the publisher's own subscription on the reply subject, if it has one. */
-  private sendNoResponders(from: ClientConnection, frame: PubFrame): void {
-    const reply = frame.buf.toString("latin1", frame.replyStart, frame.replyEnd);
-    const sub = this.sublist.match(reply).plain.find((s) => s.owner === from);
-    if (sub === undefined) return;
-    from.deliver(internalFrame(reply, "", NO_RESPONDERS_HEADER, EMPTY), sub);
   }
 
   private scheduleFlush(): void {
@@ -353,25 +295,4 @@ export class Broker {
     await Promise.all([closedListener, this.ws?.close()]);
     this.ws = null;
   }
-}
-
-/** A frame over a fresh buffer holding subject, reply, header and data, for publishes from the server. */
-function internalFrame(subject: string, reply: string, header: Buffer | null, data: Buffer): PubFrame {
-  const headerSize = header ? header.length : 0;
-  const buf = Buffer.allocUnsafe(subject.length + reply.length + headerSize + data.length);
-  let p = buf.write(subject, 0, "latin1");
-  p += buf.write(reply, p, "latin1");
-  if (header) p += header.copy(buf, p);
-  data.copy(buf, p);
-  return {
-    buf,
-    subjectStart: 0,
-    subjectEnd: subject.length,
-    replyStart: subject.length,
-    replyEnd: subject.length + reply.length,
-    headerSize,
-    size: headerSize + data.length,
-    payloadStart: subject.length + reply.length,
-    hasHeaders: header !== null,
-  };
 }
