@@ -603,3 +603,46 @@ describe("JavaScript runtime supervision", () => {
     }
   });
 });
+
+describe("JavaScript functions past the warm-slot budget", () => {
+  it("unloads the least recently triggered idle function, loads it again on its next trigger, and never unloads a busy one", async () => {
+    const broker = await startBroker({ port: 0 });
+    const nc = await connect({ servers: broker.url });
+    const runtime = new JsRuntime({ natsUrl: broker.url, observer: new RuntimeRecorder(), maxWarmSlots: 2 });
+    const memory = async (s: JavaScriptSpec): Promise<number> => (await runtime.stats(s.id))?.memoryBytes ?? -1;
+    const trigger = async (s: JavaScriptSpec, payload = ""): Promise<{ count: number; id: string }> =>
+      json(await nc.request(s.triggerSubjects[0], payload, { timeout: 10_000 })) as { count: number; id: string };
+    try {
+      const [a, b, c] = [spec("counter.js"), spec("counter.js"), spec("counter.js")];
+      await runtime.deploy(a);
+      await runtime.deploy(b);
+      await trigger(a);
+      const aFirst = await trigger(a);
+      expect(aFirst.count).toBe(2);
+      // A third loaded isolate is one past the budget: b, the least recently used, unloads.
+      await runtime.deploy(c);
+      expect(await memory(b)).toBe(0);
+      expect(await memory(a)).toBeGreaterThan(0);
+      expect(await memory(c)).toBeGreaterThan(0);
+
+      // b answers its next trigger from a new isolate (its globals start over); a, now the oldest, unloads.
+      expect(await trigger(b)).toMatchObject({ count: 1 });
+      expect(await memory(a)).toBe(0);
+      const aAgain = await trigger(a);
+      expect(aAgain.count).toBe(1);
+      expect(aAgain.id).not.toBe(aFirst.id);
+
+      // A busy function is never unloaded under it: c runs 600 ms while b and a are triggered.
+      const busy = trigger(c, "600");
+      await new Promise((r) => setTimeout(r, 100));
+      await trigger(b);
+      await trigger(a);
+      expect(await busy).toMatchObject({ count: 1 });
+      expect(await memory(c)).toBeGreaterThan(0);
+    } finally {
+      await runtime.close();
+      await nc.close();
+      await broker.close();
+    }
+  });
+});

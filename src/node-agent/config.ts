@@ -5,7 +5,7 @@ import os from "node:os";
 import { z } from "zod";
 import { defaultNodeDataDir } from "../util/nex-home.js";
 import { describeZodError, WORKLOAD_TYPES, WorkloadTypeSchema } from "../protocol/control.js";
-import { DEFAULT_WORKLOAD_LIMITS } from "../runtimes/types.js";
+import { DEFAULT_MAX_WARM_SLOTS, DEFAULT_WORKLOAD_LIMITS } from "../runtimes/types.js";
 
 export const NodeConfigSchema = z
   .object({
@@ -28,13 +28,15 @@ export const NodeConfigSchema = z
         max_memory_mb: z.number().int().min(8).default(1024),
         max_workloads: z.number().int().min(1).default(10_000),
         max_artifact_bytes: z.number().int().min(1).default(64 * 1024 * 1024),
+        /** Isolates (JS) or worker threads (wasm) each runtime host keeps loaded; past it idle functions unload until their next trigger. */
+        max_warm_slots: z.number().int().min(1).default(DEFAULT_MAX_WARM_SLOTS),
       })
       .strict()
       .default({
         memory_mb: DEFAULT_WORKLOAD_LIMITS.memoryMb,
         timeout_ms: DEFAULT_WORKLOAD_LIMITS.timeoutMs,
         cpu_ms: DEFAULT_WORKLOAD_LIMITS.cpuMs,
-        max_memory_mb: 1024, max_workloads: 10_000, max_artifact_bytes: 64 * 1024 * 1024 }),
+        max_memory_mb: 1024, max_workloads: 10_000, max_artifact_bytes: 64 * 1024 * 1024, max_warm_slots: DEFAULT_MAX_WARM_SLOTS }),
     /** Node identity, state and (bundled broker) JetStream data; NEX_HOME/node by default, apart from the issuer's keys. */
     data_dir: z.string().min(1).default(defaultNodeDataDir),
     /** Lets a namespace serve trigger subjects that overlap another namespace's (refused by default: it would take their requests). */

@@ -61,6 +61,7 @@ export async function startAgent(o: NodeUpOptions, started: StartedBroker): Prom
     log: o.log,
     hostPerNamespace: o.config.runtime_host_per_namespace,
     jsReplicas: o.config.js_replicas,
+    maxWarmSlots: o.config.limits.max_warm_slots,
     dockerHost: o.config.docker_host,
     containerUser: o.config.container_user,
   };

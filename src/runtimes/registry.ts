@@ -21,6 +21,8 @@ export interface RuntimeContext {
   log: Logger;
   hostPerNamespace: boolean;
   jsReplicas?: number;
+  /** Slots each JS or wasm runtime host keeps loaded (DEFAULT_MAX_WARM_SLOTS when absent). */
+  maxWarmSlots?: number;
   dockerHost?: string;
   containerUser?: string;
 }

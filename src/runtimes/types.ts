@@ -18,6 +18,12 @@ export interface NatsAuth {
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
 
+/**
+ * Slots (JavaScript isolates, wasm worker threads) a runtime host keeps loaded by default; past it the
+ * least recently triggered idle functions unload until their next trigger (host/warm-pools.ts).
+ */
+export const DEFAULT_MAX_WARM_SLOTS = 256;
+
 export interface WorkloadLimits {
   /** Memory ceiling in MiB (isolate heap, container memory). */
   memoryMb: number;

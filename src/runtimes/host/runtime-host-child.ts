@@ -13,7 +13,8 @@ import { sha256Hex } from "../../util/sha256.js";
 import { HostBridge } from "./host-bridge.js";
 import { HostedWorkload, normalizeLimits, type TriggerPool } from "./hosted-workload.js";
 import type { DeployRequest, FromHost, FunctionSpec, HostInit, LogEntry, ToHost, TriggerFailure } from "../runtime-host-ipc.js";
-import type { FunctionStats, LogStream, WorkloadEvent, WorkloadLimits } from "../types.js";
+import { DEFAULT_MAX_WARM_SLOTS, type FunctionStats, type LogStream, type WorkloadEvent, type WorkloadLimits } from "../types.js";
+import { WarmPools } from "./warm-pools.js";
 
 /** Log lines kept for the parent when it does not keep up; beyond this lines are counted and dropped. */
 const MAX_PENDING_LOG_LINES = 20_000;
@@ -91,6 +92,8 @@ export interface LoadContext {
   /** The init message's runtime-specific settings. */
   settings: Record<string, string>;
   events: EventBatcher;
+  /** The budget of loaded slots of this process's functions (warm-pools.ts). */
+  warm: WarmPools;
   /** Host-service calls of this workload: served in this process (`workloads.*`: by the node, over NATS). */
   bridge: HostBridge;
   /** Stops this process: something in it can no longer be trusted (a catastrophic isolate error). */
@@ -185,6 +188,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
   let init: HostInit | undefined;
   /** Host services for this process's workloads, served in-process (made on the first deploy). */
   let hostServices: HostServices | undefined;
+  let warm: WarmPools | undefined;
   let shuttingDown = false;
 
   function fatal(reason: string, code: number): void {
@@ -223,7 +227,8 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
         events.flush();
         send({ type: "workload-event", workloadId: spec.id, event });
       };
-      const ctx: LoadContext = { nc: conn, limits, sha256, settings, events, bridge: bridgeFor(conn, spec), fatal: (r) => fatal(r, 70), report, log: wlog };
+      warm ??= new WarmPools(Number(settings.maxWarmSlots) || DEFAULT_MAX_WARM_SLOTS);
+      const ctx: LoadContext = { nc: conn, limits, sha256, settings, events, warm, bridge: bridgeFor(conn, spec), fatal: (r) => fatal(r, 70), report, log: wlog };
       if (spec.service) return deployService(request, ctx, wlog);
       const { pool, result, details } = await def.load(request, ctx);
       const workload = new HostedWorkload({ ...spec, limits }, conn, pool, events, wlog);

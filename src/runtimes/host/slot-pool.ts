@@ -3,10 +3,13 @@
 // MAX_QUEUED_TRIGGERS; beyond it "overloaded"; waiting past its whole deadline "timeout"). Under load a
 // freed slot takes several queued triggers at once (up to `maxBatch`, spread over the slots). A dead slot
 // (deadline, CPU, memory, crash) is replaced in the background, with a backoff while replacing fails.
+// Under the runtime host's budget of loaded slots (warm-pools.ts) an idle pool may unload all its slots
+// (hibernate); its next trigger waits in the queue while they load again.
 
 import type { Logger } from "pino";
 import { MAX_QUEUED_TRIGGERS, type Job, type TriggerPool } from "./hosted-workload.js";
 import { ErrorCodes, errorText, failure, queueTimeoutOutcome, UNAVAILABLE, type Outcome } from "./outcome.js";
+import type { Hibernating, WarmPools } from "./warm-pools.js";
 
 /** One unit that runs triggers. */
 export interface PoolSlot {
@@ -33,9 +36,11 @@ export interface SlotPoolConfig<S extends PoolSlot> {
   /** What a slot is, for logs ("isolate", "wasm worker"). */
   what: string;
   log: Logger;
+  /** The runtime host's budget of loaded slots; without it the pool never hibernates. */
+  warm?: WarmPools;
 }
 
-export class SlotPool<S extends PoolSlot> implements TriggerPool {
+export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
   private readonly live = new Set<S>();
   private readonly idle: S[] = [];
   private queue: Job[] = [];
@@ -43,6 +48,10 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool {
   /** Batches running. */
   private running = 0;
   private closed = false;
+  /** Hibernated: no slot is loaded until the next trigger. */
+  private asleep = false;
+  /** Slots being created (replacements, or a wake-up). */
+  private creating = 0;
   private drainWaiters: (() => void)[] = [];
   /** Set while triggers wait: answers them when their deadline passes even if no slot frees up. */
   private expiryTimer?: NodeJS.Timeout;
@@ -63,7 +72,25 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool {
       pool.close();
       throw failed.reason;
     }
+    cfg.warm?.used(pool);
     return pool;
+  }
+
+  get size(): number {
+    return this.cfg.size;
+  }
+
+  /** Unloads every slot when nothing runs, waits or loads (warm-pools.ts); false otherwise. */
+  hibernate(): boolean {
+    if (this.closed || this.asleep || this.running > 0 || this.queued > 0 || this.creating > 0) return false;
+    this.asleep = true;
+    for (const slot of this.live) {
+      slot.onDeath = undefined;
+      slot.close();
+    }
+    this.live.clear();
+    this.idle.length = 0;
+    return true;
   }
 
   /** The slots alive now (the JS pool's CPU watch reads them). */
@@ -90,6 +117,14 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool {
     if (this.closed) return Promise.resolve(UNAVAILABLE);
     if (this.queued >= MAX_QUEUED_TRIGGERS) {
       return Promise.resolve(failure(ErrorCodes.overloaded, `overloaded: ${this.queued} triggers are already waiting`));
+    }
+    const warm = this.cfg.warm;
+    if (warm !== undefined) {
+      if (this.asleep) {
+        this.asleep = false;
+        for (let i = 0; i < this.cfg.size; i++) this.replace();
+      }
+      warm.used(this);
     }
     return new Promise<Outcome>((resolve) => {
       const job: Job = { subject, payload, enqueuedAt: Date.now(), resolve };
@@ -183,12 +218,15 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool {
   private replace(delayMs = 0): void {
     const attempt = (): void => {
       if (this.closed) return;
+      this.creating++;
       this.cfg.create().then(
         (slot) => {
+          this.creating--;
           this.adopt(slot);
           this.pump();
         },
         (err) => {
+          this.creating--;
           this.cfg.log.error({ err: errorText(err) }, `replacing a ${this.cfg.what} failed; retrying`);
           this.replace(Math.min(Math.max(delayMs * 2, 100), 5000));
         },
@@ -217,6 +255,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.cfg.warm?.forget(this);
     clearTimeout(this.expiryTimer);
     for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i].resolve(UNAVAILABLE);
     this.queue = [];

@@ -33,6 +33,8 @@ export interface JsRuntimeOptions {
   nodeId?: string;
   /** Replicas of the host-service buckets the runtime host creates (undefined: auto, util/replicated-buckets.ts). */
   jsReplicas?: number;
+  /** Isolates the runtime host keeps loaded (DEFAULT_MAX_WARM_SLOTS when absent). */
+  maxWarmSlots?: number;
 }
 
 const MAX_CACHED_CODES = 64;
@@ -59,7 +61,11 @@ export class JsRuntime extends HostedFunctionRuntime<JsDeployExtra> {
         natsUrl: opts.natsUrl,
         natsAuth: opts.natsAuth,
         connectionName: "nex-js-runtime-host",
-        settings: { ...(opts.nodeId ? { nodeId: opts.nodeId } : {}), ...(opts.jsReplicas ? { jsReplicas: String(opts.jsReplicas) } : {}) },
+        settings: {
+          ...(opts.nodeId ? { nodeId: opts.nodeId } : {}),
+          ...(opts.jsReplicas ? { jsReplicas: String(opts.jsReplicas) } : {}),
+          ...(opts.maxWarmSlots ? { maxWarmSlots: String(opts.maxWarmSlots) } : {}),
+        },
         observer: opts.observer,
         log,
         startTimeoutMs: opts.startTimeoutMs,

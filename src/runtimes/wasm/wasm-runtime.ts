@@ -31,6 +31,8 @@ export interface WasmRuntimeOptions {
   closeTimeoutMs?: number;
   /** Replicas of the host-service buckets the runtime host creates (undefined: auto, util/replicated-buckets.ts). */
   jsReplicas?: number;
+  /** Worker threads the runtime host keeps loaded (DEFAULT_MAX_WARM_SLOTS when absent). */
+  maxWarmSlots?: number;
 }
 
 /** The compiled wasm runtime-host.js (from source, the one under dist/). */
@@ -55,7 +57,11 @@ export class WasmRuntime extends HostedFunctionRuntime<object> {
         natsUrl: opts.natsUrl,
         natsAuth: opts.natsAuth,
         connectionName: "nex-wasm-runtime-host",
-        settings: { cacheDir: opts.cacheDir, ...(opts.jsReplicas ? { jsReplicas: String(opts.jsReplicas) } : {}) },
+        settings: {
+          cacheDir: opts.cacheDir,
+          ...(opts.jsReplicas ? { jsReplicas: String(opts.jsReplicas) } : {}),
+          ...(opts.maxWarmSlots ? { maxWarmSlots: String(opts.maxWarmSlots) } : {}),
+        },
         observer: opts.observer,
         log: (opts.log ?? pino({ level: "silent" })).child({ runtime: "wasm" }),
         startTimeoutMs: opts.startTimeoutMs,

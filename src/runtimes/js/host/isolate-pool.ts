@@ -45,6 +45,7 @@ export class WorkloadPool implements TriggerPool {
       maxBatch: cfg.fresh ? 1 : MAX_BATCH,
       what: "isolate",
       log: cfg.log,
+      warm: cfg.warm,
     });
     return new WorkloadPool(isolates, cfg);
   }

@@ -27,6 +27,7 @@ import type { LogStream, WorkloadLimits } from "../../types.js";
 import { guestLimits } from "../isolate/bootstrap.js";
 import { BlankIsolate, isolateMemoryLimitMb, LOAD_TIMEOUT_MS, releaseQuietly, type BlankContext } from "./blank-isolate.js";
 import type { SpareIsolate } from "./spare-isolate.js";
+import type { WarmPools } from "../../host/warm-pools.js";
 import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../../host/host-bridge.js";
 import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
@@ -71,6 +72,8 @@ export interface PoolConfig {
   log: Logger;
   /** The runtime host's isolate made ahead, taken by the first slot whose memory limit it has. */
   spare?: SpareIsolate;
+  /** The runtime host's budget of loaded isolates (../../host/warm-pools.ts). */
+  warm?: WarmPools;
 }
 
 /** A context with the shims installed and the workload evaluated. */

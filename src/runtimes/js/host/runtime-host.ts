@@ -73,6 +73,7 @@ serveRuntimeHost<JsDeployExtra, DeployResult>({
       },
       log: ctx.log,
       spare,
+      warm: ctx.warm,
     });
     spare.refillSoon(isolateMemoryLimitMb(ctx.limits.memoryMb), (message) => ctx.fatal(`isolated-vm catastrophic error in the spare isolate: ${message}`));
     const result = keepCode(code, sha256);

@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import type { Job, TriggerPool } from "../../host/hosted-workload.js";
 import { ErrorCodes, failure, timeoutOutcome, UNAVAILABLE, type Outcome } from "../../host/outcome.js";
 import { type PoolSlot, SlotPool } from "../../host/slot-pool.js";
+import type { WarmPools } from "../../host/warm-pools.js";
 import type { LogStream, WorkloadLimits } from "../../types.js";
 import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, WasiSetup } from "../worker/guest-messages.js";
 
@@ -28,6 +29,8 @@ export interface GuestPoolConfig {
   hostCall(request: HostCallRequest, deadlineAt: number): Promise<HostCallResult>;
   log(stream: LogStream, text: string): void;
   logger: Logger;
+  /** The runtime host's budget of loaded slots (../../host/warm-pools.ts). */
+  warm?: WarmPools;
 }
 
 /** One worker thread; runs one trigger at a time. */
@@ -197,5 +200,6 @@ export function startGuestPool(cfg: GuestPoolConfig): Promise<TriggerPool> {
     maxBatch: 1,
     what: "wasm worker",
     log: cfg.logger,
+    warm: cfg.warm,
   });
 }

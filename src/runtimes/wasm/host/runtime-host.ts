@@ -36,6 +36,7 @@ serveRuntimeHost<object, WasmDeployResult>({
       hostCall: (r, deadlineAt) => ctx.bridge.call(r.service, r.method, r.headers, r.body, deadlineAt),
       log: (stream, text) => ctx.events.log(spec.id, stream, text),
       logger: ctx.log,
+      warm: ctx.warm,
     });
     return { pool, result: { transpiled: transpiled === true }, details: { form: program.form, transpiled } };
   },
