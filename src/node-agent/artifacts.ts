@@ -11,7 +11,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Objm } from "@nats-io/obj";
+import { Objm, type ObjectStore } from "@nats-io/obj";
 import { jetstream } from "@nats-io/jetstream";
 import { ARTIFACT_BUCKET } from "../protocol/control.js";
 import { transientCause } from "../host-services/jetstream-errors.js";
@@ -37,6 +37,34 @@ export async function fetchArtifact(nc: NatsConnection, url: string, expectedSha
 /** How long one JetStream API request of an artifact read may take before it is tried again. */
 const ARTIFACT_API_TIMEOUT_MS = 1500;
 
+/** The artifact store opened once per connection: opening asks for the stream's info, a round trip every deploy would pay. */
+const openStores = new WeakMap<NatsConnection, Promise<ObjectStore>>();
+
+function artifactStore(nc: NatsConnection): Promise<ObjectStore> {
+  let store = openStores.get(nc);
+  if (!store) {
+    // Reads are retried, so each JetStream API request gets a short time: a consumer that nats-server 2.9
+    // places on a server that is down only times out, and the next try usually lands on a live one.
+    const js = jetstream(nc, { timeout: ARTIFACT_API_TIMEOUT_MS });
+    store = retryWhileTransient(() => new Objm(js).open(ARTIFACT_BUCKET));
+    store.catch(() => openStores.delete(nc));
+    openStores.set(nc, store);
+  }
+  return store;
+}
+
+/** Reads a stream to its end, refusing it past maxBytes (the size the object's info gave may be wrong). */
+async function readAll(data: ReadableStream<Uint8Array>, size: number, maxBytes: number): Promise<Uint8Array> {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for await (const chunk of data as unknown as AsyncIterable<Uint8Array>) {
+    if (at + chunk.length > Math.min(size, maxBytes)) throw new ControlError(400, "the artifact is larger than its object info says");
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return at === size ? out : out.subarray(0, at);
+}
+
 async function fromObjectStore(nc: NatsConnection, url: string, maxBytes: number): Promise<Uint8Array> {
   const rest = url.slice("nats://".length);
   const slash = rest.indexOf("/");
@@ -44,25 +72,35 @@ async function fromObjectStore(nc: NatsConnection, url: string, maxBytes: number
   const bucket = rest.slice(0, slash);
   if (bucket !== ARTIFACT_BUCKET) throw new ControlError(403, `artifacts come from the ${ARTIFACT_BUCKET} object store only, not ${bucket}`);
   const key = decodeURIComponent(rest.slice(slash + 1));
-  let store;
+  let store: ObjectStore;
   try {
-    // Reads are retried, so each JetStream API request gets a short time: a consumer that nats-server 2.9
-    // places on a server that is down only times out, and the next try usually lands on a live one.
-    const js = jetstream(nc, { timeout: ARTIFACT_API_TIMEOUT_MS });
-    store = await retryWhileTransient(() => new Objm(js).open(bucket));
+    store = await artifactStore(nc);
   } catch (err) {
     const transient = transientCause(err);
     if (transient) throw new ControlError(503, `the artifact store is not available now: ${transient.cause}`);
     throw new ControlError(404, `artifact bucket ${bucket} not found`);
   }
-  const open = store;
-  // A server of the store lost: its reads are tried again (retryWhileTransient) rather than failing the deploy.
-  const info = await retryWhileTransient(() => open.info(key));
-  if (info === null || info.deleted) throw new ControlError(404, `artifact ${url} not found`);
-  if (info.size > maxBytes) throw new ControlError(413, `artifact is ${info.size} bytes; this node takes at most ${maxBytes}`);
-  const blob = await retryWhileTransient(() => open.getBlob(key));
-  if (blob === null) throw new ControlError(404, `artifact ${url} not found`);
-  return blob;
+  // One get: the object's info (its size checked before any chunk is read) and its chunks. A server of
+  // the store lost: the read is tried again (retryWhileTransient) rather than failing the deploy.
+  return retryWhileTransient(async () => {
+    const object = await store.get(key);
+    if (object === null) throw new ControlError(404, `artifact ${url} not found`);
+    // get() follows links: one to another bucket (a tenant's store) is not an artifact.
+    const refusal =
+      object.info.bucket !== ARTIFACT_BUCKET
+        ? new ControlError(403, `artifact ${url} is a link out of the ${ARTIFACT_BUCKET} object store`)
+        : object.info.size > maxBytes
+          ? new ControlError(413, `artifact is ${object.info.size} bytes; this node takes at most ${maxBytes}`)
+          : undefined;
+    if (refusal) {
+      await object.data.cancel().catch(() => undefined);
+      throw refusal;
+    }
+    const bytes = await readAll(object.data, object.info.size, maxBytes);
+    const failed = await object.error;
+    if (failed) throw failed;
+    return bytes;
+  });
 }
 
 async function fromArtifactDir(url: string, source: ArtifactSource): Promise<Uint8Array> {

@@ -15,12 +15,12 @@ export interface AuctionAsk {
 }
 
 /** How long bids are gathered after the last one came in, and at most. */
-// The stall leaves room for a busy node's bid on a loaded machine; a remembered count of bidders
-// (child-workloads.ts) usually ends an auction before it.
-const STALL_MS = 30;
+// The stall leaves room for a busy node's bid on a loaded machine; when every live node has bid
+// (`expected`, from the heartbeats) the auction ends before it.
+const STALL_MS = 100;
 const MAX_WAIT_MS = 1000;
 
-/** The usable bids; `answered` counts every answer (a full count ends the next auction early); `expected` ends this one early. */
+/** The usable bids; `answered` counts every answer; `expected` answers end the auction early. */
 export async function collectBids(nc: NatsConnection, ask: AuctionAsk, trusted: (nodeId: string) => boolean, expected = Infinity): Promise<{ bids: AuctionBid[]; answered: number }> {
   const bids: AuctionBid[] = [];
   let answered = 0;
@@ -43,7 +43,7 @@ export async function collectBids(nc: NatsConnection, ask: AuctionAsk, trusted: 
   return { bids, answered };
 }
 
-export function auctionBody(ask: AuctionAsk): string {
+function auctionBody(ask: AuctionAsk): string {
   return JSON.stringify({ version: PROTOCOL_VERSION, type: ask.type, tags: ask.tags, memory_mb: ask.memoryMb });
 }
 

@@ -16,12 +16,12 @@
 // that did not arrive, say), the child stops here too.
 
 import { randomBytes } from "node:crypto";
-import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import { createKv } from "../util/replicated-buckets.js";
 import type { Logger } from "pino";
-import { type AuctionBid, ARTIFACT_BUCKET, ControlSubjects, describeZodError, type DeployResponse, PROTOCOL_VERSION, SYSTEM_NAMESPACE } from "../protocol/control.js";
+import { type AuctionBid, ARTIFACT_BUCKET, describeZodError, type DeployResponse, PROTOCOL_VERSION } from "../protocol/control.js";
 import { type DeployRequest, DeployRequestSchema } from "../protocol/deploy-request.js";
 import {
   ChildDeployRequestSchema,
@@ -42,21 +42,13 @@ import type { HostMethod } from "../host-services/server.js";
 import { HostHeaders, NO_DEPLOY_GRANT } from "../protocol/host-services.js";
 import { ControlError, parseRequestBody } from "./errors.js";
 import { createIfAbsent } from "../util/kv-create.js";
-import { auctionBody, collectBids } from "./auction.js";
+import { collectBids } from "./auction.js";
 import { KvFollower } from "../cluster/kv-follower.js";
 import { retryWhileTransient } from "../host-services/jetstream-retry.js";
 import type { NodeIdentity } from "./identity.js";
 import type { ReplayGuard } from "./replay-guard.js";
 
 const BUCKET = "NEX_GRANTS";
-/**
- * How long the number of bidders of a full auction is remembered: within it an auction ends as soon as
- * that many nodes have bid instead of waiting out the stall (a node starting, stopping or entering lame
- * duck forgets it at once, through the node events).
- */
-const AUCTION_MEMORY_MS = 10_000;
-/** Kinds of child auction remembered at once (namespace, type, tags, memory). */
-const MAX_REMEMBERED_AUCTIONS = 256;
 /** Time for a child deploy or undeploy request to another node. */
 const CHILD_REQUEST_TIMEOUT_MS = 4500;
 
@@ -101,6 +93,8 @@ export interface LineageHost {
   issuerAllowed(issuer: string): boolean;
   /** Whether a bid from this node may win a child auction (this node's own always may). */
   nodeTrusted(nodeId: string): boolean;
+  /** How many live nodes (heartbeats) take workloads and are trusted: an auction they all answered is over. */
+  biddersAlive(): number;
   replays(): ReplayGuard;
   workload(id: string): LineageWorkload | undefined;
   /** Deploys a verified child here (as the node deploys any workload). */
@@ -113,11 +107,8 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 export class ChildWorkloads {
-  /** Bidders seen in the last full auction, per kind of request. */
-  private readonly bidders = new Map<string, { count: number; at: number }>();
   /** Where the next free slot of a grant probably is (only the parent's node claims its slots). */
   private readonly cursors = new Map<string, number>();
-  private readonly nodeEvents: Subscription;
   /** The children running here, by their slot key (s.<grant_id>.<slot>). */
   private readonly childrenHere = new Map<string, string>();
   private stopWatching?: () => void;
@@ -125,13 +116,7 @@ export class ChildWorkloads {
   private constructor(
     private readonly kv: KV,
     private readonly host: LineageHost,
-  ) {
-    this.nodeEvents = host.nc.subscribe(ControlSubjects.events(SYSTEM_NAMESPACE, "*"), {
-      callback: (_err, msg) => {
-        if (/\.node_(started|stopped|lame_duck)$/.test(msg.subject)) this.bidders.clear();
-      },
-    });
-  }
+  ) {}
 
   static async open(host: LineageHost): Promise<ChildWorkloads> {
     const children = new ChildWorkloads(await retryWhileTransient(() => createKv(host.nc, BUCKET, { history: 1 })), host);
@@ -140,7 +125,6 @@ export class ChildWorkloads {
   }
 
   close(): void {
-    this.nodeEvents.unsubscribe();
     this.stopWatching?.();
   }
 
@@ -326,29 +310,11 @@ export class ChildWorkloads {
   /** Nodes that can take the child bid; the least loaded of those whose xkey is signed by their id wins. */
   private async auction(namespace: string, type: string, tags: Record<string, string>, memoryMb: number | undefined): Promise<AuctionBid> {
     const ask = { namespace, type, tags, memoryMb };
-    const key = `${namespace}\n${auctionBody(ask)}`;
-    const known = this.bidders.get(key);
-    const expected = known && Date.now() - known.at < AUCTION_MEMORY_MS ? known.count : Infinity;
-    const { bids, answered } = await collectBids(this.host.nc, ask, (node) => this.host.nodeTrusted(node), expected);
-    // Only ever raised within the memory: a bidder that was slow once must not be cut off from every
-    // later auction (one that left is forgotten through the node events, or when the memory expires).
-    if (answered > 0 && expected === Infinity) this.rememberBidders(key, answered);
+    const { bids } = await collectBids(this.host.nc, ask, (node) => this.host.nodeTrusted(node), this.host.biddersAlive());
     if (bids.length === 0) throw new HostError("no_responders", `no node bid for a ${type} child${Object.keys(tags).length ? ` with tags ${JSON.stringify(tags)}` : ""}`);
     const least = Math.min(...bids.map((b) => b.workload_count));
     const best = bids.filter((b) => b.workload_count === least);
     return best[Math.floor(Math.random() * best.length)];
-  }
-
-  /**
-   * Remembers how many nodes bid for this kind of child. The key holds the parent's tags, so it is
-   * bounded: entries past the memory time go, and past MAX_REMEMBERED auctions the oldest go.
-   */
-  private rememberBidders(key: string, count: number): void {
-    const now = Date.now();
-    for (const [k, v] of this.bidders) if (now - v.at >= AUCTION_MEMORY_MS) this.bidders.delete(k);
-    while (this.bidders.size >= MAX_REMEMBERED_AUCTIONS) this.bidders.delete(this.bidders.keys().next().value as string);
-    this.bidders.delete(key);
-    this.bidders.set(key, { count, at: now });
   }
 
   /** The first free slot below max_children, taken with a KV create (two callers never get one slot). */

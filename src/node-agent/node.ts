@@ -548,6 +548,7 @@ export class NodeAgent implements RuntimeObserver {
       log: this.o.log.child({ component: "children" }),
       issuerAllowed: (issuer) => config.allow_any_issuer || config.allowed_issuers.includes(issuer),
       nodeTrusted: (nodeId) => nodeId === this.id || config.trusted_nodes.length === 0 || config.trusted_nodes.includes(nodeId),
+      biddersAlive: () => this.heartbeats.takers().filter((n) => n === this.id || config.trusted_nodes.length === 0 || config.trusted_nodes.includes(n)).length,
       replays: () => this.replays(),
       workload: (id) => this.workloads.get(id),
       deployChild: async (id, namespace, issuer, request, link) => {
