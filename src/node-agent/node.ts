@@ -34,6 +34,7 @@ import { workloadLimits, workloadSpec } from "./workload-spec.js";
 import type { WorkloadCredentials } from "./workload-credentials.js";
 import type { NodeIdentity } from "./identity.js";
 import { settleWithin } from "../util/settle-within.js";
+import { deployWait } from "./deploy-waits.js";
 
 /** Where a deploy comes from: a signed request, a parent (a child), or the registry (restored or adopted). */
 interface WorkloadOrigin {
@@ -320,6 +321,8 @@ export class NodeAgent implements RuntimeObserver {
 
   /** Hands the spec to its runtime; a refusal is told as a 422 and a workload_failed event. */
   private async runWith(runtime: Runtime, spec: WorkloadSpec, request: DeployRequest, workloadLog: Logger): Promise<void> {
+    const waitingFor = deployWait(spec);
+    if (waitingFor) this.events.emit(spec.namespace, "workload_preparing", { workload_id: spec.id, name: request.name, node_id: this.id, waiting_for: waitingFor });
     try {
       await runtime.deploy(spec);
     } catch (err) {
