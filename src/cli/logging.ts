@@ -7,7 +7,9 @@
 //
 // The banner and the log lines must not interleave. The start-up's log lines are held (in memory, in
 // order) until the command has written its banner in one write, then written out: release() ends the
-// hold, and every later line is written at once. A failed start-up releases them before its error.
+// hold, and every later line is written at once. A failed start-up releases them before its error. The
+// hold lasts HOLD_MS at most: a start-up that waits longer (a cluster electing its JetStream leaders)
+// shows what it waits for as it goes; its banner, one write, still comes out whole after those lines.
 //
 // pino-pretty runs in this thread (its prettyFactory, a plain function), not as a worker-thread transport:
 // no worker to start, and every line is written synchronously, so nothing is lost when the process exits.
@@ -19,6 +21,7 @@ import pino, { type Logger } from "pino";
 const LOG_FORMATS = ["json", "pretty"] as const;
 type LogFormat = (typeof LOG_FORMATS)[number];
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+const HOLD_MS = 5000;
 
 export interface LogFlags {
   logFormat?: LogFormat;
@@ -54,12 +57,12 @@ export async function commandLogger(flags: LogFlags): Promise<CommandLog> {
       else stderr.write(format(line));
     },
   };
-  return {
-    log: pino({ level: flags.logLevel }, destination),
-    release(): void {
-      const lines = held ?? [];
-      held = null;
-      for (const line of lines) stderr.write(format(line));
-    },
+  const release = (): void => {
+    clearTimeout(timer);
+    const lines = held ?? [];
+    held = null;
+    for (const line of lines) stderr.write(format(line));
   };
+  const timer = setTimeout(release, HOLD_MS).unref();
+  return { log: pino({ level: flags.logLevel }, destination), release };
 }
