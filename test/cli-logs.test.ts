@@ -114,6 +114,18 @@ describe("nex node up's log lines", () => {
     }
   }, 60_000);
 
+  it("piped with --log-format pretty: pretty lines, without colours", async () => {
+    const t = await NodeUnderTest.start("bundled", "logs-piped-pretty", ["--log-format", "pretty"]);
+    try {
+      await waitFor("the node started line", () => /INFO: node started/.test(t.node.output()));
+    } finally {
+      await t.stop();
+    }
+    expect(t.node.output()).not.toContain("\x1b[");
+    expect(t.node.output()).not.toContain('{"level":');
+    expect(t.node.output().split("\n").some((l) => PRETTY_LINE.test(l) && l.includes("node started"))).toBe(true);
+  }, 60_000);
+
   it.each([
     [["node", "up"], "--log-format", "xml", /^nex: option '--log-format <format>' argument 'xml' is invalid\. Allowed choices are json, pretty\./],
     [["broker"], "--log-format", "xml", /^nex: option '--log-format <format>' argument 'xml' is invalid\. Allowed choices are json, pretty\./],

@@ -48,7 +48,8 @@ export async function commandLogger(flags: LogFlags): Promise<CommandLog> {
   if ((flags.logFormat ?? (process.stderr.isTTY ? "pretty" : "json")) === "pretty") {
     const { prettyFactory } = await import("pino-pretty");
     // One line per entry (fields appended as JSON): a node's lines stay readable when they scroll by.
-    format = prettyFactory({ colorize: process.env.NO_COLOR === undefined, ignore: "pid,hostname", translateTime: "SYS:HH:MM:ss.l", singleLine: true });
+    // Colours on a terminal only (and not with NO_COLOR): `--log-format pretty 2>file` stays plain text.
+    format = prettyFactory({ colorize: Boolean(process.stderr.isTTY) && process.env.NO_COLOR === undefined, ignore: "pid,hostname", translateTime: "SYS:HH:MM:ss.l", singleLine: true });
   }
   let held: string[] | null = [];
   const destination = {
