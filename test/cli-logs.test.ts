@@ -10,6 +10,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ControlSubjects } from "../src/protocol/control.js";
+import { deployWait } from "../src/node-agent/deploy-waits.js";
+import type { WorkloadSpec } from "../src/runtimes/types.js";
 import { NodeUnderTest, removeDir, ROOT, runNex, tempDir } from "./helpers/nex-cli.js";
 import { waitFor } from "./helpers/wait.js";
 
@@ -223,4 +225,16 @@ describe("nex run's progress", () => {
     expect(events).toContainEqual({ workload_id: expect.any(String), name: "waits", node_id: t.node.nodeId, waiting_for: expect.stringContaining(`image ${image}`) });
     expect(visible(run.output())).toContain(`deploying waits to ${t.node.nodeId}: waiting for image ${image}`);
   }, 60_000);
+});
+
+describe("what a deploy waits for (the workload_preparing event's text)", () => {
+  const wasm = (layer: number[]): WorkloadSpec => ({ type: "wasm", artifact: new Uint8Array([0, 0x61, 0x73, 0x6d, ...layer]) }) as unknown as WorkloadSpec;
+
+  it("an image for a container, a transpile for a component, nothing for the rest", () => {
+    expect(deployWait({ type: "oci", image: "registry.example/app:1" } as unknown as WorkloadSpec)).toBe("image registry.example/app:1 (pulled if the node's engine does not have it)");
+    expect(deployWait(wasm([0x0d, 0, 0x01, 0]))).toBe("the component's transpile (once per artifact, then cached)");
+    expect(deployWait(wasm([0x01, 0, 0, 0]))).toBeUndefined();
+    expect(deployWait({ type: "wasm", artifact: new TextEncoder().encode("not wasm") } as unknown as WorkloadSpec)).toBeUndefined();
+    expect(deployWait({ type: "javascript", artifact: new Uint8Array() } as unknown as WorkloadSpec)).toBeUndefined();
+  });
 });
