@@ -29,10 +29,10 @@ interface PtyRun {
   exited: Promise<number | null>;
 }
 
-/** `nex <args>` in a pseudo-terminal of 120 columns; output() is what the terminal got. */
-function nexInPty(args: string[], env: Record<string, string>, dir: string): PtyRun {
+/** `nex <args>` in a pseudo-terminal of 120 columns (unsized: of no width, as `script` makes it); output() is what the terminal got. */
+function nexInPty(args: string[], env: Record<string, string>, dir: string, sized = true): PtyRun {
   const pidFile = path.join(dir, `pty-${randomBytes(4).toString("hex")}.pid`);
-  const command = `stty cols 120 rows 40; echo $$ > ${quote(pidFile)}; exec ${quote(process.execPath)} ${quote(NEX_BIN)} ${args.map(quote).join(" ")}`;
+  const command = `${sized ? "stty cols 120 rows 40; " : ""}echo $$ > ${quote(pidFile)}; exec ${quote(process.execPath)} ${quote(NEX_BIN)} ${args.map(quote).join(" ")}`;
   // stdin stays open: script passes it to the terminal, and some versions stop at its end.
   const child: ChildProcess = spawn("script", ["-qfec", command, "/dev/null"], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
   let out = "";
@@ -201,6 +201,12 @@ describe("nex run's progress", () => {
     expect(shown.some((p) => p > 0 && p < 100)).toBe(true);
     expect(shown).toContain(100);
     expect(text).toMatch(/uploaded big-tty \(\d+ bytes\) to NEX_ARTIFACTS/);
+  }, 60_000);
+
+  it("on a terminal of no width: no spinner (ora would clear lines without end), only the workload id", async () => {
+    const run = nexInPty(["run", bigFunction("big-unsized"), "--trigger-subject", "big.unsized", "-s", t.node.url], t.env, dir, false);
+    expect(await run.exited).toBe(0);
+    expect(visible(run.output())).toMatch(/^[0-9a-f]{20}\n$/);
   }, 60_000);
 
   it("piped: only the workload id, no progress", async () => {

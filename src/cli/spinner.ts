@@ -17,7 +17,7 @@ export interface Spinner {
  */
 export function spinner(text: string, options: { json?: boolean } = {}): Spinner {
   // A terminal of no width (a pty nobody sized, as `script` makes in CI) would make ora clear lines without end.
-  const silent = options.json === true || !process.stdout.isTTY || !process.stderr.columns;
+  const silent = options.json === true || !process.stdout.isTTY || (process.stderr.isTTY && !process.stderr.columns);
   // discardStdin would put stdin in raw mode; a command may still be reading its payload from it.
   const s = ora({ text, isSilent: silent, discardStdin: false }).start();
   return {
