@@ -1,9 +1,10 @@
 // `nex broker`: the bundled broker as a standalone server, until SIGINT/SIGTERM.
 
 import { Command, InvalidArgumentError } from "commander";
-import pino from "pino";
 import type { BrokerOptions, BrokerTls, BrokerWebSocket } from "../broker/options.js";
 import { parseAllowedOrigin } from "../broker/origin.js";
+import { addLogOptions, commandLogger } from "./logging.js";
+import { configureUsageErrors } from "./output.js";
 
 function port(value: string): number {
   const n = Number(value);
@@ -102,7 +103,7 @@ export function websocketFromFlags(opts: WebSocketFlags, base: BrokerWebSocket |
 }
 
 export function brokerCommand(): Command {
-  return addWebSocketOptions(addTlsOptions(new Command("broker")))
+  const cmd = addLogOptions(addWebSocketOptions(addTlsOptions(new Command("broker"))))
     .description("run the bundled NATS broker (nats-server compatible core protocol)")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .option("-p, --port <port>", "client port (0 = any free port)", port, 4222)
@@ -116,9 +117,8 @@ export function brokerCommand(): Command {
     .option("--user <user>", "require this user (with --password) from clients")
     .option("--password <password>", "password for --user")
     .option("--token <token>", "require this token from clients")
-    .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .action(async (opts, command: Command) => {
-      const log = pino({ level: opts.logLevel }, pino.destination(2));
+      const { log, release } = await commandLogger(opts);
       // Loaded here, so client commands (req, run, ...) do not pay for the broker's modules at start-up.
       const { startBroker } = await import("../broker/index.js");
       const { loadConfigFile } = await import("../broker/config.js");
@@ -147,10 +147,16 @@ export function brokerCommand(): Command {
       }
       options.tls = tlsFromFlags(opts, options.tls);
       options.websocket = websocketFromFlags(opts, options.websocket, options.tls);
-      const broker = await startBroker(options, log);
-      console.log(`Listening for client connections on ${broker.url}`);
-      if (broker.wsUrl) console.log(`Listening for websocket clients on ${broker.wsUrl}`);
-      if (broker.httpUrl) console.log(`Monitoring on ${broker.httpUrl}`);
+      // As `node up` (logging.ts): a failed start's lines come before its error, a started one's after its banner.
+      const broker = await startBroker(options, log).catch((err: unknown) => {
+        release();
+        throw err;
+      });
+      const banner = [`Listening for client connections on ${broker.url}`];
+      if (broker.wsUrl) banner.push(`Listening for websocket clients on ${broker.wsUrl}`);
+      if (broker.httpUrl) banner.push(`Monitoring on ${broker.httpUrl}`);
+      process.stdout.write(`${banner.join("\n")}\n`);
+      release();
       let stopping = false;
       const stop = async (signal: string): Promise<void> => {
         if (stopping) return;
@@ -162,4 +168,6 @@ export function brokerCommand(): Command {
       process.on("SIGINT", () => void stop("SIGINT"));
       process.on("SIGTERM", () => void stop("SIGTERM"));
     });
+  // A bad flag value (such as --log-format) exits 2, as the other commands' usage errors do.
+  return configureUsageErrors(cmd);
 }

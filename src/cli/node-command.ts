@@ -1,7 +1,6 @@
 // `nex node up|ls|info|lameduck`.
 
 import { Command, Option } from "commander";
-import pino from "pino";
 import path from "node:path";
 import { LOCAL_BROKER_FILE } from "../node-agent/broker-credentials.js";
 import { loadNodeConfig } from "../node-agent/config.js";
@@ -22,6 +21,8 @@ import {
 import type { BrokerOptions } from "../broker/options.js";
 import { DEFAULT_GATEWAY } from "../node-agent/gateway-options.js";
 import { durationArg } from "./connection.js";
+import { addLogOptions, commandLogger } from "./logging.js";
+import type { RunningNode } from "../node-agent/up-options.js";
 
 function keyValues(value: string, previous: Record<string, string> = {}): Record<string, string> {
   const at = value.indexOf("=");
@@ -109,9 +110,31 @@ function webOptions(opts: { webPort: number; webHost: string; webMaxInFlight: nu
   };
 }
 
+/** What `node up` prints once it runs, as one string: one write, so no log line lands inside it. */
+function banner(running: RunningNode, noAuth: boolean): string {
+  const info = running.node.ping();
+  const lines = [
+    `nex node ${info.name} is up`,
+    `  node id:  ${info.node_id}`,
+    `  xkey:     ${info.xkey}`,
+    `  version:  ${info.version}`,
+    `  types:    ${info.workload_types.join(", ")}`,
+    `  tags:     ${JSON.stringify(info.tags)}`,
+    `  broker:   ${running.brokerUrl}${running.broker ? " (bundled)" : ""}`,
+  ];
+  if (running.broker?.wsUrl) lines.push(`  websocket: ${running.broker.wsUrl}`);
+  if (running.broker?.httpUrl) lines.push(`  monitor:  ${running.broker.httpUrl}`);
+  if (running.gateway) lines.push(`  web:      ${running.gateway.url}`);
+  if (running.local) {
+    lines.push(`  clients:  ${running.local.url_with_credentials}`);
+    lines.push(`            (nex commands on this machine use it; other clients read ${path.join(nexHome(), LOCAL_BROKER_FILE)})`);
+  } else if (running.broker && noAuth) lines.push("  auth:     off (--no-auth): any client may connect");
+  return `${lines.join("\n")}\n`;
+}
+
 function upCommand(version: string): Command {
   return configureUsageErrors(
-    addWebSocketOptions(addTlsOptions(new Command("up")))
+    addLogOptions(addWebSocketOptions(addTlsOptions(new Command("up"))))
       .description("start a node: the bundled NATS broker and a node agent (or only the agent, with --server)")
       .option("-s, --server <urls>", "use an existing NATS server/cluster instead of the bundled broker")
       .option("--user <user>", "NATS username (with the bundled broker: the one user it admits)")
@@ -143,12 +166,11 @@ function upCommand(version: string): Command {
       .addOption(new Option("--web-header-timeout <duration>", "HTTP gateway: time to receive a request's headers (408 past it)").argParser(durationArg).default(DEFAULT_GATEWAY.headersTimeoutMs, "10s"))
       .addOption(new Option("--web-timeout <duration>", "HTTP gateway: time to wait for a workload's reply (504 past it)").argParser(durationArg).default(DEFAULT_GATEWAY.replyTimeoutMs, "30s"))
       .option("--web-max-header-size <bytes>", "HTTP gateway: bytes of request headers at most (431 past it)", (v) => Number(v), DEFAULT_GATEWAY.maxHeaderBytes)
-      .option("--log-level <level>", "trace, debug, info, warn, error", "info")
       .action(
         withErrors(async (opts, command: Command) => {
           refuseWebSocketFlagsWithServer(opts);
           refuseWebFlagsWithoutPort(opts, command);
-          const log = pino({ level: opts.logLevel }, pino.destination(2));
+          const { log, release } = await commandLogger(opts);
           const config = loadNodeConfig(opts.config, {
             name: opts.name,
             tags: opts.tag,
@@ -167,6 +189,7 @@ function upCommand(version: string): Command {
           });
           // Loaded here, so client commands do not load the broker, runtimes and isolated-vm at start-up.
           const { nodeUp } = await import("../node-agent/up.js");
+          // A failed start-up releases its lines before the error; a started one prints its banner first.
           const running = await nodeUp({
             config,
             server: opts.server,
@@ -181,22 +204,12 @@ function upCommand(version: string): Command {
             version,
             log,
             onLameDuckDone: () => void running.stop().then(() => process.exit(0)),
+          }).catch((err: unknown) => {
+            release();
+            throw err;
           });
-          const info = running.node.ping();
-          console.log(`nex node ${info.name} is up`);
-          console.log(`  node id:  ${info.node_id}`);
-          console.log(`  xkey:     ${info.xkey}`);
-          console.log(`  version:  ${info.version}`);
-          console.log(`  types:    ${info.workload_types.join(", ")}`);
-          console.log(`  tags:     ${JSON.stringify(info.tags)}`);
-          console.log(`  broker:   ${running.brokerUrl}${running.broker ? " (bundled)" : ""}`);
-          if (running.broker?.wsUrl) console.log(`  websocket: ${running.broker.wsUrl}`);
-          if (running.broker?.httpUrl) console.log(`  monitor:  ${running.broker.httpUrl}`);
-          if (running.gateway) console.log(`  web:      ${running.gateway.url}`);
-          if (running.local) {
-            console.log(`  clients:  ${running.local.url_with_credentials}`);
-            console.log(`            (nex commands on this machine use it; other clients read ${path.join(nexHome(), LOCAL_BROKER_FILE)})`);
-          } else if (running.broker && opts.auth === false) console.log("  auth:     off (--no-auth): any client may connect");
+          process.stdout.write(banner(running, opts.auth === false));
+          release();
           let stopping = false;
           const stop = (signal: string): void => {
             if (stopping) return;

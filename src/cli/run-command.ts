@@ -6,7 +6,7 @@ import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createObjectStore } from "../util/replicated-buckets.js";
-import { ARTIFACT_BUCKET, PROTOCOL_VERSION, WORKLOAD_TYPES } from "../protocol/control.js";
+import { ARTIFACT_BUCKET, ControlSubjects, PROTOCOL_VERSION, WORKLOAD_TYPES } from "../protocol/control.js";
 import { triggerSubjectProblem } from "../protocol/subjects.js";
 import { type DeployCommonInput, type DeployRequestInput, type RestartPolicy } from "../protocol/deploy-request.js";
 import { addConnectionOptions, durationArg } from "./connection.js";
@@ -14,7 +14,7 @@ import { ControlClient } from "./control-client.js";
 import { issuerKey, publisherXkey } from "../util/nex-home.js";
 import { type ClientOpts, collect, keyValues, namespaceOption } from "./node-command.js";
 import { CliError, ExitCode, printJson, withErrors } from "./output.js";
-import { spinner } from "./spinner.js";
+import { type Spinner, spinner } from "./spinner.js";
 import { sha256Hex } from "../util/sha256.js";
 import { connectFromOptions } from "./connection.js";
 import { contentTypeFor, STATIC_MAX_FILE_BYTES, STATIC_MAX_FILES, STATIC_MAX_TOTAL_BYTES, type StaticManifest, staticPathProblem } from "../protocol/static.js";
@@ -70,13 +70,63 @@ async function uploadArtifact(nc: NatsConnection, bytes: Uint8Array, sha256: str
   if (existing && !existing.deleted && existing.size === bytes.length) return `nats://${ARTIFACT_BUCKET}/${sha256}`;
   const s = spinner(`uploading ${name} (${bytes.length} bytes)`, { json });
   try {
-    await store.putBlob({ name: sha256, description: name }, bytes);
+    let shown = -1;
+    const progress = withProgress(bytes, (sent) => {
+      // Whole percents: the text (and the terminal) changes at most a hundred times, however large the file.
+      const percent = Math.floor((sent / bytes.length) * 100);
+      if (percent === shown) return;
+      shown = percent;
+      s.update(`uploading ${name}: ${mib(sent)} / ${mib(bytes.length)} (${percent}%)`);
+    });
+    await store.put({ name: sha256, description: name }, progress);
     s.succeed(`uploaded ${name} (${bytes.length} bytes) to ${ARTIFACT_BUCKET}`);
   } catch (err) {
     s.fail();
     throw err;
   }
   return `nats://${ARTIFACT_BUCKET}/${sha256}`;
+}
+
+/** The object store's chunk size: the store publishes (and awaits) one chunk before it reads the next. */
+const UPLOAD_SLICE = 128 * 1024;
+
+/**
+ * The bytes as a stream the object store pulls a chunk at a time (no read-ahead: highWaterMark 0), so the
+ * bytes handed out are the bytes sent, give or take the chunk in flight; `sent` is told as they go.
+ */
+function withProgress(bytes: Uint8Array, sent: (n: number) => void): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (offset >= bytes.length) return controller.close();
+        const slice = bytes.subarray(offset, offset + UPLOAD_SLICE);
+        offset += slice.length;
+        controller.enqueue(slice);
+        sent(offset);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
+
+/**
+ * Shows in the spinner what the node says the deploy waits for (its workload_preparing event: an image
+ * pull, a transpile). Matched by node and name: the workload's id is known only once the deploy answers.
+ */
+function followPreparing(nc: NatsConnection, namespace: string, nodeId: string, name: string, s: Spinner): { unsubscribe(): void } {
+  return nc.subscribe(ControlSubjects.events(namespace, "workload_preparing"), {
+    callback: (_err, msg) => {
+      try {
+        const data = (JSON.parse(msg.string()) as { data?: { node_id?: unknown; name?: unknown; waiting_for?: unknown } }).data;
+        if (data?.node_id === nodeId && data.name === name && typeof data.waiting_for === "string") s.update(`deploying ${name} to ${nodeId}: waiting for ${data.waiting_for}`);
+      } catch {
+        // not an event
+      }
+    },
+  });
 }
 
 /** A static deploy's files, found and checked before anything is sent. */
@@ -245,6 +295,7 @@ export function runCommand(): Command {
             ...(children ? { grant: newGrant(issuerKey(), opts.namespace, children, opts.maxChildren) } : {}),
           }, { url, sha256, command, opts });
           const s = spinner(`deploying ${name} to ${target.node_id}`, { json: opts.json });
+          const preparing = followPreparing(nc, opts.namespace, target.node_id, name, s);
           try {
             const reply = await deployWithRetry(control, target.node_id, request);
             s.stop();
@@ -252,6 +303,8 @@ export function runCommand(): Command {
           } catch (err) {
             s.fail();
             throw err;
+          } finally {
+            preparing.unsubscribe();
           }
         }
         if (opts.json) return printJson(results.length === 1 ? results[0] : results);

@@ -122,8 +122,8 @@ export class HostServices {
       return { body: result.body ?? new Uint8Array(0), headers: result.headers ?? {} };
     } catch (err) {
       const error = err instanceof HostError ? err : new HostError("internal", err instanceof Error ? err.message : String(err));
-      if (!(err instanceof HostError)) this.log.warn({ err, workload_id: workload.id, service, method }, "host service call failed");
-      else if (error.code === "unavailable") this.log.warn({ workload_id: workload.id, service, method, error: error.message }, "host service call failed: JetStream unavailable");
+      if (!(err instanceof HostError)) this.log.warn({ err, workload_id: workload.id, namespace: workload.namespace, workload: workload.name, service, method }, "host service call failed");
+      else if (error.code === "unavailable") this.log.warn({ workload_id: workload.id, namespace: workload.namespace, workload: workload.name, service, method, error: error.message }, "host service call failed: JetStream unavailable");
       return { body: error.message, headers: { [HostHeaders.errorCode]: error.code, [HostHeaders.error]: error.message.slice(0, 512).replace(/[\r\n]/g, " ") } };
     }
   }

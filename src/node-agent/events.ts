@@ -11,6 +11,7 @@ export type EventType =
   | "node_started"
   | "node_stopped"
   | "node_lame_duck"
+  | "workload_preparing"
   | "workload_deployed"
   | "workload_started"
   | "workload_stopped"

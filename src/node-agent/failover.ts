@@ -103,7 +103,7 @@ export class Failover {
         if (movable(placed.entry)) due.push(placed);
         else if (!this.reportedStuck.has(placed.entry.id)) {
           this.reportedStuck.add(placed.entry.id);
-          this.h.log.warn({ workload_id: placed.entry.id, node: owner }, "a workload with a deploy grant, a parent or a sealed env stays with its lost node until it returns");
+          this.h.log.warn({ workload_id: placed.entry.id, namespace: placed.entry.namespace, workload: placed.entry.request.name, node: owner }, "a workload with a deploy grant, a parent or a sealed env stays with its lost node until it returns");
         }
       }
       if (due.length > 0) await this.place(due, "its node was lost");
@@ -123,14 +123,14 @@ export class Failover {
       for (const placed of group.members) {
         const winner = choose(placed.entry, bids, load, this.h.registry);
         if (!winner) {
-          this.h.log.warn({ workload_id: placed.entry.id, name: placed.entry.request.name }, "no node bid to take the workload; asking again at the next sweep");
+          this.h.log.warn({ workload_id: placed.entry.id, namespace: placed.entry.namespace, workload: placed.entry.request.name }, "no node bid to take the workload; asking again at the next sweep");
           continue;
         }
         if (!(await this.h.registry.move(placed.entry.id, placed.revision, winner))) continue; // someone moved it first
         load.set(winner, (load.get(winner) ?? 0) + 1);
         this.h.nc.publish(placedSubject(winner), JSON.stringify({ workload_id: placed.entry.id }));
         moved.push(placed.entry.id);
-        this.h.log.info({ workload_id: placed.entry.id, name: placed.entry.request.name, from: placed.entry.owner, to: winner }, `workload moved: ${reason}`);
+        this.h.log.info({ workload_id: placed.entry.id, namespace: placed.entry.namespace, workload: placed.entry.request.name, from: placed.entry.owner, to: winner }, `workload moved: ${reason}`);
         this.h.moved(placed.entry, winner, reason);
       }
     }

@@ -241,7 +241,7 @@ export class HttpGateway {
       this.replies.request(target.subject, body, h, (outcome) => {
         if ("failed" in outcome) {
           // A reply whose headers cannot be read is the workload's fault: logged, and a 502 for this request only.
-          if (outcome.failed === "unreadable") this.host.log.debug({ workload: target.name }, "http reply headers unreadable");
+          if (outcome.failed === "unreadable") this.host.log.debug({ namespace: target.namespace, workload: target.name }, "http reply headers unreadable");
           return plain(FAILED_STATUS[outcome.failed]);
         }
         const mapped = mapReply(outcome.reply.headers, outcome.reply.data);

@@ -34,6 +34,7 @@ import { workloadLimits, workloadSpec } from "./workload-spec.js";
 import type { WorkloadCredentials } from "./workload-credentials.js";
 import type { NodeIdentity } from "./identity.js";
 import { settleWithin } from "../util/settle-within.js";
+import { deployWait } from "./deploy-waits.js";
 
 /** Where a deploy comes from: a signed request, a parent (a child), or the registry (restored or adopted). */
 interface WorkloadOrigin {
@@ -310,8 +311,18 @@ export class NodeAgent implements RuntimeObserver {
     return verified.issuer;
   }
 
+  /**
+   * The node's logger for lines about one workload: each carries its id, namespace and name (under the
+   * keys the runtimes use too), so one filter on workload_id finds all of them.
+   */
+  private logFor(w: { id: string; namespace: string; request?: { name: string } }): Logger {
+    return this.o.log.child({ workload_id: w.id, namespace: w.namespace, workload: w.request?.name });
+  }
+
   /** Hands the spec to its runtime; a refusal is told as a 422 and a workload_failed event. */
   private async runWith(runtime: Runtime, spec: WorkloadSpec, request: DeployRequest, workloadLog: Logger): Promise<void> {
+    const waitingFor = deployWait(spec);
+    if (waitingFor) this.events.emit(spec.namespace, "workload_preparing", { workload_id: spec.id, name: request.name, node_id: this.id, waiting_for: waitingFor });
     try {
       await runtime.deploy(spec);
     } catch (err) {
@@ -341,7 +352,7 @@ export class NodeAgent implements RuntimeObserver {
 
   private async startWorkload(id: string, namespace: string, issuer: string, request: DeployRequest, origin: WorkloadOrigin): Promise<Workload> {
     const parent = origin.parent;
-    const { config, log } = this.o;
+    const { config } = this.o;
     if (!NAMESPACE_PATTERN.test(namespace)) throw new ControlError(400, `invalid namespace ${namespace}: 1-64 letters, digits or '-'`);
     const runtime = this.o.runtimes.get(request.type);
     if (!runtime) throw new ControlError(400, `workload type ${request.type} is not supported by this node (it runs: ${[...this.o.runtimes.keys()].join(", ")})`);
@@ -349,7 +360,7 @@ export class NodeAgent implements RuntimeObserver {
     const memoryMb = workloadLimits(request, config.limits).memoryMb;
     if (memoryMb > config.limits.max_memory_mb) throw new ControlError(400, `memory_mb ${memoryMb} is over this node's ceiling of ${config.limits.max_memory_mb}`);
     const env = this.unsealEnv(request);
-    const workloadLog = log.child({ workload_id: id, namespace, workload: request.name });
+    const workloadLog = this.logFor({ id, namespace, request });
     const spec = await workloadSpec({ id, namespace }, request, { nc: this.o.nc, config, env });
     // A grant is bound to this workload before it runs (refused when bound to another: a captured grant).
     const grant = await this.lineage().bindGrant(id, namespace, issuer, request);
@@ -456,14 +467,14 @@ export class NodeAgent implements RuntimeObserver {
       // A child comes back only under its parent (its grant still bound, its slot still held).
       if (entry.parent) await this.lineage().checkRestore(entry.id, entry.parent);
       await this.deploy(entry.id, namespace, issuer, request, { parent: entry.parent, signed: entry.signed, placed: true });
-      this.o.log.info({ workload_id: entry.id, epoch: entry.epoch }, told);
+      this.logFor(entry).info({ epoch: entry.epoch }, told);
     } catch (err) {
       if (!(err instanceof ControlError && PERMANENT_REFUSALS.has(err.code))) {
         // JetStream or the artifact store may be electing a leader: the next check (RETRY_PLACED_MS) tries again.
-        this.o.log.warn({ workload_id: entry.id, err: err instanceof Error ? err.message : err }, "could not start a workload placed on this node yet; trying again");
+        this.logFor(entry).warn({ err: err instanceof Error ? err.message : err }, "could not start a workload placed on this node yet; trying again");
         return;
       }
-      this.o.log.error({ workload_id: entry.id, err: err.message }, "could not run a workload placed on this node; forgetting it");
+      this.logFor(entry).error({ err: err.message }, "could not run a workload placed on this node; forgetting it");
       this.events.emit(entry.namespace, "workload_failed", { workload_id: entry.id, name: entry.request?.name, error: `could not start on node ${this.id}` });
       await this.registry?.forget(entry.id, this.id).catch(() => undefined);
       await this.triggerClaims?.release(entry.id);
@@ -530,7 +541,7 @@ export class NodeAgent implements RuntimeObserver {
     if (!here || here.state === "stopping") return;
     // Moved to another node (failover while this node was cut off, or a lame-duck hand-over), or forgotten.
     const to = change.entry?.owner;
-    await this.undeploy(here, to ? `moved to node ${to}` : "removed from the registry", true).catch((err: Error) => this.o.log.warn({ workload_id: change.id, err: err.message }, "stopping a moved workload failed"));
+    await this.undeploy(here, to ? `moved to node ${to}` : "removed from the registry", true).catch((err: Error) => this.logFor(here).warn({ err: err.message }, "stopping a moved workload failed"));
   }
 
   // ---- workloads that deploy workloads (child-workloads.ts) ------------------------------------------
@@ -592,12 +603,12 @@ export class NodeAgent implements RuntimeObserver {
         await this.triggerClaims?.release(workload.id);
         await this.routes?.release(workload.id);
         // Its children stop (on any node), its grant and its slot under a parent are released.
-        await this.children?.forgotten(workload).catch((err: Error) => this.o.log.warn({ workload_id: workload.id, err: err.message }, "releasing its children and grant failed"));
+        await this.children?.forgotten(workload).catch((err: Error) => this.logFor(workload).warn({ err: err.message }, "releasing its children and grant failed"));
       }
       this.stopping.delete(workload.id);
       this.events.forget(workload.namespace, workload.id);
       this.events.emit(workload.namespace, "workload_stopped", { workload_id: workload.id, name: workload.request.name, reason });
-      this.o.log.info({ workload_id: workload.id, reason }, "workload stopped");
+      this.logFor(workload).info({ reason }, "workload stopped");
     }
   }
 
@@ -701,7 +712,7 @@ export class NodeAgent implements RuntimeObserver {
     }
     w.state = event.restartInMs !== null ? "restarting" : event.reason === "exited" ? "exited" : "failed";
     const exit = { reason: event.reason, ...(event.exitCode !== undefined ? { exit_code: event.exitCode } : {}), ...(event.message !== undefined ? { message: event.message } : {}), restart_in_ms: event.restartInMs };
-    this.o.log.warn({ workload_id: workloadId, ...exit }, "workload exited");
+    this.logFor(w).warn(exit, "workload exited");
     this.events.emit(w.namespace, "workload_exited", { ...base, ...exit });
   }
 

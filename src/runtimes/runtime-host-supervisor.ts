@@ -375,7 +375,7 @@ export class RuntimeHostSupervisor<Extra = object> {
           await this.deployOn(hp, spec);
         } catch (err) {
           if (!hp.alive) return;
-          this.opts.log.error({ workloadId: spec.id, err: (err as Error).message }, "redeploying a workload after a restart failed");
+          this.opts.log.error({ workload_id: spec.id, namespace: spec.namespace, workload: spec.name, err: (err as Error).message }, "redeploying a workload after a restart failed");
           return;
         }
         // Undeployed while we were redeploying it.

@@ -218,7 +218,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
     const conn = nc;
     const settings = init.settings ?? {};
     const work = (async (): Promise<Result> => {
-      const wlog = log.child({ workloadId: spec.id, namespace: spec.namespace, workload: spec.name });
+      const wlog = log.child({ workload_id: spec.id, namespace: spec.namespace, workload: spec.name });
       // The node checked the artifact against the SHA-256 its issuer signed (node-agent/artifacts.ts) and
       // this process trusts its node: hashing it again here would cost a deploy a second pass over it.
       const sha256 = spec.sha256 ? spec.sha256.toLowerCase() : sha256Hex(spec.artifact);
@@ -280,7 +280,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
     if (!w) return { stopped: false };
     workloads.delete(workloadId);
     await w.stop();
-    log.info({ workloadId }, "workload undeployed");
+    log.info({ workload_id: workloadId }, "workload undeployed");
     return { stopped: true };
   }
 
