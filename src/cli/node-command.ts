@@ -109,6 +109,13 @@ function webOptions(opts: { webPort: number; webHost: string; webMaxInFlight: nu
   };
 }
 
+/** Where the node serves /metrics, from --metrics-port and --metrics-host. */
+function metricsOptions(opts: { metricsPort: number; metricsHost: string }): { host: string; port: number } {
+  if (!Number.isInteger(opts.metricsPort) || opts.metricsPort < 0 || opts.metricsPort > 65535) throw new Error("--metrics-port must be 0-65535");
+  if (opts.metricsHost.trim() === "") throw new Error("--metrics-host must name an interface (127.0.0.1 by default; 0.0.0.0 or :: for all)");
+  return { host: opts.metricsHost, port: opts.metricsPort };
+}
+
 function upCommand(version: string): Command {
   return configureUsageErrors(
     addWebSocketOptions(addTlsOptions(new Command("up")))
@@ -143,6 +150,8 @@ function upCommand(version: string): Command {
       .addOption(new Option("--web-header-timeout <duration>", "HTTP gateway: time to receive a request's headers (408 past it)").argParser(durationArg).default(DEFAULT_GATEWAY.headersTimeoutMs, "10s"))
       .addOption(new Option("--web-timeout <duration>", "HTTP gateway: time to wait for a workload's reply (504 past it)").argParser(durationArg).default(DEFAULT_GATEWAY.replyTimeoutMs, "30s"))
       .option("--web-max-header-size <bytes>", "HTTP gateway: bytes of request headers at most (431 past it)", (v) => Number(v), DEFAULT_GATEWAY.maxHeaderBytes)
+      .option("--metrics-port <port>", "serve GET /metrics (Prometheus) of the node and its workloads on this port (0: any free port)", (v) => Number(v))
+      .option("--metrics-host <host>", "metrics: interface to listen on", "127.0.0.1")
       .option("--log-level <level>", "trace, debug, info, warn, error", "info")
       .action(
         withErrors(async (opts, command: Command) => {
@@ -178,6 +187,7 @@ function upCommand(version: string): Command {
             httpPort: opts.httpPort,
             brokerOptions: await brokerOptionsFrom(opts),
             ...(opts.webPort !== undefined ? { web: webOptions(opts) } : {}),
+            ...(opts.metricsPort !== undefined ? { metrics: metricsOptions(opts) } : {}),
             version,
             log,
             onLameDuckDone: () => void running.stop().then(() => process.exit(0)),
@@ -193,6 +203,7 @@ function upCommand(version: string): Command {
           if (running.broker?.wsUrl) console.log(`  websocket: ${running.broker.wsUrl}`);
           if (running.broker?.httpUrl) console.log(`  monitor:  ${running.broker.httpUrl}`);
           if (running.gateway) console.log(`  web:      ${running.gateway.url}`);
+          if (running.metrics) console.log(`  metrics:  ${running.metrics.url}`);
           if (running.local) {
             console.log(`  clients:  ${running.local.url_with_credentials}`);
             console.log(`            (nex commands on this machine use it; other clients read ${path.join(nexHome(), LOCAL_BROKER_FILE)})`);
