@@ -2,10 +2,11 @@
 // a real `nex node up` and parsed with a strict Prometheus text-format parser: the counters move as
 // messages flow and as a deployed function answers, fails and calls the KV host service.
 
+import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { type NodeProcess, NodeUnderTest, ROOT, runNex } from "./helpers/nex-cli.js";
+import { type NodeProcess, NodeUnderTest, removeDir, ROOT, runNex, tempDir } from "./helpers/nex-cli.js";
 import { type Family, parsePrometheusText, sampleValue, scrape } from "./helpers/prometheus.js";
 
 const METERED = path.join(ROOT, "test/fixtures/node/metered.js");
@@ -162,4 +163,28 @@ describe("GET /metrics of the broker and the node", () => {
     const res = await fetch(new URL("/other", nodeMetrics));
     expect(res.status).toBe(404);
   });
+});
+
+describe("nex node up's metrics flags", () => {
+  const home = tempDir("nex-metricsflags-");
+  afterAll(() => removeDir(home));
+
+  it("refuses --metrics-host without --metrics-port (it would be ignored)", async () => {
+    const res = await runNex(["node", "up", "--port", "0", "--data-dir", `${home}/node`, "--metrics-host", "0.0.0.0"], { NEX_HOME: home });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toBe("nex: --metrics-host goes with --metrics-port (no metrics listener starts without it)\n");
+  });
+
+  it("exits with the reason when the metrics port is taken", async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const res = await runNex(["node", "up", "--port", "0", "--metrics-port", String(port), "--data-dir", `${home}/node`], { NEX_HOME: home }, undefined, 60_000);
+      expect(res.code).not.toBe(0);
+      expect(res.stderr).toMatch(new RegExp(`cannot serve metrics on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => resolve()));
+    }
+  }, 60_000);
 });

@@ -157,6 +157,9 @@ function upCommand(version: string): Command {
         withErrors(async (opts, command: Command) => {
           refuseWebSocketFlagsWithServer(opts);
           refuseWebFlagsWithoutPort(opts, command);
+          if (opts.metricsPort === undefined && command.getOptionValueSource("metricsHost") === "cli") {
+            throw new CliError("--metrics-host goes with --metrics-port (no metrics listener starts without it)", ExitCode.usage);
+          }
           const log = pino({ level: opts.logLevel }, pino.destination(2));
           const config = loadNodeConfig(opts.config, {
             name: opts.name,
