@@ -2,12 +2,14 @@
 // a real `nex node up` and parsed with a strict Prometheus text-format parser: the counters move as
 // messages flow and as a deployed function answers, fails and calls the KV host service.
 
+import { execFileSync } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type NodeProcess, NodeUnderTest, removeDir, ROOT, runNex, tempDir } from "./helpers/nex-cli.js";
 import { type Family, parsePrometheusText, sampleValue, scrape } from "./helpers/prometheus.js";
+import { eventually } from "./helpers/wait.js";
 
 const METERED = path.join(ROOT, "test/fixtures/node/metered.js");
 
@@ -157,6 +159,25 @@ describe("GET /metrics of the broker and the node", () => {
     expect(info).toMatchObject({ triggers: all, failures: 2, failures_by_code: { [errorCode]: 2 }, host_calls: { kv: { ok: 2 } } });
     expect(info.p50_ms).toBeGreaterThan(0);
     expect(info.p99_ms as number).toBeGreaterThanOrEqual(info.p50_ms as number);
+  });
+
+  it("counts a runtime-host crash as a restart, and the function's counts start again from zero", async () => {
+    const labels = { name: "metered", namespace: "default" };
+    const restarted = nc.subscribe("$NEX.FEED.default.events.runtime_restarted", { max: 1 });
+    await nc.flush();
+    const hosts = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(t.node.child.pid)], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l.includes("runtime-host"))
+      .map((l) => Number(l.trim().split(/\s+/)[0]));
+    expect(hosts.length).toBe(1);
+    process.kill(hosts[0], "SIGKILL");
+    for await (const _e of restarted) break;
+    const again = await eventually("an answer from the redeployed function", async () => new TextDecoder().decode((await nc.request("metered", "back", { timeout: 1000 })).data));
+    expect(again).toBe("back");
+    const after = await scrape(nodeMetrics);
+    expect(sampleValue(after, "nex_workload_restarts_total", labels)).toBe(1);
+    expect(sampleValue(after, "nex_workload_triggers_total", labels)).toBe(sampleValue(after, "nex_workload_trigger_duration_seconds_count", labels));
+    expect(sampleValue(after, "nex_workload_triggers_total", labels)).toBeLessThan(10);
   });
 
   it("the node answers 404 off /metrics", async () => {
