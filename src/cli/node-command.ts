@@ -109,11 +109,16 @@ function webOptions(opts: { webPort: number; webHost: string; webMaxInFlight: nu
   };
 }
 
-/** Where the node serves /metrics, from --metrics-port and --metrics-host. */
-function metricsOptions(opts: { metricsPort: number; metricsHost: string }): { host: string; port: number } {
-  if (!Number.isInteger(opts.metricsPort) || opts.metricsPort < 0 || opts.metricsPort > 65535) throw new Error("--metrics-port must be 0-65535");
+/** Where the node serves /metrics (--metrics-port, --metrics-host): nowhere without a port, and a host alone is refused (it would be ignored). */
+function metricsOptions(opts: { metricsPort?: number; metricsHost: string }, command: Command): { metrics?: { host: string; port: number } } {
+  const port = opts.metricsPort;
+  if (port === undefined) {
+    if (command.getOptionValueSource("metricsHost") === "cli") throw new CliError("--metrics-host goes with --metrics-port (no metrics listener starts without it)", ExitCode.usage);
+    return {};
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error("--metrics-port must be 0-65535");
   if (opts.metricsHost.trim() === "") throw new Error("--metrics-host must name an interface (127.0.0.1 by default; 0.0.0.0 or :: for all)");
-  return { host: opts.metricsHost, port: opts.metricsPort };
+  return { metrics: { host: opts.metricsHost, port } };
 }
 
 function upCommand(version: string): Command {
@@ -129,6 +134,8 @@ function upCommand(version: string): Command {
       .option("--host <host>", "bundled broker: interface to listen on", "127.0.0.1")
       .option("-p, --port <port>", "bundled broker: client port", (v) => Number(v), 4222)
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
+      .option("--metrics-port <port>", "serve GET /metrics (Prometheus) of the node and its workloads on this port (0: any free port)", (v) => Number(v))
+      .option("--metrics-host <host>", "metrics: interface to listen on", "127.0.0.1")
       .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default $NEX_HOME/node (~/.nex/node)")
       .option("--artifact-dir <dir>", "a directory of artifacts that deploys may name as file:///<path> (none by default: object store only)")
       .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, trusted_nodes, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host, container_user, runtime_host_per_namespace, js_replicas, failover_grace_ms)")
@@ -150,16 +157,11 @@ function upCommand(version: string): Command {
       .addOption(new Option("--web-header-timeout <duration>", "HTTP gateway: time to receive a request's headers (408 past it)").argParser(durationArg).default(DEFAULT_GATEWAY.headersTimeoutMs, "10s"))
       .addOption(new Option("--web-timeout <duration>", "HTTP gateway: time to wait for a workload's reply (504 past it)").argParser(durationArg).default(DEFAULT_GATEWAY.replyTimeoutMs, "30s"))
       .option("--web-max-header-size <bytes>", "HTTP gateway: bytes of request headers at most (431 past it)", (v) => Number(v), DEFAULT_GATEWAY.maxHeaderBytes)
-      .option("--metrics-port <port>", "serve GET /metrics (Prometheus) of the node and its workloads on this port (0: any free port)", (v) => Number(v))
-      .option("--metrics-host <host>", "metrics: interface to listen on", "127.0.0.1")
       .option("--log-level <level>", "trace, debug, info, warn, error", "info")
       .action(
         withErrors(async (opts, command: Command) => {
           refuseWebSocketFlagsWithServer(opts);
           refuseWebFlagsWithoutPort(opts, command);
-          if (opts.metricsPort === undefined && command.getOptionValueSource("metricsHost") === "cli") {
-            throw new CliError("--metrics-host goes with --metrics-port (no metrics listener starts without it)", ExitCode.usage);
-          }
           const log = pino({ level: opts.logLevel }, pino.destination(2));
           const config = loadNodeConfig(opts.config, {
             name: opts.name,
@@ -190,7 +192,7 @@ function upCommand(version: string): Command {
             httpPort: opts.httpPort,
             brokerOptions: await brokerOptionsFrom(opts),
             ...(opts.webPort !== undefined ? { web: webOptions(opts) } : {}),
-            ...(opts.metricsPort !== undefined ? { metrics: metricsOptions(opts) } : {}),
+            ...metricsOptions(opts, command),
             version,
             log,
             onLameDuckDone: () => void running.stop().then(() => process.exit(0)),
