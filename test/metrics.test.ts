@@ -9,15 +9,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type NodeProcess, NodeUnderTest, removeDir, ROOT, runNex, tempDir } from "./helpers/nex-cli.js";
 import { type Family, parsePrometheusText, sampleValue, scrape } from "./helpers/prometheus.js";
-import { eventually } from "./helpers/wait.js";
+import { eventually, waitFor } from "./helpers/wait.js";
 
 const METERED = path.join(ROOT, "test/fixtures/node/metered.js");
 
-/** A URL the node printed on a line of its banner ("monitor:", "metrics:"). */
-function printedUrl(node: NodeProcess, label: string): string {
-  const url = new RegExp(`${label}:\\s+(http://\\S+)`).exec(node.output())?.[1];
-  if (!url) throw new Error(`the node printed no ${label}: URL:\n${node.output()}`);
-  return url;
+/** A URL the node printed on a line of its banner ("monitor:", "metrics:"), waiting for the line: the banner may come in pieces. */
+async function printedUrl(node: NodeProcess, label: string): Promise<string> {
+  const pattern = new RegExp(`${label}:\\s+(http://\\S+)`);
+  await waitFor(`the node's ${label}: line`, () => pattern.test(node.output()), 10_000).catch(() => {
+    throw new Error(`the node printed no ${label}: URL:\n${node.output()}`);
+  });
+  return pattern.exec(node.output())?.[1] as string;
 }
 
 function typeOf(families: Map<string, Family>, name: string): string | undefined {
@@ -54,8 +56,8 @@ describe("GET /metrics of the broker and the node", () => {
 
   beforeAll(async () => {
     t = await NodeUnderTest.start("bundled", "metrics", ["--http-port", "0", "--metrics-port", "0"]);
-    brokerMetrics = `${printedUrl(t.node, "monitor")}/metrics`;
-    nodeMetrics = printedUrl(t.node, "metrics");
+    brokerMetrics = `${await printedUrl(t.node, "monitor")}/metrics`;
+    nodeMetrics = await printedUrl(t.node, "metrics");
     nc = await connect(t.connectOptions());
   }, 60_000);
 
