@@ -81,7 +81,7 @@ export async function startBroker(options: BrokerOptions = {}, log: Logger = pin
   }
   let monitor: Monitor | undefined;
   if (resolved.httpPort !== undefined) {
-    monitor = new Monitor(broker);
+    monitor = new Monitor(broker, jetstream);
     try {
       await monitor.listen(resolved.host, resolved.httpPort);
     } catch (err) {

@@ -7,6 +7,9 @@ import type { AddressInfo } from "node:net";
 import type { Broker } from "./server.js";
 import type { ClientConnection } from "./client.js";
 import { SERVER_VERSION } from "./options.js";
+import type { JetStream } from "./jetstream/jetstream.js";
+import { brokerMetrics } from "./metrics.js";
+import { PROMETHEUS_CONTENT_TYPE } from "../util/prometheus.js";
 
 const NS_PER_MS = 1_000_000;
 
@@ -44,7 +47,10 @@ export class Monitor {
   private lastCpu = process.cpuUsage();
   private lastCpuAt = Date.now();
 
-  constructor(private readonly broker: Broker) {}
+  constructor(
+    private readonly broker: Broker,
+    private readonly jetstream?: JetStream,
+  ) {}
 
   get httpPort(): number {
     return this.port;
@@ -75,6 +81,11 @@ export class Monitor {
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = url.pathname.replace(/\/+$/, "") || "/";
     this.requests[path] = (this.requests[path] ?? 0) + 1;
+    if (path === "/metrics") {
+      res.writeHead(200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
+      res.end(brokerMetrics(this.broker, this.jetstream));
+      return;
+    }
     let body: object;
     let status = 200;
     switch (path) {
@@ -92,7 +103,7 @@ export class Monitor {
         body = { status: "ok" };
         break;
       case "/":
-        body = { endpoints: ["/varz", "/connz", "/subsz", "/healthz"] };
+        body = { endpoints: ["/varz", "/connz", "/subsz", "/healthz", "/metrics"] };
         break;
       default:
         status = 404;

@@ -17,6 +17,7 @@ const COMMANDS: { names: string[]; load: () => Promise<Command[]> }[] = [
   { names: ["kv"], load: async () => [(await import("./kv-command.js")).kvCommands()] },
   { names: ["broker"], load: async () => [(await import("./broker-command.js")).brokerCommand()] },
   { names: ["req", "pub", "sub"], load: async () => (await import("./nats-tools.js")).natsToolCommands() },
+  { names: ["top"], load: async () => [(await import("./top-command.js")).topCommand()] },
   { names: ["monitor"], load: async () => [(await import("./monitor-command.js")).monitorCommand()] },
 ];
 

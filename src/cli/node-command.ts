@@ -125,11 +125,24 @@ function banner(running: RunningNode, noAuth: boolean): string {
   if (running.broker?.wsUrl) lines.push(`  websocket: ${running.broker.wsUrl}`);
   if (running.broker?.httpUrl) lines.push(`  monitor:  ${running.broker.httpUrl}`);
   if (running.gateway) lines.push(`  web:      ${running.gateway.url}`);
+  if (running.metrics) lines.push(`  metrics:  ${running.metrics.url}`);
   if (running.local) {
     lines.push(`  clients:  ${running.local.url_with_credentials}`);
     lines.push(`            (nex commands on this machine use it; other clients read ${path.join(nexHome(), LOCAL_BROKER_FILE)})`);
   } else if (running.broker && noAuth) lines.push("  auth:     off (--no-auth): any client may connect");
   return `${lines.join("\n")}\n`;
+}
+
+/** Where the node serves /metrics (--metrics-port, --metrics-host): nowhere without a port, and a host alone is refused (it would be ignored). */
+function metricsOptions(opts: { metricsPort?: number; metricsHost: string }, command: Command): { metrics?: { host: string; port: number } } {
+  const port = opts.metricsPort;
+  if (port === undefined) {
+    if (command.getOptionValueSource("metricsHost") === "cli") throw new CliError("--metrics-host goes with --metrics-port (no metrics listener starts without it)", ExitCode.usage);
+    return {};
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error("--metrics-port must be 0-65535");
+  if (opts.metricsHost.trim() === "") throw new Error("--metrics-host must name an interface (127.0.0.1 by default; 0.0.0.0 or :: for all)");
+  return { metrics: { host: opts.metricsHost, port } };
 }
 
 function upCommand(version: string): Command {
@@ -145,6 +158,8 @@ function upCommand(version: string): Command {
       .option("--host <host>", "bundled broker: interface to listen on", "127.0.0.1")
       .option("-p, --port <port>", "bundled broker: client port", (v) => Number(v), 4222)
       .option("--http-port <port>", "bundled broker: monitoring port", (v) => Number(v))
+      .option("--metrics-port <port>", "serve GET /metrics (Prometheus) of the node and its workloads on this port (0: any free port)", (v) => Number(v))
+      .option("--metrics-host <host>", "metrics: interface to listen on", "127.0.0.1")
       .option("--data-dir <dir>", "node identity, state and (bundled broker) JetStream data; default $NEX_HOME/node (~/.nex/node)")
       .option("--artifact-dir <dir>", "a directory of artifacts that deploys may name as file:///<path> (none by default: object store only)")
       .option("--config <file>", "JSON config with the same keys as the flags (name, tags, workload_types, allowed_issuers, allow_any_issuer, trusted_nodes, allow_shared_triggers, limits, data_dir, artifact_dir, docker_host, container_user, runtime_host_per_namespace, js_replicas, failover_grace_ms)")
@@ -201,6 +216,7 @@ function upCommand(version: string): Command {
             httpPort: opts.httpPort,
             brokerOptions: await brokerOptionsFrom(opts),
             ...(opts.webPort !== undefined ? { web: webOptions(opts) } : {}),
+            ...metricsOptions(opts, command),
             version,
             log,
             onLameDuckDone: () => void running.stop().then(() => process.exit(0)),

@@ -34,14 +34,15 @@ export function workloadCommand(): Command {
         if (!found) throw new CliError(`no workload ${id} in namespace ${opts.namespace}`, ExitCode.notFound);
         if (opts.json) return printJson(found);
         // An oci workload's container fields print as container.<field>, a JavaScript service's as service.<field>.
-        const { container, service, ...rest } = found;
+        // The duration histogram is for machines (--json, /metrics); p50_ms and p99_ms say it here.
+        const { container, service, durations: _durations, ...rest } = found;
         const rows = [
           ...Object.entries(rest),
           ...Object.entries(container ?? {}).map(([k, v]) => [`container.${k}`, v] as const),
           ...Object.entries(service ?? {}).map(([k, v]) => [`service.${k}`, v] as const),
         ];
         const width = Math.max(18, ...rows.map(([k]) => k.length + 1));
-        for (const [k, v] of rows) console.log(`${k.padEnd(width)} ${Array.isArray(v) ? v.join(", ") : String(v)}`);
+        for (const [k, v] of rows) console.log(`${k.padEnd(width)} ${Array.isArray(v) ? v.join(", ") : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)}`);
       }),
     ),
   );

@@ -35,6 +35,7 @@ import type { WorkloadCredentials } from "./workload-credentials.js";
 import type { NodeIdentity } from "./identity.js";
 import { settleWithin } from "../util/settle-within.js";
 import { deployWait } from "./deploy-waits.js";
+import { quantileMs } from "../util/histogram.js";
 
 /** Where a deploy comes from: a signed request, a parent (a child), or the registry (restored or adopted). */
 interface WorkloadOrigin {
@@ -56,6 +57,8 @@ interface Workload {
   grant?: GrantBody;
   /** It is a child: its parent, grant and slot. */
   parent?: ChildLink;
+  /** Times its runtime host died and redeployed it. */
+  restarts: number;
 }
 
 export interface NodeAgentOptions {
@@ -204,17 +207,25 @@ export class NodeAgent implements RuntimeObserver {
     };
   }
 
+  /** Every workload of every namespace, with what its runtime reports (the node's /metrics). */
+  allSummaries(): Promise<WorkloadSummary[]> {
+    return this.summaries();
+  }
+
   /** With what each runtime reports: trigger counts, or an oci workload's container and its usage. */
-  private async summaries(namespace: string): Promise<WorkloadSummary[]> {
-    const list = [...this.workloads.values()].filter((w) => w.namespace === namespace);
+  private async summaries(namespace?: string): Promise<WorkloadSummary[]> {
+    const list = [...this.workloads.values()].filter((w) => namespace === undefined || w.namespace === namespace);
     return Promise.all(
       list.map(async (w) => {
         const summary = this.summary(w);
         const runtime = this.o.runtimes.get(w.request.type);
         const stats = runtime ? await settleWithin(runtime.stats(w.id), STATS_TIMEOUT_MS).catch(() => undefined) : undefined;
         if (!stats) return summary;
-        if ("container" in stats) return { ...summary, container: stats.container };
+        if ("container" in stats) return { ...summary, container: stats.container, restarts: w.restarts + stats.container.restarts };
         const ms = (v: number): number => Math.round(v * 1000) / 1000;
+        const d = stats.durations;
+        const p50 = d && quantileMs(d, 0.5);
+        const p99 = d && quantileMs(d, 0.99);
         return {
           ...summary,
           triggers: stats.triggers,
@@ -222,6 +233,12 @@ export class NodeAgent implements RuntimeObserver {
           mean_ms: ms(stats.meanMs),
           last_ms: ms(stats.lastMs),
           memory_bytes: stats.memoryBytes,
+          ...(d ? { durations: { le_ms: [...d.boundsMs], counts: d.counts, sum_ms: ms(d.sumMs) } } : {}),
+          ...(p50 !== undefined ? { p50_ms: ms(p50) } : {}),
+          ...(p99 !== undefined ? { p99_ms: ms(p99) } : {}),
+          ...(stats.failureCodes ? { failures_by_code: stats.failureCodes } : {}),
+          ...(stats.hostCalls ? { host_calls: stats.hostCalls } : {}),
+          restarts: w.restarts + (stats.service?.restarts ?? 0),
           ...(stats.service ? { service: stats.service } : {}),
         };
       }),
@@ -241,6 +258,7 @@ export class NodeAgent implements RuntimeObserver {
       started_at: w.startedAt,
       sha256: w.request.artifact.sha256,
       ...(w.parent ? { parent_id: w.parent.parent_id } : {}),
+      restarts: w.restarts,
     };
   }
 
@@ -401,6 +419,7 @@ export class NodeAgent implements RuntimeObserver {
       state: "running",
       startedAt: new Date().toISOString(),
       unsubscribeUndeploy: () => sub.unsubscribe(),
+      restarts: 0,
       ...(grant ? { grant } : {}),
       ...(parent ? { parent } : {}),
     };
@@ -689,7 +708,9 @@ export class NodeAgent implements RuntimeObserver {
     this.o.log.warn({ reason, workloads: workloadIds.length }, "runtime restarted; workloads redeployed");
     for (const id of workloadIds) {
       const w = this.workloads.get(id);
-      if (w) this.events.emit(w.namespace, "runtime_restarted", { workload_id: id, name: w.request.name, reason });
+      if (!w) continue;
+      w.restarts++;
+      this.events.emit(w.namespace, "runtime_restarted", { workload_id: id, name: w.request.name, reason });
     }
   }
 

@@ -17,6 +17,7 @@ import { HttpGateway } from "./http-gateway.js";
 import { DEFAULT_GATEWAY } from "./gateway-options.js";
 import { useReplicas } from "../util/replicated-buckets.js";
 import type { NodeUpOptions, RunningNode } from "./up-options.js";
+import type { MetricsServer } from "./metrics-server.js";
 
 /** What the first step hands over: the bundled broker (if any) and how to reach the NATS server. */
 export interface StartedBroker {
@@ -98,7 +99,20 @@ export async function startAgent(o: NodeUpOptions, started: StartedBroker): Prom
       throw new Error(`cannot start the HTTP gateway on ${o.web.host ?? "127.0.0.1"}:${o.web.port}: ${err instanceof Error ? err.message : err}`);
     }
   }
+  let metrics: MetricsServer | undefined;
+  if (o.metrics) {
+    const { MetricsServer } = await import("./metrics-server.js");
+    metrics = new MetricsServer(running, o.log.child({ component: "metrics" }));
+    try {
+      await metrics.listen(o.metrics.host, o.metrics.port);
+    } catch (err) {
+      await gateway?.close();
+      await abandon();
+      throw new Error(`cannot serve metrics on ${o.metrics.host}:${o.metrics.port}: ${err instanceof Error ? err.message : err}`);
+    }
+  }
   const web = gateway;
+  const scrape = metrics;
   return {
     node: running,
     nc,
@@ -106,7 +120,9 @@ export async function startAgent(o: NodeUpOptions, started: StartedBroker): Prom
     brokerUrl,
     local,
     gateway,
+    metrics,
     stop: async () => {
+      await scrape?.close();
       await web?.close();
       await running.stop();
       await nc.drain().catch(() => undefined);

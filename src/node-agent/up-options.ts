@@ -10,6 +10,7 @@ import type { LocalBrokerConnection } from "./broker-credentials.js";
 import type { NodeAgent } from "./node.js";
 import type { HttpGateway } from "./http-gateway.js";
 import type { GatewayOptions } from "./gateway-options.js";
+import type { MetricsServer } from "./metrics-server.js";
 
 export interface NodeUpOptions {
   config: NodeConfig;
@@ -27,6 +28,8 @@ export interface NodeUpOptions {
   httpPort?: number;
   /** The HTTP gateway (--web-port): off when absent. */
   web?: Partial<GatewayOptions> & { port: number };
+  /** GET /metrics for Prometheus (--metrics-port): off when absent. */
+  metrics?: { host: string; port: number };
   version: string;
   log: Logger;
   onLameDuckDone?: () => void;
@@ -41,5 +44,7 @@ export interface RunningNode {
   local?: LocalBrokerConnection;
   /** The HTTP gateway, when --web-port asked for one. */
   gateway?: HttpGateway;
+  /** The /metrics listener, when --metrics-port asked for one. */
+  metrics?: MetricsServer;
   stop(): Promise<void>;
 }

@@ -98,10 +98,27 @@ export interface WorkloadSummary {
   last_ms?: number;
   /** Functions: what their isolates (JS) or worker threads (wasm) hold in memory, in bytes. */
   memory_bytes?: number;
+  /** Functions: trigger durations since the workload (its runtime host) started, and their p50 and p99 (ms). */
+  durations?: DurationHistogram;
+  p50_ms?: number;
+  p99_ms?: number;
+  /** Functions: failed triggers by error code. */
+  failures_by_code?: Record<string, number>;
+  /** Functions: host-service calls by service, then by outcome ("ok" or the host error code). */
+  host_calls?: Record<string, Record<string, number>>;
+  /** Times it came back: its runtime host restarted, or (a service, a container) it ran again. */
+  restarts?: number;
   /** OCI workloads: the container and what it uses. */
   container?: ContainerInfo;
   /** JavaScript services: what the service holds now and how often it came back. */
   service?: ServiceInfo;
+}
+
+/** Counts per bucket (not cumulative): counts[i] ≤ le_ms[i], the last one over the largest bound. */
+export interface DurationHistogram {
+  le_ms: number[];
+  counts: number[];
+  sum_ms: number;
 }
 
 export interface ServiceInfo {

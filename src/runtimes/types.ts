@@ -5,6 +5,7 @@
 import type { ContainerInfo, ServiceInfo, WorkloadType } from "../protocol/control.js";
 import type { RestartPolicy } from "../protocol/deploy-request.js";
 import type { StaticManifest } from "../protocol/static.js";
+import type { HistogramSnapshot } from "../util/histogram.js";
 
 /** The workload types (protocol/control.ts WORKLOAD_TYPES). */
 export type { WorkloadType };
@@ -118,6 +119,12 @@ export interface FunctionStats {
   meanMs: number;
   lastMs: number;
   memoryBytes: number;
+  /** Trigger durations (trigger received → reply sent), for percentiles and the Prometheus histogram. */
+  durations?: HistogramSnapshot;
+  /** Failed triggers by error code (the Nats-Service-Error-Code of their replies). */
+  failureCodes?: Record<string, number>;
+  /** Host-service calls by service, then by outcome ("ok" or the host error code). */
+  hostCalls?: Record<string, Record<string, number>>;
   /** A JavaScript service: its subscriptions, timers, restarts and CPU. */
   service?: ServiceInfo;
 }

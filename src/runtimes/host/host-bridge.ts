@@ -83,6 +83,9 @@ interface Answer {
 }
 
 export class HostBridge {
+  /** Calls made, by service and outcome ("ok" or the error code), for the workload's stats. */
+  readonly calls: Record<string, Record<string, number>> = {};
+
   constructor(
     private readonly nc: NatsConnection,
     private readonly workload: WorkloadRef,
@@ -117,6 +120,15 @@ export class HostBridge {
    * shim turns into an Error with `.code`. `deadlineAt` (epoch ms) is the calling trigger's deadline.
    */
   async call(service: unknown, method: unknown, headers: unknown, body: unknown, deadlineAt: number): Promise<HostCallResult> {
+    const result = await this.attempt(service, method, headers, body, deadlineAt);
+    // By service and outcome; a name the guest made up counts as "invalid", so it cannot grow the labels.
+    const byOutcome = (this.calls[isHostService(service) ? service : "invalid"] ??= {});
+    const outcome = result.ok ? "ok" : result.code;
+    byOutcome[outcome] = (byOutcome[outcome] ?? 0) + 1;
+    return result;
+  }
+
+  private async attempt(service: unknown, method: unknown, headers: unknown, body: unknown, deadlineAt: number): Promise<HostCallResult> {
     try {
       if (!isHostService(service)) return fail("bad_request", `unknown host service ${JSON.stringify(service)}`);
       if (typeof method !== "string" || !HOST_METHODS[service].includes(method)) {

@@ -11,6 +11,7 @@ import { ErrorCodes, type Outcome } from "./outcome.js";
 import { HTTP_SUBJECT_PREFIX } from "../../protocol/http.js";
 import { errorReply } from "../../protocol/errors.js";
 import { replyFromFrame, requestFrame } from "./http-frames.js";
+import { DurationHistogram } from "../../util/histogram.js";
 
 /** Largest trigger payload handed to a guest (also at most a quarter of its memory limit). */
 const MAX_TRIGGER_PAYLOAD_BYTES = 8 * 1024 * 1024;
@@ -88,6 +89,9 @@ export class HostedWorkload {
   private failures = 0;
   private totalMs = 0;
   private lastMs = 0;
+  /** Counted here, read by the node only when asked (stats): a trigger pays an increment, never a message. */
+  private readonly durations = new DurationHistogram();
+  private readonly failureCodes: Record<string, number> = {};
   private stopping?: Promise<void>;
 
   constructor(
@@ -165,6 +169,7 @@ export class HostedWorkload {
     this.triggers++;
     this.totalMs += ms;
     this.lastMs = ms;
+    this.durations.observe(ms);
     if (outcome.ok) {
       if (!msg.reply) return;
       const data = outcome.data ?? EMPTY;
@@ -193,6 +198,7 @@ export class HostedWorkload {
       }
     }
     this.failures++;
+    this.failureCodes[outcome.code] = (this.failureCodes[outcome.code] ?? 0) + 1;
     this.events.failure(this.spec.id, msg.subject, outcome.message);
     if (msg.reply) this.replyError(msg, outcome.code, outcome.message);
   }
@@ -208,6 +214,8 @@ export class HostedWorkload {
       meanMs: this.triggers === 0 ? 0 : this.totalMs / this.triggers,
       lastMs: this.lastMs,
       memoryBytes: await this.pool.heapBytes(),
+      durations: this.durations.snapshot(),
+      failureCodes: { ...this.failureCodes },
     };
   }
 

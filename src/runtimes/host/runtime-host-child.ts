@@ -135,6 +135,8 @@ function serviceWithTriggers(triggers: HostedWorkload, service: Served): Served 
         failures: t.failures + s.failures,
         meanMs: n === 0 ? 0 : (t.meanMs * t.triggers + s.meanMs * s.triggers) / n,
         lastMs: t.lastMs || s.lastMs,
+        durations: t.durations,
+        failureCodes: t.failureCodes,
       };
     },
   };
@@ -183,6 +185,8 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
   );
   const events = new EventBatcher(log);
   const workloads = new Map<string, Served>();
+  /** Each workload's host-service bridge, whose call counts its stats carry. */
+  const bridges = new Map<string, HostBridge>();
   const deploying = new Map<string, Promise<unknown>>();
   let nc: NatsConnection | undefined;
   let init: HostInit | undefined;
@@ -228,7 +232,9 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
         send({ type: "workload-event", workloadId: spec.id, event });
       };
       warm ??= new WarmPools(Number(settings.maxWarmSlots) || DEFAULT_MAX_WARM_SLOTS);
-      const ctx: LoadContext = { nc: conn, limits, sha256, settings, events, warm, bridge: bridgeFor(conn, spec), fatal: (r) => fatal(r, 70), report, log: wlog };
+      const bridge = bridgeFor(conn, spec);
+      bridges.set(spec.id, bridge);
+      const ctx: LoadContext = { nc: conn, limits, sha256, settings, events, warm, bridge, fatal: (r) => fatal(r, 70), report, log: wlog };
       if (spec.service) return deployService(request, ctx, wlog);
       const { pool, result, details } = await def.load(request, ctx);
       const workload = new HostedWorkload({ ...spec, limits }, conn, pool, events, wlog);
@@ -244,6 +250,9 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
     deploying.set(spec.id, work);
     try {
       return await work;
+    } catch (err) {
+      bridges.delete(spec.id);
+      throw err;
     } finally {
       deploying.delete(spec.id);
     }
@@ -279,9 +288,17 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
     const w = workloads.get(workloadId);
     if (!w) return { stopped: false };
     workloads.delete(workloadId);
+    bridges.delete(workloadId);
     await w.stop();
     log.info({ workload_id: workloadId }, "workload undeployed");
     return { stopped: true };
+  }
+
+  async function stats(workloadId: string): Promise<FunctionStats | null> {
+    const w = workloads.get(workloadId);
+    if (!w) return null;
+    const calls = bridges.get(workloadId)?.calls;
+    return { ...(await w.stats()), ...(calls ? { hostCalls: calls } : {}) };
   }
 
   async function shutdown(): Promise<Record<string, never>> {
@@ -355,7 +372,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
         answer(m.reqId, undeploy(m.workloadId));
         break;
       case "stats":
-        answer(m.reqId, workloads.get(m.workloadId)?.stats() ?? Promise.resolve(null));
+        answer(m.reqId, stats(m.workloadId));
         break;
       case "shutdown":
         shutdown().then(
