@@ -137,8 +137,10 @@ export class ChildWorkloads {
         const child = this.childrenHere.get(entry.key);
         if (child === undefined) return;
         this.childrenHere.delete(entry.key);
-        this.host.log.info({ child, slot: entry.key }, "the child's slot was released: stopping it");
-        void this.host.undeployHere(child, "parent undeployed").catch((err: Error) => this.host.log.warn({ child, err: err.message }, "stopping a released child failed"));
+        const w = this.host.workload(child);
+        const fields = { workload_id: child, namespace: w?.namespace, workload: w?.request.name, slot: entry.key };
+        this.host.log.info(fields, "the child's slot was released: stopping it");
+        void this.host.undeployHere(child, "parent undeployed").catch((err: Error) => this.host.log.warn({ ...fields, err: err.message }, "stopping a released child failed"));
       },
       { key: "s.>", readExisting: false, log: this.host.log },
     );
@@ -190,7 +192,8 @@ export class ChildWorkloads {
         try {
           await this.stopChild(parent, grantId, value, "parent undeployed");
         } catch (err) {
-          this.host.log.warn({ child: value.child, node: value.node, err: (err as Error).message }, "could not stop a child of an undeployed parent; it stops when its node finds the parent gone");
+          const fields = { workload_id: value.child, namespace: parent.namespace, workload: value.name, node: value.node };
+          this.host.log.warn({ ...fields, err: (err as Error).message }, "could not stop a child of an undeployed parent; it stops when its node finds the parent gone");
         }
         await this.kv.delete(`s.${grantId}.${slot}`).catch(() => undefined);
       }),

@@ -185,6 +185,8 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
   );
   const events = new EventBatcher(log);
   const workloads = new Map<string, Served>();
+  /** Each workload's logger (its id, name and namespace on every line). */
+  const workloadLogs = new Map<string, Logger>();
   /** Each workload's host-service bridge, whose call counts its stats carry. */
   const bridges = new Map<string, HostBridge>();
   const deploying = new Map<string, Promise<unknown>>();
@@ -223,6 +225,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
     const settings = init.settings ?? {};
     const work = (async (): Promise<Result> => {
       const wlog = log.child({ workload_id: spec.id, namespace: spec.namespace, workload: spec.name });
+      workloadLogs.set(spec.id, wlog);
       // The node checked the artifact against the SHA-256 its issuer signed (node-agent/artifacts.ts) and
       // this process trusts its node: hashing it again here would cost a deploy a second pass over it.
       const sha256 = spec.sha256 ? spec.sha256.toLowerCase() : sha256Hex(spec.artifact);
@@ -252,6 +255,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
       return await work;
     } catch (err) {
       bridges.delete(spec.id);
+      workloadLogs.delete(spec.id);
       throw err;
     } finally {
       deploying.delete(spec.id);
@@ -290,7 +294,8 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
     workloads.delete(workloadId);
     bridges.delete(workloadId);
     await w.stop();
-    log.info({ workload_id: workloadId }, "workload undeployed");
+    (workloadLogs.get(workloadId) ?? log).info("workload undeployed");
+    workloadLogs.delete(workloadId);
     return { stopped: true };
   }
 
