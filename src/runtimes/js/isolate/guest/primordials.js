@@ -1,3 +1,4 @@
+// @ts-check
 // The built-ins the bootstrap (bootstrap.ts) uses, captured in each new context before workload code
 // runs, as a source fragment the bootstrap starts with.
 //
@@ -9,14 +10,15 @@
 // (`TypedArraySet(data, bytes, 0)`), and values a workload hands over are read through the original
 // getters (internal slots), never through their own, possibly forged, properties.
 
-export const PRIMORDIALS_SOURCE = String.raw`
 const ReflectApply = Reflect.apply;
 const ReflectGetOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
 const ObjectGetPrototypeOf = Object.getPrototypeOf;
 // uncurryThis(f)(self, ...args) calls the original f with this = self, through the originals of
 // Function.prototype.bind and call only (bound now): nothing a workload replaces later is consulted.
+/** @type {<T, A extends unknown[], R>(f: (this: T, ...args: A) => R) => (self: T, ...args: A) => R} */
 const uncurryThis = ReflectApply(Function.prototype.bind, Function.prototype.bind, [Function.prototype.call]);
-const getterOf = (proto, name) => uncurryThis(ReflectGetOwnPropertyDescriptor(proto, name).get);
+/** @type {(proto: object, name: PropertyKey) => (self: unknown) => any} */
+const getterOf = (proto, name) => uncurryThis(/** @type {{ get: () => any }} */ (ReflectGetOwnPropertyDescriptor(proto, name)).get);
 
 const ObjectFreeze = Object.freeze;
 const ObjectCreate = Object.create;
@@ -115,4 +117,3 @@ function bytesOf(v) {
   try { size = ArrayBufferByteLength(v); } catch (e) { return undefined; }
   return new U8(v, 0, size);
 }
-`;

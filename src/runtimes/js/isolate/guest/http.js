@@ -1,6 +1,7 @@
+// @ts-check
 // Web classes inside a JavaScript workload's isolate for HTTP triggers: Headers, URL, URLSearchParams,
 // Request and Response (a Workers-style subset), and the frames an HTTP trigger travels in between the
-// runtime host and the isolate. Pasted into BOOTSTRAP_SOURCE after the primordials and UTF-8 helpers;
+// runtime host and the isolate. Part of BOOTSTRAP_SOURCE after the primordials and UTF-8 (text.js);
 // it runs before workload code, so everything it calls is captured here or there. The classes keep their
 // state in private fields (no getter, prototype or Proxy of the workload's can change what the runner
 // reads back), and a response leaves the isolate only as the frame httpReplyFrame builds, bounded by
@@ -10,7 +11,6 @@
 // Request frame (runtime host → isolate): u32 big-endian n, n bytes of JSON [method, url, [[name, value]...]], body.
 // Reply frame (isolate → runtime host):   u32 big-endian n, n bytes of JSON [status, [[name, value]...]], body.
 
-export const HTTP_GUEST_SOURCE = String.raw`
 // ---- HTTP: Headers, URL, URLSearchParams, Request, Response ----------------------------------------
 
 const PromiseResolveFn = Promise.resolve;
@@ -506,4 +506,3 @@ function natsReplyOf(r) {
 }
 
 const FETCH_CTX = frozenRecord({ waitUntil() {}, passThroughOnException() {} });
-`;
