@@ -100,12 +100,23 @@ export function guestSource(name: string): string {
   return readFileSync(new URL(`./guest/${name}`, import.meta.url), "utf8").replace(/^(?:[ \t]*(?:\/\/[^\n]*)?\n)*/, "");
 }
 
-// Latin-1 only, the guest files' inner comments included: one character past U+00FF makes V8 keep the
-// whole source as a two-byte string, 70 KB more in every isolate (test/runtime-js.test.ts checks).
-export const BOOTSTRAP_SOURCE = `
+/**
+ * `source` stored one byte a character. A string decoded from UTF-8 that held any character past ASCII
+ * (the files' leading comments have some) stays two-byte in V8 after those are cut out, and isolated-vm
+ * copies it into each isolate as it is: decoded again from its Latin-1 bytes it is one-byte.
+ */
+function oneByte(source: string): string {
+  const wide = /[^\x00-\xff]/.exec(source);
+  if (wide) throw new Error(`the bootstrap source must be Latin-1, but has U+${wide[0].codePointAt(0)!.toString(16).toUpperCase()} near: ${source.slice(Math.max(0, wide.index - 40), wide.index + 40)}`);
+  return Buffer.from(source, "latin1").toString("latin1");
+}
+
+// Latin-1 only, the guest files' inner comments included: one character past U+00FF would make V8 keep
+// the whole source as a two-byte string, 70 KB more in every isolate (test/runtime-js.test.ts checks).
+export const BOOTSTRAP_SOURCE = oneByte(`
 (function setup(emitLog, hostRef, envIn, limits, emitResult, shared, seed, layout) {
 "use strict";
 ${GUEST_FILES.map(guestSource).join("\n")}
 return makeRunner;
 })
-`;
+`);
