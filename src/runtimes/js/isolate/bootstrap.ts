@@ -95,9 +95,15 @@ const GUEST_FILES = [
   "service.js",
 ];
 
-/** The text of guest/<name> as setup runs it: without its leading comments, which are for readers. */
+/**
+ * The text of guest/<name> as setup runs it: without its leading comments, which are for readers, and
+ * its JSDoc, which is for the type check; every isolate holds the whole source.
+ */
 export function guestSource(name: string): string {
-  return readFileSync(new URL(`./guest/${name}`, import.meta.url), "utf8").replace(/^(?:[ \t]*(?:\/\/[^\n]*)?\n)*/, "");
+  return readFileSync(new URL(`./guest/${name}`, import.meta.url), "utf8")
+    .replace(/^(?:[ \t]*(?:\/\/[^\n]*)?\n)*/, "")
+    .replace(/^[ \t]*\/\*\*(?:[^*]|\*(?!\/))*\*\/[ \t]*\n/gm, "")
+    .replace(/\/\*\*(?:[^*]|\*(?!\/))*\*\/ ?/g, "");
 }
 
 /**

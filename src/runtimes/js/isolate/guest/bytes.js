@@ -4,12 +4,22 @@
 // Thrown when a value would be larger than its limit; code "too_large", as the host services say it.
 // Known by identity (a reply refused so answers 413), not by a code a workload could set on its own errors.
 const refusals = new WeakSetCtor();
+/**
+ * @param {string} what
+ * @param {number} size
+ * @param {number} max
+ * @returns {Error}
+ */
 function tooLarge(what, size, max) {
   const e = new ErrorCtor(what + " too large: " + size + " bytes or more, the limit is " + max);
   e.code = "too_large";
   WeakSetAdd(refusals, e);
   return e;
 }
+/**
+ * @param {unknown} e
+ * @returns {boolean}
+ */
 function isTooLarge(e) {
   return e !== null && typeof e === "object" && WeakSetHas(refusals, e);
 }
@@ -20,6 +30,12 @@ function isTooLarge(e) {
 // by its length and quotes, anything else as one character, an object member also by its quoted key,
 // colon and comma (a member JSON leaves out, not at all), an array element also by its comma. A boxed
 // string is turned into its string here (as JSON would, through its own toString) and counted so.
+/**
+ * @param {unknown} v
+ * @param {number} maxChars
+ * @param {string} what
+ * @returns {string | undefined}
+ */
 function boundedJSON(v, maxChars, what) {
   let left = maxChars;
   let root = true;
@@ -41,6 +57,12 @@ function boundedJSON(v, maxChars, what) {
 }
 
 // A string's UTF-8 bytes, refused by its length before they are made (a UTF-16 unit is at least a byte).
+/**
+ * @param {string} str
+ * @param {number} max
+ * @param {string} what
+ * @returns {Uint8Array}
+ */
 function boundedUtf8(str, max, what) {
   if (str.length > max) throw tooLarge(what, str.length, max);
   const out = utf8Encode(str);
@@ -50,6 +72,11 @@ function boundedUtf8(str, max, what) {
 
 // A value the workload hands to a host service: bytes as they are, strings as UTF-8, anything else as
 // JSON; at most max bytes.
+/**
+ * @param {unknown} v
+ * @param {number} max
+ * @returns {Uint8Array}
+ */
 function toBytes(v, max) {
   if (v === undefined) return EMPTY;
   if (typeof v === "string") return boundedUtf8(v, max, "value");
@@ -66,6 +93,10 @@ function toBytes(v, max) {
 // Bytes for the copy out of the isolate, which takes a view's whole backing buffer: the view itself when
 // it covers all of a plain ArrayBuffer, else a copy of just its bytes (a part of a buffer, a
 // SharedArrayBuffer, whose byteLength getter throws here, or a resizable one).
+/**
+ * @param {Uint8Array} u8
+ * @returns {Uint8Array}
+ */
 function ownBytes(u8) {
   const buffer = TypedArrayBuffer(u8);
   try {
@@ -79,10 +110,18 @@ function ownBytes(u8) {
 }
 
 // A value for a host service: at most the bytes one call carries.
+/**
+ * @param {unknown} v
+ * @returns {Uint8Array}
+ */
 function hostValue(v) {
   return toBytes(v, MAX_HOST_VALUE_BYTES);
 }
 
+/**
+ * @param {unknown} bytes
+ * @returns {any}
+ */
 function decodeJSON(bytes) {
   return JSONParse(utf8Decode(bytes, true));
 }

@@ -4,11 +4,22 @@
 let linesLeft = MAX_LOG_LINES;
 
 // s cut to max characters (through the original slice: a replaced one could hand back all of s).
+/**
+ * @param {string} s
+ * @param {number} max
+ * @param {string} mark
+ * @returns {string}
+ */
 function cut(s, max, mark) {
   return s.length > max ? StringSlice(s, 0, max) + mark : s;
 }
 
 // How console shows a value: at most about MAX_LOG_CHARS of it.
+/**
+ * @param {any} v
+ * @param {boolean} nested
+ * @returns {string}
+ */
 function show(v, nested) {
   switch (typeof v) {
     case "string": return nested ? JSONStringify(cut(v, MAX_LOG_CHARS, "")) : v;
@@ -37,6 +48,10 @@ function show(v, nested) {
   }
 }
 
+/**
+ * @param {any[]} args
+ * @returns {string}
+ */
 function format(args) {
   let first = 0;
   let out = "";
@@ -66,6 +81,10 @@ function format(args) {
   return out;
 }
 
+/**
+ * @param {"stdout" | "stderr"} stream
+ * @returns {(...args: any[]) => void}
+ */
 function writer(stream) {
   return function (...args) {
     if (linesLeft <= 0) return;

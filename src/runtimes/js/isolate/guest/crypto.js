@@ -8,6 +8,11 @@ const INTEGER_ARRAYS = ObjectFreeze(ObjectAssign(ObjectCreate(null), {
   Int8Array: true, Uint8Array: true, Uint8ClampedArray: true, Int16Array: true, Uint16Array: true,
   Int32Array: true, Uint32Array: true, BigInt64Array: true, BigUint64Array: true,
 }));
+/**
+ * @template T
+ * @param {T} array
+ * @returns {T}
+ */
 function getRandomValues(array) {
   const tag = isTypedArray(array) ? TypedArrayTag(array) : undefined;
   if (tag === undefined || INTEGER_ARRAYS[tag] !== true) {

@@ -4,11 +4,19 @@
 // Host errors with code "unavailable" (JetStream briefly without a leader): one that escapes the function
 // answers 503, not 500. Known by identity, as refusals are, not by a code a workload could set itself.
 const unavailables = new WeakSetCtor();
+/**
+ * @param {unknown} e
+ * @returns {boolean}
+ */
 function isUnavailable(e) {
   return e !== null && typeof e === "object" && WeakSetHas(unavailables, e);
 }
 
 // The host's answer: its fields, or the error it carries thrown as an Error with .code.
+/**
+ * @param {any} r
+ * @returns {HostAnswer}
+ */
 function checked(r) {
   if (r === null || typeof r !== "object") throw withCode(undefined);
   if (!r.ok) {
@@ -22,6 +30,10 @@ function checked(r) {
 
 // The call itself failed before the host answered (isolated-vm's own time limit ended the wait, say):
 // still an Error with a code, as the API promises.
+/**
+ * @param {any} e
+ * @returns {Error}
+ */
 function withCode(e) {
   if (e !== null && typeof e === "object" && typeof e.code === "string") return e;
   const err = new ErrorCtor(e !== null && typeof e === "object" && e.message ? StringCtor(e.message) : "host service call failed");
@@ -29,6 +41,10 @@ function withCode(e) {
   return err;
 }
 
+/**
+ * @param {any} e
+ * @returns {null}
+ */
 function nullIfMissing(e) {
   if (e && e.code === "not_found") return null;
   throw e;
@@ -67,6 +83,12 @@ const asyncFace = {
 };
 
 // The methods of a service object, adapted to the face, frozen; "extra" is added as it is.
+/**
+ * @param {Face} face
+ * @param {Record<string, Function>} methods
+ * @param {object} [extra]
+ * @returns {object}
+ */
 function faced(face, methods, extra) {
   const out = ObjectCreate(null);
   const names = ObjectKeys(methods);
@@ -76,6 +98,11 @@ function faced(face, methods, extra) {
 }
 
 // A name for a host call (key, subject, bucket...): a string of at most MAX_HOST_NAME_CHARS.
+/**
+ * @param {string} name
+ * @param {unknown} v
+ * @returns {string}
+ */
 function str(name, v) {
   const s = typeof v === "number" || typeof v === "bigint" ? StringCtor(v) : v;
   if (typeof s !== "string") throw new TypeErrorCtor(name + " must be a string");
@@ -88,10 +115,18 @@ function str(name, v) {
 }
 
 // Headers of a host call: no prototype, so a setter a workload put on Object.prototype sees none of them.
+/**
+ * @param {Record<string, string>} fields
+ * @returns {Record<string, string>}
+ */
 function headers(fields) {
   return ObjectAssign(ObjectCreate(null), fields);
 }
 
+/**
+ * @param {HostAnswer} r
+ * @returns {any}
+ */
 function jsonBody(r) {
   return TypedArrayLength(r.body) === 0 ? undefined : decodeJSON(r.body);
 }
@@ -103,6 +138,10 @@ const nothing = () => undefined;
 // kv.getEntry: the value with the revision the node sent along (Nex-Revision), for kv.update.
 const entryOf = (r) => ({ value: r.body, revision: revisionOf(r) });
 
+/**
+ * @param {HostAnswer} r
+ * @returns {any}
+ */
 function revisionOf(r) {
   const h = r.headers["Nex-Revision"];
   if (h !== undefined) return NumberCtor(h);
@@ -116,11 +155,21 @@ function revisionOf(r) {
 }
 
 // Headers for a call on a named bucket (undefined: the workload's own bucket, as the node chooses).
+/**
+ * @param {string | undefined} bucket
+ * @param {Record<string, string>} h
+ * @returns {Record<string, string>}
+ */
 function on(bucket, h) {
   if (bucket !== undefined) h["Nex-Bucket"] = bucket;
   return h;
 }
 
+/**
+ * @param {Face} face
+ * @param {string | undefined} bucket
+ * @returns {object}
+ */
 function makeKv(face, bucket) {
   const c = face.call;
   const k = (key) => on(bucket, headers({ "Nex-Key": str("key", key) }));
@@ -145,11 +194,20 @@ function makeKv(face, bucket) {
   }, bucket === undefined ? { bucket: (name) => makeKv(face, str("bucket", name)) } : undefined);
 }
 
+/**
+ * @param {Record<string, string>} h
+ * @param {unknown} timeoutMs
+ * @returns {Record<string, string>}
+ */
 function timeoutHeader(h, timeoutMs) {
   if (timeoutMs !== undefined && timeoutMs !== null) h["Nex-Timeout-Ms"] = str("timeoutMs", timeoutMs);
   return h;
 }
 
+/**
+ * @param {Face} face
+ * @returns {object}
+ */
 function makeMessaging(face) {
   const c = face.call;
   const req = (subject, timeoutMs) => timeoutHeader(headers({ "Nex-Subject": str("subject", subject) }), timeoutMs);
@@ -166,6 +224,11 @@ function makeMessaging(face) {
   });
 }
 
+/**
+ * @param {Face} face
+ * @param {string | undefined} bucket
+ * @returns {object}
+ */
 function makeObjectStore(face, bucket) {
   const c = face.call;
   const n = (name) => on(bucket, headers({ "Nex-Key": str("name", name) }));
@@ -181,6 +244,10 @@ function makeObjectStore(face, bucket) {
 }
 
 // Children of a workload deployed with a grant (nex run --allow-deploy): the node checks the grant.
+/**
+ * @param {Face} face
+ * @returns {object}
+ */
 function makeWorkloads(face) {
   const c = face.call;
   return faced(face, {
@@ -211,6 +278,10 @@ const hostServices = ObjectFreeze({
   decodeJSON,
 });
 
+/**
+ * @param {string} name
+ * @param {unknown} value
+ */
 function define(name, value) {
   ObjectDefineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
 }

@@ -14,6 +14,12 @@
 // is given, so the same text is tested against Node's ChaCha20 (test/crypto-bootstrap.test.ts) and is
 // part of BOOTSTRAP_SOURCE; crypto.js builds the global `crypto` on it.
 
+/**
+ * @param {Uint8Array} seed
+ * @param {Uint8ArrayConstructor} U8
+ * @param {Uint32ArrayConstructor} U32
+ * @returns {(bytes: Uint8Array, n: number) => void}
+ */
 function makeRandom(seed, U8, U32) {
   const key = new U32(8);
   for (let i = 0; i < 8; i++) key[i] = (seed[4 * i] | (seed[4 * i + 1] << 8) | (seed[4 * i + 2] << 16) | (seed[4 * i + 3] << 24)) >>> 0;

@@ -9,6 +9,10 @@ const table = new I32(shared, TABLE_OFFSET, MAX_RESULTS * ENTRY.size);
 const data = new U8(shared, DATA_OFFSET, DATA_BYTES);
 
 // A failure's message, cut to MAX_ERROR_CHARS: an Error's message, a thrown string, or the value shown.
+/**
+ * @param {unknown} e
+ * @returns {string}
+ */
 function errorMessage(e) {
   let m;
   try {
@@ -21,6 +25,10 @@ function errorMessage(e) {
 
 // A reply ready to record: undefined (empty), a string (encoded as it is recorded) or a Uint8Array over
 // the bytes returned; anything else as JSON. Refused (tooLarge) by its length before it is copied.
+/**
+ * @param {unknown} r
+ * @returns {string | Uint8Array | undefined}
+ */
 function encodeResult(r) {
   if (r === undefined) return undefined;
   if (typeof r === "string") {
@@ -42,8 +50,14 @@ function encodeResult(r) {
 
 // The setup's completion value (bootstrap.ts): makeRunner(handler) returns runBatch; a service's
 // makeRunner(module, info, control, emitReply) returns its dispatcher (service.js).
+/**
+ * @param {any} handler the workload's function or module
+ * @param {ServiceInfo} [serviceInfo]
+ * @param {ServiceControl} [serviceControl]
+ * @param {ServiceReply} [serviceReply]
+ */
 function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
-  if (serviceControl !== undefined) return makeServiceRunner(handler, serviceInfo, serviceControl, serviceReply);
+  if (serviceControl !== undefined) return makeServiceRunner(handler, /** @type {ServiceInfo} */ (serviceInfo), serviceControl, /** @type {ServiceReply} */ (serviceReply));
   // A Workers-style module (export default { fetch(request, env, ctx) }), or a function (subject, payload).
   let fetchFn;
   if (typeof handler !== "function") {
@@ -85,6 +99,11 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
 
     // Writes result k: kind and bytes (a Uint8Array, a string as UTF-8, or undefined for none), each
     // bounded already (encodeResult, errorMessage).
+    /**
+     * @param {number} k
+     * @param {number} kind
+     * @param {string | Uint8Array | undefined} value
+     */
     function record(k, kind, value) {
       recorded++;
       const isString = typeof value === "string";
@@ -115,6 +134,10 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
     }
     // Encoding a result may run workload code (toJSON, getters, Proxy traps): callers mark the trigger
     // as running meanwhile, so a stop then blames it.
+    /**
+     * @param {number} k
+     * @param {unknown} r
+     */
     function ok(k, r) {
       let enc;
       try {
@@ -125,10 +148,18 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
       }
       record(k, RESULT_KIND.ok, enc);
     }
+    /**
+     * @param {number} k
+     * @param {unknown} e
+     */
     function fail(k, e) {
       record(k, isUnavailable(e) ? RESULT_KIND.unavailable : RESULT_KIND.error, errorMessage(e));
     }
     // Trigger k's result once its promise (or thenable) settles; the batch ends when all have.
+    /**
+     * @param {number} k
+     * @param {unknown} r
+     */
     async function watch(k, r) {
       let settledOk = true;
       let v;
@@ -143,6 +174,9 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
       }
     }
     // Trigger k's synchronous part: the handler call, and its result if it is not a promise.
+    /**
+     * @param {number} k
+     */
     function start(k) {
       let r;
       let thenable;

@@ -16,6 +16,12 @@
 // It returns dispatch([kinds, ids, subjects, payloads, reqIds]) → [reqIds, kinds, values]: the results
 // known when the call returns (the rest come through emitReply). Kinds: SERVICE_EVENT, SERVICE_RESULT.
 
+/**
+ * @param {any} mod
+ * @param {ServiceInfo} info
+ * @param {ServiceControl} control
+ * @param {ServiceReply} emitReply
+ */
 function makeServiceRunner(mod, info, control, emitReply) {
   const MAX_TIMERS = info.maxTimers;
   const MAX_SUBSCRIPTIONS = info.maxSubscriptions;
@@ -30,6 +36,10 @@ function makeServiceRunner(mod, info, control, emitReply) {
   if (handleFn !== undefined && typeof handleFn !== "function") throw new TypeErrorCtor("a service's handle must be a function");
 
   // A refusal from the host ("code\0message") as an Error with that code.
+  /**
+   * @param {string} r
+   * @returns {Error}
+   */
   function refused(r) {
     const at = StringIndexOf(r, "\u0000");
     const e = new ErrorCtor(at === -1 ? r : StringSlice(r, at + 1));
@@ -41,6 +51,13 @@ function makeServiceRunner(mod, info, control, emitReply) {
   let nextTimer = 1;
   let timerCount = 0;
   const timers = ObjectCreate(null);
+  /**
+   * @param {unknown} fn
+   * @param {unknown} delay
+   * @param {unknown[]} args
+   * @param {boolean} repeat
+   * @returns {number}
+   */
   function addTimer(fn, delay, args, repeat) {
     if (typeof fn !== "function") throw new TypeErrorCtor("the timer callback must be a function");
     if (timerCount >= MAX_TIMERS) {
@@ -58,6 +75,9 @@ function makeServiceRunner(mod, info, control, emitReply) {
     timerCount++;
     return id;
   }
+  /**
+   * @param {unknown} id
+   */
   function clearTimer(id) {
     const n = NumberCtor(id);
     if (timers[n] === undefined) return;
@@ -73,6 +93,12 @@ function makeServiceRunner(mod, info, control, emitReply) {
   // ---- subscriptions ----
   let subCount = 0;
   const subs = ObjectCreate(null);
+  /**
+   * @param {unknown} subject
+   * @param {unknown} handler
+   * @param {any} [options]
+   * @returns {() => void}
+   */
   function subscribe(subject, handler, options) {
     const s = str("subject", subject);
     if (typeof handler !== "function") throw new TypeErrorCtor("the subscription handler must be a function");
@@ -108,6 +134,11 @@ function makeServiceRunner(mod, info, control, emitReply) {
   });
 
   // ---- results ----
+  /**
+   * @param {boolean} settledOk
+   * @param {unknown} v
+   * @returns {Outcome}
+   */
   function outcome(settledOk, v) {
     // A host service's own "unavailable" (JetStream briefly without a leader) answers 503, as for functions.
     if (!settledOk) return [isUnavailable(v) ? SERVICE_RESULT.unavailable : SERVICE_RESULT.error, errorMessage(v)];
@@ -119,17 +150,30 @@ function makeServiceRunner(mod, info, control, emitReply) {
     }
     return [SERVICE_RESULT.ok, enc === undefined || typeof enc === "string" ? enc : ownBytes(enc)];
   }
+  /**
+   * @param {any} r
+   * @returns {boolean}
+   */
   function isThenable(r) {
     return r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function";
   }
+  /**
+   * @param {number} reqId
+   * @param {unknown} p
+   */
   async function later(reqId, p) {
     let settledOk = true;
     let v;
     try { v = await p; } catch (e) { settledOk = false; v = e; }
+    /** @type {Outcome} */
     let o;
     try { o = outcome(settledOk, v); } catch (e) { o = [SERVICE_RESULT.error, "[unprintable error]"]; }
     emitReply(reqId, o[0], o[1]);
   }
+  /**
+   * @param {string} what
+   * @param {unknown} p
+   */
   async function logRejection(what, p) {
     try { await p; } catch (e) { emitLog("stderr", "[nex] " + what + " failed: " + errorMessage(e)); }
   }
@@ -183,6 +227,7 @@ function makeServiceRunner(mod, info, control, emitReply) {
       }
       if (reqId > 0) {
         if (!threw && isThenable(r)) { later(reqId, r); continue; }
+        /** @type {Outcome} */
         let o;
         try { o = outcome(!threw, r); } catch (e) { o = [SERVICE_RESULT.error, "[unprintable error]"]; }
         outIds[outIds.length] = reqId;

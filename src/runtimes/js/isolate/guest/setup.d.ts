@@ -28,3 +28,35 @@ declare const layout: GuestLayout;
 interface Error {
   code?: string;
 }
+
+/** A host call's answer once checked (host-services.js): HostCallResult's ok case (../../host/host-bridge.ts). */
+interface HostAnswer {
+  ok: true;
+  headers: Record<string, string>;
+  body: Uint8Array;
+  list?: Uint8Array[];
+}
+
+/** The sync or the async face of the host calls (host-services.js). */
+interface Face {
+  call(service: string, method: string, headers: Record<string, string>, body: Uint8Array, then: (r: HostAnswer) => unknown, missingIsNull?: boolean): unknown;
+  method(fn: Function): Function;
+}
+
+/** A service's makeRunner arguments (service.js; ../../host/service-run.ts hands them over). */
+interface ServiceInfo {
+  workload: { id: string; name: string; namespace: string; node: string };
+  maxTimers: number;
+  maxSubscriptions: number;
+}
+/** subscribe/unsubscribe/timer/untimer, synchronous (ivm.Callback): "" or an id, or "code\0message". */
+type ServiceControl = (op: "subscribe" | "unsubscribe" | "timer" | "untimer", a: unknown, b: unknown, c: boolean) => string | number;
+/** Fire-and-forget (ivm.Callback): the result of a request that settled later. */
+type ServiceReply = (reqId: number, kind: number, value: string | Uint8Array | undefined) => void;
+/** How a service's start, stop, trigger or reply ended: [SERVICE_RESULT code, the reply or the message]. */
+type Outcome = [number, string | Uint8Array | undefined];
+
+/** A header of http.js's Headers: [name, value], the name in lower case. */
+type HeaderPair = Readonly<{ 0: string; 1: string }>;
+/** A Request's or Response's body as http.js keeps it. */
+type BodyValue = string | Uint8Array | null;

@@ -1,6 +1,10 @@
 // @ts-check
 // UTF-8: the encoder and decoder the bootstrap uses, and the TextEncoder and TextDecoder globals.
 
+/**
+ * @param {string} str
+ * @returns {number}
+ */
 function utf8Size(str) {
   const n = str.length;
   let size = 0;
@@ -14,6 +18,10 @@ function utf8Size(str) {
   return size;
 }
 
+/**
+ * @param {unknown} input
+ * @returns {Uint8Array}
+ */
 function utf8Encode(input) {
   const str = StringCtor(input);
   const out = new U8(utf8Size(str));
@@ -22,6 +30,11 @@ function utf8Encode(input) {
 }
 
 // Writes str's UTF-8 bytes into out from p (the caller made room: utf8Size(str) bytes).
+/**
+ * @param {string} str
+ * @param {Uint8Array} out
+ * @param {number} p
+ */
 function utf8EncodeInto(str, out, p) {
   const n = str.length;
   for (let i = 0; i < n; i++) {
@@ -47,10 +60,18 @@ function utf8EncodeInto(str, out, p) {
   }
 }
 
+/**
+ * @param {number} b
+ */
 function isCont(b) { return (b & 0xc0) === 0x80; }
 
 // Returns the decoded string; sets decodeErrors when a replacement character was produced.
 let decodeErrors = false;
+/**
+ * @param {unknown} input
+ * @param {boolean} skipBom
+ * @returns {string}
+ */
 function utf8Decode(input, skipBom) {
   const u8 = toBytes(input, Infinity);
   const n = TypedArrayLength(u8);
