@@ -1,12 +1,12 @@
-// The isolate's CSPRNG (src/runtimes/js/isolate/crypto-bootstrap.ts) is ChaCha20 (RFC 8439) with fast key
+// The isolate's CSPRNG (src/runtimes/js/isolate/guest/make-random.js) is ChaCha20 (RFC 8439) with fast key
 // erasure: checked here against Node's (OpenSSL's) ChaCha20 keystream, the same text the isolates run.
 
 import { createCipheriv, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { MAKE_RANDOM_SOURCE } from "../src/runtimes/js/isolate/crypto-bootstrap.js";
+import { guestSource } from "../src/runtimes/js/isolate/bootstrap.js";
 
 type Fill = (bytes: Uint8Array, n: number) => void;
-const makeRandom = new Function(`return ${MAKE_RANDOM_SOURCE}`)() as (seed: Uint8Array, u8: typeof Uint8Array, u32: typeof Uint32Array) => Fill;
+const makeRandom = new Function(`${guestSource("make-random.js")}\nreturn makeRandom;`)() as (seed: Uint8Array, u8: typeof Uint8Array, u32: typeof Uint32Array) => Fill;
 
 /** `n` bytes of ChaCha20 keystream for `key`, block counter from 0, nonce 0 (OpenSSL's IV: counter LE ‖ nonce). */
 function keystream(key: Uint8Array, n: number): Buffer {

@@ -7,7 +7,7 @@ import { replyFromFrame } from "../src/runtimes/host/http-frames.js";
 
 const encoder = new TextEncoder();
 
-/** A reply frame as http-bootstrap.ts builds it: u32 length, JSON [status, pairs], body. */
+/** A reply frame as guest/http.js builds it: u32 length, JSON [status, pairs], body. */
 function frame(meta: unknown, body = "ok", rawJson?: string): Uint8Array {
   const json = encoder.encode(rawJson ?? JSON.stringify(meta));
   const b = encoder.encode(body);

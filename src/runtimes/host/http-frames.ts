@@ -1,5 +1,5 @@
 // The runtime host's side of HTTP triggers for JavaScript functions (the isolate's side is
-// js/http-bootstrap.ts): a request from the gateway (NATS headers + body) becomes a request frame, and
+// js/isolate/guest/http.js): a request from the gateway (NATS headers + body) becomes a request frame, and
 // the isolate's reply frame becomes NATS reply headers (Nex-Status and the response headers) + body.
 // Everything read from a reply frame is checked here again: the isolate is not trusted.
 
@@ -13,7 +13,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$/;
 /** What Node writes in a header value: tab, visible ASCII, space and Latin-1 (U+0080-U+00FF); no controls, nothing above U+00FF. */
 const BAD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 
-/** [method, url, [[name, value]...]] + body, as http-bootstrap.ts reads it. */
+/** [method, url, [[name, value]...]] + body, as js/isolate/guest/http.js reads it. */
 export function requestFrame(msg: Msg, body: Uint8Array): Uint8Array {
   const h = msg.headers;
   const pairs: [string, string][] = [];

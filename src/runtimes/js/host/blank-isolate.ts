@@ -4,7 +4,7 @@
 // made ahead of a deploy (spare-isolate.ts).
 
 import ivm from "isolated-vm";
-import { BOOTSTRAP_SOURCE } from "../isolate/bootstrap.js";
+import { BOOTSTRAP_SOURCE, GUEST_LAYOUT } from "../isolate/bootstrap.js";
 
 /** Time allowed for evaluating the workload's top-level code (or the bootstrap) in a new context. */
 export const LOAD_TIMEOUT_MS = 5000;
@@ -18,6 +18,14 @@ export function isolateMemoryLimitMb(memoryMb: number): number {
 export interface BlankContext {
   context: ivm.Context;
   setup: ivm.Reference<unknown>;
+}
+
+/** GUEST_LAYOUT copied out of this isolate once per process; each setup call gets a copy of it. */
+const layoutCopy = new ivm.ExternalCopy(GUEST_LAYOUT);
+
+/** setup's `layout` argument (../isolate/bootstrap.ts). */
+export function guestLayout(): unknown {
+  return layoutCopy.copyInto();
 }
 
 /** V8 code cache of BOOTSTRAP_SOURCE, shared by every isolate of this process. */

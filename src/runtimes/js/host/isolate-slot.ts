@@ -25,7 +25,7 @@ import ivm from "isolated-vm";
 import type { Logger } from "pino";
 import type { LogStream, WorkloadLimits } from "../../types.js";
 import { guestLimits } from "../isolate/bootstrap.js";
-import { BlankIsolate, isolateMemoryLimitMb, LOAD_TIMEOUT_MS, releaseQuietly, type BlankContext } from "./blank-isolate.js";
+import { BlankIsolate, guestLayout, isolateMemoryLimitMb, LOAD_TIMEOUT_MS, releaseQuietly, type BlankContext } from "./blank-isolate.js";
 import type { SpareIsolate } from "./spare-isolate.js";
 import type { WarmPools } from "../../host/warm-pools.js";
 import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
@@ -221,6 +221,7 @@ export class IsolateSlot {
           this.resultCallback,
           new ivm.ExternalCopy(this.channel.shared).copyInto({ release: true }),
           new ivm.ExternalCopy(new Uint8Array(randomBytes(32))).copyInto({ release: true }),
+          guestLayout(),
         ],
         { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
       )) as ivm.Reference<unknown>;

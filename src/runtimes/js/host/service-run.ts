@@ -25,14 +25,13 @@ import type { HostCallResult } from "../../host/host-bridge.js";
 import { respondError } from "../../host/hosted-workload.js";
 import { ErrorCodes, errorText, failure, type Outcome } from "../../host/outcome.js";
 import type { ExitReason, LogStream, WorkloadLimits } from "../../types.js";
-import { guestLimits } from "../isolate/bootstrap.js";
+import { SERVICE_EVENT, SERVICE_RESULT, guestLimits } from "../isolate/bootstrap.js";
 import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
-import { compileBootstrap, isolateMemoryLimitMb, LOAD_TIMEOUT_MS } from "./blank-isolate.js";
+import { compileBootstrap, guestLayout, isolateMemoryLimitMb, LOAD_TIMEOUT_MS } from "./blank-isolate.js";
 import type { PoolHooks } from "./isolate-slot.js";
 import { HostCallTurns } from "./host-call-turns.js";
 import { ResultChannel } from "./result-channel.js";
 import { settleWithin } from "../../../util/settle-within.js";
-import { SERVICE_EVENT, SERVICE_RESULT } from "../isolate/service-bootstrap.js";
 import { MAX_SERVICE_SUBSCRIPTIONS, MAX_SERVICE_TIMERS, type ServiceSubjects } from "./service-subjects.js";
 
 /** Events (messages, triggers) waiting for the isolate, per service; past this they are refused. */
@@ -202,6 +201,7 @@ export class ServiceRun {
         unused,
         new ivm.ExternalCopy(new ResultChannel().shared).copyInto({ release: true }),
         new ivm.ExternalCopy(new Uint8Array(randomBytes(32))).copyInto({ release: true }),
+        guestLayout(),
       ],
       { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
     )) as ivm.Reference<unknown>;

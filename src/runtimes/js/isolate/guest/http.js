@@ -1,6 +1,7 @@
+// @ts-check
 // Web classes inside a JavaScript workload's isolate for HTTP triggers: Headers, URL, URLSearchParams,
 // Request and Response (a Workers-style subset), and the frames an HTTP trigger travels in between the
-// runtime host and the isolate. Pasted into BOOTSTRAP_SOURCE after the primordials and UTF-8 helpers;
+// runtime host and the isolate. Part of BOOTSTRAP_SOURCE after the primordials and UTF-8 (text.js);
 // it runs before workload code, so everything it calls is captured here or there. The classes keep their
 // state in private fields (no getter, prototype or Proxy of the workload's can change what the runner
 // reads back), and a response leaves the isolate only as the frame httpReplyFrame builds, bounded by
@@ -10,10 +11,10 @@
 // Request frame (runtime host → isolate): u32 big-endian n, n bytes of JSON [method, url, [[name, value]...]], body.
 // Reply frame (isolate → runtime host):   u32 big-endian n, n bytes of JSON [status, [[name, value]...]], body.
 
-export const HTTP_GUEST_SOURCE = String.raw`
 // ---- HTTP: Headers, URL, URLSearchParams, Request, Response ----------------------------------------
 
 const PromiseResolveFn = Promise.resolve;
+/** @type {(v: unknown) => Promise<unknown>} */
 const resolved = (v) => ReflectApply(PromiseResolveFn, PromiseCtor, [v]);
 const EncodeURIComponent = encodeURIComponent;
 const DecodeURIComponent = decodeURIComponent;
@@ -21,17 +22,32 @@ const ArrayBufferSlice = uncurryThis(ArrayBuffer.prototype.slice);
 const MAX_HEADERS = 256;
 const MAX_HEADER_CHARS = 16384;
 
+/**
+ * @returns {any[]}
+ */
 function nullArray() { return ObjectSetPrototypeOf([], null); }
 
+/**
+ * @param {number} c
+ * @returns {boolean}
+ */
 function tchar(c) {
   return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || StringIndexOf("!#$%&'*+-.^_\x60|~", StringFromCharCode(c)) !== -1;
 }
+/**
+ * @param {unknown} n
+ * @returns {string}
+ */
 function headerName(n) {
   const s = StringCtor(n);
   if (s.length === 0 || s.length > 256) throw new TypeErrorCtor("invalid header name: " + cut(s, 64, "..."));
   for (let i = 0; i < s.length; i++) if (!tchar(StringCharCodeAt(s, i))) throw new TypeErrorCtor("invalid header name: " + cut(s, 64, "..."));
   return StringToLowerCase(s);
 }
+/**
+ * @param {unknown} v
+ * @returns {string}
+ */
 function headerValue(v) {
   const s = StringTrim(StringCtor(v));
   if (s.length > MAX_HEADER_CHARS) throw new TypeErrorCtor("header value longer than " + MAX_HEADER_CHARS + " characters");
@@ -42,6 +58,7 @@ function headerValue(v) {
   return s;
 }
 
+/** @type {(h: Headers) => HeaderPair[]} */
 let headerList;
 class Headers {
   #list = nullArray();
@@ -119,11 +136,19 @@ class Headers {
 }
 
 // application/x-www-form-urlencoded
+/**
+ * @param {string} s
+ * @returns {string}
+ */
 function formDecode(s) {
   let t = "";
   for (let i = 0; i < s.length; i++) { const c = s[i]; t += c === "+" ? " " : c; }
   try { return DecodeURIComponent(t); } catch (e) { return t; }
 }
+/**
+ * @param {string} s
+ * @returns {string}
+ */
 function formEncode(s) {
   const e = EncodeURIComponent(s);
   let t = "";
@@ -131,6 +156,7 @@ function formEncode(s) {
   return t;
 }
 
+/** @type {(v: unknown) => boolean} */
 let isSearchParams;
 class URLSearchParams {
   #list = nullArray();
@@ -196,7 +222,15 @@ class URLSearchParams {
   }
 }
 
+/**
+ * @param {number} c
+ * @returns {boolean}
+ */
 function isAlpha(c) { return (c >= 65 && c <= 90) || (c >= 97 && c <= 122); }
+/**
+ * @param {string} s
+ * @returns {number}
+ */
 function schemeEnd(s) {
   if (s.length === 0 || !isAlpha(StringCharCodeAt(s, 0))) return -1;
   for (let i = 1; i < s.length; i++) {
@@ -207,6 +241,10 @@ function schemeEnd(s) {
   return -1;
 }
 // "/a/b/../c/./d" becomes "/a/c/d"
+/**
+ * @param {string} p
+ * @returns {string}
+ */
 function removeDots(p) {
   const segs = nullArray();
   let start = 1;
@@ -221,6 +259,12 @@ function removeDots(p) {
   }
   return "/" + ArrayJoin(segs, "/");
 }
+/**
+ * @param {string} s
+ * @param {string} chars
+ * @param {number} from
+ * @returns {number}
+ */
 function firstOf(s, chars, from) {
   for (let i = from; i < s.length; i++) if (StringIndexOf(chars, s[i]) !== -1) return i;
   return s.length;
@@ -310,6 +354,11 @@ class URL {
 }
 
 // A body given to Request or Response: null, a string, or a copy of the bytes (never a view the caller keeps).
+/**
+ * @param {unknown} b
+ * @param {Headers} headers
+ * @returns {BodyValue}
+ */
 function bodyInit(b, headers) {
   if (b === undefined || b === null) return null;
   if (typeof b === "string") {
@@ -324,15 +373,27 @@ function bodyInit(b, headers) {
   if (bytes !== undefined) return ownBytes(bytes);
   return StringCtor(b);
 }
+/**
+ * @param {BodyValue} body
+ * @returns {Uint8Array}
+ */
 function bodyBytes(body) {
   if (body === null) return new U8(0);
   if (typeof body === "string") return utf8Encode(body);
   return ownBytes(body);
 }
+/**
+ * @param {BodyValue} body
+ * @returns {string}
+ */
 function bodyText(body) {
   if (body === null) return "";
   return typeof body === "string" ? body : utf8Decode(body, true);
 }
+/**
+ * @param {BodyValue} body
+ * @returns {ArrayBuffer}
+ */
 function copyBuffer(body) {
   const b = bodyBytes(body);
   return ArrayBufferSlice(TypedArrayBuffer(b), TypedArrayByteOffset(b), TypedArrayByteOffset(b) + TypedArrayByteLength(b));
@@ -340,6 +401,10 @@ function copyBuffer(body) {
 
 const StringToUpperCase = uncurryThis(String.prototype.toUpperCase);
 // As fetch normalizes a method: the six standard ones in upper case, others as given (a token).
+/**
+ * @param {unknown} m
+ * @returns {string}
+ */
 function normMethod(m) {
   const s = StringCtor(m);
   if (s.length === 0 || s.length > 32) throw new TypeErrorCtor("invalid method");
@@ -351,9 +416,14 @@ function normMethod(m) {
 // What Request and Response share: a body that is read once (text, json, arrayBuffer, bytes). Its
 // fields are private to this class; bodyFieldOf, setBodyField and bodyUsedOf are how the two classes (and the
 // runner) reach them, never through a property a workload could replace.
-let bodyFieldOf, setBodyField, bodyUsedOf;
+/** @type {(o: Body) => BodyValue} */
+let bodyFieldOf;
+/** @type {(o: Body, b: BodyValue) => void} */
+let setBodyField;
+/** @type {(o: Body) => boolean} */
+let bodyUsedOf;
 class Body {
-  #body = null; #used = false;
+  /** @type {BodyValue} */ #body = null; #used = false;
   get bodyUsed() { return this.#used; }
   #take() {
     if (this.#used) throw new TypeErrorCtor("body already used");
@@ -371,6 +441,7 @@ class Body {
   }
 }
 
+/** @type {(method: string, url: string, body: Uint8Array, pairs: HeaderPair[]) => Request} */
 let makeRequest;
 // Only the runner holds it: new Request(MAKE) is an empty request makeRequest fills in.
 const MAKE = ObjectFreeze(ObjectCreate(null));
@@ -409,6 +480,7 @@ class Request extends Body {
   clone() { if (bodyUsedOf(this)) throw new TypeErrorCtor("body already used"); return new Request(this); }
 }
 
+/** @type {(r: unknown) => Readonly<{ status: number, headers: HeaderPair[], body: BodyValue }> | undefined} */
 let responseParts;
 class Response extends Body {
   #status; #statusText; #headers;
@@ -454,6 +526,10 @@ class Response extends Body {
 }
 
 // A request frame from the runtime host (its JSON is the host's own): a Request and its body.
+/**
+ * @param {Uint8Array} frame
+ * @returns {Readonly<{ request: Request, body: Uint8Array }>}
+ */
 function httpRequestFrom(frame) {
   const n = TypedArrayLength(frame);
   if (n < 4) throw new TypeErrorCtor("bad http request frame");
@@ -466,6 +542,10 @@ function httpRequestFrom(frame) {
 
 // A reply frame for an HTTP trigger: from a Response, or any other result as a 200 body. Refused
 // (tooLarge) before it is allocated when it would exceed MAX_REPLY_BYTES.
+/**
+ * @param {unknown} r
+ * @returns {Uint8Array}
+ */
 function httpReplyFrame(r) {
   const parts = responseParts(r);
   let status = 200;
@@ -494,11 +574,20 @@ function httpReplyFrame(r) {
 }
 
 // A trigger on a plain subject, for a fetch handler: POST nats://<subject> with the payload.
+/**
+ * @param {string} subject
+ * @param {Uint8Array} payload
+ * @returns {Request}
+ */
 function natsRequest(subject, payload) {
   return new Request("nats://" + subject, { method: "POST", body: payload });
 }
 
 // A plain subject's reply from a fetch handler: the Response's body, or the result itself.
+/**
+ * @param {unknown} r
+ * @returns {unknown}
+ */
 function natsReplyOf(r) {
   const parts = responseParts(r);
   if (parts === undefined) return r;
@@ -506,4 +595,3 @@ function natsReplyOf(r) {
 }
 
 const FETCH_CTX = frozenRecord({ waitUntil() {}, passThroughOnException() {} });
-`;

@@ -1,8 +1,9 @@
+// @ts-check
 // The part of the bootstrap (bootstrap.ts) that runs a JavaScript service inside its isolate: the
 // service's ctx (hostServices, env, workload, subscribe), the timer globals, and the dispatcher the
 // runtime host calls with a batch of events (start, a message to a subscription, a timer, a trigger for
 // handle(), stop). It is a source fragment placed inside the bootstrap's setup function, so it uses the
-// same captured built-ins (primordials.ts), the same bounded encoding of results (encodeResult,
+// same captured built-ins (primordials.js), the same bounded encoding of results (encodeResult,
 // errorMessage) and the same console budget; none of it is reachable from the service's code.
 //
 // makeServiceRunner(mod, info, control, emitReply):
@@ -15,12 +16,12 @@
 // It returns dispatch([kinds, ids, subjects, payloads, reqIds]) → [reqIds, kinds, values]: the results
 // known when the call returns (the rest come through emitReply). Kinds: SERVICE_EVENT, SERVICE_RESULT.
 
-/** What the runtime host asks the service's isolate to run. */
-export const SERVICE_EVENT = { ping: 0, start: 1, message: 2, timer: 3, trigger: 4, stop: 5 } as const;
-/** How a start, stop, reply or trigger ended. */
-export const SERVICE_RESULT = { ok: 1, error: 2, tooLarge: 3, unavailable: 4 } as const;
-
-export const SERVICE_RUNNER_SOURCE = String.raw`
+/**
+ * @param {any} mod
+ * @param {ServiceInfo} info
+ * @param {ServiceControl} control
+ * @param {ServiceReply} emitReply
+ */
 function makeServiceRunner(mod, info, control, emitReply) {
   const MAX_TIMERS = info.maxTimers;
   const MAX_SUBSCRIPTIONS = info.maxSubscriptions;
@@ -35,6 +36,10 @@ function makeServiceRunner(mod, info, control, emitReply) {
   if (handleFn !== undefined && typeof handleFn !== "function") throw new TypeErrorCtor("a service's handle must be a function");
 
   // A refusal from the host ("code\0message") as an Error with that code.
+  /**
+   * @param {string} r
+   * @returns {Error}
+   */
   function refused(r) {
     const at = StringIndexOf(r, "\u0000");
     const e = new ErrorCtor(at === -1 ? r : StringSlice(r, at + 1));
@@ -46,6 +51,13 @@ function makeServiceRunner(mod, info, control, emitReply) {
   let nextTimer = 1;
   let timerCount = 0;
   const timers = ObjectCreate(null);
+  /**
+   * @param {unknown} fn
+   * @param {unknown} delay
+   * @param {unknown[]} args
+   * @param {boolean} repeat
+   * @returns {number}
+   */
   function addTimer(fn, delay, args, repeat) {
     if (typeof fn !== "function") throw new TypeErrorCtor("the timer callback must be a function");
     if (timerCount >= MAX_TIMERS) {
@@ -63,6 +75,9 @@ function makeServiceRunner(mod, info, control, emitReply) {
     timerCount++;
     return id;
   }
+  /**
+   * @param {unknown} id
+   */
   function clearTimer(id) {
     const n = NumberCtor(id);
     if (timers[n] === undefined) return;
@@ -78,6 +93,12 @@ function makeServiceRunner(mod, info, control, emitReply) {
   // ---- subscriptions ----
   let subCount = 0;
   const subs = ObjectCreate(null);
+  /**
+   * @param {unknown} subject
+   * @param {unknown} handler
+   * @param {any} [options]
+   * @returns {() => void}
+   */
   function subscribe(subject, handler, options) {
     const s = str("subject", subject);
     if (typeof handler !== "function") throw new TypeErrorCtor("the subscription handler must be a function");
@@ -113,28 +134,46 @@ function makeServiceRunner(mod, info, control, emitReply) {
   });
 
   // ---- results ----
+  /**
+   * @param {boolean} settledOk
+   * @param {unknown} v
+   * @returns {Outcome}
+   */
   function outcome(settledOk, v) {
     // A host service's own "unavailable" (JetStream briefly without a leader) answers 503, as for functions.
-    if (!settledOk) return [isUnavailable(v) ? ${SERVICE_RESULT.unavailable} : ${SERVICE_RESULT.error}, errorMessage(v)];
+    if (!settledOk) return [isUnavailable(v) ? SERVICE_RESULT.unavailable : SERVICE_RESULT.error, errorMessage(v)];
     let enc;
     try {
       enc = encodeResult(v);
     } catch (e) {
-      return [isTooLarge(e) ? ${SERVICE_RESULT.tooLarge} : ${SERVICE_RESULT.error}, errorMessage(e)];
+      return [isTooLarge(e) ? SERVICE_RESULT.tooLarge : SERVICE_RESULT.error, errorMessage(e)];
     }
-    return [${SERVICE_RESULT.ok}, enc === undefined || typeof enc === "string" ? enc : ownBytes(enc)];
+    return [SERVICE_RESULT.ok, enc === undefined || typeof enc === "string" ? enc : ownBytes(enc)];
   }
+  /**
+   * @param {any} r
+   * @returns {boolean}
+   */
   function isThenable(r) {
     return r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function";
   }
+  /**
+   * @param {number} reqId
+   * @param {unknown} p
+   */
   async function later(reqId, p) {
     let settledOk = true;
     let v;
     try { v = await p; } catch (e) { settledOk = false; v = e; }
+    /** @type {Outcome} */
     let o;
-    try { o = outcome(settledOk, v); } catch (e) { o = [${SERVICE_RESULT.error}, "[unprintable error]"]; }
+    try { o = outcome(settledOk, v); } catch (e) { o = [SERVICE_RESULT.error, "[unprintable error]"]; }
     emitReply(reqId, o[0], o[1]);
   }
+  /**
+   * @param {string} what
+   * @param {unknown} p
+   */
   async function logRejection(what, p) {
     try { await p; } catch (e) { emitLog("stderr", "[nex] " + what + " failed: " + errorMessage(e)); }
   }
@@ -158,13 +197,13 @@ function makeServiceRunner(mod, info, control, emitReply) {
       let fn;
       let args;
       let what;
-      if (kind === ${SERVICE_EVENT.start}) { fn = startFn; args = [ctx]; what = "start"; }
-      else if (kind === ${SERVICE_EVENT.stop}) {
-        if (stopFn === undefined) { outIds[outIds.length] = reqId; outKinds[outKinds.length] = ${SERVICE_RESULT.ok}; outValues[outValues.length] = undefined; continue; }
+      if (kind === SERVICE_EVENT.start) { fn = startFn; args = [ctx]; what = "start"; }
+      else if (kind === SERVICE_EVENT.stop) {
+        if (stopFn === undefined) { outIds[outIds.length] = reqId; outKinds[outKinds.length] = SERVICE_RESULT.ok; outValues[outValues.length] = undefined; continue; }
         fn = stopFn; args = [ctx]; what = "stop";
-      } else if (kind === ${SERVICE_EVENT.message}) { fn = subs[ids[k]]; args = [subjects[k], payloads[k]]; what = "a subscription handler"; }
-      else if (kind === ${SERVICE_EVENT.trigger}) { fn = handleFn; args = [subjects[k], payloads[k]]; what = "handle"; }
-      else if (kind === ${SERVICE_EVENT.timer}) {
+      } else if (kind === SERVICE_EVENT.message) { fn = subs[ids[k]]; args = [subjects[k], payloads[k]]; what = "a subscription handler"; }
+      else if (kind === SERVICE_EVENT.trigger) { fn = handleFn; args = [subjects[k], payloads[k]]; what = "handle"; }
+      else if (kind === SERVICE_EVENT.timer) {
         const t = timers[ids[k]];
         if (t === undefined) continue;
         if (!t.repeat) { delete timers[ids[k]]; timerCount--; }
@@ -173,23 +212,24 @@ function makeServiceRunner(mod, info, control, emitReply) {
       if (fn === undefined) {
         if (reqId > 0) {
           outIds[outIds.length] = reqId;
-          outKinds[outKinds.length] = ${SERVICE_RESULT.error};
-          outValues[outValues.length] = kind === ${SERVICE_EVENT.trigger} ? "the service has no handle(subject, payload)" : "the subscription was closed";
+          outKinds[outKinds.length] = SERVICE_RESULT.error;
+          outValues[outValues.length] = kind === SERVICE_EVENT.trigger ? "the service has no handle(subject, payload)" : "the subscription was closed";
         }
         continue;
       }
       let r;
       let threw = false;
       try {
-        r = ReflectApply(fn, kind === ${SERVICE_EVENT.start} || kind === ${SERVICE_EVENT.stop} ? mod : G, args);
+        r = ReflectApply(fn, kind === SERVICE_EVENT.start || kind === SERVICE_EVENT.stop ? mod : G, args);
       } catch (e) {
         threw = true;
         r = e;
       }
       if (reqId > 0) {
         if (!threw && isThenable(r)) { later(reqId, r); continue; }
+        /** @type {Outcome} */
         let o;
-        try { o = outcome(!threw, r); } catch (e) { o = [${SERVICE_RESULT.error}, "[unprintable error]"]; }
+        try { o = outcome(!threw, r); } catch (e) { o = [SERVICE_RESULT.error, "[unprintable error]"]; }
         outIds[outIds.length] = reqId;
         outKinds[outKinds.length] = o[0];
         outValues[outValues.length] = o[1];
@@ -202,4 +242,3 @@ function makeServiceRunner(mod, info, control, emitReply) {
     return [outIds, outKinds, outValues];
   };
 }
-`;

@@ -1,3 +1,4 @@
+// @ts-check
 // `crypto.getRandomValues` and `crypto.randomUUID` inside workload isolates (Web Crypto's two
 // synchronous calls; no `crypto.subtle`). isolated-vm contexts have no source of randomness but
 // Math.random (V8's xorshift, whose state can be recovered from a few outputs), and tokens, ids and a
@@ -9,11 +10,17 @@
 // erasure"), so state read later does not give earlier outputs away. The generator's state lives only in
 // the bootstrap's closure: workload code cannot reach it, and it is the workload's own context anyway.
 //
-// MAKE_RANDOM_SOURCE is a function expression (key bytes → fill(bytes)) that uses nothing but
-// arithmetic and the typed-array constructors it is given, so the same text is tested against Node's
-// ChaCha20 (test/crypto-bootstrap.test.ts) and pasted into BOOTSTRAP_SOURCE.
+// makeRandom (key bytes → fill(bytes)) uses nothing but arithmetic and the typed-array constructors it
+// is given, so the same text is tested against Node's ChaCha20 (test/crypto-bootstrap.test.ts) and is
+// part of BOOTSTRAP_SOURCE; crypto.js builds the global `crypto` on it.
 
-export const MAKE_RANDOM_SOURCE = String.raw`(function makeRandom(seed, U8, U32) {
+/**
+ * @param {Uint8Array} seed
+ * @param {Uint8ArrayConstructor} U8
+ * @param {Uint32ArrayConstructor} U32
+ * @returns {(bytes: Uint8Array, n: number) => void}
+ */
+function makeRandom(seed, U8, U32) {
   const key = new U32(8);
   for (let i = 0; i < 8; i++) key[i] = (seed[4 * i] | (seed[4 * i + 1] << 8) | (seed[4 * i + 2] << 16) | (seed[4 * i + 3] << 24)) >>> 0;
   const x = new U32(16);
@@ -78,44 +85,4 @@ export const MAKE_RANDOM_SOURCE = String.raw`(function makeRandom(seed, U8, U32)
     for (let j = 0; j < 64; j++) block[j] = 0;
     counter = 0;
   };
-})`;
-
-/** Pasted into BOOTSTRAP_SOURCE, where `seed` (32 bytes), the primordials and `define` are in scope. */
-export const CRYPTO_GUEST_SOURCE = String.raw`
-const fillRandom = ${MAKE_RANDOM_SOURCE}(seed, U8, Uint32Array);
-const RANDOM_QUOTA = 65536;
-const INTEGER_ARRAYS = ObjectFreeze(ObjectAssign(ObjectCreate(null), {
-  Int8Array: true, Uint8Array: true, Uint8ClampedArray: true, Int16Array: true, Uint16Array: true,
-  Int32Array: true, Uint32Array: true, BigInt64Array: true, BigUint64Array: true,
-}));
-function getRandomValues(array) {
-  const tag = isTypedArray(array) ? TypedArrayTag(array) : undefined;
-  if (tag === undefined || INTEGER_ARRAYS[tag] !== true) {
-    const e = new TypeErrorCtor("crypto.getRandomValues: the argument must be an integer-typed array (Uint8Array, Int32Array, ...)");
-    ObjectDefineProperty(e, "name", { value: "TypeMismatchError" });
-    throw e;
-  }
-  const n = TypedArrayByteLength(array);
-  if (n > RANDOM_QUOTA) {
-    const e = new ErrorCtor("crypto.getRandomValues: " + n + " bytes asked, at most " + RANDOM_QUOTA + " per call");
-    ObjectDefineProperty(e, "name", { value: "QuotaExceededError" });
-    throw e;
-  }
-  fillRandom(new U8(TypedArrayBuffer(array), TypedArrayByteOffset(array), n), n);
-  return array;
 }
-const HEX = "0123456789abcdef";
-function randomUUID() {
-  const b = new U8(16);
-  fillRandom(b, 16);
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  let s = "";
-  for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) s += "-";
-    s += HEX[b[i] >>> 4] + HEX[b[i] & 15];
-  }
-  return s;
-}
-define("crypto", ObjectFreeze({ getRandomValues, randomUUID }));
-`;

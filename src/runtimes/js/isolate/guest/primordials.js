@@ -1,3 +1,4 @@
+// @ts-check
 // The built-ins the bootstrap (bootstrap.ts) uses, captured in each new context before workload code
 // runs, as a source fragment the bootstrap starts with.
 //
@@ -9,14 +10,15 @@
 // (`TypedArraySet(data, bytes, 0)`), and values a workload hands over are read through the original
 // getters (internal slots), never through their own, possibly forged, properties.
 
-export const PRIMORDIALS_SOURCE = String.raw`
 const ReflectApply = Reflect.apply;
 const ReflectGetOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
 const ObjectGetPrototypeOf = Object.getPrototypeOf;
 // uncurryThis(f)(self, ...args) calls the original f with this = self, through the originals of
 // Function.prototype.bind and call only (bound now): nothing a workload replaces later is consulted.
+/** @type {<T, A extends unknown[], R>(f: (this: T, ...args: A) => R) => (self: T, ...args: A) => R} */
 const uncurryThis = ReflectApply(Function.prototype.bind, Function.prototype.bind, [Function.prototype.call]);
-const getterOf = (proto, name) => uncurryThis(ReflectGetOwnPropertyDescriptor(proto, name).get);
+/** @type {(proto: object, name: PropertyKey) => (self: unknown) => any} */
+const getterOf = (proto, name) => uncurryThis(/** @type {{ get: () => any }} */ (ReflectGetOwnPropertyDescriptor(proto, name)).get);
 
 const ObjectFreeze = Object.freeze;
 const ObjectCreate = Object.create;
@@ -69,6 +71,11 @@ const DateNow = Date.now;
 const AtomicsStore = Atomics.store;
 const AtomicsCompareExchange = Atomics.compareExchange;
 
+/**
+ * @template T
+ * @param {T} o
+ * @returns {Readonly<T>}
+ */
 function frozenRecord(o) {
   return ObjectFreeze(ObjectAssign(ObjectCreate(null), o));
 }
@@ -77,12 +84,21 @@ function frozenRecord(o) {
 // so a workload's Promise.prototype.constructor or Promise[Symbol.species] is never asked (then() on a
 // promise constructs the derived promise through them, and runs whatever they return).
 const NO_SPECIES = frozenRecord({ value: ObjectFreeze(ObjectCreate(null)) });
+/**
+ * @template T
+ * @param {Promise<T>} p
+ * @returns {Promise<T>}
+ */
 function ownPromise(p) {
   ObjectDefineProperty(p, "constructor", NO_SPECIES);
   return p;
 }
 
 // Whether v is a typed array (by its internal slot: neither instanceof nor Symbol.toStringTag of v).
+/**
+ * @param {unknown} v
+ * @returns {boolean}
+ */
 function isTypedArray(v) {
   return ArrayBufferIsView(v) && TypedArrayTag(v) !== undefined;
 }
@@ -90,6 +106,10 @@ function isTypedArray(v) {
 // Whether the object v is a boxed string (new String(...)), which JSON writes as the string it turns
 // into. By its internal slot; only an object with an own "length" is asked, as every boxed string has
 // one, so that the throw of a plain object's answer is rare.
+/**
+ * @param {object} v
+ * @returns {boolean}
+ */
 function isStringObject(v) {
   if (!ObjectHasOwn(v, "length") || ArrayIsArray(v)) return false;
   try {
@@ -103,16 +123,19 @@ function isStringObject(v) {
 // The bytes v holds as a Uint8Array over them (no copy), or undefined when v is not bytes: a typed
 // array or DataView (its view), an ArrayBuffer (all of it). Read through the original getters only (a
 // Uint8Array is returned as it is: the callers read it through them too, never through its own properties).
+/**
+ * @param {unknown} v
+ * @returns {Uint8Array | undefined}
+ */
 function bytesOf(v) {
   if (v === null || typeof v !== "object") return undefined;
   if (ArrayBufferIsView(v)) {
     const tag = TypedArrayTag(v);
-    if (tag === "Uint8Array") return v;
+    if (tag === "Uint8Array") return /** @type {Uint8Array} */ (v);
     if (tag !== undefined) return new U8(TypedArrayBuffer(v), TypedArrayByteOffset(v), TypedArrayByteLength(v));
     return new U8(DataViewBuffer(v), DataViewByteOffset(v), DataViewByteLength(v));
   }
   let size;
   try { size = ArrayBufferByteLength(v); } catch (e) { return undefined; }
-  return new U8(v, 0, size);
+  return new U8(/** @type {ArrayBuffer} */ (v), 0, size);
 }
-`;
