@@ -3,13 +3,14 @@
 
 import http from "node:http";
 import os from "node:os";
-import type { AddressInfo } from "node:net";
 import type { Broker } from "./server.js";
 import type { ClientConnection } from "./client.js";
+import type { Subscription } from "./sublist.js";
 import { SERVER_VERSION } from "./options.js";
 import type { JetStream } from "./jetstream/jetstream.js";
 import { brokerMetrics } from "./metrics.js";
 import { PROMETHEUS_CONTENT_TYPE } from "../util/prometheus.js";
+import { closeNow, listenOn } from "../util/listen.js";
 
 const NS_PER_MS = 1_000_000;
 
@@ -58,23 +59,14 @@ export class Monitor {
 
   async listen(host: string, port: number): Promise<void> {
     const server = http.createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    this.port = await listenOn(server, port, host);
     this.server = server;
-    this.port = (server.address() as AddressInfo).port;
   }
 
   async close(): Promise<void> {
     const server = this.server;
     this.server = null;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) await closeNow(server);
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -234,15 +226,7 @@ export class Monitor {
       if (subsMode === "1" || subsMode === "true") {
         info.subscriptions_list = [...c.subs.values()].map((s) => utf8(s.subject));
       } else if (subsMode === "detail") {
-        info.subscriptions_list_detail = [...c.subs.values()].map((s) => ({
-          account: "$G",
-          subject: utf8(s.subject),
-          ...(s.queue !== undefined ? { qgroup: utf8(s.queue) } : {}),
-          sid: s.sid,
-          msgs: s.delivered,
-          ...(s.max > 0 ? { max: s.max } : {}),
-          cid: c.cid,
-        }));
+        info.subscriptions_list_detail = [...c.subs.values()].map(subscriptionDetail);
       }
       return info;
     });
@@ -285,16 +269,21 @@ export class Monitor {
       body.total = subs.length;
       body.offset = offset;
       body.limit = limit;
-      body.subscriptions_list = subs.slice(offset, offset + limit).map((s) => ({
-        account: "$G",
-        subject: utf8(s.subject),
-        ...(s.queue !== undefined ? { qgroup: utf8(s.queue) } : {}),
-        sid: s.sid,
-        msgs: s.delivered,
-        ...(s.max > 0 ? { max: s.max } : {}),
-        cid: (s.owner as ClientConnection | null)?.cid ?? 0,
-      }));
+      body.subscriptions_list = subs.slice(offset, offset + limit).map(subscriptionDetail);
     }
     return body;
   }
+}
+
+/** One subscription as nats-server's /connz?subs=detail and /subsz?subs=1 show it (cid 0: the server's own). */
+function subscriptionDetail(s: Subscription): Record<string, unknown> {
+  return {
+    account: "$G",
+    subject: utf8(s.subject),
+    ...(s.queue !== undefined ? { qgroup: utf8(s.queue) } : {}),
+    sid: s.sid,
+    msgs: s.delivered,
+    ...(s.max > 0 ? { max: s.max } : {}),
+    cid: (s.owner as ClientConnection | null)?.cid ?? 0,
+  };
 }

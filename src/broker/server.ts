@@ -15,6 +15,7 @@ import { Sublist, type Subscription } from "./sublist.js";
 import { TlsUpgrader } from "./tls.js";
 import { type ClientTransport, SocketTransport } from "./transport.js";
 import type { WebSocketListener } from "./websocket.js";
+import { listenOn } from "../util/listen.js";
 
 /** Above this backlog a receiver stalls the publishers feeding it (nats-server stalls at max_pending/2). */
 const STALL_BYTES_CAP = 4 * 1024 * 1024;
@@ -104,16 +105,9 @@ export class Broker {
   async listen(): Promise<void> {
     const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     server.maxConnections = this.options.maxConnections + 1; // one over, so we can say why we refuse
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.options.port, this.options.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    this.listenPort = await listenOn(server, this.options.port, this.options.host);
     server.on("error", (err) => this.log.error({ err }, "listener error"));
     this.listener = server;
-    this.listenPort = (server.address() as net.AddressInfo).port;
     const wsConfig = this.options.websocket;
     if (wsConfig !== undefined) {
       // Loaded only when asked for: the ws library is a good part of a plain broker's start-up.

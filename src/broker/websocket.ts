@@ -15,6 +15,7 @@ import type { BrokerWebSocket } from "./options.js";
 import { type AllowedOrigin, hostAndPort, parseAllowedOrigin } from "./origin.js";
 import { tlsServerOptions } from "./tls.js";
 import { type ClientTransport, socketSent, type TransportEvents } from "./transport.js";
+import { listenOn } from "../util/listen.js";
 
 /** nats-server's default time for the HTTP upgrade, from the first byte to the 101. */
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 2000;
@@ -93,15 +94,8 @@ export class WebSocketListener {
   }
 
   async listen(defaultHost: string): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.http.once("error", reject);
-      this.http.listen(this.config.port, this.config.host ?? defaultHost, () => {
-        this.http.off("error", reject);
-        resolve();
-      });
-    });
+    this.listenPort = await listenOn(this.http, this.config.port, this.config.host ?? defaultHost);
     this.http.on("error", (err) => this.host.log.error({ err }, "websocket listener error"));
-    this.listenPort = (this.http.address() as net.AddressInfo).port;
     if (!this.config.tls) this.host.log.warn("websocket not configured with TLS: use it on trusted networks only");
   }
 

@@ -19,6 +19,7 @@ import type { HttpRoutes, ServedRoute } from "./http-routes.js";
 import { ReplyMux, type ReplyOutcome } from "./reply-mux.js";
 import { StaticFiles } from "./static-files.js";
 import type { GatewayOptions } from "./gateway-options.js";
+import { listenOn } from "../util/listen.js";
 
 export interface GatewayHost {
   nc: NatsConnection;
@@ -65,13 +66,7 @@ export class HttpGateway {
       (req, res) => this.handle(req, res),
     );
     server.on("clientError", (err: NodeJS.ErrnoException, socket) => this.clientError(err, socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(o.port, o.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    await listenOn(server, o.port, o.host);
     this.server = server;
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;

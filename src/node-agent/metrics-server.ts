@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import type { WorkloadSummary } from "../protocol/control.js";
 import { Exposition, PROMETHEUS_CONTENT_TYPE, type HistogramSample, type Sample } from "../util/prometheus.js";
 import type { NodeAgent } from "./node.js";
+import { closeNow, listenOn } from "../util/listen.js";
 
 function workloadLabels(w: WorkloadSummary): Record<string, string> {
   return { workload_id: w.id, name: w.name, namespace: w.namespace, type: w.type };
@@ -66,15 +67,8 @@ export class MetricsServer {
 
   async listen(host: string, port: number): Promise<void> {
     const server = http.createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    this.port = await listenOn(server, port, host);
     this.server = server;
-    this.port = (server.address() as AddressInfo).port;
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -98,8 +92,6 @@ export class MetricsServer {
   async close(): Promise<void> {
     const server = this.server;
     this.server = null;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) await closeNow(server);
   }
 }
