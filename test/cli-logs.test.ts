@@ -34,7 +34,9 @@ function nexInPty(args: string[], env: Record<string, string>, dir: string, size
   const pidFile = path.join(dir, `pty-${randomBytes(4).toString("hex")}.pid`);
   const command = `${sized ? "stty cols 120 rows 40; " : ""}echo $$ > ${quote(pidFile)}; exec ${quote(process.execPath)} ${quote(NEX_BIN)} ${args.map(quote).join(" ")}`;
   // stdin stays open: script passes it to the terminal, and some versions stop at its end.
-  const child: ChildProcess = spawn("script", ["-qfec", command, "/dev/null"], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
+  // A person at a terminal: without CI in the environment, which makes ora (is-interactive) show no spinner.
+  const { CI: _ci, ...outside } = process.env;
+  const child: ChildProcess = spawn("script", ["-qfec", command, "/dev/null"], { cwd: ROOT, env: { ...outside, ...env }, stdio: ["pipe", "pipe", "pipe"] });
   let out = "";
   child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (out += d.toString()));

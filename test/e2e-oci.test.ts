@@ -102,7 +102,9 @@ describe.skipIf(skip !== undefined)(`oci workloads end to end${skip ? ` (skipped
     const inspect = await docker.getContainer(container.Id).inspect();
     expect(inspect.HostConfig).toMatchObject({ Memory: 64 * 1024 * 1024, NanoCpus: 500_000_000, PidsLimit: 64 });
     expect(inspect.Config.Env).toContain(`NEX_NATS_URL=${server.url.replace("://", `://${user}:${encodeURIComponent(password)}@`)}`);
-    expect(eventsOf(greeterId).map((e) => e.type)).toEqual(["io.nats.nex.v1.workload_deployed", "io.nats.nex.v1.workload_started"]);
+    // workload_preparing first: the node says it may pull the image before the container starts.
+    expect(eventsOf(greeterId).map((e) => e.type)).toEqual(["io.nats.nex.v1.workload_preparing", "io.nats.nex.v1.workload_deployed", "io.nats.nex.v1.workload_started"]);
+    expect(eventsOf(greeterId)[0].data).toMatchObject({ workload_id: greeterId, waiting_for: expect.stringContaining(image) });
   });
 
   it("sends the container's output to the log feed", async () => {
@@ -130,6 +132,7 @@ describe.skipIf(skip !== undefined)(`oci workloads end to end${skip ? ` (skipped
     const id = run.stdout.trim();
     await waitFor("the last exit", () => eventsOf(id).some((e) => e.type.endsWith("workload_exited") && e.data.restart_in_ms === null));
     expect(eventsOf(id).map((e) => [e.type.replace("io.nats.nex.v1.", ""), e.data.reason ?? null, e.data.exit_code ?? null, e.data.restart_in_ms ?? null])).toEqual([
+      ["workload_preparing", null, null, null],
       ["workload_deployed", null, null, null],
       ["workload_started", null, null, null],
       ["workload_exited", "crashed", 7, 100],

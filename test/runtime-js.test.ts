@@ -494,6 +494,26 @@ describe("JavaScript runtime", () => {
       expect(replies.map(text)).toEqual(["gathered 4: a", "gathered 4: b", "gathered 4: c", "gathered 4: d"]);
     });
 
+    it("adds isolates while a synchronous function's isolates all wait on host services and triggers queue", async () => {
+      // gather.sync answers only once 3 requests are out together: one isolate parked on its first
+      // request could never send the second, so every trigger would time out.
+      const held: Msg[] = [];
+      const sub = nc.subscribe("gather.sync", {
+        callback: (_err, m) => {
+          held.push(m);
+          if (held.length === 3) for (const h of held.splice(0)) h.respond(`gathered: ${dec.decode(h.data)}`);
+        },
+      });
+      await nc.flush();
+      try {
+        const s = await deploy(spec("sync-gather.js", { namespace: ns, limits: { memoryMb: 32, timeoutMs: 8000, cpuMs: 8000 } }));
+        const replies = await Promise.all(["a", "b", "c"].map((p) => request(s, p, 15_000)));
+        expect(replies.map(text)).toEqual(["gathered: a", "gathered: b", "gathered: c"]);
+      } finally {
+        sub.unsubscribe();
+      }
+    });
+
     it("throttles a fan-out of host calls: the calls past the ones out at once wait for a turn", async () => {
       const s = spec("kv-promises.js", { namespace: ns });
       await put(s.name, "greeting", "hello");

@@ -5,6 +5,9 @@
 // (deadline, CPU, memory, crash) is replaced in the background, with a backoff while replacing fails.
 // Under the runtime host's budget of loaded slots (warm-pools.ts) an idle pool may unload all its slots
 // (hibernate); its next trigger waits in the queue while they load again.
+// Elastic: when triggers wait and every slot is busy but only waiting on host services (no CPU used:
+// a synchronous function parked on a KV call), the pool adds a slot, up to `maxSize`, so the waits
+// overlap; a slot past `size` closes after EXTRA_IDLE_MS without work.
 
 import type { Logger } from "pino";
 import { MAX_QUEUED_TRIGGERS, type Job, type TriggerPool } from "./hosted-workload.js";
@@ -22,13 +25,22 @@ export interface PoolSlot {
   heapBytes(): Promise<number>;
   /** Set by the pool for a slot that can die while idle (a worker thread that exits). */
   onDeath?: () => void;
+  /** Busy, but only waiting on host-service calls (the pool may add a slot then). */
+  waitingOnHost?(): boolean;
+  /** Set by the pool: told when the slot sends a host call, so triggers waiting meanwhile may get a slot of their own. */
+  onHostWait?: () => void;
 }
+
+/** How long a slot added past the pool's size stays without work before it closes. */
+const EXTRA_IDLE_MS = 5000;
 
 export interface SlotPoolConfig<S extends PoolSlot> {
   /** A new slot with the workload loaded; rejects with the load error. */
   create(): Promise<S>;
   /** Slots serving at once. */
   size: number;
+  /** Slots at most while every slot waits on host services and triggers queue (default: size). */
+  maxSize?: number;
   /** A trigger's whole deadline, queueing included. */
   timeoutMs: number;
   /** Most triggers handed to one slot at a time (1: one at a time). */
@@ -50,8 +62,10 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
   private closed = false;
   /** Hibernated: no slot is loaded until the next trigger. */
   private asleep = false;
-  /** Slots being created (replacements, or a wake-up). */
+  /** Slots being created (replacements, a wake-up, or one more while all wait on host services). */
   private creating = 0;
+  /** Set while slots past `size` exist: closes the idle ones after EXTRA_IDLE_MS. */
+  private extraTimer?: NodeJS.Timeout;
   private drainWaiters: (() => void)[] = [];
   /** Set while triggers wait: answers them when their deadline passes even if no slot frees up. */
   private expiryTimer?: NodeJS.Timeout;
@@ -84,6 +98,8 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
   hibernate(): boolean {
     if (this.closed || this.asleep || this.running > 0 || this.queued > 0 || this.creating > 0) return false;
     this.asleep = true;
+    clearTimeout(this.extraTimer);
+    this.extraTimer = undefined;
     for (const slot of this.live) {
       slot.onDeath = undefined;
       slot.close();
@@ -108,6 +124,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
       return;
     }
     slot.onDeath = () => this.retire(slot);
+    slot.onHostWait = () => this.growIfParked();
     this.live.add(slot);
     this.idle.push(slot);
   }
@@ -133,6 +150,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
       else {
         this.queue.push(job);
         this.pump();
+        this.growIfParked();
       }
     });
   }
@@ -152,6 +170,34 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
     else this.idle.push(slot);
     this.pump();
     this.checkDrained();
+    if (this.live.size > this.cfg.size && this.extraTimer === undefined && !this.closed) {
+      this.extraTimer = setTimeout(() => this.closeIdleExtras(), EXTRA_IDLE_MS);
+      this.extraTimer.unref();
+    }
+  }
+
+  /** One more slot (up to maxSize), one at a time, while triggers wait and every slot only waits on host services. */
+  private growIfParked(): void {
+    const max = this.cfg.maxSize ?? this.cfg.size;
+    if (this.closed || this.asleep || this.creating > 0 || this.live.size >= max || this.idle.length > 0 || this.queued === 0) return;
+    for (const slot of this.live) if (!slot.waitingOnHost?.()) return;
+    this.replace();
+  }
+
+  /** Closes idle slots past `size` (the added ones are no longer needed); looks again while some are busy. */
+  private closeIdleExtras(): void {
+    this.extraTimer = undefined;
+    if (this.closed) return;
+    while (this.live.size > this.cfg.size && this.idle.length > 0 && this.queued === 0) {
+      const slot = this.idle.shift()!;
+      this.live.delete(slot);
+      slot.onDeath = undefined;
+      slot.close();
+    }
+    if (this.live.size > this.cfg.size) {
+      this.extraTimer = setTimeout(() => this.closeIdleExtras(), EXTRA_IDLE_MS);
+      this.extraTimer.unref();
+    }
   }
 
   /** A dead slot leaves (once) and a replacement starts. */
@@ -257,6 +303,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
     this.closed = true;
     this.cfg.warm?.forget(this);
     clearTimeout(this.expiryTimer);
+    clearTimeout(this.extraTimer);
     for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i].resolve(UNAVAILABLE);
     this.queue = [];
     this.queueHead = 0;

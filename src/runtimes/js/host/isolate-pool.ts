@@ -15,6 +15,11 @@ export type { PoolConfig, PoolHooks } from "./isolate-slot.js";
 
 /** Most triggers handed to an isolate in one call. */
 export const MAX_BATCH = 16;
+/**
+ * Isolates a function may have while all of them wait on host services and triggers queue (its
+ * --concurrency when larger): a synchronous function blocked on KV calls then overlaps its waits.
+ */
+export const MAX_ELASTIC_ISOLATES = 4;
 
 export class WorkloadPool implements TriggerPool {
   readonly httpFrames = true;
@@ -41,6 +46,7 @@ export class WorkloadPool implements TriggerPool {
     const isolates = await SlotPool.start({
       create: () => IsolateSlot.create(cfg),
       size: cfg.concurrency,
+      maxSize: Math.max(cfg.concurrency, MAX_ELASTIC_ISOLATES),
       timeoutMs: cfg.limits.timeoutMs,
       maxBatch: cfg.fresh ? 1 : MAX_BATCH,
       what: "isolate",

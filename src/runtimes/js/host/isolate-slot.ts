@@ -116,6 +116,10 @@ export class IsolateSlot {
   private startCpu = 0n;
   private lastHeapBytes = 0;
   private readonly hostCalls = new HostCallTurns("this isolate");
+  /** Set by the pool (slot-pool.ts): told when a host call goes out. */
+  onHostWait?: () => void;
+  /** Synchronous host calls out (0 or 1: the isolate's thread waits on it). */
+  private parked = 0;
   dead = false;
 
   private constructor(
@@ -123,14 +127,20 @@ export class IsolateSlot {
     private readonly blank: BlankIsolate,
   ) {
     this.isolate = blank.isolate;
-    this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
+    // `parked`: the sync face's call, for which the isolate's thread waits (the async face's awaits).
+    this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown, parked: unknown) => {
       const b = this.batch;
       // Results written meanwhile leave with this call's request.
       if (b) b.collect();
       // The caller is one of the triggers in flight; the isolate stops at the earliest of their deadlines.
       const deadline = b ? b.nextDeadline() : Date.now() + LOAD_TIMEOUT_MS;
-      const result = await this.hostCall(service, method, headers, body, deadline);
-      return new ivm.ExternalCopy(result).copyInto({ release: true });
+      if (parked === true) this.parked++;
+      try {
+        const result = await this.hostCall(service, method, headers, body, deadline);
+        return new ivm.ExternalCopy(result).copyInto({ release: true });
+      } finally {
+        if (parked === true) this.parked--;
+      }
     });
     this.logCallback = new ivm.Callback(
       (stream: unknown, line: unknown) => {
@@ -150,7 +160,17 @@ export class IsolateSlot {
 
   /** One host call, when a turn is free (host-call-turns.ts). */
   private hostCall(service: unknown, method: unknown, headers: unknown, body: unknown, deadline: number): Promise<HostCallResult> {
-    return this.hostCalls.run(body, () => this.cfg.hooks.hostCall(service, method, headers, body, deadline));
+    const answer = this.hostCalls.run(body, () => this.cfg.hooks.hostCall(service, method, headers, body, deadline));
+    this.onHostWait?.();
+    return answer;
+  }
+
+  /**
+   * Parked on a synchronous host call: the isolate's thread waits and uses no CPU. (An async function's
+   * calls overlap inside its isolate already; more isolates would only cost it.)
+   */
+  waitingOnHost(): boolean {
+    return this.busy && this.parked > 0;
   }
 
   get busy(): boolean {

@@ -59,7 +59,7 @@ const syncFace = {
   call(service, method, headers, body, then, missingIsNull) {
     let r;
     try {
-      r = checked(ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, ownBytes(body)], SYNC_CALL]));
+      r = checked(ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, ownBytes(body), true], SYNC_CALL]));
     } catch (e) {
       if (missingIsNull) return nullIfMissing(withCode(e));
       throw withCode(e);
