@@ -85,11 +85,12 @@ export function respondError(msg: Msg, code: number, message: string, log: Logge
 export class HostedWorkload {
   private readonly subs: Subscription[] = [];
   private readonly maxPayload: number;
-  private triggers = 0;
   private failures = 0;
-  private totalMs = 0;
   private lastMs = 0;
-  /** Counted here, read by the node only when asked (stats): a trigger pays an increment, never a message. */
+  /**
+   * Every trigger's duration, read by the node only when asked (stats): a trigger pays an increment, never
+   * a message. The trigger count and the mean come from it.
+   */
   private readonly durations = new DurationHistogram();
   private readonly failureCodes: Record<string, number> = {};
   private stopping?: Promise<void>;
@@ -166,8 +167,6 @@ export class HostedWorkload {
 
   private finish(msg: Msg, started: number, outcome: Outcome): void {
     const ms = performance.now() - started;
-    this.triggers++;
-    this.totalMs += ms;
     this.lastMs = ms;
     this.durations.observe(ms);
     if (outcome.ok) {
@@ -208,13 +207,15 @@ export class HostedWorkload {
   }
 
   async stats(): Promise<FunctionStats> {
+    const durations = this.durations.snapshot();
+    const triggers = durations.counts.reduce((a, b) => a + b, 0);
     return {
-      triggers: this.triggers,
+      triggers,
       failures: this.failures,
-      meanMs: this.triggers === 0 ? 0 : this.totalMs / this.triggers,
+      meanMs: triggers === 0 ? 0 : durations.sumMs / triggers,
       lastMs: this.lastMs,
       memoryBytes: await this.pool.heapBytes(),
-      durations: this.durations.snapshot(),
+      durations,
       failureCodes: { ...this.failureCodes },
     };
   }

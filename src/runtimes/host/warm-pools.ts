@@ -20,11 +20,15 @@ export class WarmPools {
   /** The loaded pools, least recently triggered first (a Map keeps insertion order). */
   private readonly order = new Map<Hibernating, true>();
   private loadedSlots = 0;
+  /** The pool used last: a pool triggered again and again (the usual case) costs one comparison. */
+  private latest?: Hibernating;
 
   constructor(readonly maxSlots: number) {}
 
   /** A pool was triggered or has just loaded: it becomes the most recent, and the oldest idle ones past the budget unload. */
   used(pool: Hibernating): void {
+    if (pool === this.latest) return;
+    this.latest = pool;
     if (this.order.delete(pool)) this.order.set(pool, true);
     else {
       this.order.set(pool, true);
@@ -35,6 +39,7 @@ export class WarmPools {
 
   /** A pool that closed for good. */
   forget(pool: Hibernating): void {
+    if (this.latest === pool) this.latest = undefined;
     if (this.order.delete(pool)) this.loadedSlots -= pool.size;
   }
 
@@ -47,6 +52,7 @@ export class WarmPools {
     for (const pool of this.order.keys()) {
       if (this.loadedSlots <= this.maxSlots || ++scanned > MAX_SCAN) return;
       if (pool === keep || !pool.hibernate()) continue;
+      if (this.latest === pool) this.latest = undefined;
       this.order.delete(pool);
       this.loadedSlots -= pool.size;
     }
