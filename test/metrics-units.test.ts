@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { DurationHistogram, histogramDelta, quantileMs } from "../src/util/histogram.js";
 import { Exposition } from "../src/util/prometheus.js";
-import { rowsOf, sortRows, type Sample } from "../src/cli/top-view.js";
+import { renderFrame, rowsOf, sortRows, type Sample } from "../src/cli/top-view.js";
 import type { InfoResponse, WorkloadSummary } from "../src/protocol/control.js";
 import { parsePrometheusText, sampleValue } from "./helpers/prometheus.js";
 
@@ -77,6 +77,19 @@ describe("nex top's rows", () => {
     expect(b?.p50).toBeUndefined();
     expect(nodes[0].rate).toBe(10);
     expect(rowsOf(now, undefined).workloads[0].rate).toBeUndefined();
+  });
+
+  it("draws names and errors from the bus without their control characters (no escape reaches the terminal)", () => {
+    const evil = "\x1b]0;owned\x07\x1b[2Jwipe";
+    const now = sample(1000, [{ ...workload("a", 1, [1, 0, 0]), name: evil, state: "running\x1b[31m" } as unknown as WorkloadSummary]);
+    now.nodes[0] = { ...now.nodes[0], name: `node${evil}` } as InfoResponse;
+    now.errors.push(`node N2: ${evil}`);
+    const { nodes, workloads } = rowsOf(now, undefined);
+    const lines = renderFrame({ namespace: "default", intervalMs: 1000, sample: now, nodes, workloads, sort: "name", reverse: false }, 200, 30);
+    // Only the view's own inverse-video header lines carry escapes; no line carries what came from the bus.
+    const own = /\x1b\[7m|\x1b\[0m/g;
+    for (const line of lines) expect(line.replace(own, "")).not.toMatch(/[\x00-\x1f\x7f-\x9f]/);
+    expect(lines.join("\n")).toContain("?]0;owned??[2Jwipe");
   });
 
   it("sorts numbers largest first, unknown last, and reverses", () => {

@@ -138,9 +138,17 @@ interface Col<R> {
   right?: boolean;
 }
 
+/**
+ * What the terminal may be handed of a text from the bus (a node's or a workload's name, an error): control
+ * characters (an escape sequence would repaint or retitle the operator's terminal) become "?".
+ */
+function printable(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
+}
+
 /** A header line and one line per row, columns as wide as their widest cell. */
 function table<R>(rows: R[], cols: Col<R>[]): string[] {
-  const cells = rows.map((r) => cols.map((c) => c.value(r)));
+  const cells = rows.map((r) => cols.map((c) => printable(c.value(r))));
   const widths = cols.map((c, i) => Math.max(c.header.length, ...cells.map((row) => row[i].length)));
   const line = (values: string[]): string => values.map((v, i) => (cols[i].right ? v.padStart(widths[i]) : v.padEnd(widths[i]))).join("  ").trimEnd();
   return [line(cols.map((c) => c.header)), ...cells.map(line)];
@@ -168,7 +176,7 @@ export function renderFrame(f: Frame, width: number, height: number): string[] {
   const time = f.sample ? new Date(f.sample.at).toISOString().slice(11, 19) : "--:--:--";
   const lines: string[] = [cut(`nex top  namespace ${f.namespace}  ${f.nodes.length} node(s), ${f.workloads.length} workload(s)  ${time} UTC  every ${f.intervalMs / 1000}s`)];
   const notes = [...(f.problem ? [f.problem] : []), ...(f.sample?.errors ?? [])];
-  for (const n of notes.slice(0, 2)) lines.push(cut(`! ${n}`));
+  for (const n of notes.slice(0, 2)) lines.push(cut(`! ${printable(n)}`));
   lines.push("");
   const nodeTable = table(f.nodes, [
     { header: "NODE", value: (n) => n.name },
