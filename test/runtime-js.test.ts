@@ -546,6 +546,21 @@ describe("JavaScript runtime", () => {
       // With a grant it is a request to the node; where no node serves it, the bridge says so.
       const orphan = await deploy(spec("kv-error.js", { namespace: "nonode", deploysWorkloads: true }));
       expect(json(await request(orphan, "children"))).toMatchObject({ name: "Error", code: "no_responders" });
+      // Whoever answers on the bus may send any code: the guest (and the call counts) see only known ones.
+      const odd = nc.subscribe("$NEX.HOST.oddnode.*.workloads.>", {
+        callback: (_err, m) => {
+          const h = natsHeaders();
+          h.set("Nex-Error-Code", "made_up_code_é");
+          m.respond("a made-up failure", { headers: h });
+        },
+      });
+      await nc.flush();
+      try {
+        const lied = await deploy(spec("kv-error.js", { namespace: "oddnode", deploysWorkloads: true }));
+        expect(json(await request(lied, "children"))).toEqual({ name: "Error", code: "internal", message: "a made-up failure" });
+      } finally {
+        odd.unsubscribe();
+      }
     });
 
     it("bounds a host call by the trigger's deadline, and the runtime host survives it", async () => {

@@ -30,20 +30,24 @@ export const HostHeaders = {
   error: "Nex-Error",
 } as const;
 
-/** Error codes a host call can answer with; the workload sees them on the thrown error's `code`. */
-export type HostErrorCode =
-  | "not_found"
-  | "bad_request"
-  | "forbidden"
-  | "too_large"
-  | "timeout"
-  | "wrong_revision"
-  | "exists"
-  | "no_responders"
-  | "overloaded"
-  /** JetStream was briefly without a leader or unreachable for longer than the call could wait. */
-  | "unavailable"
-  | "internal";
+/**
+ * Error codes a host call can answer with; the workload sees them on the thrown error's `code`.
+ * `unavailable`: JetStream was briefly without a leader or unreachable for longer than the call could wait.
+ */
+export const HOST_ERROR_CODES = [
+  "not_found",
+  "bad_request",
+  "forbidden",
+  "too_large",
+  "timeout",
+  "wrong_revision",
+  "exists",
+  "no_responders",
+  "overloaded",
+  "unavailable",
+  "internal",
+] as const;
+export type HostErrorCode = (typeof HOST_ERROR_CODES)[number];
 
 export function hostSubject(namespace: string, workloadId: string, service: HostService, method: string): string {
   return `${HOST_PREFIX}.${namespace}.${workloadId}.${service}.${method}`;

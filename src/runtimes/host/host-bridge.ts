@@ -13,6 +13,7 @@ import {
   HOST_METHODS,
   HostHeaders,
   hostSubject,
+  HOST_ERROR_CODES,
   hostValueLimit,
   MAX_HOST_VALUE_BYTES,
   NO_DEPLOY_GRANT,
@@ -26,6 +27,7 @@ export type HostCallResult =
   | { ok: false; code: HostErrorCode; message: string };
 
 export const MAX_HEADER_VALUE_CHARS = 1024;
+const KNOWN_CODES: ReadonlySet<string> = new Set(HOST_ERROR_CODES);
 /** Time left for a host service's answer to travel back after its own wait (Nex-Timeout-Ms) ends. */
 const INNER_MARGIN_MS = 50;
 const encoder = new TextEncoder();
@@ -180,7 +182,8 @@ export class HostBridge {
       if (code) {
         const text = Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength).toString("utf8");
         const message = text || reply.header(HostHeaders.error) || code;
-        return fail(code as HostErrorCode, message.slice(0, 4096));
+        // A reply from the bus may name any code: the guest and the call counts get only the known ones.
+        return fail(KNOWN_CODES.has(code) ? (code as HostErrorCode) : "internal", message.slice(0, 4096));
       }
       if (reply.data.byteLength > MAX_HOST_VALUE_BYTES) {
         return fail("too_large", `the host service answered ${reply.data.byteLength} bytes, over the ${MAX_HOST_VALUE_BYTES}-byte limit`);
