@@ -14,6 +14,7 @@ import { ControlClient } from "../src/cli/control-client.js";
 import { ARTIFACT_BUCKET, DEFAULT_NAMESPACE, PROTOCOL_VERSION } from "../src/protocol/control.js";
 import { sha256Hex } from "../src/util/sha256.js";
 import { liveProcesses } from "./children.js";
+import { cpuSecondsOf } from "./servers.js";
 import { startNode } from "./node.js";
 import { formatNumber, formatRatio, renderTable } from "./table.js";
 
@@ -114,12 +115,17 @@ export async function runHttpRows(log: (msg: string) => void): Promise<string[]>
     const bareUrl = `${bare.url}/bench`;
     await cannon(run, fnUrl, WARMUP_SECONDS);
     await cannon(run, bareUrl, WARMUP_SECONDS);
+    const fnCpu = cpuPerRequest({ "node process": node.pid, "runtime host": node.hostPid(), bench: process.pid });
     const fn = await cannon(run, fnUrl, SECONDS);
+    const fnCpuUs = fnCpu(fn.requests.total);
+    const peerCpu = cpuPerRequest({ "bare server": bare.proc.pid, bench: process.pid });
     const peer = await cannon(run, bareUrl, SECONDS);
+    const peerCpuUs = peerCpu(peer.requests.total);
     const fnSeq = await sequential(fnUrl, SEQUENTIAL);
     const peerSeq = await sequential(bareUrl, SEQUENTIAL);
     const rate = (r: CannonResult): number => r.requests.total / r.duration;
     log(`[rows ${rateRow}-${latencyRow}] function ${rate(fn).toFixed(0)} req/s (p50 ${fn.latency.p50} ms at ${CONNECTIONS} connections), bare ${rate(peer).toFixed(0)} req/s (p50 ${peer.latency.p50} ms)`);
+    log(`[rows ${rateRow}-${latencyRow}] CPU per request (µs; the bench runs autocannon): through the gateway ${fnCpuUs}; bare ${peerCpuUs}`);
     const ratio = rate(fn) / rate(peer);
     const title = (what: string): string => `HTTP trigger: fetch function returning 16 B through the gateway; peer: bare node:http server returning 16 B: ${what}`;
     return [
@@ -139,4 +145,16 @@ export async function runHttpRows(log: (msg: string) => void): Promise<string[]>
     bare.proc.kill("SIGKILL");
     await node.stop();
   }
+}
+
+/** Starts counting the CPU of these processes; the returned function says µs of each per request. */
+function cpuPerRequest(pids: Record<string, number | null | undefined>): (requests: number) => string {
+  const before = Object.entries(pids).map(([name, pid]) => [name, pid, cpuSecondsOf(pid)] as const);
+  return (requests) =>
+    before
+      .map(([name, pid, t0]) => {
+        const t1 = cpuSecondsOf(pid);
+        return `${name} ${t0 === null || t1 === null || requests === 0 ? "?" : (((t1 - t0) * 1e6) / requests).toFixed(0)}`;
+      })
+      .join(", ");
 }
