@@ -494,6 +494,50 @@ describe("JavaScript runtime", () => {
       expect(replies.map(text)).toEqual(["gathered 4: a", "gathered 4: b", "gathered 4: c", "gathered 4: d"]);
     });
 
+    describe("triggers that arrive while earlier ones await", () => {
+      // hold.svc answers only when the test says: a trigger holding on it keeps its batch open.
+      const held: Msg[] = [];
+      beforeAll(async () => {
+        nc.subscribe("hold.svc", { callback: (_err, m) => held.push(m) });
+        await nc.flush();
+      });
+      afterEach(() => {
+        for (const m of held.splice(0)) m.respond("released");
+      });
+
+      it("start at once on the same isolate, instead of waiting behind a host call (no head-of-line blocking)", async () => {
+        // One isolate; each "hold" stays out until released. Without batches beside each other, the second
+        // "hold" and the quick triggers would wait for the first to end, and time out.
+        const s = await deploy(spec("hold.js", { namespace: ns, limits: { memoryMb: 32, timeoutMs: 15_000, cpuMs: 15_000 } }));
+        const first = request(s, "hold", 20_000);
+        await waitFor("first hold out", () => held.length === 1);
+        const second = request(s, "hold", 20_000);
+        await waitFor("second hold out", () => held.length === 2);
+        const quick = await Promise.all(["a", "b", "c"].map((p) => request(s, p, 5000)));
+        expect(quick.map(text)).toEqual(["quick a", "quick b", "quick c"]);
+        held[1].respond("two");
+        expect(text(await second)).toBe("held: two");
+        held[0].respond("one");
+        expect(text(await first)).toBe("held: one");
+        held.splice(0);
+        expect(text(await request(s, "after"))).toBe("quick after");
+      });
+
+      it("stop with their isolate when a trigger beside them overruns its deadline: it answers timeout, they say why", async () => {
+        const s = await deploy(spec("hold.js", { namespace: ns, limits: { memoryMb: 32, timeoutMs: 1500, cpuMs: 1500 } }));
+        const overrunning = request(s, "never");
+        // Answered while "never" awaits, so the isolate takes batches beside it; the next "never" runs in one.
+        expect(text(await request(s, "between"))).toBe("quick between");
+        const beside = await request(s, "never");
+        const overran = await overrunning;
+        expect(overran.headers?.get("Nex-Error")).toMatch(/^timeout/);
+        expect(beside.headers?.get("Nats-Service-Error-Code")).toMatch(/^5\d\d$/);
+        expect(beside.headers?.get("Nex-Error")).toMatch(/stopped with its isolate, because a trigger running beside it ended so: timeout/);
+        // A fresh isolate serves the next trigger.
+        expect(text(await request(s, "again"))).toBe("quick again");
+      });
+    });
+
     it("adds isolates while a synchronous function's isolates all wait on host services and triggers queue", async () => {
       // gather.sync answers only once 3 requests are out together: one isolate parked on its first
       // request could never send the second, so every trigger would time out.

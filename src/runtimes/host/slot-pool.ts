@@ -7,7 +7,8 @@
 // (hibernate); its next trigger waits in the queue while they load again.
 // Elastic: when triggers wait and every slot is busy but only waiting on host services (no CPU used:
 // a synchronous function parked on a KV call), the pool adds a slot, up to `maxSize`, so the waits
-// overlap; a slot past `size` closes after EXTRA_IDLE_MS without work.
+// overlap; a slot past `size` closes after EXTRA_IDLE_MS without work. A busy slot that says it can take
+// more (an isolate whose async triggers all await) gets another batch beside the ones it runs.
 
 import type { Logger } from "pino";
 import { MAX_QUEUED_TRIGGERS, type Job, type TriggerPool } from "./hosted-workload.js";
@@ -29,6 +30,10 @@ export interface PoolSlot {
   waitingOnHost?(): boolean;
   /** Set by the pool: told when the slot sends a host call, so triggers waiting meanwhile may get a slot of their own. */
   onHostWait?: () => void;
+  /** Busy, but able to start another batch beside the ones it runs now. */
+  acceptsMore?(): boolean;
+  /** Set by the pool: told when a busy slot becomes able to take another batch. */
+  onAcceptsMore?: () => void;
 }
 
 /** How long a slot added past the pool's size stays without work before it closes. */
@@ -55,6 +60,8 @@ export interface SlotPoolConfig<S extends PoolSlot> {
 export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
   private readonly live = new Set<S>();
   private readonly idle: S[] = [];
+  /** Batches running on each busy slot (a slot is idle at 0). */
+  private readonly openBatches = new Map<S, number>();
   private queue: Job[] = [];
   private queueHead = 0;
   /** Batches running. */
@@ -125,6 +132,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
     }
     slot.onDeath = () => this.retire(slot);
     slot.onHostWait = () => this.growIfParked();
+    slot.onAcceptsMore = () => this.pump();
     this.live.add(slot);
     this.idle.push(slot);
   }
@@ -157,11 +165,29 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
 
   private dispatch(slot: S, jobs: Job[]): void {
     this.running++;
+    this.openBatches.set(slot, (this.openBatches.get(slot) ?? 0) + 1);
     slot.runBatch(jobs).then((notStarted) => {
       this.running--;
       if (notStarted.length > 0) this.requeueFront(notStarted);
+      const open = (this.openBatches.get(slot) ?? 1) - 1;
+      if (open > 0) {
+        // Still busy with a batch beside this one: freed only with its last.
+        this.openBatches.set(slot, open);
+        if (slot.dead) this.retire(slot);
+        this.pump();
+        this.checkDrained();
+        return;
+      }
+      this.openBatches.delete(slot);
       this.release(slot);
     });
+  }
+
+  /** A busy slot that can take another batch now, if any. */
+  private busyAcceptingMore(): S | undefined {
+    if (this.openBatches.size === 0) return undefined;
+    for (const slot of this.openBatches.keys()) if (slot.acceptsMore?.()) return slot;
+    return undefined;
   }
 
   private release(slot: S): void {
@@ -210,15 +236,17 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
     this.replace();
   }
 
-  /** Hands queued triggers to idle slots, spreading them when several slots serve. */
+  /** Hands queued triggers to idle slots, spreading them when several slots serve, then to busy slots that accept more. */
   private pump(): void {
     this.expireQueued();
-    while (!this.closed && this.idle.length > 0 && this.queued > 0) {
+    while (!this.closed && this.queued > 0) {
+      const slot = this.idle.pop() ?? this.busyAcceptingMore();
+      if (!slot) return;
       const size = Math.min(this.cfg.maxBatch, Math.ceil(this.queued / Math.max(1, this.live.size)));
       const jobs = this.queue.slice(this.queueHead, this.queueHead + size);
       this.queueHead += jobs.length;
       this.compactQueue();
-      this.dispatch(this.idle.pop()!, jobs);
+      this.dispatch(slot, jobs);
     }
   }
 

@@ -1,12 +1,14 @@
 // One isolate of a workload, inside the runtime host: its memory limit, its warm context or its spare
 // fresh contexts, and the running of triggers in it with a deadline and a CPU budget each.
 //
-// A slot runs one batch of triggers at a time (one call into the isolate). The triggers of a batch start
-// one after the other; a synchronous one runs to its end before the next starts, an async one lets the
-// next start while it awaits (so async triggers overlap their host calls). Results come back through the
-// slot's ResultChannel (shared memory, see result-channel.ts and bootstrap.ts runBatch); RunningBatch
-// (running-batch.ts) turns them into each trigger's answer, and decides who answers what when the slot
-// stops the isolate.
+// A slot runs a batch of triggers in one call into the isolate. The triggers of a batch start one after
+// the other; a synchronous one runs to its end before the next starts, an async one lets the next start
+// while it awaits (so async triggers overlap their host calls). Once every trigger of each batch it runs
+// has started and some only await (the isolate says so), the slot takes another batch beside them, up to
+// MAX_OPEN_BATCHES: a trigger then never waits behind another's host call (head-of-line blocking).
+// Results come back through the batch's region of the slot's result channel (shared memory, see
+// result-channel.ts and guest/runner.js); RunningBatch (running-batch.ts) turns them into each trigger's
+// answer, and decides who answers what when the slot stops the isolate.
 // Limits per trigger, counted from when it starts (the isolate records when each trigger started):
 // - wall clock: our own timer (isolated-vm's `timeout` does not bound promises); when a trigger passes
 //   its deadline the isolate is disposed and that trigger answers "timeout". Of the rest of its batch,
@@ -30,7 +32,7 @@ import type { SpareIsolate } from "./spare-isolate.js";
 import type { WarmPools } from "../../host/warm-pools.js";
 import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
 import type { HostCallResult } from "../../host/host-bridge.js";
-import { MAX_RESULTS, ResultChannel } from "./result-channel.js";
+import { MAX_OPEN_BATCHES, MAX_RESULTS, ResultChannel, SIGNAL } from "./result-channel.js";
 import { HostCallTurns } from "./host-call-turns.js";
 import { settleWithin } from "../../../util/settle-within.js";
 import { RunningBatch, type Blamed } from "./running-batch.js";
@@ -79,8 +81,8 @@ export interface PoolConfig {
 /** A context with the shims installed and the workload evaluated. */
 interface Prepared {
   context: ivm.Context;
-  /** runBatch(batchId, [subjects, payloads, expiries, base]) in bootstrap.ts. */
-  runBatch: ivm.Reference<(batchId: number, triggers: unknown) => unknown>;
+  /** runBatch(batchId, [subjects, payloads, expiries, base], region, areaBuffer?) in guest/runner.js. */
+  runBatch: ivm.Reference<(batchId: number, triggers: unknown, region: number, areaBuffer?: unknown) => unknown>;
 }
 
 function releasePrepared(p: Prepared): void {
@@ -106,11 +108,16 @@ export class IsolateSlot {
   private readonly logCallback: ivm.Callback;
   private readonly resultCallback: ivm.Callback;
   private readonly syncTimeoutMs: number;
-  private readonly channel = new ResultChannel();
-  private batch?: RunningBatch;
+  /** The result channel's regions, made when first used; region 0 is handed to every context at setup. */
+  private readonly channels: ResultChannel[] = [new ResultChannel()];
+  /** Regions the warm context has been handed (the others go with their first batch). */
+  private regionsHanded = 1;
+  /** The batches running, by region. */
+  private readonly open: (RunningBatch | undefined)[] = [];
+  private openCount = 0;
   private batchSeq = 0;
   private idleWaiters: (() => void)[] = [];
-  private timer?: NodeJS.Timeout;
+  private readonly deadlines = new Map<RunningBatch, NodeJS.Timeout>();
   /** Which trigger (batch id, index) startCpu belongs to, and isolate.cpuTime when it was first seen. */
   private cpuKey = "";
   private startCpu = 0n;
@@ -118,6 +125,8 @@ export class IsolateSlot {
   private readonly hostCalls = new HostCallTurns("this isolate");
   /** Set by the pool (slot-pool.ts): told when a host call goes out. */
   onHostWait?: () => void;
+  /** Set by the pool: told when the slot can take another batch beside the ones it runs. */
+  onAcceptsMore?: () => void;
   /** Synchronous host calls out (0 or 1: the isolate's thread waits on it). */
   private parked = 0;
   dead = false;
@@ -129,11 +138,14 @@ export class IsolateSlot {
     this.isolate = blank.isolate;
     // `parked`: the sync face's call, for which the isolate's thread waits (the async face's awaits).
     this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown, parked: unknown) => {
-      const b = this.batch;
-      // Results written meanwhile leave with this call's request.
-      if (b) b.collect();
-      // The caller is one of the triggers in flight; the isolate stops at the earliest of their deadlines.
-      const deadline = b ? b.nextDeadline() : Date.now() + LOAD_TIMEOUT_MS;
+      // Results written meanwhile leave with this call's request. The caller is one of the triggers in
+      // flight; the isolate stops at the earliest of their deadlines.
+      let deadline = this.openCount === 0 ? Date.now() + LOAD_TIMEOUT_MS : Infinity;
+      for (const b of this.open) {
+        if (!b) continue;
+        b.collect();
+        deadline = Math.min(deadline, b.nextDeadline());
+      }
       if (parked === true) this.parked++;
       try {
         const result = await this.hostCall(service, method, headers, body, deadline);
@@ -150,8 +162,10 @@ export class IsolateSlot {
     );
     this.resultCallback = new ivm.Callback(
       (batchId: unknown, index: unknown, kind: unknown, value: unknown) => {
-        const b = this.batch;
-        if (b && batchId === b.id) b.onResult(index, kind, value);
+        const b = this.open.find((o) => o?.id === batchId);
+        if (!b) return;
+        b.onResult(index, kind, value);
+        if (index === SIGNAL.awaiting && this.acceptsMore()) this.onAcceptsMore?.();
       },
       { ignored: true },
     );
@@ -173,8 +187,23 @@ export class IsolateSlot {
     return this.busy && this.parked > 0;
   }
 
+  /**
+   * Busy, and able to take another batch now: warm, below MAX_OPEN_BATCHES, not parked on a synchronous
+   * call, and every batch it runs has started all its triggers and only awaits.
+   */
+  acceptsMore(): boolean {
+    if (this.dead || this.cfg.fresh || this.parked > 0 || this.openCount === 0 || this.openCount >= MAX_OPEN_BATCHES) return false;
+    for (const b of this.open) if (b && !b.awaiting) return false;
+    return true;
+  }
+
   get busy(): boolean {
-    return this.batch !== undefined;
+    return this.openCount > 0;
+  }
+
+  /** The batches running, oldest first. */
+  private running(): RunningBatch[] {
+    return this.open.filter((b): b is RunningBatch => b !== undefined).sort((a, b) => a.id - b.id);
   }
 
   /** A new isolate with the workload compiled and a context ready; rejects with a WorkloadLoadError. */
@@ -239,7 +268,7 @@ export class IsolateSlot {
           new ivm.ExternalCopy(this.cfg.env).copyInto({ release: true }),
           new ivm.ExternalCopy(guestLimits(this.cfg.maxPayload)).copyInto({ release: true }),
           this.resultCallback,
-          new ivm.ExternalCopy(this.channel.shared).copyInto({ release: true }),
+          new ivm.ExternalCopy(this.channels[0].shared).copyInto({ release: true }),
           new ivm.ExternalCopy(new Uint8Array(randomBytes(32))).copyInto({ release: true }),
           guestLayout(),
         ],
@@ -271,12 +300,12 @@ export class IsolateSlot {
 
   /** Resolves when no batch runs in this isolate (at once if none does). */
   private whenIdle(): Promise<void> | undefined {
-    if (!this.batch) return undefined;
+    if (!this.busy) return undefined;
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private wakeIdleWaiters(): void {
-    if (this.batch || this.idleWaiters.length === 0) return;
+    if (this.busy || this.idleWaiters.length === 0) return;
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -322,13 +351,22 @@ export class IsolateSlot {
     }
     if (!prepared || this.dead) return jobs;
     if (jobs.length > MAX_RESULTS) throw new Error(`a batch holds at most ${MAX_RESULTS} triggers`);
+    // The pool hands a busy slot a batch only while acceptsMore(), so a region is free.
+    const region = this.open.findIndex((b) => b === undefined);
+    const at = region === -1 ? this.open.length : region;
+    if (at >= MAX_OPEN_BATCHES) return jobs;
+    const channel = (this.channels[at] ??= new ResultChannel());
+    // A region past the ones the context has goes with this batch (regions are taken lowest first).
+    const handRegion = !this.cfg.fresh && at === this.regionsHanded;
     const runner = prepared.runBatch;
     const notStarted = await new Promise<Job[]>((finish) => {
-      const batch = new RunningBatch(++this.batchSeq, jobs, this.channel, this.cfg.limits.timeoutMs, finish);
-      this.batch = batch;
+      const batch = new RunningBatch(++this.batchSeq, jobs, channel, this.cfg.limits.timeoutMs, finish);
+      this.open[at] = batch;
+      if (this.openCount++ === 0) {
+        this.cpuKey = `${batch.id}:0`;
+        this.startCpu = this.isolate.cpuTime;
+      }
       this.armDeadline(batch, this.cfg.limits.timeoutMs);
-      this.cpuKey = `${batch.id}:0`;
-      this.startCpu = this.isolate.cpuTime;
       try {
         const triggers = new ivm.ExternalCopy([
           jobs.map((j) => j.subject),
@@ -336,8 +374,10 @@ export class IsolateSlot {
           jobs.map((j) => j.enqueuedAt + this.cfg.limits.timeoutMs),
           batch.dispatchedAt,
         ]).copyInto({ release: true });
+        const areaBuffer = handRegion ? new ivm.ExternalCopy(channel.shared).copyInto({ release: true }) : undefined;
+        if (handRegion) this.regionsHanded++;
         runner
-          .apply(undefined, [batch.id, triggers], {
+          .apply(undefined, [batch.id, triggers, at, areaBuffer], {
             result: { promise: true },
             timeout: Math.min(2 ** 31 - 1, this.syncTimeoutMs * jobs.length),
           })
@@ -358,30 +398,39 @@ export class IsolateSlot {
   }
 
   private armDeadline(b: RunningBatch, delayMs: number): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.onDeadline(b), Math.max(1, Math.ceil(delayMs)));
+    clearTimeout(this.deadlines.get(b));
+    this.deadlines.set(b, setTimeout(() => this.onDeadline(b), Math.max(1, Math.ceil(delayMs))));
   }
 
-  /** The batch timer: stops the isolate once a trigger in flight is past its deadline, else waits for the next. */
+  private isOpen(b: RunningBatch): boolean {
+    return this.open.includes(b);
+  }
+
+  /** A batch's timer: stops the isolate once a trigger in flight is past its deadline, else waits for the next. */
   private onDeadline(b: RunningBatch): void {
-    if (this.batch !== b) return;
+    if (!this.isOpen(b)) return;
     b.collect();
     const now = Date.now();
     const { overdue, next } = b.overdue(now);
-    if (overdue.length > 0) this.kill(timeoutOutcome(this.cfg.limits.timeoutMs), overdue);
+    if (overdue.length > 0) this.kill(timeoutOutcome(this.cfg.limits.timeoutMs), overdue, b);
     else this.armDeadline(b, next - now);
   }
 
-  /** Ends batch `b` (see RunningBatch.end); the slot takes the next one. */
+  /** Ends batch `b` (see RunningBatch.end); its region takes another. */
   private settle(b: RunningBatch, stopped?: Outcome, blamed?: Blamed): void {
-    this.batch = undefined;
-    if (this.timer) clearTimeout(this.timer);
+    const at = this.open.indexOf(b);
+    if (at === -1) return;
+    this.open[at] = undefined;
+    this.openCount--;
+    clearTimeout(this.deadlines.get(b));
+    this.deadlines.delete(b);
     b.end(stopped, blamed);
   }
 
   private endBatch(b: RunningBatch, err: unknown): void {
-    if (this.batch !== b) return; // ended already (killed)
-    this.settle(b, err === undefined ? undefined : this.classify(err));
+    if (!this.isOpen(b)) return; // ended already (killed)
+    if (err === undefined) this.settle(b);
+    else this.kill(this.classify(err));
   }
 
   /** The batch call itself failed: the isolate was terminated or disposed. */
@@ -397,16 +446,19 @@ export class IsolateSlot {
   }
 
   /**
-   * Disposes the isolate (the pool replaces it) and ends its batch: the triggers `blamed` (by default as
-   * blame() says; "all": every one in flight) answer `outcome`.
+   * Disposes the isolate (the pool replaces it) and ends its batches. The triggers `blamed` of batch `on`
+   * answer `outcome` ("all": every trigger in flight of every batch). Without them, the batch whose code
+   * is on the isolate's stack (else the oldest) is the one, and its blame() says who; the triggers in
+   * flight of the other batches answer that they were stopped beside it.
    */
-  kill(outcome: Outcome, blamed?: Blamed): void {
-    const b = this.batch;
+  kill(outcome: Outcome, blamed?: Blamed, on?: RunningBatch): void {
+    const batches = this.running();
     // Who ran is read from the shared area before the isolate goes.
-    const culprits = b && blamed === undefined ? b.blame() : blamed;
+    const culprit = on ?? batches.find((b) => b.holdsIsolate()) ?? batches[0];
+    const culprits = blamed ?? culprit?.blame();
     this.dead = true;
     this.dispose();
-    if (b) this.settle(b, outcome, culprits);
+    for (const b of batches) this.settle(b, outcome, culprits === "all" ? "all" : b === culprit ? culprits : []);
   }
 
   /**
@@ -414,17 +466,22 @@ export class IsolateSlot {
    * pool's ticker holds against the budget.
    */
   cpuUsedNs(): bigint {
-    const b = this.batch;
-    if (!b) return 0n;
+    if (!this.busy) return 0n;
     try {
       const now = this.isolate.cpuTime;
-      const flying = b.inFlight();
-      const key = `${b.id}:${flying[0] ?? -1}`;
+      // The oldest trigger in flight (of the oldest batch that has one) keys the count.
+      let key = "";
+      let flying = 0;
+      for (const b of this.running()) {
+        const f = b.inFlight();
+        if (key === "" && f.length > 0) key = `${b.id}:${f[0]}`;
+        flying += f.length;
+      }
       if (key !== this.cpuKey) {
         this.cpuKey = key;
         this.startCpu = now;
       }
-      return (now - this.startCpu) / BigInt(Math.max(1, flying.length));
+      return (now - this.startCpu) / BigInt(Math.max(1, flying));
     } catch {
       return 0n;
     }

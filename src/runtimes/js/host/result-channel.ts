@@ -11,7 +11,12 @@
 // in any order. The isolate also records whose synchronous code runs right now, which says whom to blame
 // when the isolate has to be stopped. Results written survive an isolate that is killed afterwards.
 //
-// Layout (little-endian, as the platform is):
+// An isolate has up to MAX_OPEN_BATCHES regions, each laid out as below and each holding one batch: an
+// async function's isolate takes another batch while the triggers of those it runs all await (so a
+// trigger never waits behind another one's host call). Region 0 comes with the isolate's setup; a
+// further one is made, and handed to the isolate, the first time a batch runs in it.
+//
+// Layout of a region (little-endian, as the platform is):
 //   Int32 head[0] batch id the isolate is running   head[1] index whose handler call is on the stack (-1: none)
 //   Int32 head[2] 1 while the isolate has asked the host to collect and the host has not yet
 //   Int32 table at TABLE_OFFSET, per index: kind (0 = no result yet), offset, length into the data
@@ -39,12 +44,20 @@ export const DATA_BYTES = 16 * 1024;
  * function let a host service's `unavailable` error escape (JetStream briefly without a leader), a 503.
  */
 export const RESULT_KIND = { none: 0, ok: 1, error: 2, expired: 3, byCallback: 4, tooLarge: 5, unavailable: 6 } as const;
+/**
+ * What the isolate tells the host through emitResult's index besides a result: collect (read the results
+ * written so far), awaiting (every trigger of the batch has started and some await: read the results, and
+ * another batch may start beside this one).
+ */
+export const SIGNAL = { collect: -1, awaiting: -2 } as const;
+/** Batches one isolate runs at once at most (each in its own region). */
+export const MAX_OPEN_BATCHES = 4;
 /** A batch running longer than this since its last hand-over tells the host to read its results. */
 export const FLUSH_AFTER_MS = 1;
 
 const decoder = new TextDecoder();
 
-/** The host's side of one isolate's result channel. */
+/** The host's side of one region of an isolate's result channel. */
 export class ResultChannel {
   readonly shared = new SharedArrayBuffer(DATA_OFFSET + DATA_BYTES);
   private readonly head = new Int32Array(this.shared, 0, 4);

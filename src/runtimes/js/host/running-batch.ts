@@ -5,7 +5,7 @@
 
 import { ErrorCodes, failure, type Outcome } from "../../host/outcome.js";
 import type { Job } from "../../host/hosted-workload.js";
-import { RESULT_KIND, type ResultChannel } from "./result-channel.js";
+import { RESULT_KIND, SIGNAL, type ResultChannel } from "./result-channel.js";
 
 
 /** Who answers a stop: these indices, or "all" (every trigger in flight answers the stop itself). */
@@ -17,6 +17,8 @@ export class RunningBatch {
   private readonly answered: boolean[];
   /** Results the isolate sends by callback: the shared area will not hold them. */
   private readonly byCallback: boolean[];
+  /** Every trigger has started and some await (SIGNAL.awaiting): the isolate may take another batch beside this one. */
+  awaiting = false;
 
   /**
    * `finish` receives the triggers that never started (the pool queues them again); `timeoutMs` is the
@@ -40,6 +42,11 @@ export class RunningBatch {
 
   private startedAt(k: number): number | undefined {
     return this.channel.startedAt(k, this.dispatchedAt);
+  }
+
+  /** Whether this batch's synchronous code (a handler call, or a result's encoding) is on the isolate's stack now. */
+  holdsIsolate(): boolean {
+    return this.begun && this.channel.running() >= 0;
   }
 
   /** Whether trigger k's result is written (or travels by callback) and not yet answered. */
@@ -108,11 +115,12 @@ export class RunningBatch {
   }
 
   /**
-   * From inside the isolate: a result too large for the shared area (of RESULT_KIND `kind`), or (index -1)
-   * "collect now". Anything else the isolate might send is ignored or answered as a failure.
+   * From inside the isolate: a result too large for the shared area (of RESULT_KIND `kind`), or a signal
+   * (SIGNAL: collect now; awaiting). Anything else the isolate might send is ignored or answered as a failure.
    */
   onResult(index: unknown, kind: unknown, value: unknown): void {
-    if (index === -1) {
+    if (index === SIGNAL.collect || index === SIGNAL.awaiting) {
+      if (index === SIGNAL.awaiting) this.awaiting = true;
       this.collect();
       return;
     }

@@ -42,7 +42,7 @@ import { hostValueLimit } from "../../../protocol/host-services.js";
 import { TRIGGER_LOG_LIMITS } from "../../host/trigger-log-limits.js";
 import { MAX_ERROR_BODY_CHARS } from "../../../protocol/errors.js";
 import { HTTP_SUBJECT_PREFIX } from "../../../protocol/http.js";
-import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, TABLE_OFFSET } from "../host/result-channel.js";
+import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, SIGNAL, TABLE_OFFSET } from "../host/result-channel.js";
 import type { GuestLayout, GuestLimits } from "./guest/types.js";
 
 export type { GuestLimits };
@@ -58,6 +58,7 @@ export const GUEST_LAYOUT: Readonly<GuestLayout> = Object.freeze(
     HEAD,
     ENTRY,
     RESULT_KIND,
+    SIGNAL,
     TABLE_OFFSET,
     MAX_RESULTS,
     DATA_OFFSET,

@@ -17,6 +17,7 @@ const MAX_HOST_NAME_CHARS = limits.maxHostNameChars;
 const HEAD = frozenRecord(layout.HEAD);
 const ENTRY = frozenRecord(layout.ENTRY);
 const RESULT_KIND = frozenRecord(layout.RESULT_KIND);
+const SIGNAL = frozenRecord(layout.SIGNAL);
 const TABLE_OFFSET = layout.TABLE_OFFSET;
 const MAX_RESULTS = layout.MAX_RESULTS;
 const DATA_OFFSET = layout.DATA_OFFSET;

@@ -2,11 +2,24 @@
 // The batch runner: runs the triggers of a batch and writes each result into the shared area
 // (../../host/result-channel.ts), or hands it to emitResult when it does not fit.
 
-// The shared result area. Only the runner below touches these views, through Atomics, indexing and the
-// captured TypedArraySet, so no workload code is ever handed one (see primordials.js).
-const head = new I32(shared, 0, 4);
-const table = new I32(shared, TABLE_OFFSET, MAX_RESULTS * ENTRY.size);
-const data = new U8(shared, DATA_OFFSET, DATA_BYTES);
+// The shared result areas, one per region (../../host/result-channel.ts): region 0's came with the setup,
+// another's comes with the first batch that runs in it. Only the runner below touches these views,
+// through Atomics, indexing and the captured TypedArraySet, so no workload code is ever handed one (see
+// primordials.js); they are kept in an object without a prototype, so no setter a workload put on one
+// sees them stored.
+/**
+ * @param {SharedArrayBuffer} buffer
+ */
+function resultArea(buffer) {
+  return {
+    head: new I32(buffer, 0, 4),
+    table: new I32(buffer, TABLE_OFFSET, MAX_RESULTS * ENTRY.size),
+    data: new U8(buffer, DATA_OFFSET, DATA_BYTES),
+  };
+}
+/** @type {Record<number, ReturnType<typeof resultArea>>} */
+const resultAreas = ObjectCreate(null);
+resultAreas[0] = resultArea(shared);
 
 // A failure's message, cut to MAX_ERROR_CHARS: an Error's message, a thrown string, or the value shown.
 /**
@@ -67,11 +80,23 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
 
   // Starts the triggers of a batch one after the other. A synchronous trigger runs to its end before the
   // next starts; an async one runs until it first awaits, and the next starts while it waits, so async
-  // triggers overlap their host calls. Each result goes into the shared area (or, if too large, by
-  // emitResult) as soon as it is known. Returns a promise, settled when every trigger has its result,
-  // only if some trigger was still pending when the last one had started.
+  // triggers overlap their host calls. Each result goes into the batch's region of the shared area (or,
+  // if too large, by emitResult) as soon as it is known. Returns a promise, settled when every trigger has
+  // its result, only if some trigger was still pending when the last one had started; it then tells the
+  // host (SIGNAL.awaiting), which may start another batch, in another region, while these wait.
   // triggers: [subjects, payloads, expiries (epoch ms), base (epoch ms: start times count from it)]
-  return function runBatch(batchId, triggers) {
+  // region: the batch's region; areaBuffer: that region's memory, the first time it is used.
+  return function runBatch(batchId, triggers, region, areaBuffer) {
+    let area = resultAreas[region];
+    if (area === undefined) {
+      // (No instanceof here: it would look up a global the workload may have replaced, and hand it the buffer.)
+      if (areaBuffer === undefined) throw new TypeErrorCtor("no result area for region " + region);
+      area = resultArea(areaBuffer);
+      resultAreas[region] = area;
+    }
+    const head = area.head;
+    const table = area.table;
+    const data = area.data;
     const subjects = triggers[0];
     const payloads = triggers[1];
     const expiries = triggers[2];
@@ -94,7 +119,7 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
 
     // Asks the host to read the results, unless it has been asked and not read yet.
     function askCollect() {
-      if (AtomicsCompareExchange(head, HEAD.collectAsked, 0, 1) === 0) emitResult(batchId, -1, RESULT_KIND.none, undefined);
+      if (AtomicsCompareExchange(head, HEAD.collectAsked, 0, 1) === 0) emitResult(batchId, SIGNAL.collect, RESULT_KIND.none, undefined);
     }
 
     // Writes result k: kind and bytes (a Uint8Array, a string as UTF-8, or undefined for none), each
@@ -217,8 +242,9 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
     }
     starting = false;
     if (pending === 0) return undefined;
-    // The results so far should not wait for the pending ones.
-    if (recorded > 0) askCollect();
+    // The results so far should not wait for the pending ones, and the isolate is free until they go on.
+    AtomicsStore(head, HEAD.collectAsked, 1);
+    emitResult(batchId, SIGNAL.awaiting, RESULT_KIND.none, undefined);
     return ownPromise(new PromiseCtor((resolve) => { allDone = resolve; }));
   };
 }

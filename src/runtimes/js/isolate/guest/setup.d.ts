@@ -16,7 +16,7 @@ declare const hostRef: {
 /** The workload's environment (a copy). */
 declare const envIn: Record<string, string>;
 declare const limits: GuestLimits;
-/** Fire-and-forget (ivm.Callback): a result too large for the shared area, or (index -1) "collect now". */
+/** Fire-and-forget (ivm.Callback): a result too large for the shared area, or (index SIGNAL.*) a signal. */
 declare const emitResult: (batchId: number, index: number, kind: number, value: string | Uint8Array | undefined) => void;
 /** The isolate's result channel (../../host/result-channel.ts). */
 declare const shared: SharedArrayBuffer;
