@@ -498,7 +498,7 @@ describe("JavaScript runtime", () => {
       // hold.svc answers only when the test says: a trigger holding on it keeps its batch open.
       const held: Msg[] = [];
       beforeAll(async () => {
-        nc.subscribe("hold.svc", { callback: (_err, m) => held.push(m) });
+        nc.subscribe("hold.svc", { callback: (_err, m) => void held.push(m) });
         await nc.flush();
       });
       afterEach(() => {
