@@ -46,8 +46,9 @@ describe("a 3-server cluster and 3 nodes lose a server and a node under load", (
   const nodes: NodeProcess[] = [];
 
   const nex = (...args: string[]) => runNex([...args, "-s", cluster.urls], { NEX_HOME: home });
+  // 90 s: a node starting while the cluster still settles retries each JetStream step (and says which, at warn).
   const startNode = (i: number): Promise<NodeProcess> =>
-    startNodeUp(["--server", cluster.urls, "--data-dir", dataDirs[i], "--name", `chaos${i + 1}`, "--workload-types", "javascript"], { NEX_HOME: home }, 60_000);
+    startNodeUp(["--server", cluster.urls, "--data-dir", dataDirs[i], "--name", `chaos${i + 1}`, "--workload-types", "javascript"], { NEX_HOME: home }, 90_000);
   /** What the nodes logged at warn and above, and about moves: shown when a wait fails. */
   const nodeLogs = (): string =>
     nodes
@@ -178,7 +179,7 @@ describe("a 3-server cluster and 3 nodes lose a server and a node under load", (
     const ids = after.map((w) => w.id).sort();
     expect(ids).toEqual([...replicaIds].sort());
     console.log(`[chaos] after the node's restart: ${after.map((w) => `${w.id.slice(0, 6)}@${w.node_id.slice(0, 8)}`).join(", ")}`);
-  }, 150_000);
+  }, 200_000);
 });
 
 function countBy(items: string[]): Record<string, number> {

@@ -123,18 +123,33 @@ export class NodeAgent implements RuntimeObserver {
   async start(): Promise<void> {
     const { log, config } = this.o;
     if (config.allow_any_issuer) log.warn("allow_any_issuer is set: any validly signed request may deploy, undeploy and lame-duck this node");
+    // Each step below waits on JetStream, and on a cluster that is electing leaders (a server just lost)
+    // each may retry for a while: the operator is told what the node waits on instead of seeing nothing.
+    const startedAt = Date.now();
+    let step = "opening the workload registry";
+    const slow = setInterval(() => log.warn({ step, waited_s: Math.round((Date.now() - startedAt) / 1000) }, "node start-up is still waiting on JetStream"), START_SLOW_WARN_MS);
     try {
-      this.registry = await WorkloadRegistry.open(this.o.nc, log.child({ component: "registry" }), (change) => void this.reconcile(change));
-    } catch (err) {
-      throw new Error(`the NATS server must have JetStream enabled (node state is kept in a KV bucket): ${err instanceof Error ? err.message : err}`);
+      try {
+        this.registry = await WorkloadRegistry.open(this.o.nc, log.child({ component: "registry" }), (change) => void this.reconcile(change));
+      } catch (err) {
+        throw new Error(`the NATS server must have JetStream enabled (node state is kept in a KV bucket): ${err instanceof Error ? err.message : err}`);
+      }
+      // The artifact store is made (or scaled up) here too, so a cluster's copy count holds before the first upload.
+      step = "opening the artifact store";
+      await retryWhileTransient(() => createObjectStore(this.o.nc, ARTIFACT_BUCKET));
+      step = "opening the replay guard";
+      this.replayGuard = await retryWhileTransient(() => ReplayGuard.open(this.o.nc, this.id));
+      step = "opening the trigger claims";
+      this.triggerClaims = await TriggerClaims.open(this.o.nc, this.id, log);
+      step = "opening the HTTP routes";
+      this.routes = await HttpRoutes.open(this.o.nc, this.id, log);
+      step = "opening the child records";
+      this.children = await ChildWorkloads.open(this.lineageHost());
+      step = "restoring this node's workloads";
+      await this.restoreOwned();
+    } finally {
+      clearInterval(slow);
     }
-    // The artifact store is made (or scaled up) here too, so a cluster's copy count holds before the first upload.
-    await retryWhileTransient(() => createObjectStore(this.o.nc, ARTIFACT_BUCKET));
-    this.replayGuard = await retryWhileTransient(() => ReplayGuard.open(this.o.nc, this.id));
-    this.triggerClaims = await TriggerClaims.open(this.o.nc, this.id, log);
-    this.routes = await HttpRoutes.open(this.o.nc, this.id, log);
-    this.children = await ChildWorkloads.open(this.lineageHost());
-    await this.restoreOwned();
     this.heartbeats.start();
     this.failover = new Failover(
       {
@@ -759,6 +774,8 @@ export class NodeAgent implements RuntimeObserver {
   }
 }
 
+/** How often a node whose start-up waits on JetStream says what it waits on. */
+const START_SLOW_WARN_MS = 10_000;
 /** Refusals that another try cannot change (a bad signature, an issuer not allowed, a runtime refusing the code). */
 const PERMANENT_REFUSALS = new Set([400, 401, 403, 404, 409, 422]);
 /** How often the node looks for workloads the registry gives it that it does not run (a missed watch event, a failed start). */
