@@ -60,7 +60,7 @@ export interface SlotPoolConfig<S extends PoolSlot> {
 export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
   private readonly live = new Set<S>();
   private readonly idle: S[] = [];
-  /** Batches running on each busy slot (a slot is idle at 0). */
+  /** Batches running on each live slot (idle at 0; an entry goes with its slot, not at 0, so the map does not churn). */
   private readonly openBatches = new Map<S, number>();
   private queue: Job[] = [];
   private queueHead = 0;
@@ -112,6 +112,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
       slot.close();
     }
     this.live.clear();
+    this.openBatches.clear();
     this.idle.length = 0;
     return true;
   }
@@ -170,23 +171,21 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
       this.running--;
       if (notStarted.length > 0) this.requeueFront(notStarted);
       const open = (this.openBatches.get(slot) ?? 1) - 1;
+      if (this.live.has(slot)) this.openBatches.set(slot, open);
       if (open > 0) {
         // Still busy with a batch beside this one: freed only with its last.
-        this.openBatches.set(slot, open);
         if (slot.dead) this.retire(slot);
         this.pump();
         this.checkDrained();
         return;
       }
-      this.openBatches.delete(slot);
       this.release(slot);
     });
   }
 
   /** A busy slot that can take another batch now, if any. */
   private busyAcceptingMore(): S | undefined {
-    if (this.openBatches.size === 0) return undefined;
-    for (const slot of this.openBatches.keys()) if (slot.acceptsMore?.()) return slot;
+    for (const [slot, open] of this.openBatches) if (open > 0 && slot.acceptsMore?.()) return slot;
     return undefined;
   }
 
@@ -217,6 +216,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
     while (this.live.size > this.cfg.size && this.idle.length > 0 && this.queued === 0) {
       const slot = this.idle.shift()!;
       this.live.delete(slot);
+      this.openBatches.delete(slot);
       slot.onDeath = undefined;
       slot.close();
     }
@@ -229,6 +229,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
   /** A dead slot leaves (once) and a replacement starts. */
   private retire(slot: S): void {
     if (!this.live.delete(slot)) return;
+    this.openBatches.delete(slot);
     slot.onDeath = undefined;
     const i = this.idle.indexOf(slot);
     if (i >= 0) this.idle.splice(i, 1);
@@ -340,6 +341,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
       slot.close();
     }
     this.live.clear();
+    this.openBatches.clear();
     this.idle.length = 0;
     this.checkDrained();
   }

@@ -117,7 +117,6 @@ export class IsolateSlot {
   private openCount = 0;
   private batchSeq = 0;
   private idleWaiters: (() => void)[] = [];
-  private readonly deadlines = new Map<RunningBatch, NodeJS.Timeout>();
   /** Which trigger (batch id, index) startCpu belongs to, and isolate.cpuTime when it was first seen. */
   private cpuKey = "";
   private startCpu = 0n;
@@ -398,8 +397,8 @@ export class IsolateSlot {
   }
 
   private armDeadline(b: RunningBatch, delayMs: number): void {
-    clearTimeout(this.deadlines.get(b));
-    this.deadlines.set(b, setTimeout(() => this.onDeadline(b), Math.max(1, Math.ceil(delayMs))));
+    clearTimeout(b.deadlineTimer);
+    b.deadlineTimer = setTimeout(() => this.onDeadline(b), Math.max(1, Math.ceil(delayMs)));
   }
 
   private isOpen(b: RunningBatch): boolean {
@@ -422,8 +421,7 @@ export class IsolateSlot {
     if (at === -1) return;
     this.open[at] = undefined;
     this.openCount--;
-    clearTimeout(this.deadlines.get(b));
-    this.deadlines.delete(b);
+    clearTimeout(b.deadlineTimer);
     b.end(stopped, blamed);
   }
 

@@ -19,6 +19,8 @@ export class RunningBatch {
   private readonly byCallback: boolean[];
   /** Every trigger has started and some await (SIGNAL.awaiting): the isolate may take another batch beside this one. */
   awaiting = false;
+  /** The slot's timer for the earliest deadline of this batch's triggers. */
+  deadlineTimer?: NodeJS.Timeout;
 
   /**
    * `finish` receives the triggers that never started (the pool queues them again); `timeoutMs` is the
