@@ -186,6 +186,24 @@ describe("GET /metrics of the broker and the node", () => {
     const res = await fetch(new URL("/other", nodeMetrics));
     expect(res.status).toBe(404);
   });
+
+  it("both listeners answer a request target that is no URL with 400, and keep serving (it used to stop the node)", async () => {
+    for (const target of [nodeMetrics, brokerMetrics]) {
+      const { hostname, port } = new URL(target);
+      const answer = await rawHttp(hostname, Number(port), "GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 400 Bad Request");
+      expect((await fetch(target)).status).toBe(200);
+    }
+    expect(t.node.child.exitCode).toBeNull();
+  });
+
+  it("the broker's http_req_stats counts the endpoints it serves, not every path a client makes up", async () => {
+    const monitor = new URL("/", brokerMetrics);
+    for (let i = 0; i < 20; i++) expect((await fetch(new URL(`/made-up-${i}`, monitor))).status).toBe(404);
+    const varz = (await (await fetch(new URL("/varz", monitor))).json()) as { http_req_stats: Record<string, number> };
+    expect(Object.keys(varz.http_req_stats).filter((p) => p.startsWith("/made-up"))).toEqual([]);
+    expect(varz.http_req_stats["/metrics"]).toBeGreaterThanOrEqual(1);
+  });
 });
 
 describe("nex node up's metrics flags", () => {
@@ -211,3 +229,15 @@ describe("nex node up's metrics flags", () => {
     }
   }, 60_000);
 });
+
+/** Sends raw bytes to an HTTP listener and resolves with what it answered before closing. */
+function rawHttp(host: string, port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let answer = "";
+    const socket = net.connect(port, host, () => socket.write(request));
+    socket.setEncoding("latin1");
+    socket.on("data", (d: string) => (answer += d));
+    socket.on("end", () => resolve(answer));
+    socket.on("error", reject);
+  });
+}

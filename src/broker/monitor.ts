@@ -11,6 +11,7 @@ import type { JetStream } from "./jetstream/jetstream.js";
 import { brokerMetrics } from "./metrics.js";
 import { PROMETHEUS_CONTENT_TYPE } from "../util/prometheus.js";
 import { closeNow, listenOn } from "../util/listen.js";
+import { badTarget, requestUrl } from "../util/request-url.js";
 
 const NS_PER_MS = 1_000_000;
 
@@ -70,10 +71,11 @@ export class Monitor {
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const url = new URL(req.url ?? "/", "http://localhost");
+    const url = requestUrl(req);
+    if (!url) return badTarget(res);
     const path = url.pathname.replace(/\/+$/, "") || "/";
-    this.requests[path] = (this.requests[path] ?? 0) + 1;
     if (path === "/metrics") {
+      this.countRequest(path);
       res.writeHead(200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
       res.end(brokerMetrics(this.broker, this.jetstream));
       return;
@@ -101,8 +103,14 @@ export class Monitor {
         status = 404;
         body = { error: `unknown endpoint ${path}` };
     }
+    if (status !== 404) this.countRequest(path);
     res.writeHead(status, { "Content-Type": "application/json" });
     res.end(JSON.stringify(body, null, 2));
+  }
+
+  /** http_req_stats counts the endpoints served only: a path any client makes up must not grow it. */
+  private countRequest(path: string): void {
+    this.requests[path] = (this.requests[path] ?? 0) + 1;
   }
 
   private cpuPercent(): number {

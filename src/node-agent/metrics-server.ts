@@ -9,6 +9,7 @@ import type { WorkloadSummary } from "../protocol/control.js";
 import { Exposition, PROMETHEUS_CONTENT_TYPE, type HistogramSample, type Sample } from "../util/prometheus.js";
 import type { NodeAgent } from "./node.js";
 import { closeNow, listenOn } from "../util/listen.js";
+import { badTarget, requestUrl } from "../util/request-url.js";
 
 function workloadLabels(w: WorkloadSummary): Record<string, string> {
   return { workload_id: w.id, name: w.name, namespace: w.namespace, type: w.type };
@@ -72,8 +73,9 @@ export class MetricsServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? "/", "http://localhost").pathname;
-    if (path !== "/metrics") {
+    const url = requestUrl(req);
+    if (!url) return badTarget(res);
+    if (url.pathname !== "/metrics") {
       res.writeHead(404, { "Content-Type": "text/plain" });
       res.end("not found: the node serves GET /metrics\n");
       return;
