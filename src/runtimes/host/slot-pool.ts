@@ -107,6 +107,12 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
     this.asleep = true;
     clearTimeout(this.extraTimer);
     this.extraTimer = undefined;
+    this.closeSlots();
+    return true;
+  }
+
+  /** Closes every slot (whatever runs ends with its slot) and forgets them. */
+  private closeSlots(): void {
     for (const slot of this.live) {
       slot.onDeath = undefined;
       slot.close();
@@ -114,7 +120,6 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
     this.live.clear();
     this.openBatches.clear();
     this.idle.length = 0;
-    return true;
   }
 
   /** The slots alive now (the JS pool's CPU watch reads them). */
@@ -172,14 +177,8 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
       if (notStarted.length > 0) this.requeueFront(notStarted);
       const open = (this.openBatches.get(slot) ?? 1) - 1;
       if (this.live.has(slot)) this.openBatches.set(slot, open);
-      if (open > 0) {
-        // Still busy with a batch beside this one: freed only with its last.
-        if (slot.dead) this.retire(slot);
-        this.pump();
-        this.checkDrained();
-        return;
-      }
-      this.release(slot);
+      // Still busy with a batch beside this one: the slot is freed only with its last.
+      this.release(slot, open > 0);
     });
   }
 
@@ -189,10 +188,13 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
     return undefined;
   }
 
-  private release(slot: S): void {
+  /** A batch on `slot` ended; unless it runs others still, the slot is free again. */
+  private release(slot: S, stillBusy: boolean): void {
     if (slot.dead) this.retire(slot);
-    else if (this.closed) slot.close();
-    else this.idle.push(slot);
+    else if (!stillBusy) {
+      if (this.closed) slot.close();
+      else this.idle.push(slot);
+    }
     this.pump();
     this.checkDrained();
     if (this.live.size > this.cfg.size && this.extraTimer === undefined && !this.closed) {
@@ -336,13 +338,7 @@ export class SlotPool<S extends PoolSlot> implements TriggerPool, Hibernating {
     for (let i = this.queueHead; i < this.queue.length; i++) this.queue[i].resolve(UNAVAILABLE);
     this.queue = [];
     this.queueHead = 0;
-    for (const slot of this.live) {
-      slot.onDeath = undefined;
-      slot.close();
-    }
-    this.live.clear();
-    this.openBatches.clear();
-    this.idle.length = 0;
+    this.closeSlots();
     this.checkDrained();
   }
 }
