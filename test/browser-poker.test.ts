@@ -140,6 +140,11 @@ describe("the poker page in Chromium (examples/poker/demo.mjs)", () => {
       await rowB.waitFor({ timeout: 30_000 });
       const tableId = (await rowB.getAttribute("data-table"))!;
       expect(tableId).toMatch(/^[0-9a-f]{8}$/);
+      // The table's own event feed: what each hand left in the stacks, and what each leave paid out.
+      type TableEvent = { type: string; user?: string; paid?: number; view: { handNumber: number; seats: ({ id: string; stack: number } | null)[] } };
+      const tableEvents: TableEvent[] = [];
+      const eventsSub = admin!.subscribe(`poker.table.${tableId}.events`, { callback: (_e, m) => void tableEvents.push(m.json<TableEvent>()) });
+      await admin!.flush();
       await shot(b, "1-lobby");
 
       // Both join with a buy-in of 200.
@@ -219,7 +224,21 @@ describe("the poker page in Chromium (examples/poker/demo.mjs)", () => {
       }
       const balance = async (p: Page) => Number((await p.locator("#balance").innerText()).replace(/,/g, ""));
       await expect.poll(async () => (await balance(a)) + (await balance(b)), { timeout: 20_000 }).toBe(2000);
-      expect([await balance(a), await balance(b)]).not.toEqual([1000, 1000]);
+      // Chips moved: after the fold of hand 2 the stacks cannot both be the buy-in (the folder lost a
+      // blind, which hand 1's pot of two big blinds cannot even out)...
+      const afterHand2 = tableEvents.find((e) => e.type === "hand_finished" && e.view.handNumber === 2);
+      expect(afterHand2, "hand 2's hand_finished event").toBeDefined();
+      expect(afterHand2!.view.seats.filter((s) => s !== null).map((s) => s!.stack)).not.toEqual([BUY_IN, BUY_IN]);
+      // ...and each page's balance is 800 plus exactly the stack its leave paid out (a later hand may
+      // have moved chips again, so the paid amounts, not hand 2's stacks, are the reference).
+      const me = (p: Page) => p.evaluate(() => JSON.parse((globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem("poker.me") ?? "null")?.id as string);
+      await expect.poll(() => tableEvents.filter((e) => e.type === "left").length, { timeout: 10_000 }).toBe(2);
+      eventsSub.unsubscribe();
+      for (const p of pages) {
+        const id = await me(p);
+        const paid = tableEvents.filter((e) => e.type === "left" && e.user === id).reduce((sum, e) => sum + e.paid!, 0);
+        expect(await balance(p), `balance of ${id}`).toBe(1000 - BUY_IN + paid);
+      }
       await shot(a, "5-after-leaving");
 
       // Closing the table from the lobby removes its workload and its row (live, in the other page too).
