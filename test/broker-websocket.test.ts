@@ -98,6 +98,23 @@ describeEachServer("WebSocket listener", (kind: ServerKind) => {
       await bystandersServed();
     });
 
+    it("clients that reset the connection right after a refused upgrade leave the listener serving", async () => {
+      // The refusal is written while the peer's RST arrives: the socket's error must be someone's to
+      // handle (it once reached no listener and ended the broker's process).
+      const text = upgradeRequest(server.wsPort!, { method: "POST" }).text;
+      const resetAfter = (delayMs: number) =>
+        new Promise<void>((done) => {
+          const s = net.connect({ port: server.wsPort!, host: "127.0.0.1" }, () => {
+            s.write(text);
+            setTimeout(() => s.resetAndDestroy(), delayMs);
+          });
+          s.on("error", () => undefined);
+          s.on("close", () => done());
+        });
+      for (let round = 0; round < 10; round++) await Promise.all(Array.from({ length: 30 }, (_, i) => resetAfter(i % 4)));
+      await bystandersServed();
+    });
+
     it("no Host header -> HTTP 400", async () => {
       // nats-server refuses this in Go's HTTP server, before its own checks (so no Sec-WebSocket-Version).
       const a = await rawHttp(server.wsPort!, upgradeRequest(server.wsPort!, { headers: { Host: null } }).text);

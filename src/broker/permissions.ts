@@ -1,14 +1,17 @@
 // Per-user publish/subscribe permissions, enforced as nats-server 2.9 enforces them:
 // - publish: allow (absent = all) then deny; results cached per connection, except that a subject
 //   denied but answerable through allow_responses is re-checked each time;
-// - subscribe: the SUB subject is matched against the allow/deny patterns as if it were a literal
-//   subject (so `foo.*` is allowed by `foo.*` or `foo.>`, not by `foo.bar`); an entry `"subject queue"`
-//   restricts queue subscriptions; a wildcard SUB that covers a denied subject is accepted, and the
-//   connection then filters deliveries on denied subjects;
+// - subscribe: a literal SUB subject is matched against the allow/deny patterns; a wildcard one must lie
+//   wholly inside an allow entry (`foo.*` is allowed by `foo.*` or `foo.>`, not by `foo.bar`, and `foo.>`
+//   not by `foo.*`: nats-server 2.9 matches it as a literal, so there `*` lets `>` through); an entry
+//   `"subject queue"` restricts queue subscriptions; a wildcard SUB that a deny entry matches as a literal
+//   is refused, and one that merely shares subjects with a deny entry (`*.x` and `secret.*`) is accepted,
+//   and the connection then filters deliveries on denied subjects (nats-server 2.9 filters only when the
+//   deny entry lies inside the SUB, so `*.x` would receive `secret.x`);
 // - allow_responses: a user may publish to the reply subject of a message it received, at most
 //   `max` times within `expires`.
 
-import { isValidQueueName, isValidSubscriptionSubject } from "../protocol/subjects.js";
+import { isValidQueueName, isValidSubscriptionSubject, subjectIsSubset, subjectsOverlap } from "../protocol/subjects.js";
 import { Sublist, type Subscription } from "./sublist.js";
 
 /** Subjects allowed and denied; a bare list (or a string) in the config file means `allow`. */
@@ -100,6 +103,8 @@ export class CompiledPermissions {
   readonly pubAllow: Sublist | null;
   readonly pubDeny: Sublist | null;
   readonly subAllow: Sublist | null;
+  /** The allow entries themselves, for a wildcard SUB (see allowCovering). */
+  private readonly subAllowEntries: Subscription[];
   readonly subDeny: Sublist | null;
   /** Plain deny subjects, for the delivery filter a wildcard SUB can switch on. */
   readonly subDenySubjects: string[];
@@ -118,8 +123,21 @@ export class CompiledPermissions {
     this.pubAllow = patternList(pubAllow, true);
     this.pubDeny = patternList(perms.publish?.deny, false);
     this.subAllow = patternList(perms.subscribe?.allow, false);
+    this.subAllowEntries = this.subAllow === null ? [] : (perms.subscribe?.allow ?? []).map((p) => patternEntry(p));
     this.subDeny = patternList(perms.subscribe?.deny, false);
     this.subDenySubjects = (perms.subscribe?.deny ?? []).map((p) => patternEntry(p)).filter((e) => e.queue === undefined).map((e) => e.subject);
+  }
+
+  /** The allow entries that hold every subject of a wildcard SUB, grouped as a sublist match groups them. */
+  allowCovering(subject: string): { plain: Subscription[]; queues: Subscription[][] } {
+    const plain: Subscription[] = [];
+    const queues: Subscription[][] = [];
+    for (const e of this.subAllowEntries) {
+      if (!subjectIsSubset(subject, e.subject)) continue;
+      if (e.queue === undefined) plain.push(e);
+      else queues.push([e]);
+    }
+    return { plain, queues };
   }
 
   /** Nothing is restricted on publish: the hot path skips the check entirely. */
@@ -166,9 +184,10 @@ export class ConnectionPermissions {
 
   canSubscribe(subject: string, queue: string | undefined): boolean {
     const c = this.compiled;
+    const wildcard = hasWildcard(subject);
     let allowed = true;
     if (c.subAllow !== null) {
-      const r = c.subAllow.match(subject);
+      const r = wildcard ? c.allowCovering(subject) : c.subAllow.match(subject);
       allowed = r.plain.length > 0;
       if (queue !== undefined && r.queues.length > 0) allowed = queueMatches(queue, r.queues);
     }
@@ -176,7 +195,7 @@ export class ConnectionPermissions {
       const r = c.subDeny.match(subject);
       allowed = r.plain.length === 0;
       if (queue !== undefined && r.queues.length > 0) allowed = !queueMatches(queue, r.queues);
-      if (allowed && this.deliveryDeny === null && hasWildcard(subject) && c.subDenySubjects.some((d) => isSubsetMatch(d, subject))) {
+      if (allowed && this.deliveryDeny === null && wildcard && c.subDenySubjects.some((d) => subjectsOverlap(d, subject))) {
         this.deliveryDeny = new Sublist();
         for (const d of c.subDenySubjects) this.deliveryDeny.insert(patternEntry(d));
       }

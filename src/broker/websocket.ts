@@ -113,6 +113,9 @@ export class WebSocketListener {
   }
 
   private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    // Node's HTTP server has let go of the socket here: a peer that resets it while we answer must not
+    // raise an 'error' nobody listens to (that ends the process). ws adds its own once it takes over.
+    socket.on("error", () => socket.destroy());
     const refusal = this.refusal(req);
     if (refusal !== null) {
       this.host.log.debug({ remote: socket.remoteAddress, why: refusal.why }, "websocket handshake refused");

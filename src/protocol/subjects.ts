@@ -54,6 +54,18 @@ export function subjectsOverlap(a: string, b: string): boolean {
   }
 }
 
+/** True when every subject matching `sub` also matches `sup` (both may have wildcards). */
+export function subjectIsSubset(sub: string, sup: string): boolean {
+  const a = sub.split(".");
+  const b = sup.split(".");
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] === ">") return i < a.length;
+    if (i >= a.length || a[i] === ">") return false;
+    if (b[i] !== "*" && b[i] !== a[i]) return false;
+  }
+  return a.length === b.length;
+}
+
 /**
  * First tokens of the system's subjects: NATS' own, JetStream's API, nex's control plane and host
  * services, inboxes, micro services, KV and object store. Workloads may neither trigger on them nor

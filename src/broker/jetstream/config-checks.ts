@@ -2,8 +2,8 @@
 // on configurations that already have their defaults. Clients (and people) see these texts, so they are
 // copied as nats-server words them, typos included.
 
-import { isValidSubscriptionSubject } from "../../protocol/subjects.js";
-import { type ConsumerConfig, NS_PER_MS, type StreamConfig, subjectsOverlap } from "./config.js";
+import { isValidSubscriptionSubject, subjectsOverlap } from "../../protocol/subjects.js";
+import { type ConsumerConfig, NS_PER_MS, type StreamConfig } from "./config.js";
 import { Errors } from "./errors.js";
 import { SubjectTransform } from "./subject-transform.js";
 

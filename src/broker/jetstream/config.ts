@@ -2,7 +2,7 @@
 // nats-server 2.9.10 fills them in, and validation with nats-server's error codes and texts.
 
 import { ApiError, Errors } from "./errors.js";
-import { isValidSubscriptionSubject } from "../../protocol/subjects.js";
+import { isValidSubscriptionSubject, subjectIsSubset, subjectsOverlap } from "../../protocol/subjects.js";
 import { literalFilter } from "./store/seq-index.js";
 
 export const NS_PER_MS = 1_000_000;
@@ -175,32 +175,6 @@ export function checkApiOverlap(config: StreamConfig): void {
   if (config.subjects.some((subject) => API_PREFIXES.some((api) => subjectsOverlap(api, subject)))) {
     throw Errors.streamConfig("subjects overlap with jetstream api");
   }
-}
-
-/** Whether two subjects (with wildcards) can both match some subject. */
-export function subjectsOverlap(a: string, b: string): boolean {
-  const ta = a.split(".");
-  const tb = b.split(".");
-  for (let i = 0; i < Math.max(ta.length, tb.length); i++) {
-    const x = ta[i];
-    const y = tb[i];
-    if (x === ">" || y === ">") return x !== undefined && y !== undefined;
-    if (x === undefined || y === undefined) return false;
-    if (x !== y && x !== "*" && y !== "*") return false;
-  }
-  return true;
-}
-
-/** Whether every subject matching `sub` also matches `sup` (both may have wildcards). */
-export function subjectIsSubset(sub: string, sup: string): boolean {
-  const a = sub.split(".");
-  const b = sup.split(".");
-  for (let i = 0; i < b.length; i++) {
-    if (b[i] === ">") return i < a.length;
-    if (i >= a.length || a[i] === ">") return false;
-    if (b[i] !== "*" && b[i] !== a[i]) return false;
-  }
-  return a.length === b.length;
 }
 
 /** A predicate for a (possibly wildcard) filter subject; null when there is no filter. */
