@@ -184,6 +184,34 @@ describeEachServer("JetStream pull requests and flow control", (kind: ServerKind
     expect(await numWaiting()).toBe(0);
   });
 
+  // nats-server 2.9 sends about 1,800 a second here; the bundled broker deliberately about 10.
+  it(`a 1 ns idle heartbeat is answered with heartbeats${kind === "bundled" ? ", at most every 100 ms" : ""}`, async () => {
+    const { pull } = await setup();
+    const inbox = await pull({ batch: 1, expires: 30 * SEC_NS, idle_heartbeat: 1 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const beats = inbox.statuses().filter((s) => s === "100 Idle Heartbeat").length;
+    inbox.unsubscribe();
+    expect(beats).toBeGreaterThan(0);
+    // A timer per request that fired every millisecond, and max_waiting (512) such requests per
+    // consumer, would keep the server busy for nobody: the bundled broker looks every 100 ms.
+    expect(beats).toBeLessThanOrEqual(kind === "bundled" ? 15 : Infinity);
+  });
+
+  it("a heartbeating request whose requester left stays gone when the same inbox comes back", async () => {
+    const { nc, next } = await setup();
+    const inbox = createInbox();
+    const first = listen(nc, inbox);
+    nc.publish(next, JSON.stringify({ batch: 1, expires: 30 * SEC_NS, idle_heartbeat: 100_000_000 }), { reply: inbox });
+    await waitFor("a first heartbeat", () => first.statuses().length > 0);
+    first.unsubscribe();
+    await nc.flush();
+    await new Promise((r) => setTimeout(r, 500)); // several heartbeat periods with nobody listening
+    const again = listen(nc, inbox);
+    await new Promise((r) => setTimeout(r, 600));
+    again.unsubscribe();
+    expect(again.got.map((m) => `${m.headers?.code} ${m.headers?.description}`)).toEqual([]);
+  });
+
   it("nats.js: a fetch after an abandoned request completes, and a no-wait next gets the rest", async () => {
     const { nc, js, jsm, stream, subj, next } = await setup();
     const gone = listen(nc);

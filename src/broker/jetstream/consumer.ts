@@ -9,6 +9,7 @@ import type { Subscription } from "../sublist.js";
 import { AckReplies } from "./ack-reply.js";
 import { type ConsumerConfig, filterMatcher, NS_PER_MS } from "./config.js";
 import { FlowControl } from "./flow-control.js";
+import { RedeliveryQueue } from "./redelivery-queue.js";
 import { appendHeaders } from "./headers.js";
 import { pendingHeaders, type PullRequest, readPullRequest } from "./pull-request.js";
 import type { Stream } from "./stream.js";
@@ -21,6 +22,11 @@ const TURN_BYTES = 4 * 1024 * 1024;
 /** Receiver backlog above which a push consumer waits for the socket to drain. */
 const RECEIVER_BACKLOG_LIMIT = 2 * 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
+/**
+ * How often a pull request's idle heartbeat is looked at, at most: a request may ask for 1 ns, and up to
+ * max_waiting of them per consumer would each run a timer that often (clients ask for seconds).
+ */
+const MIN_PULL_HEARTBEAT_MS = 100;
 
 interface PendingAck {
   dseq: number;
@@ -48,7 +54,7 @@ export class Consumer {
   private ackFloorDseq = 0;
   private ackFloorSseq = 0;
   private readonly pending = new Map<number, PendingAck>();
-  private readonly redeliver: number[] = [];
+  private readonly redeliver = new RedeliveryQueue();
   private readonly waiting: PullRequest[] = [];
   private scheduled = false;
   private stopped = false;
@@ -258,7 +264,7 @@ export class Consumer {
   private nextMessage(): { msg: StoredMessage; deliveries: number } | null {
     const store = this.stream.store;
     while (this.redeliver.length > 0) {
-      const sseq = this.redeliver.shift() as number;
+      const sseq = this.redeliver.shift()!;
       const pending = this.pending.get(sseq);
       const msg = store.get(sseq);
       if (pending && msg) return { msg, deliveries: pending.deliveries + 1 };
@@ -335,11 +341,19 @@ export class Consumer {
     if (request.expiresAt > 0) request.timers.push(setTimeout(() => this.expire(request), request.expiresAt - now));
     if (request.heartbeatMs > 0) {
       request.timers.push(
-        setInterval(() => {
-          if (Date.now() - request.lastSentAt < request.heartbeatMs) return;
-          this.sendStatus(request.reply, "100 Idle Heartbeat");
-          request.lastSentAt = Date.now();
-        }, request.heartbeatMs),
+        setInterval(
+          () => {
+            // A requester that left takes its request with it (else its heartbeats went on until expiry).
+            if (!this.stream.broker.hasInterest(request.reply)) {
+              this.dropRequest(request);
+              return;
+            }
+            if (Date.now() - request.lastSentAt < request.heartbeatMs) return;
+            this.sendStatus(request.reply, "100 Idle Heartbeat");
+            request.lastSentAt = Date.now();
+          },
+          Math.max(request.heartbeatMs, MIN_PULL_HEARTBEAT_MS),
+        ),
       );
     }
   }
@@ -578,7 +592,7 @@ export class Consumer {
     const maxDeliver = this.config.max_deliver;
     let due = false;
     for (const [sseq, pending] of this.pending) {
-      if (now - pending.sentAt < waitMs || this.redeliver.includes(sseq)) continue;
+      if (now - pending.sentAt < waitMs || this.redeliver.has(sseq)) continue;
       if (maxDeliver > 0 && pending.deliveries >= maxDeliver) continue; // stays pending, never redelivered
       this.redeliver.push(sseq);
       pending.sentAt = now;
