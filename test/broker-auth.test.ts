@@ -141,6 +141,23 @@ describeEachServer("auth and permissions from a config file", (kind: ServerKind)
     expect(await c.sync("PUB foo.x _INBOX.x 2\r\nhi\r\n")).toBe("PONG\r\n");
   });
 
+  // A reply names where the answer goes: the bundled broker lets a client with a subscribe allow list
+  // name only a subject it could subscribe to, so it cannot have a responder (or JetStream) publish to
+  // someone else's subject for it. nats-server 2.9 checks reply subjects only against reserved ones.
+  it(`a reply subject the client could not subscribe to is ${kind === "bundled" ? "refused" : "passed on (nats-server 2.9)"}`, async () => {
+    const c = track(await login(users.port, { user: "limited", pass: "p" }));
+    const victim = track(await login(users.port, { user: "alice", pass: "secret" }));
+    expect(await victim.sync("SUB foo.svc 1\r\n")).toBe("PONG\r\n");
+    const sent = await c.sync("PUB foo.svc victim.trigger 2\r\nhi\r\nPUB foo.svc _INBOX.mine 2\r\nok\r\n");
+    if (kind === "bundled") {
+      expect(sent).toBe(`-ERR 'Permissions Violation for Publish with Reply of "victim.trigger"'\r\n` + "PONG\r\n");
+      expect(await victim.sync()).toBe("MSG foo.svc 1 _INBOX.mine 2\r\nok\r\nPONG\r\n");
+    } else {
+      expect(sent).toBe("PONG\r\n");
+      expect(await victim.sync()).toBe("MSG foo.svc 1 victim.trigger 2\r\nhi\r\nMSG foo.svc 1 _INBOX.mine 2\r\nok\r\nPONG\r\n");
+    }
+  });
+
   it("deny wins over allow on publish and subscribe", async () => {
     const c = track(await login(users.port, { user: "deny", pass: "p" }));
     expect(await c.sync("SUB foo.secret 1\r\nSUB foo.ok 2\r\nSUB bar.a.b 3\r\nSUB baz 4\r\nPUB foo.secret 0\r\n\r\nPUB foo.other 0\r\n\r\n")).toBe(

@@ -203,6 +203,21 @@ export class ConnectionPermissions {
     return allowed;
   }
 
+  /**
+   * Whether a reply subject this connection publishes with is one it could subscribe to. Without this
+   * check a client restricted to its own inbox could name another tenant's subject as the reply of a
+   * request, and the responder (a service, a host service, JetStream delivering a pull) would publish
+   * there for it, content and headers of the client's choosing. nats-server 2.9 checks only reserved
+   * replies; a wildcard reply, which no responder could answer, is refused when subscribe is restricted.
+   */
+  canReceiveOn(reply: string): boolean {
+    const c = this.compiled;
+    if (c.subAllow === null && c.subDeny === null) return true;
+    if (hasWildcard(reply)) return false;
+    if (c.subAllow !== null && c.subAllow.match(reply).plain.length === 0) return false;
+    return c.subDeny === null || c.subDeny.match(reply).plain.length === 0;
+  }
+
   /** Whether a message on this subject must not be delivered (see canSubscribe). */
   deniesDelivery(subject: string): boolean {
     const deny = this.deliveryDeny;

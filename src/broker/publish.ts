@@ -34,6 +34,14 @@ export function processPub(broker: Broker, from: ClientConnection, frame: PubFra
       return;
     }
   }
+  const perms = from.perms;
+  if (perms !== null && frame.replyEnd > frame.replyStart) {
+    const reply = frame.buf.toString("latin1", frame.replyStart, frame.replyEnd);
+    if (!perms.canReceiveOn(reply)) {
+      from.queueText(`-ERR 'Permissions Violation for Publish with Reply of ${goQuote(reply)}'\r\n`); // the connection stays
+      return;
+    }
+  }
   if (from.opts.verbose) from.queueText("+OK\r\n"); // nats-server acknowledges before delivering
   route(broker, from, from.lastSubject.match(broker.sublist, frame), frame);
 }
