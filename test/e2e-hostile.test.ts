@@ -421,6 +421,10 @@ describeEachServer("hostile senders and workloads", (kind) => {
       // Its own host services answer (kv.keys on its own bucket), through its own inbox.
       raw.send(`SUB _INBOX.${id}.r 7\r\nPUB $NEX.HOST.default.${id}.kv.keys _INBOX.${id}.r 0\r\n\r\n`);
       await raw.waitFor(/MSG _INBOX\.\S+ 7 /);
+      // ...but not to a subject it does not hold: its own host services (or a pull on its own KV stream)
+      // would otherwise publish there for it.
+      raw.send(`PUB $NEX.HOST.default.${id}.kv.keys bystander 0\r\n\r\n`);
+      await raw.waitFor(/-ERR 'Permissions Violation for Publish with Reply of "bystander"'/);
       expect(raw.closed).toBe(false);
       expect((await nex("workload", "stop", id, "--timeout", "30s")).code).toBe(0);
       await raw.waitClose(10_000);
