@@ -84,10 +84,10 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
    * it held (in flight at the gateway until the test answers it or the gateway's 504); GET <path>/probe
    * is answered "probe", which is how the helper knows the gateway routes the path.
    */
-  const testRoute = async (name: string, routePath: string, answer: (m: Msg) => boolean = () => false) => {
+  const testRoute = async (name: string, routePath: string, answer: (m: Msg) => boolean = () => false, namespace = "default") => {
     const kv = await new Kvm(nc).open("NEX_HTTP_ROUTES");
     const key = `NTEST.${createHash("sha256").update(name).digest("hex").slice(0, 20)}`;
-    const sub = nc.subscribe(`$NEX.HTTP.default.${name}`);
+    const sub = nc.subscribe(`$NEX.HTTP.${namespace}.${name}`);
     const held: Msg[] = [];
     void (async () => {
       for await (const m of sub) {
@@ -96,7 +96,7 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
       }
     })();
     await nc.flush();
-    await kv.put(key, JSON.stringify({ namespace: "default", name, route: { path: routePath } }));
+    await kv.put(key, JSON.stringify({ namespace, name, route: { path: routePath } }));
     await eventually(`${routePath} on the gateway`, async () => {
       const r = await raw(web, "GET", `${routePath}/probe`);
       if (r.status !== 200) throw new Error(`${r.status}`);
@@ -401,6 +401,50 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     expect((await fetch(`${web}/api/x`)).status).toBe(200);
   });
 
+  it("refuses a Host header with anything past its host and port (400): it would rewrite the URL the workload sees", async () => {
+    const seen: Msg[] = [];
+    const spy = await testRoute("hosts", "/hosts", (m) => {
+      seen.push(m);
+      m.respond("ok");
+      return true;
+    });
+    try {
+      for (const host of ["127.0.0.1:1/admin/delete?all=1#", "a.example:1/hosts/../../admin#", "a.example b", "a.example:port"]) {
+        expect((await raw(web, "GET", "/hosts/page", { host })).status, host).toBe(400);
+      }
+      expect(seen).toHaveLength(0);
+      for (const host of ["shop.example:8080", "[::1]:80", "localhost"]) {
+        const r = await raw(web, "GET", "/hosts/page?q=1", { host });
+        expect(r.status, host).toBe(200);
+      }
+      expect(seen.map((m) => new URL(m.headers!.get("Nex-Http-Url")).pathname)).toEqual(["/hosts/page", "/hosts/page", "/hosts/page"]);
+      expect(seen[0].headers!.get("Nex-Http-Url")).toBe("http://shop.example:8080/hosts/page?q=1");
+    } finally {
+      await spy.close();
+    }
+  });
+
+  it("ignores route claims in the bucket that a deploy could not have made, and keeps serving", async () => {
+    const kv = await new Kvm(nc).open("NEX_HTTP_ROUTES");
+    const bad = [
+      { namespace: "default", name: "m", route: { path: "/badm", methods: 1 } },
+      { namespace: "default", name: "e", route: { path: "" } },
+      { namespace: "no_such", name: "u", route: { path: "/badns" } },
+      { namespace: "default", name: "a.b", route: { path: "/badname" } },
+      { namespace: "default", name: "x", route: { path: "/badx", extra: true } },
+    ];
+    for (const [i, claim] of bad.entries()) await kv.put(`NTEST.bad${i}`, JSON.stringify(claim));
+    // A good claim put after them is served once the gateway has read them all (the bucket's order).
+    const after = await testRoute("afterbad", "/afterbad");
+    try {
+      for (const p of ["/badm/x", "/anything", "/badns/x", "/badname/x", "/badx/x"]) expect((await raw(web, "GET", p)).status, p).toBe(404);
+      expect((await fetch(`${web}/api/x`)).status).toBe(200);
+    } finally {
+      await after.close();
+      for (const i of bad.keys()) await kv.delete(`NTEST.bad${i}`);
+    }
+  });
+
   it("drops a slowloris client after the header timeout (408) while serving others", async () => {
     const u = new URL(web);
     const socket = net.connect(Number(u.port), u.hostname);
@@ -429,9 +473,9 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     expect(await get()).toBe(false);
     expect(await get()).toBe(true);
     agent.destroy();
-    // 8 in flight at most, 4 of them for one route: two routes holding 4 each take every slot, so a third gets 503.
+    // 8 in flight at most, 4 of them for one namespace: two namespaces holding 4 each take every slot, so a third gets 503.
     const a = await testRoute("held-a", "/held-a");
-    const b = await testRoute("held-b", "/held-b");
+    const b = await testRoute("held-b", "/held-b", undefined, "tenant-b");
     try {
       const pending = ["/held-a", "/held-a", "/held-a", "/held-a", "/held-b", "/held-b", "/held-b", "/held-b"].map((p) => raw(web, "GET", `${p}/x`));
       await waitFor("8 requests in flight", () => a.held.length + b.held.length === 8, 5000);
@@ -448,25 +492,29 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     }
   });
 
-  it("gives one route at most half the requests in flight: past it that route gets 503, the others still answer", async () => {
+  it("gives one namespace at most half the requests in flight: past it its routes get 503, other namespaces' still answer", async () => {
     const slow = await testRoute("held-c", "/held-c");
+    const elsewhere = await testRoute("other", "/other-ns", (m) => (m.respond("other"), true), "tenant-b");
     try {
       const pending = Array.from({ length: 4 }, () => raw(web, "GET", "/held-c/x"));
       await waitFor("4 requests of the route in flight", () => slow.held.length === 4, 5000);
-      // Its share (4 of the gateway's 8) is taken: one more is refused at once, without reaching the workload.
+      // The namespace's share (4 of the gateway's 8) is taken: one more is refused at once, without
+      // reaching the workload, and so is a request for another of its routes.
       const refused = await raw(web, "GET", "/held-c/y");
       expect(refused.status).toBe(503);
       expect(refused.headers["retry-after"]).toBe("1");
       expect(slow.held).toHaveLength(4);
-      // Another route still answers: 4 slots of the gateway's are left.
-      const other = await raw(web, "GET", "/api/x");
-      expect(other.status).toBe(200);
+      expect((await raw(web, "GET", "/api/x")).status).toBe(503);
+      // Another namespace's route still answers: 4 slots of the gateway's are left.
+      const other = await raw(web, "GET", "/other-ns/x");
+      expect([other.status, other.body]).toEqual([200, "other"]);
       for (const m of slow.held) m.respond("done");
       for (const r of await Promise.all(pending)) expect([200, 504]).toContain(r.status);
       // Its requests done, the route takes requests again.
       expect((await raw(web, "GET", "/held-c/probe")).status).toBe(200);
     } finally {
       await slow.close();
+      await elsewhere.close();
     }
   });
 

@@ -35,9 +35,12 @@ const EMPTY = new Uint8Array(0);
 export class HttpGateway {
   private server?: http.Server;
   private inFlight = 0;
-  /** Requests in flight by route (its workload's subject), each at most routeMaxInFlight. */
-  private readonly routeInFlight = new Map<string, number>();
-  private readonly routeMaxInFlight: number;
+  /**
+   * Requests in flight by namespace, each at most namespaceMaxInFlight: a tenant's slow routes (or a
+   * client holding them) cannot take every slot; counted by route, two slow routes of one tenant could.
+   */
+  private readonly namespaceInFlight = new Map<string, number>();
+  private readonly namespaceMaxInFlight: number;
   private readonly staticFiles: StaticFiles;
   private readonly replies: ReplyMux;
   url = "";
@@ -49,7 +52,7 @@ export class HttpGateway {
     this.staticFiles = new StaticFiles(host.nc);
     const inboxPrefix = (host.nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
     this.replies = new ReplyMux(host.nc, o.replyTimeoutMs, inboxPrefix);
-    this.routeMaxInFlight = routeShare(o.maxInFlight);
+    this.namespaceMaxInFlight = namespaceShare(o.maxInFlight);
   }
 
   async start(): Promise<string> {
@@ -100,14 +103,14 @@ export class HttpGateway {
     const started = performance.now();
     let route: ServedRoute | undefined;
     let done = false;
-    /** The route whose share this request holds, if it got that far. */
+    /** The namespace whose share this request holds, if it got that far. */
     let counted: string | undefined;
     const release = (): void => {
       this.inFlight--;
       if (counted === undefined) return;
-      const n = (this.routeInFlight.get(counted) ?? 1) - 1;
-      if (n <= 0) this.routeInFlight.delete(counted);
-      else this.routeInFlight.set(counted, n);
+      const n = (this.namespaceInFlight.get(counted) ?? 1) - 1;
+      if (n <= 0) this.namespaceInFlight.delete(counted);
+      else this.namespaceInFlight.set(counted, n);
       counted = undefined;
     };
     const method = req.method ?? "GET";
@@ -156,13 +159,16 @@ export class HttpGateway {
     if (this.inFlight > this.o.maxInFlight) return plain(503, { "retry-after": "1" });
     if (!path.startsWith("/")) return plain(400);
     if (path.split("/").some((s) => s === "." || s === ".." || /^%2e(%2e|\.)?$|^\.%2e$/i.test(s))) return plain(400);
-    const host = hostName(req.headers.host);
+    const hostHeader = req.headers.host;
+    // The Host header goes into the URL the workload sees: `a.com:1/admin#` would make its path /admin.
+    if (hostHeader !== undefined && !HOST_HEADER.test(hostHeader)) return plain(400);
+    const host = hostName(hostHeader);
     route = this.host.routes()?.match(host, path);
     if (!route) return plain(404);
-    const held = this.routeInFlight.get(route.subject) ?? 0;
-    if (held >= this.routeMaxInFlight) return plain(503, { "retry-after": "1" });
-    this.routeInFlight.set(route.subject, held + 1);
-    counted = route.subject;
+    const held = this.namespaceInFlight.get(route.namespace) ?? 0;
+    if (held >= this.namespaceMaxInFlight) return plain(503, { "retry-after": "1" });
+    this.namespaceInFlight.set(route.namespace, held + 1);
+    counted = route.namespace;
     if (route.static) {
       // Static assets: served from the object store by this gateway, no workload in the path.
       if (method !== "GET" && method !== "HEAD") return plain(405, { allow: "GET, HEAD" });
@@ -187,7 +193,7 @@ export class HttpGateway {
     h.set(HttpHeaders.method, method);
     h.set(HttpHeaders.path, path);
     if (q !== -1) h.set(HttpHeaders.query, rawUrl.slice(q + 1));
-    h.set(HttpHeaders.url, `http://${req.headers.host ?? "localhost"}${rawUrl}`);
+    h.set(HttpHeaders.url, `http://${hostHeader ?? "localhost"}${rawUrl}`);
     h.set(HttpHeaders.route, route.route.path);
     h.set(HttpHeaders.remote, req.socket.remoteAddress ?? "");
     const raw = req.rawHeaders;
@@ -250,10 +256,13 @@ export class HttpGateway {
   }
 }
 
-/** A route's share of the requests in flight: half the gateway's, at least 1. */
-function routeShare(maxInFlight: number): number {
+/** A namespace's share of the requests in flight: half the gateway's, at least 1. */
+function namespaceShare(maxInFlight: number): number {
   return Math.max(1, Math.floor(maxInFlight / 2));
 }
+
+/** A Host header as it may be: a name or an IP literal, and an optional port; nothing after them. */
+const HOST_HEADER = /^(?:\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::\d{1,5})?$/i;
 
 /** The Host header's host name, lowercase, without a port. */
 function hostName(header: string | undefined): string {

@@ -11,7 +11,8 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { StaticFile, StaticManifest } from "../protocol/static.js";
-import { type HttpRoute, httpSubject, prefixCovers, routesOverlap } from "../protocol/http.js";
+import { type HttpRoute, HttpRouteSchema, httpSubject, prefixCovers, routesOverlap } from "../protocol/http.js";
+import { NAMESPACE_PATTERN, token } from "../protocol/control.js";
 import { LiveClaims } from "../cluster/live-claims.js";
 
 const BUCKET = "NEX_HTTP_ROUTES";
@@ -31,14 +32,21 @@ export interface ServedRoute extends Omit<RouteClaim, "static"> {
   static?: { manifest: string; files: ReadonlyMap<string, StaticFile> };
 }
 
+/**
+ * A claim read from the bucket, checked as a deploy's route is: anyone who can write the bucket could
+ * put `methods: 1` there (a throw in every gateway's request handler) or a path "" (every path).
+ */
 function readRoute(json: unknown): RouteClaim | null {
   const c = json as RouteClaim | null;
-  if (!(typeof c?.route?.path === "string" && typeof c.namespace === "string" && typeof c.name === "string")) return null;
+  if (typeof c !== "object" || c === null) return null;
+  if (typeof c.namespace !== "string" || !NAMESPACE_PATTERN.test(c.namespace) || !token.safeParse(c.name).success) return null;
+  const route = HttpRouteSchema.safeParse(c.route);
+  if (!route.success) return null;
   if (c.static !== undefined) {
     const files: unknown = c.static?.files;
     if (typeof c.static?.manifest !== "string" || typeof files !== "object" || files === null || Array.isArray(files)) return null;
   }
-  return c;
+  return { namespace: c.namespace, name: c.name, route: route.data, ...(c.static !== undefined ? { static: c.static } : {}) };
 }
 
 /** Maps built from claims' file records (a claim's record does not change), so a rebuild does not copy them again. */

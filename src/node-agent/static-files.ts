@@ -57,7 +57,9 @@ export class StaticFiles {
     const file = files.get(p);
     if (!file) {
       if (files.has(`${p}/index.html`)) {
-        return redirect(`${prefix}${rest}/${query}`);
+        // Built from the folder's own path, never the path as sent: `//docs` would make `//docs/`, a link
+        // to the host "docs".
+        return redirect(`${prefix}/${p.split("/").map(encodeURIComponent).join("/")}/${query}`);
       }
       return text(404);
     }
