@@ -350,6 +350,9 @@ describe("JavaScript runtime", () => {
       hostServices: "object",
       globals: [],
       env: "hej",
+      WebAssembly: "undefined",
+      resize: "undefined",
+      grow: "undefined",
     });
   });
 

@@ -13,6 +13,14 @@ import { RuntimeHosts } from "../runtime-hosts.js";
 import type { NatsAuth, RuntimeObserver, FunctionWorkloadSpec } from "../types.js";
 import type { CompiledCode, DeployResult, JsDeployExtra } from "./ipc.js";
 
+/**
+ * V8 flags of the runtime-host process (they hold for every isolate in it): isolated-vm's memory limit
+ * counts ArrayBuffers but not WebAssembly memories nor the reserved backing of resizable buffers, so a
+ * function with --memory 16 could hold gigabytes through either. JavaScript workloads get neither
+ * (WebAssembly workloads run in the wasm runtime).
+ */
+const GUEST_MEMORY_FLAGS = ["--no-expose-wasm", "--no-harmony-rab-gsab"];
+
 export interface JsRuntimeOptions {
   /** NATS server URL(s) for the runtime host; comma-separated for several. */
   natsUrl: string;
@@ -57,7 +65,7 @@ export class JsRuntime extends HostedFunctionRuntime<JsDeployExtra> {
       {
         label: "JavaScript",
         script: opts.hostScript ?? defaultHostScript(),
-        execArgv: ["--no-node-snapshot", ...(opts.hostExecArgv ?? [])],
+        execArgv: ["--no-node-snapshot", ...GUEST_MEMORY_FLAGS, ...(opts.hostExecArgv ?? [])],
         natsUrl: opts.natsUrl,
         natsAuth: opts.natsAuth,
         connectionName: "nex-js-runtime-host",

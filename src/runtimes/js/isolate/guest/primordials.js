@@ -56,7 +56,8 @@ const TypedArrayByteOffset = getterOf(TypedArrayPrototype, "byteOffset");
 const TypedArrayByteLength = getterOf(TypedArrayPrototype, "byteLength");
 const TypedArrayLength = getterOf(TypedArrayPrototype, "length");
 const ArrayBufferByteLength = getterOf(ArrayBuffer.prototype, "byteLength");
-const ArrayBufferResizable = getterOf(ArrayBuffer.prototype, "resizable");
+// The runtime host runs with resizable buffers off (js-runtime.ts), so there is no such getter then.
+const ArrayBufferResizable = ReflectGetOwnPropertyDescriptor(ArrayBuffer.prototype, "resizable") ? getterOf(ArrayBuffer.prototype, "resizable") : () => false;
 const ArrayBufferIsView = ArrayBuffer.isView;
 const DataViewBuffer = getterOf(DataView.prototype, "buffer");
 const DataViewByteOffset = getterOf(DataView.prototype, "byteOffset");
