@@ -12,6 +12,7 @@ import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import { defaultHostScript, JsRuntime } from "../src/runtimes/js/js-runtime.js";
 import { DATA_BYTES, DATA_OFFSET, ENTRY, HEAD, MAX_RESULTS, RESULT_KIND, ResultChannel, TABLE_OFFSET } from "../src/runtimes/js/host/result-channel.js";
 import { RunningBatch } from "../src/runtimes/js/host/running-batch.js";
+import { TIMER_FIRES_PER_SECOND } from "../src/runtimes/js/host/service-run.js";
 import type { Outcome } from "../src/runtimes/host/outcome.js";
 import type { JavaScriptSpec } from "../src/runtimes/types.js";
 import { RuntimeRecorder } from "./helpers/recorder.js";
@@ -524,6 +525,26 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
       await bystander.answersAgain(20);
       const reply = await nc.request(`storm.${s.name}`, "", { timeout: 30_000 });
       expect(errorCode(reply) === undefined ? text(reply) : errorCode(reply)).toMatch(/still answering|503/);
+    });
+
+    it("gets at most TIMER_FIRES_PER_SECOND timer fires a second, however many 1 ms intervals it sets", async () => {
+      const s = await deployService(`
+        let fires = 0;
+        export default { start(ctx) {
+          for (let i = 0; i < 1000; i++) setInterval(() => { fires++; }, 1);
+          ctx.subscribe("fires." + ctx.workload.name, () => String(fires));
+        } }`);
+      const fires = async () => Number(text(await nc.request(`fires.${s.name}`, "", { timeout: 10_000 })));
+      await waitFor("the intervals to run", async () => (await fires()) > 0);
+      const before = await fires();
+      const started = Date.now();
+      await new Promise((r) => setTimeout(r, 2000));
+      const after = await fires();
+      const seconds = (Date.now() - started) / 1000;
+      // 1,000 intervals of 1 ms would be a million fires a second; the run gets its rate (and one burst).
+      expect(after - before).toBeGreaterThan(0);
+      expect(after - before).toBeLessThanOrEqual(TIMER_FIRES_PER_SECOND * (seconds + 1));
+      await bystander.answersAgain(20);
     });
   });
 });

@@ -98,6 +98,15 @@ interface Timer {
   queued: boolean;
 }
 
+/**
+ * Timer fires a service gets per second, and as many at once: each fire costs the shared runtime host's
+ * main thread (the scan, the queue, the copy into the isolate), which the service's CPU budget does not
+ * see, so 1,000 setInterval(f, 1) would otherwise take it whole. Past the rate, due timers wait.
+ */
+export const TIMER_FIRES_PER_SECOND = 1000;
+/** While a service has used up its fires, its timers are looked at again no sooner than this. */
+const TIMER_STARVED_WAIT_MS = 10;
+
 /** What a request that was still waiting hears when its run ends. */
 function endOutcome(reason: ExitReason, message: string): Outcome {
   return failure(reason === "timeout" ? ErrorCodes.timeout : ErrorCodes.failed, `the service's run ended: ${message}`);
@@ -120,6 +129,9 @@ export class ServiceRun {
   /** The one host timer of the run, armed for the earliest due guest timer, and when it fires. */
   private wake?: NodeJS.Timeout;
   private wakeAt = Infinity;
+  /** Timer fires left to this run now (TIMER_FIRES_PER_SECOND), refilled as time passes since fireTokensAt. */
+  private fireTokens = TIMER_FIRES_PER_SECOND;
+  private fireTokensAt = Date.now();
   private ticker?: NodeJS.Timeout;
   private readonly callbackMs: number;
   private readonly maxMessage: number;
@@ -371,20 +383,28 @@ export class ServiceRun {
     this.wakeAt = Infinity;
     if (this.ended) return;
     const now = Date.now();
+    this.fireTokens = Math.min(TIMER_FIRES_PER_SECOND, this.fireTokens + ((now - this.fireTokensAt) * TIMER_FIRES_PER_SECOND) / 1000);
+    this.fireTokensAt = now;
     let next = Infinity;
+    let starved = false;
     const due: number[] = [];
     for (const [id, t] of this.timers) {
       if (t.due <= now) {
+        if (!t.queued && this.fireTokens < 1) {
+          starved = true; // stays due, and fires once the run has fires again
+          continue;
+        }
         if (t.interval === 0) this.timers.delete(id);
         else t.due = Math.max(t.due + t.interval, now + 1);
         if (!t.queued) {
           t.queued = true;
+          this.fireTokens--;
           due.push(id);
         }
       }
       if (t.interval !== 0 || t.due > now) next = Math.min(next, t.due);
     }
-    this.arm(next);
+    this.arm(starved ? now + TIMER_STARVED_WAIT_MS : next);
     for (const id of due) this.fire(id);
   }
 
