@@ -3,9 +3,10 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pino from "pino";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { type RunningBroker, startBroker } from "../src/broker/index.js";
-import { HostServices } from "../src/host-services/server.js";
+import { HostServices, MAX_BUCKETS_PER_NAMESPACE } from "../src/host-services/server.js";
 import { HostHeaders, hostSubject, hostValueLimit, type HostService } from "../src/protocol/host-services.js";
 
 let broker: RunningBroker;
@@ -94,6 +95,26 @@ describe("kv", () => {
     const res = errorOf(await call(A, "kv", "set", { [HostHeaders.key]: "big" }, big));
     expect(res.code).toBe("too_large");
     expect(errorOf(await call(A, "kv", "get", { [HostHeaders.key]: "big" })).code).toBe("not_found");
+  });
+});
+
+describe("bucket count", () => {
+  it(`lets a namespace use ${MAX_BUCKETS_PER_NAMESPACE} key-value buckets, refuses more (forbidden), and keeps the others working`, async () => {
+    const C = { id: "wc", name: "many", namespace: "gamma" };
+    hs.attach(C);
+    await nc.flush();
+    // Its own bucket counts as one; fill up to the cap with named ones.
+    expect(errorOf(await call(C, "kv", "set", { [HostHeaders.key]: "k" }, "own")).code).toBeUndefined();
+    for (let i = 1; i < MAX_BUCKETS_PER_NAMESPACE; i++) {
+      expect(errorOf(await call(C, "kv", "set", { [HostHeaders.key]: "k", [HostHeaders.bucket]: `b${i}` }, String(i))).code, `bucket b${i}`).toBeUndefined();
+    }
+    const refused = errorOf(await call(C, "kv", "set", { [HostHeaders.key]: "k", [HostHeaders.bucket]: "one-more" }, "x"));
+    expect(refused.code).toBe("forbidden");
+    expect(refused.message).toMatch(new RegExp(`${MAX_BUCKETS_PER_NAMESPACE} key-value buckets`));
+    await expect((await jetstreamManager(nc)).streams.info("KV_hs_gamma_one-more")).rejects.toThrow(/stream not found/);
+    // The buckets it has still work, and so does another namespace's first named bucket.
+    expect((await call(C, "kv", "get", { [HostHeaders.key]: "k", [HostHeaders.bucket]: "b1" })).string()).toBe("1");
+    expect(errorOf(await call(B, "kv", "set", { [HostHeaders.key]: "k", [HostHeaders.bucket]: "fresh" }, "ok")).code).toBeUndefined();
   });
 });
 

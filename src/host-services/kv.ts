@@ -6,7 +6,7 @@
 // looks at the key, and if it holds our value takes that as our write. The edge this leaves: another
 // writer that stored the very same bytes meanwhile is taken for ours.
 
-import { HostHeaders } from "../protocol/host-services.js";
+import { HostHeaders, MAX_HOST_VALUE_BYTES } from "../protocol/host-services.js";
 import type { KV } from "@nats-io/kv";
 import { kvBucketName } from "../protocol/buckets.js";
 import { HostError } from "./errors.js";
@@ -129,7 +129,14 @@ export const kvMethods: Record<string, HostMethod> = {
     const filter = ctx.header(HostHeaders.filter);
     const out = await retrying(ctx, async (kv) => {
       const found: string[] = [];
-      for await (const k of await kv.keys(filter)) found.push(k);
+      // Stops at what one answer can hold (the JSON array's size), before the sort and the stringify
+      // that would otherwise run over a whole bucket of tiny keys in one go.
+      let bytes = 2;
+      for await (const k of await kv.keys(filter)) {
+        bytes += k.length + 3;
+        if (bytes > MAX_HOST_VALUE_BYTES) throw new HostError("too_large", `the keys${filter ? ` matching ${filter}` : ""} do not fit in one answer of ${MAX_HOST_VALUE_BYTES} bytes: list them with a narrower filter`);
+        found.push(k);
+      }
       return found;
     }, true);
     return { body: JSON.stringify(out.sort()) };

@@ -69,10 +69,19 @@ const SERVICES: Record<string, Record<string, HostMethod>> = {
   messaging: messagingMethods,
 };
 
+/**
+ * Named buckets (kv.bucket(name), objectStore.bucket(name)) one namespace may use through one process's
+ * host services, of each kind. Each is a JetStream stream with its own size limit, so without a count a
+ * workload could make streams until the broker's disk is full; and each stays open here.
+ */
+export const MAX_BUCKETS_PER_NAMESPACE = 64;
+
 export class HostServices {
   private readonly subs = new Map<string, Subscription>();
   private readonly kvs = new Map<string, Promise<KV>>();
   private readonly stores = new Map<string, Promise<ObjectStore>>();
+  /** Bucket names opened, by kind and namespace ("kv ns", "objects ns"), for MAX_BUCKETS_PER_NAMESPACE. */
+  private readonly bucketsOf = new Map<string, Set<string>>();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -151,14 +160,28 @@ export class HostServices {
         if (value === undefined) throw new HostError("bad_request", `header ${name} is required`);
         return value;
       },
-      kv: () => this.openKv(kvBucketName(workload.namespace, bucket())),
-      objects: () => this.openObjects(objectBucketName(workload.namespace, bucket())),
+      kv: () => this.openKv(kvBucketName(workload.namespace, this.counted("kv", workload.namespace, bucket()))),
+      objects: () => this.openObjects(objectBucketName(workload.namespace, this.counted("objects", workload.namespace, bucket()))),
       timeoutMs: () => {
         const asked = Number(header(HostHeaders.timeoutMs) ?? HOST_CALL_TIMEOUT_MS);
         if (!Number.isFinite(asked) || asked <= 0) throw new HostError("bad_request", `${HostHeaders.timeoutMs} must be a positive number`);
         return Math.min(asked, HOST_CALL_TIMEOUT_MS);
       },
     };
+  }
+
+  /** The bucket name, once the namespace may use it: one of the first MAX_BUCKETS_PER_NAMESPACE it named. */
+  private counted(kind: "kv" | "objects", namespace: string, name: string): string {
+    const key = `${kind} ${namespace}`;
+    let names = this.bucketsOf.get(key);
+    if (!names) this.bucketsOf.set(key, (names = new Set()));
+    if (names.has(name)) return name;
+    if (names.size >= MAX_BUCKETS_PER_NAMESPACE) {
+      const what = kind === "kv" ? "key-value buckets" : "object stores";
+      throw new HostError("forbidden", `namespace ${namespace} uses ${MAX_BUCKETS_PER_NAMESPACE} ${what} already, the most it may`);
+    }
+    names.add(name);
+    return name;
   }
 
   /** Buckets are created on first use with the configured size limit, and kept open. */
