@@ -536,6 +536,37 @@ describe("table", () => {
     expect(s.hand.log.actions[1]).toEqual({ playerId: "p0", action: "check", amount: null });
   });
 
+  it("voidHand gives everyone back what they put in, and a departed folder's chips to those still in", () => {
+    let s = table([100, 100, 100]);
+    expectRefused(s, (x) => T.voidHand(x), "no_hand");
+    s = T.startHand(s, seededRandomInt(21));
+    const before = T.chipsOnTable(s);
+    // Bets on two streets, then the bettor's opponents still to act: the turn clock would fold them and
+    // hand the bettor the pot; calling the hand off gives each their own chips back.
+    const order = () => s.hand.players.find((p: any) => p.seat === s.hand.toAct).id;
+    s = T.act(s, order(), "call");
+    s = T.act(s, order(), "call");
+    s = T.act(s, order(), "check");
+    s = T.act(s, order(), "bet", 20);
+    expect(T.handInProgress(s)).toBe(true);
+    const voided = T.voidHand(s);
+    expect(voided.hand).toBeNull();
+    expect(stacks(voided)).toEqual([100, 100, 100]);
+    expect(T.chipsOnTable(voided)).toBe(before);
+    // A player who folds and leaves has forfeited what they put in: it goes to the two still in the hand.
+    let t = T.startHand(table([100, 100, 100]), seededRandomInt(22));
+    const first = t.hand.players.find((p: any) => p.seat === t.hand.toAct).id;
+    t = T.act(t, first, "raise", 10);
+    const folder = t.hand.players.find((p: any) => p.seat === t.hand.toAct).id;
+    t = T.act(t, folder, "fold");
+    const folderPut = t.hand.players.find((p: any) => p.id === folder).total;
+    t = T.leave(t, folder).state;
+    const left = T.voidHand(t);
+    const total = stacks(left).reduce((a: number, b: number) => a + b, 0);
+    expect(total).toBe(300 - (100 - folderPut));
+    for (const seat of left.seats) if (seat !== null) expect(seat.stack).toBeGreaterThanOrEqual(100);
+  });
+
   it("join, leave and views", () => {
     let s = table([100, 100, 100]);
     expectRefused(s, (x) => T.join(x, 1, { id: "z" }, 100), "seat_taken");

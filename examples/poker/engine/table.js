@@ -630,6 +630,36 @@ function refuseRaise(hand, p) {
 }
 
 /**
+ * Calls the hand in progress off (the table is closing): each seated player gets back what they put in
+ * during it, and the hand is gone. What a player who folded and left had put in is dead money: it goes to
+ * the players still in the hand, split evenly (the odd chips to the first of them by seat), so no chip
+ * leaves the table unaccounted for.
+ * @param {TableState} state
+ * @returns {TableState}
+ */
+export function voidHand(state) {
+  if (!handInProgress(state)) fail("no_hand", "no hand is in progress");
+  const next = clone(state);
+  const hand = /** @type {Hand} */ (next.hand);
+  let dead = 0;
+  /** @type {Seat[]} */
+  const live = [];
+  for (const p of hand.players) {
+    const seat = next.seats[p.seat];
+    if (seat !== null && seat.id === p.id) {
+      seat.stack += p.total;
+      if (!p.folded) live.push(seat);
+    } else dead += p.total;
+  }
+  if (dead > 0 && live.length > 0) {
+    const each = Math.floor(dead / live.length);
+    live.forEach((seat, i) => (seat.stack += each + (i < dead - each * live.length ? 1 : 0)));
+  }
+  next.hand = null;
+  return next;
+}
+
+/**
  * What the turn clock does when the player to act runs out of time: check if possible, else fold.
  * @param {TableState} state
  * @returns {TableState}

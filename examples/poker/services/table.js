@@ -50,6 +50,33 @@ function serialized(fn) {
   };
 }
 
+/** A player's request at most this big: read before anything else, so a padded one costs nothing. */
+const MAX_REQUEST_BYTES = 4096;
+/** Players' requests waiting for their turn at most; past that one is refused ("busy"). */
+const MAX_WAITING = 64;
+let waiting = 0;
+
+/**
+ * A player's request (join, leave, act): read and its token checked before it joins the queue, so a
+ * flood of requests with made-up users or tokens holds no one up and piles nothing up; at most
+ * MAX_WAITING checked ones wait for their turn. `fn` gets the request and the player's name.
+ */
+function playerRequest(fn) {
+  const run = serialized(fn);
+  return async (payload) => {
+    if (payload.length > MAX_REQUEST_BYTES) throw new Refusal(`a request is at most ${MAX_REQUEST_BYTES} bytes`);
+    const req = parseRequest(payload);
+    const name = await verify(req.user, req.token);
+    if (waiting >= MAX_WAITING) throw new Refusal("the table is busy: try again");
+    waiting++;
+    try {
+      return await run({ req, name });
+    } finally {
+      waiting--;
+    }
+  };
+}
+
 async function save() {
   await ctx.hostServices.async.kv.set("table", JSON.stringify(doc));
 }
@@ -207,9 +234,7 @@ async function handRecord(payload) {
 const settle = serialized(async () => {});
 
 // ---- requests ----
-const join = serialized(async (payload) => {
-  const req = parseRequest(payload);
-  const name = await verify(req.user, req.token);
+const join = playerRequest(async ({ req, name }) => {
   if (doc.closed) throw new Refusal("the table is closed");
   const buyIn = req.buy_in;
   if (typeof buyIn !== "number" || !Number.isInteger(buyIn) || buyIn < 1) throw new Refusal("buy_in must be a whole number of chips");
@@ -261,9 +286,7 @@ async function payOut(user) {
   return stack;
 }
 
-const leave = serialized(async (payload) => {
-  const req = parseRequest(payload);
-  await verify(req.user, req.token);
+const leave = playerRequest(async ({ req }) => {
   if (engine.seatOf(doc.game, req.user) === null) throw new Refusal("you are not seated here");
   const paid = await payOut(req.user);
   schedule();
@@ -271,9 +294,7 @@ const leave = serialized(async (payload) => {
 });
 
 const ACTIONS = new Set(["fold", "check", "call", "bet", "raise", "all_in"]);
-const act = serialized(async (payload) => {
-  const req = parseRequest(payload);
-  await verify(req.user, req.token);
+const act = playerRequest(async ({ req }) => {
   if (typeof req.action !== "string" || !ACTIONS.has(req.action)) throw new Refusal("action must be fold, check, call, bet, raise or all_in");
   let amount;
   if (req.action === "bet" || req.action === "raise") {
@@ -303,22 +324,33 @@ async function stateOf(payload) {
   return { ...base, ...engine.publicView(doc.game) };
 }
 
-/** The lobby closes the table: the hand in progress is finished by the turn clock's rule (check, else fold) at once, then everyone is paid. */
-const close = serialized(async (payload) => {
-  const req = parseRequest(payload);
-  if (!secret || typeof req.secret !== "string" || !sameString(req.secret, secret)) throw new Refusal("wrong secret");
+/**
+ * The lobby closes the table: the hand in progress is called off (everyone gets back what they put in;
+ * finishing it by the turn clock's rule gave the pot to whoever bet last, so closing mid-hand paid), then
+ * everyone is paid. The secret is checked before the request waits for its turn.
+ */
+const closeQueued = serialized(async () => {
   doc.closed = true;
   if (nextHandTimer) clearTimeout(nextHandTimer);
   nextHandTimer = null;
-  while (engine.handInProgress(doc.game)) doc.game = engine.timeoutAction(doc.game);
+  if (engine.handInProgress(doc.game)) {
+    doc.game = engine.voidHand(doc.game);
+    publish("hand_voided");
+  }
   await save();
-  if (doc.game.hand && doc.game.hand.finished) handFinished();
   const paid = {};
   for (const s of doc.game.seats) if (s !== null) paid[s.id] = await payOut(s.id);
   schedule();
   publish("closed", { paid });
   return { ok: true, paid };
 });
+
+async function close(payload) {
+  if (payload.length > MAX_REQUEST_BYTES) throw new Refusal(`a request is at most ${MAX_REQUEST_BYTES} bytes`);
+  const req = parseRequest(payload);
+  if (!secret || typeof req.secret !== "string" || !sameString(req.secret, secret)) throw new Refusal("wrong secret");
+  return closeQueued();
+}
 
 function envInt(name, dflt) {
   const v = ctx.env[name];
