@@ -80,7 +80,7 @@ describe("the poker page in Chromium (examples/poker/demo.mjs)", () => {
     expect(config.ws_url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
     const local = JSON.parse(readFileSync(path.join(dir, "home/local-broker.json"), "utf8"));
     expect(config.password).not.toBe(local.password);
-    const nc = await connect({ servers: brokerUrl, user: config.user, pass: config.password });
+    const nc = await connect({ servers: brokerUrl, user: config.user, pass: config.password, inboxPrefix: "_INBOX.web" });
     try {
       // An allowed subject works...
       const r = await nc.request("poker.lobby.list", "{}", { timeout: 10_000 });
@@ -89,9 +89,12 @@ describe("the poker page in Chromium (examples/poker/demo.mjs)", () => {
       for (const subject of ["poker.bank.transfer", "$NEX.SVC.default.PING", "$JS.API.INFO"]) {
         await expect(nc.request(subject, "{}", { timeout: 5_000 }), subject).rejects.toThrow(/permission/i);
       }
-      const sub = nc.subscribe("poker.>");
-      // nats.js resolves (not rejects) a subscription's closed promise with the broker's refusal.
-      expect(String(await sub.closed), "subscribe poker.>").toMatch(/permissions violation/i);
+      // Neither other subjects nor the services' own inboxes (their KV reads hold a table's deck).
+      for (const subject of ["poker.>", "_INBOX.>"]) {
+        const sub = nc.subscribe(subject);
+        // nats.js resolves (not rejects) a subscription's closed promise with the broker's refusal.
+        expect(String(await sub.closed), `subscribe ${subject}`).toMatch(/permissions violation/i);
+      }
     } finally {
       await nc.close();
     }
@@ -112,9 +115,9 @@ describe("the poker page in Chromium (examples/poker/demo.mjs)", () => {
     const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
     // A third player's view of the bus: the same broker user as the pages, reading every inbox it may.
     const config = (await (await fetch(`${url}config.json`)).json()) as { user: string; password: string };
-    const snooper = await connect({ servers: brokerUrl, user: config.user, pass: config.password });
+    const snooper = await connect({ servers: brokerUrl, user: config.user, pass: config.password, inboxPrefix: "_INBOX.web" });
     const snooped: string[] = [];
-    const inboxes = snooper.subscribe("_INBOX.>", { callback: (_e, m) => void snooped.push(m.string()) });
+    const inboxes = snooper.subscribe("_INBOX.web.>", { callback: (_e, m) => void snooped.push(m.string()) });
     await snooper.flush();
     const a = await open(ctxA, "A");
     const b = await open(ctxB, "B");

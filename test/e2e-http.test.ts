@@ -110,6 +110,17 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
     };
   };
 
+  /** A test route answering every request with `answer`, keeping each NATS request it was sent. */
+  const spyRoute = async (name: string, routePath: string, answer: string) => {
+    const seen: Msg[] = [];
+    const route = await testRoute(name, routePath, (m) => {
+      seen.push(m);
+      m.respond(answer);
+      return true;
+    });
+    return { seen, close: route.close };
+  };
+
   beforeAll(async () => {
     t = await NodeUnderTest.start(kind, "http", [
       "--web-port", "0", "--web-max-in-flight", "8", "--web-header-timeout", "1s", "--web-timeout", "2s", "--web-max-header-size", "4096",
@@ -212,12 +223,8 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
   });
 
   it("passes the gateway's Nex-Http-*, never a client's Nex-*/Nats-* headers, and carries many headers and Latin-1 values", async () => {
-    const seen: Msg[] = [];
-    const spy = await testRoute("spy", "/spy", (m) => {
-      seen.push(m);
-      m.respond("spied");
-      return true;
-    });
+    const spy = await spyRoute("spy", "/spy", "spied");
+    const seen = spy.seen;
     try {
       const forged = await raw(web, "GET", "/spy/x", {
         "Nex-Http-Method": "DELETE", "Nex-Http-Remote": "10.6.6.6", "Nex-Http-Route": "/api", "Nex-Status": "201",
@@ -402,12 +409,8 @@ describeEachServer("HTTP triggers through the node's gateway", (kind) => {
   });
 
   it("refuses a Host header with anything past its host and port (400): it would rewrite the URL the workload sees", async () => {
-    const seen: Msg[] = [];
-    const spy = await testRoute("hosts", "/hosts", (m) => {
-      seen.push(m);
-      m.respond("ok");
-      return true;
-    });
+    const spy = await spyRoute("hosts", "/hosts", "ok");
+    const seen = spy.seen;
     try {
       for (const host of ["127.0.0.1:1/admin/delete?all=1#", "a.example:1/hosts/../../admin#", "a.example b", "a.example:port"]) {
         expect((await raw(web, "GET", "/hosts/page", { host })).status, host).toBe(400);

@@ -71,6 +71,8 @@ describeEachServer(
     const lobbyEvents: { type: string; table: { id: string }; reason?: string }[] = [];
     let subs: Subscription[] = [];
     let tableId = "";
+    /** The player who opens the tables (a table belongs to its opener: only they may close it). */
+    let owner: User;
     let ann: User;
     let bob: User;
     let eve: User;
@@ -115,12 +117,15 @@ describeEachServer(
         [{ name: "x", seats: 2, small_blind: 5, big_blind: 4 }, /big_blind/],
         [{ name: "x", seats: 2, small_blind: "5", big_blind: 10 }, /small_blind/],
         [{ name: "x", seats: 2, small_blind: 5, big_blind: 10, turn_timeout_s: 0 }, /turn_timeout_s/],
+        [{ name: "x", seats: 2, small_blind: 5, big_blind: 10 }, /user must be a user id/], // nobody's table
+        [{ name: "x", seats: 2, small_blind: 5, big_blind: 10, user: "a".repeat(24), token: "x" }, /unknown user/],
       ] as [unknown, RegExp][]) {
         expect((await ask("poker.lobby.create", body)).error, JSON.stringify(body)).toMatch(why);
       }
       expect(await ask("poker.lobby.list", {})).toEqual([]);
 
-      const created = await ask("poker.lobby.create", { name: "Main table", seats: 2, small_blind: 5, big_blind: 10, turn_timeout_s: 5 });
+      owner = await register("Owner");
+      const created = await ask("poker.lobby.create", { name: "Main table", seats: 2, small_blind: 5, big_blind: 10, turn_timeout_s: 5, user: owner.id, token: owner.token });
       expect(created.error).toBeUndefined();
       tableId = created.id as string;
       expect(tableId).toMatch(/^[0-9a-f]{8}$/);
@@ -204,6 +209,14 @@ describeEachServer(
         expect((await ask(act, body)).error, JSON.stringify(body)).toMatch(why);
       }
       expect(JSON.stringify(await state())).toBe(before);
+      // A flood of requests from made-up users, some padded past 4 KiB: refused before they queue,
+      // so the player to act is answered as soon as it is their turn.
+      const flood = Array.from({ length: 300 }, (_, i) =>
+        ask(act, { user: (i % 16).toString(16).repeat(24), token: "x", action: "fold", ...(i % 3 === 0 ? { pad: "A".repeat(8000) } : {}) }, 30_000),
+      );
+      const answered = await ask(act, { user: me.id, token: me.token, action: "fold" }, 10_000);
+      expect(answered.error).toBeUndefined();
+      (await Promise.all(flood)).forEach((r, i) => expect(r.error).toMatch(i % 3 === 0 ? /at most 4096 bytes/ : /unknown user/));
       await expectConserved(tableId);
     }, 60_000);
 
@@ -367,8 +380,11 @@ describeEachServer(
     }, 120_000);
 
     it("closes a table nobody sits at after its idle_close_s, not while someone does", async () => {
-      expect((await ask("poker.lobby.create", { name: "Idle", seats: 2, small_blind: 1, big_blind: 2, idle_close_s: 0 })).error).toMatch(/idle_close_s must be a whole number from 1/);
-      const { id } = await ask<{ id: string }>("poker.lobby.create", { name: "Idle", seats: 2, small_blind: 1, big_blind: 2, idle_close_s: 2 });
+      const mine = { user: owner.id, token: owner.token };
+      expect((await ask("poker.lobby.create", { name: "Idle", seats: 2, small_blind: 1, big_blind: 2, idle_close_s: 0, ...mine })).error).toMatch(/idle_close_s must be a whole number from 1/);
+      const { id } = await ask<{ id: string }>("poker.lobby.create", { name: "Idle", seats: 2, small_blind: 1, big_blind: 2, idle_close_s: 2, ...mine });
+      // Two open tables are the most one player may have: nobody takes every child slot.
+      expect((await ask("poker.lobby.create", { name: "Third", seats: 2, small_blind: 1, big_blind: 2, ...mine })).error).toMatch(/2 open tables/);
       const joined = await eventually("a seat at the idle table", async () => {
         const r = await ask<{ seat?: number; error?: string }>(`poker.table.${id}.join`, { user: eve.id, token: eve.token, buy_in: 100 }, 2000);
         if (r.error) throw new Error(r.error);
@@ -389,12 +405,14 @@ describeEachServer(
     }, 90_000);
 
     it("closes the table: everyone paid back, the workload gone", async () => {
-      expect((await ask("poker.lobby.close", { id: "ffffffff" })).error).toMatch(/unknown table/);
+      expect((await ask("poker.lobby.close", { id: "ffffffff", user: owner.id, token: owner.token })).error).toMatch(/unknown table/);
+      expect((await ask("poker.lobby.close", { id: tableId })).error).toMatch(/user must be a user id/);
+      expect((await ask("poker.lobby.close", { id: tableId, user: ann.id, token: ann.token })).error).toMatch(/only the player who opened this table/);
       expect((await ask("poker.lobby.close", { id: "../x" })).error).toMatch(/id must be/);
       expect((await ask("poker.lobby.close", "{nope")).error).toMatch(/not JSON/);
       expect((await ask(`poker.table.${tableId}.close`, { secret: "0".repeat(64) })).error).toMatch(/wrong secret/);
       const seatedBefore = (await ask<View>(`poker.table.${tableId}.state`, {})).seats.filter((s) => s !== null).length;
-      const closed = await ask("poker.lobby.close", { id: tableId }, 90_000);
+      const closed = await ask("poker.lobby.close", { id: tableId, user: owner.id, token: owner.token }, 90_000);
       expect(closed.error).toBeUndefined();
       expect(closed.ok).toBe(true);
       expect(Object.keys(closed.paid as object)).toHaveLength(seatedBefore);

@@ -9,7 +9,7 @@
 // Who connects as whom. The launcher writes a broker config file (<home>/broker.conf) with two users:
 //   nex-node   the node and the launcher's own `nex run` calls (no permissions block: everything);
 //   poker-web  the browsers: may publish only to the poker API subjects and subscribe only to the
-//              poker event subjects and _INBOX.> (its request replies); see WEB_PERMISSIONS below.
+//              poker event subjects and _INBOX.web.> (its request replies); see WEB_PERMISSIONS below.
 // The page reads poker-web's credentials and the WebSocket URL from config.json, which the launcher
 // writes into the deployed copy of examples/poker/web/ (never into the source folder). The node's and
 // the local admin's credentials never reach the browser.
@@ -48,7 +48,9 @@ export const WEB_PERMISSIONS = {
     "poker.table.*.state",
     "poker.table.*.hand",
   ],
-  subscribe: ["poker.lobby.events", "poker.table.*.events", "_INBOX.>"],
+  // Only the pages' own inboxes (app.js connects with inboxPrefix WEB_INBOX): not the services' replies
+  // (their KV reads hold a table's deck), nor, as reply subjects of its requests, their pending requests.
+  subscribe: ["poker.lobby.events", "poker.table.*.events", "_INBOX.web.>"],
 };
 
 function parseArgs(argv) {

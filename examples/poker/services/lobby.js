@@ -4,8 +4,11 @@
 //     --allow-deploy examples/poker/dist/table.js --max-children 20
 //
 //   poker.lobby.list   {}                                                       → [{id, name, seats, players, small_blind, big_blind, state}]
-//   poker.lobby.create {name, seats, small_blind, big_blind, turn_timeout_s?, idle_close_s?}  → {id}
-//   poker.lobby.close  {id}                                                     → {ok: true, paid}
+//   poker.lobby.create {user, token, name, seats, small_blind, big_blind, turn_timeout_s?, idle_close_s?}  → {id}
+//   poker.lobby.close  {id, user, token}                                        → {ok: true, paid}
+//
+// A table belongs to the player who opened it: only they may close it (besides the idle sweep), and a
+// player has at most MAX_TABLES_PER_PLAYER open, so nobody can take every child slot or close others' tables.
 //   poker.lobby.events                                                          ← {type: "created"|"closed", table, reason?}
 //
 // A table nobody sits at for idle_close_s (default 300) closes itself: the lobby looks every 2 s.
@@ -19,6 +22,8 @@ const TABLE_ID = /^[0-9a-f]{8}$/;
 const DEFAULT_IDLE_CLOSE_S = 300;
 const SWEEP_MS = 2000;
 const NAME = /^[A-Za-z0-9 ._'-]{1,32}$/;
+const USER_ID = /^[0-9a-f]{24}$/;
+const MAX_TABLES_PER_PLAYER = 2;
 
 let ctx;
 let tableKey;
@@ -40,6 +45,15 @@ async function records() {
 async function ask(subject, body, timeoutMs) {
   const reply = await ctx.hostServices.async.messaging.request(subject, JSON.stringify(body), timeoutMs);
   return JSON.parse(dec.decode(reply));
+}
+
+/** The player's id once the user service has checked their token. */
+async function player(req) {
+  if (typeof req.user !== "string" || !USER_ID.test(req.user)) throw new Refusal("user must be a user id (24 hex digits)");
+  if (typeof req.token !== "string" || req.token.length === 0 || req.token.length > 128) throw new Refusal("wrong token");
+  const r = await ask("poker.user.verify", { user: req.user, token: req.token }, 5000);
+  if (r.error) throw new Refusal(r.error);
+  return req.user;
 }
 
 async function list() {
@@ -73,9 +87,12 @@ async function create(payload) {
   const bigBlind = wholeIn(req.big_blind, "big_blind", smallBlind, 1_000_000);
   const turnTimeout = req.turn_timeout_s === undefined ? 30 : wholeIn(req.turn_timeout_s, "turn_timeout_s", 1, 3600);
   const idleClose = req.idle_close_s === undefined ? DEFAULT_IDLE_CLOSE_S : wholeIn(req.idle_close_s, "idle_close_s", 1, 86_400);
+  const creator = await player(req);
+  const own = (await records()).filter((r) => r.creator === creator).length;
+  if (own >= MAX_TABLES_PER_PLAYER) throw new Refusal(`you have ${own} open tables, the most a player may: close one first`);
   const id = hex(randomBytes(4, tableKey));
   const secret = hex(hmacSha256(tableKey, id));
-  const record = { id, name: req.name, seats, small_blind: smallBlind, big_blind: bigBlind, turn_timeout_s: turnTimeout, idle_close_s: idleClose, created_at: Date.now(), workload_id: null };
+  const record = { id, name: req.name, seats, small_blind: smallBlind, big_blind: bigBlind, turn_timeout_s: turnTimeout, idle_close_s: idleClose, created_at: Date.now(), workload_id: null, creator };
   await kv().create(`table.${id}`, JSON.stringify(record));
   const env = {
     TABLE_ID: id, TABLE_NAME: req.name, SEATS: String(seats), SMALL_BLIND: String(smallBlind), BIG_BLIND: String(bigBlind),
@@ -100,6 +117,10 @@ async function create(payload) {
 async function close(payload) {
   const req = parseRequest(payload);
   if (typeof req.id !== "string" || !TABLE_ID.test(req.id)) throw new Refusal("id must be a table id (8 hex digits)");
+  const who = await player(req);
+  const raw = await kv().getString(`table.${req.id}`);
+  if (!raw) throw new Refusal(`unknown table ${req.id}`);
+  if (JSON.parse(raw).creator !== who) throw new Refusal("only the player who opened this table may close it");
   return closeTable(req.id, "closed");
 }
 

@@ -93,18 +93,21 @@ async function loadConfig() {
   } catch {
     // no config.json: the query must say where to connect
   }
-  const q = new URLSearchParams(location.search);
+  // The query may say where to connect only when the site has no config.json: a link with ?ws= would
+  // otherwise send this tab's player token to whatever server it names.
+  const q = config.ws_url ? new URLSearchParams() : new URLSearchParams(location.search);
   return {
-    ws_url: q.get("ws") ?? config.ws_url,
-    user: q.get("user") ?? config.user,
-    password: q.get("pass") ?? config.password,
+    ws_url: config.ws_url ?? q.get("ws"),
+    user: config.user ?? q.get("user"),
+    password: config.password ?? q.get("pass"),
   };
 }
 
 async function connectBus() {
   const config = await loadConfig();
   if (!config.ws_url) throw new Error("no WebSocket URL: config.json has no ws_url and the page has no ?ws= parameter");
-  const opts = { servers: config.ws_url, name: "poker page", maxReconnectAttempts: -1 };
+  // The pages' inboxes: poker-web may subscribe only below this prefix (demo.mjs, WEB_PERMISSIONS).
+  const opts = { servers: config.ws_url, name: "poker page", maxReconnectAttempts: -1, inboxPrefix: "_INBOX.web" };
   if (config.user) Object.assign(opts, { user: config.user, pass: config.password ?? "" });
   nc = await wsconnect(opts);
   $("conn").textContent = "connected";
@@ -207,13 +210,15 @@ async function createTable() {
     small_blind: Number($("create-sb").value),
     big_blind: Number($("create-bb").value),
     turn_timeout_s: Number($("create-timeout").value),
+    user: me.id,
+    token: me.token,
   };
   await req("poker.lobby.create", body);
   await renderLobby();
 }
 
 async function closeTable(id) {
-  await req("poker.lobby.close", { id });
+  await req("poker.lobby.close", { id, user: me.id, token: me.token });
   await renderLobby();
   await refreshBalance();
 }
