@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pino from "pino";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { type RunningBroker, startBroker } from "../src/broker/index.js";
 import { HostServices, MAX_BUCKETS_PER_NAMESPACE } from "../src/host-services/server.js";
@@ -96,6 +97,28 @@ describe("kv", () => {
     expect(res.code).toBe("too_large");
     expect(errorOf(await call(A, "kv", "get", { [HostHeaders.key]: "big" })).code).toBe("not_found");
   });
+});
+
+describe("kv keys", () => {
+  it("answers too_large, without listing them, when the keys would not fit in one 8 MiB answer; a filter that fits still works", async () => {
+    // A bucket as large as the default (this file's other buckets are 1 MiB).
+    const big = new HostServices(nc, pino({ level: "silent" }), { kvMaxBytes: 64 * 1024 * 1024, objectMaxBytes: 16 * 1024 * 1024 });
+    const C = { id: "wk", name: "keys", namespace: "delta" };
+    big.attach(C);
+    await nc.flush();
+    expect(errorOf(await call(C, "kv", "set", { [HostHeaders.key]: "first" }, "1")).code).toBeUndefined();
+    // About 8.4 MB of key names: 35,000 keys of 240 characters, written straight to the bucket.
+    const kv = await new Kvm(nc).open("hs_delta_keys");
+    const pad = "x".repeat(233);
+    for (let i = 0; i < 35_000; i += 1000) {
+      await Promise.all(Array.from({ length: 1000 }, (_, j) => kv.put(`k${String(i + j).padStart(6, "0")}.${pad}`, "v")));
+    }
+    const tooMany = errorOf(await call(C, "kv", "keys", {}, ""));
+    expect(tooMany.code).toBe("too_large");
+    expect(tooMany.message).toMatch(/narrower filter/);
+    expect((await call(C, "kv", "keys", { [HostHeaders.filter]: "first" })).json()).toEqual(["first"]);
+    big.close();
+  }, 120_000);
 });
 
 describe("bucket count", () => {
