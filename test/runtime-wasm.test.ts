@@ -210,6 +210,57 @@ describe("WebAssembly runtime", () => {
       bystander = await deploy(example("echo-wasi.wasm"));
     });
 
+    it("raises no signal: proc_raise(SIGKILL, SIGSTOP, SIGUSR1) answers ENOSYS and the runtime host goes on", async () => {
+      const pid = runtime.childPid;
+      for (const signal of [9, 19, 10]) {
+        // Writes proc_raise's result (the errno, one byte) to stdout.
+        const raise = await deploy(await wat(`(module
+          (import "wasi_snapshot_preview1" "proc_raise" (func $raise (param i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (i32.store8 (i32.const 100) (call $raise (i32.const ${signal})))
+            (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 1))
+            (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))`));
+        const reply = await ask(raise);
+        expect(errorOf(reply), `signal ${signal}`).toBeUndefined();
+        expect([...reply.data], `signal ${signal}`).toEqual([52]); // ENOSYS
+      }
+      expect(dec.decode((await ask(bystander, "after the signals")).data)).toBe("after the signals");
+      expect(runtime.childPid).toBe(pid);
+      expect(observer.restarts).toEqual([]);
+    });
+
+    it("sleeps in poll_oneoff for the clock asked, and a sleep past the deadline leaves no thread behind", async () => {
+      // One clock subscription at 64 (monotonic, relative `ns`), its event at 128; then "ok" to stdout.
+      const sleeper = (ns: bigint) =>
+        wat(`(module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 300) "ok")
+          (func (export "_start")
+            (i64.store (i32.const 64) (i64.const 42))
+            (i32.store (i32.const 80) (i32.const 1))
+            (i64.store (i32.const 88) (i64.const ${ns}))
+            (drop (call $poll (i32.const 64) (i32.const 128) (i32.const 1) (i32.const 200)))
+            (if (i32.and (i64.eq (i64.load (i32.const 128)) (i64.const 42)) (i32.eq (i32.load (i32.const 200)) (i32.const 1)))
+              (then
+                (i32.store (i32.const 0) (i32.const 300)) (i32.store (i32.const 4) (i32.const 2))
+                (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))))`);
+      const short = await deploy(await sleeper(20_000_000n));
+      const started = Date.now();
+      expect(dec.decode((await ask(short)).data)).toBe("ok");
+      expect(Date.now() - started).toBeGreaterThanOrEqual(20);
+      const threads = (): number => Number(/^Threads:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${runtime.childPid}/status`, "utf8"))![1]);
+      const before = threads();
+      const long = await deploy(await sleeper(3_600_000_000_000n), { limits: { memoryMb: 16, timeoutMs: 300, cpuMs: 300 } });
+      for (let i = 0; i < 5; i++) expect(errorOf(await ask(long))).toMatch(/^timeout/);
+      // Each timed-out trigger's worker is ended, not left asleep in native code (that was +1 thread each).
+      await expect.poll(threads, { timeout: 10_000 }).toBeLessThanOrEqual(before + 1);
+      expect(dec.decode((await ask(bystander, "still")).data)).toBe("still");
+    });
+
     it("caps tables: issue 12's table bomb sees table.grow fail instead of ending the runtime host", async () => {
       const pid = runtime.childPid;
       const watcher = new Bystander(nc, bystander.triggerSubjects[0]);

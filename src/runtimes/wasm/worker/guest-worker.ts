@@ -20,6 +20,7 @@ import { WASI } from "node:wasi";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { TRIGGER_LOG_LIMITS } from "../../host/trigger-log-limits.js";
 import type { ComponentSetup, FromGuest, GuestSetup, HostCallRequest, HostCallResult, RunTrigger, TriggerDone, WasiSetup } from "./guest-messages.js";
+import { pollOneoff } from "./wasi-poll.js";
 import type { LogStream } from "../../types.js";
 
 const setup = workerData as GuestSetup;
@@ -30,6 +31,7 @@ const INT32_MAX = 0x7fffffff;
 const WASI_ESUCCESS = 0;
 const WASI_EBADF = 8;
 const WASI_EFBIG = 22;
+const WASI_ENOSYS = 52;
 
 function post(message: FromGuest): void {
   port.postMessage(message);
@@ -226,6 +228,12 @@ function runCommand(wasiSetup: WasiSetup, subject: string, payload: Uint8Array):
     fd_renumber(from, to) {
       return from <= 2 || to <= 2 ? WASI_EBADF : base.fd_renumber(from, to);
     },
+    // node:wasi's sends a real signal to the runtime host's own process (SIGKILL, SIGSTOP, or SIGUSR1,
+    // which opens Node's inspector on loopback): a guest raises nothing.
+    proc_raise() {
+      return WASI_ENOSYS;
+    },
+    poll_oneoff: pollOneoff(() => memory!.buffer),
   };
 
   let failure: string | undefined;
