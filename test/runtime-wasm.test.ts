@@ -293,6 +293,11 @@ describe("WebAssembly runtime", () => {
       expect(link(new WebAssembly.Table({ initial: 1, maximum: 100, element: "anyfunc" }), new WebAssembly.Memory({ initial: 1 }))).toThrow(WebAssembly.LinkError);
       const above = await wat(`(module (import "env" "t" (table 101 funcref)))`);
       expect(() => capGrowth(above, caps)).toThrow(/a table of 101 elements, over the workload's limit of 100/);
+      // Two memories (multi-memory, on by default from Node 22), each within the cap, would together be
+      // twice it: an imported and a defined one, written byte by byte (Node 20's tools refuse to make it).
+      const twoMemories = Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 2, 8, 1, 1, 0x61, 1, 0x6d, 2, 0, 1, 5, 3, 1, 0, 1]);
+      expect(() => capGrowth(twoMemories, caps)).toThrow(/one linear memory/);
+      expect(() => capGrowth(twoMemories.subarray(0, 18), caps)).not.toThrow(); // the imported one alone
       for (let end = 9; end < bytes.byteLength; end++) {
         let outcome: unknown;
         try {

@@ -133,7 +133,7 @@ function tableType(r: Reader, cap: number): number[] {
 }
 
 /** An import section whose table and memory imports declare capped maximums; the rest is copied. */
-function capImports(r: Reader, caps: GrowthCaps): number[] {
+function capImports(r: Reader, caps: GrowthCaps, counts: { memories: number }): number[] {
   const count = r.u32();
   const body = writeU32(count);
   for (let i = 0; i < count; i++) {
@@ -143,8 +143,10 @@ function capImports(r: Reader, caps: GrowthCaps): number[] {
     const kind = r.byte();
     body.push(...r.since(start));
     if (kind === IMPORT_TABLE) body.push(...tableType(r, caps.tableElements));
-    else if (kind === IMPORT_MEMORY) body.push(...memoryLimits(r, caps.memoryPages));
-    else {
+    else if (kind === IMPORT_MEMORY) {
+      counts.memories++;
+      body.push(...memoryLimits(r, caps.memoryPages));
+    } else {
       const from = r.at;
       if (kind === IMPORT_FUNC) r.u32();
       else if (kind === IMPORT_GLOBAL) {
@@ -176,6 +178,7 @@ function capVector(r: Reader, entry: (r: Reader) => number[]): number[] {
 export function capGrowth(bytes: Uint8Array, caps: GrowthCaps): Uint8Array {
   let at = 8;
   let changed = false;
+  const counts = { memories: 0 };
   const parts: Uint8Array[] = [bytes.subarray(0, 8)];
   while (at < bytes.byteLength) {
     const id = bytes[at];
@@ -185,9 +188,17 @@ export function capGrowth(bytes: Uint8Array, caps: GrowthCaps): Uint8Array {
     if (end > bytes.byteLength) throw new WasmFormatError("truncated WebAssembly binary");
     const r = new Reader(bytes, size.at, end);
     let body: number[] | undefined;
-    if (id === IMPORT_SECTION) body = capImports(r, caps);
+    if (id === IMPORT_SECTION) body = capImports(r, caps, counts);
     else if (id === TABLE_SECTION) body = capVector(r, (t) => tableType(t, caps.tableElements));
-    else if (id === MEMORY_SECTION) body = capVector(r, (m) => memoryLimits(m, caps.memoryPages));
+    else if (id === MEMORY_SECTION) {
+      body = capVector(r, (m) => {
+        counts.memories++;
+        return memoryLimits(m, caps.memoryPages);
+      });
+    }
+    // Each memory is capped on its own: with multi-memory (on by default from Node 22) a module of N
+    // memories would get N times the workload's limit.
+    if (counts.memories > 1) throw new WasmFormatError("a module may have one linear memory (several would each get the workload's memory limit)");
     if (body === undefined) {
       parts.push(bytes.subarray(at, end));
     } else {
