@@ -4,12 +4,14 @@
 // for the worker script (`npm test` builds it). No timing thresholds.
 
 import fs from "node:fs";
+import os from "node:os";
 import { Objm } from "@nats-io/obj";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBroker, type RunningBroker } from "../src/broker/index.js";
 import type { WasmSpec } from "../src/runtimes/types.js";
 import { defaultHostScript, WasmRuntime } from "../src/runtimes/wasm/wasm-runtime.js";
+import { Transpiler } from "../src/runtimes/wasm/host/transpiler.js";
 import { RuntimeHostSupervisor } from "../src/runtimes/runtime-host-supervisor.js";
 import pino from "pino";
 import path from "node:path";
@@ -476,6 +478,30 @@ describe("WebAssembly runtime", () => {
       const stats = await runtime.stats(echo.id);
       expect(stats?.triggers).toBeGreaterThan(0);
     });
+  });
+});
+
+describe("the component transpiler", () => {
+  it("ends a transpile that runs past its deadline, and the next one gets a fresh thread", async () => {
+    // A stand-in for the jco thread: spins forever on a request whose first byte is 1, answers the rest.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nex-transpiler-"));
+    const script = path.join(dir, "stand-in.mjs");
+    fs.writeFileSync(script, `import { parentPort } from "node:worker_threads";
+      parentPort.on("message", ({ id, bytes }) => {
+        if (bytes[0] === 1) for (;;) {}
+        parentPort.postMessage({ id, ok: true, files: { "component.js": new Uint8Array([bytes[0]]) } });
+      });`);
+    const transpiler = new Transpiler(script, 300);
+    try {
+      const stuck = transpiler.transpile(Uint8Array.of(1));
+      const queued = transpiler.transpile(Uint8Array.of(2)); // behind it on the same thread
+      await expect(stuck).rejects.toThrow(/took over 0.3 s: the transpiler was restarted/);
+      await expect(queued).rejects.toThrow(/took over 0.3 s/);
+      expect(await transpiler.transpile(Uint8Array.of(3))).toEqual({ "component.js": Uint8Array.of(3) });
+    } finally {
+      await transpiler.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,7 +1,7 @@
 // Transpiling a component with jco takes tens to hundreds of milliseconds (and loading jco about a
 // second), all of it synchronous work. The node process also hosts the bundled broker, so jco runs on a
 // thread of its own: one transpiler thread, started on the first cache miss and kept (unref'd) for the
-// next, answering one request at a time.
+// next, answering one request at a time. A transpile past TRANSPILE_TIMEOUT_MS ends the thread.
 
 import { Worker } from "node:worker_threads";
 import { builtScript } from "../../../util/built-script.js";
@@ -17,6 +17,14 @@ export interface TranspileRequest {
   bytes: Uint8Array;
 }
 
+/**
+ * A transpile (jco's load included) that takes longer ends the thread, and with it every transpile then
+ * waiting: a component built to keep jco busy holds up other deploys no longer than this.
+ */
+export const TRANSPILE_TIMEOUT_MS = 30_000;
+/** jco's JavaScript heap; its own wasm tools' memory is outside it (and not bounded here). */
+const TRANSPILER_HEAP_MB = 512;
+
 export type TranspileReply =
   | { id: number; ok: true; files: Record<string, Uint8Array> }
   /** `format`: the component does not fit the contract (a WasmFormatError), rather than a failure of jco itself. */
@@ -27,14 +35,34 @@ export class Transpiler {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve(files: Record<string, Uint8Array>): void; reject(err: Error): void }>();
 
-  constructor(private readonly script = builtScript(import.meta.url, "../worker/transpile-worker.js")) {}
+  constructor(
+    private readonly script: string = builtScript(import.meta.url, "../worker/transpile-worker.js"),
+    private readonly timeoutMs = TRANSPILE_TIMEOUT_MS,
+  ) {}
 
   /** jco's output files for a component that fits the contract; rejects with a WasmFormatError if it does not. */
   transpile(bytes: Uint8Array): Promise<Record<string, Uint8Array>> {
     const worker = this.start();
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const timer = setTimeout(() => {
+        if (this.worker !== worker) return;
+        this.worker = undefined;
+        for (const w of this.pending.values()) w.reject(new Error(`transpiling a component took over ${this.timeoutMs / 1000} s: the transpiler was restarted`));
+        this.pending.clear();
+        void worker.terminate();
+      }, this.timeoutMs);
+      timer.unref();
+      this.pending.set(id, {
+        resolve: (files) => {
+          clearTimeout(timer);
+          resolve(files);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      });
       worker.ref();
       const request: TranspileRequest = { id, bytes };
       worker.postMessage(request);
@@ -43,7 +71,7 @@ export class Transpiler {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(this.script);
+    const worker = new Worker(this.script, { resourceLimits: { maxOldGenerationSizeMb: TRANSPILER_HEAP_MB } });
     worker.unref();
     worker.on("message", (reply: TranspileReply) => {
       const waiting = this.pending.get(reply.id);
@@ -55,7 +83,9 @@ export class Transpiler {
       else waiting.reject(reply.format ? new WasmFormatError(reply.message) : new Error(`transpiling the component failed: ${reply.message}`));
     });
     const fail = (err: Error): void => {
-      if (this.worker === worker) this.worker = undefined;
+      // A thread ended for its deadline took its requests with it; a later thread's are not its to fail.
+      if (this.worker !== worker) return;
+      this.worker = undefined;
       for (const w of this.pending.values()) w.reject(new Error(`the component transpiler stopped: ${err.message}`));
       this.pending.clear();
     };
@@ -68,6 +98,8 @@ export class Transpiler {
   async close(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
+    for (const w of this.pending.values()) w.reject(new Error("the component transpiler was closed"));
+    this.pending.clear();
     await worker?.terminate();
   }
 }
