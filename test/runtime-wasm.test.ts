@@ -4,6 +4,7 @@
 // for the worker script (`npm test` builds it). No timing thresholds.
 
 import fs from "node:fs";
+import { createHash } from "node:crypto";
 import os from "node:os";
 import { Objm } from "@nats-io/obj";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
@@ -396,6 +397,23 @@ describe("WebAssembly runtime", () => {
         expect(dec.decode((await ask(s, "from the disk cache")).data)).toBe("from the disk cache");
       } finally {
         await fresh.close();
+      }
+    });
+
+    it("makes a damaged cache entry again (a truncated entry module, a lost meta.json) instead of failing for good", async () => {
+      const sha = createHash("sha256").update(example("echo-component.wasm")).digest("hex");
+      const entry = path.join(cacheDir, sha);
+      for (const damage of [() => fs.writeFileSync(path.join(entry, "component.js"), ""), () => fs.rmSync(path.join(entry, "meta.json"))]) {
+        damage();
+        const fresh = new WasmRuntime({ natsUrl: broker.url, observer, cacheDir });
+        try {
+          const s = spec(example("echo-component.wasm"));
+          await fresh.deploy(s);
+          expect(fresh.transpileCount).toBe(1);
+          expect(dec.decode((await ask(s, "repaired")).data)).toBe("repaired");
+        } finally {
+          await fresh.close();
+        }
       }
     });
 
