@@ -384,20 +384,25 @@ describe("WebAssembly runtime", () => {
       expect((await runtime.stats(echo.id))?.memoryBytes).toBeGreaterThan(0);
     });
 
+    /** Deploys the echo component on a new runtime over the same cache, checks it echoes; its transpile count. */
+    async function echoOnFreshRuntime(text: string): Promise<number> {
+      const fresh = new WasmRuntime({ natsUrl: broker.url, observer, cacheDir });
+      try {
+        const s = spec(example("echo-component.wasm"));
+        await fresh.deploy(s);
+        expect(dec.decode((await ask(s, text)).data)).toBe(text);
+        return fresh.transpileCount;
+      } finally {
+        await fresh.close();
+      }
+    }
+
     it("keeps transpiled components on disk by SHA-256: the next deploy, even by a new runtime, skips jco", async () => {
       const before = runtime.transpileCount;
       const again = await deploy(example("echo-component.wasm"));
       expect(runtime.transpileCount).toBe(before);
       expect(dec.decode((await ask(again, "cached")).data)).toBe("cached");
-      const fresh = new WasmRuntime({ natsUrl: broker.url, observer, cacheDir });
-      try {
-        const s = spec(example("echo-component.wasm"));
-        await fresh.deploy(s);
-        expect(fresh.transpileCount).toBe(0);
-        expect(dec.decode((await ask(s, "from the disk cache")).data)).toBe("from the disk cache");
-      } finally {
-        await fresh.close();
-      }
+      expect(await echoOnFreshRuntime("from the disk cache")).toBe(0);
     });
 
     it("makes a damaged cache entry again (a truncated entry module, a lost meta.json) instead of failing for good", async () => {
@@ -405,15 +410,7 @@ describe("WebAssembly runtime", () => {
       const entry = path.join(cacheDir, sha);
       for (const damage of [() => fs.writeFileSync(path.join(entry, "component.js"), ""), () => fs.rmSync(path.join(entry, "meta.json"))]) {
         damage();
-        const fresh = new WasmRuntime({ natsUrl: broker.url, observer, cacheDir });
-        try {
-          const s = spec(example("echo-component.wasm"));
-          await fresh.deploy(s);
-          expect(fresh.transpileCount).toBe(1);
-          expect(dec.decode((await ask(s, "repaired")).data)).toBe("repaired");
-        } finally {
-          await fresh.close();
-        }
+        expect(await echoOnFreshRuntime("repaired")).toBe(1);
       }
     });
 
