@@ -19,9 +19,8 @@
 // bounded number of times), and records "<from>/<ref>" in the account's last 64 refs, so a transfer
 // driven twice (a replay racing the original) is applied once per account.
 
-import { sha256, hmacSha256, hex, sameString, readEntry, parseRequest, Refusal, answering, sleep } from "./lib/common.js";
+import { sha256, hmacSha256, hex, sameString, readEntry, parseRequest, Refusal, answering, sleep, USER_ID } from "./lib/common.js";
 
-const USER_ID = /^[0-9a-f]{24}$/;
 const TABLE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const REF = /^[A-Za-z0-9_-]{1,64}$/;
 const START_CHIPS = 1000;

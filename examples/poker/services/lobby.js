@@ -16,13 +16,12 @@
 // Tables are recorded in the lobby's KV bucket ("table.<id>" → the table's settings and workload id), so
 // a restarted lobby still knows them. See examples/poker/README.md ("NATS API: table and lobby").
 
-import { dec, hex, hmacSha256, randomBytes, parseRequest, Refusal, answering } from "./lib/common.js";
+import { hex, hmacSha256, randomBytes, parseRequest, Refusal, answering, askService, verifyPlayer } from "./lib/common.js";
 
 const TABLE_ID = /^[0-9a-f]{8}$/;
 const DEFAULT_IDLE_CLOSE_S = 300;
 const SWEEP_MS = 2000;
 const NAME = /^[A-Za-z0-9 ._'-]{1,32}$/;
-const USER_ID = /^[0-9a-f]{24}$/;
 const MAX_TABLES_PER_PLAYER = 2;
 
 let ctx;
@@ -42,17 +41,13 @@ async function records() {
   return out.filter((r) => r !== null).sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1));
 }
 
-async function ask(subject, body, timeoutMs) {
-  const reply = await ctx.hostServices.async.messaging.request(subject, JSON.stringify(body), timeoutMs);
-  return JSON.parse(dec.decode(reply));
+function ask(subject, body, timeoutMs) {
+  return askService(ctx.hostServices, subject, body, timeoutMs);
 }
 
 /** The player's id once the user service has checked their token. */
 async function player(req) {
-  if (typeof req.user !== "string" || !USER_ID.test(req.user)) throw new Refusal("user must be a user id (24 hex digits)");
-  if (typeof req.token !== "string" || req.token.length === 0 || req.token.length > 128) throw new Refusal("wrong token");
-  const r = await ask("poker.user.verify", { user: req.user, token: req.token }, 5000);
-  if (r.error) throw new Refusal(r.error);
+  await verifyPlayer(ctx.hostServices, req.user, req.token);
   return req.user;
 }
 

@@ -16,9 +16,8 @@
 
 import * as engine from "../engine/table.js";
 import { randomIntFrom } from "../engine/cards.js";
-import { dec, parseRequest, Refusal, answering, sameString, sealWithToken } from "./lib/common.js";
+import { parseRequest, Refusal, answering, sameString, sealWithToken, askService, verifyPlayer } from "./lib/common.js";
 
-const USER_ID = /^[0-9a-f]{24}$/;
 const TOKEN_CACHE_MS = 60_000;
 
 let ctx;
@@ -50,11 +49,17 @@ function serialized(fn) {
   };
 }
 
-/** A player's request at most this big: read before anything else, so a padded one costs nothing. */
+/** A request (a player's, or the lobby's close) at most this big. */
 const MAX_REQUEST_BYTES = 4096;
 /** Players' requests waiting for their turn at most; past that one is refused ("busy"). */
 const MAX_WAITING = 64;
 let waiting = 0;
+
+/** A request's JSON, read only when it is small (a padded one costs nothing). */
+function readSmall(payload) {
+  if (payload.length > MAX_REQUEST_BYTES) throw new Refusal(`a request is at most ${MAX_REQUEST_BYTES} bytes`);
+  return parseRequest(payload);
+}
 
 /**
  * A player's request (join, leave, act): read and its token checked before it joins the queue, so a
@@ -64,8 +69,7 @@ let waiting = 0;
 function playerRequest(fn) {
   const run = serialized(fn);
   return async (payload) => {
-    if (payload.length > MAX_REQUEST_BYTES) throw new Refusal(`a request is at most ${MAX_REQUEST_BYTES} bytes`);
-    const req = parseRequest(payload);
+    const req = readSmall(payload);
     const name = await verify(req.user, req.token);
     if (waiting >= MAX_WAITING) throw new Refusal("the table is busy: try again");
     waiting++;
@@ -90,21 +94,17 @@ function publish(type, extra = {}) {
   }
 }
 
-async function request(subject, body, timeoutMs) {
-  const reply = await ctx.hostServices.async.messaging.request(subject, JSON.stringify(body), timeoutMs);
-  return JSON.parse(dec.decode(reply));
+function request(subject, body, timeoutMs) {
+  return askService(ctx.hostServices, subject, body, timeoutMs);
 }
 
 /** Checks a player's token with poker.user.verify; a good answer is cached per user for a minute. */
 async function verify(user, token) {
-  if (typeof user !== "string" || !USER_ID.test(user)) throw new Refusal("user must be a user id (24 hex digits)");
-  if (typeof token !== "string" || token.length === 0 || token.length > 128) throw new Refusal("wrong token");
-  const hit = tokenCache.get(user);
+  const hit = typeof user === "string" && typeof token === "string" ? tokenCache.get(user) : undefined;
   if (hit && sameString(hit.token, token) && Date.now() - hit.at < TOKEN_CACHE_MS) return hit.name;
-  const r = await request("poker.user.verify", { user, token }, 5000);
-  if (r.error) throw new Refusal(r.error);
-  tokenCache.set(user, { token, name: r.name, at: Date.now() });
-  return r.name;
+  const name = await verifyPlayer(ctx.hostServices, user, token);
+  tokenCache.set(user, { token, name, at: Date.now() });
+  return name;
 }
 
 /** Runs an engine function; a PokerError becomes a refusal with its code. */
@@ -346,8 +346,7 @@ const closeQueued = serialized(async () => {
 });
 
 async function close(payload) {
-  if (payload.length > MAX_REQUEST_BYTES) throw new Refusal(`a request is at most ${MAX_REQUEST_BYTES} bytes`);
-  const req = parseRequest(payload);
+  const req = readSmall(payload);
   if (!secret || typeof req.secret !== "string" || !sameString(req.secret, secret)) throw new Refusal("wrong secret");
   return closeQueued();
 }

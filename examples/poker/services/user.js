@@ -8,10 +8,9 @@
 // two racing registrations of one name exactly one wins; "user.<id>" → {"id", "name", "token_hash"}
 // holds the SHA-256 of the token, never the token. See examples/poker/README.md ("NATS API: user and bank").
 
-import { enc, fromHex, sealForKey, sha256, hex, sameString, randomBytes, parseRequest, Refusal, answering } from "./lib/common.js";
+import { enc, fromHex, sealForKey, sha256, hex, sameString, randomBytes, parseRequest, Refusal, answering, USER_ID } from "./lib/common.js";
 
 const NAME = /^[A-Za-z0-9 ._-]{1,24}$/;
-const USER_ID = /^[0-9a-f]{24}$/;
 
 let kv;
 

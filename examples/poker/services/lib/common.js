@@ -115,6 +115,24 @@ function parseRequest(payload) {
 
 class Refusal extends Error {}
 
+/** A player's id: 24 hex digits (the user service makes them). */
+const USER_ID = /^[0-9a-f]{24}$/;
+
+/** A request to another poker service through the messaging host service; its JSON answer. */
+async function askService(hostServices, subject, body, timeoutMs) {
+  const reply = await hostServices.async.messaging.request(subject, JSON.stringify(body), timeoutMs);
+  return JSON.parse(dec.decode(reply));
+}
+
+/** Checks a player's id and token with poker.user.verify: their name, or a Refusal saying why not. */
+async function verifyPlayer(hostServices, user, token) {
+  if (typeof user !== "string" || !USER_ID.test(user)) throw new Refusal("user must be a user id (24 hex digits)");
+  if (typeof token !== "string" || token.length === 0 || token.length > 128) throw new Refusal("wrong token");
+  const r = await askService(hostServices, "poker.user.verify", { user, token }, 5000);
+  if (r.error) throw new Refusal(r.error);
+  return r.name;
+}
+
 /** A handler that answers {"error": "..."} (a JSON body, not an error reply) when it refuses. */
 function answering(fn) {
   return async (subject, payload) => {
@@ -160,4 +178,4 @@ function sealWithToken(token, text) {
   return { nonce: hex(nonce), box: hex(nacl.secretbox(enc.encode(text), nonce, tokenKey(token))) };
 }
 
-export { enc, dec, fromHex, sealForKey, sealWithToken, sha256, hmacSha256, hex, sameString, randomBytes, readEntry, parseRequest, Refusal, answering, sleep };
+export { enc, dec, fromHex, sealForKey, sealWithToken, sha256, hmacSha256, hex, sameString, randomBytes, readEntry, parseRequest, Refusal, answering, sleep, USER_ID, askService, verifyPlayer };
