@@ -69,6 +69,8 @@ export class ClientConnection implements ProtocolSink {
   perms: ConnectionPermissions | null = null;
   /** Set only when publishing is restricted, so the unrestricted publish path checks one field. */
   pubPerms: ConnectionPermissions | null = null;
+  /** Set only when subscribing is restricted: then a reply subject must be one it could subscribe to. */
+  replyPerms: ConnectionPermissions | null = null;
   /** What this connection's last published subject matched (publish.ts). */
   readonly lastSubject = new LastSubjectCache();
   /** The nonce an NKey user signs, sent in INFO when NKey users exist. */
@@ -173,6 +175,7 @@ export class ClientConnection implements ProtocolSink {
     if (user !== null && user.permissions !== null) {
       this.perms = new ConnectionPermissions(user.permissions);
       if (!user.permissions.publishOpen) this.pubPerms = this.perms;
+      if (!user.permissions.subscribeOpen) this.replyPerms = this.perms;
     }
     this.opts = opts;
     this.connected = true;

@@ -140,6 +140,11 @@ export class CompiledPermissions {
     return { plain, queues };
   }
 
+  /** Nothing is restricted on subscribe: reply subjects are not checked either. */
+  get subscribeOpen(): boolean {
+    return this.subAllow === null && this.subDeny === null;
+  }
+
   /** Nothing is restricted on publish: the hot path skips the check entirely. */
   get publishOpen(): boolean {
     return this.pubAllow === null && this.pubDeny === null;
@@ -212,7 +217,7 @@ export class ConnectionPermissions {
    */
   canReceiveOn(reply: string): boolean {
     const c = this.compiled;
-    if (c.subAllow === null && c.subDeny === null) return true;
+    if (c.subscribeOpen) return true;
     if (hasWildcard(reply)) return false;
     if (c.subAllow !== null && c.subAllow.match(reply).plain.length === 0) return false;
     return c.subDeny === null || c.subDeny.match(reply).plain.length === 0;

@@ -34,10 +34,10 @@ export function processPub(broker: Broker, from: ClientConnection, frame: PubFra
       return;
     }
   }
-  const perms = from.perms;
-  if (perms !== null && frame.replyEnd > frame.replyStart) {
+  const replyPerms = from.replyPerms;
+  if (replyPerms !== null && frame.replyEnd > frame.replyStart) {
     const reply = frame.buf.toString("latin1", frame.replyStart, frame.replyEnd);
-    if (!perms.canReceiveOn(reply)) {
+    if (!replyPerms.canReceiveOn(reply)) {
       from.queueText(`-ERR 'Permissions Violation for Publish with Reply of ${goQuote(reply)}'\r\n`); // the connection stays
       return;
     }
