@@ -264,6 +264,28 @@ describe("WebAssembly runtime", () => {
       expect(dec.decode((await ask(bystander, "still")).data)).toBe("still");
     });
 
+    it("answers poll_oneoff's bad calls as errors of that trigger: no subscriptions, a huge count, pointers past memory", async () => {
+      const pid = runtime.childPid;
+      // poll_oneoff(in, out, n, nevents) with these arguments; its errno (one byte) to stdout.
+      const poll = (args: string) =>
+        wat(`(module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (i32.store8 (i32.const 100) (call $poll ${args}))
+            (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 1))
+            (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))`);
+      const none = await deploy(await poll("(i32.const 64) (i32.const 128) (i32.const 0) (i32.const 200)"));
+      expect([...(await ask(none)).data]).toEqual([28]); // EINVAL
+      for (const args of ["(i32.const 65500) (i32.const 0) (i32.const 0x7fffffff) (i32.const 0)", "(i32.const 64) (i32.const 0) (i32.const 1) (i32.const -4)"]) {
+        const bad = await deploy(await poll(args));
+        expect(errorOf(await ask(bad)), args).toMatch(/RangeError/);
+      }
+      expect(dec.decode((await ask(bystander, "after bad polls")).data)).toBe("after bad polls");
+      expect(runtime.childPid).toBe(pid);
+    });
+
     it("caps tables: issue 12's table bomb sees table.grow fail instead of ending the runtime host", async () => {
       const pid = runtime.childPid;
       const watcher = new Bystander(nc, bystander.triggerSubjects[0]);

@@ -26,7 +26,7 @@ function nowNs(clockId: number): bigint {
 export function pollOneoff(memory: () => ArrayBuffer): (inPtr: number, outPtr: number, nsubs: number, neventsPtr: number) => number {
   return (inPtr, outPtr, nsubs, neventsPtr) => {
     if (nsubs === 0) return WASI_EINVAL;
-    let dv = new DataView(memory());
+    const dv = new DataView(memory());
     const clocks: { index: number; waitNs: bigint }[] = [];
     const descriptors: number[] = [];
     for (let i = 0; i < nsubs; i++) {
@@ -49,7 +49,6 @@ export function pollOneoff(memory: () => ArrayBuffer): (inPtr: number, outPtr: n
       if (earliest > 0n) Atomics.wait(sleepCell, 0, 0, Number(earliest / 1_000_000n) + (earliest % 1_000_000n > 0n ? 1 : 0));
       fired = clocks.filter((c) => c.waitNs <= earliest).map((c) => c.index);
     }
-    dv = new DataView(memory()); // the wait may not grow memory, but read it afresh anyway
     fired.forEach((index, n) => {
       const sub = inPtr + index * SUBSCRIPTION_BYTES;
       const ev = outPtr + n * EVENT_BYTES;
