@@ -34,6 +34,7 @@ import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode }
 import type { HostCallResult } from "../../host/host-bridge.js";
 import { MAX_OPEN_BATCHES, MAX_RESULTS, ResultChannel, SIGNAL } from "./result-channel.js";
 import { HostCallTurns } from "./host-call-turns.js";
+import { HostAnswers, type SetupResult } from "./host-answers.js";
 import { settleWithin } from "../../../util/settle-within.js";
 import { RunningBatch, type Blamed } from "./running-batch.js";
 import type { Job } from "../../host/hosted-workload.js";
@@ -83,9 +84,12 @@ interface Prepared {
   context: ivm.Context;
   /** runBatch(batchId, [subjects, payloads, expiries, base], region, areaBuffer?) in guest/runner.js. */
   runBatch: ivm.Reference<(batchId: number, triggers: unknown, region: number, areaBuffer?: unknown) => unknown>;
+  /** The context's awaitable host calls and their answers. */
+  answers: HostAnswers;
 }
 
 function releasePrepared(p: Prepared): void {
+  p.answers.close();
   try {
     p.runBatch.release();
     p.context.release();
@@ -135,22 +139,15 @@ export class IsolateSlot {
     private readonly blank: BlankIsolate,
   ) {
     this.isolate = blank.isolate;
-    // `parked`: the sync face's call, for which the isolate's thread waits (the async face's awaits).
-    this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown, parked: unknown) => {
-      // Results written meanwhile leave with this call's request. The caller is one of the triggers in
-      // flight; the isolate stops at the earliest of their deadlines.
-      let deadline = this.openCount === 0 ? Date.now() + LOAD_TIMEOUT_MS : Infinity;
-      for (const b of this.open) {
-        if (!b) continue;
-        b.collect();
-        deadline = Math.min(deadline, b.nextDeadline());
-      }
-      if (parked === true) this.parked++;
+    // The sync face's calls, for which the isolate's thread waits (`parked`); the async face's go
+    // through each context's HostAnswers.
+    this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
+      this.parked++;
       try {
-        const result = await this.hostCall(service, method, headers, body, deadline);
+        const result = await this.callFromIsolate(service, method, headers, body);
         return new ivm.ExternalCopy(result).copyInto({ release: true });
       } finally {
-        if (parked === true) this.parked--;
+        this.parked--;
       }
     });
     this.logCallback = new ivm.Callback(
@@ -169,6 +166,20 @@ export class IsolateSlot {
       { ignored: true },
     );
     this.syncTimeoutMs = Math.max(1, Math.min(cfg.limits.timeoutMs, cfg.limits.cpuMs));
+  }
+
+  /**
+   * A host call from inside the isolate. Results written meanwhile leave with it; the caller is one of
+   * the triggers in flight, so the isolate stops at the earliest of their deadlines.
+   */
+  private callFromIsolate(service: unknown, method: unknown, headers: unknown, body: unknown): Promise<HostCallResult> {
+    let deadline = this.openCount === 0 ? Date.now() + LOAD_TIMEOUT_MS : Infinity;
+    for (const b of this.open) {
+      if (!b) continue;
+      b.collect();
+      deadline = Math.min(deadline, b.nextDeadline());
+    }
+    return this.hostCall(service, method, headers, body, deadline);
   }
 
   /** One host call, when a turn is free (host-call-turns.ts). */
@@ -258,12 +269,14 @@ export class IsolateSlot {
     await yieldToTriggers();
     const { context, setup }: BlankContext = await this.blank.context();
     const refs: ivm.Reference<unknown>[] = [setup];
+    const answers = new HostAnswers((service, method, headers, body) => this.callFromIsolate(service, method, headers, body));
     try {
-      const makeRunner = (await setup.apply(
+      const made = (await setup.apply(
         undefined,
         [
           this.logCallback,
           this.hostRef,
+          answers.out,
           new ivm.ExternalCopy(this.cfg.env).copyInto({ release: true }),
           new ivm.ExternalCopy(guestLimits(this.cfg.maxPayload)).copyInto({ release: true }),
           this.resultCallback,
@@ -272,8 +285,11 @@ export class IsolateSlot {
           guestLayout(),
         ],
         { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
-      )) as ivm.Reference<unknown>;
+      )) as ivm.Reference<SetupResult>;
+      refs.push(made);
+      const makeRunner = await made.get(0, { reference: true });
       refs.push(makeRunner);
+      answers.attach(await made.get(1, { reference: true }));
       await yieldToTriggers();
       const handler = await evaluateWorkload(this.isolate, context, this.cfg.code, this.script, LOAD_TIMEOUT_MS);
       refs.push(handler);
@@ -288,8 +304,9 @@ export class IsolateSlot {
         result: { reference: true },
         timeout: LOAD_TIMEOUT_MS,
       })) as unknown as Prepared["runBatch"];
-      return { context, runBatch };
+      return { context, runBatch, answers };
     } catch (err) {
+      answers.close();
       releaseQuietly(context);
       throw err;
     } finally {
@@ -508,6 +525,7 @@ export class IsolateSlot {
     // waiting for a turn end without being made.
     for (const w of this.idleWaiters.splice(0)) w();
     this.hostCalls.close();
+    this.warm?.answers.close();
     for (const p of this.spares.splice(0)) releasePrepared(p);
     if (!this.isolate.isDisposed) {
       try {

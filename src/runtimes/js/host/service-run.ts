@@ -27,6 +27,7 @@ import { ErrorCodes, errorText, failure, type Outcome } from "../../host/outcome
 import type { ExitReason, LogStream, WorkloadLimits } from "../../types.js";
 import { SERVICE_EVENT, SERVICE_RESULT, guestLimits } from "../isolate/bootstrap.js";
 import { compileScript, evaluateWorkload, WorkloadLoadError, type WorkloadCode } from "./compile.js";
+import { HostAnswers, type SetupResult } from "./host-answers.js";
 import { compileBootstrap, guestLayout, isolateMemoryLimitMb, LOAD_TIMEOUT_MS } from "./blank-isolate.js";
 import type { PoolHooks } from "./isolate-slot.js";
 import { HostCallTurns } from "./host-call-turns.js";
@@ -192,6 +193,8 @@ export class ServiceRun {
       return new ivm.ExternalCopy(result).copyInto({ release: true });
     });
     this.refs.push(hostRef);
+    const answers = new HostAnswers((service, method, headers, body) => this.hostCall(service, method, headers, body, Date.now() + cfg.limits.timeoutMs));
+    this.refs.push({ release: () => answers.close() });
     const log = new ivm.Callback(
       (stream: unknown, line: unknown) => {
         if ((stream === "stdout" || stream === "stderr") && typeof line === "string") cfg.hooks.log(stream as LogStream, line);
@@ -203,11 +206,12 @@ export class ServiceRun {
     const unused = new ivm.Callback(() => undefined, { ignored: true });
     const setup = (await bootstrap.run(context, { reference: true, timeout: LOAD_TIMEOUT_MS })) as ivm.Reference<unknown>;
     this.refs.push(setup);
-    const makeRunner = (await setup.apply(
+    const made = (await setup.apply(
       undefined,
       [
         log,
         hostRef,
+        answers.out,
         new ivm.ExternalCopy(cfg.env).copyInto({ release: true }),
         new ivm.ExternalCopy(guestLimits(cfg.maxPayload)).copyInto({ release: true }),
         unused,
@@ -216,8 +220,11 @@ export class ServiceRun {
         guestLayout(),
       ],
       { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
-    )) as ivm.Reference<unknown>;
+    )) as ivm.Reference<SetupResult>;
+    this.refs.push(made);
+    const makeRunner = await made.get(0, { reference: true });
     this.refs.push(makeRunner);
+    answers.attach(await made.get(1, { reference: true }));
     const mod = await evaluateWorkload(this.isolate, context, this.cfg.code, script, LOAD_TIMEOUT_MS);
     this.refs.push(mod);
     const info = { workload: { ...cfg.workload }, maxTimers: MAX_SERVICE_TIMERS, maxSubscriptions: MAX_SERVICE_SUBSCRIPTIONS };

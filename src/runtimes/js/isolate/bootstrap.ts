@@ -2,14 +2,18 @@
 // TextEncoder/TextDecoder (UTF-8), `env`, `hostServices`, and the batch runner that calls the
 // workload's function and turns each result into reply bytes.
 //
-// BOOTSTRAP_SOURCE is a script whose completion value is `setup(emitLog, hostRef, envIn, limits,
-// emitResult, shared, seed, layout)`; it is compiled once per isolate and run in each new context.
-// setup installs the globals and returns `makeRunner(handler)`, which returns `runBatch(batchId,
-// [subjects, payloads, expiries, base])`.
+// BOOTSTRAP_SOURCE is a script whose completion value is `setup(emitLog, hostRef, hostOut, envIn,
+// limits, emitResult, shared, seed, layout)`; it is compiled once per isolate and run in each new
+// context. setup installs the globals and returns `[makeRunner, deliverAnswers]`: makeRunner(handler)
+// returns `runBatch(batchId, [subjects, payloads, expiries, base])`; deliverAnswers takes the answers to
+// awaitable host calls (host/host-answers.ts).
 // None of these functions is reachable from workload code: only the runtime host holds references to them.
 //   emitLog     a plain function (an ivm.Callback, fire-and-forget) taking (stream, line)
-//   hostRef     an ivm.Reference to the host-call function; captured here only, never stored on a global
-//               or passed to workload code, so the workload cannot springboard into the host isolate
+//   hostRef     an ivm.Reference to the host-call function, for the synchronous calls; captured here only,
+//               never stored on a global or passed to workload code, so the workload cannot springboard
+//               into the host isolate
+//   hostOut     a plain function (ivm.Callback, fire-and-forget) taking (id, service, method, headers,
+//               body): an awaitable host call, answered later through deliverAnswers
 //   envIn       the workload's environment (a copy)
 //   limits      GuestLimits (guest/types.d.ts; guestLimits below)
 //   emitResult  a plain function (ivm.Callback, fire-and-forget) taking (batchId, index, kind, value), for
@@ -123,9 +127,9 @@ function oneByte(source: string): string {
 // Latin-1 only, comments at the end of a line included: one character past U+00FF would make V8 keep
 // the whole source as a two-byte string, 70 KB more in every isolate (test/runtime-js.test.ts checks).
 export const BOOTSTRAP_SOURCE = oneByte(`
-(function setup(emitLog, hostRef, envIn, limits, emitResult, shared, seed, layout) {
+(function setup(emitLog, hostRef, hostOut, envIn, limits, emitResult, shared, seed, layout) {
 "use strict";
 ${GUEST_FILES.map(guestSource).join("\n")}
-return makeRunner;
+return [makeRunner, deliverAnswers];
 })
 `);

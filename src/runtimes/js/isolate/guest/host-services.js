@@ -59,7 +59,7 @@ const syncFace = {
   call(service, method, headers, body, then, missingIsNull) {
     let r;
     try {
-      r = checked(ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, ownBytes(body), true], SYNC_CALL]));
+      r = checked(ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, ownBytes(body)], SYNC_CALL]));
     } catch (e) {
       if (missingIsNull) return nullIfMissing(withCode(e));
       throw withCode(e);
@@ -68,10 +68,38 @@ const syncFace = {
   },
   method(fn) { return fn; },
 };
+
+// The async face's calls out, by id: hostOut (fire-and-forget) sends each, and the host hands the
+// answers of every call that ended in one event-loop turn back together (deliverAnswers), instead of
+// one isolated-vm promise settlement, a task on each side, per call.
+const callsOut = new MapCtor();
+let lastCallId = 0;
+
+// [id, answer, id, answer, ...] from the host (host-answers.ts); an id that is not out is ignored.
+/**
+ * @param {unknown[]} answers
+ */
+function deliverAnswers(answers) {
+  for (let i = 0; i + 1 < answers.length; i += 2) {
+    const settle = MapGet(callsOut, answers[i]);
+    if (settle === undefined) continue;
+    MapDelete(callsOut, answers[i]);
+    settle(answers[i + 1]);
+  }
+}
+
 const asyncFace = {
   call(service, method, headers, body, then, missingIsNull) {
-    const p = ReflectApply(applyAsync, hostRef, [undefined, [service, method, headers, ownBytes(body)], ASYNC_CALL]);
-    const answer = PromiseThen(ownPromise(p), checked, (e) => { throw withCode(e); });
+    const bytes = ownBytes(body);
+    const id = ++lastCallId;
+    const p = new PromiseCtor((resolve) => { MapSet(callsOut, id, resolve); });
+    try {
+      hostOut(id, service, method, headers, bytes);
+    } catch (e) {
+      MapDelete(callsOut, id);
+      throw withCode(e);
+    }
+    const answer = PromiseThen(ownPromise(p), checked);
     return PromiseThen(ownPromise(answer), then, missingIsNull ? nullIfMissing : undefined);
   },
   // A bad argument rejects the promise, as any other failure does, instead of throwing.

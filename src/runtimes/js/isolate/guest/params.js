@@ -5,7 +5,6 @@
 
 const G = globalThis;
 const applySyncPromise = hostRef.applySyncPromise;
-const applyAsync = hostRef.apply;
 const MAX_LOG_LINES = limits.maxLogLines;
 const MAX_LOG_CHARS = limits.maxLogChars;
 const MAX_ERROR_CHARS = limits.maxErrorChars;
@@ -28,5 +27,4 @@ const SERVICE_EVENT = frozenRecord(layout.SERVICE_EVENT);
 const SERVICE_RESULT = frozenRecord(layout.SERVICE_RESULT);
 
 const SYNC_CALL = frozenRecord({ arguments: frozenRecord({ copy: true }) });
-const ASYNC_CALL = frozenRecord({ arguments: frozenRecord({ copy: true }), result: frozenRecord({ promise: true }) });
 const EMPTY = new U8(0);

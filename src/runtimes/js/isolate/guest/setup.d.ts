@@ -11,8 +11,9 @@ declare const emitLog: (stream: "stdout" | "stderr", line: string) => void;
 /** The host-call function (ivm.Reference); captured by params.js only. */
 declare const hostRef: {
   applySyncPromise: (receiver: undefined, args: unknown[], options: object) => unknown;
-  apply: (receiver: undefined, args: unknown[], options: object) => Promise<unknown>;
 };
+/** Fire-and-forget (ivm.Callback): an awaitable host call, answered later through deliverAnswers. */
+declare const hostOut: (id: number, service: string, method: string, headers: Record<string, string>, body: Uint8Array) => void;
 /** The workload's environment (a copy). */
 declare const envIn: Record<string, string>;
 declare const limits: GuestLimits;

@@ -1,0 +1,77 @@
+// The awaitable host calls of one isolate context: the guest sends each through a fire-and-forget
+// callback (hostOut, with an id), and the answers of every call that ends in one event-loop turn go back
+// into the isolate in one call (the guest's deliverAnswers, guest/host-services.js).
+//
+// Why: an isolated-vm Reference call with a promise result costs a task on each side per call (the
+// call on the host's loop, its settlement on the isolate's thread), and each wakes a thread. Under load
+// the calls of many triggers end in the same turn (their answers come in one socket read), so one
+// hand-over carries them all. Measured on the bench's KV function (two awaited KV calls per trigger, 16
+// in flight): the runtime host's main thread went from 108-118 to 80-96 µs per trigger, its isolate
+// threads from 46 to 23, and the throughput from 0.51-0.54x to 0.58-0.60x of the bare responder's.
+
+import ivm from "isolated-vm";
+import type { HostCallResult } from "../../host/host-bridge.js";
+
+/** A host call as the guest sends it (every argument unchecked: the host bridge checks them). */
+export type HostCallOut = (service: unknown, method: unknown, headers: unknown, body: unknown) => Promise<HostCallResult>;
+
+/** What the bootstrap's setup returns (isolate/bootstrap.ts): [makeRunner, deliverAnswers]. */
+export type SetupResult = [unknown, (answers: unknown) => void];
+
+export class HostAnswers {
+  /** The guest's hostOut: (id, service, method, headers, body). */
+  readonly out: ivm.Callback;
+  private deliver?: ivm.Reference<(answers: unknown) => void>;
+  /** [id, answer, id, answer, ...] not yet handed in. */
+  private ready: unknown[] = [];
+  private scheduled = false;
+  private closed = false;
+
+  constructor(call: HostCallOut) {
+    this.out = new ivm.Callback(
+      (id: unknown, service: unknown, method: unknown, headers: unknown, body: unknown) => {
+        if (this.closed || typeof id !== "number" || !Number.isSafeInteger(id)) return;
+        void call(service, method, headers, body).then((result) => this.answer(id, result));
+      },
+      { ignored: true },
+    );
+  }
+
+  /** The context's deliverAnswers, once setup has returned it. */
+  attach(deliver: ivm.Reference<(answers: unknown) => void>): void {
+    this.deliver = deliver;
+  }
+
+  private answer(id: number, result: HostCallResult): void {
+    if (this.closed) return;
+    this.ready.push(id, result);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const answers = this.ready;
+    this.ready = [];
+    if (this.closed || !this.deliver || answers.length === 0) return;
+    try {
+      // The continuations of the awaiting triggers run inside this call, under the same watch as
+      // any other code of theirs (the slot's CPU ticker and deadlines); a disposed isolate just refuses.
+      this.deliver.apply(undefined, [new ivm.ExternalCopy(answers).copyInto({ release: true })]).catch(() => undefined);
+    } catch {
+      // The isolate is gone.
+    }
+  }
+
+  /** Answers still to come are dropped (the context is gone). */
+  close(): void {
+    this.closed = true;
+    this.ready = [];
+    try {
+      this.deliver?.release();
+    } catch {
+      // released with the isolate
+    }
+  }
+}
