@@ -16,6 +16,7 @@ import { NodeAgent } from "./node.js";
 import { HttpGateway } from "./http-gateway.js";
 import { DEFAULT_GATEWAY } from "./gateway-options.js";
 import { useReplicas } from "../util/replicated-buckets.js";
+import { skipCancelOfAnsweredRequests } from "../util/nats-request-cancel.js";
 import type { NodeUpOptions, RunningNode } from "./up-options.js";
 import type { MetricsServer } from "./metrics-server.js";
 
@@ -37,6 +38,7 @@ export async function startAgent(o: NodeUpOptions, started: StartedBroker): Prom
     // noAsyncTraces: host services make a request per call; a stack captured for each costs more than it.
     // Beside a bundled broker the node's connection is in memory (no loopback socket in between).
     const dial = broker ? connectLocalFirst : connect;
+    skipCancelOfAnsweredRequests();
     nc = await dial({ servers, name: `nex-node ${o.config.name}`, maxReconnectAttempts: -1, noAsyncTraces: true, ...o.auth });
   } catch (err) {
     throw new Error(`cannot connect to ${brokerUrl}: ${err instanceof Error ? err.message : err}`);

@@ -7,6 +7,7 @@
 
 import { useReplicas } from "../../util/replicated-buckets.js";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { skipCancelOfAnsweredRequests } from "../../util/nats-request-cancel.js";
 import pino, { type Logger } from "pino";
 import { HostServices } from "../../host-services/server.js";
 import { sha256Hex } from "../../util/sha256.js";
@@ -323,6 +324,7 @@ export function serveRuntimeHost<Extra, Result>(def: RuntimeHostDefinition<Extra
       .split(",")
       .map((s) => s.trim())
       .filter((s) => s !== "");
+    skipCancelOfAnsweredRequests();
     try {
       nc = await connect({
         servers,

@@ -1,13 +1,12 @@
-// The awaitable host calls of one isolate context: the guest sends each through a fire-and-forget
-// callback (hostOut, with an id), and the answers of every call that ends in one event-loop turn go back
-// into the isolate in one call (the guest's deliverAnswers, guest/host-services.js).
+// The awaitable host calls of one isolate context: the guest sends the calls it made in one run of its
+// code through a fire-and-forget callback (hostOut: [id, service, method, headers, body, ...]), and the
+// answers of every call that ends in one event-loop turn go back into the isolate in one call (the
+// guest's deliverAnswers, guest/host-services.js).
 //
 // Why: an isolated-vm Reference call with a promise result costs a task on each side per call (the
 // call on the host's loop, its settlement on the isolate's thread), and each wakes a thread. Under load
-// the calls of many triggers end in the same turn (their answers come in one socket read), so one
-// hand-over carries them all. Measured on the bench's KV function (two awaited KV calls per trigger, 16
-// in flight): the runtime host's main thread went from 108-118 to 80-96 µs per trigger, its isolate
-// threads from 46 to 23, and the throughput from 0.51-0.54x to 0.58-0.60x of the bare responder's.
+// the calls of many triggers are made in the same run of the isolate and end in the same turn (their
+// answers come in one socket read), so one hand-over each way carries them all.
 
 import ivm from "isolated-vm";
 import type { HostCallResult } from "../../host/host-bridge.js";
@@ -19,7 +18,7 @@ export type HostCallOut = (service: unknown, method: unknown, headers: unknown, 
 export type SetupResult = [unknown, (answers: unknown) => void];
 
 export class HostAnswers {
-  /** The guest's hostOut: (id, service, method, headers, body). */
+  /** The guest's hostOut: [id, service, method, headers, body, ...]. */
   readonly out: ivm.Callback;
   private deliver?: ivm.Reference<(answers: unknown) => void>;
   /** [id, answer, id, answer, ...] not yet handed in. */
@@ -29,9 +28,13 @@ export class HostAnswers {
 
   constructor(call: HostCallOut) {
     this.out = new ivm.Callback(
-      (id: unknown, service: unknown, method: unknown, headers: unknown, body: unknown) => {
-        if (this.closed || typeof id !== "number" || !Number.isSafeInteger(id)) return;
-        void call(service, method, headers, body).then((result) => this.answer(id, result));
+      (calls: unknown) => {
+        if (this.closed || !Array.isArray(calls)) return;
+        for (let i = 0; i + 4 < calls.length; i += 5) {
+          const id: unknown = calls[i];
+          if (typeof id !== "number" || !Number.isSafeInteger(id)) continue;
+          void call(calls[i + 1], calls[i + 2], calls[i + 3], calls[i + 4]).then((result) => this.answer(id, result));
+        }
       },
       { ignored: true },
     );

@@ -12,8 +12,8 @@
 //   hostRef     an ivm.Reference to the host-call function, for the synchronous calls; captured here only,
 //               never stored on a global or passed to workload code, so the workload cannot springboard
 //               into the host isolate
-//   hostOut     a plain function (ivm.Callback, fire-and-forget) taking (id, service, method, headers,
-//               body): an awaitable host call, answered later through deliverAnswers
+//   hostOut     a plain function (ivm.Callback, fire-and-forget) taking [id, service, method, headers,
+//               body, ...]: awaitable host calls, answered later through deliverAnswers
 //   envIn       the workload's environment (a copy)
 //   limits      GuestLimits (guest/types.d.ts; guestLimits below)
 //   emitResult  a plain function (ivm.Callback, fire-and-forget) taking (batchId, index, kind, value), for

@@ -58,6 +58,8 @@ function nullIfMissing(e) {
 const syncFace = {
   call(service, method, headers, body, then, missingIsNull) {
     let r;
+    // Awaitable calls made before this one leave first, as they were made.
+    sendOut();
     try {
       r = checked(ReflectApply(applySyncPromise, hostRef, [undefined, [service, method, headers, ownBytes(body)], SYNC_CALL]));
     } catch (e) {
@@ -69,11 +71,22 @@ const syncFace = {
   method(fn) { return fn; },
 };
 
-// The async face's calls out, by id: hostOut (fire-and-forget) sends each, and the host hands the
-// answers of every call that ended in one event-loop turn back together (deliverAnswers), instead of
-// one isolated-vm promise settlement, a task on each side, per call.
+// The async face's calls out, by id. Those made in one run of the isolate's code leave together, in one
+// hostOut (fire-and-forget) at its next microtask checkpoint, and the host hands the answers of every
+// call that ended in one event-loop turn back together (deliverAnswers): a hand-over each way per batch
+// of calls instead of an isolated-vm promise settlement, a task on each side, per call.
 const callsOut = new MapCtor();
 let lastCallId = 0;
+// [id, service, method, headers, body, ...] not yet sent (no prototype: no setter of Array.prototype runs).
+let outQueue = nullArray();
+const SENT = ownPromise(new PromiseCtor((resolve) => { resolve(undefined); }));
+
+function sendOut() {
+  if (outQueue.length === 0) return;
+  const calls = outQueue;
+  outQueue = nullArray();
+  hostOut(calls);
+}
 
 // [id, answer, id, answer, ...] from the host (host-answers.ts); an id that is not out is ignored.
 /**
@@ -93,12 +106,13 @@ const asyncFace = {
     const bytes = ownBytes(body);
     const id = ++lastCallId;
     const p = new PromiseCtor((resolve) => { MapSet(callsOut, id, resolve); });
-    try {
-      hostOut(id, service, method, headers, bytes);
-    } catch (e) {
-      MapDelete(callsOut, id);
-      throw withCode(e);
-    }
+    const at = outQueue.length;
+    if (at === 0) PromiseThen(SENT, sendOut);
+    outQueue[at] = id;
+    outQueue[at + 1] = service;
+    outQueue[at + 2] = method;
+    outQueue[at + 3] = headers;
+    outQueue[at + 4] = bytes;
     const answer = PromiseThen(ownPromise(p), checked);
     return PromiseThen(ownPromise(answer), then, missingIsNull ? nullIfMissing : undefined);
   },

@@ -12,8 +12,8 @@ declare const emitLog: (stream: "stdout" | "stderr", line: string) => void;
 declare const hostRef: {
   applySyncPromise: (receiver: undefined, args: unknown[], options: object) => unknown;
 };
-/** Fire-and-forget (ivm.Callback): an awaitable host call, answered later through deliverAnswers. */
-declare const hostOut: (id: number, service: string, method: string, headers: Record<string, string>, body: Uint8Array) => void;
+/** Fire-and-forget (ivm.Callback): awaitable host calls [id, service, method, headers, body, ...], answered later through deliverAnswers. */
+declare const hostOut: (calls: unknown[]) => void;
 /** The workload's environment (a copy). */
 declare const envIn: Record<string, string>;
 declare const limits: GuestLimits;
