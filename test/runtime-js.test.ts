@@ -581,6 +581,8 @@ describe("JavaScript runtime", () => {
       const fits = MAX_HOST_CALLS_IN_FLIGHT + MAX_HOST_BYTES_WAITING / mib;
       const big = await deploy(spec("kv-promises.js", { namespace: ns, limits: { memoryMb: 256, timeoutMs: 10_000, cpuMs: 10_000 } }));
       expect(json(await request(big, `flood:${fits + 3}:${fits}:${mib}`))).toEqual(["overloaded", "overloaded", "overloaded"]);
+      // A far larger flood is refused inside the isolate, before it is copied out to the runtime host.
+      expect(json(await request(s, "flood-why:20000", 15_000))).toEqual([`too many host calls out from this context: at most ${queued} at once`]);
       expect(runtime.childPid).toBe(pid);
     });
 

@@ -11,8 +11,14 @@
 import ivm from "isolated-vm";
 import type { HostCallResult } from "../../host/host-bridge.js";
 
-/** A host call as the guest sends it (every argument unchecked: the host bridge checks them). */
-export type HostCallOut = (service: unknown, method: unknown, headers: unknown, body: unknown) => Promise<HostCallResult>;
+/**
+ * Where the calls of one hand-over go: `deadline()` is asked once per hand-over (epoch ms: the calls' deadline),
+ * `call` once per call, with every argument as the guest sent it (the host bridge checks them).
+ */
+export interface HostCallsOut {
+  deadline(): number;
+  call(service: unknown, method: unknown, headers: unknown, body: unknown, deadline: number): Promise<HostCallResult>;
+}
 
 /** What the bootstrap's setup returns (isolate/bootstrap.ts): [makeRunner, deliverAnswers]. */
 export type SetupResult = [unknown, (answers: unknown) => void];
@@ -26,14 +32,15 @@ export class HostAnswers {
   private scheduled = false;
   private closed = false;
 
-  constructor(call: HostCallOut) {
+  constructor(to: HostCallsOut) {
     this.out = new ivm.Callback(
       (calls: unknown) => {
-        if (this.closed || !Array.isArray(calls)) return;
+        if (this.closed || !Array.isArray(calls) || calls.length < 5) return;
+        const deadline = to.deadline();
         for (let i = 0; i + 4 < calls.length; i += 5) {
           const id: unknown = calls[i];
           if (typeof id !== "number" || !Number.isSafeInteger(id)) continue;
-          void call(calls[i + 1], calls[i + 2], calls[i + 3], calls[i + 4]).then((result) => this.answer(id, result));
+          void to.call(calls[i + 1], calls[i + 2], calls[i + 3], calls[i + 4], deadline).then((result) => this.answer(id, result));
         }
       },
       { ignored: true },

@@ -144,7 +144,7 @@ export class IsolateSlot {
     this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
       this.parked++;
       try {
-        const result = await this.callFromIsolate(service, method, headers, body);
+        const result = await this.hostCall(service, method, headers, body, this.callDeadline());
         return new ivm.ExternalCopy(result).copyInto({ release: true });
       } finally {
         this.parked--;
@@ -169,17 +169,17 @@ export class IsolateSlot {
   }
 
   /**
-   * A host call from inside the isolate. Results written meanwhile leave with it; the caller is one of
-   * the triggers in flight, so the isolate stops at the earliest of their deadlines.
+   * The deadline of a host call from inside the isolate, now. Results written meanwhile leave with the
+   * call; the caller is one of the triggers in flight, so the isolate stops at the earliest of their deadlines.
    */
-  private callFromIsolate(service: unknown, method: unknown, headers: unknown, body: unknown): Promise<HostCallResult> {
+  private callDeadline(): number {
     let deadline = this.openCount === 0 ? Date.now() + LOAD_TIMEOUT_MS : Infinity;
     for (const b of this.open) {
       if (!b) continue;
       b.collect();
       deadline = Math.min(deadline, b.nextDeadline());
     }
-    return this.hostCall(service, method, headers, body, deadline);
+    return deadline;
   }
 
   /** One host call, when a turn is free (host-call-turns.ts). */
@@ -269,7 +269,10 @@ export class IsolateSlot {
     await yieldToTriggers();
     const { context, setup }: BlankContext = await this.blank.context();
     const refs: ivm.Reference<unknown>[] = [setup];
-    const answers = new HostAnswers((service, method, headers, body) => this.callFromIsolate(service, method, headers, body));
+    const answers = new HostAnswers({
+      deadline: () => this.callDeadline(),
+      call: (service, method, headers, body, deadline) => this.hostCall(service, method, headers, body, deadline),
+    });
     try {
       const made = (await setup.apply(
         undefined,

@@ -193,7 +193,10 @@ export class ServiceRun {
       return new ivm.ExternalCopy(result).copyInto({ release: true });
     });
     this.refs.push(hostRef);
-    const answers = new HostAnswers((service, method, headers, body) => this.hostCall(service, method, headers, body, Date.now() + cfg.limits.timeoutMs));
+    const answers = new HostAnswers({
+      deadline: () => Date.now() + cfg.limits.timeoutMs,
+      call: (service, method, headers, body, deadline) => this.hostCall(service, method, headers, body, deadline),
+    });
     this.refs.push({ release: () => answers.close() });
     const log = new ivm.Callback(
       (stream: unknown, line: unknown) => {

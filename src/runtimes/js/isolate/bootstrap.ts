@@ -46,6 +46,7 @@ import { hostValueLimit } from "../../../protocol/host-services.js";
 import { TRIGGER_LOG_LIMITS } from "../../host/trigger-log-limits.js";
 import { MAX_ERROR_BODY_CHARS } from "../../../protocol/errors.js";
 import { HTTP_SUBJECT_PREFIX } from "../../../protocol/http.js";
+import { MAX_HOST_CALLS_IN_FLIGHT, MAX_HOST_CALLS_WAITING } from "../host/host-call-turns.js";
 import { DATA_BYTES, DATA_OFFSET, ENTRY, FLUSH_AFTER_MS, HEAD, MAX_RESULTS, RESULT_KIND, SIGNAL, TABLE_OFFSET } from "../host/result-channel.js";
 import type { GuestLayout, GuestLimits } from "./guest/types.js";
 
@@ -83,6 +84,8 @@ export function guestLimits(maxPayload: number): GuestLimits {
     maxReplyBytes: maxPayload,
     maxHostValueBytes: hostValueLimit(maxPayload),
     maxHostNameChars: MAX_HEADER_VALUE_CHARS,
+    // What the host would take of them anyway (host-call-turns.ts): the rest is refused before it is copied out.
+    maxHostCallsOut: MAX_HOST_CALLS_IN_FLIGHT + MAX_HOST_CALLS_WAITING,
   };
 }
 

@@ -104,6 +104,11 @@ function deliverAnswers(answers) {
 const asyncFace = {
   call(service, method, headers, body, then, missingIsNull) {
     const bytes = ownBytes(body);
+    if (MapSize(callsOut) >= MAX_HOST_CALLS_OUT) {
+      const e = new ErrorCtor("too many host calls out from this context: at most " + MAX_HOST_CALLS_OUT + " at once");
+      e.code = "overloaded";
+      throw e;
+    }
     const id = ++lastCallId;
     const p = new PromiseCtor((resolve) => { MapSet(callsOut, id, resolve); });
     const at = outQueue.length;

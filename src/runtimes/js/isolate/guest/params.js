@@ -11,6 +11,7 @@ const MAX_ERROR_CHARS = limits.maxErrorChars;
 const MAX_REPLY_BYTES = limits.maxReplyBytes;
 const MAX_HOST_VALUE_BYTES = limits.maxHostValueBytes;
 const MAX_HOST_NAME_CHARS = limits.maxHostNameChars;
+const MAX_HOST_CALLS_OUT = limits.maxHostCallsOut;
 
 // The result channel's layout (../../host/result-channel.ts) and the service protocol's codes.
 const HEAD = frozenRecord(layout.HEAD);

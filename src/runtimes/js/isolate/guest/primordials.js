@@ -69,6 +69,7 @@ const MapCtor = Map;
 const MapGet = uncurryThis(Map.prototype.get);
 const MapSet = uncurryThis(Map.prototype.set);
 const MapDelete = uncurryThis(Map.prototype.delete);
+const MapSize = getterOf(Map.prototype, "size");
 const WeakSetCtor = WeakSet;
 const WeakSetAdd = uncurryThis(WeakSet.prototype.add);
 const WeakSetHas = uncurryThis(WeakSet.prototype.has);

@@ -13,6 +13,8 @@ export interface GuestLimits {
   /** Bytes of one value handed to a host service, and characters of one of its names (key, subject...). */
   maxHostValueBytes: number;
   maxHostNameChars: number;
+  /** Awaitable host calls one context may have out (sent and not answered) at once; past it a call fails "overloaded". */
+  maxHostCallsOut: number;
 }
 
 /**
