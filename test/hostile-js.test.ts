@@ -410,6 +410,67 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     }
   });
 
+  it("sends an awaitable call's value as it was when called, and answers it past an Object.prototype.then", async () => {
+    const s = await deploy(`
+      (async function (subject, payload) {
+        const kv = this.hostServices.async.kv;
+        const mode = new TextDecoder().decode(payload);
+        if (mode === "mutate") {
+          const b = new TextEncoder().encode("aaaa");
+          const set = kv.set("m", b);
+          b[0] = 98; // after the call, before it leaves the isolate
+          await set;
+          return kv.getString("m");
+        }
+        // A then() getter on every object: resolving with a host answer would hand it a forged one.
+        await kv.set("t", "real");
+        Object.defineProperty(Object.prototype, "then", {
+          configurable: true,
+          get() { return (resolve) => resolve({ ok: false, code: "unavailable", message: "forged by the workload" }); },
+        });
+        try {
+          return await kv.getString("t");
+        } finally {
+          delete Object.prototype.then;
+        }
+      })`, { namespace: "hostile-kv" });
+    expect(text(await request(s, "mutate"))).toBe("aaaa");
+    const forged = await request(s, "then");
+    expect(errorCode(forged)).toBeUndefined();
+    expect(text(forged)).toBe("real");
+  });
+
+  it("gives code left running after its trigger returned no host calls, and stops it when it runs away", async () => {
+    const s = await deploy(`
+      let n = 0;
+      (async function (subject, payload) {
+        const kv = this.hostServices.async.kv;
+        const mode = new TextDecoder().decode(payload);
+        if (mode === "leave") {
+          // Not awaited: the first call goes out with the trigger; what its answer resumes runs after the return.
+          kv.set("first", "1").then(() => kv.set("after", "2")).catch((e) => kv.set("refused", e.code + ": " + e.message).catch(() => undefined));
+          return "left";
+        }
+        if (mode === "spin") {
+          kv.set("spin", "1").then(() => { for (;;) {} });
+          return "spinning";
+        }
+        if (mode === "read") return JSON.stringify([await kv.getString("first"), await kv.getString("after"), await kv.getString("refused"), ++n]);
+        return "?";
+      })`, { namespace: "hostile-kv", limits: { memoryMb: 64, timeoutMs: 2000, cpuMs: 300 } });
+    expect(text(await request(s, "leave"))).toBe("left");
+    await new Promise((r) => setTimeout(r, 300));
+    // The call made before the return went out; the ones made after it were refused (even the one reporting it).
+    expect(JSON.parse(text(await request(s, "read")))).toEqual(["1", null, null, 1]);
+    // A continuation that never ends is stopped at the CPU bound and the isolate replaced: the next
+    // trigger is answered (by a fresh isolate, so its counter starts again), not left behind the loop.
+    expect(text(await request(s, "spin"))).toBe("spinning");
+    await new Promise((r) => setTimeout(r, 600));
+    const after = await request(s, "read", 10_000);
+    expect(errorCode(after)).toBeUndefined();
+    expect(JSON.parse(text(after))).toEqual(["1", null, null, 1]);
+  });
+
   // ---- services (nex run --service): the same bystander must fail nothing --------------------------
 
   describe("services", () => {

@@ -7,7 +7,8 @@
 //
 // skipCancelOfAnsweredRequests() keeps cancel() as it is for a request still open (a timeout, a cancel
 // from outside) and skips only the rejection of one resolver() has settled. Applied once per process,
-// only if RequestOne still has the shape it patches; otherwise nats.js is left alone.
+// only if RequestOne still has the shape it patches (its methods, and cancel() doing what the
+// replacement repeats); otherwise nats.js is left alone.
 
 import { RequestOne } from "@nats-io/nats-core/internal";
 
@@ -32,6 +33,9 @@ export function skipCancelOfAnsweredRequests(): boolean {
   const resolver = proto?.resolver;
   const cancel = proto?.cancel;
   if (!proto || typeof resolver !== "function" || typeof cancel !== "function") return false;
+  // What the replacement repeats of cancel() must still be what cancel() does (a later nats.js may differ).
+  const body = String(cancel);
+  if (!body.includes("this.mux.cancel(this)") || !body.includes("this.timer")) return false;
   proto.resolver = function (this: PatchableRequest, ...args: unknown[]): unknown {
     this[SETTLED] = true;
     return resolver.apply(this, args);
@@ -39,9 +43,13 @@ export function skipCancelOfAnsweredRequests(): boolean {
   proto.cancel = function (this: PatchableRequest, err?: unknown): unknown {
     if (err !== undefined || !this[SETTLED]) return cancel.call(this, err);
     // What cancel() does besides the rejection: the timer stops and the inbox forgets the request.
-    this.timer?.cancel();
-    this.mux.cancel(this);
-    return undefined;
+    try {
+      this.timer?.cancel();
+      this.mux.cancel(this);
+      return undefined;
+    } catch {
+      return cancel.call(this, err);
+    }
   };
   applied = true;
   return true;

@@ -12,16 +12,27 @@ import ivm from "isolated-vm";
 import type { HostCallResult } from "../../host/host-bridge.js";
 
 /**
- * Where the calls of one hand-over go: `deadline()` is asked once per hand-over (epoch ms: the calls' deadline),
- * `call` once per call, with every argument as the guest sent it (the host bridge checks them).
+ * Where the calls of one hand-over go: `deadline()` is asked once per hand-over (epoch ms: the calls'
+ * deadline), `call` once per call, with every argument as the guest sent it (the host bridge checks them).
+ * `refusal()`, when set, says why calls may not be made now (undefined: they may).
+ * `sliceTimeoutMs` bounds each hand-over of answers into the isolate, per answer in it (the code they
+ * resume runs in it);
+ * `onDeliverFailed` hears why one failed (a slice past that bound: "Script execution timed out.").
  */
 export interface HostCallsOut {
   deadline(): number;
   call(service: unknown, method: unknown, headers: unknown, body: unknown, deadline: number): Promise<HostCallResult>;
+  refusal?(): string | undefined;
+  sliceTimeoutMs?: number;
+  onDeliverFailed?(err: unknown): void;
 }
 
 /** What the bootstrap's setup returns (isolate/bootstrap.ts): [makeRunner, deliverAnswers]. */
 export type SetupResult = [unknown, (answers: unknown) => void];
+
+function internal(message: string): HostCallResult {
+  return { ok: false, code: "internal", message };
+}
 
 export class HostAnswers {
   /** The guest's hostOut: [id, service, method, headers, body, ...]. */
@@ -32,19 +43,39 @@ export class HostAnswers {
   private scheduled = false;
   private closed = false;
 
-  constructor(to: HostCallsOut) {
-    this.out = new ivm.Callback(
-      (calls: unknown) => {
-        if (this.closed || !Array.isArray(calls) || calls.length < 5) return;
-        const deadline = to.deadline();
-        for (let i = 0; i + 4 < calls.length; i += 5) {
-          const id: unknown = calls[i];
-          if (typeof id !== "number" || !Number.isSafeInteger(id)) continue;
-          void to.call(calls[i + 1], calls[i + 2], calls[i + 3], calls[i + 4], deadline).then((result) => this.answer(id, result));
-        }
-      },
-      { ignored: true },
-    );
+  constructor(private readonly to: HostCallsOut) {
+    this.out = new ivm.Callback((calls: unknown) => this.send(calls), { ignored: true });
+  }
+
+  /** The calls of one hand-over; each is answered, whatever happens to it (a guest awaits each). */
+  private send(calls: unknown): void {
+    if (this.closed || !Array.isArray(calls) || calls.length < 5) return;
+    let deadline = 0;
+    let refused: string | undefined;
+    try {
+      refused = this.to.refusal?.();
+      deadline = this.to.deadline();
+    } catch (err) {
+      refused = `host call failed: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    for (let i = 0; i + 4 < calls.length; i += 5) {
+      const id: unknown = calls[i];
+      if (typeof id !== "number" || !Number.isSafeInteger(id)) continue;
+      if (refused !== undefined) {
+        this.answer(id, { ok: false, code: "bad_request", message: refused });
+        continue;
+      }
+      let answer: Promise<HostCallResult>;
+      try {
+        answer = this.to.call(calls[i + 1], calls[i + 2], calls[i + 3], calls[i + 4], deadline);
+      } catch (err) {
+        answer = Promise.reject(err);
+      }
+      answer.then(
+        (result) => this.answer(id, result),
+        (err: unknown) => this.answer(id, internal(`host call failed: ${err instanceof Error ? err.message : String(err)}`)),
+      );
+    }
   }
 
   /** The context's deliverAnswers, once setup has returned it. */
@@ -65,12 +96,21 @@ export class HostAnswers {
     const answers = this.ready;
     this.ready = [];
     if (this.closed || !this.deliver || answers.length === 0) return;
+    let copy: ivm.Copy<unknown[]>;
     try {
-      // The continuations of the awaiting triggers run inside this call, under the same watch as
-      // any other code of theirs (the slot's CPU ticker and deadlines); a disposed isolate just refuses.
-      this.deliver.apply(undefined, [new ivm.ExternalCopy(answers).copyInto({ release: true })]).catch(() => undefined);
+      copy = new ivm.ExternalCopy(answers).copyInto({ release: true });
     } catch {
+      // One answer that will not copy does not take the others with it.
+      copy = new ivm.ExternalCopy(answers.map((a, i) => (i % 2 === 0 || copies(a) ? a : internal("the host call's answer could not be copied")))).copyInto({ release: true });
+    }
+    try {
+      // Each answer may resume a trigger, each with its own bound, as a batch of triggers has.
+      const per = this.to.sliceTimeoutMs;
+      const timeout = per === undefined ? undefined : Math.min(2 ** 31 - 1, per * (answers.length / 2));
+      this.deliver.apply(undefined, [copy], timeout === undefined ? undefined : { timeout }).catch((err: unknown) => this.to.onDeliverFailed?.(err));
+    } catch (err) {
       // The isolate is gone.
+      this.to.onDeliverFailed?.(err);
     }
   }
 
@@ -83,5 +123,14 @@ export class HostAnswers {
     } catch {
       // released with the isolate
     }
+  }
+}
+
+function copies(value: unknown): boolean {
+  try {
+    new ivm.ExternalCopy(value).release();
+    return true;
+  } catch {
+    return false;
   }
 }

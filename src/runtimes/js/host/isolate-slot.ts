@@ -130,6 +130,10 @@ export class IsolateSlot {
   onHostWait?: () => void;
   /** Set by the pool: told when the slot can take another batch beside the ones it runs. */
   onAcceptsMore?: () => void;
+  /** Set by the pool: told when the slot dies while it runs nothing (a runaway resumed by a host answer). */
+  onDeath?: () => void;
+  /** Contexts being prepared: the workload's own code may call host services while it loads. */
+  private preparing = 0;
   /** Synchronous host calls out (0 or 1: the isolate's thread waits on it). */
   private parked = 0;
   dead = false;
@@ -142,6 +146,8 @@ export class IsolateSlot {
     // The sync face's calls, for which the isolate's thread waits (`parked`); the async face's go
     // through each context's HostAnswers.
     this.hostRef = new ivm.Reference(async (service: unknown, method: unknown, headers: unknown, body: unknown) => {
+      const refused = this.refusal();
+      if (refused !== undefined) return new ivm.ExternalCopy({ ok: false, code: "bad_request", message: refused }).copyInto({ release: true });
       this.parked++;
       try {
         const result = await this.hostCall(service, method, headers, body, this.callDeadline());
@@ -166,6 +172,25 @@ export class IsolateSlot {
       { ignored: true },
     );
     this.syncTimeoutMs = Math.max(1, Math.min(cfg.limits.timeoutMs, cfg.limits.cpuMs));
+  }
+
+  /**
+   * Why a host call from inside the isolate may not be made now: no trigger runs and no context loads,
+   * so the code that makes it was left running by a trigger that has returned (a continuation resumed
+   * by a host answer). Nothing would bound its time or CPU, so it gets no more calls.
+   */
+  private refusal(): string | undefined {
+    if (this.openCount > 0 || this.preparing > 0) return undefined;
+    return "no host calls after the trigger has returned: await every call before the function returns";
+  }
+
+  /** Answers handed into the isolate failed: a code they resumed ran past the slice bound, or the isolate is gone. */
+  private deliverFailed(err: unknown): void {
+    if (this.dead || (err as Error)?.message !== SYNC_TIMEOUT_MESSAGE) return;
+    const { timeoutMs, cpuMs } = this.cfg.limits;
+    const idle = !this.busy;
+    this.kill(cpuMs < timeoutMs ? cpuOutcome(cpuMs) : timeoutOutcome(timeoutMs));
+    if (idle) this.onDeath?.();
   }
 
   /**
@@ -267,11 +292,23 @@ export class IsolateSlot {
   private async prepare(background = false): Promise<Prepared> {
     const yieldToTriggers = background ? () => this.whenIdle() : () => undefined;
     await yieldToTriggers();
+    this.preparing++;
+    try {
+      return await this.prepareContext(yieldToTriggers);
+    } finally {
+      this.preparing--;
+    }
+  }
+
+  private async prepareContext(yieldToTriggers: () => Promise<void> | undefined): Promise<Prepared> {
     const { context, setup }: BlankContext = await this.blank.context();
     const refs: ivm.Reference<unknown>[] = [setup];
     const answers = new HostAnswers({
       deadline: () => this.callDeadline(),
       call: (service, method, headers, body, deadline) => this.hostCall(service, method, headers, body, deadline),
+      refusal: () => this.refusal(),
+      sliceTimeoutMs: this.syncTimeoutMs,
+      onDeliverFailed: (err) => this.deliverFailed(err),
     });
     try {
       const made = (await setup.apply(

@@ -85,7 +85,30 @@ function sendOut() {
   if (outQueue.length === 0) return;
   const calls = outQueue;
   outQueue = nullArray();
-  hostOut(calls);
+  try {
+    hostOut(calls);
+  } catch (e) {
+    // Nothing of them reached the host: each call fails, as it would had the host refused it.
+    const failed = frozenRecord({ ok: false, code: "internal", message: "host call failed: " + errorMessage(e) });
+    for (let i = 0; i < calls.length; i += 5) settleCall(calls[i], failed);
+  }
+}
+
+/**
+ * @param {unknown} id
+ * @param {unknown} answer
+ */
+function settleCall(id, answer) {
+  const settle = MapGet(callsOut, id);
+  if (settle === undefined) return;
+  MapDelete(callsOut, id);
+  // No prototype: resolving with it must not look up a `then` (or anything else) the workload put on
+  // Object.prototype, which could swap in an answer of its choosing.
+  if (answer !== null && typeof answer === "object") {
+    ObjectSetPrototypeOf(answer, null);
+    if (answer.headers !== null && typeof answer.headers === "object") ObjectSetPrototypeOf(answer.headers, null);
+  }
+  settle(answer);
 }
 
 // [id, answer, id, answer, ...] from the host (host-answers.ts); an id that is not out is ignored.
@@ -93,17 +116,15 @@ function sendOut() {
  * @param {unknown[]} answers
  */
 function deliverAnswers(answers) {
-  for (let i = 0; i + 1 < answers.length; i += 2) {
-    const settle = MapGet(callsOut, answers[i]);
-    if (settle === undefined) continue;
-    MapDelete(callsOut, answers[i]);
-    settle(answers[i + 1]);
-  }
+  for (let i = 0; i + 1 < answers.length; i += 2) settleCall(answers[i], answers[i + 1]);
 }
 
 const asyncFace = {
   call(service, method, headers, body, then, missingIsNull) {
-    const bytes = ownBytes(body);
+    // A copy now: the call leaves at the next microtask checkpoint, and the workload's own bytes could
+    // change (or be detached) by then.
+    const bytes = new U8(TypedArrayByteLength(body));
+    TypedArraySet(bytes, body, 0);
     if (MapSize(callsOut) >= MAX_HOST_CALLS_OUT) {
       const e = new ErrorCtor("too many host calls out from this context: at most " + MAX_HOST_CALLS_OUT + " at once");
       e.code = "overloaded";
