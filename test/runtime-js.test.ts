@@ -202,6 +202,18 @@ describe("JavaScript runtime", () => {
     expect(new Set(replies.map((r) => r.id)).size).toBe(5);
   });
 
+  it("keeps giving a module fresh contexts for hundreds of triggers within a small memory limit", async () => {
+    // Each context evaluates the module again; whatever one keeps alive after its trigger adds up, and at
+    // 32 MB a leaked context per trigger ended the isolate in about 150 triggers.
+    const s = await deploy(spec("export-default.js", { freshContextPerTrigger: true, limits: { memoryMb: 32, timeoutMs: 2000, cpuMs: 2000 } }));
+    const failures: string[] = [];
+    for (let i = 0; i < 600; i++) {
+      const m = await request(s, `n${i}`);
+      if (m.headers?.get("Nats-Service-Error-Code")) failures.push(`${i}: ${m.headers.get("Nex-Error")}`);
+    }
+    expect(failures).toEqual([]);
+  });
+
   it("serves triggers in parallel on `concurrency` isolates", async () => {
     const two = await deploy(spec("counter.js", { concurrency: 2 }));
     const [a, b] = (await Promise.all([request(two, "400"), request(two, "400")])).map((m) => json(m) as { count: number; id: string });
