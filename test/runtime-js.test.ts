@@ -581,6 +581,27 @@ describe("JavaScript runtime", () => {
       expect(json(await request(s, `fanout:${n}`))).toEqual(Array.from({ length: n }, () => "hello"));
     });
 
+    it("sends the calls made so far when the workload makes another after computing a while, not only when its run ends", async () => {
+      const arrived: Record<string, number> = {};
+      const sub = nc.subscribe("early.svc", {
+        callback: (_err, m) => {
+          arrived[dec.decode(m.data)] = Date.now();
+          m.respond("ok");
+        },
+      });
+      await nc.flush();
+      try {
+        const s = await deploy(spec("kv-promises.js", { namespace: ns, limits: { memoryMb: 32, timeoutMs: 5000, cpuMs: 5000 } }));
+        const { second, end } = json(await request(s, "early", 10_000)) as { second: number; end: number };
+        // The first call left when the second was made (300 ms into the run), well before the run's end.
+        expect(arrived.a).toBeLessThan(end - 150);
+        expect(arrived.a).toBeGreaterThanOrEqual(second - 50);
+        expect(arrived.b).toBeGreaterThanOrEqual(end - 5);
+      } finally {
+        sub.unsubscribe();
+      }
+    });
+
     it("refuses host calls past the waiting limits, at once and with a code, and survives the flood", async () => {
       const pid = runtime.childPid;
       // A long deadline: what is asserted is the refusal, which must not turn into a timeout on a busy machine.

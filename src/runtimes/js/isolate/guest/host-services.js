@@ -79,6 +79,8 @@ const callsOut = new MapCtor();
 let lastCallId = 0;
 // [id, service, method, headers, body, ...] not yet sent (no prototype: no setter of Array.prototype runs).
 let outQueue = nullArray();
+// When the first call now in outQueue was made.
+let queuedAt = 0;
 const SENT = ownPromise(new PromiseCtor((resolve) => { resolve(undefined); }));
 
 function sendOut() {
@@ -133,12 +135,21 @@ const asyncFace = {
     const id = ++lastCallId;
     const p = new PromiseCtor((resolve) => { MapSet(callsOut, id, resolve); });
     const at = outQueue.length;
-    if (at === 0) PromiseThen(SENT, sendOut);
-    outQueue[at] = id;
-    outQueue[at + 1] = service;
-    outQueue[at + 2] = method;
-    outQueue[at + 3] = headers;
-    outQueue[at + 4] = bytes;
+    if (at === 0) {
+      PromiseThen(SENT, sendOut);
+      queuedAt = DateNow();
+    } else if (DateNow() - queuedAt >= FLUSH_AFTER_MS) {
+      // Code that computes between its calls: those made so far go now, not when the whole run ends.
+      sendOut();
+      PromiseThen(SENT, sendOut);
+      queuedAt = DateNow();
+    }
+    const next = outQueue.length;
+    outQueue[next] = id;
+    outQueue[next + 1] = service;
+    outQueue[next + 2] = method;
+    outQueue[next + 3] = headers;
+    outQueue[next + 4] = bytes;
     const answer = PromiseThen(ownPromise(p), checked);
     return PromiseThen(ownPromise(answer), then, missingIsNull ? nullIfMissing : undefined);
   },
