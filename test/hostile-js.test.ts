@@ -440,6 +440,23 @@ describe("hostile JavaScript workloads", { timeout: 90_000 }, () => {
     expect(text(forged)).toBe("real");
   });
 
+  it("answers triggers that await a host call after the workload made Promise[Symbol.species] throw", async () => {
+    const s = await deploy(`
+      (async function (subject, payload) {
+        const mode = new TextDecoder().decode(payload);
+        if (mode === "tamper") {
+          Object.defineProperty(Promise, Symbol.species, { configurable: true, get() { throw new Error("species getter ran"); } });
+          return "tampered";
+        }
+        // The batch still awaits when its call returns (the answer comes in a later turn).
+        await this.hostServices.async.kv.set("s-" + mode, mode);
+        return "after " + (await this.hostServices.async.kv.getString("s-" + mode));
+      })`, { namespace: "hostile-kv" });
+    expect(text(await request(s, "tamper"))).toBe("tampered");
+    const replies = await Promise.all(["a", "b", "c"].map((m) => request(s, m)));
+    expect(replies.map((r) => errorCode(r) ?? text(r))).toEqual(["after a", "after b", "after c"]);
+  });
+
   it("gives code left running after its trigger returned no host calls, and stops it when it runs away", async () => {
     const s = await deploy(`
       let n = 0;

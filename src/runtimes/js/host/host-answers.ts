@@ -101,7 +101,13 @@ export class HostAnswers {
       copy = new ivm.ExternalCopy(answers).copyInto({ release: true });
     } catch {
       // One answer that will not copy does not take the others with it.
-      copy = new ivm.ExternalCopy(answers.map((a, i) => (i % 2 === 0 || copies(a) ? a : internal("the host call's answer could not be copied")))).copyInto({ release: true });
+      try {
+        copy = new ivm.ExternalCopy(answers.map((a, i) => (i % 2 === 0 || copies(a) ? a : internal("the host call's answer could not be copied")))).copyInto({ release: true });
+      } catch (err) {
+        // Not even that (out of memory): the triggers waiting on these end at their deadlines.
+        this.to.onDeliverFailed?.(err);
+        return;
+      }
     }
     try {
       // Each answer may resume a trigger, each with its own bound, as a batch of triggers has.

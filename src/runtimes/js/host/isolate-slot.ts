@@ -166,6 +166,10 @@ export class IsolateSlot {
       (batchId: unknown, index: unknown, kind: unknown, value: unknown) => {
         const b = this.open.find((o) => o?.id === batchId);
         if (!b) return;
+        if (index === SIGNAL.done) {
+          this.endBatch(b, undefined);
+          return;
+        }
         b.onResult(index, kind, value);
         if (index === SIGNAL.awaiting && this.acceptsMore()) this.onAcceptsMore?.();
       },
@@ -434,11 +438,13 @@ export class IsolateSlot {
         if (handRegion) this.regionsHanded++;
         runner
           .apply(undefined, [batch.id, triggers, at, areaBuffer], {
-            result: { promise: true },
             timeout: Math.min(2 ** 31 - 1, this.syncTimeoutMs * jobs.length),
           })
           .then(
-            () => this.endBatch(batch, undefined),
+            // How many triggers still await: 0 ends the batch now; else SIGNAL.done will (it may have already).
+            (awaiting: unknown) => {
+              if (awaiting === 0) this.endBatch(batch, undefined);
+            },
             (err: unknown) => this.endBatch(batch, err ?? new Error("the batch failed")),
           );
       } catch (err) {

@@ -81,9 +81,9 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
   // Starts the triggers of a batch one after the other. A synchronous trigger runs to its end before the
   // next starts; an async one runs until it first awaits, and the next starts while it waits, so async
   // triggers overlap their host calls. Each result goes into the batch's region of the shared area (or,
-  // if too large, by emitResult) as soon as it is known. Returns a promise, settled when every trigger has
-  // its result, only if some trigger was still pending when the last one had started; it then tells the
-  // host (SIGNAL.awaiting), which may start another batch, in another region, while these wait.
+  // if too large, by emitResult) as soon as it is known. Returns how many triggers still await once the
+  // last one has started; if any do, it tells the host (SIGNAL.awaiting), which may start another batch,
+  // in another region, while these wait, and SIGNAL.done follows when the last of them has its result.
   // triggers: [subjects, payloads, expiries (epoch ms), base (epoch ms: start times count from it)]
   // region: the batch's region; areaBuffer: that region's memory, the first time it is used.
   return function runBatch(batchId, triggers, region, areaBuffer) {
@@ -109,7 +109,6 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
     let starting = true;
     let recorded = 0;
     let pending = 0;
-    let allDone;
     for (let k = 0; k < n && k < MAX_RESULTS; k++) {
       AtomicsStore(table, k * ENTRY.size + ENTRY.kind, RESULT_KIND.none);
       AtomicsStore(table, k * ENTRY.size + ENTRY.started, 0);
@@ -195,7 +194,7 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
         else fail(k, v);
       } finally {
         AtomicsStore(head, HEAD.running, -1);
-        if (--pending === 0 && allDone !== undefined) allDone(undefined);
+        if (--pending === 0) emitResult(batchId, SIGNAL.done, RESULT_KIND.none, undefined);
       }
     }
     // Trigger k's synchronous part: the handler call, and its result if it is not a promise.
@@ -241,10 +240,10 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
       AtomicsStore(head, HEAD.running, -1);
     }
     starting = false;
-    if (pending === 0) return undefined;
+    if (pending === 0) return 0;
     // The results so far should not wait for the pending ones, and the isolate is free until they go on.
     AtomicsStore(head, HEAD.collectAsked, 1);
     emitResult(batchId, SIGNAL.awaiting, RESULT_KIND.none, undefined);
-    return ownPromise(new PromiseCtor((resolve) => { allDone = resolve; }));
+    return pending;
   };
 }
