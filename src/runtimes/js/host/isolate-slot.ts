@@ -166,12 +166,8 @@ export class IsolateSlot {
       (batchId: unknown, index: unknown, kind: unknown, value: unknown) => {
         const b = this.open.find((o) => o?.id === batchId);
         if (!b) return;
-        if (index === SIGNAL.done) {
-          this.endBatch(b, undefined);
-          return;
-        }
-        b.onResult(index, kind, value);
-        if (index === SIGNAL.awaiting && this.acceptsMore()) this.onAcceptsMore?.();
+        if (index === SIGNAL.done) this.endBatch(b, undefined);
+        else b.onResult(index, kind, value);
       },
       { ignored: true },
     );
@@ -441,9 +437,11 @@ export class IsolateSlot {
             timeout: Math.min(2 ** 31 - 1, this.syncTimeoutMs * jobs.length),
           })
           .then(
-            // How many triggers still await: 0 ends the batch now; else SIGNAL.done will (it may have already).
+            // How many triggers still await: 0 ends the batch now; else the batch awaits (another may start
+            // beside it) and SIGNAL.done will end it (it may have already).
             (awaiting: unknown) => {
-              if (awaiting === 0) this.endBatch(batch, undefined);
+              if (awaiting === 0 || typeof awaiting !== "number") this.endBatch(batch, undefined);
+              else this.batchAwaits(batch);
             },
             (err: unknown) => this.endBatch(batch, err ?? new Error("the batch failed")),
           );
@@ -486,6 +484,13 @@ export class IsolateSlot {
     this.openCount--;
     clearTimeout(b.deadlineTimer);
     b.end(stopped, blamed);
+  }
+
+  /** Every trigger of batch `b` has started and some await: read what is written; another batch may start beside it. */
+  private batchAwaits(b: RunningBatch): void {
+    if (!this.isOpen(b)) return;
+    b.onResult(SIGNAL.awaiting, 0, undefined);
+    if (this.acceptsMore()) this.onAcceptsMore?.();
   }
 
   private endBatch(b: RunningBatch, err: unknown): void {

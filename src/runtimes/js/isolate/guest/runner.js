@@ -82,8 +82,8 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
   // next starts; an async one runs until it first awaits, and the next starts while it waits, so async
   // triggers overlap their host calls. Each result goes into the batch's region of the shared area (or,
   // if too large, by emitResult) as soon as it is known. Returns how many triggers still await once the
-  // last one has started; if any do, it tells the host (SIGNAL.awaiting), which may start another batch,
-  // in another region, while these wait, and SIGNAL.done follows when the last of them has its result.
+  // last one has started; above 0 the host may start another batch, in another region, while these
+  // wait, and SIGNAL.done follows when the last of them has its result.
   // triggers: [subjects, payloads, expiries (epoch ms), base (epoch ms: start times count from it)]
   // region: the batch's region; areaBuffer: that region's memory, the first time it is used.
   return function runBatch(batchId, triggers, region, areaBuffer) {
@@ -145,8 +145,9 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
         emitResult(batchId, k, kind, isString || value === undefined ? value : ownBytes(value));
       }
       if (!starting) {
-        // A late async result: the host reads it now, not when the whole batch is done.
-        askCollect();
+        // A late async result: the host reads it now, not when the whole batch is done (the last one
+        // goes with SIGNAL.done).
+        if (pending > 1) askCollect();
         return;
       }
       // Slow triggers: do not hold a result back for long behind the rest of the batch.
@@ -241,9 +242,9 @@ function makeRunner(handler, serviceInfo, serviceControl, serviceReply) {
     }
     starting = false;
     if (pending === 0) return 0;
-    // The results so far should not wait for the pending ones, and the isolate is free until they go on.
+    // The results so far should not wait for the pending ones, and the isolate is free until they go on:
+    // the host reads them when this call returns (its answer, above 0, says the batch awaits).
     AtomicsStore(head, HEAD.collectAsked, 1);
-    emitResult(batchId, SIGNAL.awaiting, RESULT_KIND.none, undefined);
     return pending;
   };
 }
