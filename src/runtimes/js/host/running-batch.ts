@@ -118,7 +118,8 @@ export class RunningBatch {
 
   /**
    * From inside the isolate: a result too large for the shared area (of RESULT_KIND `kind`), or a signal
-   * (SIGNAL: collect now; awaiting). Anything else the isolate might send is ignored or answered as a failure.
+   * (SIGNAL.collect: read now); from the slot, SIGNAL.awaiting when the batch call said some triggers
+   * await. Anything else the isolate might send is ignored or answered as a failure.
    */
   onResult(index: unknown, kind: unknown, value: unknown): void {
     if (index === SIGNAL.collect || index === SIGNAL.awaiting) {
