@@ -743,6 +743,28 @@ describe("RunningBatch.onResult", () => {
     expect(answers[3]).toEqual({ ok: true, data: new Uint8Array([1, 2]) });
   });
 
+  it("answers timeout to its triggers past their deadline when the isolate is stopped for another reason", async () => {
+    const channel = new ResultChannel();
+    const answers: (Outcome | undefined)[] = [undefined, undefined];
+    const jobs = answers.map((_, k) => ({ subject: `s${k}`, payload: new Uint8Array(0), enqueuedAt: Date.now(), resolve: (o: Outcome) => (answers[k] = o) }));
+    const batch = new RunningBatch(9, jobs, channel, 1000, () => {});
+    const table = new Int32Array(channel.shared, TABLE_OFFSET, MAX_RESULTS * ENTRY.size);
+    // Trigger 0 started as the batch was handed over, trigger 1 300 ms later (start times are
+    // base-relative, plus 1, and never taken as later than now).
+    await new Promise((r) => setTimeout(r, 300));
+    Atomics.store(table, 0 * ENTRY.size + ENTRY.started, 1);
+    Atomics.store(table, 1 * ENTRY.size + ENTRY.started, 301);
+    Atomics.store(new Int32Array(channel.shared, 0, 4), HEAD.batch, 9);
+    const timeout: Outcome = { ok: false, code: 504, message: "timeout: the trigger did not finish within 1000 ms" };
+    batch.answerOverdue(batch.dispatchedAt + 1200, timeout);
+    expect(answers[0]).toEqual(timeout);
+    expect(answers[1]).toBeUndefined();
+    // The stop then answers the others as bystanders, and the overdue one keeps its timeout.
+    batch.end({ ok: false, code: 500, message: "memory" }, []);
+    expect(answers[0]).toEqual(timeout);
+    expect(answers[1]).toMatchObject({ code: 500, message: expect.stringMatching(/stopped with its isolate/) });
+  });
+
   it("answers a too-large refusal written to the shared area with 413", () => {
     const channel = new ResultChannel();
     const message = new TextEncoder().encode("reply too large: 2000000 bytes");

@@ -522,6 +522,12 @@ export class IsolateSlot {
     // Who ran is read from the shared area before the isolate goes.
     const culprit = on ?? batches.find((b) => b.holdsIsolate()) ?? batches[0];
     const culprits = blamed ?? culprit?.blame();
+    // Triggers past their deadline answer timeout, whoever the culprit (two limits can end the isolate
+    // at about the same moment, and only one of them is the one that does).
+    if (culprits !== "all") {
+      const now = Date.now();
+      for (const b of batches) if (b !== culprit) b.answerOverdue(now, timeoutOutcome(this.cfg.limits.timeoutMs));
+    }
     this.dead = true;
     this.dispose();
     for (const b of batches) this.settle(b, outcome, culprits === "all" ? "all" : b === culprit ? culprits : []);

@@ -97,6 +97,15 @@ export class RunningBatch {
     return { overdue, next };
   }
 
+  /**
+   * Answers `timeout` to the triggers of this batch in flight past their deadline at `now`, however the
+   * isolate came to be stopped: a trigger that overran its deadline is not a bystander of another stop.
+   */
+  answerOverdue(now: number, timeout: Outcome): void {
+    if (!this.begun) return;
+    for (const k of this.inFlight()) if (this.startedAt(k)! + this.timeoutMs <= now) this.answer(k, timeout);
+  }
+
   private answer(index: number, outcome: Outcome): void {
     if (index >= this.jobs.length || this.answered[index]) return;
     this.answered[index] = true;
