@@ -54,7 +54,7 @@ describe("answered requests skip the cancel's RequestError", () => {
   });
 
   it("an answered request resolves with its reply and builds no RequestError", async () => {
-    const sub = nc.subscribe("patch.echo", { callback: (_e, m) => m.respond(m.data) });
+    const sub = nc.subscribe("patch.echo", { callback: (_e, m) => void m.respond(m.data) });
     await nc.flush();
     const built = await requestErrorsBuiltDuring(async () => {
       for (let i = 0; i < 50; i++) {

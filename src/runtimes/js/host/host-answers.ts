@@ -78,9 +78,11 @@ export class HostAnswers {
     }
   }
 
-  /** The context's deliverAnswers, once setup has returned it. */
-  attach(deliver: ivm.Reference<(answers: unknown) => void>): void {
-    this.deliver = deliver;
+  /** Takes the context's deliverAnswers from what setup returned, and hands back its makeRunner (the caller releases it). */
+  async takeSetup(made: ivm.Reference<SetupResult>): Promise<ivm.Reference<unknown>> {
+    const makeRunner = await made.get(0, { reference: true });
+    this.deliver = await made.get(1, { reference: true });
+    return makeRunner;
   }
 
   private answer(id: number, result: HostCallResult): void {

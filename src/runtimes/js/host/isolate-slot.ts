@@ -187,10 +187,15 @@ export class IsolateSlot {
   /** Answers handed into the isolate failed: a code they resumed ran past the slice bound, or the isolate is gone. */
   private deliverFailed(err: unknown): void {
     if (this.dead || (err as Error)?.message !== SYNC_TIMEOUT_MESSAGE) return;
-    const { timeoutMs, cpuMs } = this.cfg.limits;
     const idle = !this.busy;
-    this.kill(cpuMs < timeoutMs ? cpuOutcome(cpuMs) : timeoutOutcome(timeoutMs));
+    this.kill(this.syncTimeoutOutcome());
     if (idle) this.onDeath?.();
+  }
+
+  /** What isolated-vm's own timeout (the lower of the CPU budget and the deadline) ended. */
+  private syncTimeoutOutcome(): Outcome {
+    const { timeoutMs, cpuMs } = this.cfg.limits;
+    return cpuMs < timeoutMs ? cpuOutcome(cpuMs) : timeoutOutcome(timeoutMs);
   }
 
   /**
@@ -327,9 +332,8 @@ export class IsolateSlot {
         { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
       )) as ivm.Reference<SetupResult>;
       refs.push(made);
-      const makeRunner = await made.get(0, { reference: true });
+      const makeRunner = await answers.takeSetup(made);
       refs.push(makeRunner);
-      answers.attach(await made.get(1, { reference: true }));
       await yieldToTriggers();
       const handler = await evaluateWorkload(this.isolate, context, this.cfg.code, this.script, LOAD_TIMEOUT_MS);
       refs.push(handler);
@@ -489,7 +493,7 @@ export class IsolateSlot {
   /** Every trigger of batch `b` has started and some await: read what is written; another batch may start beside it. */
   private batchAwaits(b: RunningBatch): void {
     if (!this.isOpen(b)) return;
-    b.onResult(SIGNAL.awaiting, 0, undefined);
+    b.awaits();
     if (this.acceptsMore()) this.onAcceptsMore?.();
   }
 
@@ -501,13 +505,12 @@ export class IsolateSlot {
 
   /** The batch call itself failed: the isolate was terminated or disposed. */
   private classify(err: unknown): Outcome {
-    const { memoryMb, timeoutMs, cpuMs } = this.cfg.limits;
     const disposed = this.isolate.isDisposed;
     this.dead = true;
     this.dispose();
-    if (disposed) return memoryOutcome(memoryMb);
+    if (disposed) return memoryOutcome(this.cfg.limits.memoryMb);
     const message = (err as Error)?.message;
-    if (message === SYNC_TIMEOUT_MESSAGE) return cpuMs < timeoutMs ? cpuOutcome(cpuMs) : timeoutOutcome(timeoutMs);
+    if (message === SYNC_TIMEOUT_MESSAGE) return this.syncTimeoutOutcome();
     return failure(ErrorCodes.failed, typeof message === "string" ? message : String(err));
   }
 
@@ -526,7 +529,8 @@ export class IsolateSlot {
     // at about the same moment, and only one of them is the one that does).
     if (culprits !== "all") {
       const now = Date.now();
-      for (const b of batches) if (b !== culprit) b.answerOverdue(now, timeoutOutcome(this.cfg.limits.timeoutMs));
+      const timedOut = timeoutOutcome(this.cfg.limits.timeoutMs);
+      for (const b of batches) if (b !== culprit) b.answerOverdue(now, timedOut);
     }
     this.dead = true;
     this.dispose();

@@ -46,14 +46,14 @@ export const DATA_BYTES = 16 * 1024;
 export const RESULT_KIND = { none: 0, ok: 1, error: 2, expired: 3, byCallback: 4, tooLarge: 5, unavailable: 6 } as const;
 /**
  * What the isolate tells the host through emitResult's index besides a result: collect (read the results
- * written so far), done (the triggers that awaited have all ended: the batch is over). awaiting (every
- * trigger of the batch has started and some await: read the results, and another batch may start beside
- * this one) is what the batch call's answer says when it is above 0; 0 says the batch is over.
+ * written so far), done (the triggers that awaited have all ended: the batch is over). That every trigger
+ * of the batch has started and some await (read the results; another batch may start beside this one) is
+ * what the batch call's answer says when it is above 0; 0 says the batch is over.
  * The batch call returns how many triggers still await, not a promise: a promise handed back to
  * isolated-vm is chained with then() and catch() inside the isolate, where a workload's
  * Promise[Symbol.species] could step in.
  */
-export const SIGNAL = { collect: -1, awaiting: -2, done: -3 } as const;
+export const SIGNAL = { collect: -1, done: -3 } as const;
 /** Batches one isolate runs at once at most (each in its own region). */
 export const MAX_OPEN_BATCHES = 4;
 /** A batch running longer than this since its last hand-over tells the host to read its results. */

@@ -17,7 +17,7 @@ export class RunningBatch {
   private readonly answered: boolean[];
   /** Results the isolate sends by callback: the shared area will not hold them. */
   private readonly byCallback: boolean[];
-  /** Every trigger has started and some await (SIGNAL.awaiting): the isolate may take another batch beside this one. */
+  /** Every trigger has started and some await (awaits()): the isolate may take another batch beside this one. */
   awaiting = false;
   /** The slot's timer for the earliest deadline of this batch's triggers. */
   deadlineTimer?: NodeJS.Timeout;
@@ -112,6 +112,12 @@ export class RunningBatch {
     this.jobs[index].resolve(outcome);
   }
 
+  /** The batch call said some triggers still await: read what is written; another batch may start beside this one. */
+  awaits(): void {
+    this.awaiting = true;
+    this.collect();
+  }
+
   /** Answers the results the isolate has written to the shared area since the last look. */
   collect(): void {
     this.channel.clearCollectAsked();
@@ -127,12 +133,10 @@ export class RunningBatch {
 
   /**
    * From inside the isolate: a result too large for the shared area (of RESULT_KIND `kind`), or a signal
-   * (SIGNAL.collect: read now); from the slot, SIGNAL.awaiting when the batch call said some triggers
-   * await. Anything else the isolate might send is ignored or answered as a failure.
+   * (SIGNAL.collect: read now). Anything else the isolate might send is ignored or answered as a failure.
    */
   onResult(index: unknown, kind: unknown, value: unknown): void {
-    if (index === SIGNAL.collect || index === SIGNAL.awaiting) {
-      if (index === SIGNAL.awaiting) this.awaiting = true;
+    if (index === SIGNAL.collect) {
       this.collect();
       return;
     }

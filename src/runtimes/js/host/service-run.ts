@@ -225,9 +225,8 @@ export class ServiceRun {
       { result: { reference: true }, timeout: LOAD_TIMEOUT_MS },
     )) as ivm.Reference<SetupResult>;
     this.refs.push(made);
-    const makeRunner = await made.get(0, { reference: true });
+    const makeRunner = await answers.takeSetup(made);
     this.refs.push(makeRunner);
-    answers.attach(await made.get(1, { reference: true }));
     const mod = await evaluateWorkload(this.isolate, context, this.cfg.code, script, LOAD_TIMEOUT_MS);
     this.refs.push(mod);
     const info = { workload: { ...cfg.workload }, maxTimers: MAX_SERVICE_TIMERS, maxSubscriptions: MAX_SERVICE_SUBSCRIPTIONS };

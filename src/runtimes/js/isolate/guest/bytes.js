@@ -104,6 +104,15 @@ function ownBytes(u8) {
   } catch (e) {
     // not a plain ArrayBuffer
   }
+  return copyOfBytes(u8);
+}
+
+// A new buffer holding u8's bytes now (through the original getters and set()).
+/**
+ * @param {Uint8Array} u8
+ * @returns {Uint8Array}
+ */
+function copyOfBytes(u8) {
   const out = new U8(TypedArrayByteLength(u8));
   TypedArraySet(out, u8, 0);
   return out;

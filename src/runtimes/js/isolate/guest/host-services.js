@@ -108,7 +108,8 @@ function settleCall(id, answer) {
   // Object.prototype, which could swap in an answer of its choosing.
   if (answer !== null && typeof answer === "object") {
     ObjectSetPrototypeOf(answer, null);
-    if (answer.headers !== null && typeof answer.headers === "object") ObjectSetPrototypeOf(answer.headers, null);
+    const h = /** @type {{ headers?: unknown }} */ (answer).headers;
+    if (h !== null && typeof h === "object") ObjectSetPrototypeOf(h, null);
   }
   settle(answer);
 }
@@ -123,15 +124,14 @@ function deliverAnswers(answers) {
 
 const asyncFace = {
   call(service, method, headers, body, then, missingIsNull) {
-    // A copy now: the call leaves at the next microtask checkpoint, and the workload's own bytes could
-    // change (or be detached) by then.
-    const bytes = new U8(TypedArrayByteLength(body));
-    TypedArraySet(bytes, body, 0);
     if (MapSize(callsOut) >= MAX_HOST_CALLS_OUT) {
       const e = new ErrorCtor("too many host calls out from this context: at most " + MAX_HOST_CALLS_OUT + " at once");
       e.code = "overloaded";
       throw e;
     }
+    // A copy now: the call leaves at the next microtask checkpoint, and the workload's own bytes could
+    // change (or be detached) by then.
+    const bytes = copyOfBytes(body);
     const id = ++lastCallId;
     const p = new PromiseCtor((resolve) => { MapSet(callsOut, id, resolve); });
     const at = outQueue.length;

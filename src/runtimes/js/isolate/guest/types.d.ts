@@ -25,7 +25,7 @@ export interface GuestLayout {
   HEAD: { batch: number; running: number; collectAsked: number };
   ENTRY: { kind: number; offset: number; length: number; started: number; size: number };
   RESULT_KIND: { none: number; ok: number; error: number; expired: number; byCallback: number; tooLarge: number; unavailable: number };
-  SIGNAL: { collect: number; awaiting: number; done: number };
+  SIGNAL: { collect: number; done: number };
   TABLE_OFFSET: number;
   MAX_RESULTS: number;
   DATA_OFFSET: number;
