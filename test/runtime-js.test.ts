@@ -543,6 +543,9 @@ describe("JavaScript runtime", () => {
         const overrunning = request(s, "never");
         // Answered while "never" awaits, so the isolate takes batches beside it; the next "never" runs in one.
         expect(text(await request(s, "between"))).toBe("quick between");
+        // Started well after the first, so only the first is past its deadline when the isolate stops:
+        // two "never" triggers started in the same few milliseconds both overrun, and both answer timeout.
+        await new Promise((r) => setTimeout(r, 300));
         const beside = await request(s, "never");
         const overran = await overrunning;
         expect(overran.headers?.get("Nex-Error")).toMatch(/^timeout/);
@@ -592,11 +595,13 @@ describe("JavaScript runtime", () => {
       await nc.flush();
       try {
         const s = await deploy(spec("kv-promises.js", { namespace: ns, limits: { memoryMb: 32, timeoutMs: 5000, cpuMs: 5000 } }));
-        const { second, end } = json(await request(s, "early", 10_000)) as { second: number; end: number };
-        // The first call left when the second was made (300 ms into the run), well before the run's end.
-        expect(arrived.a).toBeLessThan(end - 150);
-        expect(arrived.a).toBeGreaterThanOrEqual(second - 50);
-        expect(arrived.b).toBeGreaterThanOrEqual(end - 5);
+        const { first, end } = json(await request(s, "early", 10_000)) as { first: number; end: number };
+        // The first call left when the second was made, 300 ms into the run: not at once, and before the
+        // run ended (without the rule it would leave after `end` was read). The second left at the end.
+        // Bounds from the order of events on one clock, not margins.
+        expect(arrived.a).toBeGreaterThanOrEqual(first + 300);
+        expect(arrived.a).toBeLessThan(end);
+        expect(arrived.b).toBeGreaterThanOrEqual(end);
       } finally {
         sub.unsubscribe();
       }
