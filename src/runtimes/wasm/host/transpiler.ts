@@ -18,8 +18,9 @@ export interface TranspileRequest {
 }
 
 /**
- * A transpile (jco's load included) that takes longer ends the thread, and with it every transpile then
- * waiting: a component built to keep jco busy holds up other deploys no longer than this.
+ * A transpile (jco's load included) that takes longer, counted from when the thread starts on it, ends
+ * the thread, and with it every transpile then waiting: a component built to keep jco busy holds up
+ * other deploys no longer than this.
  */
 export const TRANSPILE_TIMEOUT_MS = 30_000;
 /** jco's JavaScript heap; its own wasm tools' memory is outside it (and not bounded here). */
@@ -34,6 +35,8 @@ export class Transpiler {
   private worker?: Worker;
   private nextId = 0;
   private readonly pending = new Map<number, { resolve(files: Record<string, Uint8Array>): void; reject(err: Error): void }>();
+  /** The deadline of the request the thread works on: the oldest pending (the thread answers them in order). */
+  private deadline?: NodeJS.Timeout;
 
   constructor(
     private readonly script: string = builtScript(import.meta.url, "../worker/transpile-worker.js"),
@@ -45,28 +48,32 @@ export class Transpiler {
     const worker = this.start();
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (this.worker !== worker) return;
-        this.worker = undefined;
-        for (const w of this.pending.values()) w.reject(new Error(`transpiling a component took over ${this.timeoutMs / 1000} s: the transpiler was restarted`));
-        this.pending.clear();
-        void worker.terminate();
-      }, this.timeoutMs);
-      timer.unref();
-      this.pending.set(id, {
-        resolve: (files) => {
-          clearTimeout(timer);
-          resolve(files);
-        },
-        reject: (err) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      });
+      this.pending.set(id, { resolve, reject });
+      if (this.pending.size === 1) this.armDeadline(worker);
       worker.ref();
       const request: TranspileRequest = { id, bytes };
       worker.postMessage(request);
     });
+  }
+
+  /** The time allowed to the request the thread starts now, if one waits; time spent queued behind another does not count. */
+  private armDeadline(worker: Worker): void {
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
+    if (this.pending.size === 0) return;
+    this.deadline = setTimeout(() => this.abandon(worker, `transpiling a component took over ${this.timeoutMs / 1000} s: the transpiler was restarted`), this.timeoutMs);
+    this.deadline.unref();
+  }
+
+  /** Forgets `worker` (if it is still the thread) and fails every request waiting on it. */
+  private abandon(worker: Worker, message: string): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
+    for (const w of this.pending.values()) w.reject(new Error(message));
+    this.pending.clear();
+    void worker.terminate();
   }
 
   private start(): Worker {
@@ -78,28 +85,21 @@ export class Transpiler {
       this.pending.delete(reply.id);
       // Idle, the thread must not keep the node alive.
       if (this.pending.size === 0) worker.unref();
+      if (this.worker === worker) this.armDeadline(worker);
       if (!waiting) return;
       if (reply.ok) waiting.resolve(reply.files);
       else waiting.reject(reply.format ? new WasmFormatError(reply.message) : new Error(`transpiling the component failed: ${reply.message}`));
     });
-    const fail = (err: Error): void => {
-      // A thread ended for its deadline took its requests with it; a later thread's are not its to fail.
-      if (this.worker !== worker) return;
-      this.worker = undefined;
-      for (const w of this.pending.values()) w.reject(new Error(`the component transpiler stopped: ${err.message}`));
-      this.pending.clear();
-    };
-    worker.on("error", fail);
-    worker.on("exit", (code) => fail(new Error(`exit code ${code}`)));
+    // A thread ended for its deadline took its requests with it; a later thread's are not its to fail.
+    worker.on("error", (err) => this.abandon(worker, `the component transpiler stopped: ${err.message}`));
+    worker.on("exit", (code) => this.abandon(worker, `the component transpiler stopped: exit code ${code}`));
     this.worker = worker;
     return worker;
   }
 
   async close(): Promise<void> {
     const worker = this.worker;
-    this.worker = undefined;
-    for (const w of this.pending.values()) w.reject(new Error("the component transpiler was closed"));
-    this.pending.clear();
+    if (worker) this.abandon(worker, "the component transpiler was closed");
     await worker?.terminate();
   }
 }

@@ -10,6 +10,10 @@ const WASI_EINVAL = 28;
 const SUBSCRIPTION_BYTES = 48;
 const EVENT_BYTES = 32;
 const EVENTTYPE_CLOCK = 0;
+/** fd_read and fd_write: the other two subscription types. */
+const EVENTTYPE_LAST = 2;
+/** realtime, monotonic, and the two CPU-time clocks (read as monotonic here). */
+const CLOCK_LAST = 3;
 const SUBCLOCKFLAG_ABSTIME = 1;
 const CLOCK_REALTIME = 0;
 
@@ -25,17 +29,25 @@ function nowNs(clockId: number): bigint {
  */
 export function pollOneoff(memory: () => ArrayBuffer): (inPtr: number, outPtr: number, nsubs: number, neventsPtr: number) => number {
   return (inPtr, outPtr, nsubs, neventsPtr) => {
+    // Wasm passes i32s, which arrive signed: pointers and the count are unsigned.
+    inPtr >>>= 0;
+    outPtr >>>= 0;
+    nsubs >>>= 0;
+    neventsPtr >>>= 0;
     if (nsubs === 0) return WASI_EINVAL;
     const dv = new DataView(memory());
     const clocks: { index: number; waitNs: bigint }[] = [];
     const descriptors: number[] = [];
     for (let i = 0; i < nsubs; i++) {
       const at = inPtr + i * SUBSCRIPTION_BYTES;
-      if (dv.getUint8(at + 8) !== EVENTTYPE_CLOCK) {
+      const type = dv.getUint8(at + 8);
+      if (type > EVENTTYPE_LAST) return WASI_EINVAL;
+      if (type !== EVENTTYPE_CLOCK) {
         descriptors.push(i);
         continue;
       }
       const clockId = dv.getUint32(at + 16, true);
+      if (clockId > CLOCK_LAST) return WASI_EINVAL;
       const timeout = dv.getBigUint64(at + 24, true);
       const absolute = (dv.getUint16(at + 40, true) & SUBCLOCKFLAG_ABSTIME) !== 0;
       const waitNs = absolute ? timeout - nowNs(clockId) : timeout;
